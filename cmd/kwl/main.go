@@ -1,0 +1,137 @@
+// Command kwl checks, tests, compiles, simulates and deploys kwl policies:
+// a declarative language for port knocking and per-source rate limiting.
+//
+// Run "kwl help" for the list of commands and "kwl help COMMAND" (or
+// "kwl COMMAND --help") for one of them.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Exit codes, as the specification of the command line says.
+const (
+	exitOK    = 0 // clean
+	exitFail  = 1 // errors in the policy, failed tests, a kernel that said no
+	exitUsage = 2 // bad usage, or a file that could not be read
+)
+
+// A command is one of kwl's subcommands. Each lives in its own file and
+// registers itself in init.
+type command struct {
+	name  string
+	usage string // "kwl check [flags] FILE..."
+	short string // one line for "kwl help"
+	long  string // what the command does, shown by --help
+	// run executes the command with its arguments (after the command
+	// name). It returns the exit code.
+	run func(env *cmdEnv, args []string) int
+}
+
+// cmdEnv is what a command may touch: its streams. Tests replace them.
+type cmdEnv struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) { commands[c.name] = c }
+
+// usageError is returned by a command's flag parsing for bad usage.
+var errUsage = errors.New("usage")
+
+// newFlags returns a flag set for c whose usage message is c's help.
+func (c *command) newFlags(env *cmdEnv) *flag.FlagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.stderr, "usage: %s\n\n%s\n", c.usage, strings.TrimSpace(c.long))
+		var hasFlags bool
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintf(env.stderr, "\nflags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parseFlags parses args with fs. It returns -1 to go on, or the exit code
+// to return at once (0 for --help, 2 for bad usage).
+func parseFlags(fs *flag.FlagSet, args []string) int {
+	err := fs.Parse(args)
+	if err == nil {
+		return -1
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+func main() {
+	os.Exit(run(&cmdEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))
+}
+
+// run is kwl's main without the process: it returns the exit code.
+func run(env *cmdEnv, args []string) int {
+	if len(args) == 0 {
+		printHelp(env.stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			if c, ok := commands[args[1]]; ok {
+				c.newFlags(env).Usage()
+				return exitOK
+			}
+			fmt.Fprintf(env.stderr, "kwl help: unknown command %q\n", args[1])
+			return exitUsage
+		}
+		printHelp(env.stdout)
+		return exitOK
+	case "-version", "--version":
+		name = "version"
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(env.stderr, "kwl: unknown command %q\nRun 'kwl help' for the list of commands.\n", name)
+		return exitUsage
+	}
+	return c.run(env, args[1:])
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintf(w, `kwl is a language for port knocking and per-source rate limits.
+
+A policy such as
+
+	knock 1600 opens ssh for 60s; limit ssh 3/60s per source
+
+is checked and tested (kwl check), compiled to nftables or iptables
+(kwl compile), replayed over a capture (kwl sim) and loaded into the
+kernel (kwl deploy).
+
+usage: kwl COMMAND [flags] [arguments]
+
+commands:
+`)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "\t%-10s %s\n", n, commands[n].short)
+	}
+	fmt.Fprintf(w, "\nRun 'kwl help COMMAND' for more about a command.\n")
+}

@@ -1,0 +1,125 @@
+// Package iptables holds kwl's iptables backend: a ruleset held as data
+// (tables, kwl's own chains, rules made of matches and a target), the
+// lowering of a checked policy (lang.Policy) into it using the `recent`
+// match as Shorewall does, and its rendering as iptables-restore and
+// ip6tables-restore input. The simulator (package sim) executes the same
+// data.
+package iptables
+
+import (
+	"net/netip"
+
+	"kwl.dev/kwl/lang"
+)
+
+// Ruleset is kwl's iptables ruleset: one for IPv4 (iptables-restore) and
+// one for IPv6 (ip6tables-restore). Lists of the recent match are shared by
+// the two, per network namespace, by name (net/netfilter/xt_recent.c).
+type Ruleset struct {
+	V4 *Family
+	V6 *Family
+}
+
+// Family is the ruleset of one IP family.
+type Family struct {
+	IPv6   bool
+	Tables []*Table // "raw", "nat", "filter", as needed
+}
+
+// Table is an iptables table.
+type Table struct {
+	Name   string
+	Chains []*Chain
+}
+
+// Chain is a chain. Builtin chains (INPUT, FORWARD, PREROUTING) hold only
+// the jumps into kwl's own chains, which kwl owns and may flush.
+type Chain struct {
+	Name    string
+	Builtin bool
+	Policy  string // "ACCEPT" for builtin chains, "" for kwl's own ("-")
+	Rules   []*Rule
+}
+
+// Rule is one iptables rule: all of its matches must match, then the
+// target runs.
+type Rule struct {
+	Proto  lang.Proto     // 0: any
+	Src    []netip.Prefix // -s; any of them (one rule per prefix when rendered if needed)
+	Dst    []netip.Prefix // -d
+	DPorts []uint16       // --dport, or -m multiport --dports when more than one
+	// CtState is -m conntrack --ctstate (NEW, ESTABLISHED, RELATED, INVALID).
+	CtState []string
+	// CtOrigDst and CtOrigDport match the original destination of a DNAT'ed
+	// connection (-m conntrack --ctorigdst, --ctorigdstport).
+	CtOrigDst   netip.Prefix
+	CtOrigDport uint16
+	Recent      *Recent
+	Limit       *Limit
+	Target      Target
+	// Origin is the statement that produced the rule; zero for rules that
+	// belong to none.
+	Origin  lang.Pos
+	Comment string
+}
+
+// RecentOp is the recent match's command.
+type RecentOp string
+
+// The commands of the recent match.
+const (
+	Set    RecentOp = "--set"
+	Rcheck RecentOp = "--rcheck"
+	Update RecentOp = "--update"
+	Remove RecentOp = "--remove"
+)
+
+// Recent is the recent match (xt_recent), always on the source address
+// (--rsource).
+type Recent struct {
+	Name     string
+	Op       RecentOp
+	Seconds  int // --seconds, 0: not given
+	Hitcount int // --hitcount, 0: not given
+	// Mask is the prefix length of --mask; 0 means the full address. The
+	// kernel copies the mask when the list is created, so every rule on a
+	// list must use the same one.
+	Mask   int
+	Reap   bool
+	Invert bool // ! --set etc.
+}
+
+// Limit is the limit match (xt_limit): a token bucket of Burst packets
+// refilled at Rate per Unit ("second", "minute", "hour", "day").
+type Limit struct {
+	Rate  int
+	Unit  string
+	Burst int // 0 means the default, 5
+}
+
+// TargetKind is a rule's target.
+type TargetKind string
+
+// The targets kwl uses. Jump targets name a chain in Target.Chain.
+const (
+	ACCEPT TargetKind = "ACCEPT"
+	DROP   TargetKind = "DROP"
+	REJECT TargetKind = "REJECT"
+	LOG    TargetKind = "LOG"
+	RETURN TargetKind = "RETURN"
+	DNAT   TargetKind = "DNAT"
+	JUMP   TargetKind = "jump"
+	// NONE is a rule without -j: its matches run (and a recent match
+	// records its hit) and evaluation continues with the next rule.
+	NONE TargetKind = ""
+)
+
+// Target is what a matching rule does.
+type Target struct {
+	Kind      TargetKind
+	Chain     string     // for JUMP
+	LogLevel  string     // for LOG
+	LogPrefix string     // for LOG
+	ToDest    netip.Addr // for DNAT
+	ToPort    uint16     // for DNAT, 0: keep
+}

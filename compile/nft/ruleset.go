@@ -1,0 +1,216 @@
+// Package nft holds kwl's nftables backend: a ruleset held as data
+// (one table, its sets and chains, rules made of expressions), the lowering
+// of a checked policy (lang.Policy) into it, and its rendering as `nft -f`
+// input. The same data is executed by the simulator (package sim) and sent
+// to the kernel over netlink by deploy, so that what is simulated is what
+// is deployed.
+package nft
+
+import (
+	"net/netip"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+// Ruleset is everything kwl loads: one table it owns.
+type Ruleset struct {
+	Table *Table
+}
+
+// Table is an nftables table. kwl uses family "inet" and name "kwl".
+type Table struct {
+	Family string // "inet"
+	Name   string // "kwl"
+	Sets   []*Set
+	Chains []*Chain
+}
+
+// KeyType is the data type of a set's elements.
+type KeyType string
+
+// The key types kwl uses.
+const (
+	IPv4Addr KeyType = "ipv4_addr"
+	IPv6Addr KeyType = "ipv6_addr"
+)
+
+// Set is a named set filled from the packet path (a dynamic set).
+type Set struct {
+	Name string
+	Type KeyType
+	// Size is the maximum number of elements; 0 means the kernel default,
+	// 65535 (nft_dynset binds an unsized set with size 0xffff). When the
+	// set is full, add and update create nothing and the rule does not match.
+	Size int
+	// Timeout is the default element lifetime; 0 means elements added
+	// without a timeout of their own never expire.
+	Timeout time.Duration
+	// Origin is the statement the set serves.
+	Origin lang.Pos
+	// Comment says what the set holds ("doors to ssh", "ban for ssh").
+	Comment string
+}
+
+// Hook is the netfilter hook a base chain is attached to.
+type Hook string
+
+// The hooks kwl uses.
+const (
+	Prerouting Hook = "prerouting"
+	Input      Hook = "input"
+	Forward    Hook = "forward"
+)
+
+// Chain is a chain: a base chain when Hook is set, else a regular chain
+// reached by jump or goto.
+type Chain struct {
+	Name     string
+	Type     string // "filter" or "nat" for base chains
+	Hook     Hook
+	Priority int     // -100 dstnat, 0 filter, ...
+	Policy   VerdictKind // Accept for base chains: kwl never drops what it does not mention
+	Rules    []*Rule
+}
+
+// Rule is a list of expressions evaluated in order; the first that does
+// not match ends the rule.
+type Rule struct {
+	Exprs []Expr
+	// Origin is the statement that produced the rule, reported by the
+	// simulator as the rule that decided a packet. Zero for rules that
+	// belong to no statement (the established-accept).
+	Origin  lang.Pos
+	Comment string
+}
+
+// Expr is one expression of a rule: *Match, *Lookup, *Dynset, *Limit,
+// *Log, *Counter, *NAT or *Verdict.
+type Expr interface{ isExpr() }
+
+// Field is a packet or connection field that a rule can read.
+type Field string
+
+// The fields kwl uses, named as nft names them.
+const (
+	NFProto       Field = "meta nfproto"  // ipv4 / ipv6
+	L4Proto       Field = "meta l4proto"  // tcp / udp / icmp
+	THDport       Field = "th dport"      // transport destination port
+	IPSaddr       Field = "ip saddr"      // IPv4 source
+	IPDaddr       Field = "ip daddr"      // IPv4 destination
+	IP6Saddr      Field = "ip6 saddr"     // IPv6 source
+	IP6Daddr      Field = "ip6 daddr"     // IPv6 destination
+	CtState       Field = "ct state"      // conntrack state: new, established, related, invalid
+	CtStatus      Field = "ct status"     // conntrack status bits: dnat
+	CtOrigDport   Field = "ct original proto-dst"
+	CtOrigIPDaddr Field = "ct original ip daddr"
+)
+
+// Match tests a field against a list of values: it matches when the field
+// equals (or, for addresses, lies in) any of them, or none of them if Neg.
+//
+// Values are typed by the field: lang.Proto for L4Proto, uint16 for ports,
+// netip.Prefix for addresses, string ("ipv4", "ipv6", "new",
+// "established", "related", "invalid", "dnat") for NFProto, CtState and
+// CtStatus.
+type Match struct {
+	Field  Field
+	Neg    bool
+	Values []any
+}
+
+// Key is the key a set expression computes from a packet: an address
+// field, masked to Prefix bits (0 means the whole address).
+type Key struct {
+	Field  Field // IPSaddr or IP6Saddr
+	Prefix int
+}
+
+// Lookup matches when the packet's key is in the set (not in it if Neg).
+// Expired elements are not found.
+type Lookup struct {
+	Set string
+	Key Key
+	Neg bool
+}
+
+// DynOp is what a dynamic-set expression does to the set.
+type DynOp string
+
+// The operations. Add creates a missing element and never refreshes an
+// existing one; Update creates or refreshes its timeout; Delete removes it.
+// (net/netfilter/nft_dynset.c: NFT_DYNSET_OP_ADD, _UPDATE, _DELETE.)
+const (
+	Add    DynOp = "add"
+	Update DynOp = "update"
+	Delete DynOp = "delete"
+)
+
+// Dynset adds, updates or deletes the packet's key in a set from the
+// packet path. With Add and Update the expression matches once the element
+// exists (found or created), then the element's Limit, if any, decides;
+// it does not match when the set is full. Delete always matches.
+type Dynset struct {
+	Op      DynOp
+	Set     string
+	Key     Key
+	Timeout time.Duration // 0: the set's timeout
+	// Limit is a stateful expression kept per element: each element has
+	// its own token bucket, created full.
+	Limit *Limit
+}
+
+// Limit is a token bucket (net/netfilter/nft_limit.c). It starts full with
+// Burst packets' worth of tokens and refills at Rate per Unit; a packet that
+// finds enough tokens takes them and matches; one that does not takes none
+// and does not match. Over inverts the match.
+type Limit struct {
+	Rate  uint64
+	Unit  time.Duration // time.Second, time.Minute, time.Hour or 24*time.Hour
+	Burst uint32        // 0 means the kernel default, 5
+	Over  bool
+}
+
+// Log logs the packet and continues.
+type Log struct {
+	Level  string
+	Prefix string
+}
+
+// Counter counts packets and bytes and continues.
+type Counter struct{}
+
+// NAT rewrites the destination (dnat) and continues to the next hook.
+type NAT struct {
+	Addr netip.Addr
+	Port uint16 // 0: keep the port
+}
+
+// VerdictKind is a verdict's kind.
+type VerdictKind string
+
+// The verdicts.
+const (
+	Accept   VerdictKind = "accept"
+	Drop     VerdictKind = "drop"
+	Reject   VerdictKind = "reject"
+	Jump     VerdictKind = "jump"
+	Goto     VerdictKind = "goto"
+	Return   VerdictKind = "return"
+	Continue VerdictKind = "continue"
+)
+
+// Verdict ends the rule with a verdict; Chain names the target of Jump and Goto.
+type Verdict struct {
+	Kind  VerdictKind
+	Chain string
+}
+
+func (*Match) isExpr()   {}
+func (*Lookup) isExpr()  {}
+func (*Dynset) isExpr()  {}
+func (*Limit) isExpr()   {}
+func (*Log) isExpr()     {}
+func (*Counter) isExpr() {}
+func (*NAT) isExpr()     {}
+func (*Verdict) isExpr() {}

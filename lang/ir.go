@@ -1,0 +1,227 @@
+package lang
+
+import (
+	"net/netip"
+	"time"
+)
+
+// This file holds the IR: what a checked policy means, independent of any
+// backend. Check builds it from the AST; compile/nft and compile/iptables
+// lower it into rulesets. Names are resolved, durations are time.Duration,
+// addresses are netip values, and every element keeps the Pos of the
+// statement it came from so that backends and the simulator can say which
+// statement decided a packet.
+
+// Proto is a transport protocol.
+type Proto uint8
+
+// The protocols kwl speaks of, numbered as in IP headers.
+const (
+	TCP  Proto = 6
+	UDP  Proto = 17
+	ICMP Proto = 1
+)
+
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	case ICMP:
+		return "icmp"
+	}
+	return "proto" + itoa(int(p))
+}
+
+// Port is a transport protocol and a port number, as in "udp/8000".
+type Port struct {
+	Proto Proto
+	Num   uint16
+}
+
+func (p Port) String() string { return p.Proto.String() + "/" + itoa(int(p.Num)) }
+
+// Family restricts a statement to one IP family. Both is the default.
+type Family uint8
+
+// The families.
+const (
+	Both Family = iota
+	IPv4
+	IPv6
+)
+
+// Has reports whether f covers the family of addr.
+func (f Family) Has(addr netip.Addr) bool {
+	switch f {
+	case IPv4:
+		return addr.Unmap().Is4()
+	case IPv6:
+		return !addr.Unmap().Is4()
+	}
+	return true
+}
+
+// Log asks for matching packets to be logged.
+type Log struct {
+	Level  string // syslog level: emerg, alert, crit, err, warn, notice, info, debug
+	Prefix string // log prefix, "" for a backend default derived from the statement
+}
+
+// Policy is a checked policy file: the IR.
+type Policy struct {
+	File     string
+	Services []*Service // every service a statement uses, in first-use order
+	Doors    []*Door    // knocks (single ports and sequences) that open a service
+	Revokes  []*Revoke  // close statements and closing sequences
+	Limits   []*Limit
+	Allows   []*Allow
+	Tests    []*Test
+}
+
+// Service is a named set of ports, either built in (ssh, http, ...) or
+// defined by a service statement.
+type Service struct {
+	Pos     Pos // the service statement, or the first use of a built-in
+	Name    string
+	Ports   []Port
+	Forward netip.Addr // valid when the service runs on an internal host behind DNAT
+	// Guarded is set when some door opens the service: new connections to
+	// it are then dropped unless the source's door is open or an allow
+	// covers the source.
+	Guarded bool
+}
+
+// Door is a knock, or a sequence of knocks, that opens a service for one
+// source for a while. A single knock is a sequence of length one.
+type Door struct {
+	Pos      Pos
+	Service  *Service
+	Sequence []Port         // knock ports, in order; len >= 1
+	Within   time.Duration  // max gap between consecutive knocks; 0 when len(Sequence) == 1
+	Lifetime time.Duration  // how long the door stays open after the last knock
+	From     []netip.Prefix // sources allowed to knock; empty means any
+	Family   Family
+	Log      *Log
+}
+
+// Revoke closes a service's door for the source that sends it: any one of
+// the ports of a close statement, or a closing knock sequence.
+type Revoke struct {
+	Pos     Pos
+	Service *Service
+	// Ports lists ports any one of which revokes (close ssh on 1599, 1601).
+	// Sequence lists ports that revoke only when knocked in order, each
+	// within Within of the previous (knock 9000, 8000, 7000 within 5s closes ssh).
+	// Exactly one of the two is non-empty.
+	Ports    []Port
+	Sequence []Port
+	Within   time.Duration
+	From     []netip.Prefix
+	Family   Family
+	Log      *Log
+}
+
+// Limit caps the rate of new connections to a service.
+type Limit struct {
+	Pos     Pos
+	Service *Service
+	Count   int           // connections admitted ...
+	Window  time.Duration // ... per this window
+	// PerSource gives each source (after masking) its own counter; when
+	// false all sources share one.
+	PerSource bool
+	Mask4     int           // IPv4 prefix length of the per-source key, 32 by default
+	Mask6     int           // IPv6 prefix length of the per-source key, 128 by default
+	Ban       time.Duration // when > 0, exceeders are dropped for this long
+	Family    Family
+	Log       *Log
+}
+
+// Allow lets sources reach a service without a knock and without limits.
+type Allow struct {
+	Pos     Pos
+	Service *Service
+	From    []netip.Prefix // empty means any source
+	Family  Family
+	Log     *Log
+}
+
+// Verdict is what happened to a packet.
+type Verdict uint8
+
+// The verdicts.
+const (
+	Accept Verdict = iota
+	Drop
+	Reject
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Accept:
+		return "accept"
+	case Drop:
+		return "drop"
+	}
+	return "reject"
+}
+
+// Test is a scenario: packets at times, each with an expected verdict.
+// Every test starts from an empty state.
+type Test struct {
+	Pos   Pos
+	Name  string
+	Steps []*Step
+}
+
+// StepKind says what packet a step sends.
+type StepKind uint8
+
+// The step kinds.
+const (
+	// New is a connection attempt: a TCP SYN, or a UDP datagram.
+	New StepKind = iota
+	// Data is a packet of an existing flow (same source, source port,
+	// destination and port) in the original direction: a TCP ACK or a
+	// UDP datagram. If the flow is unknown it is whatever conntrack makes of it.
+	Data
+)
+
+// Step is one packet of a test.
+type Step struct {
+	Pos Pos
+	At  time.Duration // since the start of the test; never decreases
+	Src netip.Addr
+	// SPort is the source port. 0 means: for a New step, a fresh ephemeral
+	// port; for a Data step, the port of the latest New step from Src to
+	// the same Port.
+	SPort  uint16
+	Dst    netip.Addr // invalid: the firewall itself
+	Port   Port
+	Kind   StepKind
+	Expect Verdict
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,40 @@
+// Package capture reads packet captures (pcap and pcapng, through
+// github.com/gopacket/gopacket/pcapgo) and decodes each frame into the
+// Packet the simulator evaluates. It is also the simulator's packet type:
+// test steps and generated traffic are Packets too.
+package capture
+
+import (
+	"net/netip"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+// TCPFlags are the flags of a TCP header.
+type TCPFlags uint8
+
+// The TCP flags, with the values they have in the header.
+const (
+	FIN TCPFlags = 0x01
+	SYN TCPFlags = 0x02
+	RST TCPFlags = 0x04
+	PSH TCPFlags = 0x08
+	ACK TCPFlags = 0x10
+)
+
+// Packet is one IP packet as the firewall sees it.
+type Packet struct {
+	N     int           // 1-based index in its capture or test
+	Time  time.Duration // since the first packet of the capture (or start of the test)
+	Src   netip.Addr
+	Dst   netip.Addr
+	Proto lang.Proto
+	SPort uint16 // TCP and UDP only
+	DPort uint16
+	Flags TCPFlags // TCP only
+	Len   int      // IP length in bytes
+	// Skipped is non-empty when the packet cannot be evaluated: not IP,
+	// truncated, a later fragment, ... It says why.
+	Skipped string
+}
