@@ -68,7 +68,7 @@ type Chain struct {
 	Name     string
 	Type     string // "filter" or "nat" for base chains
 	Hook     Hook
-	Priority int     // -100 dstnat, 0 filter, ...
+	Priority int         // -100 dstnat, 0 filter, ...
 	Policy   VerdictKind // Accept for base chains: kwl never drops what it does not mention
 	Rules    []*Rule
 }
@@ -93,15 +93,15 @@ type Field string
 
 // The fields kwl uses, named as nft names them.
 const (
-	NFProto       Field = "meta nfproto"  // ipv4 / ipv6
-	L4Proto       Field = "meta l4proto"  // tcp / udp / icmp
-	THDport       Field = "th dport"      // transport destination port
-	IPSaddr       Field = "ip saddr"      // IPv4 source
-	IPDaddr       Field = "ip daddr"      // IPv4 destination
-	IP6Saddr      Field = "ip6 saddr"     // IPv6 source
-	IP6Daddr      Field = "ip6 daddr"     // IPv6 destination
-	CtState       Field = "ct state"      // conntrack state: new, established, related, invalid
-	CtStatus      Field = "ct status"     // conntrack status bits: dnat
+	NFProto       Field = "meta nfproto" // ipv4 / ipv6
+	L4Proto       Field = "meta l4proto" // tcp / udp / icmp
+	THDport       Field = "th dport"     // transport destination port
+	IPSaddr       Field = "ip saddr"     // IPv4 source
+	IPDaddr       Field = "ip daddr"     // IPv4 destination
+	IP6Saddr      Field = "ip6 saddr"    // IPv6 source
+	IP6Daddr      Field = "ip6 daddr"    // IPv6 destination
+	CtState       Field = "ct state"     // conntrack state: new, established, related, invalid
+	CtStatus      Field = "ct status"    // conntrack status bits: dnat
 	CtOrigDport   Field = "ct original proto-dst"
 	CtOrigIPDaddr Field = "ct original ip daddr"
 )
