@@ -202,6 +202,10 @@ type Step struct {
 	Port   Port
 	Kind   StepKind
 	Expect Verdict
+	// ExpectOn overrides Expect for a named backend ("nft", "iptables"),
+	// for steps at a boundary where the kernels' mechanisms differ
+	// (expect drop, iptables accept).
+	ExpectOn map[string]Verdict
 }
 
 func itoa(n int) string {

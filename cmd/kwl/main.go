@@ -44,8 +44,6 @@ var commands = map[string]*command{}
 
 func register(c *command) { commands[c.name] = c }
 
-// usageError is returned by a command's flag parsing for bad usage.
-var errUsage = errors.New("usage")
 
 // newFlags returns a flag set for c whose usage message is c's help.
 func (c *command) newFlags(env *cmdEnv) *flag.FlagSet {
