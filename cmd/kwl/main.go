@@ -44,7 +44,6 @@ var commands = map[string]*command{}
 
 func register(c *command) { commands[c.name] = c }
 
-
 // newFlags returns a flag set for c whose usage message is c's help.
 func (c *command) newFlags(env *cmdEnv) *flag.FlagSet {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
