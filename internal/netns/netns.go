@@ -262,3 +262,10 @@ func RemoveAll() {
 		del(name)
 	}
 }
+
+// ListOutput returns the output of `ip netns list`, for checks that
+// nothing is left behind.
+func ListOutput() (string, error) {
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	return string(out), err
+}

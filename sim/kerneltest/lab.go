@@ -1,0 +1,175 @@
+// Package kerneltest measures kwl's simulator against the Linux kernel.
+//
+// A Lab is a private pair of network namespaces: a firewall ("fw") that
+// holds the compiled kwl ruleset and listeners on the scenario's ports, and
+// a client ("cl") that sends the scenario's packets. They are joined by a
+// veth pair; nothing else is connected, so no packet leaves the lab.
+//
+// Sending. The client namespace has no IP address at all. Packets are
+// written whole (Ethernet, IPv4/IPv6, TCP/UDP) to an AF_PACKET socket on
+// the client's veth end, so each scenario packet is exactly one frame with
+// the source address, ports, flags and sequence numbers the scenario
+// chose: the client kernel adds no retransmits, handshakes or RSTs of its
+// own, and frames the firewall sends back are dropped by the client kernel
+// (their destination is not local there) after the same socket has read
+// them. The firewall has static neighbour entries for every source address
+// a scenario uses, so its answers (SYN-ACKs, UDP echoes) reach the wire at
+// once and conntrack sees them as replies.
+//
+// Verdicts. Each packet carries a tag unique in its scenario: the IPv4
+// identification field, or the IPv6 flow label (fields no kwl rule reads).
+// A probe table of the harness's own, `inet kwlprobe`, has base chains on
+// the input and forward hooks at priority 1000, after kwl's chains (nft
+// table `inet kwl` at filter priority 0, or the iptables-nft tables at 0),
+// and adds the tag of every TCP/UDP packet it sees to a set. In netfilter a
+// drop is final while an accept only ends its own base chain, so a tag in
+// the set means kwl let the packet through and a missing tag means kwl (or
+// the kernel before it) dropped it. The sets are read once, at the end of
+// the scenario, with `nft -j list set`. This is exact for every packet,
+// TCP or UDP, new or established, and needs no timing assumption; the
+// SYN-ACKs read back on the client side are kept as a cross-check for TCP
+// connection attempts (a SYN that passed has a listener behind it, so it
+// must be answered).
+//
+// Timing. Packets are sent at their planned time since the scenario's
+// start (time.Sleep, then one sendto); the time actually measured after
+// sendto returns is what the simulator is given. Scenarios keep packets
+// at least Margin away from any timing boundary (checked by perturbing the
+// times through the simulator), and a run whose packets left more than
+// MaxDrift late is repeated rather than compared.
+package kerneltest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"kwl.dev/kwl/internal/netns"
+)
+
+// Prefix starts the name of every namespace the harness creates.
+const Prefix = "kwlk"
+
+// Addresses of the firewall, from the documentation ranges (RFC 5737,
+// RFC 3849). Scenario sources may be any address: the firewall routes
+// everything over the veth and has a static neighbour entry per source.
+var (
+	FW4 = netip.MustParseAddr("198.51.100.1")
+	FW6 = netip.MustParseAddr("2001:db8:51::1")
+)
+
+var (
+	fwMAC = net.HardwareAddr{0x02, 0x6b, 0x77, 0x6c, 0x00, 0x01}
+	clMAC = net.HardwareAddr{0x02, 0x6b, 0x77, 0x6c, 0x00, 0x02}
+)
+
+const (
+	fwIf = "kwl0" // the firewall's end of the veth
+	clIf = "kwl1" // the client's end
+)
+
+// Lab is a firewall namespace and a client namespace joined by a veth.
+type Lab struct {
+	FW, Client *netns.NS
+	wire       *wire
+	listeners  *listeners
+	neigh      map[netip.Addr]bool
+}
+
+// NewLab creates the namespaces, the veth pair, the firewall's addresses,
+// routes and probe table, and the client's packet socket. Close removes
+// everything.
+func NewLab() (l *Lab, err error) {
+	stem := netns.Group(Prefix)
+	l = &Lab{neigh: map[netip.Addr]bool{}}
+	defer func() {
+		if err != nil {
+			l.Close()
+			l = nil
+		}
+	}()
+	if l.FW, err = netns.New(stem + "-fw"); err != nil {
+		return l, err
+	}
+	if l.Client, err = netns.New(stem + "-cl"); err != nil {
+		return l, err
+	}
+	// Both ends are created inside the namespaces, never in the host's:
+	// deleting the namespaces removes the pair whatever happens.
+	batch := strings.Join([]string{
+		fmt.Sprintf("link add %s address %s type veth peer name %s address %s netns %s", fwIf, fwMAC, clIf, clMAC, l.Client.Name),
+		fmt.Sprintf("addr add %s/24 dev %s", FW4, fwIf),
+		// nodad: the address is usable at once instead of after DAD.
+		fmt.Sprintf("addr add %s/64 dev %s nodad", FW6, fwIf),
+		fmt.Sprintf("link set %s up", fwIf),
+		fmt.Sprintf("route add default dev %s", fwIf),
+		fmt.Sprintf("route add ::/0 dev %s", fwIf),
+	}, "\n") + "\n"
+	if _, err = l.FW.RunInput([]byte(batch), "ip", "-b", "-"); err != nil {
+		return l, err
+	}
+	// The client takes no part in IPv6 itself (no link-local address, no
+	// router or neighbour solicitations): the only frames on the wire are
+	// the scenario's and the firewall's answers.
+	if _, err = l.Client.Run("sysctl", "-q", "-w", "net.ipv6.conf."+clIf+".disable_ipv6=1"); err != nil {
+		return l, err
+	}
+	if _, err = l.Client.Run("ip", "link", "set", clIf, "up"); err != nil {
+		return l, err
+	}
+	if _, err = l.FW.RunInput([]byte(probeRuleset), "nft", "-f", "-"); err != nil {
+		return l, err
+	}
+	if l.wire, err = openWire(l.Client); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+// Close stops the listeners and the packet socket and deletes the
+// namespaces. It is safe on a partly built Lab.
+func (l *Lab) Close() error {
+	if l.listeners != nil {
+		l.listeners.close()
+	}
+	if l.wire != nil {
+		l.wire.close()
+	}
+	var errs []string
+	for _, ns := range []*netns.NS{l.Client, l.FW} {
+		if ns != nil {
+			if err := ns.Delete(); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Neighbours adds static neighbour entries on the firewall for the given
+// source addresses, so that its answers go straight to the client's MAC.
+func (l *Lab) Neighbours(addrs []netip.Addr) error {
+	var b bytes.Buffer
+	var todo []netip.Addr
+	for _, a := range addrs {
+		if !l.neigh[a] {
+			l.neigh[a] = true
+			todo = append(todo, a)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].Less(todo[j]) })
+	for _, a := range todo {
+		fmt.Fprintf(&b, "neigh replace %s lladdr %s dev %s nud permanent\n", a, clMAC, fwIf)
+	}
+	_, err := l.FW.RunInput(b.Bytes(), "ip", "-b", "-")
+	return err
+}

@@ -1,0 +1,72 @@
+package kerneltest
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+
+	"kwl.dev/kwl/internal/netns"
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// Scenarios spend their time waiting for their packets' send times, not
+	// computing: many run at once even on two cores.
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", "24")
+	}
+	if os.Geteuid() == 0 {
+		// Leftovers of a run that was killed (go test -timeout, SIGKILL).
+		if gone, err := netns.RemoveStale(Prefix); err != nil {
+			fmt.Fprintf(os.Stderr, "kerneltest: removing stale namespaces: %v\n", err)
+		} else if len(gone) > 0 {
+			fmt.Fprintf(os.Stderr, "kerneltest: removed %d stale namespaces: %s\n", len(gone), strings.Join(gone, " "))
+		}
+		// An interrupted run removes its namespaces before it exits.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+		go func() {
+			s := <-sig
+			netns.RemoveAll()
+			fmt.Fprintf(os.Stderr, "kerneltest: %v: namespaces removed\n", s)
+			os.Exit(130)
+		}()
+	}
+	os.Exit(m.Run())
+}
+
+// needRoot skips a test that needs root, or fails it when
+// KWL_KERNEL_TESTS=1 says the kernel tests must run.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("KWL_KERNEL_TESTS") == "1" {
+			t.Fatal("KWL_KERNEL_TESTS=1 but not root: the kernel differential tests need root (network namespaces, nft, iptables)")
+		}
+		t.Skip("not root: the kernel differential tests need root for network namespaces (KWL_KERNEL_TESTS=1 makes this a failure)")
+	}
+}
+
+// checkGone fails the test if one of the named namespaces still exists
+// (`ip netns list`).
+func checkGone(t *testing.T, names ...string) {
+	t.Helper()
+	out, err := netns.ListOutput()
+	if err != nil {
+		t.Errorf("ip netns list: %v", err)
+		return
+	}
+	for _, n := range names {
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == n {
+				t.Errorf("namespace %s left behind", n)
+			}
+		}
+	}
+}

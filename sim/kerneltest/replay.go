@@ -1,0 +1,206 @@
+package kerneltest
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+// Packet is one packet of a scenario, as a test step describes it.
+type Packet struct {
+	At    time.Duration // planned send time since the scenario's start
+	Src   netip.Addr
+	SPort uint16     // 0: a fresh port for New, the latest flow's port for Data
+	Dst   netip.Addr // invalid: the firewall's address of Src's family
+	Port  lang.Port
+	Kind  lang.StepKind
+}
+
+// Outcome is what happened to one packet on the kernel.
+type Outcome struct {
+	Packet               // SPort and Dst resolved
+	Sent   time.Duration // when it was actually sent, since the start
+	Tag    uint32        // the IPv4 id / IPv6 flow label it carried
+	Passed bool          // kwl did not drop it (the probe saw it)
+	// SynAck reports, for a TCP connection attempt, whether the firewall
+	// answered the flow with a SYN-ACK by the end of the scenario.
+	SynAck bool
+}
+
+// Resolve fills in source ports and destinations the way the kwl test
+// runner does: a New packet without a port gets a fresh one, a Data packet
+// without a port uses the port of the latest New packet from the same
+// source to the same service port.
+func Resolve(pkts []Packet) []Packet {
+	out := make([]Packet, len(pkts))
+	next := uint16(40000)
+	type key struct {
+		src  netip.Addr
+		port lang.Port
+	}
+	latest := map[key]uint16{}
+	used := map[uint16]bool{}
+	for _, p := range pkts {
+		if p.SPort != 0 {
+			used[p.SPort] = true
+		}
+	}
+	for i, p := range pkts {
+		if !p.Dst.IsValid() {
+			p.Dst = FW4
+			if !p.Src.Unmap().Is4() {
+				p.Dst = FW6
+			}
+		}
+		k := key{p.Src, p.Port}
+		if p.SPort == 0 {
+			if s, ok := latest[k]; ok && p.Kind == lang.Data {
+				p.SPort = s
+			} else {
+				for used[next] {
+					next++
+				}
+				p.SPort = next
+				used[next] = true
+			}
+		}
+		if p.Kind == lang.New {
+			latest[k] = p.SPort
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// Ports returns the distinct service ports the packets are sent to.
+func Ports(pkts []Packet) []lang.Port {
+	seen := map[lang.Port]bool{}
+	var ports []lang.Port
+	for _, p := range pkts {
+		if !seen[p.Port] {
+			seen[p.Port] = true
+			ports = append(ports, p.Port)
+		}
+	}
+	sort.Slice(ports, func(i, j int) bool {
+		if ports[i].Proto != ports[j].Proto {
+			return ports[i].Proto < ports[j].Proto
+		}
+		return ports[i].Num < ports[j].Num
+	})
+	return ports
+}
+
+// tcpFlow is the client's side of a TCP flow.
+type tcpFlow struct {
+	isn  uint32
+	sent uint32 // payload bytes sent after the SYN
+}
+
+// Replay sends the packets (resolved by Resolve) at their planned times
+// and returns what the kernel did with each. The ruleset must be loaded
+// first; Replay starts the listeners and neighbour entries it needs.
+func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
+	if len(pkts) >= 0xfffff {
+		return nil, fmt.Errorf("replay: %d packets, more than the tags can name", len(pkts))
+	}
+	var srcs []netip.Addr
+	for _, p := range pkts {
+		srcs = append(srcs, p.Src)
+	}
+	if err := l.Neighbours(srcs); err != nil {
+		return nil, err
+	}
+	if err := l.Listen(Ports(pkts)); err != nil {
+		return nil, err
+	}
+	flows := map[flowKey]*tcpFlow{}
+	out := make([]Outcome, len(pkts))
+	payload := []byte("kwl-test")
+	start := time.Now()
+	for i, p := range pkts {
+		// Sleep first: a Data packet's acknowledgment number comes from
+		// the SYN-ACK, which may arrive just before its time.
+		if d := time.Until(start.Add(p.At)); d > 0 {
+			time.Sleep(d)
+		}
+		tag := uint32(i + 1)
+		q := pkt{src: p.Src, dst: p.Dst, proto: p.Port.Proto, sport: p.SPort, dport: p.Port.Num, tag: tag}
+		k := flowKey{src: p.Src, sport: p.SPort, dst: p.Dst, dport: p.Port.Num, proto: p.Port.Proto}
+		if p.Port.Proto == lang.TCP {
+			f := flows[k]
+			if f == nil {
+				// A fixed function of the flow, so that runs repeat.
+				f = &tcpFlow{isn: uint32(p.SPort)<<16 | uint32(p.Port.Num)}
+				flows[k] = f
+			}
+			switch p.Kind {
+			case lang.New:
+				// A SYN; the same flow's SYN again is a retransmit, with
+				// the same initial sequence number.
+				q.flags = flagSYN
+				q.seq = f.isn
+			case lang.Data:
+				q.flags = flagACK | flagPSH
+				q.seq = f.isn + 1 + f.sent
+				if s, ok := l.wire.synack(k); ok {
+					q.ack = s + 1
+				}
+				q.payload = payload
+				f.sent += uint32(len(payload))
+			}
+		} else {
+			q.payload = payload
+		}
+		at, err := l.wire.send(build(q))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Outcome{Packet: p, Sent: at.Sub(start), Tag: tag}
+	}
+	// The probe and the answers are written in the receive path of the
+	// frame, which has run by the time sendto returns; the pause covers a
+	// softirq deferred to ksoftirqd under load.
+	time.Sleep(50 * time.Millisecond)
+	v4, v6, err := l.Passed()
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		o := &out[i]
+		if o.Src.Unmap().Is4() {
+			o.Passed = v4[o.Tag]
+		} else {
+			o.Passed = v6[o.Tag]
+		}
+		if o.Port.Proto == lang.TCP && o.Kind == lang.New {
+			_, o.SynAck = l.wire.synack(flowKey{src: o.Src, sport: o.SPort, dst: o.Dst, dport: o.Port.Num, proto: lang.TCP})
+		}
+	}
+	return out, nil
+}
+
+// LoadNft loads `nft -f` input into the firewall namespace.
+func (l *Lab) LoadNft(text string) error {
+	_, err := l.FW.RunInput([]byte(text), "nft", "-f", "-")
+	return err
+}
+
+// LoadIptables loads iptables-restore and ip6tables-restore input into the
+// firewall namespace (either may be empty).
+func (l *Lab) LoadIptables(v4, v6 string) error {
+	if v4 != "" {
+		if _, err := l.FW.RunInput([]byte(v4), "iptables-restore"); err != nil {
+			return err
+		}
+	}
+	if v6 != "" {
+		if _, err := l.FW.RunInput([]byte(v6), "ip6tables-restore"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
