@@ -1,0 +1,100 @@
+package kerneltest
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+// Scenario is a policy and the packets sent to it, like a kwl test block
+// whose expectations are the kernel's.
+type Scenario struct {
+	Name   string
+	Policy string // kwl source
+	// Backends restricts the scenario to some backends; empty means all.
+	Backends []string
+	Packets  []Packet
+	// Boundary marks a scenario that puts packets on purpose near a timing
+	// boundary: the margin check is not made.
+	Boundary bool
+	// SetSize, when > 0, replaces the size of every set of the lowered nft
+	// ruleset (the kernel's and the simulator's alike): a small size is
+	// how a test reaches "set full" with a handful of sources.
+	SetSize int
+}
+
+// For reports whether the scenario runs on the backend.
+func (s *Scenario) For(backend string) bool {
+	if len(s.Backends) == 0 {
+		return true
+	}
+	for _, b := range s.Backends {
+		if b == backend {
+			return true
+		}
+	}
+	return false
+}
+
+// Steps is a small language for writing scenario packets by hand, one per
+// line: "TIME SRC[:SPORT] PORT [data]", as in "1.5s 198.51.100.10 tcp/22"
+// or "300ms [2001:db8:51::10]:41000 1600 data". A bare port is TCP; a
+// '#' starts a comment.
+func Steps(text string) []Packet {
+	var pkts []Packet
+	for _, line := range strings.Split(text, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) < 3 || len(f) > 4 {
+			panic("kerneltest.Steps: bad line: " + line)
+		}
+		at, err := time.ParseDuration(f[0])
+		if err != nil {
+			panic("kerneltest.Steps: " + err.Error())
+		}
+		p := Packet{At: at}
+		src := f[1]
+		if ap, err := netip.ParseAddrPort(src); err == nil {
+			p.Src, p.SPort = ap.Addr(), ap.Port()
+		} else {
+			p.Src = netip.MustParseAddr(src)
+		}
+		p.Port = ParsePort(f[2])
+		if len(f) == 4 {
+			if f[3] != "data" {
+				panic("kerneltest.Steps: bad kind: " + line)
+			}
+			p.Kind = lang.Data
+		}
+		pkts = append(pkts, p)
+	}
+	return pkts
+}
+
+// ParsePort parses "22", "tcp/22" or "udp/53".
+func ParsePort(s string) lang.Port {
+	proto := lang.TCP
+	if p, n, ok := strings.Cut(s, "/"); ok {
+		switch p {
+		case "tcp":
+		case "udp":
+			proto = lang.UDP
+		default:
+			panic("kerneltest: bad protocol in " + s)
+		}
+		s = n
+	}
+	var num int
+	if _, err := fmt.Sscanf(s, "%d", &num); err != nil || num <= 0 || num > 65535 {
+		panic("kerneltest: bad port " + s)
+	}
+	return lang.Port{Proto: proto, Num: uint16(num)}
+}
