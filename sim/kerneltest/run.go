@@ -1,0 +1,116 @@
+package kerneltest
+
+import (
+	"fmt"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+// Target is one backend as the harness drives it: how to load a policy
+// into a lab's firewall, and the simulator that predicts it.
+type Target struct {
+	Backend string           // "nft" or "iptables"
+	Load    func(*Lab) error // loads the compiled ruleset
+	Model   Model
+}
+
+// Result is one scenario run on one backend.
+type Result struct {
+	Outcomes      []Outcome
+	Disagreements []Disagreement
+	// Runs counts kernel runs: more than one when a run drifted more
+	// than MaxDrift from its plan and was repeated.
+	Runs  int
+	Drift time.Duration // of the run compared
+	// Inconsistent lists harness self-check failures: a TCP connection
+	// attempt that passed kwl and got no SYN-ACK, or one that was dropped
+	// yet answered though no packet of its flow passed.
+	Inconsistent []string
+}
+
+// maxRuns bounds the repetitions of a drifting run.
+const maxRuns = 3
+
+// Run sends the packets (resolved with Resolve) to the kernel through the
+// target's ruleset in a fresh lab, then asks the target's model about the
+// same packets at the times they were sent, and compares. Unless boundary
+// is set, the packets' planned times must be robust (see Robust).
+func Run(tg Target, pkts []Packet, boundary bool) (*Result, error) {
+	if !boundary {
+		ok, why, err := Robust(tg.Model, pkts, Margin)
+		if err != nil {
+			return nil, fmt.Errorf("%s: margin check: %w", tg.Backend, err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("%s: packets too close to a timing boundary: %s", tg.Backend, why)
+		}
+	}
+	res := &Result{}
+	var out []Outcome
+	for res.Runs < maxRuns {
+		res.Runs++
+		var err error
+		out, err = runOnce(tg, pkts)
+		if err != nil {
+			return nil, err
+		}
+		res.Drift = Drift(out)
+		if res.Drift <= MaxDrift {
+			break
+		}
+	}
+	if res.Drift > MaxDrift {
+		return nil, fmt.Errorf("%s: packets left up to %v late in %d runs (limit %v): machine too busy", tg.Backend, res.Drift, res.Runs, MaxDrift)
+	}
+	res.Outcomes = out
+	res.Inconsistent = selfCheck(out)
+	ds, err := Compare(tg.Model, out)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", tg.Backend, err)
+	}
+	res.Disagreements = ds
+	return res, nil
+}
+
+func runOnce(tg Target, pkts []Packet) (out []Outcome, err error) {
+	l, err := NewLab()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := l.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := tg.Load(l); err != nil {
+		return nil, fmt.Errorf("%s: load: %w", tg.Backend, err)
+	}
+	return l.Replay(pkts)
+}
+
+// selfCheck compares the probe with the answers the client saw.
+func selfCheck(out []Outcome) []string {
+	var bad []string
+	key := func(o Outcome) flowKey {
+		return flowKey{src: o.Src, sport: o.SPort, dst: o.Dst, dport: o.Port.Num, proto: o.Port.Proto}
+	}
+	passedFlow := map[flowKey]bool{}
+	for _, o := range out {
+		if o.Passed {
+			passedFlow[key(o)] = true
+		}
+	}
+	for i, o := range out {
+		k := key(o)
+		if o.Port.Proto == lang.TCP && o.Kind == lang.New {
+			if o.Passed && !o.SynAck {
+				bad = append(bad, fmt.Sprintf("packet %d (%s) passed but was not answered", i+1, describe(o.Packet, o.Sent)))
+			}
+			if !o.Passed && o.SynAck && !passedFlow[k] {
+				bad = append(bad, fmt.Sprintf("packet %d (%s) was dropped but answered", i+1, describe(o.Packet, o.Sent)))
+			}
+		}
+	}
+	return bad
+}
