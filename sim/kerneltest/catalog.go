@@ -1,0 +1,309 @@
+package kerneltest
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+// Catalog returns the hand-written scenarios of the kernel suite: each
+// mechanism of SPEC.md's semantics with windows of 1 to 3 seconds, and
+// every packet at least Margin from a timing boundary.
+func Catalog() []Scenario {
+	return []Scenario{{
+		Name:   "single-knock",
+		Policy: "knock 1600 opens ssh for 2s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 tcp/22       # closed
+			300ms  198.51.100.10 tcp/1600     # knock, dropped
+			600ms  198.51.100.10 tcp/22       # open for this source
+			900ms  198.51.100.20 tcp/22       # not for another
+			1.2s   198.51.100.10 tcp/22 data  # established
+			1.5s   198.51.100.10 tcp/1600     # refresh: open until 3.5s
+			2.9s   198.51.100.10 tcp/22       # still open
+			3.8s   198.51.100.10 tcp/22       # expired
+			4.1s   198.51.100.10 tcp/22 data  # the connection of 2.9s outlives its door
+		`),
+	}, {
+		Name:   "close-ports-and-scans",
+		Policy: "knock 1600 opens ssh for 3s\nclose ssh on 1599, 1601\n",
+		Packets: Steps(`
+			0s     198.51.100.10 1600
+			200ms  198.51.100.10 22
+			400ms  198.51.100.10 1599       # revokes
+			600ms  198.51.100.10 22
+			800ms  198.51.100.10 1600
+			1s     198.51.100.10 22
+			1.2s   198.51.100.10 1601       # revokes
+			1.4s   198.51.100.10 22
+			1.6s   198.51.100.10 22 data    # the connection of 1s survives
+			1.8s   198.51.100.20 1599       # ascending scan: 1600 then 1601 closes
+			1.95s  198.51.100.20 1600
+			2.1s   198.51.100.20 1601
+			2.3s   198.51.100.20 22
+			2.5s   198.51.100.30 1601       # descending scan: 1599 last closes
+			2.65s  198.51.100.30 1600
+			2.8s   198.51.100.30 1599
+			3s     198.51.100.30 22
+		`),
+	}, {
+		Name:   "sequence-in-order-and-out",
+		Policy: "knock 7000, udp/8000, 9000 within 1s opens ssh for 3s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 7000
+			300ms  198.51.100.10 udp/8000
+			600ms  198.51.100.10 9000
+			900ms  198.51.100.10 22          # open
+			0.95s  198.51.100.20 7000        # out of order: 7000 9000 8000
+			1.25s  198.51.100.20 9000
+			1.55s  198.51.100.20 udp/8000
+			1.85s  198.51.100.20 22          # closed
+			1.9s   198.51.100.30 7000        # too slow: 1.4s > 1s
+			3.3s   198.51.100.30 udp/8000
+			3.5s   198.51.100.30 9000
+			3.7s   198.51.100.30 22          # closed
+		`),
+	}, {
+		Name:   "sequence-retransmitted-knocks",
+		Policy: "knock 7000, 8000, 9000 within 1s opens ssh for 3s\n",
+		Packets: Steps(`
+			0s     198.51.100.10:41000 7000
+			200ms  198.51.100.10:41000 7000  # the same SYN again
+			400ms  198.51.100.10:41001 8000
+			600ms  198.51.100.10:41002 9000
+			800ms  198.51.100.10 22
+			1s     198.51.100.20:41010 7000
+			1.2s   198.51.100.20:41011 8000
+			1.4s   198.51.100.20:41011 8000  # a retransmitted middle knock
+			1.6s   198.51.100.20:41012 9000
+			1.8s   198.51.100.20 22
+			2s     198.51.100.30:41020 7000
+			2.2s   198.51.100.30:41021 8000
+			2.4s   198.51.100.30:41022 9000
+			2.6s   198.51.100.30:41022 9000  # a retransmitted last knock
+			2.8s   198.51.100.30 22
+		`),
+	}, {
+		Name:   "sequence-step-windows",
+		Policy: "knock 7000, 8000, 9000 within 2s opens ssh for 2s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 7000
+			1.7s   198.51.100.10 8000        # 1.7s: within 2s of the previous
+			3.4s   198.51.100.10 9000        # 1.7s again: the window is per step
+			3.7s   198.51.100.10 22
+			3.8s   198.51.100.20 7000
+			6.2s   198.51.100.20 8000        # 2.4s: too late
+			6.5s   198.51.100.20 9000
+			6.7s   198.51.100.20 22
+		`),
+	}, {
+		Name:   "limit-burst-refill-retries",
+		Policy: "limit ssh 3/2s per source\n",
+		Packets: Steps(`
+			0s     198.51.100.10 22
+			150ms  198.51.100.10 22
+			300ms  198.51.100.10 22
+			450ms  198.51.100.10 22          # over the limit
+			600ms  198.51.100.20 22          # another source has its own
+			750ms  198.51.100.10 22          # a retry while blocked
+			900ms  198.51.100.10 22 data     # an admitted connection is not counted
+			1.3s   198.51.100.10 22
+			2.7s   198.51.100.10 22
+			3.5s   198.51.100.10 22
+			4.9s   198.51.100.10 22
+			5.1s   198.51.100.10 22
+			5.3s   198.51.100.10 22
+		`),
+	}, {
+		Name:   "limit-global",
+		Policy: "limit https 3/1s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 443
+			150ms  198.51.100.20 443
+			300ms  2001:db8:51::10 443
+			450ms  198.51.100.30 443         # the shared bucket is empty
+			1.5s   198.51.100.10 443
+			1.65s  198.51.100.10 443
+			3.5s   198.51.100.10 443
+			3.65s  198.51.100.20 443
+			3.8s   198.51.100.30 443
+			3.95s  198.51.100.30 443
+		`),
+	}, {
+		Name:   "limit-ban",
+		Policy: "limit ssh 2/1s per source ban 2s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 22
+			150ms  198.51.100.10 22
+			300ms  198.51.100.10 22          # over: banned for 2s
+			1.6s   198.51.100.10 22          # the limit would admit it; the ban does not
+			1.8s   198.51.100.20 22
+			2.9s   198.51.100.10 22          # ban over
+		`),
+	}, {
+		Name:   "limit-masks",
+		Policy: "limit ssh 2/2s per source/24/64\n",
+		Packets: Steps(`
+			0s     198.51.100.10 22
+			150ms  198.51.100.11 22          # same /24: same counter
+			300ms  198.51.100.12 22
+			450ms  203.0.113.7 22            # another /24
+			600ms  2001:db8:51::10 22
+			750ms  2001:db8:51::11 22        # same /64
+			900ms  2001:db8:51::12 22
+			1.05s  2001:db8:99::5 22
+		`),
+	}, {
+		Name:   "knock-and-limit",
+		Policy: "knock 1600 opens ssh for 3s\nlimit ssh 2/2s per source\n",
+		Packets: Steps(`
+			0s     198.51.100.10 22
+			200ms  198.51.100.10 1600
+			400ms  198.51.100.10 22
+			550ms  198.51.100.10 22
+			700ms  198.51.100.10 22          # door open, limit reached
+			850ms  198.51.100.10 22 data
+			1s     198.51.100.20 1600
+			1.2s   198.51.100.20 22
+		`),
+	}, {
+		Name:   "allow-bypasses",
+		Policy: "knock 1600 opens ssh for 2s\nallow ssh from 198.51.100.64/26, 2001:db8:51::40\nlimit ssh 1/2s per source\n",
+		Packets: Steps(`
+			0s     198.51.100.70 22
+			150ms  198.51.100.70 22
+			300ms  198.51.100.70 22
+			450ms  2001:db8:51::40 22
+			600ms  2001:db8:51::40 22
+			750ms  198.51.100.10 22
+			900ms  198.51.100.10 1600
+			1.05s  198.51.100.10 22
+			1.2s   198.51.100.10 22
+		`),
+	}, {
+		Name:   "ipv6",
+		Policy: "knock 1600 opens ssh for 2s\nclose ssh on 1601\nlimit ssh 2/2s per source\n",
+		Packets: Steps(`
+			0s     2001:db8:51::10 22
+			200ms  2001:db8:51::10 1600
+			400ms  2001:db8:51::10 22
+			600ms  2001:db8:51::11 22
+			800ms  198.51.100.10 22          # a v4 address of the same client: no door
+			1s     2001:db8:51::10 22
+			1.2s   2001:db8:51::10 22        # door open, limit reached
+			1.4s   2001:db8:51::10 1601
+			1.6s   2001:db8:51::10 22
+			1.8s   2001:db8:51::10 22 data
+		`),
+	}, {
+		Name:   "family-restricted",
+		Policy: "knock 1600 opens ssh for 2s family ipv4\nlimit https 1/2s per source family ipv6\n",
+		Packets: Steps(`
+			0s     2001:db8:51::10 1600
+			200ms  2001:db8:51::10 22
+			400ms  198.51.100.10 1600
+			600ms  198.51.100.10 22
+			800ms  198.51.100.10 443
+			1s     198.51.100.10 443
+			1.2s   2001:db8:51::10 443
+			1.4s   2001:db8:51::10 443
+		`),
+	}, {
+		Name:   "knock-from",
+		Policy: "knock 1600 from 198.51.100.0/28, 2001:db8:51::/64 opens ssh for 2s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 1600
+			200ms  198.51.100.10 22
+			400ms  198.51.100.20 1600        # not a knocking source
+			600ms  198.51.100.20 22
+			800ms  2001:db8:51::10 1600
+			1s     2001:db8:51::10 22
+		`),
+	}, {
+		Name:   "udp-service-and-established",
+		Policy: "service game = udp/27015\nknock udp/4444, 5555 within 1s opens game for 1s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 udp/27015
+			200ms  198.51.100.10 udp/4444
+			400ms  198.51.100.10 5555
+			600ms  198.51.100.10:42000 udp/27015
+			800ms  198.51.100.10:42000 udp/27015 data
+			2s     198.51.100.10:42000 udp/27015 data   # the flow outlives the door
+			2.2s   198.51.100.10:42001 udp/27015        # a new flow does not
+		`),
+	}, {
+		Name:   "closing-sequence",
+		Policy: "knock 7000, 8000 within 1s opens ssh for 3s\nknock 9000, 7000 within 1s closes ssh\n",
+		Packets: Steps(`
+			0s     198.51.100.10 7000
+			200ms  198.51.100.10 8000
+			400ms  198.51.100.10 22
+			600ms  198.51.100.10 9000
+			800ms  198.51.100.10 7000         # closes (and starts the opening sequence)
+			1s     198.51.100.10 22
+			1.2s   198.51.100.10 8000         # completes the opening sequence
+			1.4s   198.51.100.10 22
+		`),
+	}, {
+		Name:     "xt_recent-lru-over-100-sources",
+		Policy:   "knock 1600 opens ssh for 3s\n",
+		Packets:  lruPackets(120),
+		Backends: []string{"iptables", "nft"},
+	}, {
+		Name:     "nft-set-size-reached",
+		Policy:   "knock 1600 opens ssh for 3s\nlimit ssh 5/2s per source\n",
+		SetSize:  4,
+		Backends: []string{"nft"},
+		Packets:  lruPackets(6),
+	}}
+}
+
+// lruPackets knocks from n sources 5 ms apart, then tries ssh from the
+// first three and the last three, oldest first.
+func lruPackets(n int) []Packet {
+	srcs := make([]netip.Addr, n)
+	for i := range srcs {
+		srcs[i] = netip.AddrFrom4([4]byte{198, 51, 100, byte(20 + i)})
+	}
+	var p []Packet
+	for i, s := range srcs {
+		p = append(p, Packet{At: time.Duration(i) * 5 * time.Millisecond, Src: s, Port: lang.Port{Proto: lang.TCP, Num: 1600}})
+	}
+	at := time.Duration(n)*5*time.Millisecond + 300*time.Millisecond
+	for _, i := range []int{0, 1, 2, n - 3, n - 2, n - 1} {
+		p = append(p, Packet{At: at, Src: srcs[i], Port: lang.Port{Proto: lang.TCP, Num: 22}})
+		at += 20 * time.Millisecond
+	}
+	return p
+}
+
+// String renders a scenario as a kwl file with one test block, so that a
+// disagreement can be replayed with `kwl test` (times as planned).
+func (s *Scenario) String() string {
+	var b strings.Builder
+	b.WriteString(s.Policy)
+	fmt.Fprintf(&b, "test %q {\n", s.Name)
+	for _, p := range s.Packets {
+		fmt.Fprintf(&b, "    at %s from %s", fmtDur(p.At), p.Src)
+		if p.SPort != 0 {
+			fmt.Fprintf(&b, " port %d", p.SPort)
+		}
+		fmt.Fprintf(&b, " %s", p.Port)
+		if p.Kind == lang.Data {
+			b.WriteString(" data")
+		}
+		b.WriteString(" expect accept\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func fmtDur(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
