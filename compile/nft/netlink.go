@@ -1,0 +1,808 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+
+	"kwl.dev/kwl/lang"
+)
+
+// This file turns the ruleset data into github.com/google/nftables objects
+// that, added to one batch, give the kernel exactly what `nft -f` of
+// Render() gives it: the same expressions in the same order, including the
+// dependencies nft inserts on its own (a `meta nfproto` test before the
+// first read of an IPv4 or IPv6 header field of an inet rule), the
+// shortened loads nft uses for byte-aligned prefixes, and anonymous sets
+// for lists of values. The test compares `nft list table` of both loads.
+
+// Netlink is a ruleset as google/nftables objects, in the order in which a
+// batch must add them: the table, its named sets, its chains, then the
+// rules (each after the anonymous sets it uses).
+type Netlink struct {
+	Table  *nftables.Table
+	Sets   []*NetlinkSet
+	Chains []*nftables.Chain
+	Rules  []*NetlinkRule
+}
+
+// NetlinkSet is a named set and the ruleset set it comes from.
+type NetlinkSet struct {
+	Set  *nftables.Set
+	From *Set
+}
+
+// NetlinkRule is one rule, the anonymous sets it uses (to be added before
+// it, in the same batch), and where it comes from.
+type NetlinkRule struct {
+	Rule  *nftables.Rule
+	Anon  []AnonSet
+	From  *Rule
+	Chain *Chain
+	Index int // position of the rule in its chain, from 0
+}
+
+// AnonSet is an anonymous constant set with its elements.
+type AnonSet struct {
+	Set   *nftables.Set
+	Elems []nftables.SetElement
+}
+
+// NetlinkError is a ruleset that cannot be expressed over netlink: a value
+// of the wrong type for its field, an unknown field or verdict. It names
+// the statement the rule comes from.
+type NetlinkError struct {
+	Origin lang.Pos
+	Chain  string
+	Index  int
+	Err    error
+}
+
+func (e *NetlinkError) Error() string {
+	where := fmt.Sprintf("chain %s rule %d", e.Chain, e.Index+1)
+	if e.Origin != (lang.Pos{}) {
+		return fmt.Sprintf("%s: %s: %v", e.Origin, where, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", where, e.Err)
+}
+
+func (e *NetlinkError) Unwrap() error { return e.Err }
+
+// Netlink converts the ruleset into google/nftables objects. Set IDs are
+// numbered from 1 within the result, so the objects belong in one batch.
+func (r *Ruleset) Netlink() (*Netlink, error) {
+	if r == nil || r.Table == nil {
+		return nil, fmt.Errorf("empty ruleset")
+	}
+	fam, err := tableFamily(r.Table.Family)
+	if err != nil {
+		return nil, err
+	}
+	n := &Netlink{Table: &nftables.Table{Name: r.Table.Name, Family: fam}}
+	c := &converter{n: n, named: map[string]*nftables.Set{}}
+	for _, s := range r.Table.Sets {
+		ns, err := c.set(s)
+		if err != nil {
+			return nil, err
+		}
+		n.Sets = append(n.Sets, &NetlinkSet{Set: ns, From: s})
+		c.named[s.Name] = ns
+	}
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range r.Table.Chains {
+		nc, err := c.chain(ch)
+		if err != nil {
+			return nil, err
+		}
+		n.Chains = append(n.Chains, nc)
+		chains[ch.Name] = nc
+	}
+	for _, ch := range r.Table.Chains {
+		for i, rule := range ch.Rules {
+			nr, err := c.rule(chains[ch.Name], rule)
+			if err != nil {
+				return nil, &NetlinkError{Origin: rule.Origin, Chain: ch.Name, Index: i, Err: err}
+			}
+			nr.Chain, nr.Index = ch, i
+			n.Rules = append(n.Rules, nr)
+		}
+	}
+	return n, nil
+}
+
+func tableFamily(f string) (nftables.TableFamily, error) {
+	switch f {
+	case "inet", "":
+		return nftables.TableFamilyINet, nil
+	case "ip":
+		return nftables.TableFamilyIPv4, nil
+	case "ip6":
+		return nftables.TableFamilyIPv6, nil
+	}
+	return 0, fmt.Errorf("table family %q: kwl handles inet, ip and ip6", f)
+}
+
+// KeyDatatype returns the nftables data type of a set key type.
+func KeyDatatype(t KeyType) (nftables.SetDatatype, error) {
+	switch t {
+	case IPv4Addr:
+		return nftables.TypeIPAddr, nil
+	case IPv6Addr:
+		return nftables.TypeIP6Addr, nil
+	}
+	return nftables.TypeInvalid, fmt.Errorf("set key type %q", t)
+}
+
+type converter struct {
+	n      *Netlink
+	named  map[string]*nftables.Set
+	nextID uint32
+}
+
+func (c *converter) id() uint32 {
+	c.nextID++
+	return c.nextID
+}
+
+func (c *converter) set(s *Set) (*nftables.Set, error) {
+	kt, err := KeyDatatype(s.Type)
+	if err != nil {
+		return nil, fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	return &nftables.Set{
+		Table: c.n.Table,
+		ID:    c.id(),
+		Name:  s.Name,
+		// Every kwl set is filled from the packet path (flags dynamic)
+		// and its elements carry timeouts (flags timeout).
+		Dynamic:      true,
+		HasTimeout:   true,
+		Timeout:      s.Timeout,
+		KeyType:      kt,
+		KeyByteOrder: binaryutil.BigEndian,
+		Comment:      s.Comment,
+		Size:         uint32(s.Size),
+	}, nil
+}
+
+func (c *converter) chain(ch *Chain) (*nftables.Chain, error) {
+	nc := &nftables.Chain{Name: ch.Name, Table: c.n.Table}
+	if ch.Hook == "" {
+		return nc, nil
+	}
+	switch ch.Hook {
+	case Prerouting:
+		nc.Hooknum = nftables.ChainHookPrerouting
+	case Input:
+		nc.Hooknum = nftables.ChainHookInput
+	case Forward:
+		nc.Hooknum = nftables.ChainHookForward
+	default:
+		return nil, fmt.Errorf("chain %s: unknown hook %q", ch.Name, ch.Hook)
+	}
+	switch ch.Type {
+	case "filter", "":
+		nc.Type = nftables.ChainTypeFilter
+	case "nat":
+		nc.Type = nftables.ChainTypeNAT
+	default:
+		return nil, fmt.Errorf("chain %s: unknown type %q", ch.Name, ch.Type)
+	}
+	nc.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority))
+	pol := nftables.ChainPolicyAccept
+	switch ch.Policy {
+	case Accept, "":
+	case Drop:
+		pol = nftables.ChainPolicyDrop
+	default:
+		return nil, fmt.Errorf("chain %s: policy %q", ch.Name, ch.Policy)
+	}
+	nc.Policy = &pol
+	return nc, nil
+}
+
+// ruleConv builds the expressions of one rule. fam is the network
+// protocol the rule has established so far (unix.NFPROTO_IPV4/IPV6 or 0),
+// as nft tracks it to decide whether a dependency must be inserted.
+type ruleConv struct {
+	c     *converter
+	exprs []expr.Any
+	anon  []AnonSet
+	fam   byte
+}
+
+func (c *converter) rule(ch *nftables.Chain, r *Rule) (*NetlinkRule, error) {
+	rc := &ruleConv{c: c}
+	for _, e := range r.Exprs {
+		if err := rc.expr(e); err != nil {
+			return nil, err
+		}
+	}
+	nr := &nftables.Rule{Table: c.n.Table, Chain: ch, Exprs: rc.exprs}
+	if r.Comment != "" {
+		nr.UserData = userdata.AppendString(nil, userdata.TypeComment, r.Comment)
+	}
+	return &NetlinkRule{Rule: nr, Anon: rc.anon, From: r}, nil
+}
+
+func (rc *ruleConv) add(es ...expr.Any) { rc.exprs = append(rc.exprs, es...) }
+
+func (rc *ruleConv) expr(e Expr) error {
+	switch e := e.(type) {
+	case *Match:
+		return rc.match(e)
+	case *Lookup:
+		s, ok := rc.c.named[e.Set]
+		if !ok {
+			// Left to the kernel to refuse (ENOENT), so that a rule naming
+			// a missing set fails the batch like any other kernel error.
+			s = &nftables.Set{Name: e.Set}
+		}
+		if err := rc.key(e.Key); err != nil {
+			return err
+		}
+		rc.add(&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: e.Neg})
+	case *Dynset:
+		s, ok := rc.c.named[e.Set]
+		if !ok {
+			s = &nftables.Set{Name: e.Set}
+		}
+		if err := rc.key(e.Key); err != nil {
+			return err
+		}
+		d := &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Timeout: e.Timeout}
+		switch e.Op {
+		case Add:
+			d.Operation = unix.NFT_DYNSET_OP_ADD
+		case Update:
+			d.Operation = unix.NFT_DYNSET_OP_UPDATE
+		case Delete:
+			d.Operation = nftDynsetOpDelete
+		default:
+			return fmt.Errorf("dynset operation %q", e.Op)
+		}
+		if e.Limit != nil {
+			l, err := limitExpr(e.Limit)
+			if err != nil {
+				return err
+			}
+			d.Exprs = []expr.Any{l}
+		}
+		rc.add(d)
+	case *Limit:
+		l, err := limitExpr(e)
+		if err != nil {
+			return err
+		}
+		rc.add(l)
+	case *Log:
+		l := &expr.Log{}
+		if e.Prefix != "" {
+			l.Key |= 1 << unix.NFTA_LOG_PREFIX
+			l.Data = []byte(e.Prefix)
+		}
+		if e.Level != "" {
+			lv, ok := logLevels[e.Level]
+			if !ok {
+				return fmt.Errorf("log level %q", e.Level)
+			}
+			l.Key |= 1 << unix.NFTA_LOG_LEVEL
+			l.Level = lv
+		}
+		rc.add(l)
+	case *Counter:
+		rc.add(&expr.Counter{})
+	case *NAT:
+		return rc.nat(e)
+	case *Verdict:
+		return rc.verdict(e)
+	case nil:
+		return fmt.Errorf("nil expression")
+	default:
+		return fmt.Errorf("expression %T", e)
+	}
+	return nil
+}
+
+// logLevels are the syslog levels by nft's names (nft log level).
+var logLevels = map[string]expr.LogLevel{
+	"emerg": expr.LogLevelEmerg, "alert": expr.LogLevelAlert, "crit": expr.LogLevelCrit,
+	"err": expr.LogLevelErr, "warn": expr.LogLevelWarning, "notice": expr.LogLevelNotice,
+	"info": expr.LogLevelInfo, "debug": expr.LogLevelDebug,
+}
+
+func limitExpr(l *Limit) (*expr.Limit, error) {
+	var unit expr.LimitTime
+	switch l.Unit {
+	case time.Second:
+		unit = expr.LimitTimeSecond
+	case time.Minute:
+		unit = expr.LimitTimeMinute
+	case time.Hour:
+		unit = expr.LimitTimeHour
+	case 24 * time.Hour:
+		unit = expr.LimitTimeDay
+	case 7 * 24 * time.Hour:
+		unit = expr.LimitTimeWeek
+	default:
+		return nil, fmt.Errorf("limit unit %v: nftables counts per second, minute, hour, day or week", l.Unit)
+	}
+	burst := l.Burst
+	if burst == 0 {
+		// nft sends burst 5 when none is given (google/nftables#173 shows
+		// nft --debug=netlink: "limit rate 10/second burst 5").
+		burst = 5
+	}
+	return &expr.Limit{Type: expr.LimitTypePkts, Rate: l.Rate, Unit: unit, Burst: burst, Over: l.Over}, nil
+}
+
+func (rc *ruleConv) nat(n *NAT) error {
+	if !n.Addr.IsValid() {
+		return fmt.Errorf("dnat without an address")
+	}
+	fam := uint32(unix.NFPROTO_IPV4)
+	if !n.Addr.Unmap().Is4() {
+		fam = unix.NFPROTO_IPV6
+	}
+	rc.add(&expr.Immediate{Register: 1, Data: addrBytes(n.Addr)})
+	x := &expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: 1}
+	if n.Port != 0 {
+		rc.add(&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(n.Port)})
+		x.RegProtoMin = 2
+		x.Specified = true
+	}
+	rc.add(x)
+	return nil
+}
+
+func (rc *ruleConv) verdict(v *Verdict) error {
+	var k expr.VerdictKind
+	switch v.Kind {
+	case Accept:
+		k = expr.VerdictAccept
+	case Drop:
+		k = expr.VerdictDrop
+	case Reject:
+		// nft's bare `reject` in an inet table: ICMPx port unreachable,
+		// which the kernel turns into ICMP or ICMPv6 (nft_reject_inet.c).
+		rc.add(&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
+		return nil
+	case Jump:
+		k = expr.VerdictJump
+	case Goto:
+		k = expr.VerdictGoto
+	case Return:
+		k = expr.VerdictReturn
+	case Continue:
+		k = expr.VerdictContinue
+	default:
+		return fmt.Errorf("verdict %q", v.Kind)
+	}
+	if (k == expr.VerdictJump || k == expr.VerdictGoto) && v.Chain == "" {
+		return fmt.Errorf("%s without a chain", v.Kind)
+	}
+	rc.add(&expr.Verdict{Kind: k, Chain: v.Chain})
+	return nil
+}
+
+// fieldInfo says how a field is loaded into register 1.
+type fieldInfo struct {
+	load func() expr.Any
+	// fam is the network protocol the field belongs to (a payload field
+	// of the IPv4 or IPv6 header), 0 for the others.
+	fam byte
+	// size is the length of the field in bytes.
+	size int
+	// bitmask fields (ct state, ct status) are tested with a mask.
+	bitmask bool
+	// base and offset of a payload field, for shortened prefix loads.
+	base   expr.PayloadBase
+	offset uint32
+	// settype is the data type of an anonymous set of values.
+	settype nftables.SetDatatype
+}
+
+func payload(base expr.PayloadBase, off, n uint32) func() expr.Any {
+	return func() expr.Any {
+		return &expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: base, Offset: off, Len: n}
+	}
+}
+
+func fields(f Field) (fieldInfo, error) {
+	switch f {
+	case NFProto:
+		return fieldInfo{load: meta(expr.MetaKeyNFPROTO), size: 1, settype: nftables.TypeNFProto}, nil
+	case L4Proto:
+		return fieldInfo{load: meta(expr.MetaKeyL4PROTO), size: 1, settype: nftables.TypeInetProto}, nil
+	case THDport:
+		return fieldInfo{load: payload(expr.PayloadBaseTransportHeader, 2, 2), size: 2, settype: nftables.TypeInetService}, nil
+	case IPSaddr:
+		return ipField(unix.NFPROTO_IPV4, 12, 4), nil
+	case IPDaddr:
+		return ipField(unix.NFPROTO_IPV4, 16, 4), nil
+	case IP6Saddr:
+		return ipField(unix.NFPROTO_IPV6, 8, 16), nil
+	case IP6Daddr:
+		return ipField(unix.NFPROTO_IPV6, 24, 16), nil
+	case CtState:
+		return fieldInfo{load: ct(expr.CtKeySTATE), size: 4, bitmask: true}, nil
+	case CtStatus:
+		return fieldInfo{load: ct(expr.CtKeySTATUS), size: 4, bitmask: true}, nil
+	case CtOrigDport:
+		return fieldInfo{load: ct(expr.CtKeyPROTODST), size: 2, settype: nftables.TypeInetService}, nil
+	case CtOrigIPDaddr:
+		// NFT_CT_DST_IP needs a direction, which google/nftables only
+		// sends for the older keys: PatchMessage adds it to the message.
+		return fieldInfo{load: ct(expr.CtKey(unix.NFT_CT_DST_IP)), size: 4, settype: nftables.TypeIPAddr}, nil
+	}
+	return fieldInfo{}, fmt.Errorf("field %q", f)
+}
+
+func ipField(fam byte, off uint32, n int) fieldInfo {
+	t := nftables.TypeIPAddr
+	if fam == unix.NFPROTO_IPV6 {
+		t = nftables.TypeIP6Addr
+	}
+	return fieldInfo{
+		load: payload(expr.PayloadBaseNetworkHeader, off, uint32(n)),
+		fam:  fam, size: n, base: expr.PayloadBaseNetworkHeader, offset: off, settype: t,
+	}
+}
+
+func meta(k expr.MetaKey) func() expr.Any {
+	return func() expr.Any { return &expr.Meta{Key: k, Register: 1} }
+}
+
+func ct(k expr.CtKey) func() expr.Any {
+	return func() expr.Any { return &expr.Ct{Key: k, Register: 1, Direction: ctDirOriginal} }
+}
+
+// depend inserts nft's implicit `meta nfproto` test before a read of an
+// IPv4 or IPv6 header field, unless the rule already established that
+// protocol (nft, src/payload.c: payload_gen_dependency in an inet table).
+func (rc *ruleConv) depend(fam byte) {
+	if fam == 0 || rc.fam == fam {
+		return
+	}
+	rc.add(&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam}})
+	rc.fam = fam
+}
+
+// key loads a set key (an address, masked to its prefix) into register 1.
+func (rc *ruleConv) key(k Key) error {
+	fi, err := fields(k.Field)
+	if err != nil {
+		return err
+	}
+	if fi.fam == 0 {
+		return fmt.Errorf("set key %q: kwl keys sets by address", k.Field)
+	}
+	rc.depend(fi.fam)
+	rc.add(fi.load())
+	bits := fi.size * 8
+	if k.Prefix > 0 && k.Prefix < bits {
+		m := prefixMask(fi.size, k.Prefix)
+		rc.add(&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: uint32(fi.size), Mask: m, Xor: make([]byte, fi.size)})
+	} else if k.Prefix < 0 || k.Prefix > bits {
+		return fmt.Errorf("set key %s prefix /%d", k.Field, k.Prefix)
+	}
+	return nil
+}
+
+func prefixMask(size, bits int) []byte {
+	m := make([]byte, size)
+	for i := 0; i < bits; i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return m
+}
+
+func (rc *ruleConv) match(m *Match) error {
+	fi, err := fields(m.Field)
+	if err != nil {
+		return err
+	}
+	if len(m.Values) == 0 {
+		return fmt.Errorf("%s: no values", m.Field)
+	}
+	if fi.bitmask {
+		return rc.bitmaskMatch(m, fi)
+	}
+	if fi.fam != 0 || m.Field == CtOrigIPDaddr {
+		return rc.addrMatch(m, fi)
+	}
+	vals := make([][]byte, 0, len(m.Values))
+	for _, v := range m.Values {
+		b, err := scalar(m.Field, v)
+		if err != nil {
+			return err
+		}
+		vals = append(vals, b)
+	}
+	rc.add(fi.load())
+	if len(vals) == 1 {
+		op := expr.CmpOpEq
+		if m.Neg {
+			op = expr.CmpOpNeq
+		}
+		rc.add(&expr.Cmp{Op: op, Register: 1, Data: vals[0]})
+		if m.Field == NFProto && !m.Neg {
+			rc.fam = vals[0][0]
+		}
+		return nil
+	}
+	slices.SortFunc(vals, compareBytes)
+	vals = slices.CompactFunc(vals, func(a, b []byte) bool { return compareBytes(a, b) == 0 })
+	elems := make([]nftables.SetElement, len(vals))
+	for i, v := range vals {
+		elems[i] = nftables.SetElement{Key: v}
+	}
+	rc.lookupAnon(fi.settype, false, elems, m.Neg)
+	return nil
+}
+
+func compareBytes(a, b []byte) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
+		}
+	}
+	return len(a) - len(b)
+}
+
+func (rc *ruleConv) lookupAnon(t nftables.SetDatatype, interval bool, elems []nftables.SetElement, neg bool) {
+	s := &nftables.Set{
+		Table:     rc.c.n.Table,
+		ID:        rc.c.id(),
+		Name:      "__set%d",
+		Anonymous: true,
+		Constant:  true,
+		Interval:  interval,
+		KeyType:   t,
+	}
+	rc.anon = append(rc.anon, AnonSet{Set: s, Elems: elems})
+	rc.add(&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: neg})
+}
+
+// scalar encodes one value of a non-address field as the register holds it.
+func scalar(f Field, v any) ([]byte, error) {
+	switch f {
+	case NFProto:
+		switch v {
+		case "ipv4":
+			return []byte{unix.NFPROTO_IPV4}, nil
+		case "ipv6":
+			return []byte{unix.NFPROTO_IPV6}, nil
+		}
+	case L4Proto:
+		switch p := v.(type) {
+		case lang.Proto:
+			return []byte{byte(p)}, nil
+		case string:
+			switch p {
+			case "tcp":
+				return []byte{unix.IPPROTO_TCP}, nil
+			case "udp":
+				return []byte{unix.IPPROTO_UDP}, nil
+			case "icmp":
+				return []byte{unix.IPPROTO_ICMP}, nil
+			}
+		}
+	case THDport, CtOrigDport:
+		switch p := v.(type) {
+		case uint16:
+			return binaryutil.BigEndian.PutUint16(p), nil
+		case int:
+			if p >= 0 && p <= 65535 {
+				return binaryutil.BigEndian.PutUint16(uint16(p)), nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: value %v (%T)", f, v, v)
+}
+
+// ctBits are the conntrack state and status bits kwl names
+// (include/uapi/linux/netfilter/nf_conntrack_common.h: NF_CT_STATE_BIT,
+// IPS_DST_NAT).
+var ctBits = map[Field]map[string]uint32{
+	CtState: {
+		"invalid":     1,
+		"established": 1 << (1 + 0), // NF_CT_STATE_BIT(IP_CT_ESTABLISHED)
+		"related":     1 << (1 + 1),
+		"new":         1 << (1 + 2),
+		"untracked":   1 << 6,
+	},
+	CtStatus: {
+		"expected":   1 << 0,
+		"seen-reply": 1 << 1,
+		"assured":    1 << 2,
+		"confirmed":  1 << 3,
+		"snat":       1 << 4,
+		"dnat":       1 << 5,
+		"dying":      1 << 9,
+	},
+}
+
+// bitmaskMatch tests ct state / ct status as nft does: `ct state new` and
+// `ct state established,related` mask the register and test for non-zero;
+// `ct state != new` compares the whole word.
+func (rc *ruleConv) bitmaskMatch(m *Match, fi fieldInfo) error {
+	var mask uint32
+	for _, v := range m.Values {
+		s, _ := v.(string)
+		b, ok := ctBits[m.Field][s]
+		if !ok {
+			return fmt.Errorf("%s: value %v", m.Field, v)
+		}
+		mask |= b
+	}
+	zero := make([]byte, 4)
+	rc.add(fi.load())
+	if m.Neg && len(m.Values) == 1 {
+		rc.add(&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(mask)})
+		return nil
+	}
+	op := expr.CmpOpNeq
+	if m.Neg {
+		op = expr.CmpOpEq
+	}
+	rc.add(&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(mask), Xor: zero},
+		&expr.Cmp{Op: op, Register: 1, Data: zero})
+	return nil
+}
+
+func addrBytes(a netip.Addr) []byte {
+	if a.Is4In6() {
+		a = a.Unmap()
+	}
+	return a.AsSlice()
+}
+
+func toPrefix(v any) (netip.Prefix, error) {
+	switch p := v.(type) {
+	case netip.Prefix:
+		return p.Masked(), nil
+	case netip.Addr:
+		return netip.PrefixFrom(p, p.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("address value %v (%T)", v, v)
+}
+
+// addrMatch tests an address field against prefixes. One prefix is a
+// comparison (nft loads only the whole bytes of a byte-aligned prefix, and
+// masks the others); several are an anonymous set, an interval set when
+// any of them is not a single address.
+func (rc *ruleConv) addrMatch(m *Match, fi fieldInfo) error {
+	ps := make([]netip.Prefix, 0, len(m.Values))
+	for _, v := range m.Values {
+		p, err := toPrefix(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.Field, err)
+		}
+		if p.Addr().BitLen() != fi.size*8 {
+			return fmt.Errorf("%s: %v is not an IPv%d address", m.Field, p, map[int]int{4: 4, 16: 6}[fi.size])
+		}
+		ps = append(ps, p)
+	}
+	rc.depend(fi.fam)
+	op := expr.CmpOpEq
+	if m.Neg {
+		op = expr.CmpOpNeq
+	}
+	if len(ps) == 1 {
+		p := ps[0]
+		bits := p.Bits()
+		addr := addrBytes(p.Addr())
+		switch {
+		case bits == fi.size*8 || fi.fam == 0:
+			rc.add(fi.load(), &expr.Cmp{Op: op, Register: 1, Data: addr})
+		case bits%8 == 0:
+			if bits == 0 {
+				// nft: a /0 prefix matches every address of the family;
+				// only the dependency remains.
+				return nil
+			}
+			rc.add(&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: fi.base, Offset: fi.offset, Len: uint32(bits / 8)},
+				&expr.Cmp{Op: op, Register: 1, Data: addr[:bits/8]})
+		default:
+			rc.add(fi.load(),
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: uint32(fi.size), Mask: prefixMask(fi.size, bits), Xor: make([]byte, fi.size)},
+				&expr.Cmp{Op: op, Register: 1, Data: addr})
+		}
+		return nil
+	}
+	rc.add(fi.load())
+	interval := false
+	for _, p := range ps {
+		if p.Bits() < fi.size*8 {
+			interval = true
+		}
+	}
+	if !interval {
+		vals := make([][]byte, len(ps))
+		for i, p := range ps {
+			vals[i] = addrBytes(p.Addr())
+		}
+		slices.SortFunc(vals, compareBytes)
+		vals = slices.CompactFunc(vals, func(a, b []byte) bool { return compareBytes(a, b) == 0 })
+		elems := make([]nftables.SetElement, len(vals))
+		for i, v := range vals {
+			elems[i] = nftables.SetElement{Key: v}
+		}
+		rc.lookupAnon(fi.settype, false, elems, m.Neg)
+		return nil
+	}
+	rc.lookupAnon(fi.settype, true, intervalElems(ps, fi.size), m.Neg)
+	return nil
+}
+
+// intervalElems encodes prefixes as the elements of an interval set the
+// way nft sends them: ranges sorted and merged, each a start element and
+// an end element (flag interval end) holding the first address after the
+// range, with a leading end element at the zero address when the first
+// range does not start there, and no end after a range reaching the last
+// address.
+func intervalElems(ps []netip.Prefix, size int) []nftables.SetElement {
+	type rng struct{ lo, hi []byte } // hi exclusive; nil: past the last address
+	rs := make([]rng, 0, len(ps))
+	for _, p := range ps {
+		p = p.Masked()
+		lo := addrBytes(p.Addr())
+		r := rng{lo: lo}
+		if next := lastAddr(p).Next(); next.IsValid() {
+			r.hi = addrBytes(next)
+		}
+		rs = append(rs, r)
+	}
+	slices.SortFunc(rs, func(a, b rng) int { return compareBytes(a.lo, b.lo) })
+	merged := rs[:0:0]
+	for _, r := range rs {
+		if n := len(merged); n > 0 {
+			last := &merged[n-1]
+			if last.hi == nil {
+				continue
+			}
+			if compareBytes(r.lo, last.hi) <= 0 {
+				if r.hi == nil || compareBytes(r.hi, last.hi) > 0 {
+					last.hi = r.hi
+				}
+				continue
+			}
+		}
+		merged = append(merged, r)
+	}
+	var elems []nftables.SetElement
+	zero := make([]byte, size)
+	if compareBytes(merged[0].lo, zero) != 0 {
+		elems = append(elems, nftables.SetElement{Key: zero, IntervalEnd: true})
+	}
+	for _, r := range merged {
+		elems = append(elems, nftables.SetElement{Key: r.lo})
+		if r.hi != nil {
+			elems = append(elems, nftables.SetElement{Key: r.hi, IntervalEnd: true})
+		}
+	}
+	return elems
+}
+
+// lastAddr is the last address of a prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// nftDynsetOpDelete is NFT_DYNSET_OP_DELETE (include/uapi/linux/netfilter/
+// nf_tables.h), which golang.org/x/sys/unix does not define.
+const nftDynsetOpDelete = 2
