@@ -27,6 +27,9 @@ type Result struct {
 	// attempt that passed kwl and got no SYN-ACK, or one that was dropped
 	// yet answered though no packet of its flow passed.
 	Inconsistent []string
+	// Labs names the namespaces the runs used (all deleted by Run), for
+	// a check that none is left.
+	Labs []string
 }
 
 // maxRuns bounds the repetitions of a drifting run.
@@ -51,7 +54,7 @@ func Run(tg Target, pkts []Packet, boundary bool) (*Result, error) {
 	for res.Runs < maxRuns {
 		res.Runs++
 		var err error
-		out, err = runOnce(tg, pkts)
+		out, err = runOnce(tg, pkts, &res.Labs)
 		if err != nil {
 			return nil, err
 		}
@@ -73,11 +76,12 @@ func Run(tg Target, pkts []Packet, boundary bool) (*Result, error) {
 	return res, nil
 }
 
-func runOnce(tg Target, pkts []Packet) (out []Outcome, err error) {
+func runOnce(tg Target, pkts []Packet, labs *[]string) (out []Outcome, err error) {
 	l, err := NewLab()
 	if err != nil {
 		return nil, err
 	}
+	*labs = append(*labs, l.FW.Name, l.Client.Name)
 	defer func() {
 		if cerr := l.Close(); cerr != nil && err == nil {
 			err = cerr

@@ -1,0 +1,233 @@
+//go:build kwlglue
+
+package kerneltest
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+var (
+	nRandom = flag.Int("kwl.random", 200, "number of randomized scenarios")
+	seed0   = flag.Uint64("kwl.seed", 1, "seed of the first randomized scenario")
+	only    = flag.String("kwl.backend", "", "run one backend only")
+)
+
+// tally counts what the suite compared, per backend.
+type tally struct {
+	mu            sync.Mutex
+	scenarios     map[string]int
+	packets       map[string]int
+	disagreements map[string]int
+	reruns        map[string]int
+	skipped       []string
+}
+
+func newTally() *tally {
+	return &tally{scenarios: map[string]int{}, packets: map[string]int{}, disagreements: map[string]int{}, reruns: map[string]int{}}
+}
+
+func (ta *tally) add(backend string, r *Result) {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	ta.scenarios[backend]++
+	ta.packets[backend] += len(r.Outcomes)
+	ta.disagreements[backend] += len(r.Disagreements)
+	ta.reruns[backend] += r.Runs - 1
+}
+
+func (ta *tally) skip(why string) {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	ta.skipped = append(ta.skipped, why)
+}
+
+func (ta *tally) report(t *testing.T, elapsed time.Duration) {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	var parts []string
+	for _, b := range Backends {
+		t.Logf("%s: %d scenarios, %d packets compared, %d disagreements, %d reruns for drift",
+			b, ta.scenarios[b], ta.packets[b], ta.disagreements[b], ta.reruns[b])
+		parts = append(parts, fmt.Sprintf("%s %d packets %d disagreements", b, ta.packets[b], ta.disagreements[b]))
+	}
+	sort.Strings(ta.skipped)
+	for _, s := range ta.skipped {
+		t.Logf("not run: %s", s)
+	}
+	t.Logf("kerneltest summary: %s; %d skipped; %v", strings.Join(parts, "; "), len(ta.skipped), elapsed.Round(time.Second))
+}
+
+// TestDifferential runs every scenario (the catalog, the randomized ones,
+// the test blocks of examples/) on the kernel and in the simulator, per
+// backend, and fails on every packet where they disagree.
+func TestDifferential(t *testing.T) {
+	needRoot(t)
+	ta := newTally()
+	start := time.Now()
+	t.Run("catalog", func(t *testing.T) {
+		for _, sc := range Catalog() {
+			t.Run(sc.Name, func(t *testing.T) {
+				t.Parallel()
+				runScenario(t, ta, sc)
+			})
+		}
+	})
+	t.Run("random", func(t *testing.T) {
+		for i := 0; i < *nRandom; i++ {
+			seed := *seed0 + uint64(i)
+			t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
+				t.Parallel()
+				sc, ok := robustRandom(t, seed)
+				if !ok {
+					ta.skip(fmt.Sprintf("random seed %d: no robust timing found", seed))
+					return
+				}
+				runScenario(t, ta, sc)
+			})
+		}
+	})
+	t.Run("examples", func(t *testing.T) {
+		for _, sc := range exampleScenarios(t, ta) {
+			t.Run(sc.Name, func(t *testing.T) {
+				t.Parallel()
+				runScenario(t, ta, sc)
+			})
+		}
+	})
+	ta.report(t, time.Since(start))
+}
+
+// robustRandom draws random scenario seed until its times are robust on
+// every backend, redrawing the times only.
+func robustRandom(t *testing.T, seed uint64) (Scenario, bool) {
+	for attempt := 0; attempt < 40; attempt++ {
+		sc := Generate(seed, attempt)
+		sc.Packets = Resolve(sc.Packets)
+		tgs, err := targets(&sc)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, sc.String())
+		}
+		ok := true
+		for _, tg := range tgs {
+			if r, _, err := Robust(tg.Model, sc.Packets, Margin); err != nil {
+				t.Fatalf("%v\n%s", err, sc.String())
+			} else if !r {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return sc, true
+		}
+	}
+	return Scenario{}, false
+}
+
+func runScenario(t *testing.T, ta *tally, sc Scenario) {
+	t.Helper()
+	sc.Packets = Resolve(sc.Packets)
+	tgs, err := targets(&sc)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	for _, tg := range tgs {
+		if *only != "" && tg.Backend != *only {
+			continue
+		}
+		res, err := Run(tg, sc.Packets, sc.Boundary)
+		if err != nil {
+			t.Errorf("%s: %v\nscenario:\n%s", tg.Backend, err, sc.String())
+			continue
+		}
+		ta.add(tg.Backend, res)
+		for _, s := range res.Inconsistent {
+			t.Errorf("%s: harness self-check: %s", tg.Backend, s)
+		}
+		for _, d := range res.Disagreements {
+			t.Errorf("%s: kernel and simulator disagree on %s\nscenario:\n%s", tg.Backend, d, sc.String())
+		}
+		checkNoLeftovers(t, res)
+	}
+}
+
+// checkNoLeftovers fails the test if a namespace of the run still exists.
+func checkNoLeftovers(t *testing.T, res *Result) {
+	t.Helper()
+	checkGone(t, res.Labs...)
+}
+
+// exampleScenarios turns the test blocks of examples/*.kwl into scenarios
+// where timing allows: a test whose steps are not robust to Margin (a step
+// on a boundary on purpose), that lasts longer than maxExampleSpan, or that
+// sends to another host (the lab has no host behind the firewall) is
+// reported as not run.
+func exampleScenarios(t *testing.T, ta *tally) []Scenario {
+	files, _ := filepath.Glob("../../examples/*.kwl")
+	var scs []Scenario
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol, diags := lang.Load(f, src)
+		if diags.HasErrors() {
+			t.Errorf("%s: %v", f, diags)
+			continue
+		}
+		for _, test := range pol.Tests {
+			name := filepath.Base(f) + ":" + test.Name
+			sc := Scenario{Name: strings.TrimSuffix(filepath.Base(f), ".kwl") + "/" + test.Name, Policy: string(src)}
+			why := ""
+			for _, st := range test.Steps {
+				if st.Dst.IsValid() {
+					why = "sends to another host (to " + st.Dst.String() + ")"
+				}
+				sc.Packets = append(sc.Packets, Packet{At: st.At, Src: st.Src, SPort: st.SPort, Port: st.Port, Kind: st.Kind})
+			}
+			for _, s := range pol.Services {
+				if s.Forward.IsValid() {
+					why = "forwarded service " + s.Name
+				}
+			}
+			if n := len(test.Steps); why == "" && n > 0 && test.Steps[n-1].At > maxExampleSpan {
+				why = fmt.Sprintf("lasts %v", test.Steps[n-1].At)
+			}
+			if why == "" {
+				sc.Packets = Resolve(sc.Packets)
+				tgs, err := targetsFor(&sc, pol)
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+					continue
+				}
+				for _, tg := range tgs {
+					if ok, w, err := Robust(tg.Model, sc.Packets, Margin); err != nil {
+						t.Errorf("%s: %v", name, err)
+					} else if !ok {
+						why = tg.Backend + ": " + w
+						break
+					}
+				}
+			}
+			if why != "" {
+				ta.skip(name + ": " + why)
+				continue
+			}
+			scs = append(scs, sc)
+		}
+	}
+	return scs
+}
+
+// maxExampleSpan bounds the real time an example test may take. Scenarios
+// run in parallel, so one long test costs its own length, not more.
+const maxExampleSpan = 75 * time.Second

@@ -1,0 +1,104 @@
+//go:build kwlglue
+
+package kerneltest
+
+import (
+	"fmt"
+	"net/netip"
+
+	"kwl.dev/kwl/compile/iptables"
+	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim"
+)
+
+// Backends are the backends every scenario runs on.
+var Backends = []string{"nft", "iptables"}
+
+// targets compiles a scenario's policy for each backend it runs on.
+func targets(sc *Scenario) ([]Target, error) {
+	pol, diags := lang.Load(sc.Name+".kwl", []byte(sc.Policy))
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("%s: %v", sc.Name, diags)
+	}
+	return targetsFor(sc, pol)
+}
+
+func targetsFor(sc *Scenario, pol *lang.Policy) ([]Target, error) {
+	var tgs []Target
+	for _, b := range Backends {
+		if !sc.For(b) {
+			continue
+		}
+		tg, err := target(b, pol, sc.SetSize)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", sc.Name, b, err)
+		}
+		tgs = append(tgs, tg)
+	}
+	return tgs, nil
+}
+
+func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
+	switch backend {
+	case "nft":
+		rs, diags := nft.Lower(pol)
+		if diags.HasErrors() {
+			return Target{}, diags.Err()
+		}
+		if setSize > 0 {
+			for _, s := range rs.Table.Sets {
+				s.Size = setSize
+			}
+		}
+		text := rs.Render()
+		return Target{
+			Backend: backend,
+			Load:    func(l *Lab) error { return l.LoadNft(text) },
+			Model:   &simModel{backend: backend, pol: pol, nft: rs},
+		}, nil
+	case "iptables":
+		rs, diags := iptables.Lower(pol)
+		if diags.HasErrors() {
+			return Target{}, diags.Err()
+		}
+		v4, v6 := rs.Render()
+		return Target{
+			Backend: backend,
+			Load:    func(l *Lab) error { return l.LoadIptables(v4, v6) },
+			Model:   &simModel{backend: backend, pol: pol, ipt: rs},
+		}, nil
+	}
+	return Target{}, fmt.Errorf("unknown backend %q", backend)
+}
+
+// simModel predicts with kwl's simulator, as `kwl test` runs a test block:
+// each packet is a step of a test, at the time it was sent.
+type simModel struct {
+	backend string
+	pol     *lang.Policy
+	nft     *nft.Ruleset
+	ipt     *iptables.Ruleset
+}
+
+func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
+	t := &lang.Test{Name: "kernel"}
+	for _, p := range pkts {
+		st := &lang.Step{At: p.At, Src: p.Src, SPort: p.SPort, Port: p.Port, Kind: p.Kind}
+		if p.Dst.IsValid() && p.Dst != FW4 && p.Dst != FW6 {
+			st.Dst = p.Dst
+		}
+		t.Steps = append(t.Steps, st)
+	}
+	res := sim.RunTest(m.pol, t, m.backend)
+	if len(res.Steps) != len(pkts) {
+		return nil, fmt.Errorf("simulator returned %d steps for %d packets", len(res.Steps), len(pkts))
+	}
+	out := make([]Prediction, len(pkts))
+	for i, r := range res.Steps {
+		out[i] = Prediction{Verdict: r.Verdict, Rule: r.Rule, Explain: r.Explain}
+	}
+	return out, nil
+}
+
+var _ = netip.Addr{}
