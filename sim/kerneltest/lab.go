@@ -44,8 +44,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"kwl.dev/kwl/internal/netns"
 )
@@ -74,7 +79,8 @@ const (
 // Lab is a firewall namespace and a client namespace joined by a veth.
 type Lab struct {
 	FW, Client *netns.NS
-	wire       *wire
+	wire       *wire // the client's sender
+	capture    *wire // the firewall's capture
 	listeners  *listeners
 	neigh      map[netip.Addr]bool
 }
@@ -123,7 +129,10 @@ func NewLab() (l *Lab, err error) {
 	if _, err = l.FW.RunInput([]byte(probeRuleset), "nft", "-f", "-"); err != nil {
 		return l, err
 	}
-	if l.wire, err = openWire(l.Client); err != nil {
+	if l.capture, err = openWire(l.FW, fwIf); err != nil {
+		return l, err
+	}
+	if l.wire, err = openWire(l.Client, clIf); err != nil {
 		return l, err
 	}
 	return l, nil
@@ -138,6 +147,9 @@ func (l *Lab) Close() error {
 	if l.wire != nil {
 		l.wire.close()
 	}
+	if l.capture != nil {
+		l.capture.close()
+	}
 	var errs []string
 	for _, ns := range []*netns.NS{l.Client, l.FW} {
 		if ns != nil {
@@ -150,6 +162,31 @@ func (l *Lab) Close() error {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// Capture returns the frames seen so far on the firewall's end of the
+// veth, both directions, including those kwl dropped.
+func (l *Lab) Capture() []Frame { return l.capture.Frames() }
+
+// WritePcap writes frames as a pcap file (Ethernet link type).
+func WritePcap(path string, frames []Frame) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := pcapgo.NewWriterNanos(f)
+	if err := w.WriteFileHeader(65536, layers.LinkTypeEthernet); err != nil {
+		f.Close()
+		return err
+	}
+	for _, fr := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: fr.Time, CaptureLength: len(fr.Data), Length: len(fr.Data)}
+		if err := w.WritePacket(ci, fr.Data); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }
 
 // Neighbours adds static neighbour entries on the firewall for the given

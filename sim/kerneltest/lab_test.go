@@ -2,6 +2,7 @@ package kerneltest
 
 import (
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -88,5 +89,20 @@ func TestLabProbe(t *testing.T) {
 			t.Errorf("packet %d: SYN-ACK %v but passed %v", i+1, o.SynAck, o.Passed)
 		}
 		t.Logf("packet %d sent at %v (planned %v) passed %v", i+1, o.Sent, o.At, o.Passed)
+	}
+	// The firewall's capture holds every packet sent, dropped or not.
+	got := map[uint32]bool{}
+	for _, f := range l.Capture() {
+		if p, ok := parseFrame(f.Data); ok && !f.Out && (p.proto == lang.TCP || p.proto == lang.UDP) {
+			got[p.tag] = true
+		}
+	}
+	for _, o := range out {
+		if !got[o.Tag] {
+			t.Errorf("packet %d missing from the capture", o.Tag)
+		}
+	}
+	if err := WritePcap(filepath.Join(t.TempDir(), "fw.pcap"), l.Capture()); err != nil {
+		t.Error(err)
 	}
 }

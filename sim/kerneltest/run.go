@@ -30,6 +30,8 @@ type Result struct {
 	// Labs names the namespaces the runs used (all deleted by Run), for
 	// a check that none is left.
 	Labs []string
+	// Capture holds the frames on the firewall's side of the run compared.
+	Capture []Frame
 }
 
 // maxRuns bounds the repetitions of a drifting run.
@@ -54,7 +56,7 @@ func Run(tg Target, pkts []Packet, boundary bool) (*Result, error) {
 	for res.Runs < maxRuns {
 		res.Runs++
 		var err error
-		out, err = runOnce(tg, pkts, &res.Labs)
+		out, res.Capture, err = runOnce(tg, pkts, &res.Labs)
 		if err != nil {
 			return nil, err
 		}
@@ -76,10 +78,10 @@ func Run(tg Target, pkts []Packet, boundary bool) (*Result, error) {
 	return res, nil
 }
 
-func runOnce(tg Target, pkts []Packet, labs *[]string) (out []Outcome, err error) {
+func runOnce(tg Target, pkts []Packet, labs *[]string) (out []Outcome, capture []Frame, err error) {
 	l, err := NewLab()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	*labs = append(*labs, l.FW.Name, l.Client.Name)
 	defer func() {
@@ -88,9 +90,10 @@ func runOnce(tg Target, pkts []Packet, labs *[]string) (out []Outcome, err error
 		}
 	}()
 	if err := tg.Load(l); err != nil {
-		return nil, fmt.Errorf("%s: load: %w", tg.Backend, err)
+		return nil, nil, fmt.Errorf("%s: load: %w", tg.Backend, err)
 	}
-	return l.Replay(pkts)
+	out, err = l.Replay(pkts)
+	return out, l.Capture(), err
 }
 
 // selfCheck compares the probe with the answers the client saw.

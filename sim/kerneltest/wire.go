@@ -16,8 +16,10 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
-// wire is the client's packet socket on its veth end: it writes whole
-// frames and reads what the firewall sends back.
+// wire is a packet socket on one veth end. On the client's end it writes
+// the scenario's frames and reads what the firewall sends back; on the
+// firewall's end it only reads, as tcpdump would: both directions, before
+// netfilter, so frames kwl drops are captured too.
 type wire struct {
 	f       *os.File
 	conn    syscall.RawConn
@@ -49,11 +51,11 @@ type flowKey struct {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func openWire(ns *netns.NS) (*wire, error) {
+func openWire(ns *netns.NS, ifname string) (*wire, error) {
 	w := &wire{synacks: map[flowKey]uint32{}, done: make(chan struct{})}
 	var fd int
 	err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(clIf)
+		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
 		}
@@ -64,7 +66,7 @@ func openWire(ns *netns.NS) (*wire, error) {
 		}
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("bind AF_PACKET to %s: %w", clIf, err)
+			return fmt.Errorf("bind AF_PACKET to %s: %w", ifname, err)
 		}
 		return nil
 	})
@@ -73,7 +75,7 @@ func openWire(ns *netns.NS) (*wire, error) {
 	}
 	// A non-blocking fd in an os.File goes through the runtime poller, so
 	// Close wakes the reader.
-	w.f = os.NewFile(uintptr(fd), "packet:"+clIf)
+	w.f = os.NewFile(uintptr(fd), "packet:"+ifname)
 	if w.conn, err = w.f.SyscallConn(); err != nil {
 		w.f.Close()
 		return nil, err
