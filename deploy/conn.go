@@ -166,7 +166,10 @@ func (t *target) send(b *nft.Batch) error {
 	size := 64
 	for i, m := range b.Msgs {
 		m.Header.Sequence = uint32(seq0 + 1 + i)
-		m.Header.Flags &^= netlink.Acknowledge
+		// google/nftables asks for an echo of each new rule (to learn
+		// its handle); kwl needs none, and thousands of echoes would
+		// overflow the socket.
+		m.Header.Flags &^= netlink.Acknowledge | netlink.Echo
 		if i == len(b.Msgs)-1 {
 			m.Header.Flags |= netlink.Acknowledge
 		}
@@ -198,6 +201,14 @@ func (t *target) send(b *nft.Batch) error {
 		return classify(fmt.Errorf("send batch: %w", err))
 	}
 	replies, rerr := drain(raw)
+	if os.Getenv("KWL_DEBUG_NETLINK") != "" {
+		fmt.Fprintf(os.Stderr, "batch of %d messages (%d bytes): %d replies, %v\n", len(msgs), size, len(replies), rerr)
+		for i, r := range replies {
+			if i < 5 {
+				fmt.Fprintf(os.Stderr, "  reply seq %d errno %v %q\n", r.seq, r.errno, r.msg)
+			}
+		}
+	}
 	be := &BatchError{}
 	acked := false
 	for _, r := range replies {
@@ -256,6 +267,11 @@ func drain(raw syscall.RawConn) ([]reply, error) {
 				return
 			}
 			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.ENOBUFS {
+				// Replies were dropped; read on what remains.
+				rerr = err
 				continue
 			}
 			if err != nil {
