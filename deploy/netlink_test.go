@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -204,10 +205,25 @@ func TestNetlinkMatchesNftText(t *testing.T) {
 
 var setNumRE = regexp.MustCompile(`__set\d+`)
 
+// stripDebug normalizes nft --debug=netlink output: anonymous set
+// numbers, and the order of a hash set's elements, which follows the
+// hash seed of each set.
 func stripDebug(s string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		out = append(out, setNumRE.ReplaceAllString(l, "__set"))
+	var out, run []string
+	flush := func() {
+		sort.Strings(run)
+		out = append(out, run...)
+		run = nil
 	}
+	for _, l := range strings.Split(s, "\n") {
+		l = setNumRE.ReplaceAllString(l, "__set")
+		if strings.HasPrefix(strings.TrimSpace(l), "element ") {
+			run = append(run, l)
+			continue
+		}
+		flush()
+		out = append(out, l)
+	}
+	flush()
 	return normalize(strings.Join(out, "\n"))
 }
