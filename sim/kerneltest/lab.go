@@ -53,6 +53,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"kwl.dev/kwl/internal/netns"
+	"kwl.dev/kwl/lang"
 )
 
 // Prefix starts the name of every namespace the harness creates.
@@ -79,10 +80,14 @@ const (
 // Lab is a firewall namespace and a client namespace joined by a veth.
 type Lab struct {
 	FW, Client *netns.NS
-	wire       *wire // the client's sender
-	capture    *wire // the firewall's capture
-	listeners  *listeners
-	neigh      map[netip.Addr]bool
+	// Inside is the host behind the firewall (AddInside), or nil.
+	Inside       *netns.NS
+	insideAddr   netip.Addr
+	insideListen []lang.Port
+	wire         *wire // the client's sender
+	capture      *wire // the firewall's capture
+	listeners    *listeners
+	neigh        map[netip.Addr]bool
 }
 
 // NewLab creates the namespaces, the veth pair, the firewall's addresses,
@@ -151,7 +156,7 @@ func (l *Lab) Close() error {
 		l.capture.close()
 	}
 	var errs []string
-	for _, ns := range []*netns.NS{l.Client, l.FW} {
+	for _, ns := range []*netns.NS{l.Inside, l.Client, l.FW} {
 		if ns != nil {
 			if err := ns.Delete(); err != nil {
 				errs = append(errs, err.Error())
@@ -207,6 +212,8 @@ func (l *Lab) Neighbours(addrs []netip.Addr) error {
 	for _, a := range todo {
 		fmt.Fprintf(&b, "neigh replace %s lladdr %s dev %s nud permanent\n", a, clMAC, fwIf)
 	}
-	_, err := l.FW.RunInput(b.Bytes(), "ip", "-b", "-")
-	return err
+	if _, err := l.FW.RunInput(b.Bytes(), "ip", "-b", "-"); err != nil {
+		return err
+	}
+	return l.insideNeighbours()
 }

@@ -19,11 +19,14 @@ func newLab(t *testing.T) *Lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		fw, cl := l.FW.Name, l.Client.Name
+		names := []string{l.FW.Name, l.Client.Name}
+		if l.Inside != nil {
+			names = append(names, l.Inside.Name)
+		}
 		if err := l.Close(); err != nil {
 			t.Error(err)
 		}
-		checkGone(t, fw, cl)
+		checkGone(t, names...)
 	})
 	return l
 }
@@ -104,5 +107,50 @@ func TestLabProbe(t *testing.T) {
 	}
 	if err := WritePcap(filepath.Join(t.TempDir(), "fw.pcap"), l.Capture()); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestLabForward checks the inside host: a DNAT'ed service is answered
+// from behind the firewall, and the probe's forward chain records what
+// the forward hook let through.
+func TestLabForward(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	inside := netip.MustParseAddr("192.168.1.5")
+	if err := l.LoadNft(`table inet t {
+	chain prechain {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr 198.51.100.1 tcp dport 22 dnat ip to 192.168.1.5
+	}
+	chain fwdchain {
+		type filter hook forward priority 0; policy accept;
+		ct state established accept
+		tcp flags & (syn | ack) == ack drop
+		ip saddr 198.51.100.20 meta l4proto tcp ct original proto-dst 22 drop
+	}
+}
+`); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddInside(inside, []lang.Port{tcp(22)}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.Replay(Resolve(Steps(`
+		0s     198.51.100.10 22
+		100ms  198.51.100.10 22 data
+		200ms  198.51.100.20 22
+		300ms  198.51.100.10 80
+	`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{true, true, false, true}
+	for i, o := range out {
+		if o.Passed != want[i] {
+			t.Errorf("packet %d (%s): passed %v, want %v", i+1, describe(o.Packet, o.Sent), o.Passed, want[i])
+		}
+	}
+	if !out[0].SynAck || out[2].SynAck {
+		t.Errorf("SYN-ACKs: %v %v, want true false", out[0].SynAck, out[2].SynAck)
 	}
 }

@@ -33,28 +33,35 @@ func (l *Lab) Listen(ports []lang.Port) error {
 	ls := l.listeners
 	return l.FW.Do(func() error {
 		for _, p := range ports {
-			addr := "[::]:" + strconv.Itoa(int(p.Num))
-			switch p.Proto {
-			case lang.TCP:
-				ln, err := net.Listen("tcp", addr)
-				if err != nil {
-					return fmt.Errorf("listen %s: %w", p, err)
-				}
-				ls.tcp = append(ls.tcp, ln)
-				ls.wg.Add(1)
-				go ls.accept(ln)
-			case lang.UDP:
-				pc, err := net.ListenPacket("udp", addr)
-				if err != nil {
-					return fmt.Errorf("listen %s: %w", p, err)
-				}
-				ls.udp = append(ls.udp, pc)
-				ls.wg.Add(1)
-				go ls.echo(pc)
+			if err := ls.listen(p.Proto, "[::]:"+strconv.Itoa(int(p.Num))); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// listen starts one server in the calling thread's namespace.
+func (ls *listeners) listen(proto lang.Proto, addr string) error {
+	switch proto {
+	case lang.TCP:
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen tcp %s: %w", addr, err)
+		}
+		ls.tcp = append(ls.tcp, ln)
+		ls.wg.Add(1)
+		go ls.accept(ln)
+	case lang.UDP:
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("listen udp %s: %w", addr, err)
+		}
+		ls.udp = append(ls.udp, pc)
+		ls.wg.Add(1)
+		go ls.echo(pc)
+	}
+	return nil
 }
 
 func (ls *listeners) accept(ln net.Listener) {

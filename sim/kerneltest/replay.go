@@ -117,6 +117,9 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	if err := l.Listen(Ports(pkts)); err != nil {
 		return nil, err
 	}
+	if err := l.listenInside(); err != nil {
+		return nil, err
+	}
 	flows := map[flowKey]*tcpFlow{}
 	out := make([]Outcome, len(pkts))
 	payload := []byte("kwl-test")

@@ -92,6 +92,9 @@ func runOnce(tg Target, pkts []Packet, labs *[]string) (out []Outcome, capture [
 	if err := tg.Load(l); err != nil {
 		return nil, nil, fmt.Errorf("%s: load: %w", tg.Backend, err)
 	}
+	if l.Inside != nil {
+		*labs = append(*labs, l.Inside.Name)
+	}
 	out, err = l.Replay(pkts)
 	return out, l.Capture(), err
 }
