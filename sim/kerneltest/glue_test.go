@@ -54,7 +54,12 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 		text := rs.Render()
 		return Target{
 			Backend: backend,
-			Load:    func(l *Lab) error { return l.LoadNft(text) },
+			Load: func(l *Lab) error {
+				if err := l.LoadNft(text); err != nil {
+					return err
+				}
+				return addInside(l, pol)
+			},
 			Model:   &simModel{backend: backend, pol: pol, nft: rs},
 		}, nil
 	case "iptables":
@@ -65,7 +70,12 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 		v4, v6 := rs.Render()
 		return Target{
 			Backend: backend,
-			Load:    func(l *Lab) error { return l.LoadIptables(v4, v6) },
+			Load: func(l *Lab) error {
+				if err := l.LoadIptables(v4, v6); err != nil {
+					return err
+				}
+				return addInside(l, pol)
+			},
 			Model:   &simModel{backend: backend, pol: pol, ipt: rs},
 		}, nil
 	}
@@ -101,4 +111,23 @@ func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
 	return out, nil
 }
 
-var _ = netip.Addr{}
+// addInside adds the host behind the firewall that the policy's forwarded
+// services run on. The lab has room for one such host.
+func addInside(l *Lab, pol *lang.Policy) error {
+	var addr netip.Addr
+	var ports []lang.Port
+	for _, s := range pol.Services {
+		if !s.Forward.IsValid() {
+			continue
+		}
+		if addr.IsValid() && s.Forward != addr {
+			return fmt.Errorf("services forwarded to %s and %s: the lab has one inside host", addr, s.Forward)
+		}
+		addr = s.Forward
+		ports = append(ports, s.Ports...)
+	}
+	if !addr.IsValid() {
+		return nil
+	}
+	return l.AddInside(addr, ports)
+}
