@@ -60,7 +60,7 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 				}
 				return addInside(l, pol)
 			},
-			Model:   &simModel{backend: backend, pol: pol, nft: rs},
+			Model: &simModel{backend: backend, pol: pol, nft: rs},
 		}, nil
 	case "iptables":
 		rs, diags := iptables.Lower(pol)
@@ -76,7 +76,7 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 				}
 				return addInside(l, pol)
 			},
-			Model:   &simModel{backend: backend, pol: pol, ipt: rs},
+			Model: &simModel{backend: backend, pol: pol, ipt: rs},
 		}, nil
 	}
 	return Target{}, fmt.Errorf("unknown backend %q", backend)
