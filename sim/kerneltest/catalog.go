@@ -280,13 +280,32 @@ func lruPackets(n int) []Packet {
 	return p
 }
 
-// String renders a scenario as a kwl file with one test block, so that a
-// disagreement can be replayed with `kwl test` (times as planned).
-func (s *Scenario) String() string {
+// String renders a scenario as a kwl file with one test block, times as
+// planned. The expectations are placeholders: see Repro.
+func (s *Scenario) String() string { return s.render(s.Packets, nil, "") }
+
+// Repro renders a kernel run of the scenario on one backend as a kwl file
+// whose test block has the times the packets were sent and the kernel's
+// verdicts as expectations: `kwl test --backend B` on it fails exactly
+// where the simulator disagrees with the kernel.
+func (s *Scenario) Repro(backend string, out []Outcome) string {
+	pkts := sentPackets(out)
+	v := make([]lang.Verdict, len(out))
+	for i, o := range out {
+		v[i] = kernelVerdict(o)
+	}
+	return s.render(pkts, v, backend)
+}
+
+func (s *Scenario) render(pkts []Packet, v []lang.Verdict, backend string) string {
 	var b strings.Builder
 	b.WriteString(s.Policy)
-	fmt.Fprintf(&b, "test %q {\n", s.Name)
-	for _, p := range s.Packets {
+	name := s.Name
+	if backend != "" {
+		name += " (" + backend + " kernel)"
+	}
+	fmt.Fprintf(&b, "\ntest %q {\n", name)
+	for i, p := range pkts {
 		fmt.Fprintf(&b, "    at %s from %s", fmtDur(p.At), p.Src)
 		if p.SPort != 0 {
 			fmt.Fprintf(&b, " port %d", p.SPort)
@@ -295,15 +314,24 @@ func (s *Scenario) String() string {
 		if p.Kind == lang.Data {
 			b.WriteString(" data")
 		}
-		b.WriteString(" expect accept\n")
+		exp := lang.Accept
+		if v != nil {
+			exp = v[i]
+		}
+		fmt.Fprintf(&b, " expect %s\n", exp)
 	}
 	b.WriteString("}\n")
 	return b.String()
 }
 
+// fmtDur prints a duration as kwl writes it, to the microsecond.
 func fmtDur(d time.Duration) string {
-	if d%time.Second == 0 {
+	d = d.Round(time.Microsecond)
+	switch {
+	case d%time.Second == 0:
 		return fmt.Sprintf("%ds", d/time.Second)
+	case d%time.Millisecond == 0:
+		return fmt.Sprintf("%dms", d/time.Millisecond)
 	}
-	return fmt.Sprintf("%dms", d/time.Millisecond)
+	return fmt.Sprintf("%dus", d/time.Microsecond)
 }

@@ -170,10 +170,15 @@ func genPolicyAndPackets(r *rand.Rand) genPlan {
 
 	// Packets. Each source keeps the source port of its latest connection
 	// to the service, for data packets and retransmits.
-	srcs := genSources
-	if chance(30) {
-		// Fewer sources make longer stories per source.
-		srcs = []netip.Addr{genSources[pick(3)], genSources[3+pick(3)]}
+	// Three sources, so that each has a story: two IPv4 and one IPv6 or
+	// the other way round, often sharing a masked prefix.
+	v4 := []netip.Addr{genSources[0], genSources[1], genSources[2]}
+	v6 := []netip.Addr{genSources[3], genSources[4], genSources[5]}
+	r.Shuffle(3, func(i, j int) { v4[i], v4[j] = v4[j], v4[i] })
+	r.Shuffle(3, func(i, j int) { v6[i], v6[j] = v6[j], v6[i] })
+	srcs := []netip.Addr{v4[0], v4[1], v6[0]}
+	if chance(50) {
+		srcs = []netip.Addr{v6[0], v6[1], v4[0]}
 	}
 	nextPort := uint16(41000)
 	latest := map[netip.Addr]uint16{}
@@ -189,7 +194,7 @@ func genPolicyAndPackets(r *rand.Rand) genPlan {
 	}
 	fresh := func() uint16 { nextPort++; return nextPort }
 	short := func() (time.Duration, time.Duration) { return 120 * time.Millisecond, 400 * time.Millisecond }
-	long := func() (time.Duration, time.Duration) { return 150 * time.Millisecond, 1200 * time.Millisecond }
+	long := func() (time.Duration, time.Duration) { return 150 * time.Millisecond, 900 * time.Millisecond }
 	n := 12 + pick(8)
 	for len(g.pkts) < n {
 		src := srcs[pick(len(srcs))]
@@ -205,6 +210,13 @@ func genPolicyAndPackets(r *rand.Rand) genPlan {
 					}
 				}
 				add(Packet{Src: src, SPort: fresh(), Port: p}, lo, hi)
+			}
+			if chance(70) {
+				// Then use the door.
+				lo, hi = short()
+				sp := fresh()
+				latest[src] = sp
+				add(Packet{Src: src, SPort: sp, Port: svc.port}, lo, hi)
 			}
 		case a < 32 && guarded: // one knock port, any
 			add(Packet{Src: src, SPort: fresh(), Port: seq[pick(len(seq))]}, lo, hi)
