@@ -1,0 +1,181 @@
+package deploy
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// State is what kwl's table holds now: its sets with their elements (open
+// doors, limit buckets, bans) and its rules with their counters.
+type State struct {
+	Table  string      `json:"table"`
+	Loaded bool        `json:"loaded"`
+	Sets   []SetState  `json:"sets"`
+	Rules  []RuleState `json:"rules"`
+}
+
+// SetState is one named set and its live elements.
+type SetState struct {
+	Name     string         `json:"name"`
+	Comment  string         `json:"comment,omitempty"`
+	Type     string         `json:"type"`
+	Timeout  float64        `json:"timeout_s,omitempty"`
+	Size     uint32         `json:"size,omitempty"`
+	Elements []ElementState `json:"elements"`
+}
+
+// ElementState is one element: a source (or masked source) and the time
+// it has left.
+type ElementState struct {
+	Key     string  `json:"key"`
+	Expires float64 `json:"expires_s,omitempty"` // seconds left; 0: never
+	Limit   bool    `json:"limit,omitempty"`     // carries a token bucket
+}
+
+// RuleState is a rule's place, comment and counter (when it has one).
+type RuleState struct {
+	Chain   string `json:"chain"`
+	Index   int    `json:"index"`
+	Comment string `json:"comment,omitempty"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+	Counter bool   `json:"counter"`
+}
+
+// Status reads kwl's table.
+func Status(ctx context.Context, o Options) (*State, error) {
+	if err := check(); err != nil {
+		return nil, err
+	}
+	t, err := openTarget(o.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	defer t.close()
+	name := o.Table
+	if name == "" {
+		name = DefaultTable
+	}
+	st := &State{Table: "inet " + name}
+	l, err := t.readLive(nftables.TableFamilyINet, name)
+	if err != nil || l == nil {
+		return st, err
+	}
+	st.Loaded = true
+	for _, s := range l.sets {
+		if s.anonymous() {
+			continue
+		}
+		ss := SetState{Name: s.name, Comment: s.comment, Type: typeNames[s.keyType], Timeout: s.timeout.Seconds(), Size: s.size, Elements: []ElementState{}}
+		for _, e := range s.elems {
+			es := ElementState{Key: keyString(e.key), Expires: e.expires.Seconds(), Limit: e.hasExpr}
+			ss.Elements = append(ss.Elements, es)
+		}
+		sort.Slice(ss.Elements, func(i, j int) bool { return ss.Elements[i].Key < ss.Elements[j].Key })
+		st.Sets = append(st.Sets, ss)
+	}
+	idx := map[string]int{}
+	for _, m := range l.rules {
+		rs := ruleState(m)
+		rs.Index = idx[rs.Chain]
+		idx[rs.Chain]++
+		st.Rules = append(st.Rules, rs)
+	}
+	return st, nil
+}
+
+func keyString(k []byte) string {
+	if a, ok := netip.AddrFromSlice(k); ok {
+		return a.String()
+	}
+	return hex.EncodeToString(k)
+}
+
+func ruleState(m netlink.Message) RuleState {
+	var rs RuleState
+	attrs, _ := netlink.UnmarshalAttributes(m.Data[4:])
+	for _, a := range attrs {
+		switch a.Type &^ unix.NLA_F_NESTED {
+		case unix.NFTA_RULE_CHAIN:
+			rs.Chain = attrString(a.Data)
+		case unix.NFTA_RULE_USERDATA:
+			rs.Comment = udString(a.Data, 0)
+		case unix.NFTA_RULE_EXPRESSIONS:
+			list, _ := netlink.UnmarshalAttributes(a.Data)
+			for _, el := range list {
+				ex, _ := netlink.UnmarshalAttributes(el.Data)
+				isCounter := false
+				for _, x := range ex {
+					if x.Type == unix.NFTA_EXPR_NAME && attrString(x.Data) == "counter" {
+						isCounter = true
+					}
+				}
+				if !isCounter {
+					continue
+				}
+				for _, x := range ex {
+					if x.Type&^unix.NLA_F_NESTED != unix.NFTA_EXPR_DATA {
+						continue
+					}
+					in, _ := netlink.UnmarshalAttributes(x.Data)
+					for _, c := range in {
+						switch c.Type {
+						case unix.NFTA_COUNTER_PACKETS:
+							rs.Packets += be64(c.Data)
+						case unix.NFTA_COUNTER_BYTES:
+							rs.Bytes += be64(c.Data)
+						}
+					}
+					rs.Counter = true
+				}
+			}
+		}
+	}
+	return rs
+}
+
+// Write prints the state for people.
+func (st *State) Write(w io.Writer) {
+	if !st.Loaded {
+		fmt.Fprintf(w, "table %s is not loaded\n", st.Table)
+		return
+	}
+	fmt.Fprintf(w, "table %s\n", st.Table)
+	for _, s := range st.Sets {
+		what := s.Name
+		if s.Comment != "" {
+			what += " (" + s.Comment + ")"
+		}
+		fmt.Fprintf(w, "\nset %s: %d element(s)\n", what, len(s.Elements))
+		for _, e := range s.Elements {
+			left := "no expiry"
+			if e.Expires > 0 {
+				left = (time.Duration(e.Expires*1000) * time.Millisecond).String() + " left"
+			}
+			if e.Limit {
+				left += ", token bucket"
+			}
+			fmt.Fprintf(w, "\t%-40s %s\n", e.Key, left)
+		}
+	}
+	counted := false
+	for _, r := range st.Rules {
+		if !r.Counter {
+			continue
+		}
+		if !counted {
+			fmt.Fprintf(w, "\ncounters:\n")
+			counted = true
+		}
+		fmt.Fprintf(w, "\t%s rule %d %s: %d packets, %d bytes\n", r.Chain, r.Index+1, r.Comment, r.Packets, r.Bytes)
+	}
+}
