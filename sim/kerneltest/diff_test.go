@@ -144,19 +144,28 @@ func runScenario(t *testing.T, ta *tally, sc Scenario) {
 		if *only != "" && tg.Backend != *only {
 			continue
 		}
-		res, err := Run(tg, sc.Packets, sc.Boundary)
-		if err != nil {
-			t.Errorf("%s: %v\nscenario:\n%s", tg.Backend, err, sc.String())
-			continue
-		}
-		ta.add(tg.Backend, res)
-		for _, s := range res.Inconsistent {
-			t.Errorf("%s: harness self-check: %s", tg.Backend, s)
-		}
-		for _, d := range res.Disagreements {
-			t.Errorf("%s: kernel and simulator disagree on %s\nscenario:\n%s", tg.Backend, d, sc.String())
-		}
-		checkNoLeftovers(t, res)
+		t.Run(tg.Backend, func(t *testing.T) {
+			t.Parallel()
+			res, err := Run(tg, sc.Packets, sc.Boundary)
+			if err != nil {
+				t.Fatalf("%v\nscenario:\n%s", err, sc.String())
+			}
+			checkNoLeftovers(t, res)
+			ta.add(tg.Backend, res)
+			for _, s := range res.Inconsistent {
+				t.Errorf("harness self-check: %s", s)
+			}
+			for _, d := range res.Disagreements {
+				t.Errorf("kernel and simulator disagree on %s", d)
+			}
+			if len(res.Disagreements) > 0 {
+				t.Logf("reproduction (kwl test --backend %s):\n%s", tg.Backend, sc.Repro(tg.Backend, res.Outcomes))
+				path := filepath.Join(os.TempDir(), fmt.Sprintf("kwlk-%s-%s.pcap", strings.ReplaceAll(sc.Name, "/", "_"), tg.Backend))
+				if err := WritePcap(path, res.Capture); err == nil {
+					t.Logf("capture of the firewall's side: %s", path)
+				}
+			}
+		})
 	}
 }
 
