@@ -38,7 +38,18 @@ func TestMain(m *testing.M) {
 			os.Exit(130)
 		}()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if os.Geteuid() == 0 {
+		// Nothing of this run may be left: every lab is deleted by the
+		// test that made it, failed or not.
+		mine := fmt.Sprintf("%s-p%dr", Prefix, os.Getpid())
+		if left, _ := netns.List(mine); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "kerneltest: namespaces left behind: %s\n", strings.Join(left, " "))
+			netns.RemoveAll()
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // needRoot skips a test that needs root, or fails it when
