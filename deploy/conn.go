@@ -83,7 +83,7 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return fmt.Errorf("%w (%v)", ErrPermission, err)
-	case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.EOPNOTSUPP) && false:
+	case errors.Is(err, unix.EPROTONOSUPPORT):
 		return fmt.Errorf("%w (%v)", ErrNoNftables, err)
 	}
 	return err
@@ -201,14 +201,6 @@ func (t *target) send(b *nft.Batch) error {
 		return classify(fmt.Errorf("send batch: %w", err))
 	}
 	replies, rerr := drain(raw)
-	if os.Getenv("KWL_DEBUG_NETLINK") != "" {
-		fmt.Fprintf(os.Stderr, "batch of %d messages (%d bytes): %d replies, %v\n", len(msgs), size, len(replies), rerr)
-		for i, r := range replies {
-			if i < 5 {
-				fmt.Fprintf(os.Stderr, "  reply seq %d errno %v %q\n", r.seq, r.errno, r.msg)
-			}
-		}
-	}
 	be := &BatchError{}
 	acked := false
 	for _, r := range replies {
@@ -316,7 +308,7 @@ func drain(raw syscall.RawConn) ([]reply, error) {
 	return out, rerr
 }
 
-// isRoot reports whether the process has CAP_NET_ADMIN in its effective
+// hasNetAdmin reports whether the process has CAP_NET_ADMIN in its effective
 // set (bit 12 of CapEff in /proc/self/status).
 func hasNetAdmin() bool {
 	b, err := os.ReadFile("/proc/self/status")

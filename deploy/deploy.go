@@ -94,7 +94,10 @@ type Result struct {
 	Replaced bool
 	// Kept counts, per set, the elements carried over from the old table.
 	Kept map[string]int
-	// Changes lists what differs between the live table and the new one.
+	// Table is the table loaded ("inet kwl").
+	Table string
+	// Changes lists what differs between the live table and the new one
+	// (computed for a dry run only).
 	Changes *Diff
 	// Messages is the number of netlink messages of the batch.
 	Messages int
@@ -206,17 +209,15 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 		return nil, err
 	}
 	defer t.close()
-	old, err := t.readLive(n.Table.Family, n.Table.Name)
+	// Chains and rules are needed to show a diff or to restore the table.
+	old, err := t.readLive(n.Table.Family, n.Table.Name, o.DryRun || o.Confirm > 0)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Replaced: old != nil, Kept: map[string]int{}}
-	res.Changes, err = diff(old, n)
-	if err != nil {
-		return nil, err
-	}
+	res := &Result{Replaced: old != nil, Kept: map[string]int{}, Table: familyString(n.Table.Family) + " " + n.Table.Name}
 	if o.DryRun {
-		return res, nil
+		res.Changes, err = diff(old, n)
+		return res, err
 	}
 	b := nft.NewBatch()
 	if err := replaceTable(b, n.Table); err != nil {
@@ -337,7 +338,7 @@ func rollback(o *Options, t *target, tab *nftables.Table, old *live, res *Result
 			return err
 		}
 	} else {
-		cur, err := t.readLive(tab.Family, tab.Name)
+		cur, err := t.readLive(tab.Family, tab.Name, false)
 		if err != nil {
 			return err
 		}
@@ -373,7 +374,7 @@ func Undeploy(ctx context.Context, o Options) (bool, error) {
 		name = DefaultTable
 	}
 	tab := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
-	l, err := t.readLive(tab.Family, name)
+	l, err := t.readLive(tab.Family, name, false)
 	if err != nil || l == nil {
 		return false, err
 	}

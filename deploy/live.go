@@ -97,9 +97,10 @@ func get(c *netlink.Conn, typ int, family nftables.TableFamily, dump bool, attrs
 	return out, nil
 }
 
-// readLive reads table family/name with everything in it, or returns
-// nil when there is no such table.
-func (t *target) readLive(family nftables.TableFamily, name string) (*live, error) {
+// readLive reads table family/name with everything in it (with its sets
+// and elements only, unless full), or returns nil when there is no such
+// table.
+func (t *target) readLive(family nftables.TableFamily, name string, full bool) (*live, error) {
 	c, err := t.dial()
 	if err != nil {
 		return nil, err
@@ -109,6 +110,10 @@ func (t *target) readLive(family nftables.TableFamily, name string) (*live, erro
 	tabs, err := get(c, unix.NFT_MSG_GETTABLE, family, false, tattr)
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		// nfnetlink has no nf_tables subsystem (nfnetlink_rcv_msg).
+		return nil, fmt.Errorf("%w (%v)", ErrNoNftables, err)
 	}
 	if err != nil {
 		return nil, classify(fmt.Errorf("read table %s: %w", name, err))
@@ -128,12 +133,16 @@ func (t *target) readLive(family nftables.TableFamily, name string) (*live, erro
 		}
 		l.sets = append(l.sets, s)
 	}
+	if !full {
+		goto elems
+	}
 	if l.chains, err = get(c, unix.NFT_MSG_GETCHAIN, family, true, []netlink.Attribute{{Type: unix.NFTA_CHAIN_TABLE, Data: cstr(name)}}); err != nil {
 		return nil, fmt.Errorf("read chains of %s: %w", name, err)
 	}
 	if l.rules, err = get(c, unix.NFT_MSG_GETRULE, family, true, []netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: cstr(name)}}); err != nil {
 		return nil, fmt.Errorf("read rules of %s: %w", name, err)
 	}
+elems:
 	// Elements last, just before the time stamp that their remaining
 	// lives are measured from.
 	for _, s := range l.sets {

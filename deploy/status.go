@@ -66,7 +66,7 @@ func Status(ctx context.Context, o Options) (*State, error) {
 		name = DefaultTable
 	}
 	st := &State{Table: "inet " + name}
-	l, err := t.readLive(nftables.TableFamilyINet, name)
+	l, err := t.readLive(nftables.TableFamilyINet, name, true)
 	if err != nil || l == nil {
 		return st, err
 	}

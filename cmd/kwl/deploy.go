@@ -162,7 +162,7 @@ func runDeploy(env *cmdEnv, args []string) int {
 			kept += n
 		}
 		fmt.Fprintf(env.stderr, "kwl deploy: table %s loaded (%d netlink messages in one transaction; %d set element(s) carried over)\n",
-			res.Changes.Table, res.Messages, kept)
+			res.Table, res.Messages, kept)
 	}
 	return exitOK
 }

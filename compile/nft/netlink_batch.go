@@ -36,7 +36,9 @@ type Note struct {
 // NewBatch returns an empty batch.
 func NewBatch() *Batch {
 	b := &Batch{}
-	b.conn, _ = nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+	// A lasting Conn: one recording socket for the whole batch rather
+	// than one per Flush.
+	b.conn, _ = nftables.New(nftables.AsLasting(), nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
 		b.sent = append(b.sent, req...)
 		// No reply: the recording Conn acknowledges nothing and
 		// expects nothing (io.EOF reads as an empty reply).
