@@ -1,0 +1,20 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"kwl.dev/kwl/internal/netns"
+)
+
+// TestMain removes namespaces that an earlier, killed test run left
+// behind (their creating process is gone), then runs the tests.
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		if gone, err := netns.RemoveStale("kwld"); err != nil {
+			fmt.Fprintf(os.Stderr, "removing stale namespaces %v: %v\n", gone, err)
+		}
+	}
+	os.Exit(m.Run())
+}
