@@ -324,14 +324,13 @@ func (s *Scenario) render(pkts []Packet, v []lang.Verdict, backend string) strin
 	return b.String()
 }
 
-// fmtDur prints a duration as kwl writes it, to the microsecond.
+// fmtDur prints a duration as kwl writes it. kwl's durations stop at the
+// millisecond; the scenarios keep Margin from every boundary, so rounding
+// does not change a verdict.
 func fmtDur(d time.Duration) string {
-	d = d.Round(time.Microsecond)
-	switch {
-	case d%time.Second == 0:
+	d = d.Round(time.Millisecond)
+	if d%time.Second == 0 {
 		return fmt.Sprintf("%ds", d/time.Second)
-	case d%time.Millisecond == 0:
-		return fmt.Sprintf("%dms", d/time.Millisecond)
 	}
-	return fmt.Sprintf("%dus", d/time.Microsecond)
+	return fmt.Sprintf("%dms", d/time.Millisecond)
 }
