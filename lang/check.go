@@ -1,0 +1,610 @@
+package lang
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The checker's error codes. They are stable: users look them up and
+// tests name them. The package doc lists them with their meaning.
+const (
+	ErrUnknownService = "E01" // a name that is neither built in nor defined
+	ErrPortRange      = "E02" // port 0, above 65535, or not a number
+	ErrDuration       = "E03" // zero, negative or too long
+	ErrAddress        = "E04" // not an address or CIDR, or a CIDR where one address is needed
+	ErrHostBits       = "E05" // CIDR with bits set after the prefix length
+	ErrKnockOnService = "E06" // a knock or close port that is a port of the service itself
+	ErrServiceTwice   = "E07" // service defined twice
+	ErrLimitCount     = "E08" // limit count below 1 or absurdly large
+	ErrRepeatedPort   = "E09" // a port twice in one sequence or list
+	ErrTestTime       = "E10" // a test step earlier than the one before it
+	ErrLogLevel       = "E11" // unknown log level
+	ErrMask           = "E12" // per source/N out of range
+	ErrString         = "E13" // a string with a bad escape
+	ErrFamily         = "E14" // an address of the family the statement excludes
+	ErrLifetime       = "E15" // "opens" without "for DUR", or "closes" with it
+	ErrOverride       = "E16" // a backend named twice in one step's expectations
+
+	// LintKnockOnOtherService: a knock or close port that is a port of
+	// another service the policy guards, allows or limits (KERNEL.md L04).
+	LintKnockOnOtherService = "L04"
+)
+
+// builtinServices are the well-known names, as in /etc/services.
+var builtinServices = map[string][]Port{
+	"ssh":        {{TCP, 22}},
+	"ftp":        {{TCP, 21}},
+	"telnet":     {{TCP, 23}},
+	"smtp":       {{TCP, 25}},
+	"dns":        {{UDP, 53}, {TCP, 53}},
+	"http":       {{TCP, 80}},
+	"pop3":       {{TCP, 110}},
+	"ntp":        {{UDP, 123}},
+	"imap":       {{TCP, 143}},
+	"snmp":       {{UDP, 161}},
+	"https":      {{TCP, 443}},
+	"submission": {{TCP, 587}},
+	"imaps":      {{TCP, 993}},
+	"pop3s":      {{TCP, 995}},
+	"openvpn":    {{UDP, 1194}},
+	"mysql":      {{TCP, 3306}},
+	"rdp":        {{TCP, 3389}},
+	"postgres":   {{TCP, 5432}},
+	"vnc":        {{TCP, 5900}},
+	"wireguard":  {{UDP, 51820}},
+}
+
+// BuiltinService returns the ports of a built-in service name.
+func BuiltinService(name string) ([]Port, bool) {
+	p, ok := builtinServices[name]
+	return append([]Port(nil), p...), ok
+}
+
+var logLevels = []string{"emerg", "alert", "crit", "err", "warn", "notice", "info", "debug"}
+
+// defaultWithin is the window between knocks of a sequence written
+// without "within".
+const defaultWithin = 5 * time.Second
+
+// maxDuration bounds durations: the kernels count timeouts in 32-bit
+// seconds or milliseconds, and no door needs to stay open for a year.
+const maxDuration = 365 * 24 * time.Hour
+
+// Load parses and checks a policy file.
+func Load(filename string, src []byte) (*Policy, Diagnostics) {
+	f, diags := Parse(filename, src)
+	p, cd := Check(f)
+	diags = append(diags, cd...)
+	diags.Sort()
+	return p, diags
+}
+
+// Check type-checks a parsed file and builds its IR. It reports every
+// problem it finds, not only the first. The policy is returned even when
+// there are errors (with the statements in error left out), so callers
+// can go on reporting; do not compile it unless HasErrors is false.
+func Check(f *File) (*Policy, Diagnostics) {
+	c := &checker{
+		file:    f,
+		pol:     &Policy{File: f.Name},
+		defined: map[string]*Service{},
+		used:    map[*Service]bool{},
+	}
+	c.run()
+	c.diags.Sort()
+	return c.pol, c.diags
+}
+
+type checker struct {
+	file    *File
+	pol     *Policy
+	diags   Diagnostics
+	defined map[string]*Service // by service statements
+	builtin map[string]*Service // built-ins, made on first use
+	used    map[*Service]bool
+	// knockPorts remembers every knock and close port with its statement,
+	// for the checks that need the whole policy.
+	knockPorts []knockPort
+}
+
+type knockPort struct {
+	port    Port
+	pos     Pos
+	service *Service
+	kind    string // "knock" or "close"
+}
+
+func (c *checker) errorf(pos Pos, code, hint, format string, args ...any) {
+	c.diags.Add(pos, Error, code, fmt.Sprintf(format, args...), hint)
+}
+
+func (c *checker) warnf(pos Pos, code, hint, format string, args ...any) {
+	c.diags.Add(pos, Warning, code, fmt.Sprintf(format, args...), hint)
+}
+
+func lpos(n Node) Pos { return n.Position() }
+
+func (c *checker) run() {
+	// Definitions first: a statement may name a service defined below it.
+	for _, it := range c.file.Items {
+		if s, ok := it.Stmt.(*ServiceStmt); ok {
+			c.serviceStmt(s)
+		}
+	}
+	for _, it := range c.file.Items {
+		switch s := it.Stmt.(type) {
+		case *KnockStmt:
+			c.knockStmt(s)
+		case *CloseStmt:
+			c.closeStmt(s)
+		case *LimitStmt:
+			c.limitStmt(s)
+		case *AllowStmt:
+			c.allowStmt(s)
+		case *TestStmt:
+			c.testStmt(s)
+		}
+	}
+	c.crossChecks()
+}
+
+func (c *checker) serviceStmt(s *ServiceStmt) {
+	pos := s.Position()
+	if prev, ok := c.defined[s.Name]; ok {
+		c.errorf(pos, ErrServiceTwice, fmt.Sprintf("the first definition is at line %d", prev.Pos.Line),
+			"service %q is defined twice", s.Name)
+		return
+	}
+	svc := &Service{Pos: pos, Name: s.Name}
+	svc.Ports = c.portList(s.Ports, "service", false)
+	if s.Forward != nil {
+		if a, ok := c.addr(s.Forward, "the forward address"); ok {
+			svc.Forward = a
+		}
+	}
+	c.defined[s.Name] = svc
+}
+
+// service resolves a name used by a statement.
+func (c *checker) service(name string, pos Pos) *Service {
+	svc := c.defined[name]
+	if svc == nil {
+		if ports, ok := builtinServices[name]; ok {
+			if c.builtin == nil {
+				c.builtin = map[string]*Service{}
+			}
+			svc = c.builtin[name]
+			if svc == nil {
+				svc = &Service{Pos: pos, Name: name, Ports: append([]Port(nil), ports...)}
+				c.builtin[name] = svc
+			}
+		}
+	}
+	if svc == nil {
+		names := make([]string, 0, len(builtinServices)+len(c.defined))
+		for n := range builtinServices {
+			names = append(names, n)
+		}
+		for n := range c.defined {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		hint := didYouMean(name, names)
+		if hint == "" {
+			hint = fmt.Sprintf("define it first: service %s = tcp/PORT", name)
+		}
+		c.errorf(pos, ErrUnknownService, hint, "unknown service %q", name)
+		return nil
+	}
+	if !c.used[svc] {
+		c.used[svc] = true
+		c.pol.Services = append(c.pol.Services, svc)
+	}
+	return svc
+}
+
+// port checks one PORTSPEC.
+func (c *checker) port(ps *PortSpec) (Port, bool) {
+	p := Port{Proto: TCP}
+	if ps.Proto == "udp" {
+		p.Proto = UDP
+	}
+	n, err := strconv.Atoi(ps.Num)
+	if err != nil || n < 1 || n > 65535 {
+		c.errorf(ps.Position(), ErrPortRange, "ports run from 1 to 65535", "port %s is out of range", ps.Num)
+		return p, false
+	}
+	p.Num = uint16(n)
+	return p, true
+}
+
+// portList checks a list of ports; what names the list in messages.
+// Repeats are errors in sequences and in lists alike: a repeated knock
+// can never advance a sequence, and a repeat in a list is a slip.
+func (c *checker) portList(list []*PortSpec, what string, _ bool) []Port {
+	var out []Port
+	seen := map[Port]bool{}
+	for _, ps := range list {
+		p, ok := c.port(ps)
+		if !ok {
+			continue
+		}
+		if seen[p] {
+			c.errorf(ps.Position(), ErrRepeatedPort, "a port may appear once in a "+what,
+				"port %s is repeated in this %s", p, what)
+			continue
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	return out
+}
+
+// duration checks a duration word; zeroOK allows "0s" (test times).
+func (c *checker) duration(word string, pos Pos, what string, zeroOK bool) (time.Duration, bool) {
+	d, err := time.ParseDuration(word)
+	if err != nil || d > maxDuration {
+		c.errorf(pos, ErrDuration, "durations are written 500ms, 60s, 5m, 1h30m and stay under a year",
+			"%s %s is too long", what, word)
+		return 0, false
+	}
+	if d < 0 || d == 0 && !zeroOK {
+		c.errorf(pos, ErrDuration, "", "%s must be positive, not %s", what, word)
+		return 0, false
+	}
+	return d, true
+}
+
+// prefix checks a SRC: an address or a CIDR with no host bits.
+func (c *checker) prefix(s *Source) (netip.Prefix, bool) {
+	a, err := netip.ParseAddr(s.Addr)
+	if err != nil || a.Zone() != "" {
+		c.errorf(s.Position(), ErrAddress, "write an IPv4 or IPv6 address, or a CIDR such as 192.168.0.0/16",
+			"%q is not an IP address", s.Addr)
+		return netip.Prefix{}, false
+	}
+	if s.Bits == "" {
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	bits, err := strconv.Atoi(s.Bits)
+	if err != nil || bits < 0 || bits > a.BitLen() {
+		c.errorf(s.Position(), ErrAddress, fmt.Sprintf("an IPv%s prefix length runs from 0 to %d", map[bool]string{true: "4", false: "6"}[a.Is4()], a.BitLen()),
+			"%s/%s is not a valid CIDR", s.Addr, s.Bits)
+		return netip.Prefix{}, false
+	}
+	p := netip.PrefixFrom(a, bits)
+	if p.Masked() != p {
+		c.errorf(s.Position(), ErrHostBits, fmt.Sprintf("did you mean %s?", p.Masked()),
+			"%s has bits set after the prefix length", p)
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// addr checks a SRC that must be one address.
+func (c *checker) addr(s *Source, what string) (netip.Addr, bool) {
+	p, ok := c.prefix(s)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	if s.Bits != "" {
+		c.errorf(s.Position(), ErrAddress, "write one address, without /"+s.Bits,
+			"%s must be one address, not a network", what)
+		return netip.Addr{}, false
+	}
+	return p.Addr(), true
+}
+
+func (c *checker) sources(list []*Source) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, ok := c.prefix(s); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// family resolves the family clause and narrows it to the family of the
+// sources when they are all of one family: "allow ssh from 10.0.0.0/8"
+// concerns IPv4 only, and backends need not emit an IPv6 rule for it.
+func (c *checker) family(o Options, from []netip.Prefix, pos Pos, fromNodes []*Source) Family {
+	f := Both
+	switch o.Family {
+	case "ipv4":
+		f = IPv4
+	case "ipv6":
+		f = IPv6
+	}
+	v4, v6 := 0, 0
+	for i, p := range from {
+		if p.Addr().Is4() {
+			v4++
+		} else {
+			v6++
+		}
+		if !f.Has(p.Addr()) {
+			at := pos
+			if i < len(fromNodes) {
+				at = fromNodes[i].Position()
+			}
+			c.errorf(at, ErrFamily, "drop the address or the family clause",
+				"%s can never match: the statement is restricted to %s", p, o.Family)
+		}
+	}
+	if f == Both && len(from) > 0 {
+		switch {
+		case v6 == 0:
+			f = IPv4
+		case v4 == 0:
+			f = IPv6
+		}
+	}
+	return f
+}
+
+func (c *checker) log(l *LogOpt) *Log {
+	if l == nil {
+		return nil
+	}
+	ok := false
+	for _, lv := range logLevels {
+		if l.Level == lv {
+			ok = true
+		}
+	}
+	out := &Log{Level: l.Level}
+	if !ok {
+		hint := didYouMean(l.Level, logLevels)
+		if l.Level == "warning" || l.Level == "error" || l.Level == "emergency" || l.Level == "critical" {
+			hint = "did you mean '" + map[string]string{"warning": "warn", "error": "err", "emergency": "emerg", "critical": "crit"}[l.Level] + "'?"
+		}
+		if hint == "" {
+			hint = "levels are " + strings.Join(logLevels, ", ")
+		}
+		c.errorf(l.Position(), ErrLogLevel, hint, "unknown log level %q", l.Level)
+	}
+	if l.Prefix != "" {
+		s, err := strconv.Unquote(l.Prefix)
+		if err != nil {
+			c.errorf(l.Position(), ErrString, `escape only \" and \\ in strings`, "log prefix %s is not a valid string", l.Prefix)
+		}
+		out.Prefix = s
+	}
+	return out
+}
+
+func (c *checker) knockStmt(s *KnockStmt) {
+	pos := s.Position()
+	n := len(c.diags)
+	svc := c.service(s.Service, pos)
+	seq := c.portList(s.Ports, "sequence", true)
+	from := c.sources(s.From)
+	fam := c.family(s.Options, from, pos, s.From)
+	lg := c.log(s.Log)
+	var within time.Duration
+	if s.Within != "" {
+		within, _ = c.duration(s.Within, pos, "the window between knocks", false)
+	} else if len(s.Ports) > 1 {
+		within = defaultWithin
+	}
+	if len(s.Ports) == 1 {
+		within = 0
+	}
+	var life time.Duration
+	switch {
+	case s.Action == "opens" && s.For == "":
+		c.errorf(pos, ErrLifetime, fmt.Sprintf("say how long the door stays open: knock ... opens %s for 60s", s.Service),
+			"knock opens %s but does not say for how long", s.Service)
+	case s.Action == "opens":
+		life, _ = c.duration(s.For, pos, "the door's lifetime", false)
+	case s.For != "":
+		c.errorf(pos, ErrLifetime, "drop \"for "+s.For+"\"", "a closing knock takes no lifetime")
+	}
+	if svc == nil {
+		return
+	}
+	for i, p := range seq {
+		c.knockPorts = append(c.knockPorts, knockPort{port: p, pos: s.Ports[min(i, len(s.Ports)-1)].Position(), service: svc, kind: "knock"})
+	}
+	if len(c.diags) > n && c.diags[n:].HasErrors() {
+		return
+	}
+	if s.Action == "opens" {
+		svc.Guarded = true
+		c.pol.Doors = append(c.pol.Doors, &Door{Pos: pos, Service: svc, Sequence: seq, Within: within,
+			Lifetime: life, From: from, Family: fam, Log: lg})
+		return
+	}
+	r := &Revoke{Pos: pos, Service: svc, From: from, Family: fam, Log: lg}
+	if len(seq) == 1 {
+		r.Ports = seq
+	} else {
+		r.Sequence, r.Within = seq, within
+	}
+	c.pol.Revokes = append(c.pol.Revokes, r)
+}
+
+func (c *checker) closeStmt(s *CloseStmt) {
+	pos := s.Position()
+	n := len(c.diags)
+	svc := c.service(s.Service, pos)
+	ports := c.portList(s.Ports, "list", false)
+	from := c.sources(s.From)
+	fam := c.family(s.Options, from, pos, s.From)
+	lg := c.log(s.Log)
+	if svc == nil {
+		return
+	}
+	for i, p := range ports {
+		c.knockPorts = append(c.knockPorts, knockPort{port: p, pos: s.Ports[min(i, len(s.Ports)-1)].Position(), service: svc, kind: "close"})
+	}
+	if c.diags[n:].HasErrors() {
+		return
+	}
+	c.pol.Revokes = append(c.pol.Revokes, &Revoke{Pos: pos, Service: svc, Ports: ports, From: from, Family: fam, Log: lg})
+}
+
+func (c *checker) limitStmt(s *LimitStmt) {
+	pos := s.Position()
+	n := len(c.diags)
+	svc := c.service(s.Service, pos)
+	l := &Limit{Pos: pos, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
+	count, err := strconv.Atoi(s.Count)
+	switch {
+	case err != nil || count > 1_000_000_000:
+		c.errorf(pos, ErrLimitCount, "", "limit count %s is too large", s.Count)
+	case count < 1:
+		c.errorf(pos, ErrLimitCount, "a limit admits at least 1 connection per window; to refuse all, guard the service with a knock",
+			"limit count must be at least 1, not %s", s.Count)
+	}
+	l.Count = count
+	l.Window, _ = c.duration(s.Window, pos, "the limit's window", false)
+	if s.Mask4 != "" {
+		l.Mask4 = c.mask(s.Mask4, 32, pos, "IPv4")
+		if s.Mask6 != "" {
+			l.Mask6 = c.mask(s.Mask6, 128, pos, "IPv6")
+		}
+	}
+	if s.Ban != "" {
+		l.Ban, _ = c.duration(s.Ban, pos, "the ban", false)
+	}
+	l.Family = c.family(s.Options, nil, pos, nil)
+	l.Log = c.log(s.Log)
+	if svc == nil || c.diags[n:].HasErrors() {
+		return
+	}
+	c.pol.Limits = append(c.pol.Limits, l)
+}
+
+func (c *checker) mask(word string, bits int, pos Pos, fam string) int {
+	m, err := strconv.Atoi(word)
+	if err != nil || m < 1 || m > bits {
+		c.errorf(pos, ErrMask, fmt.Sprintf("an %s source prefix runs from 1 to %d", fam, bits),
+			"per source/%s is out of range for %s", word, fam)
+		return bits
+	}
+	return m
+}
+
+func (c *checker) allowStmt(s *AllowStmt) {
+	pos := s.Position()
+	n := len(c.diags)
+	svc := c.service(s.Service, pos)
+	from := c.sources(s.From)
+	fam := c.family(s.Options, from, pos, s.From)
+	lg := c.log(s.Log)
+	if svc == nil || c.diags[n:].HasErrors() {
+		return
+	}
+	c.pol.Allows = append(c.pol.Allows, &Allow{Pos: pos, Service: svc, From: from, Family: fam, Log: lg})
+}
+
+var verdicts = map[string]Verdict{"accept": Accept, "drop": Drop, "reject": Reject}
+
+func (c *checker) testStmt(s *TestStmt) {
+	pos := s.Position()
+	name, err := strconv.Unquote(s.Name)
+	if err != nil {
+		c.errorf(pos, ErrString, `escape only \" and \\ in strings`, "test name %s is not a valid string", s.Name)
+	}
+	t := &Test{Pos: pos, Name: name}
+	var last time.Duration
+	var lastPos Pos
+	for _, it := range s.Items {
+		st := it.Step
+		if st == nil {
+			continue
+		}
+		sp := st.Position()
+		step := &Step{Pos: sp, Kind: New, Expect: verdicts[st.Expect]}
+		if st.Data {
+			step.Kind = Data
+		}
+		at, ok := c.duration(st.At, sp, "a step's time", true)
+		if ok {
+			if at < last {
+				c.errorf(sp, ErrTestTime, fmt.Sprintf("the step at line %d is at %s; steps run in order and time never goes back", lastPos.Line, last),
+					"step at %s comes before the previous step", st.At)
+			}
+			last, lastPos = at, sp
+		}
+		step.At = at
+		step.Src, _ = c.addr(st.From, "a step's source")
+		if st.SPort != "" {
+			n, err := strconv.Atoi(st.SPort)
+			if err != nil || n < 1 || n > 65535 {
+				c.errorf(sp, ErrPortRange, "ports run from 1 to 65535", "source port %s is out of range", st.SPort)
+			} else {
+				step.SPort = uint16(n)
+			}
+		}
+		if st.To != nil {
+			step.Dst, _ = c.addr(st.To, "a step's destination")
+			if step.Src.IsValid() && step.Dst.IsValid() && step.Src.Is4() != step.Dst.Is4() {
+				c.errorf(st.To.Position(), ErrFamily, "", "a packet from %s cannot go to %s: the families differ", step.Src, step.Dst)
+			}
+		}
+		step.Port, _ = c.port(st.Port)
+		for _, o := range st.Override {
+			if step.ExpectOn == nil {
+				step.ExpectOn = map[string]Verdict{}
+			}
+			if _, dup := step.ExpectOn[o.Backend]; dup {
+				c.errorf(o.Position(), ErrOverride, "", "the verdict for %s is given twice", o.Backend)
+			}
+			step.ExpectOn[o.Backend] = verdicts[o.Verdict]
+		}
+		t.Steps = append(t.Steps, step)
+	}
+	c.pol.Tests = append(c.pol.Tests, t)
+}
+
+// crossChecks look at the whole policy: a knock port must not be a port
+// of a service the policy opens, allows or limits (knockd issue 25: the
+// knock would be taken by the service, or a client of the service would
+// knock without meaning to).
+func (c *checker) crossChecks() {
+	type owner struct {
+		svc  *Service
+		what string
+	}
+	ports := map[Port][]owner{}
+	add := func(s *Service, what string) {
+		for _, p := range s.Ports {
+			for _, o := range ports[p] {
+				if o.svc == s {
+					return
+				}
+			}
+			ports[p] = append(ports[p], owner{s, what})
+		}
+	}
+	for _, d := range c.pol.Doors {
+		add(d.Service, "guarded")
+	}
+	for _, a := range c.pol.Allows {
+		add(a.Service, "allowed")
+	}
+	for _, l := range c.pol.Limits {
+		add(l.Service, "limited")
+	}
+	for _, k := range c.knockPorts {
+		for _, p := range k.service.Ports {
+			if p == k.port {
+				c.errorf(k.pos, ErrKnockOnService, "pick a port nothing listens on, such as 1600",
+					"%s port %s is a port of %s itself", k.kind, k.port, k.service.Name)
+			}
+		}
+		for _, o := range ports[k.port] {
+			if o.svc != k.service {
+				c.warnf(k.pos, LintKnockOnOtherService, "pick a port no service uses",
+					"%s port %s is also the port of %s service %s", k.kind, k.port, o.what, o.svc.Name)
+			}
+		}
+	}
+}

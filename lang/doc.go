@@ -1,0 +1,82 @@
+// Package lang is kwl's language front end: it turns policy text into a
+// checked, backend-independent IR.
+//
+// The pipeline is Parse (text to AST, ast.go), Check (AST to IR, ir.go)
+// and Format (AST back to canonical text). Load is Parse then Check.
+// Every stage reports problems as Diagnostics (diag.go) with the
+// file:line:col of the word at fault, and keeps going, so one run reports
+// every mistake of a file; Diagnostics.Print shows each one with its
+// source line and a caret, PrintJSON as a JSON array.
+//
+// # Grammar
+//
+//	# comment to end of line; statements end at ';' or newline
+//	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] opens SVC for DUR [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] closes SVC [OPTIONS]
+//	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
+//	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]]] [ban DUR] [OPTIONS]
+//	allow SVC [from SRC {, SRC}] [OPTIONS]
+//	test "NAME" {
+//	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] expect VERDICT [BACKEND VERDICT ...]
+//	}
+//	OPTIONS = [family ipv4|ipv6] [log LEVEL [prefix "STR"]]
+//
+// PORTSPEC is 1600 (tcp), tcp/22 or udp/8000; SRC an address or a CIDR;
+// DUR 500ms, 60s, 5m, 1h30m; VERDICT accept, drop or reject; BACKEND nft
+// or iptables; LEVEL a syslog level (emerg alert crit err warn notice info
+// debug). The words of the statements (service, knock, opens, for, ...)
+// are reserved and cannot name a service.
+//
+// Statements are parsed with a participle grammar (the struct tags in
+// ast.go), one statement at a time: the driver cuts the file at ';' and
+// newlines, frames test blocks and collects comments, so a syntax error
+// stops only its own statement (or test step).
+//
+// # Meaning
+//
+// Built-in services: ssh tcp/22, ftp tcp/21, telnet tcp/23, smtp tcp/25,
+// dns udp/53 and tcp/53, http tcp/80, pop3 tcp/110, ntp udp/123, imap
+// tcp/143, snmp udp/161, https tcp/443, submission tcp/587, imaps tcp/993,
+// pop3s tcp/995, openvpn udp/1194, mysql tcp/3306, rdp tcp/3389, postgres
+// tcp/5432, vnc tcp/5900, wireguard udp/51820. A service statement may
+// redefine a built-in name once; statements may name a service defined
+// further down.
+//
+// A knock sequence of more than one port without "within" gets within 5s;
+// a single knock has Within 0. A closing knock of one port is a Revoke
+// with Ports (like close), of several a Revoke with Sequence. "per
+// source" keys counters by /32 and /128, "per source/24" by /24 and /128,
+// "per source/24/64" by /24 and /64; without "per" one counter is shared
+// (Mask4 and Mask6 are 32 and 128 then). When every from address of a
+// statement is of one family and no family clause is given, the
+// statement's Family is narrowed to that family.
+//
+// # Error codes
+//
+// Syntax errors have no code. The checker's errors:
+//
+//	E01 unknown service (with a "did you mean" hint)
+//	E02 port 0, above 65535, or a source port out of range
+//	E03 duration zero (except a test step's "at 0s"), negative, or over a year
+//	E04 not an IP address or CIDR; prefix length out of range; a network
+//	    where one address is needed (forward to, a step's from and to)
+//	E05 CIDR with host bits set (the hint names the network)
+//	E06 knock or close port that is a port of the service itself
+//	E07 service defined twice
+//	E08 limit count below 1 (or above 10^9)
+//	E09 port repeated in one sequence or list
+//	E10 test step earlier than the step before it
+//	E11 unknown log level
+//	E12 per source/N out of range (IPv4 1..32, IPv6 1..128)
+//	E13 string with a bad escape (test name, log prefix)
+//	E14 address of a family the statement excludes; a step from one
+//	    family to the other
+//	E15 "opens" without "for DUR", or "closes" with it
+//	E16 a backend given twice in one step's expectations
+//
+// Lints (warnings, exit code unchanged):
+//
+//	L04 knock or close port that is a port of another service the policy
+//	    guards, allows or limits
+package lang

@@ -1,0 +1,224 @@
+package lang
+
+import (
+	"strings"
+)
+
+// Format prints a file in the canonical layout: one statement per line,
+// words separated by one space, ";"-joined statements on lines of their
+// own, runs of blank lines reduced to one, test steps indented by four
+// spaces, comments kept where they were (trailing comments of
+// consecutive lines aligned, as gofmt does). It prints from the AST, so
+// a file with syntax errors loses the statements that did not parse:
+// callers format only files that parsed cleanly.
+func Format(f *File) []byte {
+	var b strings.Builder
+	formatItems(&b, f.Items, "")
+	return []byte(b.String())
+}
+
+// formatItems prints items with the given indent. Trailing comments of a
+// run of consecutive commented lines start in one column.
+func formatItems(b *strings.Builder, items []*Item, indent string) {
+	lines := make([]string, len(items))
+	for i, it := range items {
+		switch {
+		case it.Stmt != nil:
+			if _, ok := it.Stmt.(*TestStmt); !ok {
+				lines[i] = indent + stmtText(it.Stmt)
+			}
+		case it.Step != nil:
+			lines[i] = indent + stepText(it.Step)
+		}
+	}
+	// Alignment runs: consecutive non-test statements with trailing
+	// comments and no blank line between them.
+	width := make([]int, len(items))
+	for i := 0; i < len(items); {
+		if !aligns(items[i]) {
+			i++
+			continue
+		}
+		j, w := i, 0
+		for j < len(items) && aligns(items[j]) && (j == i || !items[j].Blank) {
+			w = max(w, len(lines[j]))
+			j++
+		}
+		for k := i; k < j; k++ {
+			width[k] = w
+		}
+		i = j
+	}
+	for i, it := range items {
+		if it.Blank && i > 0 {
+			b.WriteByte('\n')
+		}
+		switch {
+		case it.Comment != nil:
+			b.WriteString(indent + it.Comment.Text + "\n")
+			continue
+		case it.Stmt != nil:
+			if ts, ok := it.Stmt.(*TestStmt); ok {
+				formatTest(b, ts, it.Trailing, indent)
+				continue
+			}
+		}
+		b.WriteString(lines[i])
+		if it.Trailing != nil {
+			b.WriteString(strings.Repeat(" ", width[i]-len(lines[i])+1))
+			b.WriteString(it.Trailing.Text)
+		}
+		b.WriteByte('\n')
+	}
+}
+
+func aligns(it *Item) bool {
+	if it.Trailing == nil {
+		return false
+	}
+	_, isTest := it.Stmt.(*TestStmt)
+	return !isTest && (it.Stmt != nil || it.Step != nil)
+}
+
+func formatTest(b *strings.Builder, ts *TestStmt, trailing *Comment, indent string) {
+	b.WriteString(indent + "test " + ts.Name + " {")
+	if ts.Comment != nil {
+		b.WriteString(" " + ts.Comment.Text)
+	}
+	b.WriteByte('\n')
+	formatItems(b, ts.Items, indent+"    ")
+	b.WriteString(indent + "}")
+	if trailing != nil {
+		b.WriteString(" " + trailing.Text)
+	}
+	b.WriteByte('\n')
+}
+
+// words joins the non-empty parts with single spaces.
+type words []string
+
+func (w *words) add(s ...string) {
+	for _, x := range s {
+		if x != "" {
+			*w = append(*w, x)
+		}
+	}
+}
+
+func (w words) String() string { return strings.Join(w, " ") }
+
+func portText(p *PortSpec) string {
+	if p.Proto != "" {
+		return p.Proto + "/" + p.Num
+	}
+	return p.Num
+}
+
+func portsText(ps []*PortSpec) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = portText(p)
+	}
+	return strings.Join(s, ", ")
+}
+
+func sourceText(s *Source) string {
+	if s.Bits != "" {
+		return s.Addr + "/" + s.Bits
+	}
+	return s.Addr
+}
+
+func sourcesText(ss []*Source) string {
+	s := make([]string, len(ss))
+	for i, x := range ss {
+		s[i] = sourceText(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func (w *words) from(ss []*Source) {
+	if len(ss) > 0 {
+		w.add("from", sourcesText(ss))
+	}
+}
+
+func (w *words) options(o Options) {
+	if o.Family != "" {
+		w.add("family", o.Family)
+	}
+	if o.Log != nil {
+		w.add("log", o.Log.Level)
+		if o.Log.Prefix != "" {
+			w.add("prefix", o.Log.Prefix)
+		}
+	}
+}
+
+// stmtText prints one statement (not a test block) on one line.
+func stmtText(s Stmt) string {
+	var w words
+	switch s := s.(type) {
+	case *ServiceStmt:
+		w.add("service", s.Name, "=", portsText(s.Ports))
+		if s.Forward != nil {
+			w.add("forward", "to", sourceText(s.Forward))
+		}
+	case *KnockStmt:
+		w.add("knock", portsText(s.Ports))
+		w.from(s.From)
+		if s.Within != "" {
+			w.add("within", s.Within)
+		}
+		w.add(s.Action, s.Service)
+		if s.For != "" {
+			w.add("for", s.For)
+		}
+		w.options(s.Options)
+	case *CloseStmt:
+		w.add("close", s.Service, "on", portsText(s.Ports))
+		w.from(s.From)
+		w.options(s.Options)
+	case *LimitStmt:
+		w.add("limit", s.Service, s.Count+"/"+s.Window)
+		if s.PerSource {
+			src := "source"
+			if s.Mask4 != "" {
+				src += "/" + s.Mask4
+				if s.Mask6 != "" {
+					src += "/" + s.Mask6
+				}
+			}
+			w.add("per", src)
+		}
+		if s.Ban != "" {
+			w.add("ban", s.Ban)
+		}
+		w.options(s.Options)
+	case *AllowStmt:
+		w.add("allow", s.Service)
+		w.from(s.From)
+		w.options(s.Options)
+	}
+	return w.String()
+}
+
+func stepText(s *TestStep) string {
+	var w words
+	w.add("at", s.At, "from", sourceText(s.From))
+	if s.SPort != "" {
+		w.add("port", s.SPort)
+	}
+	if s.To != nil {
+		w.add("to", sourceText(s.To))
+	}
+	w.add(portText(s.Port))
+	if s.Data {
+		w.add("data")
+	}
+	w.add("expect", s.Expect)
+	for _, o := range s.Override {
+		w.add(o.Backend, o.Verdict)
+	}
+	return w.String()
+}

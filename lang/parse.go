@@ -1,0 +1,485 @@
+package lang
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/alecthomas/participle/v2"
+	"github.com/alecthomas/participle/v2/lexer"
+)
+
+// stmtRoot is the grammar's entry for one statement.
+type stmtRoot struct {
+	Stmt Stmt `parser:"@@"`
+}
+
+var (
+	stmtParser = participle.MustBuild[stmtRoot](
+		participle.Lexer(lexDef),
+		participle.Union[Stmt](&ServiceStmt{}, &KnockStmt{}, &CloseStmt{}, &LimitStmt{}, &AllowStmt{}),
+		participle.UseLookahead(2),
+	)
+	stepParser = participle.MustBuild[TestStep](
+		participle.Lexer(lexDef),
+		participle.UseLookahead(2),
+	)
+)
+
+// Parse parses a policy file. It returns the AST and the syntax errors;
+// after an error it goes on at the next statement, so every statement
+// with a mistake gets its own diagnostic. The AST holds the statements
+// that parsed.
+func Parse(filename string, src []byte) (*File, Diagnostics) {
+	p := &parser{file: filename}
+	f := &File{Name: filename}
+	toks, err := scan(filename, string(src))
+	if err != nil {
+		// The base lexer has a catch-all rule, so this does not happen;
+		// report it rather than trust that.
+		p.diags.Add(Pos{File: filename, Line: 1, Col: 1}, Error, "", err.Error(), "")
+		return f, p.diags
+	}
+	for _, t := range toks {
+		if t.Type != tSpace {
+			p.toks = append(p.toks, t)
+		}
+	}
+	f.Items, _ = p.items(false)
+	p.diags.Sort()
+	return f, p.diags
+}
+
+type parser struct {
+	file  string
+	toks  []lexer.Token // without spaces; ends with EOF
+	i     int
+	diags Diagnostics
+}
+
+func (p *parser) peek() lexer.Token { return p.toks[p.i] }
+
+func (p *parser) next() lexer.Token {
+	t := p.toks[p.i]
+	if t.Type != tEOF {
+		p.i++
+	}
+	return t
+}
+
+func isPunct(t lexer.Token, s string) bool { return t.Type == tPunct && t.Value == s }
+
+func isStatementWord(t lexer.Token) bool {
+	if t.Type != tKeyword {
+		return false
+	}
+	for _, w := range statementWords {
+		if t.Value == w {
+			return true
+		}
+	}
+	return false
+}
+
+// items reads statements (or, in a test block, steps) and comments up to
+// the end of the file or, in a test block, the closing brace. closed
+// reports whether the brace was found.
+func (p *parser) items(inTest bool) (items []*Item, closed bool) {
+	nl := 0          // newlines since the last item
+	lineHas := false // the current line already holds an item
+	for {
+		t := p.peek()
+		switch {
+		case t.Type == tEOF:
+			return items, false
+		case t.Type == tNL:
+			p.next()
+			nl++
+			lineHas = false
+			continue
+		case t.Type == tSemi:
+			p.next()
+			continue
+		case t.Type == tComment:
+			p.next()
+			c := &Comment{Node: Node{Pos: t.Pos}, Text: strings.TrimRight(t.Value, " \t\r\f\v")}
+			if lineHas && len(items) > 0 {
+				items[len(items)-1].Trailing = c
+			} else {
+				items = append(items, &Item{Blank: nl >= 2 && len(items) > 0, Comment: c})
+				nl = 0
+				lineHas = true
+			}
+			continue
+		case inTest && isPunct(t, "}"):
+			p.next()
+			return items, true
+		case inTest && !lineHas && isStatementWord(t):
+			// A statement where a step should be: the block lacks its
+			// closing brace. Let the caller read the statement.
+			return items, false
+		}
+		it := &Item{Blank: nl >= 2 && len(items) > 0}
+		nl = 0
+		switch {
+		case !inTest && t.Type == tKeyword && t.Value == "test":
+			if ts := p.testBlock(); ts != nil {
+				it.Stmt = ts
+			}
+		case inTest:
+			it.Step = p.parseStep(p.chunk(true))
+		default:
+			it.Stmt = p.parseStmt(p.chunk(false))
+		}
+		if it.Stmt != nil || it.Step != nil {
+			items = append(items, it)
+		}
+		lineHas = true
+	}
+}
+
+// chunk takes the tokens of one statement: up to a newline, ';', a
+// comment, the end of the file or, in a test block, '}'. It appends an
+// EOF token placed at the terminator, so that "unexpected end of
+// statement" points where the statement stopped.
+func (p *parser) chunk(inTest bool) []lexer.Token {
+	var out []lexer.Token
+	for {
+		t := p.peek()
+		if t.Type == tEOF || t.Type == tNL || t.Type == tSemi || t.Type == tComment || (inTest && isPunct(t, "}")) {
+			return append(out, lexer.EOFToken(t.Pos))
+		}
+		out = append(out, p.next())
+	}
+}
+
+func (p *parser) parseStmt(chunk []lexer.Token) Stmt {
+	lex, err := lexer.Upgrade(&sliceLexer{toks: chunk})
+	if err == nil {
+		var root *stmtRoot
+		root, err = stmtParser.ParseFromLexer(lex)
+		if err == nil {
+			return root.Stmt
+		}
+	}
+	p.syntaxError(err, chunk, false)
+	return nil
+}
+
+func (p *parser) parseStep(chunk []lexer.Token) *TestStep {
+	lex, err := lexer.Upgrade(&sliceLexer{toks: chunk})
+	if err == nil {
+		var st *TestStep
+		st, err = stepParser.ParseFromLexer(lex)
+		if err == nil {
+			return st
+		}
+	}
+	p.syntaxError(err, chunk, true)
+	return nil
+}
+
+// testBlock reads `test "NAME" { ... }`.
+func (p *parser) testBlock() *TestStmt {
+	t := p.next()
+	ts := &TestStmt{Node: Node{Pos: t.Pos}}
+	name := p.peek()
+	switch {
+	case name.Type == tString:
+		p.next()
+		ts.Name, ts.NamePos = name.Value, name.Pos
+	case name.Type == tBadString:
+		p.errorAt(name.Pos, "the test's name has no closing quote", "")
+		p.chunk(false)
+		return nil
+	default:
+		p.errorAt(name.Pos, fmt.Sprintf("%s; expected the test's name in quotes", describe(name, false)),
+			`write: test "what it shows" {`)
+		p.chunk(false)
+		return nil
+	}
+	if b := p.peek(); !isPunct(b, "{") {
+		p.errorAt(b.Pos, fmt.Sprintf(`%s; expected "{" after the test's name`, describe(b, false)), "")
+		p.chunk(false)
+		return nil
+	}
+	p.next()
+	if c := p.peek(); c.Type == tComment {
+		p.next()
+		ts.Comment = &Comment{Node: Node{Pos: c.Pos}, Text: strings.TrimRight(c.Value, " \t\r\f\v")}
+	}
+	items, closed := p.items(true)
+	ts.Items = items
+	if !closed {
+		p.errorAt(ts.Position(), fmt.Sprintf(`test %s has no closing "}"`, ts.Name), `end the block with "}" on its own line`)
+	}
+	return ts
+}
+
+func (p *parser) errorAt(pos any, msg, hint string) {
+	var lp Pos
+	switch v := pos.(type) {
+	case Pos:
+		lp = v
+	case lexer.Position:
+		lp = Pos{File: p.file, Line: v.Line, Col: v.Column}
+	}
+	if lp.File == "" {
+		lp.File = p.file
+	}
+	p.diags.Add(lp, Error, "", msg, hint)
+}
+
+var reExpected = regexp.MustCompile(`\(expected (.*)\)$`)
+
+// syntaxError turns a participle error into a diagnostic in plain words:
+// `unexpected "opens"; expected a port`.
+func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
+	var perr participle.Error
+	if !errors.As(err, &perr) {
+		p.errorAt(chunk[0].Pos, err.Error(), "")
+		return
+	}
+	pos := perr.Position()
+	tok := lexer.EOFToken(pos)
+	var ute *participle.UnexpectedTokenError
+	if errors.As(err, &ute) {
+		tok = ute.Unexpected
+	} else {
+		for _, t := range chunk {
+			if t.Pos.Offset == pos.Offset {
+				tok = t
+				break
+			}
+		}
+	}
+	want := ""
+	if m := reExpected.FindStringSubmatch(perr.Message()); m != nil {
+		want = m[1]
+	}
+	msg, hint := explain(tok, want, chunk, inTest)
+	p.errorAt(tok.Pos, msg, hint)
+}
+
+// describe names a token for a message.
+func describe(t lexer.Token, inTest bool) string {
+	switch {
+	case t.EOF():
+		if inTest {
+			return "unexpected end of step"
+		}
+		return "unexpected end of statement"
+	case t.Type == tBadString:
+		return "unterminated string"
+	}
+	return fmt.Sprintf("unexpected %q", t.Value)
+}
+
+// firstSet returns the alternatives that may come first in a grammar
+// fragment written in participle's EBNF ("(\"opens\" | \"closes\") <ident>
+// (\"for\" <duration>)?"), and whether the whole fragment may be empty.
+func firstSet(ebnf string) (first []string, nullable bool) {
+	toks := ebnfTokens(ebnf)
+	i := 0
+	var alts func() ([]string, bool)
+	var seq func() ([]string, bool)
+	term := func() ([]string, bool, bool) {
+		if i >= len(toks) {
+			return nil, true, false
+		}
+		t := toks[i]
+		var f []string
+		var null bool
+		switch t {
+		case "(":
+			i++
+			f, null = alts()
+			if i < len(toks) && toks[i] == ")" {
+				i++
+			}
+		case ")", "|":
+			return nil, true, false
+		default:
+			i++
+			f = []string{t}
+		}
+		if i < len(toks) && (toks[i] == "?" || toks[i] == "*") {
+			null = true
+			i++
+		} else if i < len(toks) && toks[i] == "+" {
+			i++
+		}
+		return f, null, true
+	}
+	seq = func() ([]string, bool) {
+		var f []string
+		null := true
+		for {
+			tf, tn, ok := term()
+			if !ok {
+				return f, null
+			}
+			if null {
+				f = append(f, tf...)
+				null = tn
+			}
+		}
+	}
+	alts = func() ([]string, bool) {
+		f, null := seq()
+		for i < len(toks) && toks[i] == "|" {
+			i++
+			g, n := seq()
+			f = append(f, g...)
+			null = null || n
+		}
+		return f, null
+	}
+	return alts()
+}
+
+// ebnfTokens splits participle's EBNF into literals, names and symbols.
+func ebnfTokens(s string) []string {
+	var out []string
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ':
+			i++
+		case c == '"':
+			j := i + 1
+			for j < len(s) && s[j] != '"' {
+				if s[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			j = min(j+1, len(s))
+			out = append(out, s[i:j])
+			i = j
+		case strings.IndexByte("()|?*+", c) >= 0:
+			out = append(out, string(c))
+			i++
+		default:
+			j := i
+			for j < len(s) && strings.IndexByte(" ()|?*+\"", s[j]) < 0 {
+				j++
+			}
+			out = append(out, s[i:j])
+			i = j
+		}
+	}
+	return out
+}
+
+// expectWords names what the grammar wanted in words a user knows. prev is
+// the token before the unexpected one, which tells a port from a count.
+func expectWords(first []string, prev, prev2 lexer.Token) []string {
+	portCtx := prev.Value == "/" && (prev2.Value == "tcp" || prev2.Value == "udp")
+	switch prev.Value {
+	case "knock", "on", "=", ",", "tcp", "udp":
+		portCtx = true
+	}
+	if prev.Type == tAddr || prev.Type == tNumber && prev.Value != "" {
+		portCtx = true // a test step: "from ADDR [port N] [to ADDR] PORT"
+	}
+	var out []string
+	for _, f := range first {
+		w := f
+		switch f {
+		case "PortSpec":
+			w = "a port"
+		case "Source", "<addr>":
+			w = "an address"
+		case "<duration>":
+			w = "a duration"
+		case "<number>":
+			switch {
+			case prev.Value == "port":
+				w = "a port number"
+			case portCtx:
+				w = "a port"
+			case prev.Value == "/" || prev.Value == "source":
+				w = "a prefix length"
+			case portCtx:
+				w = "a port"
+			default:
+				w = "a number"
+			}
+		case "<ident>":
+			w = "a name"
+			switch prev.Value {
+			case "opens", "closes", "close", "limit", "allow":
+				w = "a service name"
+			case "log":
+				w = "a log level"
+			}
+		case "<string>":
+			w = "a string in quotes"
+		case "LogOpt":
+			w = `"log"`
+		case "Override":
+			w = "a backend and its verdict"
+		case "<eof>":
+			w = "end of statement"
+		case `"tcp"`, `"udp"`:
+			if portCtx || prev.Value == "knock" || prev.Value == "on" || prev.Value == "=" {
+				w = "a port"
+			}
+		}
+		if !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func explain(tok lexer.Token, want string, chunk []lexer.Token, inTest bool) (msg, hint string) {
+	msg = describe(tok, inTest)
+	first := chunk[0]
+	if tok.Pos.Offset == first.Pos.Offset && !first.EOF() {
+		// The statement's first word is wrong.
+		if inTest {
+			return msg + `; expected a step ("at DUR from ADDR PORT expect VERDICT")`, didYouMean(tok.Value, []string{"at"})
+		}
+		return msg + "; expected a statement (service, knock, close, limit, allow or test)", didYouMean(tok.Value, statementWords)
+	}
+	if tok.Type == tBadString {
+		return "string has no closing quote", ""
+	}
+	var prev, prev2 lexer.Token
+	for _, t := range chunk {
+		if t.Pos.Offset >= tok.Pos.Offset {
+			break
+		}
+		prev, prev2 = t, prev
+	}
+	alts, nullable := firstSet(want)
+	if want == "" || nullable {
+		alts = append(alts, "<eof>")
+	}
+	out := expectWords(alts, prev, prev2)
+	switch len(out) {
+	case 0:
+		return msg, ""
+	case 1:
+		msg += "; expected " + out[0]
+	default:
+		msg += "; expected " + strings.Join(out[:len(out)-1], ", ") + " or " + out[len(out)-1]
+	}
+	if tok.Type == tIdent || tok.Type == tKeyword || tok.Type == tWord {
+		var words []string
+		for _, a := range alts {
+			if len(a) > 2 && a[0] == '"' {
+				words = append(words, strings.Trim(a, `"`))
+			}
+		}
+		if slices.Contains(alts, "LogOpt") {
+			words = append(words, "log")
+		}
+		hint = didYouMean(tok.Value, words)
+	}
+	return msg, hint
+}
