@@ -104,6 +104,9 @@ const (
 	CtStatus      Field = "ct status"    // conntrack status bits: dnat
 	CtOrigDport   Field = "ct original proto-dst"
 	CtOrigIPDaddr Field = "ct original ip daddr"
+	// FibDaddrType is the route type of the destination address: "local"
+	// when the packet is addressed to the host itself (nft_fib, RTN_LOCAL).
+	FibDaddrType Field = "fib daddr type"
 )
 
 // Match tests a field against a list of values: it matches when the field
@@ -111,8 +114,8 @@ const (
 //
 // Values are typed by the field: lang.Proto for L4Proto, uint16 for ports,
 // netip.Prefix for addresses, string ("ipv4", "ipv6", "new",
-// "established", "related", "invalid", "dnat") for NFProto, CtState and
-// CtStatus.
+// "established", "related", "invalid", "dnat", "local") for NFProto,
+// CtState, CtStatus and FibDaddrType.
 type Match struct {
 	Field  Field
 	Neg    bool

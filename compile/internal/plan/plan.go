@@ -1,0 +1,331 @@
+// Package plan holds what both backends (compile/nft and compile/iptables)
+// derive from a policy before they lower it: the IP families a statement
+// covers, stable readable identifiers for services and statements (from
+// which set, list and chain names are made), the order in which knock
+// statements run, and the warnings that do not depend on the backend.
+package plan
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+// Fam is an IP family: 4 or 6.
+type Fam int
+
+// The families, in the order the backends emit them.
+const (
+	V4 Fam = 4
+	V6 Fam = 6
+)
+
+// All is both families, IPv4 first.
+var All = []Fam{V4, V6}
+
+// Has reports whether the prefix belongs to family f.
+func (f Fam) Has(p netip.Prefix) bool { return p.Addr().Unmap().Is4() == (f == V4) }
+
+// Bits is the address length of the family.
+func (f Fam) Bits() int {
+	if f == V4 {
+		return 32
+	}
+	return 128
+}
+
+// Families returns the families a statement covers: those its family
+// clause allows, narrowed to the families of its sources when it has any,
+// and to the family of the internal host when its service is forwarded.
+func Families(fam lang.Family, from []netip.Prefix, svc *lang.Service) []Fam {
+	var out []Fam
+	for _, f := range All {
+		if fam == lang.IPv4 && f != V4 || fam == lang.IPv6 && f != V6 {
+			continue
+		}
+		if svc != nil && svc.Forward.IsValid() && svc.Forward.Unmap().Is4() != (f == V4) {
+			continue
+		}
+		if len(from) > 0 && len(From(from, f)) == 0 {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Covers reports whether fs holds f.
+func Covers(fs []Fam, f Fam) bool {
+	for _, x := range fs {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// ServiceFamilies returns the families a service is reached by: both,
+// or the family of its internal host when it is forwarded.
+func ServiceFamilies(s *lang.Service) []Fam { return Families(lang.Both, nil, s) }
+
+// From returns the prefixes of family f, masked, without those contained
+// in another one of the list, sorted. A source then matches at most one of
+// them, so that a rule rendered once per prefix (iptables -s a,b) records
+// a hit once.
+func From(from []netip.Prefix, f Fam) []netip.Prefix {
+	var ps []netip.Prefix
+	for _, p := range from {
+		if !f.Has(p) {
+			continue
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].Bits() != ps[j].Bits() {
+			return ps[i].Bits() < ps[j].Bits()
+		}
+		return ps[i].Addr().Less(ps[j].Addr())
+	})
+	var out []netip.Prefix
+next:
+	for _, p := range ps {
+		for _, q := range out {
+			if q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
+				continue next
+			}
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })
+	return out
+}
+
+func unmapBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return 96
+	}
+	return 0
+}
+
+// Mask returns the prefix length of a limit's per-source key in family f;
+// the full address when the policy gives none.
+func Mask(l *lang.Limit, f Fam) int {
+	m := l.Mask4
+	if f == V6 {
+		m = l.Mask6
+	}
+	if m <= 0 || m > f.Bits() {
+		return f.Bits()
+	}
+	return m
+}
+
+// IDs are the readable, stable identifiers of a policy's services and
+// statements. A statement's id is its service's, with a number appended
+// for the second and later statements of the same kind on that service
+// ("ssh", "ssh_2"), so that names survive edits elsewhere in the policy.
+type IDs struct {
+	Service map[*lang.Service]string
+	Door    map[*lang.Door]string
+	Revoke  map[*lang.Revoke]string
+	Limit   map[*lang.Limit]string
+}
+
+// Assign gives every service and statement of p its identifier.
+func Assign(p *lang.Policy) *IDs {
+	ids := &IDs{
+		Service: map[*lang.Service]string{},
+		Door:    map[*lang.Door]string{},
+		Revoke:  map[*lang.Revoke]string{},
+		Limit:   map[*lang.Limit]string{},
+	}
+	used := map[string]bool{}
+	for _, s := range p.Services {
+		base := Sanitize(s.Name)
+		id := base
+		for n := 2; used[id]; n++ {
+			id = fmt.Sprintf("%s%d", base, n)
+		}
+		used[id] = true
+		ids.Service[s] = id
+	}
+	count := map[string]int{}
+	next := func(kind string, s *lang.Service) string {
+		id := ids.Service[s]
+		if id == "" {
+			id = Sanitize(s.Name)
+		}
+		count[kind+"/"+id]++
+		if n := count[kind+"/"+id]; n > 1 {
+			return fmt.Sprintf("%s_%d", id, n)
+		}
+		return id
+	}
+	for _, d := range p.Doors {
+		ids.Door[d] = next("door", d.Service)
+	}
+	for _, r := range p.Revokes {
+		ids.Revoke[r] = next("revoke", r.Service)
+	}
+	for _, l := range p.Limits {
+		ids.Limit[l] = next("limit", l.Service)
+	}
+	return ids
+}
+
+// Sanitize maps a name to the characters every backend accepts in set,
+// list and chain names: letters, digits and '_'.
+func Sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "x"
+	}
+	return b.String()
+}
+
+// Knock is a statement that reacts to knock ports: a door or a revoke.
+type Knock struct {
+	Door   *lang.Door
+	Revoke *lang.Revoke
+}
+
+// Pos is the statement's position.
+func (k Knock) Pos() lang.Pos {
+	if k.Door != nil {
+		return k.Door.Pos
+	}
+	return k.Revoke.Pos
+}
+
+// Knocks returns the doors and revokes of p in source order: the order in
+// which their state updates run on a packet to a shared port.
+func Knocks(p *lang.Policy) []Knock {
+	var ks []Knock
+	for _, d := range p.Doors {
+		ks = append(ks, Knock{Door: d})
+	}
+	for _, r := range p.Revokes {
+		ks = append(ks, Knock{Revoke: r})
+	}
+	sort.SliceStable(ks, func(i, j int) bool { return Before(ks[i].Pos(), ks[j].Pos()) })
+	return ks
+}
+
+// Before orders positions by file, line and column.
+func Before(a, b lang.Pos) bool {
+	if a.File != b.File {
+		return a.File < b.File
+	}
+	if a.Line != b.Line {
+		return a.Line < b.Line
+	}
+	return a.Col < b.Col
+}
+
+// DoorsOf returns the doors that open s, in policy order.
+func DoorsOf(p *lang.Policy, s *lang.Service) []*lang.Door {
+	var ds []*lang.Door
+	for _, d := range p.Doors {
+		if d.Service == s {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+// LimitsOf returns the limits of s, in policy order.
+func LimitsOf(p *lang.Policy, s *lang.Service) []*lang.Limit {
+	var ls []*lang.Limit
+	for _, l := range p.Limits {
+		if l.Service == s {
+			ls = append(ls, l)
+		}
+	}
+	return ls
+}
+
+// AllowsOf returns the allows of s, in policy order.
+func AllowsOf(p *lang.Policy, s *lang.Service) []*lang.Allow {
+	var as []*lang.Allow
+	for _, a := range p.Allows {
+		if a.Service == s {
+			as = append(as, a)
+		}
+	}
+	return as
+}
+
+// ByProto groups ports by protocol, TCP first, keeping their order and
+// dropping repeats.
+func ByProto(ports []lang.Port) []ProtoPorts {
+	var out []ProtoPorts
+	idx := map[lang.Proto]int{}
+	seen := map[lang.Port]bool{}
+	for _, p := range ports {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		i, ok := idx[p.Proto]
+		if !ok {
+			i = len(out)
+			idx[p.Proto] = i
+			out = append(out, ProtoPorts{Proto: p.Proto})
+		}
+		out[i].Ports = append(out[i].Ports, p.Num)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Proto < out[j].Proto })
+	return out
+}
+
+// ProtoPorts is a protocol and port numbers.
+type ProtoPorts struct {
+	Proto lang.Proto
+	Ports []uint16
+}
+
+// LogPrefix returns the log prefix of a statement: the policy's, or
+// "kwl KIND SERVICE: ".
+func LogPrefix(l *lang.Log, kind string, s *lang.Service) string {
+	if l.Prefix != "" {
+		return l.Prefix
+	}
+	return "kwl " + kind + " " + s.Name + ": "
+}
+
+// Dur prints a duration as the language writes it: 1h30m, 60s, 500ms.
+func Dur(d time.Duration) string {
+	if d <= 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	if h := d / time.Hour; h > 0 {
+		fmt.Fprintf(&b, "%dh", h)
+		d -= h * time.Hour
+	}
+	if m := d / time.Minute; m > 0 {
+		fmt.Fprintf(&b, "%dm", m)
+		d -= m * time.Minute
+	}
+	if s := d / time.Second; s > 0 {
+		fmt.Fprintf(&b, "%ds", s)
+		d -= s * time.Second
+	}
+	if d > 0 {
+		fmt.Fprintf(&b, "%dms", (d+time.Millisecond-1)/time.Millisecond)
+	}
+	return b.String()
+}

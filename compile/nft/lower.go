@@ -1,0 +1,395 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"kwl.dev/kwl/compile/internal/plan"
+	"kwl.dev/kwl/lang"
+)
+
+// Priority is the priority of kwl's filter chains: before the host's own
+// filter chains (priority 0, iptables-nft and most nft rulesets), so that a
+// knock is recorded even when the host's firewall would drop it, and after
+// conntrack (-200), so that ct state is known. A drop in any base chain is
+// final; an accept only ends kwl's chain, and the host's chains still see
+// the packet: kwl composes with the host's firewall.
+const Priority = -10
+
+// DNATPriority is the priority of the nat chain: dstnat.
+const DNATPriority = -100
+
+// SetSize is the size kwl declares for every set, the kernel's default
+// written out (nft_dynset binds an unsized set with size 0xffff).
+const SetSize = 65535
+
+// Lower turns a checked policy into kwl's nftables ruleset: one table
+// inet kwl. The diagnostics are warnings where nftables cannot give a
+// statement its exact meaning, and errors where it cannot compile it.
+//
+// The input chain runs, in order: established and related packets accept;
+// the knock chain (state updates of every knock, sequence and close
+// statement, in source order, then a drop of each statement's knock ports);
+// then one chain per service, reached by its ports, holding its allows,
+// bans, the guard of a knocked service, its limits and the accepts of open
+// doors or of connections under the limits. Forwarded services are
+// DNAT'ed in prerouting and their chains hang off the forward hook,
+// matched by the original destination port and the internal host.
+func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
+	l := &lowerer{p: p, ids: plan.Assign(p)}
+	l.t = &Table{Family: "inet", Name: "kwl"}
+	l.diags = append(l.diags, plan.Warnings(p)...)
+	l.lower()
+	l.diags.Sort()
+	return &Ruleset{Table: l.t}, l.diags
+}
+
+type lowerer struct {
+	p     *lang.Policy
+	ids   *plan.IDs
+	t     *Table
+	diags lang.Diagnostics
+	sets  map[string]*Set
+	// overChains are the chains that ban a source over a limit.
+	overChains []*Chain
+}
+
+func famInfo(f plan.Fam) (nfproto string, saddr, daddr Field, kt KeyType) {
+	if f == plan.V4 {
+		return "ipv4", IPSaddr, IPDaddr, IPv4Addr
+	}
+	return "ipv6", IP6Saddr, IP6Daddr, IPv6Addr
+}
+
+func nfproto(f plan.Fam) *Match {
+	n, _, _, _ := famInfo(f)
+	return &Match{Field: NFProto, Values: []any{n}}
+}
+
+func saddr(f plan.Fam) Field { _, s, _, _ := famInfo(f); return s }
+
+func key(f plan.Fam, prefix int) Key {
+	if prefix >= f.Bits() {
+		prefix = 0
+	}
+	return Key{Field: saddr(f), Prefix: prefix}
+}
+
+func ctNew() *Match { return &Match{Field: CtState, Values: []any{"new"}} }
+
+func fsuffix(f plan.Fam) string { return fmt.Sprintf("_%d", f) }
+
+// set declares (once) a set of family f.
+func (l *lowerer) set(name string, f plan.Fam, timeout time.Duration, origin lang.Pos, comment string) string {
+	if l.sets == nil {
+		l.sets = map[string]*Set{}
+	}
+	if _, ok := l.sets[name]; ok {
+		return name
+	}
+	_, _, _, kt := famInfo(f)
+	s := &Set{Name: name, Type: kt, Size: SetSize, Timeout: timeout, Origin: origin, Comment: comment}
+	l.sets[name] = s
+	l.t.Sets = append(l.t.Sets, s)
+	return name
+}
+
+func (l *lowerer) doorSet(d *lang.Door, f plan.Fam) string {
+	return l.set("door_"+l.ids.Door[d]+fsuffix(f), f, d.Lifetime, d.Pos,
+		fmt.Sprintf("sources with %s open, line %d", d.Service.Name, d.Pos.Line))
+}
+
+// stageSet is the set of sources that have knocked the first k ports of a
+// sequence; its elements live for the sequence's window.
+func (l *lowerer) stageSet(prefix, id string, k int, f plan.Fam, within time.Duration, pos lang.Pos) string {
+	return l.set(fmt.Sprintf("%s_%s_%d%s", prefix, id, k, fsuffix(f)), f, within, pos,
+		fmt.Sprintf("sources at knock %d of the sequence of line %d", k, pos.Line))
+}
+
+func (l *lowerer) chain(c *Chain) *Chain {
+	l.t.Chains = append(l.t.Chains, c)
+	return c
+}
+
+func comment(kind string, s *lang.Service, pos lang.Pos) string {
+	return fmt.Sprintf("%s %s, line %d", kind, s.Name, pos.Line)
+}
+
+func logExpr(lg *lang.Log, kind string, s *lang.Service) []Expr {
+	if lg == nil {
+		return nil
+	}
+	prefix := plan.LogPrefix(lg, kind, s)
+	// NF_LOG_PREFIXLEN is 128 with the terminating NUL
+	// (include/net/netfilter/nf_log.h).
+	if len(prefix) > 127 {
+		prefix = prefix[:127]
+	}
+	return []Expr{&Log{Level: lg.Level, Prefix: prefix}}
+}
+
+func portMatches(pp plan.ProtoPorts, field Field) []Expr {
+	vals := make([]any, len(pp.Ports))
+	for i, n := range pp.Ports {
+		vals[i] = n
+	}
+	return []Expr{&Match{Field: L4Proto, Values: []any{pp.Proto}}, &Match{Field: field, Values: vals}}
+}
+
+func prefixValues(ps []netip.Prefix) []any {
+	vals := make([]any, len(ps))
+	for i, p := range ps {
+		vals[i] = p
+	}
+	return vals
+}
+
+// srcMatch restricts a rule of family f to the statement's sources.
+func srcMatch(from []netip.Prefix, f plan.Fam) []Expr {
+	ps := plan.From(from, f)
+	if len(ps) == 0 {
+		return nil
+	}
+	return []Expr{&Match{Field: saddr(f), Values: prefixValues(ps)}}
+}
+
+func cat(parts ...[]Expr) []Expr {
+	var out []Expr
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func one(e ...Expr) []Expr { return e }
+
+func (l *lowerer) lower() {
+	p := l.p
+	knocks := plan.Knocks(p)
+	var knock *Chain
+	if len(knocks) > 0 {
+		knock = &Chain{Name: "knock"}
+		l.knockRules(knock, knocks)
+	}
+
+	var svcChains []*Chain
+	svcChain := map[*lang.Service]*Chain{}
+	for _, s := range p.Services {
+		if c := l.serviceChain(s); c != nil {
+			svcChains = append(svcChains, c)
+			svcChain[s] = c
+		}
+	}
+
+	established := &Rule{
+		Exprs:   one(&Match{Field: CtState, Values: []any{"established", "related"}}, &Verdict{Kind: Accept}),
+		Comment: "established connections are never cut",
+	}
+	input := &Chain{Name: "input", Type: "filter", Hook: Input, Priority: Priority, Policy: Accept}
+	input.Rules = append(input.Rules, established)
+	if knock != nil {
+		input.Rules = append(input.Rules, &Rule{Exprs: one(&Verdict{Kind: Jump, Chain: knock.Name}), Comment: "knock ports"})
+	}
+	var forward, prerouting *Chain
+	for _, s := range p.Services {
+		c := svcChain[s]
+		if c == nil {
+			continue
+		}
+		if !s.Forward.IsValid() {
+			for _, pp := range plan.ByProto(s.Ports) {
+				input.Rules = append(input.Rules, &Rule{
+					Exprs:   cat(portMatches(pp, THDport), one(&Verdict{Kind: Jump, Chain: c.Name})),
+					Comment: "service " + s.Name,
+				})
+			}
+			continue
+		}
+		if forward == nil {
+			forward = &Chain{Name: "forward", Type: "filter", Hook: Forward, Priority: Priority, Policy: Accept}
+			forward.Rules = append(forward.Rules, &Rule{Exprs: established.Exprs, Comment: established.Comment})
+			prerouting = &Chain{Name: "prerouting", Type: "nat", Hook: Prerouting, Priority: DNATPriority, Policy: Accept}
+		}
+		f := plan.ServiceFamilies(s)[0]
+		_, _, daddr, _ := famInfo(f)
+		bits := f.Bits()
+		for _, pp := range plan.ByProto(s.Ports) {
+			// The forward hook sees the address after DNAT; the port is
+			// matched as the client sent it (ct original proto-dst), as
+			// Shorewall's ORIGINAL DEST column does.
+			forward.Rules = append(forward.Rules, &Rule{
+				Exprs: cat(one(nfproto(f), &Match{Field: daddr, Values: []any{netip.PrefixFrom(s.Forward.Unmap(), bits)}}),
+					portMatches(pp, CtOrigDport), one(&Verdict{Kind: Jump, Chain: c.Name})),
+				Comment: "service " + s.Name,
+			})
+			prerouting.Rules = append(prerouting.Rules, &Rule{
+				Exprs: cat(one(nfproto(f), &Match{Field: FibDaddrType, Values: []any{"local"}}),
+					portMatches(pp, THDport), one(&NAT{Addr: s.Forward.Unmap()})),
+				Origin:  s.Pos,
+				Comment: fmt.Sprintf("service %s forwarded to %s", s.Name, s.Forward.Unmap()),
+			})
+		}
+	}
+
+	// Regular chains first, so that every jump names a chain declared above it.
+	if knock != nil {
+		l.chain(knock)
+	}
+	for _, c := range svcChains {
+		l.chain(c)
+	}
+	for _, c := range l.overChains {
+		l.chain(c)
+	}
+	if prerouting != nil {
+		l.chain(prerouting)
+	}
+	l.chain(input)
+	if forward != nil {
+		l.chain(forward)
+	}
+}
+
+// knockRules fills the knock chain: every statement's state updates in
+// source order, then every statement's drop of its knock ports, so that a
+// port shared by two statements updates both before it is dropped.
+func (l *lowerer) knockRules(c *Chain, knocks []plan.Knock) {
+	for _, k := range knocks {
+		if k.Door != nil {
+			l.doorRules(c, k.Door)
+		} else {
+			l.revokeRules(c, k.Revoke)
+		}
+	}
+	for _, k := range knocks {
+		var (
+			ports []lang.Port
+			from  []netip.Prefix
+			fam   lang.Family
+			lg    *lang.Log
+			kind  = "knock"
+			s     *lang.Service
+			pos   = k.Pos()
+		)
+		if d := k.Door; d != nil {
+			ports, from, fam, lg, s = d.Sequence, d.From, d.Family, d.Log, d.Service
+		} else {
+			r := k.Revoke
+			ports, from, fam, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, r.Log, r.Service, "close"
+		}
+		// Knock ports are addressed to the firewall: a forwarded service's
+		// family does not restrict them.
+		fams := plan.Families(fam, from, nil)
+		var prefixes [][]Expr
+		if fam == lang.Both && len(from) == 0 {
+			prefixes = [][]Expr{nil}
+		} else {
+			for _, f := range fams {
+				prefixes = append(prefixes, cat(one(nfproto(f)), srcMatch(from, f)))
+			}
+		}
+		for _, pre := range prefixes {
+			for _, pp := range plan.ByProto(ports) {
+				c.Rules = append(c.Rules, &Rule{
+					Exprs:   cat(pre, portMatches(pp, THDport), logExpr(lg, kind, s), one(&Verdict{Kind: Drop})),
+					Origin:  pos,
+					Comment: comment(kind, s, pos),
+				})
+			}
+		}
+	}
+}
+
+// knockBase is the start of a state rule of a knock statement: family,
+// sources, new packets, one port.
+func knockBase(f plan.Fam, from []netip.Prefix, port lang.Port) []Expr {
+	return cat(one(nfproto(f)), srcMatch(from, f), one(ctNew()),
+		portMatches(plan.ProtoPorts{Proto: port.Proto, Ports: []uint16{port.Num}}, THDport))
+}
+
+func (l *lowerer) doorRules(c *Chain, d *lang.Door) {
+	for _, f := range plan.Families(d.Family, d.From, d.Service) {
+		door := l.doorSet(d, f)
+		final := []Expr{&Dynset{Op: Update, Set: door, Key: key(f, 0)}}
+		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.From, f, d.Pos, final, comment("knock", d.Service, d.Pos))
+	}
+}
+
+func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
+	for _, f := range plan.Families(r.Family, r.From, nil) {
+		var final []Expr
+		for _, d := range plan.DoorsOf(l.p, r.Service) {
+			if plan.Covers(plan.Families(d.Family, d.From, d.Service), f) {
+				final = append(final, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, 0)})
+			}
+		}
+		if len(final) == 0 {
+			continue // no door of this family to close; the ports are still dropped
+		}
+		cm := comment("close", r.Service, r.Pos)
+		if len(r.Ports) > 0 {
+			for _, pp := range plan.ByProto(r.Ports) {
+				c.Rules = append(c.Rules, &Rule{
+					Exprs:   cat(one(nfproto(f)), srcMatch(r.From, f), one(ctNew()), portMatches(pp, THDport), final),
+					Origin:  r.Pos,
+					Comment: cm,
+				})
+			}
+			continue
+		}
+		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.From, f, r.Pos, final, cm)
+	}
+}
+
+// sequence emits the state rules of a knock sequence in family f. With
+// stage sets s1..s(n-1) (s_k: sources that knocked the first k ports,
+// each element living for the window): a knock on p1 (re)starts the
+// attempt; a knock on pk, k > 1, advances a source found in s(k-1) and
+// resets any other source (knockd: a knock out of order invalidates the
+// attempt); the last knock runs final (opens or closes the door). A source
+// is in at most one stage set at a time.
+func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within time.Duration,
+	from []netip.Prefix, f plan.Fam, pos lang.Pos, final []Expr, cm string) {
+	n := len(ports)
+	if n == 1 {
+		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), final), Origin: pos, Comment: cm})
+		return
+	}
+	stages := make([]string, n) // stages[k]: set of sources at stage k, 1 <= k < n
+	for k := 1; k < n; k++ {
+		stages[k] = l.stageSet(kind, id, k, f, within, pos)
+	}
+	deleteAll := func(except int) []Expr {
+		var es []Expr
+		for k := 1; k < n; k++ {
+			if k != except {
+				es = append(es, &Dynset{Op: Delete, Set: stages[k], Key: key(f, 0)})
+			}
+		}
+		return es
+	}
+	// p1: restart.
+	c.Rules = append(c.Rules, &Rule{
+		Exprs:  cat(knockBase(f, from, ports[0]), deleteAll(1), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})),
+		Origin: pos, Comment: cm,
+	})
+	for k := 2; k <= n; k++ {
+		prev := stages[k-1]
+		// Not at stage k-1 (or too late): the attempt is over.
+		c.Rules = append(c.Rules, &Rule{
+			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0), Neg: true}), deleteAll(0)),
+			Origin: pos, Comment: cm,
+		})
+		next := final
+		except := 0
+		if k < n {
+			next = one(&Dynset{Op: Update, Set: stages[k], Key: key(f, 0)})
+			except = k
+		}
+		c.Rules = append(c.Rules, &Rule{
+			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0)}), deleteAll(except), next),
+			Origin: pos, Comment: cm,
+		})
+	}
+}

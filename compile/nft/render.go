@@ -1,0 +1,265 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"kwl.dev/kwl/lang"
+)
+
+// Render returns the ruleset as `nft -f` input. The file first declares
+// the table, then deletes it, then declares it in full: nft applies a file
+// as one transaction, so the load replaces kwl's table atomically whether
+// or not it existed, and touches no other table. (Elements of the old
+// sets are not carried over; kwl deploy does that over netlink.)
+//
+// Rendering is a function of the data only: what the simulator executes is
+// what this text loads.
+func (r *Ruleset) Render() string {
+	var b strings.Builder
+	t := r.Table
+	if t == nil {
+		t = &Table{Family: "inet", Name: "kwl"}
+	}
+	fam, name := t.Family, t.Name
+	if fam == "" {
+		fam = "inet"
+	}
+	fmt.Fprintf(&b, "#!/usr/sbin/nft -f\n# kwl: table %s %s, loaded with nft -f (atomic: the table is replaced as a whole)\n", fam, name)
+	fmt.Fprintf(&b, "table %s %s\ndelete table %s %s\n\n", fam, name, fam, name)
+	fmt.Fprintf(&b, "table %s %s {\n", fam, name)
+	for i, s := range t.Sets {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		renderSet(&b, s)
+	}
+	for _, c := range t.Chains {
+		b.WriteByte('\n')
+		renderChain(&b, c)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func renderSet(b *strings.Builder, s *Set) {
+	fmt.Fprintf(b, "\tset %s {\n", s.Name)
+	fmt.Fprintf(b, "\t\ttype %s\n", s.Type)
+	if s.Size > 0 {
+		fmt.Fprintf(b, "\t\tsize %d\n", s.Size)
+	}
+	b.WriteString("\t\tflags dynamic,timeout\n")
+	if s.Timeout > 0 {
+		fmt.Fprintf(b, "\t\ttimeout %s\n", nftDur(s.Timeout))
+	}
+	if s.Comment != "" {
+		fmt.Fprintf(b, "\t\tcomment %s\n", quote(s.Comment))
+	}
+	b.WriteString("\t}\n")
+}
+
+func renderChain(b *strings.Builder, c *Chain) {
+	fmt.Fprintf(b, "\tchain %s {\n", c.Name)
+	if c.Hook != "" {
+		typ := c.Type
+		if typ == "" {
+			typ = "filter"
+		}
+		pol := c.Policy
+		if pol == "" {
+			pol = Accept
+		}
+		fmt.Fprintf(b, "\t\ttype %s hook %s priority %d; policy %s;\n", typ, c.Hook, c.Priority, pol)
+	}
+	for _, r := range c.Rules {
+		fmt.Fprintf(b, "\t\t%s\n", RuleString(r))
+	}
+	b.WriteString("\t}\n")
+}
+
+// RuleString returns one rule as nft writes it, with its comment.
+func RuleString(r *Rule) string {
+	parts := make([]string, 0, len(r.Exprs)+1)
+	for _, e := range r.Exprs {
+		parts = append(parts, ExprString(e))
+	}
+	if r.Comment != "" {
+		parts = append(parts, "comment "+quote(r.Comment))
+	}
+	return strings.Join(parts, " ")
+}
+
+// ExprString returns one expression as nft writes it.
+func ExprString(e Expr) string {
+	switch e := e.(type) {
+	case *Match:
+		op := ""
+		if e.Neg {
+			op = "!= "
+		}
+		if e.Field == CtState || e.Field == CtStatus {
+			vals := make([]string, len(e.Values))
+			for i, v := range e.Values {
+				vals[i] = value(v)
+			}
+			return fmt.Sprintf("%s %s%s", e.Field, op, strings.Join(vals, ","))
+		}
+		return fmt.Sprintf("%s %s%s", e.Field, op, values(e.Values))
+	case *Lookup:
+		op := ""
+		if e.Neg {
+			op = "!= "
+		}
+		return fmt.Sprintf("%s %s@%s", keyString(e.Key), op, e.Set)
+	case *Dynset:
+		var in []string
+		in = append(in, keyString(e.Key))
+		if e.Timeout > 0 {
+			in = append(in, "timeout "+nftDur(e.Timeout))
+		}
+		if e.Limit != nil {
+			in = append(in, ExprString(e.Limit))
+		}
+		return fmt.Sprintf("%s @%s { %s }", e.Op, e.Set, strings.Join(in, " "))
+	case *Limit:
+		over := ""
+		if e.Over {
+			over = "over "
+		}
+		s := fmt.Sprintf("limit rate %s%d/%s", over, e.Rate, unitName(e.Unit))
+		if e.Burst > 0 {
+			s += fmt.Sprintf(" burst %d packets", e.Burst)
+		}
+		return s
+	case *Log:
+		s := "log"
+		if e.Prefix != "" {
+			s += " prefix " + quote(e.Prefix)
+		}
+		if e.Level != "" {
+			s += " level " + e.Level
+		}
+		return s
+	case *Counter:
+		return "counter"
+	case *NAT:
+		a := e.Addr.Unmap()
+		fam, addr := "ip", a.String()
+		if a.Is6() {
+			fam = "ip6"
+			if e.Port != 0 {
+				addr = "[" + addr + "]"
+			}
+		}
+		if e.Port != 0 {
+			addr += fmt.Sprintf(":%d", e.Port)
+		}
+		return fmt.Sprintf("dnat %s to %s", fam, addr)
+	case *Verdict:
+		if e.Kind == Jump || e.Kind == Goto {
+			return fmt.Sprintf("%s %s", e.Kind, e.Chain)
+		}
+		return string(e.Kind)
+	}
+	return fmt.Sprintf("# unknown expression %T", e)
+}
+
+func keyString(k Key) string {
+	if k.Prefix <= 0 {
+		return string(k.Field)
+	}
+	bits := 32
+	if k.Field == IP6Saddr || k.Field == IP6Daddr {
+		bits = 128
+	}
+	if k.Prefix >= bits {
+		return string(k.Field)
+	}
+	mask := netip.PrefixFrom(zeroAddr(bits), 0)
+	b := mask.Addr().AsSlice()
+	for i := 0; i < k.Prefix; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	m, _ := netip.AddrFromSlice(b)
+	return fmt.Sprintf("%s and %s", k.Field, m)
+}
+
+func zeroAddr(bits int) netip.Addr {
+	if bits == 32 {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+func values(vs []any) string {
+	if len(vs) == 1 {
+		return value(vs[0])
+	}
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = value(v)
+	}
+	return "{ " + strings.Join(s, ", ") + " }"
+}
+
+func value(v any) string {
+	switch v := v.(type) {
+	case netip.Prefix:
+		v = v.Masked()
+		if v.Bits() == v.Addr().BitLen() {
+			return v.Addr().String()
+		}
+		return v.String()
+	case netip.Addr:
+		return v.Unmap().String()
+	case lang.Proto:
+		return v.String()
+	case string:
+		return v
+	}
+	return fmt.Sprint(v)
+}
+
+func unitName(u time.Duration) string {
+	switch u {
+	case time.Second:
+		return "second"
+	case time.Minute:
+		return "minute"
+	case time.Hour:
+		return "hour"
+	case 24 * time.Hour:
+		return "day"
+	case 7 * 24 * time.Hour:
+		return "week"
+	}
+	return "second"
+}
+
+// nftDur writes a duration as nft reads it (1d2h3m4s500ms); nft keeps
+// timeouts in milliseconds, so a remainder below one rounds up.
+func nftDur(d time.Duration) string {
+	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
+	if ms <= 0 {
+		return "1ms"
+	}
+	var b strings.Builder
+	for _, u := range []struct {
+		n    int64
+		name string
+	}{{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}} {
+		if ms >= u.n {
+			fmt.Fprintf(&b, "%d%s", ms/u.n, u.name)
+			ms %= u.n
+		}
+	}
+	return b.String()
+}
+
+// quote writes a string as an nft quoted string; nft has no escapes, so a
+// double quote becomes a single one.
+func quote(s string) string {
+	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `"`, `'`), "\n", " ") + `"`
+}
