@@ -14,6 +14,24 @@ type Node struct {
 	Pos lexer.Position
 }
 
+// tokens holds the tokens a statement or step was parsed from; the checker
+// uses them to point at the word at fault.
+type tokens struct {
+	Tokens []lexer.Token
+}
+
+// after returns the position of the token that follows the first token
+// spelled kw, or def when there is none.
+func (t tokens) after(kw string, def Pos) Pos {
+	for i, tok := range t.Tokens {
+		if tok.Value == kw && i+1 < len(t.Tokens) && !t.Tokens[i+1].EOF() {
+			p := t.Tokens[i+1].Pos
+			return Pos{File: p.Filename, Line: p.Line, Col: p.Column}
+		}
+	}
+	return def
+}
+
 // Position returns where the node starts.
 func (n Node) Position() Pos {
 	return Pos{File: n.Pos.Filename, Line: n.Pos.Line, Col: n.Pos.Column}
@@ -86,6 +104,7 @@ type LogOpt struct {
 // ServiceStmt is "service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]".
 type ServiceStmt struct {
 	Node
+	tokens
 	Name    string      `parser:"'service' @Ident '='"`
 	Ports   []*PortSpec `parser:"@@ (',' @@)*"`
 	Forward *Source     `parser:"('forward' 'to' @@)?"`
@@ -94,6 +113,7 @@ type ServiceStmt struct {
 // KnockStmt is a knock, or a knock sequence, that opens or closes a service.
 type KnockStmt struct {
 	Node
+	tokens
 	Ports   []*PortSpec `parser:"'knock' @@ (',' @@)*"`
 	From    []*Source   `parser:"('from' @@ (',' @@)*)?"`
 	Within  string      `parser:"('within' @Duration)?"`
@@ -106,6 +126,7 @@ type KnockStmt struct {
 // CloseStmt is "close SVC on PORTSPEC {, PORTSPEC} ...".
 type CloseStmt struct {
 	Node
+	tokens
 	Service string      `parser:"'close' @Ident 'on'"`
 	Ports   []*PortSpec `parser:"@@ (',' @@)*"`
 	From    []*Source   `parser:"('from' @@ (',' @@)*)?"`
@@ -115,6 +136,7 @@ type CloseStmt struct {
 // LimitStmt is "limit SVC COUNT/DUR [per source[/N[/M]]] [ban DUR] ...".
 type LimitStmt struct {
 	Node
+	tokens
 	Service   string `parser:"'limit' @Ident"`
 	Count     string `parser:"@Number '/'"`
 	Window    string `parser:"@Duration"`
@@ -128,6 +150,7 @@ type LimitStmt struct {
 // AllowStmt is "allow SVC [from SRC {, SRC}] ...".
 type AllowStmt struct {
 	Node
+	tokens
 	Service string    `parser:"'allow' @Ident"`
 	From    []*Source `parser:"('from' @@ (',' @@)*)?"`
 	Options
@@ -148,6 +171,7 @@ type TestStmt struct {
 // "at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] expect VERDICT [BACKEND VERDICT ...]".
 type TestStep struct {
 	Node
+	tokens
 	At       string      `parser:"'at' @Duration"`
 	From     *Source     `parser:"'from' @@"`
 	SPort    string      `parser:"('port' @Number)?"`

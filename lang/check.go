@@ -366,7 +366,7 @@ func (c *checker) log(l *LogOpt) *Log {
 		if hint == "" {
 			hint = "levels are " + strings.Join(logLevels, ", ")
 		}
-		c.errorf(l.Position(), ErrLogLevel, hint, "unknown log level %q", l.Level)
+		c.errorf(Pos{File: l.Position().File, Line: l.Pos.Line, Col: l.Pos.Column + len("log ")}, ErrLogLevel, hint, "unknown log level %q", l.Level)
 	}
 	if l.Prefix != "" {
 		s, err := strconv.Unquote(l.Prefix)
@@ -381,14 +381,14 @@ func (c *checker) log(l *LogOpt) *Log {
 func (c *checker) knockStmt(s *KnockStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service, pos)
+	svc := c.service(s.Service, s.after(s.Action, pos))
 	seq := c.portList(s.Ports, "sequence", true)
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
 	lg := c.log(s.Log)
 	var within time.Duration
 	if s.Within != "" {
-		within, _ = c.duration(s.Within, pos, "the window between knocks", false)
+		within, _ = c.duration(s.Within, s.after("within", pos), "the window between knocks", false)
 	} else if len(s.Ports) > 1 {
 		within = defaultWithin
 	}
@@ -398,12 +398,12 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	var life time.Duration
 	switch {
 	case s.Action == "opens" && s.For == "":
-		c.errorf(pos, ErrLifetime, fmt.Sprintf("say how long the door stays open: knock ... opens %s for 60s", s.Service),
+		c.errorf(s.after("opens", pos), ErrLifetime, fmt.Sprintf("say how long the door stays open: knock ... opens %s for 60s", s.Service),
 			"knock opens %s but does not say for how long", s.Service)
 	case s.Action == "opens":
-		life, _ = c.duration(s.For, pos, "the door's lifetime", false)
+		life, _ = c.duration(s.For, s.after("for", pos), "the door's lifetime", false)
 	case s.For != "":
-		c.errorf(pos, ErrLifetime, "drop \"for "+s.For+"\"", "a closing knock takes no lifetime")
+		c.errorf(s.after(s.Service, pos), ErrLifetime, "drop \"for "+s.For+"\"", "a closing knock takes no lifetime")
 	}
 	if svc == nil {
 		return
@@ -432,7 +432,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 func (c *checker) closeStmt(s *CloseStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service, pos)
+	svc := c.service(s.Service, s.after("close", pos))
 	ports := c.portList(s.Ports, "list", false)
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
@@ -452,26 +452,28 @@ func (c *checker) closeStmt(s *CloseStmt) {
 func (c *checker) limitStmt(s *LimitStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service, pos)
+	svc := c.service(s.Service, s.after("limit", pos))
+	cpos := s.after(s.Service, pos)
 	l := &Limit{Pos: pos, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
 	count, err := strconv.Atoi(s.Count)
 	switch {
 	case err != nil || count > 1_000_000_000:
-		c.errorf(pos, ErrLimitCount, "", "limit count %s is too large", s.Count)
+		c.errorf(cpos, ErrLimitCount, "", "limit count %s is too large", s.Count)
 	case count < 1:
-		c.errorf(pos, ErrLimitCount, "a limit admits at least 1 connection per window; to refuse all, guard the service with a knock",
+		c.errorf(cpos, ErrLimitCount, "a limit admits at least 1 connection per window; to refuse all, guard the service with a knock",
 			"limit count must be at least 1, not %s", s.Count)
 	}
 	l.Count = count
-	l.Window, _ = c.duration(s.Window, pos, "the limit's window", false)
+	l.Window, _ = c.duration(s.Window, s.after("/", pos), "the limit's window", false)
 	if s.Mask4 != "" {
-		l.Mask4 = c.mask(s.Mask4, 32, pos, "IPv4")
+		m4 := s.after("source", pos)
+		l.Mask4 = c.mask(s.Mask4, 32, Pos{File: m4.File, Line: m4.Line, Col: m4.Col + 1}, "IPv4")
 		if s.Mask6 != "" {
-			l.Mask6 = c.mask(s.Mask6, 128, pos, "IPv6")
+			l.Mask6 = c.mask(s.Mask6, 128, Pos{File: m4.File, Line: m4.Line, Col: m4.Col + 2 + len(s.Mask4)}, "IPv6")
 		}
 	}
 	if s.Ban != "" {
-		l.Ban, _ = c.duration(s.Ban, pos, "the ban", false)
+		l.Ban, _ = c.duration(s.Ban, s.after("ban", pos), "the ban", false)
 	}
 	l.Family = c.family(s.Options, nil, pos, nil)
 	l.Log = c.log(s.Log)
@@ -494,7 +496,7 @@ func (c *checker) mask(word string, bits int, pos Pos, fam string) int {
 func (c *checker) allowStmt(s *AllowStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service, pos)
+	svc := c.service(s.Service, s.after("allow", pos))
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
 	lg := c.log(s.Log)
@@ -525,7 +527,7 @@ func (c *checker) testStmt(s *TestStmt) {
 		if st.Data {
 			step.Kind = Data
 		}
-		at, ok := c.duration(st.At, sp, "a step's time", true)
+		at, ok := c.duration(st.At, st.after("at", sp), "a step's time", true)
 		if ok {
 			if at < last {
 				c.errorf(sp, ErrTestTime, fmt.Sprintf("the step at line %d is at %s; steps run in order and time never goes back", lastPos.Line, last),
@@ -538,7 +540,7 @@ func (c *checker) testStmt(s *TestStmt) {
 		if st.SPort != "" {
 			n, err := strconv.Atoi(st.SPort)
 			if err != nil || n < 1 || n > 65535 {
-				c.errorf(sp, ErrPortRange, "ports run from 1 to 65535", "source port %s is out of range", st.SPort)
+				c.errorf(st.after("port", sp), ErrPortRange, "ports run from 1 to 65535", "source port %s is out of range", st.SPort)
 			} else {
 				step.SPort = uint16(n)
 			}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"kwl.dev/kwl/lang"
+)
+
+// runTests runs the test blocks of a checked policy and reports them on
+// env's streams; it returns whether a test failed. It is nil in a build
+// without the simulator; the test command's file sets it in init.
+var runTests func(env *cmdEnv, pol *lang.Policy, src []byte) (failed bool)
+
+// policyLints are extra checks run on a policy that has no errors (the
+// backends' warnings, such as L13); their files append to it in init.
+var policyLints []func(pol *lang.Policy) lang.Diagnostics
+
+func init() {
+	register(&command{
+		name:  "check",
+		usage: "kwl check [--format text|json] FILE...",
+		short: "parse, type-check and lint policies, and run their tests",
+		long: `Check reads each FILE, reports every syntax and type error and every
+warning in it, then runs its test blocks.
+
+A diagnostic names the file, line and column, shows the line and a caret,
+and often a hint:
+
+	policy.kwl:3:1: error: unknown service "shh" [E01]
+	    knock 1600 opens shh for 60s
+	    ^
+	    hint: did you mean 'ssh'?
+
+Errors have codes (E01...) and warnings lint codes (L04...); "go doc
+kwl.dev/kwl/lang" lists them. Warnings do not change the exit code.
+
+--format json prints the diagnostics of all files on stdout as one JSON
+array of objects with the fields file, line, col, severity, code, message
+and hint.
+
+FILE may be "-" for standard input. A file that is a directory, is not
+UTF-8 text (a NUL byte or bad UTF-8) or is larger than 4 MiB is refused
+as an I/O error.
+
+Exit status: 0 clean, 1 errors or failed tests, 2 bad usage or a file that
+could not be read.
+
+Examples:
+
+	kwl check examples/sshknock.kwl
+	kwl check --format json policy.kwl | jq '.[].message'
+	kwl check *.kwl`,
+		run: runCheck,
+	})
+}
+
+func runCheck(env *cmdEnv, args []string) int {
+	c := commands["check"]
+	fs := c.newFlags(env)
+	format := fs.String("format", "text", "diagnostics as `text` or json")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if *format != "text" && *format != "json" {
+		fmt.Fprintf(env.stderr, "kwl check: --format must be text or json, not %q\n", *format)
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help check' for more.\n", c.usage)
+		return exitUsage
+	}
+	code := exitOK
+	all := lang.Diagnostics{}
+	for _, name := range fs.Args() {
+		src, err := readSource(env, name)
+		if err != nil {
+			code = max(code, ioError(env, "check", err))
+			continue
+		}
+		pol, diags := lang.Load(name, src)
+		if !diags.HasErrors() {
+			for _, lint := range policyLints {
+				diags = append(diags, lint(pol)...)
+			}
+			diags.Sort()
+		}
+		if *format == "json" {
+			all = append(all, diags...)
+		} else {
+			printDiags(env, diags, map[string][]byte{name: src})
+		}
+		if diags.HasErrors() {
+			code = max(code, exitFail)
+			continue
+		}
+		if runTests != nil {
+			if runTests(env, pol, src) {
+				code = max(code, exitFail)
+			}
+			continue
+		}
+		if *format == "text" {
+			fmt.Fprintf(env.stdout, "%s: ok%s\n", name, notRun(pol))
+		}
+	}
+	if *format == "json" {
+		if err := all.PrintJSON(env.stdout); err != nil {
+			fmt.Fprintf(env.stderr, "kwl check: %v\n", err)
+			return exitUsage
+		}
+	}
+	return code
+}
+
+// notRun says that test blocks were checked but not run, in a build
+// without the simulator.
+func notRun(pol *lang.Policy) string {
+	n := len(pol.Tests)
+	if n == 0 || runTests != nil {
+		return ""
+	}
+	return fmt.Sprintf(" (%d test%s checked, not run: this build has no simulator)", n, strings.Repeat("s", min(1, n-1)))
+}

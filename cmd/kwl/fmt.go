@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/rogpeppe/go-internal/diff"
+
+	"kwl.dev/kwl/lang"
+)
+
+func init() {
+	register(&command{
+		name:  "fmt",
+		usage: "kwl fmt [-w] [-d] [FILE...]",
+		short: "format policies in the canonical layout",
+		long: `Fmt prints each FILE in kwl's one layout: one statement per line, single
+spaces between words, statements joined by ';' split onto their own
+lines, one blank line at most between statements, test steps indented by
+four spaces, comments kept (trailing comments of consecutive lines are
+aligned). Formatting never changes what a policy means, and formatting
+formatted text changes nothing.
+
+Without FILE, fmt formats standard input to standard output.
+
+A file with syntax errors is not formatted: fmt reports the errors and
+goes on with the next file. Type errors (an unknown service, a bad port)
+do not stop it: run kwl check for those.
+
+-w rewrites the files in place instead of printing them. -d prints a
+unified diff of the changes instead. As with gofmt, finding differences
+is not an error: the exit status is 0 when every file was formatted,
+1 when a file has syntax errors, 2 for bad usage or a file that could
+not be read or written.
+
+Examples:
+
+	kwl fmt policy.kwl            # print the formatted policy
+	kwl fmt -d examples/*.kwl     # show what would change
+	kwl fmt -w policy.kwl         # rewrite it in place`,
+		run: runFmt,
+	})
+}
+
+func runFmt(env *cmdEnv, args []string) int {
+	c := commands["fmt"]
+	fs := c.newFlags(env)
+	write := fs.Bool("w", false, "rewrite the files instead of printing them")
+	showDiff := fs.Bool("d", false, "print a unified diff instead of the formatted text")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		if *write {
+			fmt.Fprintf(env.stderr, "kwl fmt: -w needs files to rewrite\n")
+			return exitUsage
+		}
+		files = []string{"-"}
+	}
+	code := exitOK
+	for _, name := range files {
+		src, err := readSource(env, name)
+		if err != nil {
+			code = max(code, ioError(env, "fmt", err))
+			continue
+		}
+		f, diags := lang.Parse(name, src)
+		if diags.HasErrors() {
+			printDiags(env, diags, map[string][]byte{name: src})
+			code = max(code, exitFail)
+			continue
+		}
+		out := lang.Format(f)
+		if *showDiff {
+			if d := diff.Diff(name+".orig", src, name, out); len(d) > 0 {
+				env.stdout.Write(d)
+			}
+		}
+		if *write {
+			if !bytes.Equal(src, out) && name != "-" {
+				if err := writeFile(name, out); err != nil {
+					code = max(code, ioError(env, "fmt", err))
+				}
+			}
+			continue
+		}
+		if !*showDiff {
+			env.stdout.Write(out)
+		}
+	}
+	return code
+}
+
+// writeFile replaces name's content through a temporary file and a
+// rename, so that a failure leaves the old file whole; it keeps the mode.
+func writeFile(name string, data []byte) error {
+	st, err := os.Stat(name)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".kwlfmt*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp.Name(), st.Mode().Perm())
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), name)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", name, werr)
+	}
+	return nil
+}
