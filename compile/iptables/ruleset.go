@@ -54,6 +54,9 @@ type Rule struct {
 	// connection (-m conntrack --ctorigdst, --ctorigdstport).
 	CtOrigDst   netip.Prefix
 	CtOrigDport uint16
+	// DstLocal is -m addrtype --dst-type LOCAL: the packet is addressed
+	// to the host itself.
+	DstLocal bool
 	Recent      *Recent
 	Limit       *Limit
 	Target      Target

@@ -1,0 +1,388 @@
+package iptables
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"kwl.dev/kwl/compile/internal/plan"
+	"kwl.dev/kwl/lang"
+)
+
+// Kernel and tool limits the lowering keeps to.
+const (
+	// ListTot is xt_recent's default number of sources per list
+	// (ip_list_tot, net/netfilter/xt_recent.c); the least recently seen
+	// is evicted for a new one, whatever its age.
+	ListTot = 100
+	// MaxHitcountOld is the largest --hitcount kernels before 6.11 accept
+	// (commit f4ebd03496f6 raised it to 65535); larger gets EINVAL.
+	MaxHitcountOld = 255
+	// MaxHitcount is the largest --hitcount any kernel accepts.
+	MaxHitcount = 65535
+	// MaxListName is the longest recent list name: XT_RECENT_NAME_LEN is
+	// 200 with the terminating NUL (include/uapi/linux/netfilter/xt_recent.h).
+	MaxListName = 199
+	// MaxChainName is the longest chain name iptables accepts
+	// (XT_EXTENSION_MAXNAMELEN 29, with the NUL).
+	MaxChainName = 28
+	// MaxLogPrefix is the longest --log-prefix of the LOG target.
+	MaxLogPrefix = 29
+	// MaxPorts is how many ports one multiport match holds
+	// (XT_MULTI_PORTS).
+	MaxPorts = 15
+)
+
+// Lower turns a checked policy into kwl's iptables rulesets, one per
+// family, built like Shorewall's SSHKnock and Limit actions: recent lists
+// for doors, sequence stages, per-source counters and bans. The
+// diagnostics are warnings where iptables cannot give a statement its
+// exact meaning, and errors where it cannot compile it.
+//
+// Chains (filter table): kwl-input, jumped to from the top of INPUT, runs
+// established/related accept, then kwl-knock (state updates of every
+// knock and close statement in source order, then a drop of each
+// statement's knock ports), then one chain per service (kwl-svc-NAME) with
+// its allows, bans, guard, limits and accepts. Forwarded services hang off
+// kwl-forward (from FORWARD) and are DNAT'ed in kwl-prerouting (nat
+// table, from PREROUTING).
+func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
+	l := &lowerer{p: p, ids: plan.Assign(p), warned: map[string]bool{}}
+	l.diags = append(l.diags, plan.Warnings(p)...)
+	rs := &Ruleset{V4: l.family(plan.V4), V6: l.family(plan.V6)}
+	l.diags.Sort()
+	return rs, l.diags
+}
+
+type lowerer struct {
+	p      *lang.Policy
+	ids    *plan.IDs
+	diags  lang.Diagnostics
+	warned map[string]bool // warnings given once though both families are lowered
+}
+
+func (l *lowerer) warn(pos lang.Pos, sev lang.Severity, code, msg, hint string) {
+	k := fmt.Sprintf("%v|%s|%s", pos, code, msg)
+	if l.warned[k] {
+		return
+	}
+	l.warned[k] = true
+	l.diags.Add(pos, sev, code, msg, hint)
+}
+
+// fam builds the ruleset of one family.
+type fam struct {
+	l      *lowerer
+	f      plan.Fam
+	filter *Table
+	nat    *Table
+	chains map[string]*Chain
+	logN   int
+}
+
+// shorten keeps a name within max characters, replacing its tail by a
+// hash of the whole so that distinct long names stay distinct.
+func shorten(name string, max int) string {
+	if len(name) <= max {
+		return name
+	}
+	h := sha256.Sum256([]byte(name))
+	tail := hex.EncodeToString(h[:3])
+	return name[:max-len(tail)-1] + "-" + tail
+}
+
+func chainName(parts ...string) string {
+	n := "kwl"
+	for _, p := range parts {
+		n += "-" + p
+	}
+	return shorten(n, MaxChainName)
+}
+
+func (b *fam) listName(kind, id string, k int) string {
+	n := "kwl_" + kind + "_" + id
+	if k > 0 {
+		n += fmt.Sprintf("_%d", k)
+	}
+	return shorten(n+fmt.Sprintf("_%d", b.f), MaxListName)
+}
+
+func (b *fam) chain(t *Table, name string) *Chain {
+	if c, ok := b.chains[t.Name+"/"+name]; ok {
+		return c
+	}
+	c := &Chain{Name: name}
+	b.chains[t.Name+"/"+name] = c
+	t.Chains = append(t.Chains, c)
+	return c
+}
+
+func (l *lowerer) family(f plan.Fam) *Family {
+	b := &fam{l: l, f: f, filter: &Table{Name: "filter"}, chains: map[string]*Chain{}}
+	input := b.chain(b.filter, "kwl-input")
+	established := func() *Rule {
+		return &Rule{CtState: []string{"RELATED", "ESTABLISHED"}, Target: Target{Kind: ACCEPT},
+			Comment: "established connections are never cut"}
+	}
+	input.Rules = append(input.Rules, established())
+	if knocks := plan.Knocks(l.p); len(knocks) > 0 {
+		knock := b.chain(b.filter, "kwl-knock")
+		input.Rules = append(input.Rules, &Rule{Target: Target{Kind: JUMP, Chain: knock.Name}, Comment: "knock ports"})
+		b.knockRules(knock, knocks)
+	}
+	var forward, prerouting *Chain
+	for _, s := range l.p.Services {
+		if !plan.Covers(plan.ServiceFamilies(s), f) {
+			continue
+		}
+		c := b.serviceChain(s)
+		if c == nil {
+			continue
+		}
+		if !s.Forward.IsValid() {
+			for _, pp := range plan.ByProto(s.Ports) {
+				for _, ports := range chunks(pp.Ports) {
+					input.Rules = append(input.Rules, &Rule{Proto: pp.Proto, DPorts: ports,
+						Target: Target{Kind: JUMP, Chain: c.Name}, Comment: "service " + s.Name})
+				}
+			}
+			continue
+		}
+		if forward == nil {
+			forward = b.chain(b.filter, "kwl-forward")
+			forward.Rules = append(forward.Rules, established())
+			b.nat = &Table{Name: "nat"}
+			prerouting = b.chain(b.nat, "kwl-prerouting")
+		}
+		host := netip.PrefixFrom(s.Forward.Unmap(), f.Bits())
+		for _, pp := range plan.ByProto(s.Ports) {
+			for _, port := range pp.Ports {
+				// FORWARD sees the address after DNAT; the port is matched
+				// as the client sent it, as Shorewall's ORIGINAL DEST does.
+				forward.Rules = append(forward.Rules, &Rule{Proto: pp.Proto, Dst: []netip.Prefix{host}, CtOrigDport: port,
+					Target: Target{Kind: JUMP, Chain: c.Name}, Comment: "service " + s.Name})
+			}
+			for _, ports := range chunks(pp.Ports) {
+				prerouting.Rules = append(prerouting.Rules, &Rule{Proto: pp.Proto, DPorts: ports, DstLocal: true,
+					Target: Target{Kind: DNAT, ToDest: s.Forward.Unmap()}, Origin: s.Pos,
+					Comment: fmt.Sprintf("service %s forwarded to %s", s.Name, s.Forward.Unmap())})
+			}
+		}
+	}
+	fam := &Family{IPv6: f == plan.V6}
+	if b.nat != nil {
+		b.nat.Chains = append([]*Chain{{Name: "PREROUTING", Builtin: true, Policy: "ACCEPT",
+			Rules: []*Rule{{Target: Target{Kind: JUMP, Chain: "kwl-prerouting"}}}}}, b.nat.Chains...)
+		fam.Tables = append(fam.Tables, b.nat)
+	}
+	builtins := []*Chain{{Name: "INPUT", Builtin: true, Policy: "ACCEPT",
+		Rules: []*Rule{{Target: Target{Kind: JUMP, Chain: "kwl-input"}}}}}
+	if forward != nil {
+		builtins = append(builtins, &Chain{Name: "FORWARD", Builtin: true, Policy: "ACCEPT",
+			Rules: []*Rule{{Target: Target{Kind: JUMP, Chain: "kwl-forward"}}}})
+	}
+	b.filter.Chains = append(builtins, b.filter.Chains...)
+	fam.Tables = append(fam.Tables, b.filter)
+	return fam
+}
+
+// chunks splits ports into groups one multiport match holds.
+func chunks(ports []uint16) [][]uint16 {
+	var out [][]uint16
+	for len(ports) > MaxPorts {
+		out = append(out, ports[:MaxPorts])
+		ports = ports[MaxPorts:]
+	}
+	return append(out, ports)
+}
+
+func comment(kind string, s *lang.Service, pos lang.Pos) string {
+	return fmt.Sprintf("%s %s, line %d", kind, s.Name, pos.Line)
+}
+
+func newState() []string { return []string{"NEW"} }
+
+// seconds converts a duration to --seconds, whole seconds rounded up,
+// and warns when that changes it.
+func (b *fam) seconds(d time.Duration, pos lang.Pos, what string) int {
+	s := int((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	if time.Duration(s)*time.Second != d {
+		b.l.warn(pos, lang.Warning, "L10",
+			fmt.Sprintf("the recent match counts whole seconds: %s of %s becomes --seconds %d on iptables", what, plan.Dur(d), s), "")
+	}
+	return s
+}
+
+// emit appends r to c with target t, logging first when lg asks. A rule
+// whose matches change state (recent --set/--update/--remove, limit)
+// cannot run twice, so it jumps to a chain that logs and then gives t;
+// a stateless rule is repeated with the LOG target.
+func (b *fam) emit(c *Chain, r *Rule, t Target, lg *lang.Log, kind string, s *lang.Service) {
+	if lg == nil {
+		r.Target = t
+		c.Rules = append(c.Rules, r)
+		return
+	}
+	logT := b.logTarget(lg, kind, s, r.Origin)
+	stateful := r.Limit != nil || r.Recent != nil && r.Recent.Op != Rcheck
+	if !stateful {
+		lr := *r
+		lr.Target = logT
+		r.Target = t
+		c.Rules = append(c.Rules, &lr, r)
+		return
+	}
+	b.logN++
+	lc := b.chain(b.filter, chainName(fmt.Sprintf("log%d", b.logN)))
+	lc.Rules = append(lc.Rules, &Rule{Target: logT, Origin: r.Origin, Comment: r.Comment},
+		&Rule{Target: t, Origin: r.Origin, Comment: r.Comment})
+	r.Target = Target{Kind: JUMP, Chain: lc.Name}
+	c.Rules = append(c.Rules, r)
+}
+
+func (b *fam) logTarget(lg *lang.Log, kind string, s *lang.Service, pos lang.Pos) Target {
+	prefix := plan.LogPrefix(lg, kind, s)
+	if len(prefix) > MaxLogPrefix {
+		b.l.warn(pos, lang.Warning, "", fmt.Sprintf("the LOG target takes a prefix of at most %d characters: %q is cut to %q",
+			MaxLogPrefix, prefix, prefix[:MaxLogPrefix]), "")
+		prefix = prefix[:MaxLogPrefix]
+	}
+	return Target{Kind: LOG, LogLevel: lg.Level, LogPrefix: prefix}
+}
+
+// knockRules fills kwl-knock: the state updates of every statement in
+// source order, then each statement's drop of its ports.
+func (b *fam) knockRules(c *Chain, knocks []plan.Knock) {
+	for _, k := range knocks {
+		if k.Door != nil {
+			b.doorRules(c, k.Door)
+		} else {
+			b.revokeRules(c, k.Revoke)
+		}
+	}
+	for _, k := range knocks {
+		var (
+			ports []lang.Port
+			from  []netip.Prefix
+			fm    lang.Family
+			lg    *lang.Log
+			kind  = "knock"
+			s     *lang.Service
+		)
+		if d := k.Door; d != nil {
+			ports, from, fm, lg, s = d.Sequence, d.From, d.Family, d.Log, d.Service
+		} else {
+			r := k.Revoke
+			ports, from, fm, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, r.Log, r.Service, "close"
+		}
+		if !plan.Covers(plan.Families(fm, from, nil), b.f) {
+			continue
+		}
+		for _, pp := range plan.ByProto(ports) {
+			for _, ps := range chunks(pp.Ports) {
+				b.emit(c, &Rule{Src: plan.From(from, b.f), Proto: pp.Proto, DPorts: ps, Origin: k.Pos(), Comment: comment(kind, s, k.Pos())},
+					Target{Kind: DROP}, lg, kind, s)
+			}
+		}
+	}
+}
+
+func (b *fam) doorList(d *lang.Door) string { return b.listName("door", b.l.ids.Door[d], 0) }
+
+func (b *fam) doorRules(c *Chain, d *lang.Door) {
+	if !plan.Covers(plan.Families(d.Family, d.From, d.Service), b.f) {
+		return
+	}
+	final := []*Recent{{Name: b.doorList(d), Op: Set}}
+	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.From, d.Pos, final, comment("knock", d.Service, d.Pos))
+	b.l.warn(d.Pos, lang.Warning, "L07", fmt.Sprintf(
+		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
+		ListTot, ListTot), "")
+}
+
+func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
+	if !plan.Covers(plan.Families(r.Family, r.From, nil), b.f) {
+		return
+	}
+	var final []*Recent
+	for _, d := range plan.DoorsOf(b.l.p, r.Service) {
+		if plan.Covers(plan.Families(d.Family, d.From, d.Service), b.f) {
+			final = append(final, &Recent{Name: b.doorList(d), Op: Remove})
+		}
+	}
+	if len(final) == 0 {
+		return
+	}
+	cm := comment("close", r.Service, r.Pos)
+	if len(r.Ports) > 0 {
+		for _, pp := range plan.ByProto(r.Ports) {
+			for _, ps := range chunks(pp.Ports) {
+				for _, rc := range final {
+					c.Rules = append(c.Rules, &Rule{Src: plan.From(r.From, b.f), Proto: pp.Proto, DPorts: ps, CtState: newState(),
+						Recent: rc, Origin: r.Pos, Comment: cm})
+				}
+			}
+		}
+		return
+	}
+	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.From, r.Pos, final, cm)
+}
+
+// sequence emits the state rules of a knock sequence. Stage lists
+// S1..S(n-1) hold the sources that knocked the first k ports. A knock on
+// p1 resets the attempt and sets S1; a knock on pk (k > 1) resets the
+// attempt of a source not found in S(k-1) within the window (knockd: a
+// knock out of order invalidates it), then moves a source found there to
+// Sk, or runs final for the last port. The reset runs first: it leaves
+// every source that should advance untouched, and --rcheck stamps nothing,
+// so the second test sees what the first saw. A source is in at most one
+// stage list at a time.
+func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within time.Duration,
+	from []netip.Prefix, pos lang.Pos, final []*Recent, cm string) {
+	src := plan.From(from, b.f)
+	base := func(p lang.Port, rc *Recent, t Target) *Rule {
+		return &Rule{Src: src, Proto: p.Proto, DPorts: []uint16{p.Num}, CtState: newState(), Recent: rc, Target: t, Origin: pos, Comment: cm}
+	}
+	n := len(ports)
+	if n == 1 {
+		for _, rc := range final {
+			c.Rules = append(c.Rules, base(ports[0], rc, Target{}))
+		}
+		return
+	}
+	secs := b.seconds(within, pos, "the window between knocks")
+	stages := make([]string, n)
+	for k := 1; k < n; k++ {
+		stages[k] = b.listName(kind, id, k)
+	}
+	reset := b.chain(b.filter, chainName(kind, id, "reset"))
+	if len(reset.Rules) == 0 {
+		for k := 1; k < n; k++ {
+			reset.Rules = append(reset.Rules, &Rule{Recent: &Recent{Name: stages[k], Op: Remove}, Origin: pos, Comment: cm})
+		}
+	}
+	c.Rules = append(c.Rules,
+		base(ports[0], nil, Target{Kind: JUMP, Chain: reset.Name}),
+		base(ports[0], &Recent{Name: stages[1], Op: Set}, Target{}))
+	for k := 2; k <= n; k++ {
+		adv := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k)))
+		if len(adv.Rules) == 0 {
+			adv.Rules = append(adv.Rules, &Rule{Recent: &Recent{Name: stages[k-1], Op: Remove}, Origin: pos, Comment: cm})
+			next := final
+			if k < n {
+				next = []*Recent{{Name: stages[k], Op: Set}}
+			}
+			for _, rc := range next {
+				adv.Rules = append(adv.Rules, &Rule{Recent: rc, Origin: pos, Comment: cm})
+			}
+		}
+		c.Rules = append(c.Rules,
+			base(ports[k-1], &Recent{Name: stages[k-1], Op: Rcheck, Seconds: secs, Invert: true}, Target{Kind: JUMP, Chain: reset.Name}),
+			base(ports[k-1], &Recent{Name: stages[k-1], Op: Rcheck, Seconds: secs}, Target{Kind: JUMP, Chain: adv.Name}))
+	}
+}

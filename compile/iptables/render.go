@@ -1,0 +1,221 @@
+package iptables
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Render returns the IPv4 and IPv6 rulesets as iptables-restore and
+// ip6tables-restore input, for loading with --noflush on a host that may
+// hold other rules: kwl's chains are declared (":kwl-input - [0:0]"), which
+// creates them or flushes only them, then filled; the builtin chains get
+// their jumps into kwl's chains inserted at the top ("-I INPUT 1 -j
+// kwl-input"). Each file is one transaction per table (COMMIT).
+//
+// The jumps must be inserted once: for a reload into a kernel where they
+// are already in place, use RenderChains, which leaves them out (deploy
+// checks for them with "iptables -C INPUT -j kwl-input").
+func (r *Ruleset) Render() (v4, v6 string) {
+	return r.V4.Render(true), r.V6.Render(true)
+}
+
+// RenderChains is Render without the jumps from the builtin chains: it
+// reloads kwl's own chains and nothing else.
+func (r *Ruleset) RenderChains() (v4, v6 string) {
+	return r.V4.Render(false), r.V6.Render(false)
+}
+
+// Jumps returns, per table, the rules of the builtin chains that lead
+// into kwl's chains, as iptables arguments without the command
+// ("INPUT -j kwl-input"), for a caller that checks (-C) and inserts (-I)
+// them itself.
+func (f *Family) Jumps() map[string][]string {
+	out := map[string][]string{}
+	if f == nil {
+		return out
+	}
+	for _, t := range f.Tables {
+		for _, c := range t.Chains {
+			if !c.Builtin {
+				continue
+			}
+			for _, r := range c.Rules {
+				out[t.Name] = append(out[t.Name], c.Name+" "+RuleString(r, f.IPv6))
+			}
+		}
+	}
+	return out
+}
+
+// Render returns the family's ruleset as restore input; with jumps, the
+// jumps from the builtin chains are inserted too.
+func (f *Family) Render(jumps bool) string {
+	var b strings.Builder
+	tool := "iptables-restore"
+	if f != nil && f.IPv6 {
+		tool = "ip6tables-restore"
+	}
+	fmt.Fprintf(&b, "# kwl: load with %s --noflush\n", tool)
+	if f == nil {
+		return b.String()
+	}
+	for _, t := range f.Tables {
+		fmt.Fprintf(&b, "*%s\n", t.Name)
+		for _, c := range t.Chains {
+			if !c.Builtin {
+				fmt.Fprintf(&b, ":%s - [0:0]\n", c.Name)
+			}
+		}
+		for _, c := range t.Chains {
+			if c.Builtin {
+				continue
+			}
+			for _, r := range c.Rules {
+				fmt.Fprintf(&b, "-A %s %s\n", c.Name, RuleString(r, f.IPv6))
+			}
+		}
+		if jumps {
+			for _, c := range t.Chains {
+				if !c.Builtin {
+					continue
+				}
+				for i, r := range c.Rules {
+					fmt.Fprintf(&b, "-I %s %d %s\n", c.Name, i+1, RuleString(r, f.IPv6))
+				}
+			}
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
+}
+
+// RuleString returns a rule's matches and target as iptables arguments.
+func RuleString(r *Rule, v6 bool) string {
+	var a []string
+	add := func(s ...string) { a = append(a, s...) }
+	if len(r.Src) > 0 {
+		add("-s", prefixes(r.Src))
+	}
+	if len(r.Dst) > 0 {
+		add("-d", prefixes(r.Dst))
+	}
+	if r.Proto != 0 {
+		add("-p", r.Proto.String())
+	}
+	switch len(r.DPorts) {
+	case 0:
+	case 1:
+		add("-m", r.Proto.String(), "--dport", fmt.Sprint(r.DPorts[0]))
+	default:
+		ps := make([]string, len(r.DPorts))
+		for i, p := range r.DPorts {
+			ps[i] = fmt.Sprint(p)
+		}
+		add("-m", "multiport", "--dports", strings.Join(ps, ","))
+	}
+	if r.DstLocal {
+		add("-m", "addrtype", "--dst-type", "LOCAL")
+	}
+	if len(r.CtState) > 0 || r.CtOrigDst.IsValid() || r.CtOrigDport != 0 {
+		add("-m", "conntrack")
+		if len(r.CtState) > 0 {
+			add("--ctstate", strings.Join(r.CtState, ","))
+		}
+		if r.CtOrigDst.IsValid() {
+			add("--ctorigdst", prefixes([]netip.Prefix{r.CtOrigDst}))
+		}
+		if r.CtOrigDport != 0 {
+			add("--ctorigdstport", fmt.Sprint(r.CtOrigDport))
+		}
+	}
+	if rc := r.Recent; rc != nil {
+		add("-m", "recent")
+		if rc.Invert {
+			add("!")
+		}
+		add(string(rc.Op))
+		if rc.Seconds > 0 {
+			add("--seconds", fmt.Sprint(rc.Seconds))
+		}
+		if rc.Hitcount > 0 {
+			add("--hitcount", fmt.Sprint(rc.Hitcount))
+		}
+		if rc.Reap {
+			add("--reap")
+		}
+		add("--name", rc.Name)
+		if rc.Mask > 0 {
+			add("--mask", maskString(rc.Mask, v6))
+		}
+		add("--rsource")
+	}
+	if l := r.Limit; l != nil {
+		add("-m", "limit", "--limit", fmt.Sprintf("%d/%s", l.Rate, l.Unit))
+		if l.Burst > 0 {
+			add("--limit-burst", fmt.Sprint(l.Burst))
+		}
+	}
+	if r.Comment != "" {
+		add("-m", "comment", "--comment", quote(r.Comment))
+	}
+	t := r.Target
+	switch t.Kind {
+	case NONE:
+	case JUMP:
+		add("-j", t.Chain)
+	case LOG:
+		add("-j", "LOG")
+		if t.LogPrefix != "" {
+			add("--log-prefix", quote(t.LogPrefix))
+		}
+		if t.LogLevel != "" {
+			add("--log-level", t.LogLevel)
+		}
+	case DNAT:
+		to := t.ToDest.Unmap().String()
+		if t.ToPort != 0 {
+			if t.ToDest.Unmap().Is6() {
+				to = "[" + to + "]"
+			}
+			to += fmt.Sprintf(":%d", t.ToPort)
+		}
+		add("-j", "DNAT", "--to-destination", to)
+	default:
+		add("-j", string(t.Kind))
+	}
+	return strings.Join(a, " ")
+}
+
+func prefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		p = p.Masked()
+		if p.Bits() == p.Addr().BitLen() {
+			s[i] = p.Addr().String()
+		} else {
+			s[i] = p.String()
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// maskString writes a prefix length as the address --mask takes.
+func maskString(bits int, v6 bool) string {
+	n := 4
+	if v6 {
+		n = 16
+	}
+	b := make([]byte, n)
+	for i := 0; i < bits && i < n*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a.String()
+}
+
+// quote writes a string for iptables-restore, which splits on spaces
+// outside double quotes and knows no escapes.
+func quote(s string) string {
+	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `"`, `'`), "\n", " ") + `"`
+}

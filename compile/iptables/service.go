@@ -1,0 +1,209 @@
+package iptables
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"kwl.dev/kwl/compile/internal/plan"
+	"kwl.dev/kwl/lang"
+)
+
+// serviceChain builds kwl-svc-NAME for the family, or nil when no
+// statement gives the service a rule there. Rules, in order: allows
+// accept; banned sources drop; a knocked service drops new connections
+// from sources whose door is not open; limits drop what is over them; open
+// doors (or, for a service that is only limited, any new connection under
+// the limits) accept.
+func (b *fam) serviceChain(s *lang.Service) *Chain {
+	l := b.l
+	doors := plan.DoorsOf(l.p, s)
+	limits := plan.LimitsOf(l.p, s)
+	allows := plan.AllowsOf(l.p, s)
+	covers := func(fm lang.Family, from []netip.Prefix) bool {
+		return plan.Covers(plan.Families(fm, from, s), b.f)
+	}
+	var famDoors []*lang.Door
+	for _, d := range doors {
+		if covers(d.Family, d.From) {
+			famDoors = append(famDoors, d)
+		}
+	}
+	var famLimits []*lang.Limit
+	for _, lim := range limits {
+		if covers(lim.Family, nil) {
+			famLimits = append(famLimits, lim)
+		}
+	}
+	guarded := s.Guarded || len(doors) > 0
+	var famAllows []*lang.Allow
+	for _, a := range allows {
+		if covers(a.Family, a.From) {
+			famAllows = append(famAllows, a)
+		}
+	}
+	if len(famAllows) == 0 && len(famLimits) == 0 && !guarded {
+		return nil
+	}
+	c := b.chain(b.filter, chainName("svc", l.ids.Service[s]))
+
+	for _, a := range famAllows {
+		b.emit(c, &Rule{Src: plan.From(a.From, b.f), Origin: a.Pos, Comment: comment("allow", s, a.Pos)},
+			Target{Kind: ACCEPT}, a.Log, "allow", s)
+	}
+
+	for _, lim := range famLimits {
+		if lim.Ban <= 0 {
+			continue
+		}
+		b.emit(c, &Rule{CtState: newState(), Recent: &Recent{Name: b.banList(lim), Op: Rcheck,
+			Seconds: b.seconds(lim.Ban, lim.Pos, "the ban"), Mask: b.mask(lim)},
+			Origin: lim.Pos, Comment: comment("ban", s, lim.Pos)}, Target{Kind: DROP}, lim.Log, "limit", s)
+	}
+
+	if guarded {
+		var origin lang.Pos
+		var lg *lang.Log
+		if len(doors) > 0 {
+			origin, lg = doors[0].Pos, doors[0].Log
+		}
+		cm := fmt.Sprintf("%s is knocked: no open door, no entry", s.Name)
+		switch len(famDoors) {
+		case 0:
+			b.emit(c, &Rule{CtState: newState(), Origin: origin, Comment: cm}, Target{Kind: DROP}, lg, "knock", s)
+		case 1:
+			d := famDoors[0]
+			b.emit(c, &Rule{CtState: newState(), Recent: b.doorCheck(d, true), Origin: origin, Comment: cm},
+				Target{Kind: DROP}, lg, "knock", s)
+		default:
+			// Not in any door: each open door returns, what is left drops.
+			g := b.chain(b.filter, chainName("guard", l.ids.Service[s]))
+			for _, d := range famDoors {
+				g.Rules = append(g.Rules, &Rule{Recent: b.doorCheck(d, false), Target: Target{Kind: RETURN}, Origin: d.Pos, Comment: comment("knock", s, d.Pos)})
+			}
+			b.emit(g, &Rule{Origin: origin, Comment: cm}, Target{Kind: DROP}, lg, "knock", s)
+			c.Rules = append(c.Rules, &Rule{CtState: newState(), Target: Target{Kind: JUMP, Chain: g.Name}, Origin: origin, Comment: cm})
+		}
+	}
+
+	for _, lim := range famLimits {
+		b.limitRules(c, lim)
+	}
+
+	if len(famDoors) > 0 {
+		for _, d := range famDoors {
+			b.emit(c, &Rule{CtState: newState(), Recent: b.doorCheck(d, false), Origin: d.Pos, Comment: comment("knock", s, d.Pos)},
+				Target{Kind: ACCEPT}, d.Log, "knock", s)
+		}
+	} else if !guarded && len(famLimits) > 0 {
+		lim := famLimits[0]
+		b.emit(c, &Rule{CtState: newState(), Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)},
+			Target{Kind: ACCEPT}, lim.Log, "limit", s)
+	}
+	return c
+}
+
+// doorCheck is the door test: the source knocked within the lifetime
+// (--rcheck --seconds: an inclusive window in jiffies).
+func (b *fam) doorCheck(d *lang.Door, invert bool) *Recent {
+	return &Recent{Name: b.doorList(d), Op: Rcheck, Seconds: b.seconds(d.Lifetime, d.Pos, "the door's lifetime"), Invert: invert}
+}
+
+func (b *fam) banList(lim *lang.Limit) string { return b.listName("ban", b.l.ids.Limit[lim], 0) }
+
+// mask is the --mask of a limit's lists. The kernel copies it when the
+// list is created, so every rule on the list carries the same one.
+func (b *fam) mask(lim *lang.Limit) int {
+	m := plan.Mask(lim, b.f)
+	if m >= b.f.Bits() {
+		return 0
+	}
+	return m
+}
+
+// limitRules emits a limit. Per source, Shorewall's Limit: every new
+// connection is --set on the list, and one that makes Count+1 hits within
+// the window (--update --seconds W --hitcount Count+1) is dropped; the
+// --update stamps it too, so retries while blocked keep the source
+// blocked. Globally, the limit match (a token bucket) in a chain of its
+// own: under the rate returns, over it drops.
+func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
+	s := lim.Service
+	cm := comment("limit", s, lim.Pos)
+	over := Target{Kind: DROP}
+	overLog := lim.Log
+	if lim.Ban > 0 {
+		oc := b.chain(b.filter, chainName("over", b.l.ids.Limit[lim]))
+		if len(oc.Rules) == 0 {
+			oc.Rules = append(oc.Rules, &Rule{Recent: &Recent{Name: b.banList(lim), Op: Set, Mask: b.mask(lim)}, Origin: lim.Pos, Comment: comment("ban", s, lim.Pos)})
+			b.emit(oc, &Rule{Origin: lim.Pos, Comment: cm}, Target{Kind: DROP}, lim.Log, "limit", s)
+		}
+		over, overLog = Target{Kind: JUMP, Chain: oc.Name}, nil
+	}
+	if lim.PerSource {
+		list := b.listName("lim", b.l.ids.Limit[lim], 0)
+		secs := b.seconds(lim.Window, lim.Pos, "the limit's window")
+		hits := lim.Count + 1
+		if hits > MaxHitcount {
+			b.l.warn(lim.Pos, lang.Error, "L01", fmt.Sprintf("iptables counts a per-source limit with --hitcount %d (count+1), over the kernel's maximum of %d", hits, MaxHitcount),
+				"lower the count, or use --backend nft")
+		} else if hits > MaxHitcountOld {
+			b.l.warn(lim.Pos, lang.Warning, "L01", fmt.Sprintf("iptables counts this limit with --hitcount %d (count+1): kernels before 6.11 reject a hitcount over %d (EINVAL), and every hit is a timestamp kept per source", hits, MaxHitcountOld),
+				"keep the count at 254 or less to deploy on older kernels")
+		}
+		c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: &Recent{Name: list, Op: Set, Mask: b.mask(lim)}, Origin: lim.Pos, Comment: cm})
+		b.emit(c, &Rule{CtState: newState(), Recent: &Recent{Name: list, Op: Update, Seconds: secs, Hitcount: hits, Mask: b.mask(lim)}, Origin: lim.Pos, Comment: cm},
+			over, overLog, "limit", s)
+		b.l.warn(lim.Pos, lang.Warning, "L13", fmt.Sprintf(
+			"iptables limits with xt_recent, a sliding window in which refused attempts count too: a source gets %d new connections in any %s, and one that keeps retrying while refused stays refused until it has been quiet for %s",
+			lim.Count, plan.Dur(time.Duration(secs)*time.Second), plan.Dur(time.Duration(secs)*time.Second)), "")
+		b.l.warn(lim.Pos, lang.Warning, "L07", fmt.Sprintf(
+			"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: %d other sources in quick succession wipe a source's count (and ban), and the limit starts afresh for it",
+			ListTot, ListTot), "")
+		return
+	}
+	lc := b.chain(b.filter, chainName("lim", b.l.ids.Limit[lim]))
+	if len(lc.Rules) == 0 {
+		lc.Rules = append(lc.Rules, &Rule{Limit: b.limit(lim), Target: Target{Kind: RETURN}, Origin: lim.Pos, Comment: cm})
+		b.emit(lc, &Rule{Origin: lim.Pos, Comment: cm}, over, overLog, "limit", s)
+	}
+	c.Rules = append(c.Rules, &Rule{CtState: newState(), Target: Target{Kind: JUMP, Chain: lc.Name}, Origin: lim.Pos, Comment: cm})
+	refill := lim.Window / time.Duration(lim.Count)
+	msg := fmt.Sprintf("the limit match is a token bucket: it admits %d connections at once, then one every %s, while %d/%s means at most %d in any %s",
+		lim.Count, plan.Dur(refill), lim.Count, plan.Dur(lim.Window), lim.Count, plan.Dur(lim.Window))
+	if len(plan.Families(lim.Family, nil, s)) == 2 {
+		msg += "; iptables and ip6tables keep one bucket each, so IPv4 and IPv6 get the rate each"
+	}
+	b.l.warn(lim.Pos, lang.Warning, "L13", msg, "")
+}
+
+// xtUnits are the limit match's units.
+var xtUnits = []struct {
+	d    time.Duration
+	name string
+}{{time.Second, "second"}, {time.Minute, "minute"}, {time.Hour, "hour"}, {24 * time.Hour, "day"}}
+
+// limit returns the limit match of a global limit: Count of burst,
+// refilled at Count per Window in the shortest unit that gives a whole
+// rate.
+func (b *fam) limit(lim *lang.Limit) *Limit {
+	count, win := int64(lim.Count), int64(lim.Window)
+	burst := lim.Count
+	// libxt_limit refuses a burst over 10000.
+	if burst > 10000 {
+		b.l.warn(lim.Pos, lang.Warning, "L13", "the limit match's burst is at most 10000", "")
+		burst = 10000
+	}
+	for _, u := range xtUnits {
+		if num := count * int64(u.d); num%win == 0 {
+			return &Limit{Rate: int(num / win), Unit: u.name, Burst: burst}
+		}
+	}
+	u := xtUnits[len(xtUnits)-1]
+	rate := int((count*int64(u.d) + win/2) / win)
+	if rate == 0 {
+		rate = 1
+	}
+	b.l.warn(lim.Pos, lang.Warning, "L13", fmt.Sprintf("the limit match counts per second, minute, hour or day: %d/%s is rounded to %d/day", lim.Count, plan.Dur(lim.Window), rate), "")
+	return &Limit{Rate: rate, Unit: u.name, Burst: burst}
+}
