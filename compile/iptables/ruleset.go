@@ -57,9 +57,9 @@ type Rule struct {
 	// DstLocal is -m addrtype --dst-type LOCAL: the packet is addressed
 	// to the host itself.
 	DstLocal bool
-	Recent      *Recent
-	Limit       *Limit
-	Target      Target
+	Recent   *Recent
+	Limit    *Limit
+	Target   Target
 	// Origin is the statement that produced the rule; zero for rules that
 	// belong to none.
 	Origin  lang.Pos
