@@ -10,8 +10,9 @@ import (
 // ip6tables-restore input, for loading with --noflush on a host that may
 // hold other rules: kwl's chains are declared (":kwl-input - [0:0]"), which
 // creates them or flushes only them, then filled; the builtin chains get
-// their jumps into kwl's chains inserted at the top ("-I INPUT 1 -j
-// kwl-input"). Each file is one transaction per table (COMMIT).
+// their jumps into kwl's chains inserted at the top ("-I INPUT -j
+// kwl-input"), before the host's own rules, so that a knock is seen even
+// where the host's rules would drop it. Each file is one transaction per table (COMMIT).
 //
 // The jumps must be inserted once: for a reload into a kernel where they
 // are already in place, use RenderChains, which leaves them out (deploy
@@ -80,8 +81,10 @@ func (f *Family) Render(jumps bool) string {
 				if !c.Builtin {
 					continue
 				}
-				for i, r := range c.Rules {
-					fmt.Fprintf(&b, "-I %s %d %s\n", c.Name, i+1, RuleString(r, f.IPv6))
+				// -I without a number inserts at the top: in reverse,
+				// the rules keep their order.
+				for i := len(c.Rules) - 1; i >= 0; i-- {
+					fmt.Fprintf(&b, "-I %s %s\n", c.Name, RuleString(c.Rules[i], f.IPv6))
 				}
 			}
 		}
