@@ -197,8 +197,13 @@ func (p *parser) testBlock() *TestStmt {
 	default:
 		p.errorAt(name.Pos, fmt.Sprintf("%s; expected the test's name in quotes", describe(name, false)),
 			`write: test "what it shows" {`)
-		p.chunk(false)
-		return nil
+		if !isPunct(name, "{") {
+			p.chunk(false)
+			return nil
+		}
+		// Read the block anyway, so that its steps are checked and its
+		// brace does not count as a stray one.
+		ts.Name = `""`
 	}
 	if b := p.peek(); !isPunct(b, "{") {
 		p.errorAt(b.Pos, fmt.Sprintf(`%s; expected "{" after the test's name`, describe(b, false)), "")

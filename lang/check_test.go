@@ -1,0 +1,190 @@
+package lang
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestCheckErrors has one case per checker code: the source, the code,
+// where it points and words of its message.
+func TestCheckErrors(t *testing.T) {
+	tests := []struct {
+		name, src, code string
+		line, col       int
+		msg, hint       string
+	}{
+		{"unknown service", "knock 1600 opens shh for 60s", "E01", 1, 18, `unknown service "shh"`, "did you mean 'ssh'?"},
+		{"unknown service no hint", "allow webserver", "E01", 1, 7, `unknown service "webserver"`, "define it first"},
+		{"port zero", "knock 0 opens ssh for 60s", "E02", 1, 7, "port 0 is out of range", ""},
+		{"port too big", "close ssh on udp/65536", "E02", 1, 14, "port 65536 is out of range", ""},
+		{"source port", `test "t" { at 0s from 1.2.3.4 port 0 tcp/22 expect drop }`, "E02", 1, 36, "source port 0", ""},
+		{"zero lifetime", "knock 1600 opens ssh for 0s", "E03", 1, 26, "must be positive, not 0s", ""},
+		{"negative window", "limit ssh 3/-60s", "E03", 1, 13, "must be positive", ""},
+		{"zero within", "knock 1, 2 within 0ms opens ssh for 5s", "E03", 1, 19, "must be positive", ""},
+		{"zero ban", "limit ssh 3/60s per source ban 0s", "E03", 1, 32, "must be positive", ""},
+		{"huge duration", "knock 1600 opens ssh for 9000000h", "E03", 1, 26, "too long", ""},
+		{"negative step time", `test "t" { at -1s from 1.2.3.4 tcp/22 expect drop }`, "E03", 1, 15, "must be positive", ""},
+		{"bad address", "allow ssh from 1.2.3.256", "E04", 1, 16, `"1.2.3.256" is not an IP address`, ""},
+		{"bad prefix length", "allow ssh from fd00::/129", "E04", 1, 16, "not a valid CIDR", "0 to 128"},
+		{"forward to a network", "service s = 22 forward to 10.0.0.0/8", "E04", 1, 27, "must be one address", ""},
+		{"host bits", "knock 1600 from 203.0.113.7/24 opens ssh for 60s", "E05", 1, 17, "203.0.113.7/24 has bits set", "did you mean 203.0.113.0/24?"},
+		{"host bits v6", "allow ssh from fd00::1/8", "E05", 1, 16, "has bits set", "did you mean fd00::/8?"},
+		{"knock on its service", "knock 22 opens ssh for 60s", "E06", 1, 7, "knock port tcp/22 is a port of ssh itself", ""},
+		{"knock on a defined service", "service web = 8080\nknock 1, 8080 opens web for 60s", "E06", 2, 10, "tcp/8080 is a port of web", ""},
+		{"close on its service", "knock 1600 opens ssh for 60s\nclose ssh on 1599, 22", "E06", 2, 20, "close port tcp/22", ""},
+		{"defined twice", "service a = 1\nservice a = 2", "E07", 2, 1, `service "a" is defined twice`, "line 1"},
+		{"limit zero", "limit ssh 0/60s", "E08", 1, 11, "at least 1, not 0", ""},
+		{"limit huge", "limit ssh 99999999999999999999/60s", "E08", 1, 11, "too large", ""},
+		{"repeated knock", "knock 1, 2, 1 opens ssh for 60s", "E09", 1, 13, "tcp/1 is repeated in this sequence", ""},
+		{"repeated close port", "close ssh on 1, udp/1, 1", "E09", 1, 24, "repeated in this list", ""},
+		{"time goes back", "test \"t\" {\n    at 5s from 1.2.3.4 tcp/22 expect drop\n    at 4s from 1.2.3.4 tcp/22 expect drop\n}", "E10", 3, 5, "step at 4s comes before the previous step", "line 2 is at 5s"},
+		{"log level", "allow ssh log warning", "E11", 1, 15, `unknown log level "warning"`, "did you mean 'warn'?"},
+		{"log level far", "allow ssh log loud", "E11", 1, 15, `unknown log level "loud"`, "levels are"},
+		{"mask v4", "limit ssh 3/60s per source/0", "E12", 1, 28, "per source/0 is out of range for IPv4", ""},
+		{"mask v6", "limit ssh 3/60s per source/24/129", "E12", 1, 31, "per source/129 is out of range for IPv6", ""},
+		{"bad escape", `allow ssh log info prefix "a\q"`, "E13", 1, 11, "not a valid string", ""},
+		{"bad test name", `test "\z" { at 0s from 1.2.3.4 tcp/22 expect drop }`, "E13", 1, 1, "test name", ""},
+		{"family excludes source", "allow ssh from 10.0.0.0/8 family ipv6", "E14", 1, 16, "10.0.0.0/8 can never match", ""},
+		{"step families", `test "t" { at 0s from 1.2.3.4 to ::1 tcp/22 expect drop }`, "E14", 1, 34, "the families differ", ""},
+		{"opens without for", "knock 1600 opens ssh", "E15", 1, 18, "does not say for how long", "for 60s"},
+		{"closes with for", "knock 1600 closes ssh for 5s", "E15", 1, 23, "takes no lifetime", ""},
+		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, diags := Load("p.kwl", []byte(tc.src))
+			var found []string
+			for _, d := range diags {
+				found = append(found, d.String())
+				if d.Code != tc.code {
+					continue
+				}
+				if d.Pos.Line != tc.line || d.Pos.Col != tc.col {
+					t.Errorf("%s at %d:%d, want %d:%d", d, d.Pos.Line, d.Pos.Col, tc.line, tc.col)
+				}
+				if !strings.Contains(d.Message, tc.msg) {
+					t.Errorf("message %q does not contain %q", d.Message, tc.msg)
+				}
+				if !strings.Contains(d.Hint, tc.hint) {
+					t.Errorf("hint %q does not contain %q", d.Hint, tc.hint)
+				}
+				if d.Severity != Error {
+					t.Errorf("severity %v, want error", d.Severity)
+				}
+				return
+			}
+			t.Errorf("no %s; got %q", tc.code, found)
+		})
+	}
+}
+
+func TestCheckWarnings(t *testing.T) {
+	_, diags := Load("p.kwl", []byte("limit https 10/1s\nknock 443 opens ssh for 60s\nclose ssh on 80\nallow http"))
+	if diags.HasErrors() {
+		t.Fatalf("errors: %v", diags)
+	}
+	want := []string{
+		"p.kwl:2:7: warning: knock port tcp/443 is also the port of limited service https [L04]",
+		"p.kwl:3:14: warning: close port tcp/80 is also the port of allowed service http [L04]",
+	}
+	var got []string
+	for _, d := range diags {
+		got = append(got, d.String())
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Error(d)
+	}
+}
+
+// TestCheckAllErrors: every error of a file in one run.
+func TestCheckAllErrors(t *testing.T) {
+	src := "knock 1600 opens shh for 60s\nlimit ssh 0/60s\nallow ssh from 10.0.0.1/8\nknock opens\nlimit ssh 3/60s per source/40\n"
+	_, diags := Load("p.kwl", []byte(src))
+	var lines []int
+	for _, d := range diags {
+		lines = append(lines, d.Pos.Line)
+	}
+	if d := cmp.Diff([]int{1, 2, 3, 4, 5}, lines); d != "" {
+		t.Errorf("lines of the diagnostics (-want +got):\n%s\n%v", d, diags)
+	}
+}
+
+// TestCheckIR pins the meaning of the statements.
+func TestCheckIR(t *testing.T) {
+	src := `service ssh = tcp/2222
+service web = tcp/8080, udp/8081 forward to 192.168.1.5
+knock 7000, udp/8000, 9000 opens ssh for 30s
+knock 1600 from 203.0.113.0/24 opens web for 1m log info prefix "door: "
+knock 9000, 8000 within 2s closes ssh
+knock 1599 closes ssh
+close web on 1601, 1602 family ipv6
+limit https 100/1s
+limit ssh 3/60s per source
+limit ssh 3/60s per source/24 ban 5m
+limit ssh 3/60s per source/24/64
+allow ssh from 10.0.0.0/8, fd00::/8
+allow dns from 10.0.0.1
+test "t" {
+    at 0s from 198.51.100.10 tcp/2222 expect drop
+    at 1500ms from 198.51.100.10 port 40000 to 192.0.2.1 tcp/2222 data expect accept iptables drop
+}
+`
+	pol, diags := Load("p.kwl", []byte(src))
+	if len(diags) > 0 {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	ssh := &Service{Name: "ssh", Ports: []Port{{TCP, 2222}}, Guarded: true}
+	web := &Service{Name: "web", Ports: []Port{{TCP, 8080}, {UDP, 8081}}, Forward: netip.MustParseAddr("192.168.1.5"), Guarded: true}
+	https := &Service{Name: "https", Ports: []Port{{TCP, 443}}}
+	dns := &Service{Name: "dns", Ports: []Port{{UDP, 53}, {TCP, 53}}}
+	pfx := netip.MustParsePrefix
+	want := &Policy{
+		Services: []*Service{ssh, web, https, dns},
+		Doors: []*Door{
+			{Service: ssh, Sequence: []Port{{TCP, 7000}, {UDP, 8000}, {TCP, 9000}}, Within: 5 * time.Second, Lifetime: 30 * time.Second},
+			{Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: "}},
+		},
+		Revokes: []*Revoke{
+			{Service: ssh, Sequence: []Port{{TCP, 9000}, {TCP, 8000}}, Within: 2 * time.Second},
+			{Service: ssh, Ports: []Port{{TCP, 1599}}},
+			{Service: web, Ports: []Port{{TCP, 1601}, {TCP, 1602}}, Family: IPv6},
+		},
+		Limits: []*Limit{
+			{Service: https, Count: 100, Window: time.Second, Mask4: 32, Mask6: 128},
+			{Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 32, Mask6: 128},
+			{Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 128, Ban: 5 * time.Minute},
+			{Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 64},
+		},
+		Allows: []*Allow{
+			{Service: ssh, From: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/8")}},
+			{Service: dns, From: []netip.Prefix{pfx("10.0.0.1/32")}, Family: IPv4},
+		},
+		Tests: []*Test{{Name: "t", Steps: []*Step{
+			{At: 0, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Expect: Drop},
+			{At: 1500 * time.Millisecond, Src: netip.MustParseAddr("198.51.100.10"), SPort: 40000, Dst: netip.MustParseAddr("192.0.2.1"),
+				Port: Port{TCP, 2222}, Kind: Data, Expect: Accept, ExpectOn: map[string]Verdict{"iptables": Drop}},
+		}}},
+	}
+	if d := cmp.Diff(want, pol, irOpts); d != "" {
+		t.Errorf("IR (-want +got):\n%s", d)
+	}
+	if pol.Doors[0].Pos.Line != 3 || pol.Tests[0].Steps[1].Pos.Line != 16 {
+		t.Errorf("positions: door %v, step %v", pol.Doors[0].Pos, pol.Tests[0].Steps[1].Pos)
+	}
+}
+
+// TestBuiltinRedefinedOnce: a service statement may redefine a built-in
+// name once; the definition wins everywhere, even above it.
+func TestBuiltinRedefinedOnce(t *testing.T) {
+	pol, diags := Load("p.kwl", []byte("knock 1600 opens ssh for 60s\nservice ssh = tcp/2222"))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	if got := pol.Doors[0].Service.Ports; len(got) != 1 || got[0] != (Port{TCP, 2222}) {
+		t.Errorf("ssh ports %v", got)
+	}
+}

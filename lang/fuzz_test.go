@@ -1,0 +1,34 @@
+package lang
+
+import (
+	"testing"
+)
+
+// FuzzParse: no input panics; a policy that checks formats to text that
+// still checks, means the same, and formats to itself.
+func FuzzParse(f *testing.F) {
+	for _, src := range examples(f) {
+		f.Add(src)
+	}
+	f.Add([]byte("knock 1600 opens ssh for 60s; limit ssh 3/60s per source/24/64 ban 5m family ipv4 log info prefix \"x\""))
+	f.Add([]byte("test \"t\" { at 0s from ::1 port 5 to ::2 udp/53 data expect accept nft drop } # c"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		file, diags := Parse("f.kwl", src)
+		pol, cd := Check(file)
+		if diags.HasErrors() || cd.HasErrors() {
+			return
+		}
+		out := Format(file)
+		pol2, d2 := Load("f.kwl", out)
+		if d2.HasErrors() {
+			t.Fatalf("formatted text does not check:\n%v\n--- input\n%q\n--- formatted\n%s", d2, src, out)
+		}
+		if d := cmpIR(pol, pol2); d != "" {
+			t.Fatalf("formatting changed the meaning:\n%s\n--- input\n%q", d, src)
+		}
+		f2, _ := Parse("f.kwl", out)
+		if again := Format(f2); string(again) != string(out) {
+			t.Fatalf("fmt not idempotent:\n--- input\n%q\n--- once\n%s--- twice\n%s", src, out, again)
+		}
+	})
+}

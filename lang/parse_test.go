@@ -1,0 +1,119 @@
+package lang
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestParseErrors: syntax errors in plain words, at the word at fault,
+// one per bad statement.
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, src string
+		want      []string // "line:col: message" prefixes
+		hint      string
+	}{
+		{"missing port", "knock opens ssh for 60s", []string{`1:7: unexpected "opens"; expected a port`}, ""},
+		{"misspelt keyword", "knock 1600 open ssh for 60s", []string{`1:12: unexpected "open"; expected "opens" or "closes"`}, "did you mean 'opens'?"},
+		{"misspelt statement", "limt ssh 3/60s", []string{`1:1: unexpected "limt"; expected a statement`}, "did you mean 'limit'?"},
+		{"bad duration", "knock 1600 opens ssh for 60sec", []string{`1:26: unexpected "60sec"; expected a duration`}, ""},
+		{"end of statement", "knock 1600 opens ssh for", []string{`1:25: unexpected end of statement; expected a duration`}, ""},
+		{"missing service", "knock 1600 opens", []string{`1:17: unexpected end of statement; expected a service name`}, ""},
+		{"keyword as service", "allow for", []string{`1:7: unexpected "for"; expected a service name`}, ""},
+		{"half a port", "service x = tcp/", []string{`1:17: unexpected end of statement; expected a port`}, ""},
+		{"bad source", "allow ssh from example.org", []string{`1:16: unexpected "example.org"; expected an address`}, ""},
+		{"trailing words", "allow ssh please", []string{`1:11: unexpected "please"; expected`}, ""},
+		{"per without source", "limit ssh 3/60s per", []string{`1:20: unexpected end of statement; expected "source"`}, ""},
+		{"rate without window", "limit ssh 3", []string{`1:12: unexpected end of statement; expected "/"`}, ""},
+		{"family", "allow ssh family ipv5", []string{`1:18: unexpected "ipv5"; expected "ipv4" or "ipv6"`}, "did you mean 'ipv4'?"},
+		{"unterminated string", `allow ssh log info prefix "abc`, []string{`1:27: string has no closing quote`}, ""},
+		{"stray character", "allow ssh @", []string{`1:11: unexpected "@"`}, ""},
+		{"stray brace", "}", []string{`1:1: unexpected "}"; expected a statement`}, ""},
+		{"test without name", "test {\n}", []string{`1:6: unexpected "{"; expected the test's name in quotes`}, ""},
+		{"test without brace", `test "t"`, []string{`1:9: unexpected end of statement; expected "{" after the test's name`}, ""},
+		{"test not closed", "test \"t\" {\n    at 0s from 1.2.3.4 tcp/22 expect drop\n", []string{`1:1: test "t" has no closing "}"`}, ""},
+		{"test not closed before a statement", "test \"t\" {\nallow ssh\nallow sshh", []string{`1:1: test "t" has no closing "}"`}, ""},
+		{"bad verdict", "test \"t\" {\n    at 0s from 1.2.3.4 tcp/22 expect dorp\n}", []string{`2:38: unexpected "dorp"; expected "accept", "drop" or "reject"`}, "did you mean 'drop'?"},
+		{"bad step", "test \"t\" {\n    on 0s\n}", []string{`2:5: unexpected "on"; expected a step`}, ""},
+		{"step without port", "test \"t\" {\n    at 0s from 1.2.3.4 expect drop\n}", []string{`2:24: unexpected "expect"; expected`}, ""},
+		{"several statements", "knock opens\nallow\nlimit ssh 3/60s\nclose ssh on", []string{
+			`1:7: unexpected "opens"`, `2:6: unexpected end of statement`, `4:13: unexpected end of statement; expected a port`}, ""},
+		{"several steps", "test \"t\" {\n    at x\n    at 1s from 1.2.3.4 tcp/22 expect drop\n    at 2s from y\n}", []string{
+			`2:8: unexpected "x"; expected a duration`, `4:16: unexpected "y"; expected an address`}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, diags := Parse("p.kwl", []byte(tc.src))
+			if len(diags) != len(tc.want) {
+				t.Fatalf("got %d diagnostics, want %d:\n%v", len(diags), len(tc.want), diags)
+			}
+			for i, d := range diags {
+				got := strings.TrimPrefix(d.Pos.String(), "p.kwl:") + ": " + d.Message
+				if !strings.HasPrefix(got, tc.want[i]) {
+					t.Errorf("got  %s\nwant %s...", got, tc.want[i])
+				}
+			}
+			if tc.hint != "" && diags[0].Hint != tc.hint {
+				t.Errorf("hint %q, want %q", diags[0].Hint, tc.hint)
+			}
+		})
+	}
+}
+
+// TestParseKeepsComments: the AST holds own-line and trailing comments
+// and blank lines, for fmt.
+func TestParseKeepsComments(t *testing.T) {
+	src := "# head\n\nallow ssh # tail\ntest \"t\" { # open\n    # inside\n    at 0s from ::1 tcp/22 expect drop # step\n} # close\n"
+	f, diags := Parse("p.kwl", []byte(src))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	if len(f.Items) != 3 {
+		t.Fatalf("%d items", len(f.Items))
+	}
+	if f.Items[0].Comment.Text != "# head" || !f.Items[1].Blank || f.Items[1].Trailing.Text != "# tail" {
+		t.Errorf("top-level comments: %+v %+v", f.Items[0], f.Items[1])
+	}
+	ts := f.Items[2].Stmt.(*TestStmt)
+	if ts.Comment.Text != "# open" || ts.Items[0].Comment.Text != "# inside" || ts.Items[1].Trailing.Text != "# step" || f.Items[2].Trailing.Text != "# close" {
+		t.Errorf("test comments wrong: %+v", ts)
+	}
+	if p := ts.Items[1].Step.Position(); p.Line != 6 || p.Col != 5 {
+		t.Errorf("step at %v", p)
+	}
+}
+
+// TestPrint shows a diagnostic with its source line, caret and hint.
+func TestPrint(t *testing.T) {
+	src := []byte("allow ssh\n\tknock 1600 opens shh for 60s\n")
+	_, diags := Load("p.kwl", src)
+	var b strings.Builder
+	diags.Print(&b, map[string][]byte{"p.kwl": src})
+	want := "p.kwl:2:19: error: unknown service \"shh\" [E01]\n" +
+		"    \tknock 1600 opens shh for 60s\n" +
+		"    \t                 ^\n" +
+		"    hint: did you mean 'ssh'?\n"
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	var j strings.Builder
+	if err := diags.PrintJSON(&j); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(j.String(), `"col": 19,`) || !strings.Contains(j.String(), `"code": "E01"`) {
+		t.Errorf("json: %s", j.String())
+	}
+	var e strings.Builder
+	Diagnostics{}.PrintJSON(&e)
+	if e.String() != "[]\n" {
+		t.Errorf("empty json: %q", e.String())
+	}
+}
+
+func TestCaretLongLine(t *testing.T) {
+	line := []byte(strings.Repeat("x", 1000) + "y" + strings.Repeat("z", 1000))
+	shown, pad := caretLine(line, 1001)
+	if len(shown) > maxShown+6 || shown[len(pad)] != 'y' {
+		t.Errorf("caret not under y: %q %d", shown, len(pad))
+	}
+}
