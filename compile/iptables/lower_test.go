@@ -1,0 +1,321 @@
+package iptables
+
+import (
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"kwl.dev/kwl/compile/internal/irtest"
+	"kwl.dev/kwl/lang"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// chainText returns the rules of a chain of the family, one per line.
+func chainText(f *Family, name string) string {
+	var b strings.Builder
+	for _, t := range f.Tables {
+		for _, c := range t.Chains {
+			if c.Name == name {
+				for _, r := range c.Rules {
+					b.WriteString(RuleString(r, f.IPv6) + "\n")
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+func TestLowerStatements(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy func(b *irtest.B)
+		v6     bool
+		chain  string
+		want   []string
+	}{{
+		name:   "single knock: --set, then drop (SSHKnock)",
+		policy: func(b *irtest.B) { b.Door("ssh", 0, time.Minute, irtest.TCP(1600)) },
+		chain:  "kwl-knock",
+		want: []string{
+			"-p tcp -m tcp --dport 1600 -m conntrack --ctstate NEW -m recent --set --name kwl_door_ssh_4 --rsource",
+			"-p tcp -m tcp --dport 1600 -m comment --comment \"knock ssh, line 1\" -j DROP",
+		},
+	}, {
+		name:   "guard and accept with --rcheck --seconds",
+		policy: func(b *irtest.B) { b.Door("ssh", 0, time.Minute, irtest.TCP(1600)) },
+		chain:  "kwl-svc-ssh",
+		want: []string{
+			"--ctstate NEW -m recent ! --rcheck --seconds 60 --name kwl_door_ssh_4 --rsource -m comment --comment \"ssh is knocked: no open door, no entry\" -j DROP",
+			"--ctstate NEW -m recent --rcheck --seconds 60 --name kwl_door_ssh_4 --rsource -m comment --comment \"knock ssh, line 1\" -j ACCEPT",
+		},
+	}, {
+		name: "close ports --remove",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 0, time.Minute, irtest.TCP(1600))
+			b.Close("ssh", irtest.TCP(1599), irtest.TCP(1601))
+		},
+		chain: "kwl-knock",
+		want:  []string{"-m multiport --dports 1599,1601 -m conntrack --ctstate NEW -m recent --remove --name kwl_door_ssh_4"},
+	}, {
+		name:   "sequence: reset before advance",
+		policy: func(b *irtest.B) { b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.TCP(8000)) },
+		chain:  "kwl-knock",
+		want: []string{
+			"--dport 7000 -m conntrack --ctstate NEW -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-reset",
+			"--dport 7000 -m conntrack --ctstate NEW -m recent --set --name kwl_seq_ssh_1_4",
+			"--dport 8000 -m conntrack --ctstate NEW -m recent ! --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-reset",
+			"--dport 8000 -m conntrack --ctstate NEW -m recent --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-2",
+		},
+	}, {
+		name:   "sequence: the last knock sets the door",
+		policy: func(b *irtest.B) { b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.TCP(8000)) },
+		chain:  "kwl-seq-ssh-2",
+		want:   []string{"-m recent --remove --name kwl_seq_ssh_1_4", "-m recent --set --name kwl_door_ssh_4"},
+	}, {
+		name:   "per-source limit: Shorewall's Limit with a mask",
+		policy: func(b *irtest.B) { b.Limit("ssh", 3, time.Minute, 24, 64, 0) },
+		chain:  "kwl-svc-ssh",
+		want: []string{
+			"--ctstate NEW -m recent --set --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource",
+			"--ctstate NEW -m recent --update --seconds 60 --hitcount 4 --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource -m comment --comment \"limit ssh, line 1\" -j DROP",
+			"--ctstate NEW -m comment --comment \"limit ssh, line 1\" -j ACCEPT",
+		},
+	}, {
+		name:   "per-source limit, IPv6 mask",
+		policy: func(b *irtest.B) { b.Limit("ssh", 3, time.Minute, 24, 64, 0) },
+		v6:     true,
+		chain:  "kwl-svc-ssh",
+		want:   []string{"--name kwl_lim_ssh_6 --mask ffff:ffff:ffff:ffff:: --rsource"},
+	}, {
+		name:   "global limit: limit match in a chain of its own",
+		policy: func(b *irtest.B) { b.Limit("https", 3, 20*time.Second, 0, 0, 0) },
+		chain:  "kwl-lim-https",
+		want:   []string{"-m limit --limit 9/minute --limit-burst 3 -m comment --comment \"limit https, line 1\" -j RETURN", "-j DROP"},
+	}, {
+		name:   "ban: checked first, set over the limit",
+		policy: func(b *irtest.B) { b.Limit("ssh", 5, time.Minute, 32, 128, 5*time.Minute) },
+		chain:  "kwl-svc-ssh",
+		want: []string{
+			"--ctstate NEW -m recent --rcheck --seconds 300 --name kwl_ban_ssh_4 --rsource -m comment --comment \"ban ssh, line 1\" -j DROP",
+			"--update --seconds 60 --hitcount 6 --name kwl_lim_ssh_4 --rsource -m comment --comment \"limit ssh, line 1\" -j kwl-over-ssh",
+		},
+	}, {
+		name: "allow from sources of the family",
+		policy: func(b *irtest.B) {
+			b.Allow("ssh", "192.168.0.0/16", "fd00::/8")
+			b.Door("ssh", 0, time.Minute, irtest.TCP(1600))
+		},
+		v6:    true,
+		chain: "kwl-svc-ssh",
+		want:  []string{"-s fd00::/8 -m comment --comment \"allow ssh, line 1\" -j ACCEPT"},
+	}, {
+		name: "forwarded: DNAT of local destinations",
+		policy: func(b *irtest.B) {
+			b.Service("inside", "192.168.1.5", irtest.TCP(22))
+			b.Door("inside", 0, time.Minute, irtest.TCP(1600))
+		},
+		chain: "kwl-prerouting",
+		want:  []string{"-p tcp -m tcp --dport 22 -m addrtype --dst-type LOCAL -m comment --comment \"service inside forwarded to 192.168.1.5\" -j DNAT --to-destination 192.168.1.5"},
+	}, {
+		name: "forwarded: original destination port",
+		policy: func(b *irtest.B) {
+			b.Service("inside", "192.168.1.5", irtest.TCP(22))
+			b.Door("inside", 0, time.Minute, irtest.TCP(1600))
+		},
+		chain: "kwl-forward",
+		want:  []string{"-d 192.168.1.5 -p tcp -m conntrack --ctorigdstport 22 -m comment --comment \"service inside\" -j kwl-svc-inside"},
+	}, {
+		name: "logging a stateful rule goes through a chain",
+		policy: func(b *irtest.B) {
+			l := b.Limit("ssh", 3, time.Minute, 32, 128, 0)
+			l.Log = &lang.Log{Level: "info"}
+		},
+		chain: "kwl-log1",
+		want:  []string{"-j LOG --log-prefix \"kwl limit ssh: \" --log-level info", "-j DROP"},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := irtest.New("t.kwl")
+			tc.policy(b)
+			rs, diags := Lower(b.P)
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			f := rs.V4
+			if tc.v6 {
+				f = rs.V6
+			}
+			got := chainText(f, tc.chain)
+			rest := got
+			for _, w := range tc.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("chain %s lacks (in order) %q:\n%s", tc.chain, w, got)
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+}
+
+func TestNames(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	if n := shorten("kwl_door_"+long, MaxListName); len(n) != MaxListName {
+		t.Errorf("list name of %d characters", len(n))
+	}
+	if a, b := chainName("svc", long+"a"), chainName("svc", long+"b"); a == b || len(a) > MaxChainName {
+		t.Errorf("chain names %q, %q", a, b)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	b := irtest.New("w.kwl")
+	b.Door("ssh", 1500*time.Millisecond, time.Minute, irtest.TCP(7000), irtest.TCP(8000))
+	b.Close("ssh", irtest.TCP(6999))
+	b.Limit("ssh", 300, time.Minute, 32, 64, 0)
+	b.Limit("http", 70000, time.Minute, 32, 64, 0)
+	_, diags := Lower(b.P)
+	codes := map[string]int{}
+	for _, d := range diags {
+		codes[d.Code+"/"+d.Severity.String()]++
+	}
+	for code, n := range map[string]int{"L10/warning": 1, "L01/warning": 1, "L01/error": 1, "L13/warning": 2, "L07/warning": 3} {
+		if codes[code] != n {
+			t.Errorf("%s: %d, want %d\n%v", code, codes[code], n, diags)
+		}
+	}
+}
+
+func goldens(t *testing.T) map[string]*lang.Policy {
+	out := map[string]*lang.Policy{}
+	files, _ := filepath.Glob("../../examples/*.kwl")
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, diags := lang.Load(filepath.Base(f), src)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", f, diags)
+		}
+		out[strings.TrimSuffix(filepath.Base(f), ".kwl")] = p
+	}
+	for name, p := range irtest.Policies() {
+		out["ir_"+name] = p
+	}
+	return out
+}
+
+func TestGolden(t *testing.T) {
+	for name, p := range goldens(t) {
+		t.Run(name, func(t *testing.T) {
+			rs, diags := Lower(p)
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			v4, v6 := rs.Render()
+			for _, g := range []struct{ ext, text string }{{".rules", v4}, {".rules6", v6}} {
+				path := filepath.Join("testdata", name+g.ext)
+				if *update {
+					if err := os.WriteFile(path, []byte(g.text), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				want, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatalf("%v (run go test -update)", err)
+				}
+				if g.text != string(want) {
+					t.Errorf("%s differs from the rendering; run go test -update and review the diff", path)
+				}
+			}
+		})
+	}
+}
+
+func needRoot(t *testing.T, tools ...string) {
+	t.Helper()
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "needs root"
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil && why == "" {
+			why = "needs " + tool
+		}
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("KWL_KERNEL_TESTS") == "1" {
+		t.Fatalf("%s (KWL_KERNEL_TESTS=1)", why)
+	}
+	t.Skip(why)
+}
+
+func netns(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("kwlc-ipt-%d-%06d", os.Getpid(), rand.Intn(1000000))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	return name
+}
+
+func restore(ns, tool, file string, args ...string) ([]byte, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, tool}, append(args, file)...)...)
+	return cmd.CombinedOutput()
+}
+
+// TestGoldenLoads checks every golden file with --test, then loads each
+// into a fresh private namespace for real, then reloads its chains
+// (RenderChains' form) and checks that the jump from INPUT is still there
+// once.
+func TestGoldenLoads(t *testing.T) {
+	needRoot(t, "iptables-restore", "ip6tables-restore")
+	for _, g := range []struct{ glob, tool, save string }{
+		{"testdata/*.rules", "iptables-restore", "iptables-save"},
+		{"testdata/*.rules6", "ip6tables-restore", "ip6tables-save"},
+	} {
+		files, _ := filepath.Glob(g.glob)
+		if len(files) == 0 {
+			t.Fatalf("no %s", g.glob)
+		}
+		for _, f := range files {
+			ns := netns(t)
+			if out, err := restore(ns, g.tool, f, "--test", "--noflush"); err != nil {
+				t.Errorf("%s --test %s: %v\n%s", g.tool, f, err, out)
+				continue
+			}
+			if out, err := restore(ns, g.tool, f, "--noflush"); err != nil {
+				t.Errorf("%s %s: %v\n%s", g.tool, f, err, out)
+				continue
+			}
+			text, _ := os.ReadFile(f)
+			var body strings.Builder
+			for _, line := range strings.Split(string(text), "\n") {
+				if !strings.HasPrefix(line, "-I ") {
+					body.WriteString(line + "\n")
+				}
+			}
+			tmp := filepath.Join(t.TempDir(), "chains")
+			os.WriteFile(tmp, []byte(body.String()), 0o644)
+			if out, err := restore(ns, g.tool, tmp, "--noflush"); err != nil {
+				t.Errorf("%s reload %s: %v\n%s", g.tool, f, err, out)
+			}
+			out, _ := exec.Command("ip", "netns", "exec", ns, g.save).CombinedOutput()
+			if n := strings.Count(string(out), "-A INPUT -j kwl-input"); n != 1 {
+				t.Errorf("%s: %d jumps from INPUT after a reload:\n%s", f, n, out)
+			}
+		}
+	}
+}
