@@ -68,9 +68,11 @@ func TestLowerStatements(t *testing.T) {
 			"th dport { 1599, 1601 } drop",
 		},
 	}, {
-		name:   "sequence: restart, reset out of order, advance",
-		policy: func(b *irtest.B) { b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.UDP(8000), irtest.TCP(9000)) },
-		chain:  "knock",
+		name: "sequence: restart, reset out of order, advance",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.UDP(8000), irtest.TCP(9000))
+		},
+		chain: "knock",
 		want: []string{
 			"th dport 7000 delete @seq_ssh_2_4 { ip saddr } update @seq_ssh_1_4 { ip saddr }",
 			"meta l4proto udp th dport 8000 ip saddr != @seq_ssh_1_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr }",
