@@ -393,6 +393,9 @@ func expectWords(first []string, prev, prev2 lexer.Token) []string {
 	var out []string
 	for _, f := range first {
 		w := f
+		if prev.Value == "log" && prev.Type == tKeyword {
+			f = "<ident>"
+		}
 		switch f {
 		case "PortSpec":
 			w = "a port"
@@ -416,7 +419,7 @@ func expectWords(first []string, prev, prev2 lexer.Token) []string {
 		case "<ident>":
 			w = "a name"
 			switch prev.Value {
-			case "opens", "closes", "close", "limit", "allow":
+			case "opens", "closes", "close", "limit", "allow", "service":
 				w = "a service name"
 			case "log":
 				w = "a log level"
@@ -474,6 +477,12 @@ func explain(tok lexer.Token, want string, chunk []lexer.Token, inTest bool) (ms
 	default:
 		msg += "; expected " + strings.Join(out[:len(out)-1], ", ") + " or " + out[len(out)-1]
 	}
+	if tok.Type == tKeyword && !inTest && len(out) > 0 && out[len(out)-1] == "end of statement" {
+		// A clause out of place: show the order.
+		if u, ok := stmtUsage[first.Value]; ok {
+			return msg, "clauses go in this order: " + u
+		}
+	}
 	if tok.Type == tIdent || tok.Type == tKeyword || tok.Type == tWord {
 		var words []string
 		for _, a := range alts {
@@ -487,4 +496,13 @@ func explain(tok lexer.Token, want string, chunk []lexer.Token, inTest bool) (ms
 		hint = didYouMean(tok.Value, words)
 	}
 	return msg, hint
+}
+
+// stmtUsage shows each statement's clauses in their order, for hints.
+var stmtUsage = map[string]string{
+	"service": "service NAME = PORT, ... [forward to ADDR]",
+	"knock":   "knock PORT, ... [from SRC, ...] [within DUR] opens SVC for DUR|closes SVC [family F] [log LEVEL [prefix \"S\"]]",
+	"close":   "close SVC on PORT, ... [from SRC, ...] [family F] [log LEVEL [prefix \"S\"]]",
+	"limit":   "limit SVC COUNT/DUR [per source[/N[/M]]] [ban DUR] [family F] [log LEVEL [prefix \"S\"]]",
+	"allow":   "allow SVC [from SRC, ...] [family F] [log LEVEL [prefix \"S\"]]",
 }
