@@ -34,6 +34,9 @@ type Packet struct {
 	DPort uint16
 	Flags TCPFlags // TCP only
 	Len   int      // IP length in bytes
+	// ICMPType and ICMPCode are the first two bytes of an ICMP or ICMPv6
+	// header (Proto 1 or 58).
+	ICMPType, ICMPCode uint8
 	// Skipped is non-empty when the packet cannot be evaluated: not IP,
 	// truncated, a later fragment, ... It says why.
 	Skipped string
