@@ -105,11 +105,11 @@ type jsonDiag struct {
 	Severity string `json:"severity"`
 	Code     string `json:"code"`
 	Message  string `json:"message"`
-	Hint     string `json:"hint,omitempty"`
+	Hint     string `json:"hint"`
 }
 
 // MarshalJSON writes the list as an array of objects with the fields
-// file, line, col, severity, code, message and hint (when present). An
+// file, line, col, severity, code, message and hint ("" when none). An
 // empty list is "[]".
 func (l Diagnostics) MarshalJSON() ([]byte, error) {
 	out := make([]jsonDiag, 0, len(l))
