@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -112,6 +113,9 @@ func Open(r io.Reader) (*Reader, error) {
 	case magicPcapng:
 		ng, err := pcapgo.NewNgReader(rd.br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
+			if len(rd.warnings) > 0 && errors.Is(explain(err), ErrTruncated) {
+				return nil, fmt.Errorf("no pcapng section kwl can read: %s", strings.Join(rd.warnings, "; "))
+			}
 			return nil, fmt.Errorf("pcapng section header: %w", explain(err))
 		}
 		rd.ng, rd.format = ng, "pcapng"
