@@ -15,6 +15,7 @@ import (
 func Catalog() []Scenario {
 	return []Scenario{{
 		Name:   "single-knock",
+		Want:   "ddadadada",
 		Policy: "knock 1600 opens ssh for 2s\n",
 		Packets: Steps(`
 			0s     198.51.100.10 tcp/22       # closed
@@ -23,12 +24,13 @@ func Catalog() []Scenario {
 			900ms  198.51.100.20 tcp/22       # not for another
 			1.2s   198.51.100.10 tcp/22 data  # established
 			1.5s   198.51.100.10 tcp/1600     # refresh: open until 3.5s
-			2.9s   198.51.100.10 tcp/22       # still open
-			3.8s   198.51.100.10 tcp/22       # expired
-			4.1s   198.51.100.10 tcp/22 data  # the connection of 2.9s outlives its door
+			2.9s   198.51.100.10:41007 tcp/22       # still open
+			3.8s   198.51.100.10 tcp/22             # expired
+			4.1s   198.51.100.10:41007 tcp/22 data  # the connection of 2.9s outlives its door
 		`),
 	}, {
 		Name:   "close-ports-and-scans",
+		Want:   "dadddaddadddddddd",
 		Policy: "knock 1600 opens ssh for 3s\nclose ssh on 1599, 1601\n",
 		Packets: Steps(`
 			0s     198.51.100.10 1600
@@ -36,10 +38,10 @@ func Catalog() []Scenario {
 			400ms  198.51.100.10 1599       # revokes
 			600ms  198.51.100.10 22
 			800ms  198.51.100.10 1600
-			1s     198.51.100.10 22
+			1s     198.51.100.10:41006 22
 			1.2s   198.51.100.10 1601       # revokes
 			1.4s   198.51.100.10 22
-			1.6s   198.51.100.10 22 data    # the connection of 1s survives
+			1.6s   198.51.100.10:41006 22 data  # the connection of 1s survives
 			1.8s   198.51.100.20 1599       # ascending scan: 1600 then 1601 closes
 			1.95s  198.51.100.20 1600
 			2.1s   198.51.100.20 1601
@@ -51,6 +53,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "sequence-in-order-and-out",
+		Want:   "dddadddddddd",
 		Policy: "knock 7000, udp/8000, 9000 within 1s opens ssh for 3s\n",
 		Packets: Steps(`
 			0s     198.51.100.10 7000
@@ -68,6 +71,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "sequence-retransmitted-knocks",
+		Want:   "ddddaddddddddda",
 		Policy: "knock 7000, 8000, 9000 within 1s opens ssh for 3s\n",
 		Packets: Steps(`
 			0s     198.51.100.10:41000 7000
@@ -88,6 +92,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "sequence-step-windows",
+		Want:   "dddadddd",
 		Policy: "knock 7000, 8000, 9000 within 2s opens ssh for 2s\n",
 		Packets: Steps(`
 			0s     198.51.100.10 7000
@@ -171,6 +176,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "allow-bypasses",
+		Want:   "aaaaaddad",
 		Policy: "knock 1600 opens ssh for 2s\nallow ssh from 198.51.100.64/26, 2001:db8:51::40\nlimit ssh 1/2s per source\n",
 		Packets: Steps(`
 			0s     198.51.100.70 22
@@ -185,6 +191,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "ipv6",
+		Want:   "ddaddaddda",
 		Policy: "knock 1600 opens ssh for 2s\nclose ssh on 1601\nlimit ssh 2/2s per source\n",
 		Packets: Steps(`
 			0s     2001:db8:51::10 22
@@ -192,11 +199,11 @@ func Catalog() []Scenario {
 			400ms  2001:db8:51::10 22
 			600ms  2001:db8:51::11 22
 			800ms  198.51.100.10 22          # a v4 address of the same client: no door
-			1s     2001:db8:51::10 22
+			1s     [2001:db8:51::10]:41006 22
 			1.2s   2001:db8:51::10 22        # door open, limit reached
 			1.4s   2001:db8:51::10 1601
 			1.6s   2001:db8:51::10 22
-			1.8s   2001:db8:51::10 22 data
+			1.8s   [2001:db8:51::10]:41006 22 data  # the connection of 1s survives
 		`),
 	}, {
 		Name:   "family-restricted",
@@ -213,6 +220,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "knock-from",
+		Want:   "da?dda",
 		Policy: "knock 1600 from 198.51.100.0/28, 2001:db8:51::/64 opens ssh for 2s\n",
 		Packets: Steps(`
 			0s     198.51.100.10 1600
@@ -224,6 +232,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "udp-service-and-established",
+		Want:   "dddaaad",
 		Policy: "service game = udp/27015\nknock udp/4444, 5555 within 1s opens game for 1s\n",
 		Packets: Steps(`
 			0s     198.51.100.10 udp/27015
@@ -236,6 +245,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "closing-sequence",
+		Want:   "ddaddd??",
 		Policy: "knock 7000, 8000 within 1s opens ssh for 3s\nknock 9000, 7000 within 1s closes ssh\n",
 		Packets: Steps(`
 			0s     198.51.100.10 7000
@@ -248,12 +258,20 @@ func Catalog() []Scenario {
 			1.4s   198.51.100.10 22
 		`),
 	}, {
-		Name:     "xt_recent-lru-over-100-sources",
+		Name: "xt_recent-lru-over-100-sources",
+		// xt_recent keeps 100 sources per list and evicts the least
+		// recently seen: the first 20 doors are gone.
+		WantOn: map[string]string{
+			"iptables": strings.Repeat("d", 120) + "dddaaa",
+			"nft":      strings.Repeat("d", 120) + "aaaaaa",
+		},
 		Policy:   "knock 1600 opens ssh for 3s\n",
 		Packets:  lruPackets(120),
 		Backends: []string{"iptables", "nft"},
 	}, {
-		Name:     "nft-set-size-reached",
+		Name: "nft-set-size-reached",
+		// Sets of 4: the 5th and 6th doors are never opened.
+		Want:     "dddddd" + "aaaadd",
 		Policy:   "knock 1600 opens ssh for 3s\nlimit ssh 5/2s per source\n",
 		SetSize:  4,
 		Backends: []string{"nft"},

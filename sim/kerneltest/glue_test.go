@@ -4,7 +4,6 @@ package kerneltest
 
 import (
 	"fmt"
-	"net/netip"
 
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
@@ -12,74 +11,10 @@ import (
 	"kwl.dev/kwl/sim"
 )
 
-// Backends are the backends every scenario runs on.
-var Backends = []string{"nft", "iptables"}
-
-// targets compiles a scenario's policy for each backend it runs on.
-func targets(sc *Scenario) ([]Target, error) {
-	pol, diags := lang.Load(sc.Name+".kwl", []byte(sc.Policy))
-	if diags.HasErrors() {
-		return nil, fmt.Errorf("%s: %v", sc.Name, diags)
+func init() {
+	newModel = func(backend string, pol *lang.Policy, n *nft.Ruleset, i *iptables.Ruleset) Model {
+		return &simModel{backend: backend, pol: pol, nft: n, ipt: i}
 	}
-	return targetsFor(sc, pol)
-}
-
-func targetsFor(sc *Scenario, pol *lang.Policy) ([]Target, error) {
-	var tgs []Target
-	for _, b := range Backends {
-		if !sc.For(b) {
-			continue
-		}
-		tg, err := target(b, pol, sc.SetSize)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", sc.Name, b, err)
-		}
-		tgs = append(tgs, tg)
-	}
-	return tgs, nil
-}
-
-func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
-	switch backend {
-	case "nft":
-		rs, diags := nft.Lower(pol)
-		if diags.HasErrors() {
-			return Target{}, diags.Err()
-		}
-		if setSize > 0 {
-			for _, s := range rs.Table.Sets {
-				s.Size = setSize
-			}
-		}
-		text := rs.Render()
-		return Target{
-			Backend: backend,
-			Load: func(l *Lab) error {
-				if err := l.LoadNft(text); err != nil {
-					return err
-				}
-				return addInside(l, pol)
-			},
-			Model: &simModel{backend: backend, pol: pol, nft: rs},
-		}, nil
-	case "iptables":
-		rs, diags := iptables.Lower(pol)
-		if diags.HasErrors() {
-			return Target{}, diags.Err()
-		}
-		v4, v6 := rs.Render()
-		return Target{
-			Backend: backend,
-			Load: func(l *Lab) error {
-				if err := l.LoadIptables(v4, v6); err != nil {
-					return err
-				}
-				return addInside(l, pol)
-			},
-			Model: &simModel{backend: backend, pol: pol, ipt: rs},
-		}, nil
-	}
-	return Target{}, fmt.Errorf("unknown backend %q", backend)
 }
 
 // simModel predicts with kwl's simulator, as `kwl test` runs a test block:
@@ -109,25 +44,4 @@ func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
 		out[i] = Prediction{Verdict: r.Verdict, Rule: r.Rule, Explain: r.Explain}
 	}
 	return out, nil
-}
-
-// addInside adds the host behind the firewall that the policy's forwarded
-// services run on. The lab has room for one such host.
-func addInside(l *Lab, pol *lang.Policy) error {
-	var addr netip.Addr
-	var ports []lang.Port
-	for _, s := range pol.Services {
-		if !s.Forward.IsValid() {
-			continue
-		}
-		if addr.IsValid() && s.Forward != addr {
-			return fmt.Errorf("services forwarded to %s and %s: the lab has one inside host", addr, s.Forward)
-		}
-		addr = s.Forward
-		ports = append(ports, s.Ports...)
-	}
-	if !addr.IsValid() {
-		return nil
-	}
-	return l.AddInside(addr, ports)
 }

@@ -24,6 +24,21 @@ type Scenario struct {
 	// ruleset (the kernel's and the simulator's alike): a small size is
 	// how a test reaches "set full" with a handful of sources.
 	SetSize int
+	// Want is what SPEC.md's semantics say of each packet, one letter per
+	// packet: 'a' accept, 'd' drop, '?' not stated (or backend-specific).
+	// WantOn overrides it for one backend. Empty: no expectation. The
+	// kernel is checked against it (TestCatalogKernel), which tests the
+	// lowering without the simulator.
+	Want   string
+	WantOn map[string]string
+}
+
+// Expect returns the expectation for a backend, "" when there is none.
+func (s *Scenario) Expect(backend string) string {
+	if w, ok := s.WantOn[backend]; ok {
+		return w
+	}
+	return s.Want
 }
 
 // For reports whether the scenario runs on the backend.
