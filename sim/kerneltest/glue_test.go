@@ -4,11 +4,14 @@ package kerneltest
 
 import (
 	"fmt"
+	"net/netip"
+	"time"
 
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim"
+	"kwl.dev/kwl/sim/capture"
 )
 
 func init() {
@@ -17,8 +20,13 @@ func init() {
 	}
 }
 
-// simModel predicts with kwl's simulator, as `kwl test` runs a test block:
-// each packet is a step of a test, at the time it was sent.
+// simModel predicts with kwl's simulator running the very ruleset the
+// kernel was given (sim.NewNFT, sim.NewIptables). The firewall's answers
+// are fed to it as the lab's hosts send them: a SYN-ACK for an admitted
+// SYN, an echo for an admitted datagram, a RST for an admitted ACK of a
+// connection the host does not know, each a microsecond after the packet
+// it answers and from the address that serves the port (the inside host
+// for a forwarded service).
 type simModel struct {
 	backend string
 	pol     *lang.Policy
@@ -26,22 +34,70 @@ type simModel struct {
 	ipt     *iptables.Ruleset
 }
 
-func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
-	t := &lang.Test{Name: "kernel"}
-	for _, p := range pkts {
-		st := &lang.Step{At: p.At, Src: p.Src, SPort: p.SPort, Port: p.Port, Kind: p.Kind}
-		if p.Dst.IsValid() && p.Dst != FW4 && p.Dst != FW6 {
-			st.Dst = p.Dst
+func (m *simModel) newSim() (*sim.Sim, error) {
+	opts := sim.Options{Hosts: []netip.Addr{FW4, FW6}, Explain: true}
+	if m.nft != nil {
+		return sim.NewNFT(m.nft, opts)
+	}
+	return sim.NewIptables(m.ipt, opts)
+}
+
+// server returns the address that answers on the port: the inside host of
+// a forwarded service, else the firewall.
+func (m *simModel) server(p Packet) netip.Addr {
+	for _, s := range m.pol.Services {
+		if !s.Forward.IsValid() {
+			continue
 		}
-		t.Steps = append(t.Steps, st)
+		for _, sp := range s.Ports {
+			if sp == p.Port && s.Forward.Is4() == p.Src.Is4() {
+				return s.Forward
+			}
+		}
 	}
-	res := sim.RunTest(m.pol, t, m.backend)
-	if len(res.Steps) != len(pkts) {
-		return nil, fmt.Errorf("simulator returned %d steps for %d packets", len(res.Steps), len(pkts))
+	return p.Dst
+}
+
+func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
+	s, err := m.newSim()
+	if err != nil {
+		return nil, err
 	}
+	type flow struct {
+		src   netip.Addr
+		sport uint16
+		port  lang.Port
+	}
+	answered := map[flow]bool{}
 	out := make([]Prediction, len(pkts))
-	for i, r := range res.Steps {
-		out[i] = Prediction{Verdict: r.Verdict, Rule: r.Rule, Explain: r.Explain}
+	for i, p := range pkts {
+		cp := &capture.Packet{N: i + 1, Time: p.At, Src: p.Src, Dst: p.Dst, Proto: p.Port.Proto, SPort: p.SPort, DPort: p.Port.Num, Len: 60}
+		if p.Port.Proto == lang.TCP {
+			cp.Flags = capture.SYN
+			if p.Kind == lang.Data {
+				cp.Flags = capture.ACK | capture.PSH
+			}
+		}
+		r := s.Eval(cp)
+		out[i] = Prediction{Verdict: r.Verdict, Rule: r.Rule, Explain: fmt.Sprintf("%s, %s: %s", r.Hook, r.State, r.Explain())}
+		if r.Verdict != lang.Accept {
+			continue
+		}
+		f := flow{p.Src, p.SPort, p.Port}
+		reply := &capture.Packet{Time: p.At + time.Microsecond, Src: m.server(p), Dst: p.Src, Proto: p.Port.Proto, SPort: p.Port.Num, DPort: p.SPort, Len: 60}
+		switch {
+		case p.Port.Proto == lang.UDP:
+			// The echo answers every datagram.
+		case p.Kind == lang.New:
+			reply.Flags = capture.SYN | capture.ACK
+		case answered[f]:
+			continue // an ACK of a known connection: the host's ACK changes nothing
+		default:
+			// An ACK the host has no connection for: it resets.
+			reply.Flags = capture.RST
+		}
+		answered[f] = true
+		s.Eval(reply)
 	}
 	return out, nil
 }
