@@ -35,6 +35,8 @@ func TestScript(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"bigfile": bigFile,
 			"exits":   exits,
+			"mkpcap":  mkpcap,    // sim_test.go
+			"kwlgen":  kwlgenCmd, // sim_test.go
 		},
 	})
 }

@@ -1,0 +1,819 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
+)
+
+// engine evaluates packets for kwl sim: the simulator of one backend
+// running one policy.
+type engine interface {
+	// Eval decides p. p.Time never decreases from one call to the next.
+	Eval(p *capture.Packet) simResult
+}
+
+// simResult is what kwl sim reports of one evaluated packet.
+type simResult struct {
+	Verdict lang.Verdict
+	Rule    lang.Pos // the statement that decided; zero when none did
+	Explain string   // state read and written, for --explain
+	// Skip is set when the engine took the packet in (conntrack learned
+	// from it) without evaluating it: "sent by the host".
+	Skip string
+}
+
+// newEngine builds the simulator for a backend. It is nil in a build
+// without the simulator; the file that wires package sim sets it in init.
+var newEngine func(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (engine, lang.Diagnostics, error)
+
+func init() {
+	register(&command{
+		name:  "sim",
+		usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE",
+		short: "replay a pcap or pcapng capture through a policy",
+		long: `Sim replays the packets of TRACE (pcap or pcapng, optionally gzip-compressed,
+"-" for standard input) through the policy FILE, as the chosen backend's
+kernel would evaluate them, and says what the policy would have done.
+
+The text format (default) prints a summary: packets, verdicts, what each
+statement decided, the sources a knock let in and when, the sources that
+hit a limit, and why packets were skipped. --explain adds one line per
+evaluated packet with the deciding statement and the state it read and
+wrote.
+
+--format json prints JSON Lines: one object per packet in capture order,
+with n, time (seconds since the first packet), src, dst, proto, sport,
+dport, flags, verdict and rule ("file:line:col", or "" when no statement
+decided); a packet that was not evaluated has "skipped": "<reason>" and no
+verdict. A last object with "summary": true holds the counts.
+
+--host ADDR (repeatable) names the firewall's own addresses: packets they
+send are not evaluated ("sent by the host"). Without it every packet is
+taken as arriving at the firewall.
+
+Packets of a flow whose first packet the policy dropped are reported as
+part of that blocked flow (verdict drop, "blocked_flow": the first
+packet's n), not evaluated as traffic of an established connection: the
+firewall would have stopped the connection before they existed. A new
+connection attempt (a TCP SYN, a UDP datagram) on the same addresses and
+ports is evaluated again.
+
+Timestamps that go backwards (several interfaces, a clock step) are
+replayed at the latest time seen so far.
+
+Exit status: 0 the capture was replayed, 1 errors in the policy, 2 bad
+usage or a capture that could not be read (what was read before the
+error is still reported).
+
+Examples:
+
+	kwl sim examples/sshknock.kwl capture.pcap
+	kwl sim --format json --host 192.0.2.1 policy.kwl trace.pcapng.gz | jq 'select(.verdict == "drop")'
+	tcpdump -i eth0 -w - | kwl sim policy.kwl -`,
+		run: runSim,
+	})
+}
+
+// hostList is the repeatable --host flag.
+type hostList []netip.Addr
+
+func (h *hostList) String() string { return fmt.Sprint(*h) }
+
+func (h *hostList) Set(s string) error {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return fmt.Errorf("not an IP address: %q", s)
+	}
+	*h = append(*h, a.Unmap())
+	return nil
+}
+
+func runSim(env *cmdEnv, args []string) int {
+	c := commands["sim"]
+	fs := c.newFlags(env)
+	backend := fs.String("backend", "nft", "simulate the `nft` or iptables kernel mechanisms")
+	format := fs.String("format", "text", "output as `text` or json (JSON Lines)")
+	explain := fs.Bool("explain", false, "text format: one line per evaluated packet with its explanation")
+	progress := fs.Bool("progress", true, "show progress on standard error when it is a terminal")
+	var hosts hostList
+	fs.Var(&hosts, "host", "the firewall's own `ADDR` (repeatable)")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if *backend != "nft" && *backend != "iptables" {
+		fmt.Fprintf(env.stderr, "kwl sim: --backend must be nft or iptables, not %q\n", *backend)
+		return exitUsage
+	}
+	if *format != "text" && *format != "json" {
+		fmt.Fprintf(env.stderr, "kwl sim: --format must be text or json, not %q\n", *format)
+		return exitUsage
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help sim' for more.\n", c.usage)
+		return exitUsage
+	}
+	name, trace := fs.Arg(0), fs.Arg(1)
+	if name == "-" && trace == "-" {
+		fmt.Fprintf(env.stderr, "kwl sim: the policy and the capture cannot both be standard input\n")
+		return exitUsage
+	}
+	src, err := readSource(env, name)
+	if err != nil {
+		return ioError(env, "sim", err)
+	}
+	pol, diags := lang.Load(name, src)
+	printDiags(env, diags, map[string][]byte{name: src})
+	if diags.HasErrors() {
+		return exitFail
+	}
+	var in io.Reader = env.stdin
+	size := int64(0)
+	if trace != "-" {
+		f, err := os.Open(trace)
+		if err != nil {
+			return ioError(env, "sim", err)
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil {
+			if st.IsDir() {
+				fmt.Fprintf(env.stderr, "kwl sim: %s: is a directory, not a capture\n", trace)
+				return exitUsage
+			}
+			size = st.Size()
+		}
+		in = f
+	}
+	counted := &countingReader{r: in}
+	r, err := capture.Open(counted)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %s: %v\n", trace, err)
+		return exitUsage
+	}
+	if newEngine == nil {
+		fmt.Fprintf(env.stderr, "kwl sim: this build has no simulator\n")
+		return exitUsage
+	}
+	eng, bdiags, err := newEngine(*backend, pol, hosts, *explain && *format == "text")
+	printDiags(env, bdiags, map[string][]byte{name: src})
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+		return exitFail
+	}
+	if bdiags.HasErrors() {
+		return exitFail
+	}
+
+	out := bufio.NewWriterSize(env.stdout, 256<<10)
+	defer out.Flush()
+	rp := newReplay(pol, eng, hosts)
+	var prog *progressBar
+	if *progress {
+		prog = newProgress(env.stderr, size, counted)
+	}
+	var line []byte
+	var p capture.Packet
+	for {
+		err = r.Next(&p)
+		if err != nil {
+			break
+		}
+		o := rp.step(&p)
+		if *format == "json" {
+			line = appendPacketJSON(line[:0], &p, &o, rp)
+			out.Write(line)
+		} else if *explain && o.evaluated {
+			line = appendExplain(line[:0], &p, &o, rp)
+			out.Write(line)
+		}
+		if prog != nil && p.N&0xffff == 0 {
+			prog.update(p.N)
+		}
+	}
+	if prog != nil {
+		prog.done()
+	}
+	readErr := ""
+	if err != io.EOF {
+		readErr = err.Error()
+	}
+	if *format == "json" {
+		out.Write(rp.appendSummaryJSON(nil, r, readErr))
+	} else {
+		if *explain {
+			out.WriteString("\n")
+		}
+		rp.writeSummary(out, trace, r, *backend, readErr)
+	}
+	if err := out.Flush(); err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+		return exitUsage
+	}
+	for _, w := range r.Warnings() {
+		fmt.Fprintf(env.stderr, "kwl sim: %s: warning: %s\n", trace, w)
+	}
+	if readErr != "" {
+		fmt.Fprintf(env.stderr, "kwl sim: %s: %s\n", trace, readErr)
+		return exitUsage
+	}
+	return exitOK
+}
+
+// outcome is kwl sim's account of one packet.
+type outcome struct {
+	evaluated bool
+	res       simResult
+	blocked   int    // n of the dropped first packet of this packet's flow, or 0
+	skipped   string // why the packet was not evaluated
+}
+
+// flowKey names a flow in its original direction.
+type flowKey struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+	proto        lang.Proto
+}
+
+// blockedFlow is a flow whose first packet was dropped.
+type blockedFlow struct {
+	first int // n of that packet
+	rule  lang.Pos
+}
+
+// flowGen is how long (in capture time) a blocked flow is remembered: one
+// to two generations, past the minute in which peers retransmit an
+// unanswered SYN or a reply.
+const flowGen = 60 * time.Second
+
+// replay runs packets through the engine and keeps the counts.
+type replay struct {
+	pol   *lang.Policy
+	eng   engine
+	hosts map[netip.Addr]bool
+	last  time.Duration
+	// Blocked flows, in two generations swapped every flowGen of capture
+	// time, so that memory follows the traffic of the last minutes and
+	// not the length of the capture.
+	blocked, older map[flowKey]blockedFlow
+	genStart       time.Duration
+
+	packets, evaluated, skipped int
+	verdicts                    [3]int
+	blockedPackets              int
+	rules                       map[lang.Pos]*[3]int
+	ruleText                    map[lang.Pos][]byte
+	skips                       map[string]int
+	sources                     map[netip.Addr]struct{}
+	kind                        map[lang.Pos]string // "knock", "close", "limit", "allow"
+	service                     map[lang.Pos]string
+	opened                      map[netip.Addr]admission // first admission through a door
+	limited                     map[netip.Addr]int       // drops by a limit, per source
+	knockPorts                  map[lang.Port]bool
+	knocks                      int
+	knockers                    map[netip.Addr]struct{}
+}
+
+type admission struct {
+	n    int
+	at   time.Duration
+	rule lang.Pos
+}
+
+func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
+	rp := &replay{
+		pol: pol, eng: eng,
+		hosts:      map[netip.Addr]bool{},
+		blocked:    map[flowKey]blockedFlow{},
+		older:      map[flowKey]blockedFlow{},
+		rules:      map[lang.Pos]*[3]int{},
+		ruleText:   map[lang.Pos][]byte{},
+		skips:      map[string]int{},
+		sources:    map[netip.Addr]struct{}{},
+		kind:       map[lang.Pos]string{},
+		service:    map[lang.Pos]string{},
+		opened:     map[netip.Addr]admission{},
+		limited:    map[netip.Addr]int{},
+		knockPorts: map[lang.Port]bool{},
+		knockers:   map[netip.Addr]struct{}{},
+	}
+	for _, h := range hosts {
+		rp.hosts[h] = true
+	}
+	for _, d := range pol.Doors {
+		rp.kind[d.Pos], rp.service[d.Pos] = "knock", d.Service.Name
+		for _, p := range d.Sequence {
+			rp.knockPorts[p] = true
+		}
+	}
+	for _, v := range pol.Revokes {
+		rp.kind[v.Pos], rp.service[v.Pos] = "close", v.Service.Name
+		for _, p := range append(append([]lang.Port(nil), v.Ports...), v.Sequence...) {
+			rp.knockPorts[p] = true
+		}
+	}
+	for _, l := range pol.Limits {
+		rp.kind[l.Pos], rp.service[l.Pos] = "limit", l.Service.Name
+	}
+	for _, a := range pol.Allows {
+		rp.kind[a.Pos], rp.service[a.Pos] = "allow", a.Service.Name
+	}
+	return rp
+}
+
+// isNew reports whether p would start a connection: a TCP SYN without
+// ACK, or any UDP datagram or other packet, which conntrack takes as NEW
+// when it has no entry.
+func isNew(p *capture.Packet) bool {
+	if p.Proto == lang.TCP {
+		return p.Flags&(capture.SYN|capture.ACK) == capture.SYN
+	}
+	return true
+}
+
+func (rp *replay) step(p *capture.Packet) outcome {
+	rp.packets++
+	if p.Skipped != "" {
+		return rp.skip(p.Skipped)
+	}
+	// The simulator's clock never goes back.
+	if p.Time < rp.last {
+		p.Time = rp.last
+	}
+	rp.last = p.Time
+	if p.Time-rp.genStart >= flowGen {
+		rp.older, rp.blocked = rp.blocked, make(map[flowKey]blockedFlow, len(rp.blocked))
+		if p.Time-rp.genStart >= 2*flowGen {
+			clear(rp.older)
+		}
+		rp.genStart = p.Time
+	}
+	key := flowKey{p.Src, p.Dst, p.SPort, p.DPort, p.Proto}
+	rev := flowKey{p.Dst, p.Src, p.DPort, p.SPort, p.Proto}
+	if b, ok := rp.lookup(rev); ok {
+		// A reply to a connection the firewall stopped never happens.
+		return rp.blockedPacket(b)
+	}
+	if b, ok := rp.lookup(key); ok && !isNew(p) {
+		return rp.blockedPacket(b)
+	}
+	res := rp.eng.Eval(p)
+	if res.Skip != "" {
+		return rp.skip(res.Skip)
+	}
+	rp.evaluated++
+	rp.verdicts[res.Verdict]++
+	rp.sources[p.Src] = struct{}{}
+	c := rp.rules[res.Rule]
+	if c == nil {
+		c = new([3]int)
+		rp.rules[res.Rule] = c
+		rp.ruleText[res.Rule] = []byte(res.Rule.String())
+	}
+	c[res.Verdict]++
+	if res.Verdict != lang.Accept && isNew(p) {
+		rp.blocked[key] = blockedFlow{first: p.N, rule: res.Rule}
+	} else if res.Verdict == lang.Accept {
+		delete(rp.blocked, key)
+		delete(rp.older, key)
+	}
+	switch rp.kind[res.Rule] {
+	case "knock":
+		if res.Verdict == lang.Accept {
+			if _, ok := rp.opened[p.Src]; !ok {
+				rp.opened[p.Src] = admission{n: p.N, at: p.Time, rule: res.Rule}
+			}
+		}
+	case "limit":
+		if res.Verdict != lang.Accept {
+			rp.limited[p.Src]++
+		}
+	}
+	if (p.Proto == lang.TCP || p.Proto == lang.UDP) && isNew(p) && rp.knockPorts[lang.Port{Proto: p.Proto, Num: p.DPort}] {
+		rp.knocks++
+		rp.knockers[p.Src] = struct{}{}
+	}
+	return outcome{evaluated: true, res: res}
+}
+
+func (rp *replay) lookup(k flowKey) (blockedFlow, bool) {
+	if len(rp.blocked) > 0 {
+		if b, ok := rp.blocked[k]; ok {
+			return b, true
+		}
+	}
+	if len(rp.older) > 0 {
+		b, ok := rp.older[k]
+		return b, ok
+	}
+	return blockedFlow{}, false
+}
+
+func (rp *replay) skip(reason string) outcome {
+	rp.skipped++
+	rp.skips[reason]++
+	return outcome{skipped: reason}
+}
+
+func (rp *replay) blockedPacket(b blockedFlow) outcome {
+	rp.blockedPackets++
+	rp.verdicts[lang.Drop]++
+	return outcome{res: simResult{Verdict: lang.Drop, Rule: b.rule}, blocked: b.first}
+}
+
+func (rp *replay) rule(pos lang.Pos) []byte {
+	if t, ok := rp.ruleText[pos]; ok {
+		return t
+	}
+	t := []byte(pos.String())
+	rp.ruleText[pos] = t
+	return t
+}
+
+func protoName(p lang.Proto) string {
+	switch p {
+	case 58:
+		return "icmpv6"
+	case 0:
+		return "hopopt"
+	}
+	return p.String()
+}
+
+// flagText writes TCP flags as tcpdump does: S, F, R, P, U, E, W and "."
+// for ACK.
+func appendFlags(b []byte, f capture.TCPFlags) []byte {
+	for _, x := range []struct {
+		bit capture.TCPFlags
+		c   byte
+	}{{capture.FIN, 'F'}, {capture.SYN, 'S'}, {capture.RST, 'R'}, {capture.PSH, 'P'}, {0x20, 'U'}, {0x40, 'E'}, {0x80, 'W'}, {capture.ACK, '.'}} {
+		if f&x.bit != 0 {
+			b = append(b, x.c)
+		}
+	}
+	return b
+}
+
+func appendSeconds(b []byte, d time.Duration) []byte {
+	return strconv.AppendFloat(b, d.Seconds(), 'f', -1, 64)
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// appendPacketJSON writes one packet's JSON line by hand: no reflection
+// and no allocation per packet.
+func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byte {
+	b = append(b, `{"n":`...)
+	b = strconv.AppendInt(b, int64(p.N), 10)
+	b = append(b, `,"time":`...)
+	b = appendSeconds(b, p.Time)
+	if p.Src.IsValid() {
+		b = append(b, `,"src":"`...)
+		b = p.Src.AppendTo(b)
+		b = append(b, `","dst":"`...)
+		b = p.Dst.AppendTo(b)
+		b = append(b, `","proto":"`...)
+		b = append(b, protoName(p.Proto)...)
+		b = append(b, '"')
+		if p.Proto == lang.TCP || p.Proto == lang.UDP {
+			b = append(b, `,"sport":`...)
+			b = strconv.AppendUint(b, uint64(p.SPort), 10)
+			b = append(b, `,"dport":`...)
+			b = strconv.AppendUint(b, uint64(p.DPort), 10)
+		}
+		if p.Proto == lang.TCP {
+			b = append(b, `,"flags":"`...)
+			b = appendFlags(b, p.Flags)
+			b = append(b, '"')
+		}
+	}
+	if o.skipped != "" {
+		b = append(b, `,"skipped":`...)
+		b = appendJSONString(b, o.skipped)
+		return append(b, "}\n"...)
+	}
+	b = append(b, `,"verdict":"`...)
+	b = append(b, o.res.Verdict.String()...)
+	b = append(b, `","rule":`...)
+	b = appendJSONString(b, string(rp.rule(o.res.Rule)))
+	if o.blocked > 0 {
+		b = append(b, `,"blocked_flow":`...)
+		b = strconv.AppendInt(b, int64(o.blocked), 10)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendExplain writes one --explain line.
+func appendExplain(b []byte, p *capture.Packet, o *outcome, rp *replay) []byte {
+	b = strconv.AppendInt(b, int64(p.N), 10)
+	b = append(b, ' ')
+	b = appendSeconds(b, p.Time)
+	b = append(b, "s "...)
+	b = append(b, protoName(p.Proto)...)
+	b = append(b, ' ')
+	b = netip.AddrPortFrom(p.Src, p.SPort).AppendTo(b)
+	b = append(b, " > "...)
+	b = netip.AddrPortFrom(p.Dst, p.DPort).AppendTo(b)
+	if p.Proto == lang.TCP {
+		b = append(b, " ["...)
+		b = appendFlags(b, p.Flags)
+		b = append(b, ']')
+	}
+	b = append(b, ": "...)
+	b = append(b, o.res.Verdict.String()...)
+	if r := rp.rule(o.res.Rule); len(r) > 0 {
+		b = append(b, " by "...)
+		b = append(b, r...)
+		if k := rp.kind[o.res.Rule]; k != "" {
+			b = append(b, " ("...)
+			b = append(b, k...)
+			b = append(b, ' ')
+			b = append(b, rp.service[o.res.Rule]...)
+			b = append(b, ')')
+		}
+	} else {
+		b = append(b, " (no statement: chain policy)"...)
+	}
+	if o.res.Explain != "" {
+		b = append(b, "; "...)
+		b = append(b, o.res.Explain...)
+	}
+	return append(b, '\n')
+}
+
+type ruleCount struct {
+	pos    lang.Pos
+	counts [3]int
+}
+
+func (rp *replay) sortedRules() []ruleCount {
+	var rs []ruleCount
+	for pos, c := range rp.rules {
+		rs = append(rs, ruleCount{pos, *c})
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		a, b := rs[i].pos, rs[j].pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+	return rs
+}
+
+func sortedAddrs[V any](m map[netip.Addr]V) []netip.Addr {
+	as := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		as = append(as, a)
+	}
+	sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
+	return as
+}
+
+func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string) []byte {
+	num := func(name string, v int) {
+		b = append(b, ',', '"')
+		b = append(b, name...)
+		b = append(b, `":`...)
+		b = strconv.AppendInt(b, int64(v), 10)
+	}
+	b = append(b, `{"summary":true,"format":`...)
+	b = appendJSONString(b, r.Format())
+	num("packets", rp.packets)
+	num("evaluated", rp.evaluated)
+	num("skipped", rp.skipped)
+	num("accepted", rp.verdicts[lang.Accept])
+	num("dropped", rp.verdicts[lang.Drop])
+	num("rejected", rp.verdicts[lang.Reject])
+	num("blocked_flow_packets", rp.blockedPackets)
+	num("sources", len(rp.sources))
+	num("knocks", rp.knocks)
+	num("knocking_sources", len(rp.knockers))
+	b = append(b, `,"rules":[`...)
+	for i, rc := range rp.sortedRules() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"rule":`...)
+		b = appendJSONString(b, rc.pos.String())
+		if k := rp.kind[rc.pos]; k != "" {
+			b = append(b, `,"kind":"`...)
+			b = append(b, k...)
+			b = append(b, `","service":`...)
+			b = appendJSONString(b, rp.service[rc.pos])
+		}
+		num("accept", rc.counts[lang.Accept])
+		num("drop", rc.counts[lang.Drop])
+		num("reject", rc.counts[lang.Reject])
+		b = append(b, '}')
+	}
+	b = append(b, `],"skip_reasons":{`...)
+	reasons := make([]string, 0, len(rp.skips))
+	for s := range rp.skips {
+		reasons = append(reasons, s)
+	}
+	sort.Strings(reasons)
+	for i, s := range reasons {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(rp.skips[s]), 10)
+	}
+	b = append(b, `},"opened":[`...)
+	for i, a := range sortedAddrs(rp.opened) {
+		ad := rp.opened[a]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"src":"`...)
+		b = a.AppendTo(b)
+		b = append(b, `","n":`...)
+		b = strconv.AppendInt(b, int64(ad.n), 10)
+		b = append(b, `,"time":`...)
+		b = appendSeconds(b, ad.at)
+		b = append(b, `,"rule":`...)
+		b = appendJSONString(b, ad.rule.String())
+		b = append(b, '}')
+	}
+	b = append(b, `],"limited":[`...)
+	for i, a := range sortedAddrs(rp.limited) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"src":"`...)
+		b = a.AppendTo(b)
+		b = append(b, `","drops":`...)
+		b = strconv.AppendInt(b, int64(rp.limited[a]), 10)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if len(r.Warnings()) > 0 {
+		b = append(b, `,"warnings":[`...)
+		for i, w := range r.Warnings() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, w)
+		}
+		b = append(b, ']')
+	}
+	if readErr != "" {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, readErr)
+	}
+	return append(b, "}\n"...)
+}
+
+// listMax caps the lists of sources in the text summary; --format json
+// has them all.
+const listMax = 20
+
+func (rp *replay) writeSummary(w *bufio.Writer, trace string, r *capture.Reader, backend, readErr string) {
+	fmt.Fprintf(w, "%s (%s), backend %s\n", trace, r.Format(), backend)
+	fmt.Fprintf(w, "packets %d: %d evaluated, %d skipped", rp.packets, rp.evaluated, rp.skipped)
+	if rp.blockedPackets > 0 {
+		fmt.Fprintf(w, ", %d in blocked flows", rp.blockedPackets)
+	}
+	fmt.Fprintf(w, "\nverdicts: %d accepted, %d dropped, %d rejected\n", rp.verdicts[lang.Accept], rp.verdicts[lang.Drop], rp.verdicts[lang.Reject])
+	fmt.Fprintf(w, "sources: %d; %d knocks from %d sources\n", len(rp.sources), rp.knocks, len(rp.knockers))
+	if rs := rp.sortedRules(); len(rs) > 0 {
+		fmt.Fprintf(w, "\nby statement:\n")
+		for _, rc := range rs {
+			name := rc.pos.String()
+			if name == "" {
+				name = "(no statement)"
+			}
+			what := rp.kind[rc.pos]
+			if what != "" {
+				what = " " + what + " " + rp.service[rc.pos]
+			}
+			fmt.Fprintf(w, "  %-24s%-20s accept %d, drop %d, reject %d\n", name, what, rc.counts[lang.Accept], rc.counts[lang.Drop], rc.counts[lang.Reject])
+		}
+	}
+	if len(rp.opened) > 0 {
+		fmt.Fprintf(w, "\nlet in by a knock (%d sources, first admission):\n", len(rp.opened))
+		for i, a := range sortedAddrs(rp.opened) {
+			if i == listMax {
+				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(rp.opened)-listMax)
+				break
+			}
+			ad := rp.opened[a]
+			fmt.Fprintf(w, "  %-40s at %ss (packet %d, %s)\n", a, appendSeconds(nil, ad.at), ad.n, ad.rule)
+		}
+	}
+	if len(rp.limited) > 0 {
+		fmt.Fprintf(w, "\nlimited (%d sources):\n", len(rp.limited))
+		for i, a := range sortedAddrs(rp.limited) {
+			if i == listMax {
+				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(rp.limited)-listMax)
+				break
+			}
+			fmt.Fprintf(w, "  %-40s %d dropped\n", a, rp.limited[a])
+		}
+	}
+	if len(rp.skips) > 0 {
+		fmt.Fprintf(w, "\nskipped:\n")
+		reasons := make([]string, 0, len(rp.skips))
+		for s := range rp.skips {
+			reasons = append(reasons, s)
+		}
+		sort.Slice(reasons, func(i, j int) bool {
+			if rp.skips[reasons[i]] != rp.skips[reasons[j]] {
+				return rp.skips[reasons[i]] > rp.skips[reasons[j]]
+			}
+			return reasons[i] < reasons[j]
+		})
+		for _, s := range reasons {
+			fmt.Fprintf(w, "  %6d  %s\n", rp.skips[s], s)
+		}
+	}
+	if readErr != "" {
+		fmt.Fprintf(w, "\nreading stopped: %s\n", readErr)
+	}
+}
+
+// countingReader counts the bytes of the capture file read so far, for
+// the progress indicator.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// progressBar shows how far the replay is on a terminal's standard error.
+type progressBar struct {
+	w     io.Writer
+	size  int64
+	read  *countingReader
+	start time.Time
+	shown bool
+}
+
+// newProgress returns nil unless w is a terminal.
+func newProgress(w io.Writer, size int64, read *countingReader) *progressBar {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return &progressBar{w: w, size: size, read: read, start: time.Now()}
+}
+
+func (pb *progressBar) update(n int) {
+	el := time.Since(pb.start)
+	if el < 500*time.Millisecond {
+		return
+	}
+	pps := float64(n) / el.Seconds()
+	var s strings.Builder
+	fmt.Fprintf(&s, "\rkwl sim: %d packets", n)
+	if pb.size > 0 {
+		fmt.Fprintf(&s, " (%.0f%%)", 100*float64(pb.read.n)/float64(pb.size))
+	}
+	fmt.Fprintf(&s, ", %.2f M packets/s ", pps/1e6)
+	io.WriteString(pb.w, s.String())
+	pb.shown = true
+}
+
+func (pb *progressBar) done() {
+	if pb.shown {
+		io.WriteString(pb.w, "\r\033[K")
+	}
+}

@@ -1,0 +1,46 @@
+//go:build kwlsim
+
+package main
+
+import (
+	"net/netip"
+
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim"
+	"kwl.dev/kwl/sim/capture"
+)
+
+// simEngine adapts package sim to kwl sim's engine.
+type simEngine struct {
+	s       *sim.Sim
+	explain bool
+}
+
+func (e *simEngine) Eval(p *capture.Packet) simResult {
+	r := e.s.Eval(p)
+	if r.Hook == sim.HookOutput {
+		// Sent by the firewall: conntrack learned from it, no rule ran.
+		return simResult{Verdict: r.Verdict, Skip: "sent by the host"}
+	}
+	out := simResult{Verdict: r.Verdict, Rule: r.Rule}
+	if e.explain {
+		out.Explain = r.State + " " + r.Hook.String()
+		if r.Comment != "" {
+			out.Explain += ", " + r.Comment
+		}
+		if x := r.Explain(); x != "" {
+			out.Explain += "; " + x
+		}
+	}
+	return out
+}
+
+func init() {
+	newEngine = func(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (engine, lang.Diagnostics, error) {
+		s, diags := sim.New(backend, pol, sim.Options{Hosts: hosts, Explain: explain})
+		if s == nil {
+			return nil, diags, nil
+		}
+		return &simEngine{s: s, explain: explain}, diags, nil
+	}
+}

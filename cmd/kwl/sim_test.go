@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"kwl.dev/kwl/internal/gen"
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
+)
+
+// mkpcap is the testscript command "mkpcap IN OUT": it writes the pcap
+// OUT from the text IN, one packet a line:
+//
+//	TIME SRC:PORT > DST:PORT tcp|udp [FLAGS]
+//
+// with TIME a duration ("1.5s"), FLAGS tcpdump's letters (S, S., ., F, R,
+// P). Addresses may be IPv6 in brackets. Blank lines and # comments are
+// ignored.
+func mkpcap(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: mkpcap IN OUT")
+	}
+	out, err := textToPcap(ts.ReadFile(args[0]))
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), out, 0o644))
+}
+
+// kwlgenCmd is the testscript command "kwlgen N OUT": a generated trace
+// of N packets over a minute.
+func kwlgenCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: kwlgen N OUT")
+	}
+	n, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	f, err := os.Create(ts.MkAbs(args[1]))
+	ts.Check(err)
+	o := gen.Defaults
+	o.Packets, o.Sources, o.Span = n, 50, time.Minute
+	ts.Check(gen.Write(f, o))
+	ts.Check(f.Close())
+}
+
+func textToPcap(text string) ([]byte, error) {
+	le := binary.LittleEndian
+	b := le.AppendUint32(nil, 0xa1b23c4d) // nanoseconds
+	b = le.AppendUint16(b, 2)
+	b = le.AppendUint16(b, 4)
+	b = append(b, make([]byte, 8)...)
+	b = le.AppendUint32(b, 65535)
+	b = le.AppendUint32(b, 1)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, line := range strings.Split(text, "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		bad := func(why string) error { return fmt.Errorf("line %d: %s: %q", i+1, why, line) }
+		if len(f) < 5 || f[2] != ">" {
+			return nil, bad("want TIME SRC:PORT > DST:PORT tcp|udp [FLAGS]")
+		}
+		d, err := time.ParseDuration(f[0])
+		if err != nil {
+			return nil, bad(err.Error())
+		}
+		src, err1 := netip.ParseAddrPort(f[1])
+		dst, err2 := netip.ParseAddrPort(f[3])
+		if err1 != nil || err2 != nil || src.Addr().Is4() != dst.Addr().Is4() {
+			return nil, bad("addresses")
+		}
+		var l4 []byte
+		var proto byte
+		switch f[4] {
+		case "tcp":
+			proto = 6
+			l4 = make([]byte, 20)
+			l4[12] = 5 << 4
+			flags := "S"
+			if len(f) > 5 {
+				flags = f[5]
+			}
+			for _, c := range flags {
+				l4[13] |= map[rune]byte{'F': 1, 'S': 2, 'R': 4, 'P': 8, '.': 16}[c]
+			}
+		case "udp":
+			proto = 17
+			l4 = make([]byte, 8)
+			binary.BigEndian.PutUint16(l4[4:], 8)
+		default:
+			return nil, bad("protocol")
+		}
+		binary.BigEndian.PutUint16(l4[0:], src.Port())
+		binary.BigEndian.PutUint16(l4[2:], dst.Port())
+		var frame []byte
+		if src.Addr().Is4() {
+			ip := make([]byte, 20)
+			ip[0], ip[8], ip[9] = 0x45, 64, proto
+			binary.BigEndian.PutUint16(ip[2:], uint16(20+len(l4)))
+			s, d := src.Addr().As4(), dst.Addr().As4()
+			copy(ip[12:], s[:])
+			copy(ip[16:], d[:])
+			frame = append(append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0}, ip...), l4...)
+		} else {
+			ip := make([]byte, 40)
+			ip[0], ip[6], ip[7] = 0x60, proto, 64
+			binary.BigEndian.PutUint16(ip[4:], uint16(len(l4)))
+			s, d := src.Addr().As16(), dst.Addr().As16()
+			copy(ip[8:], s[:])
+			copy(ip[24:], d[:])
+			frame = append(append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd}, ip...), l4...)
+		}
+		t := base.Add(d)
+		b = le.AppendUint32(b, uint32(t.Unix()))
+		b = le.AppendUint32(b, uint32(t.Nanosecond()))
+		b = le.AppendUint32(b, uint32(len(frame)))
+		b = le.AppendUint32(b, uint32(len(frame)))
+		b = append(b, frame...)
+	}
+	return b, nil
+}
+
+// knockEngine is a stand-in simulator for the replay logic: tcp/1600
+// opens tcp/22 for the source, forever; everything else is accepted.
+type knockEngine struct{ open map[netip.Addr]bool }
+
+var (
+	posKnock = lang.Pos{File: "p.kwl", Line: 1, Col: 1}
+	posSSH   = lang.Pos{File: "p.kwl", Line: 2, Col: 1}
+)
+
+func (e *knockEngine) Eval(p *capture.Packet) simResult {
+	switch {
+	case p.Proto == lang.TCP && p.DPort == 1600:
+		e.open[p.Src] = true
+		return simResult{Verdict: lang.Drop, Rule: posKnock}
+	case p.Proto == lang.TCP && p.DPort == 22 && p.Flags&(capture.SYN|capture.ACK) == capture.SYN:
+		if e.open[p.Src] {
+			return simResult{Verdict: lang.Accept, Rule: posKnock}
+		}
+		return simResult{Verdict: lang.Drop, Rule: posSSH}
+	}
+	return simResult{Verdict: lang.Accept}
+}
+
+func TestReplayBlockedFlows(t *testing.T) {
+	trace, err := textToPcap(`
+0s    198.51.100.1:40000 > 192.0.2.1:22 tcp S    # dropped: no knock
+0.1s  192.0.2.1:22 > 198.51.100.1:40000 tcp S.   # the capture saw an answer: blocked flow
+0.2s  198.51.100.1:40000 > 192.0.2.1:22 tcp .    # and the ACK: blocked flow
+1s    198.51.100.1:40001 > 192.0.2.1:1600 tcp S  # knock
+1.5s  198.51.100.1:40000 > 192.0.2.1:22 tcp S    # retransmitted SYN: evaluated again, accepted
+1.6s  192.0.2.1:22 > 198.51.100.1:40000 tcp S.   # now a reply of an accepted flow
+0.5s  198.51.100.1:40000 > 192.0.2.1:22 tcp .    # time goes back: replayed at 1.6s
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := capture.Open(bytes.NewReader(trace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := &lang.Policy{File: "p.kwl"}
+	rp := newReplay(pol, &knockEngine{open: map[netip.Addr]bool{}}, nil)
+	var out []byte
+	var p capture.Packet
+	for r.Next(&p) == nil {
+		o := rp.step(&p)
+		out = appendPacketJSON(out, &p, &o, rp)
+	}
+	want := []string{
+		`{"n":1,"time":0,"src":"198.51.100.1","dst":"192.0.2.1","proto":"tcp","sport":40000,"dport":22,"flags":"S","verdict":"drop","rule":"p.kwl:2:1"}`,
+		`{"n":2,"time":0.1,"src":"192.0.2.1","dst":"198.51.100.1","proto":"tcp","sport":22,"dport":40000,"flags":"S.","verdict":"drop","rule":"p.kwl:2:1","blocked_flow":1}`,
+		`{"n":3,"time":0.2,"src":"198.51.100.1","dst":"192.0.2.1","proto":"tcp","sport":40000,"dport":22,"flags":".","verdict":"drop","rule":"p.kwl:2:1","blocked_flow":1}`,
+		`{"n":4,"time":1,"src":"198.51.100.1","dst":"192.0.2.1","proto":"tcp","sport":40001,"dport":1600,"flags":"S","verdict":"drop","rule":"p.kwl:1:1"}`,
+		`{"n":5,"time":1.5,"src":"198.51.100.1","dst":"192.0.2.1","proto":"tcp","sport":40000,"dport":22,"flags":"S","verdict":"accept","rule":"p.kwl:1:1"}`,
+		`{"n":6,"time":1.6,"src":"192.0.2.1","dst":"198.51.100.1","proto":"tcp","sport":22,"dport":40000,"flags":"S.","verdict":"accept","rule":""}`,
+		`{"n":7,"time":1.6,"src":"198.51.100.1","dst":"192.0.2.1","proto":"tcp","sport":40000,"dport":22,"flags":".","verdict":"accept","rule":""}`,
+	}
+	got := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, l := range got {
+		if !json.Valid([]byte(l)) {
+			t.Errorf("not JSON: %s", l)
+		}
+	}
+	sum := rp.appendSummaryJSON(nil, r, "")
+	var s map[string]any
+	if err := json.Unmarshal(sum, &s); err != nil {
+		t.Fatalf("summary %s: %v", sum, err)
+	}
+	if s["packets"] != 7.0 || s["evaluated"] != 5.0 || s["blocked_flow_packets"] != 2.0 || s["dropped"] != 4.0 {
+		t.Errorf("summary %s", sum)
+	}
+}
+
+func TestPacketJSONAllocs(t *testing.T) {
+	rp := newReplay(&lang.Policy{}, &knockEngine{open: map[netip.Addr]bool{}}, nil)
+	p := capture.Packet{N: 1, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), Proto: lang.TCP, SPort: 1, DPort: 22, Flags: capture.SYN}
+	o := outcome{evaluated: true, res: simResult{Verdict: lang.Drop, Rule: posSSH}}
+	buf := appendPacketJSON(nil, &p, &o, rp)
+	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
+		t.Errorf("%v allocations per JSON line", n)
+	}
+}
