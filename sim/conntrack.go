@@ -1,0 +1,408 @@
+package sim
+
+import (
+	"net/netip"
+	"time"
+
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
+)
+
+// This file models conntrack (net/netfilter/nf_conntrack_core.c and the
+// per-protocol trackers) as far as kwl's rulesets can observe it:
+//
+//   - ctinfo: a packet in the original direction is NEW until a reply has
+//     been seen, then ESTABLISHED; replies are ESTABLISHED
+//     (resolve_normal_ct). Every SYN retransmit before the SYN/ACK is NEW.
+//   - Confirmation runs after the last hook (NF_IP_PRI_CONNTRACK_CONFIRM =
+//     INT_MAX): a flow whose first packet is dropped leaves no entry, and
+//     the next packet of it is NEW again (and goes through the nat chains
+//     again).
+//   - Timeouts are the kernel's defaults, in jiffies; an entry is dead
+//     when now >= its timeout (nf_ct_is_expired).
+//   - TCP: enough of the state machine of nf_conntrack_proto_tcp.c for
+//     SYN, SYN/ACK, ACK, FIN and RST; a SYN on a TIME_WAIT or CLOSE entry
+//     reopens the flow; an ACK without an entry is picked up mid-stream
+//     (nf_conntrack_tcp_loose=1) as NEW; a SYN/ACK, FIN or RST without an
+//     entry is INVALID and creates none.
+//   - DNAT: the reply tuple of a flow is the original one reversed after
+//     the DNAT, so replies of the internal host find the flow.
+//
+// Not modelled: RELATED (no ICMP errors embedding a flow, no helpers),
+// TCP window tracking (every in-flow segment is valid), ICMP ids (an echo
+// flow is keyed by its addresses only).
+
+// Conntrack timeouts (net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts,
+// nf_conntrack_proto_udp.c udp_timeouts, nf_conntrack_proto_icmp.c,
+// nf_conntrack_proto_generic.c).
+const (
+	tcpSynSentTimeout     = 2 * time.Minute
+	tcpSynRecvTimeout     = 60 * time.Second
+	tcpEstablishedTimeout = 5 * 24 * time.Hour
+	tcpFinWaitTimeout     = 2 * time.Minute
+	tcpCloseWaitTimeout   = 60 * time.Second
+	tcpLastAckTimeout     = 30 * time.Second
+	tcpTimeWaitTimeout    = 2 * time.Minute
+	tcpCloseTimeout       = 10 * time.Second
+	tcpUnackTimeout       = 5 * time.Minute // a mid-stream pickup until it is answered
+	udpUnrepliedTimeout   = 30 * time.Second
+	udpStreamTimeout      = 120 * time.Second // replied and older than 2 s (udp_packet, stream_ts)
+	udpStreamAfter        = 2 * time.Second
+	icmpTimeout           = 30 * time.Second
+	genericTimeout        = 600 * time.Second
+)
+
+// tcpState is a TCP conntrack state.
+type tcpState uint8
+
+const (
+	tcpNone tcpState = iota
+	tcpSynSent
+	tcpSynRecv
+	tcpEstablished
+	tcpFinWait
+	tcpCloseWait
+	tcpLastAck
+	tcpTimeWait
+	tcpClose
+)
+
+var tcpStateNames = [...]string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE"}
+
+var tcpTimeouts = [...]time.Duration{
+	tcpNone:        tcpSynSentTimeout,
+	tcpSynSent:     tcpSynSentTimeout,
+	tcpSynRecv:     tcpSynRecvTimeout,
+	tcpEstablished: tcpEstablishedTimeout,
+	tcpFinWait:     tcpFinWaitTimeout,
+	tcpCloseWait:   tcpCloseWaitTimeout,
+	tcpLastAck:     tcpLastAckTimeout,
+	tcpTimeWait:    tcpTimeWaitTimeout,
+	tcpClose:       tcpCloseTimeout,
+}
+
+// Conntrack states as rules test them (ct state / --ctstate).
+const (
+	stNew uint8 = 1 << iota
+	stEstablished
+	stRelated
+	stInvalid
+	stUntracked
+)
+
+type direction uint8
+
+const (
+	dirOrig direction = iota
+	dirReply
+)
+
+// tuple identifies one direction of a flow.
+type tuple struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+	proto        lang.Proto
+}
+
+// conn is a conntrack entry.
+type conn struct {
+	orig, reply tuple
+	seenReply   bool
+	confirmed   bool
+	dnat        bool // the original destination was rewritten
+	local       bool // the flow ends at the firewall (went through input)
+	fromLocal   bool // the flow was opened by the firewall itself
+	loose       bool // TCP picked up mid-stream
+	tcp         tcpState
+	created     int64 // jiffies
+	expires     int64 // jiffies; dead when now >= expires
+}
+
+// pkt is the packet being evaluated, with what conntrack and NAT made of it.
+type pkt struct {
+	pk           *capture.Packet
+	now          time.Duration
+	j            int64 // jiffies
+	v6           bool
+	proto        lang.Proto
+	src, dst     netip.Addr // dst after DNAT
+	sport, dport uint16     // dport after DNAT
+	flags        capture.TCPFlags
+	state        uint8 // one of stNew, stEstablished, stInvalid
+	c            *conn // nil when INVALID
+	dir          direction
+	fresh        bool // c was created by this packet and is not confirmed
+	dnat         bool // DNAT rewrote this packet's destination
+}
+
+func (p *pkt) reset(pk *capture.Packet, now time.Duration) {
+	*p = pkt{pk: pk, now: now, j: jiffies(now), proto: pk.Proto,
+		src: pk.Src.Unmap(), dst: pk.Dst.Unmap(), sport: pk.SPort, dport: pk.DPort, flags: pk.Flags}
+	p.v6 = !p.src.Is4()
+}
+
+func (p *pkt) stateName() string {
+	switch p.state {
+	case stNew:
+		return "new"
+	case stEstablished:
+		return "established"
+	case stRelated:
+		return "related"
+	case stUntracked:
+		return "untracked"
+	}
+	return "invalid"
+}
+
+type conntrack struct {
+	m       map[tuple]*conn // both directions of every confirmed flow
+	free    []*conn
+	inserts int // since the last sweep
+	sweepAt int
+}
+
+func (ct *conntrack) init() {
+	ct.m = make(map[tuple]*conn)
+	ct.sweepAt = 1024
+}
+
+func (ct *conntrack) reset() {
+	for _, c := range ct.m {
+		if c.confirmed {
+			c.confirmed = false
+			ct.free = append(ct.free, c)
+		}
+	}
+	clear(ct.m)
+	ct.inserts = 0
+}
+
+func (ct *conntrack) alloc() *conn {
+	if n := len(ct.free); n > 0 {
+		c := ct.free[n-1]
+		ct.free = ct.free[:n-1]
+		*c = conn{}
+		return c
+	}
+	return new(conn)
+}
+
+func (ct *conntrack) remove(c *conn) {
+	delete(ct.m, c.orig)
+	delete(ct.m, c.reply)
+	c.confirmed = false
+	ct.free = append(ct.free, c)
+}
+
+// isEchoRequest and isEchoReply tell ICMP echo flows (the only ICMP the
+// model tracks) from the rest.
+func isEchoRequest(p *pkt) bool {
+	return (p.proto == lang.ICMP && p.pk.ICMPType == 8) || (p.proto == 58 && p.pk.ICMPType == 128)
+}
+
+func isEchoReply(p *pkt) bool {
+	return (p.proto == lang.ICMP && p.pk.ICMPType == 0) || (p.proto == 58 && p.pk.ICMPType == 129)
+}
+
+// track finds or creates the packet's flow and sets its ctinfo, as
+// nf_conntrack_in does at priority -200, before any of kwl's chains.
+func (ct *conntrack) track(s *Sim, p *pkt) {
+	t := tuple{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto}
+	if p.proto != lang.TCP && p.proto != lang.UDP {
+		t.sport, t.dport = 0, 0
+	}
+	c := ct.m[t]
+	if c != nil && p.j >= c.expires {
+		if s.opts.Explain {
+			s.note("ct: flow %s expired at %s", flowString(c), fmtJiffies(c.expires))
+		}
+		ct.remove(c)
+		c = nil
+	}
+	if c != nil && p.proto == lang.TCP && t == c.orig && p.flags&capture.SYN != 0 && p.flags&capture.ACK == 0 &&
+		(c.tcp == tcpTimeWait || c.tcp == tcpClose) {
+		// A new SYN on a closing flow reopens it: the old entry is
+		// killed and the packet starts a new one (tcp_packet).
+		if s.opts.Explain {
+			s.note("ct: flow %s in %s reopened by a SYN", flowString(c), tcpStateNames[c.tcp])
+		}
+		ct.remove(c)
+		c = nil
+	}
+	if c != nil {
+		p.c = c
+		if t == c.orig {
+			p.dir = dirOrig
+			if c.seenReply {
+				p.state = stEstablished
+			} else {
+				p.state = stNew
+			}
+			if c.dnat {
+				// The flow's NAT binding applies to every packet of it.
+				p.dst, p.dport = c.reply.src, c.reply.sport
+				p.dnat = true
+			}
+		} else {
+			p.dir = dirReply
+			p.state = stEstablished
+			if !c.seenReply {
+				c.seenReply = true
+				if s.opts.Explain {
+					s.note("ct: reply seen, flow %s is established", flowString(c))
+				}
+			}
+		}
+		ct.update(p, c)
+		return
+	}
+	// No entry: does this packet start a flow?
+	switch p.proto {
+	case lang.TCP:
+		f := p.flags
+		switch {
+		case f&capture.RST != 0, f&capture.SYN != 0 && f&capture.ACK != 0, f&capture.FIN != 0, f&(capture.SYN|capture.ACK) == 0:
+			// tcp_new: only a SYN, or an ACK with loose pickup, opens.
+			p.state = stInvalid
+			if s.opts.Explain {
+				s.note("ct: invalid (TCP %s without a flow)", flagString(f))
+			}
+			return
+		}
+	case lang.UDP:
+	default:
+		if p.proto == lang.ICMP || p.proto == 58 {
+			if !isEchoRequest(p) {
+				p.state = stInvalid
+				return
+			}
+		}
+	}
+	c = ct.alloc()
+	c.orig = t
+	c.reply = tuple{src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, proto: t.proto}
+	c.created = p.j
+	if p.proto == lang.TCP {
+		if p.flags&capture.SYN != 0 {
+			c.tcp = tcpSynSent
+		} else {
+			c.tcp = tcpEstablished
+			c.loose = true
+		}
+	}
+	p.c, p.fresh, p.dir, p.state = c, true, dirOrig, stNew
+	ct.update(p, c)
+}
+
+// update advances a flow's TCP state and refreshes its timeout, as the
+// protocol trackers do for every packet (dropped or not, once confirmed).
+func (ct *conntrack) update(p *pkt, c *conn) {
+	var timeout time.Duration
+	switch p.proto {
+	case lang.TCP:
+		f := p.flags
+		switch {
+		case f&capture.RST != 0:
+			c.tcp = tcpClose
+		case f&capture.SYN != 0 && f&capture.ACK != 0:
+			if p.dir == dirReply && (c.tcp == tcpSynSent || c.tcp == tcpSynRecv) {
+				c.tcp = tcpSynRecv
+			}
+		case f&capture.SYN != 0:
+		case f&capture.FIN != 0:
+			switch c.tcp {
+			case tcpSynRecv, tcpEstablished:
+				c.tcp = tcpFinWait
+			case tcpFinWait, tcpCloseWait:
+				c.tcp = tcpLastAck
+			}
+		case f&capture.ACK != 0:
+			switch c.tcp {
+			case tcpSynRecv:
+				if p.dir == dirOrig {
+					c.tcp = tcpEstablished
+				}
+			case tcpFinWait:
+				c.tcp = tcpCloseWait
+			case tcpLastAck:
+				c.tcp = tcpTimeWait
+			}
+		}
+		timeout = tcpTimeouts[c.tcp]
+		if c.loose && !c.seenReply && timeout > tcpUnackTimeout {
+			timeout = tcpUnackTimeout
+		}
+	case lang.UDP:
+		timeout = udpUnrepliedTimeout
+		if c.seenReply && p.j > c.created+jiffies(udpStreamAfter) {
+			timeout = udpStreamTimeout
+		}
+	case lang.ICMP, 58:
+		timeout = icmpTimeout
+	default:
+		timeout = genericTimeout
+	}
+	c.expires = p.j + jiffies(timeout)
+}
+
+// confirm inserts a fresh flow once its first packet has been accepted
+// (__nf_conntrack_confirm).
+func (ct *conntrack) confirm(s *Sim, p *pkt) {
+	c := p.c
+	if c == nil || !p.fresh {
+		return
+	}
+	if p.dnat {
+		c.dnat = true
+		c.reply.src, c.reply.sport = p.dst, p.dport
+	}
+	c.confirmed = true
+	ct.m[c.orig] = c
+	ct.m[c.reply] = c
+	p.fresh = false
+	if s.opts.Explain {
+		s.note("ct: new flow %s, expires at %s", flowString(c), fmtJiffies(c.expires))
+	}
+	ct.inserts++
+	if ct.inserts >= ct.sweepAt {
+		ct.sweep(p.j)
+	}
+}
+
+// discard forgets a fresh flow whose first packet was dropped.
+func (ct *conntrack) discard(s *Sim, p *pkt) {
+	if p.c == nil || !p.fresh {
+		return
+	}
+	if s.opts.Explain {
+		s.note("ct: first packet dropped, no entry for %s", flowString(p.c))
+	}
+	ct.free = append(ct.free, p.c)
+	p.c, p.fresh = nil, false
+}
+
+// sweep removes expired flows. It runs after a number of insertions
+// proportional to the table's size, so that its cost is constant per
+// flow; lookups treat expired flows as gone in between.
+func (ct *conntrack) sweep(now int64) {
+	for _, c := range ct.m {
+		if now >= c.expires && c.confirmed {
+			ct.remove(c)
+		}
+	}
+	ct.inserts = 0
+	ct.sweepAt = len(ct.m)/2 + 1024
+}
+
+// Flows returns the number of live conntrack entries.
+func (s *Sim) Flows() int {
+	n := 0
+	j := jiffies(s.now)
+	for t, c := range s.ct.m {
+		if t == c.orig && j < c.expires {
+			n++
+		}
+	}
+	return n
+}

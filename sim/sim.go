@@ -1,0 +1,295 @@
+// Package sim is kwl's discrete-time packet simulator. It executes the
+// rulesets that compile/nft and compile/iptables produce (not the IR), so
+// that a bug in lowering shows up in simulation too, with a model of each
+// kernel mechanism the rulesets rely on:
+//
+//   - conntrack (conntrack.go): flows keyed by their tuples, NEW until a
+//     reply has been seen, confirmation after the last hook, the kernel's
+//     default timeouts;
+//   - nf_tables (nftexec.go): base chains by hook and priority, rules
+//     evaluated expression by expression, dynamic sets with size and
+//     per-element timeouts, limit token buckets in nanoseconds;
+//   - x_tables (iptexec.go, recent.go): builtin chains and policies, jumps
+//     and returns, the recent match (xt_recent) with its 100-entry LRU and
+//     ring of jiffies stamps, the limit match (xt_limit) in credits.
+//
+// Time is the packet's Time field, nanoseconds since the start of the
+// simulation; the kernel's jiffies are derived from it at HZ=250 (the
+// target machines' CONFIG_HZ) wherever the kernel counts in jiffies.
+// Nothing sleeps and nothing reads the wall clock.
+//
+// A Sim holds all state; Eval does not allocate once the state has
+// reached its working size, unless Options.Explain asks for explanations.
+// RunTest runs a policy's test block on a fresh Sim.
+package sim
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"kwl.dev/kwl/compile/iptables"
+	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
+)
+
+// HZ is the kernel tick rate the models assume (CONFIG_HZ=250): jiffies
+// advance every 4 ms. xt_recent stamps, nft set timeouts, conntrack
+// timeouts and xt_limit credits are counted in jiffies.
+const HZ = 250
+
+// jiffy is the length of one jiffy.
+const jiffy = time.Second / HZ
+
+// jiffies converts a simulated time into jiffies since the start of the
+// simulation. The kernel's jiffies have an arbitrary phase against the
+// packets' times; the model puts a tick at time 0.
+func jiffies(t time.Duration) int64 {
+	if t < 0 {
+		return 0
+	}
+	return int64(t / jiffy)
+}
+
+// Backends are the backends the simulator models, in the order tests run.
+var Backends = []string{"nft", "iptables"}
+
+// Options configure a Sim.
+type Options struct {
+	// Hosts are the firewall's own addresses. A packet to one of them
+	// goes through the input hook, any other through forward. When Hosts
+	// is empty every packet is taken as addressed to the firewall, except
+	// replies of known flows and packets that DNAT sent elsewhere.
+	Hosts []netip.Addr
+	// Explain records, for every packet, the state the rules read and
+	// wrote (Result.Events). It costs allocations; leave it off for
+	// throughput.
+	Explain bool
+}
+
+// Hook names where the simulator evaluated a packet.
+type Hook uint8
+
+// The hooks a packet can end in.
+const (
+	HookInput   Hook = iota // addressed to the firewall
+	HookForward             // routed through the firewall
+	// HookOutput: sent by the firewall itself (a reply of a flow it
+	// terminates, or a packet from one of Hosts). kwl hooks nothing
+	// there: the packet is accepted without evaluation, and conntrack
+	// learns from it.
+	HookOutput
+)
+
+func (h Hook) String() string {
+	switch h {
+	case HookInput:
+		return "input"
+	case HookForward:
+		return "forward"
+	}
+	return "output"
+}
+
+// Result is what the simulator decided for one packet.
+type Result struct {
+	Verdict lang.Verdict
+	// Rule is the statement whose rule gave the final verdict; zero when
+	// a chain policy decided or a rule that belongs to no statement did
+	// (the established-accept).
+	Rule lang.Pos
+	// Comment is the comment of the deciding rule, or "policy CHAIN".
+	Comment string
+	Hook    Hook
+	// State is the packet's conntrack state as the rules saw it: "new",
+	// "established", "invalid".
+	State string
+	// Events are short notes of the state the packet read and wrote, in
+	// order ("door_ssh_4: added 198.51.100.10, expires at 61s"). Only
+	// with Options.Explain; the slice is reused by the next Eval.
+	Events []string
+}
+
+// Explain joins the events in one line.
+func (r *Result) Explain() string { return joinEvents(r.Events) }
+
+// engine is one backend's executor.
+type engine interface {
+	// prerouting runs the prerouting hook; nat chains run only when
+	// p.fresh (the packet creates its flow).
+	prerouting(s *Sim, p *pkt) (lang.Verdict, bool)
+	// filter runs the input or forward hook.
+	filter(s *Sim, p *pkt, h Hook) lang.Verdict
+	// gc runs the periodic garbage collection due by now.
+	gc(s *Sim, now time.Duration)
+	reset()
+}
+
+// Sim is a simulated firewall: a ruleset with its state (flows, sets,
+// lists, buckets). It is not safe for concurrent use.
+type Sim struct {
+	backend string
+	opts    Options
+	hosts   map[netip.Addr]bool
+	ct      conntrack
+	eng     engine
+	p       pkt
+	res     Result
+	events  []string
+	now     time.Duration // the latest packet time seen
+}
+
+// New lowers a checked policy for backend ("nft" or "iptables") and
+// returns a simulator running the lowered ruleset. The diagnostics are the
+// lowering's; they hold errors only when the backend cannot compile the
+// policy, and then the Sim is nil.
+func New(backend string, p *lang.Policy, opts Options) (*Sim, lang.Diagnostics) {
+	switch backend {
+	case "nft":
+		rs, diags := nft.Lower(p)
+		if diags.HasErrors() {
+			return nil, diags
+		}
+		s, err := NewNFT(rs, opts)
+		if err != nil {
+			diags.Add(lang.Pos{File: p.File}, lang.Error, "", err.Error(), "")
+			return nil, diags
+		}
+		return s, diags
+	case "iptables":
+		rs, diags := iptables.Lower(p)
+		if diags.HasErrors() {
+			return nil, diags
+		}
+		s, err := NewIptables(rs, opts)
+		if err != nil {
+			diags.Add(lang.Pos{File: p.File}, lang.Error, "", err.Error(), "")
+			return nil, diags
+		}
+		return s, diags
+	}
+	var d lang.Diagnostics
+	d.Add(lang.Pos{File: p.File}, lang.Error, "", fmt.Sprintf("unknown backend %q (want nft or iptables)", backend), "")
+	return nil, d
+}
+
+// NewNFT returns a simulator running an nft ruleset as it is (tests and the
+// kernel suite use it to run hand-built or modified rulesets).
+func NewNFT(rs *nft.Ruleset, opts Options) (*Sim, error) {
+	e, err := compileNFT(rs)
+	if err != nil {
+		return nil, err
+	}
+	return newSim("nft", e, opts), nil
+}
+
+// NewIptables returns a simulator running an iptables ruleset as it is.
+func NewIptables(rs *iptables.Ruleset, opts Options) (*Sim, error) {
+	e, err := compileIptables(rs)
+	if err != nil {
+		return nil, err
+	}
+	return newSim("iptables", e, opts), nil
+}
+
+func newSim(backend string, e engine, opts Options) *Sim {
+	s := &Sim{backend: backend, opts: opts, eng: e, hosts: map[netip.Addr]bool{}}
+	for _, h := range opts.Hosts {
+		s.hosts[h.Unmap()] = true
+	}
+	s.ct.init()
+	return s
+}
+
+// Backend returns "nft" or "iptables".
+func (s *Sim) Backend() string { return s.backend }
+
+// Reset forgets all state: flows, set elements, recent lists, buckets.
+// The simulation starts again at time 0.
+func (s *Sim) Reset() {
+	s.ct.reset()
+	s.eng.reset()
+	s.now = 0
+}
+
+// isLocal reports whether addr is one of the firewall's addresses, for a
+// packet whose destination DNAT did (dnat) or did not change.
+func (s *Sim) isLocal(addr netip.Addr, dnat bool) bool {
+	if len(s.hosts) == 0 {
+		return !dnat
+	}
+	return s.hosts[addr]
+}
+
+// Eval runs one packet through the firewall and returns the verdict. The
+// packet's Time must not go backwards (a packet that does is taken as
+// arriving at the latest time seen). The Events of the Result are valid
+// until the next call.
+func (s *Sim) Eval(pk *capture.Packet) Result {
+	s.res = Result{}
+	s.events = s.events[:0]
+	if pk.Time > s.now {
+		s.now = pk.Time
+	}
+	p := &s.p
+	p.reset(pk, s.now)
+	s.eng.gc(s, s.now)
+	s.ct.track(s, p)
+	s.res.State = p.stateName()
+
+	fromHost := p.dir == dirOrig && len(s.hosts) > 0 && s.hosts[p.src]
+	if fromHost && p.c != nil && p.fresh {
+		p.c.fromLocal = true
+	}
+	if fromHost || (p.dir == dirReply && p.c.local) {
+		// Sent by the firewall: the output path, which kwl leaves alone.
+		s.res.Hook = HookOutput
+		s.res.Verdict = lang.Accept
+		s.res.Comment = "sent by the firewall"
+		s.ct.confirm(s, p)
+		return s.finish()
+	}
+	v, stopped := s.eng.prerouting(s, p)
+	if !stopped {
+		h := HookInput
+		if p.dir == dirReply {
+			if !p.c.fromLocal {
+				h = HookForward
+			}
+		} else if !s.isLocal(p.dst, p.dnat) {
+			h = HookForward
+		}
+		if p.fresh {
+			p.c.local = h == HookInput
+		}
+		s.res.Hook = h
+		v = s.eng.filter(s, p, h)
+	}
+	s.res.Verdict = v
+	if v == lang.Accept {
+		s.ct.confirm(s, p)
+	} else {
+		s.ct.discard(s, p)
+	}
+	return s.finish()
+}
+
+func (s *Sim) finish() Result {
+	if s.opts.Explain {
+		s.res.Events = s.events
+	}
+	return s.res
+}
+
+// decide records the rule that gave a final verdict.
+func (s *Sim) decide(origin lang.Pos, comment string) {
+	s.res.Rule = origin
+	s.res.Comment = comment
+}
+
+// note appends an event when explanations are on. Callers test
+// s.opts.Explain first so that the arguments are not boxed otherwise.
+func (s *Sim) note(format string, args ...any) {
+	s.events = append(s.events, fmt.Sprintf(format, args...))
+}
