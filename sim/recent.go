@@ -228,7 +228,7 @@ func (r *irecent) match(s *Sim, p *pkt) bool {
 	if !ok {
 		if r.op != iptables.Set {
 			if s.opts.Explain {
-				s.note("recent %s: %s %s: not in the list", t.name, r.op, addr)
+				s.note("recent %s: %s %s: not in the list%s", t.name, r.opString(), addr, r.inverted(false))
 			}
 			return ret
 		}
@@ -267,7 +267,7 @@ func (r *irecent) match(s *Sim, p *pkt) bool {
 			ret = !ret
 		}
 		if s.opts.Explain {
-			s.note("recent %s: %s %s: %s", t.name, r.op, addr, r.window(hits, matched, ring[(e.index-1)&t.ringMask]))
+			s.note("recent %s: %s %s: %s", t.name, r.opString(), addr, r.window(hits, matched, ring[(e.index-1)&t.ringMask]))
 		}
 		if r.reap {
 			r.reapHead(s, since, ix, r.op == iptables.Update && ret)
@@ -297,11 +297,30 @@ func (r *irecent) window(hits int, matched bool, last int64) string {
 	if matched {
 		res = "match"
 	}
+	res += r.inverted(matched)
 	h := itoa(hits)
 	if matched && r.hitcount == 0 {
 		h = "a"
 	}
 	return h + " hit" + plural(hits) + w + need + " (last at " + fmtJiffies(last) + "): " + res
+}
+
+func (r *irecent) opString() string {
+	if r.invert {
+		return "! " + string(r.op)
+	}
+	return string(r.op)
+}
+
+// inverted says what ! makes of a result.
+func (r *irecent) inverted(matched bool) string {
+	if !r.invert {
+		return ""
+	}
+	if matched {
+		return ", inverted: no match"
+	}
+	return ", inverted: match"
 }
 
 // reapHead is recent_entry_reap: only the LRU head is looked at, and

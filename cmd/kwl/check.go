@@ -95,10 +95,15 @@ func runCheck(env *cmdEnv, args []string) int {
 			continue
 		}
 		if runTests != nil {
-			if runTests(env, pol, src) {
-				code = max(code, exitFail)
+			tenv := env
+			if *format == "json" {
+				// The test lines go to stderr: stdout holds one JSON document.
+				tenv = &cmdEnv{stdin: env.stdin, stdout: env.stderr, stderr: env.stderr}
 			}
-			continue
+			if runTests(tenv, pol, src) {
+				code = max(code, exitFail)
+				continue
+			}
 		}
 		if *format == "text" {
 			fmt.Fprintf(env.stdout, "%s: ok%s\n", name, notRun(pol))

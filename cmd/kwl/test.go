@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim"
+)
+
+func init() {
+	register(&command{
+		name:  "test",
+		usage: "kwl test [--backend nft|iptables] [-v] FILE...",
+		short: "run the test blocks of policies in the simulator",
+		long: `Test runs every test block of each FILE in the simulator, on both
+backends (or the one named with --backend), each test from an empty
+state, and prints one line per test and backend:
+
+	ok   examples/sshknock.kwl: "the seed: 1600 opens ssh for 60 seconds" (nft)
+	FAIL policy.kwl: "limit" (iptables)
+	    policy.kwl:9:5: step at 3s: tcp SYN 198.51.100.10:40003 -> 198.51.100.1:22 (ct new): expected accept, got drop by the statement at policy.kwl:2:1 (limit ssh, line 2)
+	    because: recent kwl_lim_ssh_4: --update 198.51.100.10: 4 hits within 60s, needs 4 ...
+
+A step is one packet: a connection attempt (a TCP SYN or a UDP datagram
+from a fresh source port) or, with "data", a packet of the latest flow
+from the same source to the same port. An accepted connection attempt is
+answered by the server, so its flow becomes established. The simulator
+runs the ruleset that kwl compile prints, with the kernel's mechanisms:
+xt_recent lists for iptables, sets and token buckets for nft. A step at a
+timing boundary where the two differ can expect a verdict per backend:
+"expect drop iptables accept".
+
+-v prints every step of every test with its verdict and explanation.
+
+Exit status: 0 all tests passed, 1 a test failed or a policy has errors,
+2 bad usage or a file that could not be read.
+
+Examples:
+
+	kwl test examples/*.kwl
+	kwl test --backend iptables -v examples/limit.kwl`,
+		run: runTest,
+	})
+	runTests = func(env *cmdEnv, pol *lang.Policy, src []byte) bool {
+		return !testPolicy(env, pol, sim.Backends, false)
+	}
+}
+
+func runTest(env *cmdEnv, args []string) int {
+	c := commands["test"]
+	fs := c.newFlags(env)
+	backend := fs.String("backend", "", "run on `nft` or iptables only (default both)")
+	verbose := fs.Bool("v", false, "print every step")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	backends := sim.Backends
+	switch *backend {
+	case "":
+	case "nft", "iptables":
+		backends = []string{*backend}
+	default:
+		fmt.Fprintf(env.stderr, "kwl test: unknown backend %q (nft or iptables)\n", *backend)
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help test' for more.\n", c.usage)
+		return exitUsage
+	}
+	code := exitOK
+	for _, name := range fs.Args() {
+		src, err := readSource(env, name)
+		if err != nil {
+			code = max(code, ioError(env, "test", err))
+			continue
+		}
+		pol, diags := lang.Load(name, src)
+		if diags.HasErrors() {
+			printDiags(env, diags, map[string][]byte{name: src})
+			code = max(code, exitFail)
+			continue
+		}
+		if len(pol.Tests) == 0 {
+			fmt.Fprintf(env.stdout, "?    %s: no test blocks\n", name)
+			continue
+		}
+		if !testPolicy(env, pol, backends, *verbose) {
+			code = max(code, exitFail)
+		}
+	}
+	return code
+}
+
+// testPolicy runs the tests of pol on the backends and prints one line
+// per test and backend, with the failed steps under a FAIL line. It
+// returns whether every test passed.
+func testPolicy(env *cmdEnv, pol *lang.Policy, backends []string, verbose bool) bool {
+	ok := true
+	for _, t := range pol.Tests {
+		for _, b := range backends {
+			r := sim.RunTest(pol, t, b)
+			if r.Passed() {
+				fmt.Fprintf(env.stdout, "ok   %s: %q (%s)\n", pol.File, t.Name, b)
+			} else {
+				ok = false
+				fmt.Fprintf(env.stdout, "FAIL %s: %q (%s)\n", pol.File, t.Name, b)
+			}
+			if r.Err != nil {
+				fmt.Fprintf(env.stdout, "    %s\n", indent(r.Err.Error()))
+				continue
+			}
+			for i := range r.Steps {
+				sr := &r.Steps[i]
+				if !sr.OK || verbose {
+					fmt.Fprintf(env.stdout, "    %s\n", indent(stepLine(sr)))
+				}
+			}
+		}
+	}
+	return ok
+}
+
+func stepLine(sr *sim.StepResult) string {
+	if !sr.OK {
+		return sr.Message()
+	}
+	s := fmt.Sprintf("%s: %s", sr.Step.Pos, sr.Verdict)
+	if sr.Rule.IsValid() {
+		s += " by " + sr.Rule.String()
+	}
+	if sr.Explain != "" {
+		s += "\n    because: " + sr.Explain
+	}
+	return s
+}
+
+func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n    ") }
