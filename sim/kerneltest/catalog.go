@@ -106,20 +106,21 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "limit-burst-refill-retries",
-		Policy: "limit ssh 3/2s per source\n",
+		Policy: "limit ssh 3/3s per source\n",
 		Packets: Steps(`
 			0s     198.51.100.10 22
 			150ms  198.51.100.10 22
-			300ms  198.51.100.10 22
+			300ms  198.51.100.10:41003 22
 			450ms  198.51.100.10 22          # over the limit
 			600ms  198.51.100.20 22          # another source has its own
 			750ms  198.51.100.10 22          # a retry while blocked
-			900ms  198.51.100.10 22 data     # an admitted connection is not counted
+			900ms  198.51.100.10:41003 22 data  # an admitted connection is not counted
 			1.3s   198.51.100.10 22
 			2.7s   198.51.100.10 22
 			3.5s   198.51.100.10 22
-			4.9s   198.51.100.10 22
-			5.1s   198.51.100.10 22
+			4.5s   198.51.100.10 22
+			4.65s  198.51.100.10 22
+			4.8s   198.51.100.10 22
 			5.3s   198.51.100.10 22
 		`),
 	}, {

@@ -234,3 +234,23 @@ func exampleScenarios(t *testing.T, ta *tally) []Scenario {
 // maxExampleSpan bounds the real time an example test may take. Scenarios
 // run in parallel, so one long test costs its own length, not more.
 const maxExampleSpan = 75 * time.Second
+
+// TestCatalogRobust checks, without the kernel, that every packet of the
+// catalog keeps Margin from the timing boundaries of both backends' models.
+func TestCatalogRobust(t *testing.T) {
+	for _, sc := range Catalog() {
+		if sc.Boundary {
+			continue
+		}
+		sc.Packets = Resolve(sc.Packets)
+		tgs, err := targets(&sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tg := range tgs {
+			if ok, why, err := Robust(tg.Model, sc.Packets, Margin); err != nil || !ok {
+				t.Errorf("%s/%s: %v %s", sc.Name, tg.Backend, err, why)
+			}
+		}
+	}
+}

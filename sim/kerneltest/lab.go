@@ -35,8 +35,9 @@
 // start (time.Sleep, then one sendto); the time actually measured after
 // sendto returns is what the simulator is given. Scenarios keep packets
 // at least Margin away from any timing boundary (checked by perturbing the
-// times through the simulator), and a run whose packets left more than
-// MaxDrift late is repeated rather than compared.
+// times through the simulator), and a run whose packets, as actually
+// sent, come within SentMargin of a boundary is repeated rather than
+// compared.
 package kerneltest
 
 import (
