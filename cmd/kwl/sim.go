@@ -164,7 +164,18 @@ func runSim(env *cmdEnv, args []string) int {
 		return exitUsage
 	}
 	eng, bdiags, err := newEngine(*backend, pol, hosts, *explain && *format == "text")
-	printDiags(env, bdiags, map[string][]byte{name: src})
+	// The backend's diagnostics repeat the policy's warnings; print the rest.
+	seen := map[lang.Diagnostic]bool{}
+	for _, d := range diags {
+		seen[d] = true
+	}
+	var extra lang.Diagnostics
+	for _, d := range bdiags {
+		if !seen[d] {
+			extra = append(extra, d)
+		}
+	}
+	printDiags(env, extra, map[string][]byte{name: src})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
 		return exitFail

@@ -1,5 +1,3 @@
-//go:build kwlsim
-
 package main
 
 import (
