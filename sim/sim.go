@@ -232,6 +232,12 @@ func (s *Sim) Eval(pk *capture.Packet) Result {
 	if pk.Time > s.now {
 		s.now = pk.Time
 	}
+	if pk.Skipped != "" || !pk.Src.IsValid() || !pk.Dst.IsValid() || pk.Src.Unmap().Is4() != pk.Dst.Unmap().Is4() {
+		// Nothing to evaluate: the caller should not have sent it.
+		s.res.Hook = HookOutput
+		s.res.Comment = "not evaluated: not an IP packet the simulator can read"
+		return s.finish()
+	}
 	p := &s.p
 	p.reset(pk, s.now)
 	s.eng.gc(s, s.now)
