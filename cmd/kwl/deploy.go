@@ -8,19 +8,32 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy"
+	"kwl.dev/kwl/lang"
 )
 
-// policyRuleset compiles a policy file into nft ruleset data: lang.Load
-// then nft.Lower. It reports the diagnostics to stderr itself and returns
-// nil when the policy has errors.
-var policyRuleset = func(env *cmdEnv, file string, src []byte) (*nft.Ruleset, error) {
-	return nil, errors.New("this build of kwl has no policy compiler (lang.Load and nft.Lower)")
+// policyRuleset compiles a policy into nft ruleset data: lang.Load then
+// nft.Lower. It prints the diagnostics of both (errors and the backend's
+// warnings) to stderr with their source lines, and returns nil when the
+// policy has errors.
+func policyRuleset(env *cmdEnv, file string, src []byte) *nft.Ruleset {
+	srcs := map[string][]byte{file: src}
+	pol, diags := lang.Load(file, src)
+	if diags.HasErrors() {
+		printDiags(env, diags, srcs)
+		return nil
+	}
+	rs, more := nft.Lower(pol)
+	diags = append(diags, more...)
+	printDiags(env, diags, srcs)
+	if diags.HasErrors() || rs == nil {
+		return nil
+	}
+	return rs
 }
 
 func init() {
@@ -100,26 +113,30 @@ func runDeploy(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl deploy: --confirm %v: the delay must be positive\n", *confirm)
 		return exitUsage
 	}
-	file := fs.Arg(0)
-	src, err := os.ReadFile(file)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
-		return exitUsage
-	}
 	switch *backend {
-	case "nft":
-	case "iptables":
-		return deployIptables(env, o, file, src)
+	case "nft", "iptables":
 	default:
 		fmt.Fprintf(env.stderr, "kwl deploy: unknown backend %q (nft or iptables)\n", *backend)
 		return exitUsage
 	}
-	rs, err := policyRuleset(env, file, src)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl deploy: %s: %v\n", file, err)
-		return exitFail
+	if *backend == "iptables" && (o.DryRun || o.Confirm > 0) {
+		fmt.Fprintf(env.stderr, "kwl deploy: --dry-run and --confirm need the nft backend\n")
+		return exitUsage
 	}
+	// The policy is read and compiled before the kernel is touched: a
+	// file that cannot be read (exit 2) or a policy with errors (exit 1)
+	// changes nothing.
+	file := fs.Arg(0)
+	src, err := readSource(env, file)
+	if err != nil {
+		return ioError(env, "deploy", err)
+	}
+	if *backend == "iptables" {
+		return deployIptables(env, o, file, src)
+	}
+	rs := policyRuleset(env, file, src)
 	if rs == nil {
+		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
 		return exitFail
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -174,13 +191,9 @@ func isTerminal(f *os.File) bool {
 
 // deployIptables loads the iptables backend's ruleset.
 func deployIptables(env *cmdEnv, o deploy.Options, file string, src []byte) int {
-	if o.DryRun || o.Confirm > 0 {
-		fmt.Fprintf(env.stderr, "kwl deploy: --dry-run and --confirm need the nft backend\n")
-		return exitUsage
-	}
 	v4, v6, err := iptablesRuleset(env, file, src)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl deploy: %s: %v\n", file, err)
+		fmt.Fprintf(env.stderr, "kwl deploy: %s: %v; nothing was applied\n", file, err)
 		return exitFail
 	}
 	if err := deploy.ApplyIptables(context.Background(), o, v4, v6); err != nil {
@@ -195,5 +208,3 @@ func deployIptables(env *cmdEnv, o deploy.Options, file string, src []byte) int 
 var iptablesRuleset = func(env *cmdEnv, file string, src []byte) (v4, v6 string, err error) {
 	return "", "", errors.New("this build of kwl has no policy compiler (lang.Load and iptables.Lower)")
 }
-
-var _ = time.Second

@@ -441,6 +441,10 @@ func fields(f Field) (fieldInfo, error) {
 		// NFT_CT_DST_IP needs a direction, which google/nftables only
 		// sends for the older keys: PatchMessage adds it to the message.
 		return fieldInfo{load: ct(expr.CtKey(unix.NFT_CT_DST_IP)), size: 4, settype: nftables.TypeIPAddr}, nil
+	case FibDaddrType:
+		// nft --debug=netlink of `fib daddr type local`:
+		// [ fib daddr type => reg 1 ] [ cmp eq reg 1 0x00000002 ].
+		return fieldInfo{load: fibDaddrType, size: 4, settype: nftables.TypeFIBAddr}, nil
 	}
 	return fieldInfo{}, fmt.Errorf("field %q", f)
 }
@@ -454,6 +458,20 @@ func ipField(fam byte, off uint32, n int) fieldInfo {
 		load: payload(expr.PayloadBaseNetworkHeader, off, uint32(n)),
 		fam:  fam, size: n, base: expr.PayloadBaseNetworkHeader, offset: off, settype: t,
 	}
+}
+
+func fibDaddrType() expr.Any {
+	return &expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true}
+}
+
+// rtnTypes are the route types `fib ... type` yields, by nft's names
+// (include/uapi/linux/rtnetlink.h: RTN_UNICAST, RTN_LOCAL, ...); the
+// register holds the type as a 32-bit word in host byte order
+// (net/netfilter/nft_fib.c, nft_fib_store_result: *dreg = ... ).
+var rtnTypes = map[string]uint32{
+	"unspec": unix.RTN_UNSPEC, "unicast": unix.RTN_UNICAST, "local": unix.RTN_LOCAL,
+	"broadcast": unix.RTN_BROADCAST, "anycast": unix.RTN_ANYCAST, "multicast": unix.RTN_MULTICAST,
+	"blackhole": unix.RTN_BLACKHOLE, "unreachable": unix.RTN_UNREACHABLE, "prohibit": unix.RTN_PROHIBIT,
 }
 
 func meta(k expr.MetaKey) func() expr.Any {
@@ -594,6 +612,12 @@ func scalar(f Field, v any) ([]byte, error) {
 				return []byte{unix.IPPROTO_UDP}, nil
 			case "icmp":
 				return []byte{unix.IPPROTO_ICMP}, nil
+			}
+		}
+	case FibDaddrType:
+		if s, ok := v.(string); ok {
+			if t, ok := rtnTypes[s]; ok {
+				return binaryutil.NativeEndian.PutUint32(t), nil
 			}
 		}
 	case THDport, CtOrigDport:
