@@ -32,8 +32,11 @@
 // must be answered).
 //
 // Timing. Packets are sent at their planned time since the scenario's
-// start (time.Sleep, then one sendto); the time actually measured after
-// sendto returns is what the simulator is given. Scenarios keep packets
+// start (time.Sleep, then one sendto). The simulator is given the time the
+// firewall's kernel received each packet: the SO_TIMESTAMPNS stamp of its
+// frame on a packet socket on the firewall's veth end, taken in the
+// receive path just before netfilter runs, so a late send or a softirq
+// deferred under load is measured, not guessed. Scenarios keep packets
 // at least Margin away from any timing boundary (checked by perturbing the
 // times through the simulator), and a run whose packets, as actually
 // sent, come within SentMargin of a boundary is repeated rather than

@@ -21,8 +21,15 @@ type Packet struct {
 
 // Outcome is what happened to one packet on the kernel.
 type Outcome struct {
-	Packet               // SPort and Dst resolved
-	Sent   time.Duration // when it was actually sent, since the start
+	Packet // SPort and Dst resolved
+	// Sent is when the firewall's kernel received the packet, since the
+	// start: the receive timestamp of its frame on the firewall's side,
+	// taken just before netfilter ran. This is the time the simulator is
+	// given. Without a timestamp (never seen so far) it is the time the
+	// harness sent it.
+	Sent   time.Duration
+	SentBy time.Duration // when the harness's sendto returned, since the start
+	Seen   bool          // the firewall's capture has the packet (and Sent is its timestamp)
 	Tag    uint32        // the IPv4 id / IPv6 flow label it carried
 	Passed bool          // kwl did not drop it (the probe saw it)
 	// SynAck reports, for a TCP connection attempt, whether the firewall
@@ -124,6 +131,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	out := make([]Outcome, len(pkts))
 	payload := []byte("kwl-test")
 	start := time.Now()
+	wallStart := start.Round(0) // wall clock only, like the kernel's timestamps
 	for i, p := range pkts {
 		// Sleep first: a Data packet's acknowledgment number comes from
 		// the SYN-ACK, which may arrive just before its time.
@@ -162,7 +170,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Outcome{Packet: p, Sent: at.Sub(start), Tag: tag}
+		out[i] = Outcome{Packet: p, Sent: at.Sub(start), SentBy: at.Sub(start), Tag: tag}
 	}
 	// The probe and the answers are written in the receive path of the
 	// frame, which has run by the time sendto returns; the pause covers a
@@ -172,8 +180,28 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	type tagKey struct {
+		v6  bool
+		tag uint32
+	}
+	rx := map[tagKey]time.Time{}
+	for _, f := range l.capture.Frames() {
+		if f.Out {
+			continue
+		}
+		if q, ok := parseFrame(f.Data); ok && (q.proto == lang.TCP || q.proto == lang.UDP) {
+			k := tagKey{!q.src.Is4(), q.tag}
+			if _, dup := rx[k]; !dup {
+				rx[k] = f.Time
+			}
+		}
+	}
 	for i := range out {
 		o := &out[i]
+		if t, ok := rx[tagKey{!o.Src.Unmap().Is4(), o.Tag}]; ok {
+			o.Sent = t.Sub(wallStart)
+			o.Seen = true
+		}
 		if o.Src.Unmap().Is4() {
 			o.Passed = v4[o.Tag]
 		} else {

@@ -124,6 +124,9 @@ func selfCheck(out []Outcome) []string {
 		}
 	}
 	for i, o := range out {
+		if !o.Seen {
+			bad = append(bad, fmt.Sprintf("packet %d (%s) missing from the firewall's capture: no kernel timestamp", i+1, describe(o.Packet, o.Sent)))
+		}
 		k := key(o)
 		if o.Port.Proto == lang.TCP && o.Kind == lang.New {
 			if o.Passed && !o.SynAck {

@@ -35,8 +35,8 @@ type wire struct {
 
 // Frame is one frame seen on the wire, for a capture of the scenario.
 type Frame struct {
-	Time time.Time
-	Out  bool // sent by the client
+	Time time.Time // the kernel's receive timestamp (wall clock)
+	Out  bool      // sent by the client
 	Data []byte
 }
 
@@ -63,6 +63,14 @@ func openWire(ns *netns.NS, ifname string) (*wire, error) {
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return fmt.Errorf("AF_PACKET socket: %w", err)
+		}
+		// The kernel stamps each frame as the receive path takes it
+		// (net_timestamp_check in __netif_receive_skb_core), just before
+		// netfilter sees it: on the firewall's side this is the time the
+		// rules ran.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("SO_TIMESTAMPNS: %w", err)
 		}
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 			unix.Close(fd)
@@ -113,12 +121,13 @@ func (w *wire) send(frame []byte) (time.Time, error) {
 func (w *wire) read() {
 	defer close(w.done)
 	buf := make([]byte, 65536)
+	oob := make([]byte, 256)
 	for {
-		var n int
+		var n, oobn int
 		var from unix.Sockaddr
 		var rerr error
 		err := w.conn.Read(func(fd uintptr) bool {
-			n, from, rerr = unix.Recvfrom(int(fd), buf, 0)
+			n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
 			return rerr != unix.EAGAIN
 		})
 		if err != nil || (rerr != nil && rerr != unix.EINTR) {
@@ -132,13 +141,34 @@ func (w *wire) read() {
 			out = true
 		}
 		frame := append([]byte(nil), buf[:n]...)
+		at := time.Now()
+		if ts, ok := stamp(oob[:oobn]); ok {
+			at = ts
+		}
 		w.mu.Lock()
-		w.frames = append(w.frames, Frame{Time: time.Now(), Out: out, Data: frame})
+		w.frames = append(w.frames, Frame{Time: at, Out: out, Data: frame})
 		if !out {
 			w.noteSynack(frame)
 		}
 		w.mu.Unlock()
 	}
+}
+
+// stamp returns the kernel's receive timestamp (SCM_TIMESTAMPNS) from a
+// message's control data.
+func stamp(oob []byte) (time.Time, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+			sec := int64(binary.NativeEndian.Uint64(m.Data[0:]))
+			nsec := int64(binary.NativeEndian.Uint64(m.Data[8:]))
+			return time.Unix(sec, nsec), true
+		}
+	}
+	return time.Time{}, false
 }
 
 // noteSynack records the firewall's initial sequence number from a
