@@ -43,6 +43,10 @@ func init() {
 		short: "load the policy into the running kernel, atomically",
 		long: `Deploy compiles FILE and loads it into the kernel.
 
+The policy is read and compiled first, as kwl compile does: its errors
+and the backend's warnings are printed with their lines, and a policy
+with errors is not applied at all.
+
 With the nft backend (the default) kwl talks netlink itself; the nft binary
 is not needed. kwl owns one table, inet kwl, and never touches another
 table, chain or set. The whole ruleset goes to the kernel as one batch, one
@@ -75,7 +79,11 @@ built-in chains are added once. iptables-restore commits each table of a
 family at once, but the IPv4 and IPv6 rulesets are two commits; --dry-run,
 --confirm and the state carry-over of the nft backend do not apply. The
 recent lists (doors, limits, bans) survive a redeploy when the new ruleset
-still has rules on them: the kernel keeps a list while a rule uses it.`,
+still has rules on them: the kernel keeps a list while a rule uses it.
+
+Exit status: 0 loaded (or, with --dry-run, compared), 1 errors in the
+policy, a kernel that refused the ruleset, or a deploy rolled back for
+want of confirmation, 2 bad usage or a file that could not be read.`,
 		run: runDeploy,
 	})
 }
