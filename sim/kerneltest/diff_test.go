@@ -1,5 +1,3 @@
-//go:build kwlglue
-
 package kerneltest
 
 import (
@@ -108,26 +106,35 @@ func TestDifferential(t *testing.T) {
 }
 
 // robustRandom draws random scenario seed until its times are robust on
-// every backend, redrawing the times only.
+// every backend, redrawing the times only; when a scenario's structure
+// leaves no robust timing (a retry that must fall inside a token's refill,
+// say) it takes the scenario of a derived seed (seed + k*100000), so that
+// the suite always runs as many random scenarios as asked.
 func robustRandom(t *testing.T, seed uint64) (Scenario, bool) {
-	for attempt := 0; attempt < 40; attempt++ {
-		sc := Generate(seed, attempt)
-		sc.Packets = Resolve(sc.Packets)
-		tgs, err := targets(&sc)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, sc.String())
-		}
-		ok := true
-		for _, tg := range tgs {
-			if r, _, err := Robust(tg.Model, sc.Packets, Margin); err != nil {
+	for k := uint64(0); k < 4; k++ {
+		s := seed + k*100000
+		for attempt := 0; attempt < 30; attempt++ {
+			sc := Generate(s, attempt)
+			sc.Packets = Resolve(sc.Packets)
+			tgs, err := targets(&sc)
+			if err != nil {
 				t.Fatalf("%v\n%s", err, sc.String())
-			} else if !r {
-				ok = false
-				break
 			}
-		}
-		if ok {
-			return sc, true
+			ok := true
+			for _, tg := range tgs {
+				if r, _, err := Robust(tg.Model, sc.Packets, Margin); err != nil {
+					t.Fatalf("%v\n%s", err, sc.String())
+				} else if !r {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				if k > 0 {
+					t.Logf("seed %d has no robust timing; running seed %d instead", seed, s)
+				}
+				return sc, true
+			}
 		}
 	}
 	return Scenario{}, false

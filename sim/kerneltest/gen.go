@@ -120,15 +120,28 @@ func genPolicyAndPackets(r *rand.Rand) genPlan {
 		seq = knocks[:1+pick(3)]
 		knocks = knocks[len(seq):]
 		stmt := "knock " + portsText(seq)
+		family := ""
+		if chance(10) {
+			family = []string{"ipv4", "ipv6"}[pick(2)]
+		}
 		if chance(15) {
-			stmt += " from 198.51.100.0/24, 2001:db8:51::/64"
+			// Sources of the statement's family only: the checker rejects
+			// a source that can never match (E14).
+			switch family {
+			case "ipv4":
+				stmt += " from 198.51.100.0/24"
+			case "ipv6":
+				stmt += " from 2001:db8:51::/64"
+			default:
+				stmt += " from 198.51.100.0/24, 2001:db8:51::/64"
+			}
 		}
 		if len(seq) > 1 {
 			stmt += " within " + secs(within)
 		}
 		stmt += " opens " + svc.name + " for " + secs(lifetime)
-		if chance(10) {
-			stmt += " family " + []string{"ipv4", "ipv6"}[pick(2)]
+		if family != "" {
+			stmt += " family " + family
 		}
 		g.policy = append(g.policy, stmt)
 	}

@@ -3,6 +3,8 @@ package kerneltest
 import (
 	"reflect"
 	"testing"
+
+	"kwl.dev/kwl/lang"
 )
 
 // TestGenerateReproducible: a seed names one scenario, on every run.
@@ -26,6 +28,17 @@ func TestGenerateReproducible(t *testing.T) {
 		for seed := uint64(1); seed <= 3; seed++ {
 			sc := Generate(seed, 0)
 			t.Logf("%s", sc.String())
+		}
+	}
+}
+
+// TestGeneratedPoliciesCheck: every random policy the suite uses is a
+// valid kwl policy.
+func TestGeneratedPoliciesCheck(t *testing.T) {
+	for seed := uint64(1); seed <= 400; seed++ {
+		sc := Generate(seed, 0)
+		if _, diags := lang.Load(sc.Name+".kwl", []byte(sc.Policy)); diags.HasErrors() {
+			t.Errorf("seed %d: %v\n%s", seed, diags, sc.Policy)
 		}
 	}
 }

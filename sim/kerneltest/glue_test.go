@@ -1,5 +1,3 @@
-//go:build kwlglue
-
 package kerneltest
 
 import (
