@@ -54,7 +54,7 @@ func (ta *tally) report(t *testing.T, elapsed time.Duration) {
 	defer ta.mu.Unlock()
 	var parts []string
 	for _, b := range Backends {
-		t.Logf("%s: %d scenarios, %d packets compared, %d disagreements, %d reruns for drift",
+		t.Logf("%s: %d scenarios, %d packets compared, %d disagreements, %d runs repeated (sent too near a boundary)",
 			b, ta.scenarios[b], ta.packets[b], ta.disagreements[b], ta.reruns[b])
 		parts = append(parts, fmt.Sprintf("%s %d packets %d disagreements", b, ta.packets[b], ta.disagreements[b]))
 	}

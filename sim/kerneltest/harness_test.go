@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/lang"
 )
 
@@ -104,4 +105,68 @@ func TestHarnessCatchesBrokenModel(t *testing.T) {
 		t.Fatal("the harness did not catch a model whose --update stamps when it does not match")
 	}
 	t.Logf("broken model: %d packets compared, %d disagreements (expected), first:\n%s", len(res.Outcomes), len(ds), ds[0])
+}
+
+// TestDifferentialCatchesFlippedRule runs a catalog scenario on the kernel
+// with kwl's iptables ruleset and compares it with the simulator running
+// the same ruleset but for one xt_recent rule: the limit's --update turned
+// into --rcheck (so the simulated list no longer records the hits of
+// dropped retries). The comparison must report disagreements.
+func TestDifferentialCatchesFlippedRule(t *testing.T) {
+	needRoot(t)
+	var sc Scenario
+	for _, c := range Catalog() {
+		if c.Name == "limit-burst-refill-retries" {
+			sc = c
+		}
+	}
+	sc.Packets = Resolve(sc.Packets)
+	pol, diags := lang.Load(sc.Name+".kwl", []byte(sc.Policy))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	good, err := target("iptables", pol, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(good, sc.Packets, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGone(t, res.Labs...)
+	if len(res.Disagreements) != 0 {
+		t.Fatalf("the true simulator disagrees: %v", res.Disagreements)
+	}
+
+	flipped, diags := iptables.Lower(pol)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	n := 0
+	for _, fam := range []*iptables.Family{flipped.V4, flipped.V6} {
+		if fam == nil {
+			continue
+		}
+		for _, tb := range fam.Tables {
+			for _, c := range tb.Chains {
+				for _, r := range c.Rules {
+					if r.Recent != nil && r.Recent.Op == iptables.Update && n == 0 {
+						r.Recent.Op = iptables.Rcheck
+						n++
+					}
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no --update rule to flip in the lowered ruleset")
+	}
+	ds, err := Compare(newModel("iptables", pol, nil, flipped), res.Outcomes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) == 0 {
+		t.Fatal("the harness did not catch a simulator running a ruleset with --update flipped to --rcheck")
+	}
+	t.Logf("flipped rule: %d packets compared, %d disagreements (expected); first:\n%s", len(res.Outcomes), len(ds), ds[0])
 }
