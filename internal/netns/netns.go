@@ -45,7 +45,8 @@ type NS struct {
 // so that an interrupt handler can remove them (RemoveAll).
 var live = struct {
 	sync.Mutex
-	m map[string]bool
+	m      map[string]bool
+	closed bool // set by RemoveAll: no namespace may be created any more
 }{m: map[string]bool{}}
 
 // Group returns a fresh name stem "<prefix>-p<pid>r<random>" for a set of
@@ -60,12 +61,21 @@ func Group(prefix string) string {
 
 // New creates the namespace named name with its loopback up.
 func New(name string) (*NS, error) {
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, bytes.TrimSpace(out))
-	}
+	// Registered before it exists, so that RemoveAll, running at any
+	// moment from a signal handler, also removes one being created.
 	live.Lock()
+	if live.closed {
+		live.Unlock()
+		return nil, fmt.Errorf("ip netns add %s: shutting down", name)
+	}
 	live.m[name] = true
 	live.Unlock()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		live.Lock()
+		delete(live.m, name)
+		live.Unlock()
+		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, bytes.TrimSpace(out))
+	}
 	ns := &NS{Name: name}
 	if _, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
 		ns.Delete()
@@ -249,18 +259,40 @@ func RemoveStale(prefix string) ([]string, error) {
 }
 
 // RemoveAll deletes every namespace this process created and has not
-// deleted yet; an interrupt handler calls it before exiting.
+// deleted yet, and stops New from creating more; an interrupt handler
+// calls it before exiting. A namespace whose `ip netns add` is still
+// running is waited for and removed too.
 func RemoveAll() {
 	live.Lock()
-	names := make([]string, 0, len(live.m))
-	for name := range live.m {
-		names = append(names, name)
-	}
-	live.m = map[string]bool{}
+	live.closed = true
 	live.Unlock()
-	for _, name := range names {
-		del(name)
+	for round := 0; round < 3; round++ {
+		live.Lock()
+		names := make([]string, 0, len(live.m))
+		for name := range live.m {
+			names = append(names, name)
+		}
+		live.Unlock()
+		for _, name := range names {
+			if del(name) == nil || !exists(name) {
+				live.Lock()
+				delete(live.m, name)
+				live.Unlock()
+			}
+		}
+		live.Lock()
+		n := len(live.m)
+		live.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func exists(name string) bool {
+	_, err := os.Stat(filepath.Join(Dir, name))
+	return err == nil
 }
 
 // ListOutput returns the output of `ip netns list`, for checks that
