@@ -41,6 +41,33 @@
 // times through the simulator), and a run whose packets, as actually
 // sent, come within SentMargin of a boundary is repeated rather than
 // compared.
+//
+// Forwarded services. A policy with `forward to ADDR` gets a third
+// namespace (AddInside) holding ADDR and the service's listeners behind a
+// second veth; the firewall forwards, and the probe's forward chain sees
+// what kwl's forward guard let through.
+//
+// The suite (go test ./sim/kerneltest/, as root; not root: skipped, or
+// failed when KWL_KERNEL_TESTS=1):
+//
+//   - TestDifferential: the catalog (Catalog), 200 seeded random
+//     scenarios (Generate; -kwl.random, -kwl.seed), and every test block
+//     of examples/*.kwl whose timing allows, each on both backends in its
+//     own lab, in parallel (-test.parallel defaults to 32 here: the
+//     scenarios mostly wait). Per backend it logs scenarios, packets
+//     compared and disagreements, then one summary line. A disagreement
+//     fails the test with the packets up to it, the simulator's
+//     explanation, a kwl test block with the kernel's verdicts
+//     (Scenario.Repro) and a pcap of the firewall's side.
+//   - TestCatalogKernel: the catalog on the kernel against SPEC.md's
+//     semantics (Scenario.Want), which tests the lowering alone.
+//   - TestKernelFacts: facts of KERNEL.md pinned with hand-written rulesets.
+//   - TestHarnessCatchesBrokenModel, TestDifferentialCatchesFlippedRule:
+//     the comparison fails when the model is wrong.
+//
+// Namespaces are removed by the test that made them (checked with `ip
+// netns list`), by a signal handler on SIGINT/SIGTERM/SIGHUP, and, for a
+// run killed outright, by the next run (netns.RemoveStale).
 package kerneltest
 
 import (
