@@ -10,16 +10,32 @@ import (
 // runTests runs the test blocks of a checked policy and reports them on
 // env's streams; it returns whether a test failed. It is nil in a build
 // without the simulator; the test command's file sets it in init.
-var runTests func(env *cmdEnv, pol *lang.Policy, src []byte) (failed bool)
+var runTests func(env *cmdEnv, pol *lang.Policy, backends []string) (failed bool)
 
 // policyLints are extra checks run on a policy that has no errors (the
-// backends' warnings, such as L13); their files append to it in init.
-var policyLints []func(pol *lang.Policy) lang.Diagnostics
+// backends' warnings, such as L13) for the backends named; their files
+// append to it in init.
+var policyLints []func(pol *lang.Policy, backends []string) lang.Diagnostics
+
+// allBackends are the backends check and test use when none is named.
+var allBackends = []string{"nft", "iptables"}
+
+// backendFlag returns the backends that a --backend value names, or an
+// error message.
+func backendFlag(v string) ([]string, error) {
+	switch v {
+	case "":
+		return allBackends, nil
+	case "nft", "iptables":
+		return []string{v}, nil
+	}
+	return nil, fmt.Errorf("unknown backend %q (nft or iptables)", v)
+}
 
 func init() {
 	register(&command{
 		name:  "check",
-		usage: "kwl check [--format text|json] FILE...",
+		usage: "kwl check [--backend nft|iptables] [--format text|json] FILE...",
 		short: "parse, type-check and lint policies, and run their tests",
 		long: `Check reads each FILE, reports every syntax and type error and every
 warning in it, then runs its test blocks.
@@ -34,6 +50,13 @@ and often a hint:
 
 Errors have codes (E01...) and warnings lint codes (L04...); "go doc
 kwl.dev/kwl/lang" lists them. Warnings do not change the exit code.
+
+Besides the language's own checks, check lowers the policy for each
+backend (both, or the one named with --backend) and warns where the
+backend cannot give a statement its exact meaning: a token bucket is not
+a sliding window (L13), xt_recent keeps 100 sources per list (L07), a
+hitcount above what older kernels accept (L01), and so on. The tests run
+on the same backends.
 
 --format json prints the diagnostics of all files on stdout as one JSON
 array of objects with the fields file, line, col, severity, code, message
@@ -59,8 +82,14 @@ func runCheck(env *cmdEnv, args []string) int {
 	c := commands["check"]
 	fs := c.newFlags(env)
 	format := fs.String("format", "text", "diagnostics as `text` or json")
+	backend := fs.String("backend", "", "lint and test for `nft` or iptables only (default both)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	backends, err := backendFlag(*backend)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl check: %v\n", err)
+		return exitUsage
 	}
 	if *format != "text" && *format != "json" {
 		fmt.Fprintf(env.stderr, "kwl check: --format must be text or json, not %q\n", *format)
@@ -81,7 +110,7 @@ func runCheck(env *cmdEnv, args []string) int {
 		pol, diags := lang.Load(name, src)
 		if !diags.HasErrors() {
 			for _, lint := range policyLints {
-				diags = append(diags, lint(pol)...)
+				diags = append(diags, lint(pol, backends)...)
 			}
 			diags.Sort()
 		}
@@ -100,7 +129,7 @@ func runCheck(env *cmdEnv, args []string) int {
 				// The test lines go to stderr: stdout holds one JSON document.
 				tenv = &cmdEnv{stdin: env.stdin, stdout: env.stderr, stderr: env.stderr}
 			}
-			if runTests(tenv, pol, src) {
+			if runTests(tenv, pol, backends) {
 				code = max(code, exitFail)
 				continue
 			}

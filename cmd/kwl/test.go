@@ -42,8 +42,8 @@ Examples:
 	kwl test --backend iptables -v examples/limit.kwl`,
 		run: runTest,
 	})
-	runTests = func(env *cmdEnv, pol *lang.Policy, src []byte) bool {
-		return !testPolicy(env, pol, sim.Backends, false)
+	runTests = func(env *cmdEnv, pol *lang.Policy, backends []string) bool {
+		return !testPolicy(env, pol, backends, false)
 	}
 }
 
@@ -55,13 +55,9 @@ func runTest(env *cmdEnv, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	backends := sim.Backends
-	switch *backend {
-	case "":
-	case "nft", "iptables":
-		backends = []string{*backend}
-	default:
-		fmt.Fprintf(env.stderr, "kwl test: unknown backend %q (nft or iptables)\n", *backend)
+	backends, err := backendFlag(*backend)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl test: %v\n", err)
 		return exitUsage
 	}
 	if fs.NArg() == 0 {
