@@ -155,28 +155,40 @@ func (p *pkt) stateName() string {
 	return "invalid"
 }
 
+// conntrack holds the flows. Entries live in chunks that never move, so
+// that a *conn stays valid, and are recycled through a free list. Expired
+// entries are removed when a lookup meets them, and by a sweep that looks
+// at a few entries (in storage order) at every insertion: its cost is
+// constant per flow, and an expired entry is gone after at most one round
+// of the storage, so the table stays within a small factor of the live
+// flows, whatever the length of the capture. Nothing depends on when an
+// expired entry is removed: lookups treat it as gone either way.
 type conntrack struct {
-	m       map[tuple]*conn // both directions of every confirmed flow
-	free    []*conn
-	inserts int // since the last sweep
-	sweepAt int
+	m      map[tuple]*conn // both directions of every confirmed flow
+	chunks [][]conn
+	used   int // entries handed out from chunks
+	free   []*conn
+	cursor int // the next entry the sweep looks at
 }
+
+// connChunk is the number of entries in a chunk.
+const connChunk = 1024
+
+// sweepPerInsert is the number of entries the sweep looks at per
+// insertion: with k, expired entries add at most 1/k of the storage.
+const sweepPerInsert = 4
 
 func (ct *conntrack) init() {
 	ct.m = make(map[tuple]*conn)
-	ct.sweepAt = 1024
 }
 
 func (ct *conntrack) reset() {
-	for _, c := range ct.m {
-		if c.confirmed {
-			c.confirmed = false
-			ct.free = append(ct.free, c)
-		}
-	}
 	clear(ct.m)
-	ct.inserts = 0
+	ct.free = ct.free[:0]
+	ct.used, ct.cursor = 0, 0
 }
+
+func (ct *conntrack) at(i int) *conn { return &ct.chunks[i/connChunk][i%connChunk] }
 
 func (ct *conntrack) alloc() *conn {
 	if n := len(ct.free); n > 0 {
@@ -185,14 +197,39 @@ func (ct *conntrack) alloc() *conn {
 		*c = conn{}
 		return c
 	}
-	return new(conn)
+	if ct.used == len(ct.chunks)*connChunk {
+		ct.chunks = append(ct.chunks, make([]conn, connChunk))
+	}
+	c := ct.at(ct.used)
+	ct.used++
+	*c = conn{}
+	return c
 }
 
 func (ct *conntrack) remove(c *conn) {
-	delete(ct.m, c.orig)
-	delete(ct.m, c.reply)
+	if ct.m[c.orig] == c {
+		delete(ct.m, c.orig)
+	}
+	if ct.m[c.reply] == c {
+		delete(ct.m, c.reply)
+	}
 	c.confirmed = false
 	ct.free = append(ct.free, c)
+}
+
+// sweepSome looks at the next sweepPerInsert entries and removes the
+// expired ones.
+func (ct *conntrack) sweepSome(now int64) {
+	for k := 0; k < sweepPerInsert && ct.used > 0; k++ {
+		if ct.cursor >= ct.used {
+			ct.cursor = 0
+		}
+		c := ct.at(ct.cursor)
+		ct.cursor++
+		if c.confirmed && now >= c.expires {
+			ct.remove(c)
+		}
+	}
 }
 
 // isEchoRequest and isEchoReply tell ICMP echo flows (the only ICMP the
@@ -364,10 +401,7 @@ func (ct *conntrack) confirm(s *Sim, p *pkt) {
 	if s.opts.Explain {
 		s.note("ct: new flow %s, expires at %s", flowString(c), fmtJiffies(c.expires))
 	}
-	ct.inserts++
-	if ct.inserts >= ct.sweepAt {
-		ct.sweep(p.j)
-	}
+	ct.sweepSome(p.j)
 }
 
 // discard forgets a fresh flow whose first packet was dropped.
@@ -380,19 +414,6 @@ func (ct *conntrack) discard(s *Sim, p *pkt) {
 	}
 	ct.free = append(ct.free, p.c)
 	p.c, p.fresh = nil, false
-}
-
-// sweep removes expired flows. It runs after a number of insertions
-// proportional to the table's size, so that its cost is constant per
-// flow; lookups treat expired flows as gone in between.
-func (ct *conntrack) sweep(now int64) {
-	for _, c := range ct.m {
-		if now >= c.expires && c.confirmed {
-			ct.remove(c)
-		}
-	}
-	ct.inserts = 0
-	ct.sweepAt = len(ct.m)/2 + 1024
 }
 
 // Flows returns the number of live conntrack entries.

@@ -91,6 +91,7 @@ type irule struct {
 	dnatAddr    netip.Addr
 	dnatPort    uint16
 	origin      lang.Pos
+	stmt        int32 // index of origin in the engine's statements
 	comment     string
 }
 
@@ -117,6 +118,7 @@ type iptEngine struct {
 	lists  []*recentTable
 	limits []ilimit
 	lstate []ilimitState
+	stmts  stmtTable
 }
 
 func compileIptables(rs *iptables.Ruleset) (*iptEngine, error) {
@@ -190,7 +192,7 @@ var ctstateBits = map[string]uint8{
 
 func (e *iptEngine) compileRule(r *iptables.Rule, it *itable, v6 bool, lists map[string]*recentTable) (irule, error) {
 	ir := irule{proto: r.Proto, dports: r.DPorts, ctOrigDport: r.CtOrigDport, dstLocal: r.DstLocal,
-		limit: -1, target: r.Target.Kind, chain: -1, origin: r.Origin, comment: r.Comment}
+		limit: -1, target: r.Target.Kind, chain: -1, origin: r.Origin, stmt: e.stmts.index(r.Origin), comment: r.Comment}
 	for _, p := range r.Src {
 		ir.src = append(ir.src, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked())
 	}
@@ -289,6 +291,8 @@ func newIlimit(l *iptables.Limit) (ilimit, error) {
 	return ilimit{cost: user2credits(avg), capacity: user2credits(avg * burst),
 		desc: fmt.Sprintf("%d/%s burst %d", l.Rate, l.Unit, burst)}, nil
 }
+
+func (e *iptEngine) statements() []lang.Pos { return e.stmts.list }
 
 func (e *iptEngine) reset() {
 	for _, t := range e.lists {
@@ -394,13 +398,13 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 				s.note("%s", r.logText)
 			}
 		case iptables.ACCEPT:
-			s.decide(r.origin, r.comment)
+			s.decideRule(r.origin, r.stmt, r.comment)
 			return vAccept
 		case iptables.DROP:
-			s.decide(r.origin, r.comment)
+			s.decideRule(r.origin, r.stmt, r.comment)
 			return vDrop
 		case iptables.REJECT:
-			s.decide(r.origin, r.comment)
+			s.decideRule(r.origin, r.stmt, r.comment)
 			return vReject
 		case iptables.DNAT:
 			p.dst = r.dnatAddr
@@ -421,7 +425,7 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 			ci, ri = stack[sp].chain, stack[sp].rule
 		case iptables.JUMP:
 			if sp == len(stack) {
-				s.decide(r.origin, "jump stack overflow")
+				s.decideRule(r.origin, r.stmt, "jump stack overflow")
 				return vDrop
 			}
 			stack[sp] = frame{ci, ri}
@@ -458,7 +462,7 @@ func (e *iptEngine) prerouting(s *Sim, p *pkt) (lang.Verdict, bool) {
 	if v != lang.Accept {
 		return v, true
 	}
-	s.res.Rule, s.res.Comment = lang.Pos{}, ""
+	s.res.Rule, s.res.Stmt, s.res.Comment = lang.Pos{}, 0, ""
 	return v, false
 }
 

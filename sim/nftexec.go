@@ -172,6 +172,7 @@ type nexpr struct {
 type nrule struct {
 	exprs   []nexpr
 	origin  lang.Pos
+	stmt    int32 // index of origin in the engine's statements
 	comment string
 }
 
@@ -192,19 +193,32 @@ type nelem struct {
 	exp    int64 // jiffies
 	lim    *nlimit
 	b      bucket
+	gen    uint32 // bumped when the slot is freed or reused, to tell stale GC entries
+	qexp   int64  // the expiration its live entry in the GC heap is keyed by
+}
+
+// gcEntry is an element waiting for the set's garbage collection, keyed
+// by the expiration it had when queued (a refresh that moves it later
+// leaves the entry as it is; the GC then queues it again).
+type gcEntry struct {
+	exp int64
+	ix  int32
+	gen uint32
 }
 
 type nset struct {
 	name    string
 	size    int
 	timeout int64 // jiffies; 0: elements never expire unless the rule gives a timeout
-	idx     map[netip.Addr]int32
+	idx     addrTab
 	elems   []nelem
 	free    []int32
-	n       int   // elements the kernel counts (nelems): live, expired but not collected, and shadowed
-	shadow  int   // expired elements replaced by a new one under the same key before GC
-	minExp  int64 // no element expires before this (GC skips the set until then)
-	hasMinE bool
+	n       int // elements the kernel counts (nelems): live, expired but not collected, and shadowed
+	shadow  int // expired elements replaced by a new one under the same key before GC
+	// heap holds one entry per element with an expiration (min-heap on
+	// exp), so that GC visits only the elements due instead of the whole
+	// set every second.
+	heap []gcEntry
 }
 
 type nftEngine struct {
@@ -217,6 +231,7 @@ type nftEngine struct {
 	buckets  []bucket
 	lastGC   int64 // the last whole second GC ran at
 	jumpBase [16]int
+	stmts    stmtTable
 }
 
 func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
@@ -231,7 +246,7 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 			size = nftDefaultSetSize
 		}
 		setIdx[s.Name] = len(e.sets)
-		e.sets = append(e.sets, nset{name: s.Name, size: size, timeout: nftTimeout(s.Timeout), idx: map[netip.Addr]int32{}})
+		e.sets = append(e.sets, nset{name: s.Name, size: size, timeout: nftTimeout(s.Timeout)})
 	}
 	chainIdx := map[string]int{}
 	for i, c := range rs.Table.Chains {
@@ -247,7 +262,7 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 			nc.policy = vDrop
 		}
 		for _, r := range c.Rules {
-			nr := nrule{origin: r.Origin, comment: r.Comment}
+			nr := nrule{origin: r.Origin, stmt: e.stmts.index(r.Origin), comment: r.Comment}
 			for _, x := range r.Exprs {
 				ex, err := e.compileExpr(x, setIdx, chainIdx)
 				if err != nil {
@@ -524,13 +539,16 @@ func (ex *nexpr) addValue(v any) error {
 	return nil
 }
 
+func (e *nftEngine) statements() []lang.Pos { return e.stmts.list }
+
 func (e *nftEngine) reset() {
 	for i := range e.sets {
 		st := &e.sets[i]
-		clear(st.idx)
+		st.idx.clear()
 		st.elems = st.elems[:0]
 		st.free = st.free[:0]
-		st.n, st.shadow, st.hasMinE = 0, 0, false
+		st.heap = st.heap[:0]
+		st.n, st.shadow = 0, 0
 	}
 	e.buckets = make([]bucket, len(e.limits))
 	for i, l := range e.limits {
@@ -643,44 +661,83 @@ func (e *nftEngine) gc(s *Sim, now time.Duration) {
 	tick := jiffies(time.Duration(sec) * nftGCInterval)
 	for i := range e.sets {
 		st := &e.sets[i]
-		if st.n == 0 || (!st.hasMinE && st.shadow == 0) || (st.hasMinE && tick < st.minExp && st.shadow == 0) {
+		if st.shadow == 0 && (len(st.heap) == 0 || tick < st.heap[0].exp) {
 			continue
 		}
-		st.hasMinE = false
-		for k, ix := range st.idx {
-			el := &st.elems[ix]
-			if !el.hasExp {
-				continue
+		for len(st.heap) > 0 && tick >= st.heap[0].exp {
+			g := st.popGC()
+			el := &st.elems[g.ix]
+			if el.gen != g.gen || el.qexp != g.exp {
+				continue // freed, reused, or queued again since
 			}
 			if tick >= el.exp {
 				if s.opts.Explain {
-					s.note("%s: %s collected (expired at %s)", st.name, k, fmtJiffies(el.exp))
+					s.note("%s: %s collected (expired at %s)", st.name, el.key, fmtJiffies(el.exp))
 				}
-				delete(st.idx, k)
-				st.free = append(st.free, ix)
+				st.idx.del(keyOfAddr(el.key))
+				st.release(g.ix)
 				st.n--
 				continue
 			}
-			if !st.hasMinE || el.exp < st.minExp {
-				st.minExp, st.hasMinE = el.exp, true
-			}
+			st.queueGC(g.ix) // refreshed since it was queued
 		}
 		st.n -= st.shadow
 		st.shadow = 0
 	}
 }
 
-func (st *nset) noteExp(exp int64) {
-	if !st.hasMinE || exp < st.minExp {
-		st.minExp, st.hasMinE = exp, true
+// release frees an element's slot.
+func (st *nset) release(ix int32) {
+	st.elems[ix].gen++
+	st.free = append(st.free, ix)
+}
+
+// queueGC puts an element with an expiration in the GC heap.
+func (st *nset) queueGC(ix int32) {
+	el := &st.elems[ix]
+	el.qexp = el.exp
+	h := append(st.heap, gcEntry{exp: el.exp, ix: ix, gen: el.gen})
+	for i := len(h) - 1; i > 0; {
+		up := (i - 1) / 2
+		if h[up].exp <= h[i].exp {
+			break
+		}
+		h[up], h[i] = h[i], h[up]
+		i = up
 	}
+	st.heap = h
+}
+
+func (st *nset) popGC() gcEntry {
+	h := st.heap
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= len(h) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].exp < h[l].exp {
+			m = r
+		}
+		if h[i].exp <= h[m].exp {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	st.heap = h
+	return top
 }
 
 // lookup returns the live element for key, or -1; expired is set when an
 // element is there but has expired (nft_rhash_cmp skips it).
 func (st *nset) lookup(key netip.Addr, j int64) (ix int32, expired bool) {
-	ix, ok := st.idx[key]
-	if !ok {
+	ix = st.idx.get(keyOfAddr(key))
+	if ix < 0 {
 		return -1, false
 	}
 	el := &st.elems[ix]
@@ -695,7 +752,8 @@ func (st *nset) create(key netip.Addr, j, timeout int64, lim *nlimit, now time.D
 	if replacing {
 		// The expired element stays in the table, counted, until GC;
 		// the new one takes its key in the model.
-		ix = st.idx[key]
+		ix = st.idx.get(keyOfAddr(key))
+		st.elems[ix].gen++ // the expired element's GC entry goes stale
 		st.shadow++
 	} else if n := len(st.free); n > 0 {
 		ix = st.free[n-1]
@@ -705,16 +763,18 @@ func (st *nset) create(key netip.Addr, j, timeout int64, lim *nlimit, now time.D
 		ix = int32(len(st.elems) - 1)
 	}
 	el := &st.elems[ix]
-	*el = nelem{key: key}
+	*el = nelem{key: key, gen: el.gen}
 	if timeout > 0 {
 		el.hasExp, el.exp = true, j+timeout
-		st.noteExp(el.exp)
+		st.queueGC(ix)
 	}
 	if lim != nil {
 		el.lim = lim
 		el.b = bucket{tokens: lim.max, last: now}
 	}
-	st.idx[key] = ix
+	if !replacing {
+		st.idx.put(keyOfAddr(key), ix)
+	}
 	st.n++
 	return ix
 }
@@ -728,8 +788,8 @@ func (e *nftEngine) evalDynset(s *Sim, p *pkt, ex *nexpr) bool {
 	ix, expired := st.lookup(key, p.j)
 	if ex.op == nft.Delete {
 		if ix >= 0 {
-			delete(st.idx, key)
-			st.free = append(st.free, ix)
+			st.idx.del(keyOfAddr(key))
+			st.release(ix)
 			st.n--
 			if s.opts.Explain {
 				s.note("%s: deleted %s", st.name, key)
@@ -762,7 +822,11 @@ func (e *nftEngine) evalDynset(s *Sim, p *pkt, ex *nexpr) bool {
 		el := &st.elems[ix]
 		if ex.op == nft.Update && el.hasExp {
 			el.exp = p.j + timeout
-			st.noteExp(el.exp)
+			if el.exp < el.qexp {
+				// Sooner than its GC entry says: queue it again (the
+				// old entry goes stale).
+				st.queueGC(ix)
+			}
 			if s.opts.Explain {
 				s.note("%s: refreshed %s, expires at %s", st.name, key, fmtJiffies(el.exp))
 			}
@@ -809,7 +873,7 @@ func (e *nftEngine) evalRule(s *Sim, p *pkt, r *nrule) (vkind, int) {
 				case ix >= 0:
 					s.note("%s: %s is in", st.name, key)
 				case expired:
-					s.note("%s: %s expired at %s", st.name, key, fmtJiffies(st.elems[st.idx[key]].exp))
+					s.note("%s: %s expired at %s", st.name, key, fmtJiffies(st.elems[st.idx.get(keyOfAddr(key))].exp))
 				default:
 					s.note("%s: %s is not in", st.name, key)
 				}
@@ -880,11 +944,11 @@ func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
 		switch v {
 		case vNone, vContinue:
 		case vAccept, vDrop, vReject:
-			s.decide(r.origin, r.comment)
+			s.decideRule(r.origin, r.stmt, r.comment)
 			return v
 		case vJump:
 			if sp == len(stack) {
-				s.decide(r.origin, "jump stack overflow")
+				s.decideRule(r.origin, r.stmt, "jump stack overflow")
 				return vDrop
 			}
 			stack[sp] = frame{ci, ri}
@@ -928,7 +992,7 @@ func (e *nftEngine) prerouting(s *Sim, p *pkt) (lang.Verdict, bool) {
 	if v != lang.Accept {
 		return v, true
 	}
-	s.res.Rule, s.res.Comment = lang.Pos{}, ""
+	s.res.Rule, s.res.Stmt, s.res.Comment = lang.Pos{}, 0, ""
 	return v, false
 }
 

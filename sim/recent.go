@@ -36,7 +36,7 @@ type recentTable struct {
 	ringMask int // nstamps_max_mask
 	entries  []recentEntry
 	stamps   []int64 // ringMask+1 per entry slot
-	idx      map[netip.Addr]int32
+	idx      addrTab
 	free     []int32
 	head     int32 // least recently seen
 	tail     int32
@@ -44,7 +44,7 @@ type recentTable struct {
 }
 
 func newRecentTable(name string) *recentTable {
-	t := &recentTable{name: name, idx: map[netip.Addr]int32{}, head: -1, tail: -1}
+	t := &recentTable{name: name, head: -1, tail: -1}
 	for i := range t.mask {
 		t.mask[i] = 0xff
 	}
@@ -93,7 +93,7 @@ func roundupPow2(n int) int {
 }
 
 func (t *recentTable) reset() {
-	clear(t.idx)
+	t.idx.clear()
 	t.entries = t.entries[:0]
 	t.stamps = t.stamps[:0]
 	t.free = t.free[:0]
@@ -148,7 +148,7 @@ func (t *recentTable) pushTail(ix int32) {
 
 func (t *recentTable) remove(ix int32) {
 	t.unlink(ix)
-	delete(t.idx, t.entries[ix].addr)
+	t.idx.del(keyOfAddr(t.entries[ix].addr))
 	t.free = append(t.free, ix)
 	t.count--
 }
@@ -176,7 +176,7 @@ func (t *recentTable) insert(s *Sim, addr netip.Addr, j int64) {
 	}
 	t.entries[ix] = recentEntry{addr: addr, index: 1, nstamps: 1, prev: -1, next: -1}
 	t.ring(ix)[0] = j
-	t.idx[addr] = ix
+	t.idx.put(keyOfAddr(addr), ix)
 	t.pushTail(ix)
 	t.count++
 }
@@ -224,8 +224,9 @@ func (r *irecent) match(s *Sim, p *pkt) bool {
 	t := r.list
 	addr := t.maskAddr(p.src)
 	ret := r.invert
-	ix, ok := t.idx[addr]
-	if !ok {
+	key := keyOfAddr(addr)
+	ix := t.idx.get(key)
+	if ix < 0 {
 		if r.op != iptables.Set {
 			if s.opts.Explain {
 				s.note("recent %s: %s %s: not in the list%s", t.name, r.opString(), addr, r.inverted(false))
@@ -274,7 +275,7 @@ func (r *irecent) match(s *Sim, p *pkt) bool {
 		}
 	}
 	if r.op == iptables.Set || (r.op == iptables.Update && ret) {
-		if ix2, ok := t.idx[addr]; ok {
+		if ix2 := t.idx.get(key); ix2 >= 0 {
 			t.stamp(ix2, p.j)
 			if s.opts.Explain && r.op == iptables.Update {
 				s.note("recent %s: stamped %s at %s", t.name, addr, fmtJiffies(p.j))
