@@ -20,10 +20,17 @@ import (
 // from it gets no source line.
 func (l Diagnostics) Print(w io.Writer, srcs map[string][]byte) error {
 	var b strings.Builder
+	lines := map[string][]int{} // per file, the offset of each line's start
 	for _, d := range l {
 		b.WriteString(d.String())
 		b.WriteByte('\n')
-		if line, ok := sourceLine(srcs[d.Pos.File], d.Pos.Line); ok && d.Pos.IsValid() {
+		src := srcs[d.Pos.File]
+		starts, ok := lines[d.Pos.File]
+		if !ok && src != nil {
+			starts = lineStarts(src)
+			lines[d.Pos.File] = starts
+		}
+		if line, ok := sourceLine(src, starts, d.Pos.Line); ok && d.Pos.IsValid() {
 			shown, caret := caretLine(line, d.Pos.Col)
 			b.WriteString("    " + shown + "\n")
 			b.WriteString("    " + caret + "^\n")
@@ -36,18 +43,24 @@ func (l Diagnostics) Print(w io.Writer, srcs map[string][]byte) error {
 	return err
 }
 
-// sourceLine returns line n (1-based) of src, without its newline.
-func sourceLine(src []byte, n int) ([]byte, bool) {
-	if src == nil || n < 1 {
+// lineStarts returns the offset in src at which each line begins.
+func lineStarts(src []byte) []int {
+	starts := []int{0}
+	for i, c := range src {
+		if c == '\n' {
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
+}
+
+// sourceLine returns line n (1-based) of src, without its newline, given
+// the line starts of src.
+func sourceLine(src []byte, starts []int, n int) ([]byte, bool) {
+	if src == nil || n < 1 || n > len(starts) {
 		return nil, false
 	}
-	for i := 1; i < n; i++ {
-		j := bytes.IndexByte(src, '\n')
-		if j < 0 {
-			return nil, false
-		}
-		src = src[j+1:]
-	}
+	src = src[starts[n-1]:]
 	if j := bytes.IndexByte(src, '\n'); j >= 0 {
 		src = src[:j]
 	}
