@@ -113,6 +113,10 @@ type conn struct {
 	local       bool // the flow ends at the firewall (went through input)
 	fromLocal   bool // the flow was opened by the firewall itself
 	loose       bool // TCP picked up mid-stream
+	// origGone and replyGone are set when another flow's confirmation
+	// took over the entry of the tuple, so that removing this flow does
+	// not remove the other's entry.
+	origGone, replyGone bool
 	tcp         tcpState
 	created     int64 // jiffies
 	expires     int64 // jiffies; dead when now >= expires
@@ -207,10 +211,10 @@ func (ct *conntrack) alloc() *conn {
 }
 
 func (ct *conntrack) remove(c *conn) {
-	if ct.m[c.orig] == c {
+	if !c.origGone {
 		delete(ct.m, c.orig)
 	}
-	if ct.m[c.reply] == c {
+	if !c.replyGone {
 		delete(ct.m, c.reply)
 	}
 	c.confirmed = false
@@ -395,13 +399,27 @@ func (ct *conntrack) confirm(s *Sim, p *pkt) {
 		c.reply.src, c.reply.sport = p.dst, p.dport
 	}
 	c.confirmed = true
-	ct.m[c.orig] = c
-	ct.m[c.reply] = c
+	ct.takeOver(c.orig, c)
+	ct.takeOver(c.reply, c)
 	p.fresh = false
 	if s.opts.Explain {
 		s.note("ct: new flow %s, expires at %s", flowString(c), fmtJiffies(c.expires))
 	}
 	ct.sweepSome(p.j)
+}
+
+// takeOver points the entry of t at c, marking the flow that had it (an
+// expired flow not yet swept) as no longer owning it.
+func (ct *conntrack) takeOver(t tuple, c *conn) {
+	if old := ct.m[t]; old != nil && old != c {
+		if old.orig == t {
+			old.origGone = true
+		}
+		if old.reply == t {
+			old.replyGone = true
+		}
+	}
+	ct.m[t] = c
 }
 
 // discard forgets a fresh flow whose first packet was dropped.

@@ -26,10 +26,20 @@ type engine interface {
 type simResult struct {
 	Verdict lang.Verdict
 	Rule    lang.Pos // the statement that decided; zero when none did
-	Explain string   // state read and written, for --explain
+	// Stmt is Rule's index in the engine's Statements(), for an engine
+	// that numbers its statements (statementLister).
+	Stmt    int
+	Explain string // state read and written, for --explain
 	// Skip is set when the engine took the packet in (conntrack learned
 	// from it) without evaluating it: "sent by the host".
 	Skip string
+}
+
+// statementLister is an engine that numbers the statements its results
+// name (simResult.Stmt indexes Statements(); index 0 is the zero Pos), so
+// that the replay counts by index instead of hashing positions.
+type statementLister interface {
+	Statements() []lang.Pos
 }
 
 // newEngine builds the simulator for a backend. It is nil in a build
@@ -243,21 +253,24 @@ func runSim(env *cmdEnv, args []string) int {
 type outcome struct {
 	evaluated bool
 	res       simResult
+	stmt      int    // index of res.Rule in the replay's statements
 	blocked   int    // n of the dropped first packet of this packet's flow, or 0
 	skipped   string // why the packet was not evaluated
 }
 
-// flowKey names a flow in its original direction.
-type flowKey struct {
-	src, dst     netip.Addr
-	sport, dport uint16
-	proto        lang.Proto
-}
-
 // blockedFlow is a flow whose first packet was dropped.
 type blockedFlow struct {
-	first int // n of that packet
-	rule  lang.Pos
+	first int   // n of that packet
+	stmt  int32 // the statement that dropped it
+	gen   int32 // the generation it was (last) blocked in; 0: none
+}
+
+// blockedPair holds the blocked flows between two endpoints, one per
+// direction (dir[0] from the pair key's first endpoint), so that a packet
+// finds both the flow it belongs to and the one it would answer with one
+// probe.
+type blockedPair struct {
+	dir [2]blockedFlow
 }
 
 // flowGen is how long (in capture time) a blocked flow is remembered: one
@@ -265,32 +278,54 @@ type blockedFlow struct {
 // unanswered SYN or a reply.
 const flowGen = 60 * time.Second
 
-// replay runs packets through the engine and keeps the counts.
+// Kinds of statements, per statement index.
+const (
+	kindNone uint8 = iota
+	kindKnock
+	kindClose
+	kindLimit
+	kindAllow
+)
+
+// replay runs packets through the engine and keeps the counts. What it
+// updates per packet is indexed by statement number or kept in
+// open-addressing tables over pointer-free keys.
 type replay struct {
 	pol   *lang.Policy
 	eng   engine
 	hosts map[netip.Addr]bool
 	last  time.Duration
-	// Blocked flows, in two generations swapped every flowGen of capture
-	// time, so that memory follows the traffic of the last minutes and
-	// not the length of the capture.
-	blocked, older map[flowKey]blockedFlow
-	genStart       time.Duration
+	// Blocked flows, in generations that turn every flowGen of capture
+	// time: a flow is remembered while its generation is the current or
+	// the previous one, so that memory follows the traffic of the last
+	// minutes and not the length of the capture. Entries of older
+	// generations are dropped when met and by a sweep at each insertion.
+	blocked  table[pairKey, blockedPair]
+	gen      int32 // the current generation, from 2 (0 marks no flow)
+	genStart time.Duration
+
+	// Statements by index: the engine's numbering when it has one
+	// (direct), else positions are numbered as they come.
+	stmts    []lang.Pos
+	stmtIdx  map[lang.Pos]int
+	direct   bool
+	counts   [][3]int
+	stmtText [][]byte
+	stmtKind []uint8
 
 	packets, evaluated, skipped int
 	verdicts                    [3]int
 	blockedPackets              int
-	rules                       map[lang.Pos]*[3]int
 	ruleText                    map[lang.Pos][]byte
 	skips                       map[string]int
-	sources                     map[netip.Addr]struct{}
+	sources                     addrSet
 	kind                        map[lang.Pos]string // "knock", "close", "limit", "allow"
 	service                     map[lang.Pos]string
 	opened                      map[netip.Addr]admission // first admission through a door
 	limited                     map[netip.Addr]int       // drops by a limit, per source
-	knockPorts                  map[lang.Port]bool
+	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
 	knocks                      int
-	knockers                    map[netip.Addr]struct{}
+	knockers                    addrSet
 }
 
 type admission struct {
@@ -302,19 +337,15 @@ type admission struct {
 func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 	rp := &replay{
 		pol: pol, eng: eng,
-		hosts:      map[netip.Addr]bool{},
-		blocked:    map[flowKey]blockedFlow{},
-		older:      map[flowKey]blockedFlow{},
-		rules:      map[lang.Pos]*[3]int{},
-		ruleText:   map[lang.Pos][]byte{},
-		skips:      map[string]int{},
-		sources:    map[netip.Addr]struct{}{},
-		kind:       map[lang.Pos]string{},
-		service:    map[lang.Pos]string{},
-		opened:     map[netip.Addr]admission{},
-		limited:    map[netip.Addr]int{},
-		knockPorts: map[lang.Port]bool{},
-		knockers:   map[netip.Addr]struct{}{},
+		hosts:    map[netip.Addr]bool{},
+		stmtIdx:  map[lang.Pos]int{},
+		ruleText: map[lang.Pos][]byte{},
+		skips:    map[string]int{},
+		kind:     map[lang.Pos]string{},
+		service:  map[lang.Pos]string{},
+		opened:   map[netip.Addr]admission{},
+		limited:  map[netip.Addr]int{},
+		gen:      2,
 	}
 	for _, h := range hosts {
 		rp.hosts[h] = true
@@ -322,13 +353,13 @@ func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 	for _, d := range pol.Doors {
 		rp.kind[d.Pos], rp.service[d.Pos] = "knock", d.Service.Name
 		for _, p := range d.Sequence {
-			rp.knockPorts[p] = true
+			rp.setKnockPort(p)
 		}
 	}
 	for _, v := range pol.Revokes {
 		rp.kind[v.Pos], rp.service[v.Pos] = "close", v.Service.Name
 		for _, p := range append(append([]lang.Port(nil), v.Ports...), v.Sequence...) {
-			rp.knockPorts[p] = true
+			rp.setKnockPort(p)
 		}
 	}
 	for _, l := range pol.Limits {
@@ -337,7 +368,68 @@ func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 	for _, a := range pol.Allows {
 		rp.kind[a.Pos], rp.service[a.Pos] = "allow", a.Service.Name
 	}
+	if sl, ok := eng.(statementLister); ok {
+		rp.direct = true
+		for _, pos := range sl.Statements() {
+			rp.addStmt(pos)
+		}
+	} else {
+		rp.addStmt(lang.Pos{})
+	}
 	return rp
+}
+
+func (rp *replay) addStmt(pos lang.Pos) int {
+	i := len(rp.stmts)
+	rp.stmts = append(rp.stmts, pos)
+	rp.stmtIdx[pos] = i
+	rp.counts = append(rp.counts, [3]int{})
+	rp.stmtText = append(rp.stmtText, []byte(pos.String()))
+	k := kindNone
+	switch rp.kind[pos] {
+	case "knock":
+		k = kindKnock
+	case "close":
+		k = kindClose
+	case "limit":
+		k = kindLimit
+	case "allow":
+		k = kindAllow
+	}
+	rp.stmtKind = append(rp.stmtKind, k)
+	return i
+}
+
+// stmtOf returns the index of the statement that decided res.
+func (rp *replay) stmtOf(res *simResult) int {
+	if rp.direct && res.Stmt >= 0 && res.Stmt < len(rp.stmts) && rp.stmts[res.Stmt] == res.Rule {
+		return res.Stmt
+	}
+	if i, ok := rp.stmtIdx[res.Rule]; ok {
+		return i
+	}
+	return rp.addStmt(res.Rule)
+}
+
+func knockProto(p lang.Proto) int {
+	switch p {
+	case lang.TCP:
+		return 0
+	case lang.UDP:
+		return 1
+	}
+	return -1
+}
+
+func (rp *replay) setKnockPort(p lang.Port) {
+	if i := knockProto(p.Proto); i >= 0 {
+		rp.knockPorts[i][p.Num/64] |= 1 << (p.Num % 64)
+	}
+}
+
+func (rp *replay) isKnockPort(proto lang.Proto, port uint16) bool {
+	i := knockProto(proto)
+	return i >= 0 && rp.knockPorts[i][port/64]&(1<<(port%64)) != 0
 }
 
 // isNew reports whether p would start a connection: a TCP SYN without
@@ -361,20 +453,29 @@ func (rp *replay) step(p *capture.Packet) outcome {
 	}
 	rp.last = p.Time
 	if p.Time-rp.genStart >= flowGen {
-		rp.older, rp.blocked = rp.blocked, make(map[flowKey]blockedFlow, len(rp.blocked))
+		rp.gen++
 		if p.Time-rp.genStart >= 2*flowGen {
-			clear(rp.older)
+			// Nothing of the last generation is kept either.
+			rp.gen++
 		}
 		rp.genStart = p.Time
 	}
-	key := flowKey{p.Src, p.Dst, p.SPort, p.DPort, p.Proto}
-	rev := flowKey{p.Dst, p.Src, p.DPort, p.SPort, p.Proto}
-	if b, ok := rp.lookup(rev); ok {
-		// A reply to a connection the firewall stopped never happens.
-		return rp.blockedPacket(b)
-	}
-	if b, ok := rp.lookup(key); ok && !isNew(p) {
-		return rp.blockedPacket(b)
+	key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
+	if rp.blocked.len() > 0 {
+		if e := rp.blocked.get(key); e != nil {
+			// A packet from an endpoint to itself is its own reply.
+			self := key.a == key.b && key.family == 3*(key.family&1) && key.ports>>16 == key.ports&0xffff
+			if b := &e.dir[1-dir]; !rp.stale(b) || (self && !rp.stale(&e.dir[dir])) {
+				if self {
+					b = &e.dir[dir]
+				}
+				// A reply to a connection the firewall stopped never happens.
+				return rp.blockedPacket(*b)
+			}
+			if b := &e.dir[dir]; !rp.stale(b) && !isNew(p) {
+				return rp.blockedPacket(*b)
+			}
+		}
 	}
 	res := rp.eng.Eval(p)
 	if res.Skip != "" {
@@ -382,51 +483,45 @@ func (rp *replay) step(p *capture.Packet) outcome {
 	}
 	rp.evaluated++
 	rp.verdicts[res.Verdict]++
-	rp.sources[p.Src] = struct{}{}
-	c := rp.rules[res.Rule]
-	if c == nil {
-		c = new([3]int)
-		rp.rules[res.Rule] = c
-		rp.ruleText[res.Rule] = []byte(res.Rule.String())
-	}
-	c[res.Verdict]++
+	rp.sources.add(p.Src)
+	si := rp.stmtOf(&res)
+	rp.counts[si][res.Verdict]++
 	if res.Verdict != lang.Accept && isNew(p) {
-		rp.blocked[key] = blockedFlow{first: p.N, rule: res.Rule}
-	} else if res.Verdict == lang.Accept {
-		delete(rp.blocked, key)
-		delete(rp.older, key)
+		e, _ := rp.blocked.put(key)
+		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(si), gen: rp.gen}
+		rp.blocked.sweep(4, rp.stalePair)
+	} else if res.Verdict == lang.Accept && rp.blocked.len() > 0 {
+		if e := rp.blocked.get(key); e != nil {
+			e.dir[dir] = blockedFlow{}
+			if rp.stalePair(e) {
+				rp.blocked.del(key)
+			}
+		}
 	}
-	switch rp.kind[res.Rule] {
-	case "knock":
+	switch rp.stmtKind[si] {
+	case kindKnock:
 		if res.Verdict == lang.Accept {
 			if _, ok := rp.opened[p.Src]; !ok {
 				rp.opened[p.Src] = admission{n: p.N, at: p.Time, rule: res.Rule}
 			}
 		}
-	case "limit":
+	case kindLimit:
 		if res.Verdict != lang.Accept {
 			rp.limited[p.Src]++
 		}
 	}
-	if (p.Proto == lang.TCP || p.Proto == lang.UDP) && isNew(p) && rp.knockPorts[lang.Port{Proto: p.Proto, Num: p.DPort}] {
+	if isNew(p) && rp.isKnockPort(p.Proto, p.DPort) {
 		rp.knocks++
-		rp.knockers[p.Src] = struct{}{}
+		rp.knockers.add(p.Src)
 	}
-	return outcome{evaluated: true, res: res}
+	return outcome{evaluated: true, res: res, stmt: si}
 }
 
-func (rp *replay) lookup(k flowKey) (blockedFlow, bool) {
-	if len(rp.blocked) > 0 {
-		if b, ok := rp.blocked[k]; ok {
-			return b, true
-		}
-	}
-	if len(rp.older) > 0 {
-		b, ok := rp.older[k]
-		return b, ok
-	}
-	return blockedFlow{}, false
-}
+// stale reports whether a blocked flow is absent or older than the
+// previous generation.
+func (rp *replay) stale(b *blockedFlow) bool { return b.gen < rp.gen-1 }
+
+func (rp *replay) stalePair(e *blockedPair) bool { return rp.stale(&e.dir[0]) && rp.stale(&e.dir[1]) }
 
 func (rp *replay) skip(reason string) outcome {
 	rp.skipped++
@@ -437,7 +532,15 @@ func (rp *replay) skip(reason string) outcome {
 func (rp *replay) blockedPacket(b blockedFlow) outcome {
 	rp.blockedPackets++
 	rp.verdicts[lang.Drop]++
-	return outcome{res: simResult{Verdict: lang.Drop, Rule: b.rule}, blocked: b.first}
+	return outcome{res: simResult{Verdict: lang.Drop, Rule: rp.stmts[b.stmt], Stmt: int(b.stmt)}, stmt: int(b.stmt), blocked: b.first}
+}
+
+// ruleOf returns the text of the statement that decided o.
+func (rp *replay) ruleOf(o *outcome) []byte {
+	if o.stmt > 0 && o.stmt < len(rp.stmts) {
+		return rp.stmtText[o.stmt]
+	}
+	return rp.rule(o.res.Rule)
 }
 
 func (rp *replay) rule(pos lang.Pos) []byte {
@@ -530,7 +633,7 @@ func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byt
 	b = append(b, `,"verdict":"`...)
 	b = append(b, o.res.Verdict.String()...)
 	b = append(b, `","rule":`...)
-	b = appendJSONString(b, string(rp.rule(o.res.Rule)))
+	b = appendJSONString(b, string(rp.ruleOf(o)))
 	if o.blocked > 0 {
 		b = append(b, `,"blocked_flow":`...)
 		b = strconv.AppendInt(b, int64(o.blocked), 10)
@@ -556,7 +659,7 @@ func appendExplain(b []byte, p *capture.Packet, o *outcome, rp *replay) []byte {
 	}
 	b = append(b, ": "...)
 	b = append(b, o.res.Verdict.String()...)
-	if r := rp.rule(o.res.Rule); len(r) > 0 {
+	if r := rp.ruleOf(o); len(r) > 0 {
 		b = append(b, " by "...)
 		b = append(b, r...)
 		if k := rp.kind[o.res.Rule]; k != "" {
@@ -583,8 +686,10 @@ type ruleCount struct {
 
 func (rp *replay) sortedRules() []ruleCount {
 	var rs []ruleCount
-	for pos, c := range rp.rules {
-		rs = append(rs, ruleCount{pos, *c})
+	for i, c := range rp.counts {
+		if c != [3]int{} {
+			rs = append(rs, ruleCount{rp.stmts[i], c})
+		}
 	}
 	sort.Slice(rs, func(i, j int) bool {
 		a, b := rs[i].pos, rs[j].pos
@@ -624,9 +729,9 @@ func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string)
 	num("dropped", rp.verdicts[lang.Drop])
 	num("rejected", rp.verdicts[lang.Reject])
 	num("blocked_flow_packets", rp.blockedPackets)
-	num("sources", len(rp.sources))
+	num("sources", rp.sources.len())
 	num("knocks", rp.knocks)
-	num("knocking_sources", len(rp.knockers))
+	num("knocking_sources", rp.knockers.len())
 	b = append(b, `,"rules":[`...)
 	for i, rc := range rp.sortedRules() {
 		if i > 0 {
@@ -715,7 +820,7 @@ func (rp *replay) writeSummary(w *bufio.Writer, trace string, r *capture.Reader,
 		fmt.Fprintf(w, ", %d in blocked flows", rp.blockedPackets)
 	}
 	fmt.Fprintf(w, "\nverdicts: %d accepted, %d dropped, %d rejected\n", rp.verdicts[lang.Accept], rp.verdicts[lang.Drop], rp.verdicts[lang.Reject])
-	fmt.Fprintf(w, "sources: %d; %d knocks from %d sources\n", len(rp.sources), rp.knocks, len(rp.knockers))
+	fmt.Fprintf(w, "sources: %d; %d knocks from %d sources\n", rp.sources.len(), rp.knocks, rp.knockers.len())
 	if rs := rp.sortedRules(); len(rs) > 0 {
 		fmt.Fprintf(w, "\nby statement:\n")
 		for _, rc := range rs {

@@ -20,7 +20,7 @@ func (e *simEngine) Eval(p *capture.Packet) simResult {
 		// Sent by the firewall: conntrack learned from it, no rule ran.
 		return simResult{Verdict: r.Verdict, Skip: "sent by the host"}
 	}
-	out := simResult{Verdict: r.Verdict, Rule: r.Rule}
+	out := simResult{Verdict: r.Verdict, Rule: r.Rule, Stmt: r.Stmt}
 	if e.explain {
 		out.Explain = r.State + " " + r.Hook.String()
 		if r.Comment != "" {
@@ -32,6 +32,9 @@ func (e *simEngine) Eval(p *capture.Packet) simResult {
 	}
 	return out
 }
+
+// Statements numbers the statements for simResult.Stmt.
+func (e *simEngine) Statements() []lang.Pos { return e.s.Statements() }
 
 func init() {
 	newEngine = func(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (engine, lang.Diagnostics, error) {
