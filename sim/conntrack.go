@@ -117,9 +117,9 @@ type conn struct {
 	// took over the entry of the tuple, so that removing this flow does
 	// not remove the other's entry.
 	origGone, replyGone bool
-	tcp         tcpState
-	created     int64 // jiffies
-	expires     int64 // jiffies; dead when now >= expires
+	tcp                 tcpState
+	created             int64 // jiffies
+	expires             int64 // jiffies; dead when now >= expires
 }
 
 // pkt is the packet being evaluated, with what conntrack and NAT made of it.
