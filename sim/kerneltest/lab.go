@@ -53,7 +53,7 @@
 //   - TestDifferential: the catalog (Catalog), 200 seeded random
 //     scenarios (Generate; -kwl.random, -kwl.seed), and every test block
 //     of examples/*.kwl whose timing allows, each on both backends in its
-//     own lab, in parallel (-test.parallel defaults to 32 here: the
+//     own lab, in parallel (-test.parallel defaults to 64 here: the
 //     scenarios mostly wait). Per backend it logs scenarios, packets
 //     compared and disagreements, then one summary line. A disagreement
 //     fails the test with the packets up to it, the simulator's

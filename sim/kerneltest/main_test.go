@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 	parallelSet := false
 	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
 	if !parallelSet {
-		flag.Set("test.parallel", "32")
+		flag.Set("test.parallel", "64")
 	}
 	if os.Geteuid() == 0 {
 		// Leftovers of a run that was killed (go test -timeout, SIGKILL).
