@@ -27,11 +27,20 @@ type tally struct {
 	packets       map[string]int
 	disagreements map[string]int
 	reruns        map[string]int
+	capPackets    map[string]int
+	capDisagree   map[string]int
 	skipped       []string
 }
 
+func (ta *tally) addCapture(backend string, n, d int) {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	ta.capPackets[backend] += n
+	ta.capDisagree[backend] += d
+}
+
 func newTally() *tally {
-	return &tally{scenarios: map[string]int{}, packets: map[string]int{}, disagreements: map[string]int{}, reruns: map[string]int{}}
+	return &tally{scenarios: map[string]int{}, packets: map[string]int{}, disagreements: map[string]int{}, reruns: map[string]int{}, capPackets: map[string]int{}, capDisagree: map[string]int{}}
 }
 
 func (ta *tally) add(backend string, r *Result) {
@@ -56,7 +65,8 @@ func (ta *tally) report(t *testing.T, elapsed time.Duration) {
 	for _, b := range Backends {
 		t.Logf("%s: %d scenarios, %d packets compared, %d disagreements, %d runs repeated (sent too near a boundary)",
 			b, ta.scenarios[b], ta.packets[b], ta.disagreements[b], ta.reruns[b])
-		parts = append(parts, fmt.Sprintf("%s %d packets %d disagreements", b, ta.packets[b], ta.disagreements[b]))
+		t.Logf("%s: capture replay through sim/capture: %d packets compared, %d disagreements", b, ta.capPackets[b], ta.capDisagree[b])
+		parts = append(parts, fmt.Sprintf("%s %d packets %d disagreements (capture replay %d/%d)", b, ta.packets[b], ta.disagreements[b], ta.capPackets[b], ta.capDisagree[b]))
 	}
 	sort.Strings(ta.skipped)
 	for _, s := range ta.skipped {
@@ -143,7 +153,11 @@ func robustRandom(t *testing.T, seed uint64) (Scenario, bool) {
 func runScenario(t *testing.T, ta *tally, sc Scenario) {
 	t.Helper()
 	sc.Packets = Resolve(sc.Packets)
-	tgs, err := targets(&sc)
+	pol, diags := lang.Load(sc.Name+".kwl", []byte(sc.Policy))
+	if diags.HasErrors() {
+		t.Fatalf("%v", diags)
+	}
+	tgs, err := targetsFor(&sc, pol)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -164,6 +178,14 @@ func runScenario(t *testing.T, ta *tally, sc Scenario) {
 			}
 			for _, d := range res.Disagreements {
 				t.Errorf("kernel and simulator disagree on %s", d)
+			}
+			n, cds, err := replayCapture(tg.Model, pol, res)
+			if err != nil {
+				t.Errorf("capture replay: %v", err)
+			}
+			ta.addCapture(tg.Backend, n, len(cds))
+			for _, d := range cds {
+				t.Errorf("capture replay: %s", d)
 			}
 			if len(res.Disagreements) > 0 {
 				t.Logf("reproduction (kwl test --backend %s):\n%s", tg.Backend, sc.Repro(tg.Backend, res.Outcomes))
