@@ -300,7 +300,7 @@ type replay struct {
 	// the previous one, so that memory follows the traffic of the last
 	// minutes and not the length of the capture. Entries of older
 	// generations are dropped when met and by a sweep at each insertion.
-	blocked  table[pairKey, blockedPair]
+	blocked  itable[pairKey, blockedPair]
 	gen      int32 // the current generation, from 2 (0 marks no flow)
 	genStart time.Duration
 
@@ -487,7 +487,7 @@ func (rp *replay) step(p *capture.Packet) outcome {
 	si := rp.stmtOf(&res)
 	rp.counts[si][res.Verdict]++
 	if res.Verdict != lang.Accept && isNew(p) {
-		e, _ := rp.blocked.put(key)
+		e := rp.blocked.put(key)
 		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(si), gen: rp.gen}
 		rp.blocked.sweep(4, rp.stalePair)
 	} else if res.Verdict == lang.Accept && rp.blocked.len() > 0 {

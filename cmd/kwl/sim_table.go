@@ -292,3 +292,163 @@ func (t *table[K, V]) grow() {
 	}
 	t.cursor = 0
 }
+
+// itable is a hash table for large entries: the probed array holds only
+// 8-byte slots (32 bits of the hash, which also give the slot's home, and
+// the entry's index), and the entries live in a dense array with a free
+// list. A lookup that misses, the common case, reads one cache line of a
+// small array; sweeping reads the entries in order.
+type itable[K hashKey, V any] struct {
+	slots   []uint64 // hash32<<32 | entry index+1; 0 marks an empty slot
+	entries []ientry[K, V]
+	free    []int32
+	n       int
+	seed    uint64
+	cursor  int // where sweep resumes, in entries
+}
+
+type ientry[K hashKey, V any] struct {
+	key  K
+	val  V
+	used bool
+}
+
+func (t *itable[K, V]) len() int { return t.n }
+
+func (t *itable[K, V]) hash32(k K) uint32 { return uint32(k.hash(t.seed) >> 32) }
+
+// find returns the slot holding k, or -1.
+func (t *itable[K, V]) find(k K, h uint32) int {
+	mask := len(t.slots) - 1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		s := t.slots[i]
+		if s == 0 {
+			return -1
+		}
+		if uint32(s>>32) == h && t.entries[uint32(s)-1].key == k {
+			return i
+		}
+	}
+}
+
+// get returns a pointer to k's value, or nil. The pointer is valid until
+// the next put.
+func (t *itable[K, V]) get(k K) *V {
+	if t.n == 0 {
+		return nil
+	}
+	i := t.find(k, t.hash32(k))
+	if i < 0 {
+		return nil
+	}
+	return &t.entries[uint32(t.slots[i])-1].val
+}
+
+// put returns a pointer to k's value, inserting a zero value when k is
+// not there.
+func (t *itable[K, V]) put(k K) *V {
+	h := t.hash32(k)
+	if t.n > 0 {
+		if i := t.find(k, h); i >= 0 {
+			return &t.entries[uint32(t.slots[i])-1].val
+		}
+	}
+	if (t.n+1)*2 > len(t.slots) {
+		t.grow()
+		h = t.hash32(k) // the first growth picks the seed
+	}
+	var ix int32
+	if n := len(t.free); n > 0 {
+		ix = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		t.entries = append(t.entries, ientry[K, V]{})
+		ix = int32(len(t.entries) - 1)
+	}
+	e := &t.entries[ix]
+	*e = ientry[K, V]{key: k, used: true}
+	mask := len(t.slots) - 1
+	i := int(h) & mask
+	for t.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = uint64(h)<<32 | uint64(ix+1)
+	t.n++
+	return &e.val
+}
+
+// del removes k.
+func (t *itable[K, V]) del(k K) {
+	if t.n == 0 {
+		return
+	}
+	if i := t.find(k, t.hash32(k)); i >= 0 {
+		t.delSlot(i)
+	}
+}
+
+// delSlot frees slot i's entry and shifts back the slots after it in its
+// probe run.
+func (t *itable[K, V]) delSlot(i int) {
+	ix := int32(uint32(t.slots[i]) - 1)
+	t.entries[ix] = ientry[K, V]{}
+	t.free = append(t.free, ix)
+	t.n--
+	mask := len(t.slots) - 1
+	for j := i; ; {
+		t.slots[i] = 0
+		for {
+			j = (j + 1) & mask
+			s := t.slots[j]
+			if s == 0 {
+				return
+			}
+			home := int(uint32(s>>32)) & mask
+			if (i <= j && i < home && home <= j) || (i > j && (i < home || home <= j)) {
+				continue
+			}
+			t.slots[i] = s
+			i = j
+			break
+		}
+	}
+}
+
+// sweep looks at n entries from where the last sweep stopped and removes
+// those dead says are dead.
+func (t *itable[K, V]) sweep(n int, dead func(*V) bool) {
+	for ; n > 0 && t.n > 0; n-- {
+		if t.cursor >= len(t.entries) {
+			t.cursor = 0
+		}
+		e := &t.entries[t.cursor]
+		t.cursor++
+		if e.used && dead(&e.val) {
+			t.del(e.key)
+		}
+	}
+}
+
+func (t *itable[K, V]) grow() {
+	n := 2 * len(t.slots)
+	if n < 16 {
+		n = 16
+		if t.n == 0 {
+			t.seed = rand.Uint64()
+		}
+	}
+	t.slots = make([]uint64, n)
+	mask := n - 1
+	for ix := range t.entries {
+		e := &t.entries[ix]
+		if !e.used {
+			continue
+		}
+		h := t.hash32(e.key)
+		i := int(h) & mask
+		for t.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = uint64(h)<<32 | uint64(ix+1)
+	}
+}
