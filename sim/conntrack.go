@@ -117,6 +117,8 @@ type conn struct {
 	// took over the entry of the tuple, so that removing this flow does
 	// not remove the other's entry.
 	origGone, replyGone bool
+	replied             bool  // indexed in m (else in ix)
+	id                  int32 // place in the storage
 	tcp                 tcpState
 	created             int64 // jiffies
 	expires             int64 // jiffies; dead when now >= expires
@@ -167,8 +169,15 @@ func (p *pkt) stateName() string {
 // of the storage, so the table stays within a small factor of the live
 // flows, whatever the length of the capture. Nothing depends on when an
 // expired entry is removed: lookups treat it as gone either way.
+//
+// The flows are indexed in two tiers: those still unreplied (most flows
+// of a capture: scans, dropped or unanswered attempts) in ix, a compact
+// index whose slots point into the entries; those that have seen a reply
+// in m, moved there by their first reply. A tuple is looked up in ix
+// first, then in m.
 type conntrack struct {
-	m      map[tuple]*conn // both directions of every confirmed flow
+	m      map[tuple]*conn // both directions of the confirmed flows that have seen a reply
+	ix     flowIndex       // both directions of the confirmed flows still unreplied
 	chunks [][]conn
 	used   int // entries handed out from chunks
 	free   []*conn
@@ -188,6 +197,7 @@ func (ct *conntrack) init() {
 
 func (ct *conntrack) reset() {
 	clear(ct.m)
+	ct.ix.clear()
 	ct.free = ct.free[:0]
 	ct.used, ct.cursor = 0, 0
 }
@@ -198,27 +208,64 @@ func (ct *conntrack) alloc() *conn {
 	if n := len(ct.free); n > 0 {
 		c := ct.free[n-1]
 		ct.free = ct.free[:n-1]
-		*c = conn{}
+		*c = conn{id: c.id}
 		return c
 	}
 	if ct.used == len(ct.chunks)*connChunk {
 		ct.chunks = append(ct.chunks, make([]conn, connChunk))
 	}
 	c := ct.at(ct.used)
+	*c = conn{id: int32(ct.used)}
 	ct.used++
-	*c = conn{}
 	return c
 }
 
-func (ct *conntrack) remove(c *conn) {
-	if !c.origGone {
-		delete(ct.m, c.orig)
+// find returns the entry for t, expired or not, or nil.
+func (ct *conntrack) find(t *tuple) *conn {
+	if c := ct.indexGet(t); c != nil {
+		return c
 	}
-	if !c.replyGone {
-		delete(ct.m, c.reply)
+	if len(ct.m) > 0 {
+		return ct.m[*t]
+	}
+	return nil
+}
+
+func (ct *conntrack) remove(c *conn) {
+	if c.replied {
+		if !c.origGone {
+			delete(ct.m, c.orig)
+		}
+		if !c.replyGone {
+			delete(ct.m, c.reply)
+		}
+	} else {
+		if !c.origGone {
+			ct.indexDel(&c.orig)
+		}
+		if !c.replyGone {
+			ct.indexDel(&c.reply)
+		}
 	}
 	c.confirmed = false
 	ct.free = append(ct.free, c)
+}
+
+// promote moves a flow that has seen its first reply from ix to m.
+func (ct *conntrack) promote(c *conn) {
+	if !c.confirmed || c.replied {
+		return
+	}
+	if !c.origGone {
+		ct.indexDel(&c.orig)
+	}
+	if !c.replyGone {
+		ct.indexDel(&c.reply)
+	}
+	c.replied = true
+	c.origGone, c.replyGone = false, false
+	ct.takeOver(c.orig, c)
+	ct.takeOver(c.reply, c)
 }
 
 // sweepSome looks at the next sweepPerInsert entries and removes the
@@ -253,7 +300,7 @@ func (ct *conntrack) track(s *Sim, p *pkt) {
 	if p.proto != lang.TCP && p.proto != lang.UDP {
 		t.sport, t.dport = 0, 0
 	}
-	c := ct.m[t]
+	c := ct.find(&t)
 	if c != nil && p.j >= c.expires {
 		if s.opts.Explain {
 			s.note("ct: flow %s expired at %s", flowString(c), fmtJiffies(c.expires))
@@ -290,6 +337,7 @@ func (ct *conntrack) track(s *Sim, p *pkt) {
 			p.state = stEstablished
 			if !c.seenReply {
 				c.seenReply = true
+				ct.promote(c)
 				if s.opts.Explain {
 					s.note("ct: reply seen, flow %s is established", flowString(c))
 				}
@@ -399,8 +447,8 @@ func (ct *conntrack) confirm(s *Sim, p *pkt) {
 		c.reply.src, c.reply.sport = p.dst, p.dport
 	}
 	c.confirmed = true
-	ct.takeOver(c.orig, c)
-	ct.takeOver(c.reply, c)
+	ct.indexOver(&c.orig, c, dirOrig)
+	ct.indexOver(&c.reply, c, dirReply)
 	p.fresh = false
 	if s.opts.Explain {
 		s.note("ct: new flow %s, expires at %s", flowString(c), fmtJiffies(c.expires))
@@ -422,6 +470,18 @@ func (ct *conntrack) takeOver(t tuple, c *conn) {
 	ct.m[t] = c
 }
 
+// indexOver points the index's entry of t at c, as takeOver does in m.
+func (ct *conntrack) indexOver(t *tuple, c *conn, dir direction) {
+	if old := ct.indexPut(t, c, dir); old != nil {
+		if old.orig == *t {
+			old.origGone = true
+		}
+		if old.reply == *t {
+			old.replyGone = true
+		}
+	}
+}
+
 // discard forgets a fresh flow whose first packet was dropped.
 func (ct *conntrack) discard(s *Sim, p *pkt) {
 	if p.c == nil || !p.fresh {
@@ -438,8 +498,8 @@ func (ct *conntrack) discard(s *Sim, p *pkt) {
 func (s *Sim) Flows() int {
 	n := 0
 	j := jiffies(s.now)
-	for t, c := range s.ct.m {
-		if t == c.orig && j < c.expires {
+	for i := 0; i < s.ct.used; i++ {
+		if c := s.ct.at(i); c.confirmed && j < c.expires {
 			n++
 		}
 	}
