@@ -113,8 +113,8 @@ type conn struct {
 	local       bool // the flow ends at the firewall (went through input)
 	fromLocal   bool // the flow was opened by the firewall itself
 	loose       bool // TCP picked up mid-stream
-	// origGone and replyGone are set when another flow's confirmation
-	// took over the entry of the tuple, so that removing this flow does
+	// origGone and replyGone are set when another flow's promotion took
+	// over the entry of the tuple in m, so that removing this flow does
 	// not remove the other's entry.
 	origGone, replyGone bool
 	replied             bool  // indexed in m (else in ix)
@@ -220,9 +220,10 @@ func (ct *conntrack) alloc() *conn {
 	return c
 }
 
-// find returns the entry for t, expired or not, or nil.
-func (ct *conntrack) find(t *tuple) *conn {
-	if c := ct.indexGet(t); c != nil {
+// find returns the entry for t, or nil; a live entry rather than an
+// expired one when the index holds both.
+func (ct *conntrack) find(t *tuple, j int64) *conn {
+	if c := ct.indexGet(t, j); c != nil {
 		return c
 	}
 	if len(ct.m) > 0 {
@@ -240,12 +241,7 @@ func (ct *conntrack) remove(c *conn) {
 			delete(ct.m, c.reply)
 		}
 	} else {
-		if !c.origGone {
-			ct.indexDel(&c.orig)
-		}
-		if !c.replyGone {
-			ct.indexDel(&c.reply)
-		}
+		ct.indexRemove(c)
 	}
 	c.confirmed = false
 	ct.free = append(ct.free, c)
@@ -256,12 +252,7 @@ func (ct *conntrack) promote(c *conn) {
 	if !c.confirmed || c.replied {
 		return
 	}
-	if !c.origGone {
-		ct.indexDel(&c.orig)
-	}
-	if !c.replyGone {
-		ct.indexDel(&c.reply)
-	}
+	ct.indexRemove(c)
 	c.replied = true
 	c.origGone, c.replyGone = false, false
 	ct.takeOver(c.orig, c)
@@ -300,7 +291,7 @@ func (ct *conntrack) track(s *Sim, p *pkt) {
 	if p.proto != lang.TCP && p.proto != lang.UDP {
 		t.sport, t.dport = 0, 0
 	}
-	c := ct.find(&t)
+	c := ct.find(&t, p.j)
 	if c != nil && p.j >= c.expires {
 		if s.opts.Explain {
 			s.note("ct: flow %s expired at %s", flowString(c), fmtJiffies(c.expires))
@@ -447,8 +438,7 @@ func (ct *conntrack) confirm(s *Sim, p *pkt) {
 		c.reply.src, c.reply.sport = p.dst, p.dport
 	}
 	c.confirmed = true
-	ct.indexOver(&c.orig, c, dirOrig)
-	ct.indexOver(&c.reply, c, dirReply)
+	ct.indexAdd(c)
 	p.fresh = false
 	if s.opts.Explain {
 		s.note("ct: new flow %s, expires at %s", flowString(c), fmtJiffies(c.expires))
@@ -468,18 +458,6 @@ func (ct *conntrack) takeOver(t tuple, c *conn) {
 		}
 	}
 	ct.m[t] = c
-}
-
-// indexOver points the index's entry of t at c, as takeOver does in m.
-func (ct *conntrack) indexOver(t *tuple, c *conn, dir direction) {
-	if old := ct.indexPut(t, c, dir); old != nil {
-		if old.orig == *t {
-			old.origGone = true
-		}
-		if old.reply == *t {
-			old.replyGone = true
-		}
-	}
 }
 
 // discard forgets a fresh flow whose first packet was dropped.

@@ -3,30 +3,36 @@ package sim
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"net/netip"
 )
 
-// flowIndex finds conntrack entries by tuple. It is an open-addressing
-// table (linear probing, backward-shift deletion) of 8-byte slots: 32 bits
-// of the tuple's hash, which also give the slot's home, and the entry's
-// number with the direction. The tuples themselves are in the entries, so
-// a lookup that misses, the common case for the first packet of a flow,
-// reads one cache line of a small array and no entry.
+// flowIndex finds unreplied conntrack entries by tuple. It is an
+// open-addressing table (linear probing, backward-shift deletion) of
+// 8-byte slots: 32 bits of a hash, which also give the slot's home, and
+// the entry's number. The hash is that of the unordered pair of endpoints,
+// so that one slot finds a flow from both directions; a flow whose reply
+// tuple is not its original one reversed (DNAT) has a second slot for it.
+// The tuples themselves are in the entries, so a lookup that misses, the
+// common case for the first packet of a flow, reads one cache line of a
+// small array and no entry.
 type flowIndex struct {
-	slots []uint64 // hash32<<32 | (id<<1 | dir) + 1; 0 marks an empty slot
+	slots []uint64 // hash32<<32 | (id<<1 | which)+1, which 1 for a DNAT flow's reply slot; 0 marks an empty slot
 	n     int
 	seed  uint64
 }
 
+func (x *flowIndex) endpoint(a netip.Addr, port uint16) uint64 {
+	b := a.As16()
+	h := (binary.LittleEndian.Uint64(b[:8]) ^ x.seed) * 0x9e3779b97f4a7c15
+	h = (h ^ binary.LittleEndian.Uint64(b[8:]) ^ uint64(port)<<1) * 0xbf58476d1ce4e5b9
+	return h ^ h>>31
+}
+
+// hash is the hash of t's endpoints, in either order.
 func (x *flowIndex) hash(t *tuple) uint32 {
-	s, d := t.src.As16(), t.dst.As16()
-	h := (binary.LittleEndian.Uint64(s[:8]) ^ x.seed) * 0x9e3779b97f4a7c15
-	h = (h ^ binary.LittleEndian.Uint64(s[8:])) * 0x9e3779b97f4a7c15
-	h = (h ^ binary.LittleEndian.Uint64(d[:8])) * 0x9e3779b97f4a7c15
-	h ^= binary.LittleEndian.Uint64(d[8:])
-	h ^= uint64(t.sport)<<32 | uint64(t.dport)<<16 | uint64(t.proto)
-	h *= 0x9e3779b97f4a7c15
-	h ^= h >> 32
-	h *= 0xbf58476d1ce4e5b9
+	h := x.endpoint(t.src, t.sport) + x.endpoint(t.dst, t.dport)
+	h ^= uint64(t.proto)
+	h *= 0x94d049bb133111eb
 	h ^= h >> 29
 	return uint32(h >> 32)
 }
@@ -36,88 +42,95 @@ func (x *flowIndex) clear() {
 	x.n = 0
 }
 
-// tupleOf returns the tuple a slot value names.
-func (ct *conntrack) tupleOf(v uint64) (*conn, *tuple) {
-	ref := uint32(v) - 1
-	c := ct.at(int(ref >> 1))
-	if ref&1 == 0 {
-		return c, &c.orig
-	}
-	return c, &c.reply
+func reversed(t tuple) tuple {
+	return tuple{src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, proto: t.proto}
 }
 
-// find returns the slot holding t, or -1.
-func (ct *conntrack) findSlot(t *tuple, h uint32) int {
+func (ct *conntrack) slotConn(v uint64) *conn { return ct.at(int((uint32(v) - 1) >> 1)) }
+
+// indexGet returns the entry for t in the index, or nil: a live one if
+// there is one, else an expired one.
+func (ct *conntrack) indexGet(t *tuple, j int64) *conn {
 	x := &ct.ix
 	if x.n == 0 {
-		return -1
+		return nil
 	}
+	h := x.hash(t)
 	mask := len(x.slots) - 1
+	var expired *conn
 	for i := int(h) & mask; ; i = (i + 1) & mask {
 		v := x.slots[i]
 		if v == 0 {
-			return -1
+			return expired
 		}
-		if uint32(v>>32) == h {
-			if _, tt := ct.tupleOf(v); *tt == *t {
-				return i
+		if uint32(v>>32) != h {
+			continue
+		}
+		if c := ct.slotConn(v); c.orig == *t || c.reply == *t {
+			if j < c.expires {
+				return c
+			}
+			if expired == nil {
+				expired = c
 			}
 		}
 	}
 }
 
-// indexGet returns the entry the index holds for t, or nil.
-func (ct *conntrack) indexGet(t *tuple) *conn {
-	if ct.ix.n == 0 {
-		return nil
+// indexAdd indexes a confirmed flow.
+func (ct *conntrack) indexAdd(c *conn) {
+	ct.indexSlot(c, 0)
+	if c.reply != reversed(c.orig) {
+		ct.indexSlot(c, 1)
 	}
-	i := ct.findSlot(t, ct.ix.hash(t))
-	if i < 0 {
-		return nil
-	}
-	c, _ := ct.tupleOf(ct.ix.slots[i])
-	return c
 }
 
-// indexPut points t (c's tuple in direction dir) at c, and returns the
-// entry it pointed at before, if another.
-func (ct *conntrack) indexPut(t *tuple, c *conn, dir direction) *conn {
+func (ct *conntrack) indexSlot(c *conn, which uint32) {
 	x := &ct.ix
 	if (x.n+1)*2 > len(x.slots) {
 		ct.growIndex()
 	}
-	h := x.hash(t)
-	v := uint64(h)<<32 | uint64(uint32(c.id)<<1|uint32(dir)) + 1
-	if i := ct.findSlot(t, h); i >= 0 {
-		old, _ := ct.tupleOf(x.slots[i])
-		x.slots[i] = v
-		if old == c {
-			return nil
-		}
-		return old
+	t := &c.orig
+	if which == 1 {
+		t = &c.reply
 	}
+	h := x.hash(t)
 	mask := len(x.slots) - 1
 	i := int(h) & mask
 	for x.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	x.slots[i] = v
+	x.slots[i] = uint64(h)<<32 | uint64(uint32(c.id)<<1|which) + 1
 	x.n++
-	return nil
 }
 
-// indexDel removes t.
-func (ct *conntrack) indexDel(t *tuple) {
+// indexRemove removes a flow's slots.
+func (ct *conntrack) indexRemove(c *conn) {
+	ct.indexDel(c, 0)
+	if c.reply != reversed(c.orig) {
+		ct.indexDel(c, 1)
+	}
+}
+
+func (ct *conntrack) indexDel(c *conn, which uint32) {
 	x := &ct.ix
 	if x.n == 0 {
 		return
 	}
-	i := ct.findSlot(t, x.hash(t))
-	if i < 0 {
-		return
+	t := &c.orig
+	if which == 1 {
+		t = &c.reply
+	}
+	h := x.hash(t)
+	want := uint64(h)<<32 | uint64(uint32(c.id)<<1|which) + 1
+	mask := len(x.slots) - 1
+	i := int(h) & mask
+	for ; x.slots[i] != want; i = (i + 1) & mask {
+		if x.slots[i] == 0 {
+			return
+		}
 	}
 	x.n--
-	mask := len(x.slots) - 1
 	for j := i; ; {
 		x.slots[i] = 0
 		for {
@@ -154,12 +167,10 @@ func (ct *conntrack) growIndex() {
 		if v == 0 {
 			continue
 		}
-		_, t := ct.tupleOf(v)
-		h := x.hash(t)
-		i := int(h) & mask
+		i := int(uint32(v>>32)) & mask
 		for x.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		x.slots[i] = uint64(h)<<32 | uint64(uint32(v))
+		x.slots[i] = v
 	}
 }

@@ -190,7 +190,7 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 // DNAT target for a forwarded service).
 func (s *Sim) answer(pk *capture.Packet) {
 	t := tuple{src: pk.Src.Unmap(), dst: pk.Dst.Unmap(), sport: pk.SPort, dport: pk.DPort, proto: pk.Proto}
-	c := s.ct.find(&t)
+	c := s.ct.find(&t, jiffies(s.now))
 	if c == nil || c.orig != t {
 		return
 	}
