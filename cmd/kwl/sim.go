@@ -301,7 +301,8 @@ type replay struct {
 	// minutes and not the length of the capture. Entries of older
 	// generations are dropped when met and by a sweep at each insertion.
 	blocked  itable[pairKey, blockedPair]
-	gen      int32 // the current generation, from 2 (0 marks no flow)
+	filter   genFilter // says which pairs cannot be in blocked
+	gen      int32     // the current generation, from 2 (0 marks no flow)
 	genStart time.Duration
 
 	// Statements by index: the engine's numbering when it has one
@@ -457,11 +458,17 @@ func (rp *replay) step(p *capture.Packet) outcome {
 		if p.Time-rp.genStart >= 2*flowGen {
 			// Nothing of the last generation is kept either.
 			rp.gen++
+			rp.filter.forget(rp.gen - 1)
 		}
+		rp.filter.forget(rp.gen)
 		rp.genStart = p.Time
 	}
 	key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
+	var fh uint64
 	if rp.blocked.len() > 0 {
+		fh = key.hash(filterSeed)
+	}
+	if rp.blocked.len() > 0 && rp.filter.mayHave(fh) {
 		if e := rp.blocked.get(key); e != nil {
 			// A packet from an endpoint to itself is its own reply.
 			self := key.a == key.b && key.family == 3*(key.family&1) && key.ports>>16 == key.ports&0xffff
@@ -489,8 +496,12 @@ func (rp *replay) step(p *capture.Packet) outcome {
 	if res.Verdict != lang.Accept && isNew(p) {
 		e := rp.blocked.put(key)
 		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(si), gen: rp.gen}
+		if fh == 0 {
+			fh = key.hash(filterSeed)
+		}
+		rp.filter.add(fh, rp.gen)
 		rp.blocked.sweep(4, rp.stalePair)
-	} else if res.Verdict == lang.Accept && rp.blocked.len() > 0 {
+	} else if res.Verdict == lang.Accept && rp.blocked.len() > 0 && rp.filter.mayHave(fh) {
 		if e := rp.blocked.get(key); e != nil {
 			e.dir[dir] = blockedFlow{}
 			if rp.stalePair(e) {

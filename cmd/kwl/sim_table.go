@@ -452,3 +452,50 @@ func (t *itable[K, V]) grow() {
 		t.slots[i] = uint64(h)<<32 | uint64(ix+1)
 	}
 }
+
+// genFilter is a filter in front of the blocked flows: a bit per hash
+// position and generation parity, set when a flow is blocked in that
+// generation and cleared two generations later, when nothing of it can
+// be seen any more. A clear bit in both parities means no visible entry,
+// so most packets skip the table; the filter is small enough (512 KiB)
+// to stay in the processor's cache.
+type genFilter struct {
+	words []uint64 // position p: bits 2*(p%32) (even generations) and 2*(p%32)+1 (odd), of word p/32
+}
+
+const filterBits = 21 // positions
+
+// filterSeed keys the filter's hash; the table has its own seed.
+var filterSeed = rand.Uint64()
+
+func (f *genFilter) pos(h uint64) (int, uint) {
+	p := int(h >> (64 - filterBits))
+	return p >> 5, uint(p&31) * 2
+}
+
+func (f *genFilter) add(h uint64, gen int32) {
+	if f.words == nil {
+		f.words = make([]uint64, 1<<filterBits/32)
+	}
+	w, b := f.pos(h)
+	f.words[w] |= 1 << (b + uint(gen&1))
+}
+
+func (f *genFilter) mayHave(h uint64) bool {
+	if f.words == nil {
+		return false
+	}
+	w, b := f.pos(h)
+	return f.words[w]&(3<<b) != 0
+}
+
+// forget clears the bits of gen's parity, which held generation gen-2.
+func (f *genFilter) forget(gen int32) {
+	keep := uint64(0xaaaaaaaaaaaaaaaa) // odd bits
+	if gen&1 != 0 {
+		keep = 0x5555555555555555
+	}
+	for i := range f.words {
+		f.words[i] &= keep
+	}
+}
