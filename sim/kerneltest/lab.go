@@ -62,6 +62,10 @@
 //   - TestCatalogKernel: the catalog on the kernel against SPEC.md's
 //     semantics (Scenario.Want), which tests the lowering alone.
 //   - TestKernelFacts: facts of KERNEL.md pinned with hand-written rulesets.
+//   - TestTcpdumpReplay: the seed policy with short windows, per
+//     backend, captured by a real tcpdump in the firewall's namespace and
+//     replayed by the kwl binary (`kwl sim --format json --host ...`),
+//     whose verdict on every packet the client sent must be the kernel's.
 //   - TestHarnessCatchesBrokenModel, TestDifferentialCatchesFlippedRule:
 //     the comparison fails when the model is wrong.
 //

@@ -1,0 +1,458 @@
+package kerneltest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"kwl.dev/kwl/lang"
+)
+
+// tcpdumpPolicy is the seed (examples/sshknock.kwl) with windows short
+// enough for a test.
+const tcpdumpPolicy = `# the seed, with short windows
+service ssh = tcp/22
+knock 1600 opens ssh for 3s log info
+close ssh on 1599, 1601
+limit ssh 3/3s per source log info
+`
+
+// tcpdumpSteps are real knocks, connections, established traffic and
+// limit excess, IPv4 and IPv6. Data packets only follow connections that
+// were admitted: a blocked flow's later packets are another question
+// (TestDifferential asks it).
+const tcpdumpSteps = `
+	0s     198.51.100.10 22                    # closed: drop
+	200ms  198.51.100.10 1600                  # knock: open until 3.2s
+	400ms  198.51.100.10:41001 22              # 1st of the limit
+	600ms  198.51.100.10:41001 22 data         # established
+	800ms  198.51.100.10 22                    # 2nd
+	1s     198.51.100.10 22                    # 3rd
+	1.2s   198.51.100.10 22                    # over the limit: drop
+	1.4s   198.51.100.20 22                    # another host: drop
+	1.6s   [2001:db8:1::10]:41100 1600         # knock over IPv6
+	1.8s   [2001:db8:1::10]:41101 22           # open
+	2s     [2001:db8:1::10]:41101 22 data
+	2.2s   [2001:db8:1::10]:41102 1599         # close revokes the door
+	2.4s   [2001:db8:1::10]:41103 22           # drop
+	2.6s   [2001:db8:1::10]:41101 22 data      # the connection outlives its door
+	2.8s   198.51.100.30 1600
+	2.95s  198.51.100.30:41301 22              # open
+	3.1s   198.51.100.30 1601                  # scan defence: revokes
+	3.25s  198.51.100.30 22                    # drop
+	3.4s   198.51.100.30:41301 22 data         # established survives
+	3.5s   198.51.100.10 22                    # the door of 200ms has expired
+	3.65s  198.51.100.10:41001 22 data         # its connection has not
+	3.8s   198.51.100.40 tcp/80                # no statement: chain policy accept
+`
+
+// TestTcpdumpReplay captures a scenario with tcpdump on the firewall's
+// side of the veth, in the firewall's namespace, while real knocks and
+// connections cross the kwl ruleset, then replays the capture with the
+// kwl binary (`kwl sim --format json --host FW4 --host FW6`) and compares
+// its verdict on every packet the client sent with the kernel's, per
+// backend. The capture's packet n is tied to the scenario by the tag in
+// its IPv4 id / IPv6 flow label, read from the pcap itself.
+func TestTcpdumpReplay(t *testing.T) {
+	needRoot(t)
+	tcpdump, err := exec.LookPath("tcpdump")
+	if err != nil {
+		if os.Getenv("KWL_KERNEL_TESTS") == "1" {
+			t.Fatalf("KWL_KERNEL_TESTS=1 but tcpdump is not installed: %v", err)
+		}
+		t.Skipf("tcpdump not installed: %v", err)
+	}
+	dir := t.TempDir()
+	kwl := buildKwl(t, dir)
+	polPath := filepath.Join(dir, "seed.kwl")
+	if err := os.WriteFile(polPath, []byte(tcpdumpPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pol, diags := lang.Load(polPath, []byte(tcpdumpPolicy))
+	if diags.HasErrors() {
+		t.Fatalf("%v", diags)
+	}
+	pkts := Resolve(Steps(tcpdumpSteps))
+	sc := Scenario{Name: "tcpdump", Policy: tcpdumpPolicy}
+	tgs, err := targetsFor(&sc, pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range tgs {
+		t.Run(tg.Backend, func(t *testing.T) {
+			t.Parallel()
+			if tg.Model != nil {
+				if ok, why, err := Robust(tg.Model, pkts, Margin); err != nil || !ok {
+					t.Fatalf("scenario too close to a timing boundary: %v %s", err, why)
+				}
+			}
+			var out []Outcome
+			var pcapPath string
+			for run := 1; ; run++ {
+				pcapPath = filepath.Join(dir, fmt.Sprintf("%s-%d.pcap", tg.Backend, run))
+				out = tcpdumpRun(t, tg, tcpdump, pcapPath, pkts)
+				if tg.Model == nil {
+					break
+				}
+				ok, why, err := Robust(tg.Model, sentPackets(out), SentMargin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					break
+				}
+				if run == maxRuns {
+					t.Fatalf("in %d runs the packets never left far enough from a timing boundary (%s): machine too busy", run, why)
+				}
+				t.Logf("run %d sent too near a boundary (%s): repeated", run, why)
+			}
+			for _, s := range selfCheck(out) {
+				t.Errorf("harness self-check: %s", s)
+			}
+			if tg.Model != nil {
+				ds, err := Compare(tg.Model, out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, d := range ds {
+					t.Errorf("kernel and simulator disagree on %s", d)
+				}
+			}
+			compareKwlSim(t, kwl, tg.Backend, polPath, pcapPath, out)
+		})
+	}
+}
+
+// buildKwl builds the kwl command into dir, as a user would run it.
+func buildKwl(t *testing.T, dir string) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	}
+	bin := filepath.Join(dir, "kwl")
+	start := time.Now()
+	cmd := exec.Command(goTool, "build", "-o", bin, "kwl.dev/kwl/cmd/kwl")
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build kwl.dev/kwl/cmd/kwl: %v\n%s", err, out)
+	}
+	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
+	return bin
+}
+
+// tcpdumpRun sends the packets through the target's ruleset in a fresh lab
+// while tcpdump writes the firewall's side of the veth to pcapPath.
+func tcpdumpRun(t *testing.T, tg Target, tcpdump, pcapPath string, pkts []Packet) []Outcome {
+	t.Helper()
+	l, err := NewLab()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{l.FW.Name, l.Client.Name}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("closing the lab: %v", err)
+		}
+		checkGone(t, names...)
+	})
+	if err := tg.Load(l); err != nil {
+		t.Fatalf("%s: load: %v", tg.Backend, err)
+	}
+	td, err := startTcpdump(l, tcpdump, pcapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered after the lab's Close, so it runs before it.
+	t.Cleanup(func() { td.kill() })
+	out, err := l.Replay(pkts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := td.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tcpdump: %s", stats)
+	if m := regexp.MustCompile(`(\d+) packets? dropped by kernel`).FindStringSubmatch(stats); m != nil && m[1] != "0" {
+		t.Errorf("tcpdump lost packets: %s", stats)
+	}
+	return out
+}
+
+// tcpdumpProc is a tcpdump running in the firewall's namespace.
+type tcpdumpProc struct {
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when cmd has been waited for
+	err    error         // of Wait
+	mu     sync.Mutex
+	stderr bytes.Buffer
+}
+
+// startTcpdump starts tcpdump on the firewall's end of the veth and
+// returns once it says it is listening. `ip netns exec` execs tcpdump in
+// place (no fork outside batch mode), so the PID is tcpdump's own.
+func startTcpdump(l *Lab, tcpdump, pcapPath string) (*tcpdumpProc, error) {
+	// -U: each packet written as it arrives; --immediate-mode: delivered
+	// as it arrives, not when a TPACKET_V3 block fills; -Z root: Debian's
+	// tcpdump otherwise drops to user tcpdump before opening the file,
+	// which then cannot be created in a root-only directory.
+	cmd := exec.Command("ip", "netns", "exec", l.FW.Name, tcpdump,
+		"-i", fwIf, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", pcapPath)
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("tcpdump: %w", err)
+	}
+	td := &tcpdumpProc{cmd: cmd, done: make(chan struct{})}
+	listening := make(chan struct{})
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		sc := bufio.NewScanner(errPipe)
+		said := false
+		for sc.Scan() {
+			td.mu.Lock()
+			td.stderr.Write(sc.Bytes())
+			td.stderr.WriteByte('\n')
+			td.mu.Unlock()
+			if !said && strings.Contains(sc.Text(), "listening on") {
+				said = true
+				close(listening)
+			}
+		}
+		io.Copy(io.Discard, errPipe)
+	}()
+	go func() {
+		// Wait only once the pipe is drained: Wait closes it.
+		<-readDone
+		td.err = cmd.Wait()
+		close(td.done)
+	}()
+	select {
+	case <-listening:
+		return td, nil
+	case <-td.done:
+		return nil, fmt.Errorf("tcpdump exited before listening: %v: %s", td.err, td.output())
+	case <-time.After(10 * time.Second):
+		td.kill()
+		return nil, fmt.Errorf("tcpdump did not say it was listening within 10s: %s", td.output())
+	}
+}
+
+func (td *tcpdumpProc) output() string {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	return strings.TrimSpace(td.stderr.String())
+}
+
+// stop interrupts tcpdump, which then flushes the file and prints its
+// counts, and waits for it.
+func (td *tcpdumpProc) stop() (string, error) {
+	if err := td.cmd.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return "", fmt.Errorf("interrupting tcpdump (pid %d): %w", td.cmd.Process.Pid, err)
+	}
+	select {
+	case <-td.done:
+	case <-time.After(5 * time.Second):
+		td.kill()
+		return "", fmt.Errorf("tcpdump (pid %d) did not stop on SIGINT within 5s: %s", td.cmd.Process.Pid, td.output())
+	}
+	if td.err != nil {
+		return "", fmt.Errorf("tcpdump: %v: %s", td.err, td.output())
+	}
+	return strings.Join(strings.Fields(td.output()), " "), nil
+}
+
+// kill ends tcpdump by its PID if it still runs, and waits for it.
+func (td *tcpdumpProc) kill() {
+	select {
+	case <-td.done:
+		return
+	default:
+	}
+	td.cmd.Process.Kill()
+	select {
+	case <-td.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// simLine is one object of `kwl sim --format json`.
+type simLine struct {
+	N       int    `json:"n"`
+	Src     string `json:"src"`
+	Dst     string `json:"dst"`
+	SPort   uint16 `json:"sport"`
+	DPort   uint16 `json:"dport"`
+	Verdict string `json:"verdict"`
+	Rule    string `json:"rule"`
+	Skipped string `json:"skipped"`
+}
+
+// compareKwlSim runs `kwl sim` on the capture and compares its verdict on
+// every packet of the scenario with the kernel's.
+func compareKwlSim(t *testing.T, kwl, backend, polPath, pcapPath string, out []Outcome) {
+	t.Helper()
+	frames, stamps, err := readPcapFrames(pcapPath)
+	if err != nil {
+		t.Fatalf("reading tcpdump's capture: %v", err)
+	}
+	cmd := exec.Command(kwl, "sim", "--backend", backend, "--format", "json",
+		"--host", FW4.String(), "--host", FW6.String(), polPath, pcapPath)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.Bytes())
+	}
+	type tagKey struct {
+		v6  bool
+		tag uint32
+	}
+	byTag := map[tagKey]int{}
+	for i, o := range out {
+		byTag[tagKey{!o.Src.Is4(), o.Tag}] = i
+	}
+	matched := make([]int, len(out)) // JSON line n per outcome
+	var lines, compared, disagree, host int
+	var others []string
+	var kernel [3]int
+	var maxSkew time.Duration
+	var base time.Time
+	summary := false
+	dec := json.NewDecoder(&stdout)
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("kwl sim output: %v", err)
+		}
+		// The summary object's fields are counts, not a packet's.
+		var head struct {
+			Summary bool `json:"summary"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil {
+			t.Fatalf("kwl sim output: %v: %s", err, raw)
+		}
+		if head.Summary {
+			summary = true
+			continue
+		}
+		var ln simLine
+		if err := json.Unmarshal(raw, &ln); err != nil {
+			t.Fatalf("kwl sim output: %v: %s", err, raw)
+		}
+		lines++
+		if ln.N < 1 || ln.N > len(frames) {
+			t.Errorf("kwl sim: packet n=%d, the capture has %d", ln.N, len(frames))
+			continue
+		}
+		q, ok := parseFrame(frames[ln.N-1])
+		if !ok {
+			others = append(others, fmt.Sprintf("%d: not IP", ln.N))
+			continue
+		}
+		if q.src == FW4 || q.src == FW6 {
+			host++
+			if ln.Skipped == "" {
+				t.Errorf("kwl sim evaluated packet %d sent by the firewall (%s %s:%d > %s:%d): %s", ln.N, q.proto, q.src, q.sport, q.dst, q.dport, ln.Verdict)
+			}
+			continue
+		}
+		i, ok := byTag[tagKey{!q.src.Is4(), q.tag}]
+		if !ok || q.tag == 0 || out[i].Src != q.src || out[i].SPort != q.sport || out[i].Port.Num != q.dport {
+			others = append(others, fmt.Sprintf("%d: %s %s > %s", ln.N, q.proto, q.src, q.dst))
+			continue
+		}
+		o := out[i]
+		if matched[i] != 0 {
+			t.Errorf("scenario packet %d is packets %d and %d of the capture", i+1, matched[i], ln.N)
+			continue
+		}
+		matched[i] = ln.N
+		if ln.Src != q.src.String() || ln.Dst != q.dst.String() || ln.SPort != q.sport || ln.DPort != q.dport {
+			t.Errorf("kwl sim packet %d is %s:%d > %s:%d, the capture says %s:%d > %s:%d", ln.N, ln.Src, ln.SPort, ln.Dst, ln.DPort, q.src, q.sport, q.dst, q.dport)
+		}
+		// The two clocks side by side, from the first packet compared on.
+		if compared == 0 {
+			base = stamps[ln.N-1].Add(-o.Sent)
+		} else if d := stamps[ln.N-1].Sub(base) - o.Sent; d.Abs() > maxSkew {
+			maxSkew = d.Abs()
+		}
+		compared++
+		kernel[kernelVerdict(o)]++
+		k := kernelVerdict(o).String()
+		if ln.Skipped != "" {
+			disagree++
+			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim skipped it: %s", i+1, describe(o.Packet, o.Sent), ln.N, k, ln.Skipped)
+		} else if ln.Verdict != k {
+			disagree++
+			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim %s (rule %q)", i+1, describe(o.Packet, o.Sent), ln.N, k, ln.Verdict, ln.Rule)
+		}
+	}
+	if !summary {
+		t.Errorf("kwl sim printed no summary object")
+	}
+	if lines != len(frames) {
+		t.Errorf("kwl sim reported %d packets, the capture has %d", lines, len(frames))
+	}
+	for i, n := range matched {
+		if n == 0 {
+			t.Errorf("scenario packet %d (%s) is not in tcpdump's capture", i+1, describe(out[i].Packet, out[i].Sent))
+		}
+	}
+	t.Logf("%s: tcpdump captured %d packets: %d sent by the client compared with the kernel (%d accepted, %d dropped), %d disagreements; %d sent by the firewall (skipped by kwl sim); %d others %v; tcpdump and harness timestamps within %v",
+		backend, len(frames), compared, kernel[lang.Accept], kernel[lang.Drop], disagree, host, len(others), others, maxSkew)
+}
+
+// readPcapFrames returns the frames and timestamps of a pcap file, which
+// must hold Ethernet frames (what tcpdump writes for a veth).
+func readPcapFrames(path string) ([][]byte, []time.Time, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if lt := r.LinkType(); lt != layers.LinkTypeEthernet {
+		return nil, nil, fmt.Errorf("link type %s, not Ethernet", lt)
+	}
+	var frames [][]byte
+	var stamps []time.Time
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return frames, stamps, fmt.Errorf("packet %d: %w", len(frames)+1, err)
+		}
+		frames = append(frames, data)
+		stamps = append(stamps, ci.Timestamp)
+	}
+	if len(frames) == 0 {
+		return nil, nil, fmt.Errorf("no packets")
+	}
+	return frames, stamps, nil
+}
