@@ -164,6 +164,8 @@ type Sim struct {
 	res     Result
 	events  []string
 	now     time.Duration // the latest packet time seen
+	sink    uint64        // what Prefetch reads goes here, so that the reads stay
+	pf      []*uint64     // Prefetch's addresses
 }
 
 // New lowers a checked policy for backend ("nft" or "iptables") and
@@ -236,6 +238,65 @@ func (s *Sim) Statements() []lang.Pos {
 		return l
 	}
 	return []lang.Pos{{}}
+}
+
+// Prefetch reads the parts of the state that the packets of pks are
+// likely to need (the slot of their flow in the conntrack index, their
+// source's slots in the sets, the index slots of the flows the sweep will
+// remove next), changing nothing. A caller that has a batch of packets
+// ahead calls it before evaluating them, so that their cache misses
+// overlap instead of following one another.
+func (s *Sim) Prefetch(pks []capture.Packet) {
+	pf := s.pf[:0]
+	x := &s.ct.ix
+	var sets []nset
+	if e, ok := s.eng.(*nftEngine); ok {
+		sets = e.sets
+	}
+	// First the addresses, then the reads in a loop of their own, so
+	// that many reads are in flight at once.
+	for i := range pks {
+		pk := &pks[i]
+		if !pk.Src.IsValid() || !pk.Dst.IsValid() {
+			continue
+		}
+		src := pk.Src.Unmap()
+		if x.n > 0 {
+			t := tuple{src: src, dst: pk.Dst.Unmap(), sport: pk.SPort, dport: pk.DPort, proto: pk.Proto}
+			if t.proto != lang.TCP && t.proto != lang.UDP {
+				t.sport, t.dport = 0, 0
+			}
+			pf = append(pf, &x.slots[int(x.hash(&t))&(len(x.slots)-1)])
+		}
+		if len(sets) > 0 {
+			k := keyOfAddr(src)
+			for j := range sets {
+				if t := &sets[j].idx; t.n > 0 {
+					pf = append(pf, &t.slots[t.hash(k)&uint64(len(t.slots)-1)].key.lo)
+				}
+			}
+		}
+	}
+	// The sweep looks at sweepPerInsert entries per new flow: read the
+	// slots of the expired ones among the next entries.
+	if x.n > 0 && s.ct.used > 0 {
+		j := jiffies(s.now)
+		for k, i := 0, s.ct.cursor; k < len(pks)*sweepPerInsert/2; k++ {
+			if i >= s.ct.used {
+				i = 0
+			}
+			if c := s.ct.at(i); c.confirmed && !c.replied && j >= c.expires {
+				pf = append(pf, &x.slots[int(x.hash(&c.orig))&(len(x.slots)-1)])
+			}
+			i++
+		}
+	}
+	var sum uint64
+	for _, a := range pf {
+		sum += *a
+	}
+	s.sink += sum
+	s.pf = pf
 }
 
 // Backend returns "nft" or "iptables".

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/netip"
@@ -41,6 +42,16 @@ type simResult struct {
 type statementLister interface {
 	Statements() []lang.Pos
 }
+
+// prefetcher is an engine that can read ahead the state a packet will
+// need (sim.Sim.Prefetch).
+type prefetcher interface {
+	Prefetch(ps []capture.Packet)
+}
+
+// replayBatch is how many packets are read, and their state prefetched,
+// before they are evaluated in order.
+const replayBatch = 32
 
 // newEngine builds the simulator for a backend. It is nil in a build
 // without the simulator; the file that wires package sim sets it in init.
@@ -202,22 +213,31 @@ func runSim(env *cmdEnv, args []string) int {
 		prog = newProgress(env.stderr, size, counted)
 	}
 	var line []byte
-	var p capture.Packet
-	for {
-		err = r.Next(&p)
-		if err != nil {
-			break
+	var batch [replayBatch]capture.Packet
+	for err == nil {
+		// Read a batch, touch the state each packet will need so that
+		// the cache misses overlap, then evaluate the packets in order.
+		n := 0
+		for n < len(batch) {
+			if err = r.Next(&batch[n]); err != nil {
+				break
+			}
+			n++
 		}
-		o := rp.step(&p)
-		if *format == "json" {
-			line = appendPacketJSON(line[:0], &p, &o, rp)
-			out.Write(line)
-		} else if *explain && o.evaluated {
-			line = appendExplain(line[:0], &p, &o, rp)
-			out.Write(line)
-		}
-		if prog != nil && p.N&0xffff == 0 {
-			prog.update(p.N)
+		rp.prefetch(batch[:n])
+		for i := 0; i < n; i++ {
+			p := &batch[i]
+			o := rp.step(p)
+			if *format == "json" {
+				line = appendPacketJSON(line[:0], p, &o, rp)
+				out.Write(line)
+			} else if *explain && o.evaluated {
+				line = appendExplain(line[:0], p, &o, rp)
+				out.Write(line)
+			}
+			if prog != nil && p.N&0xffff == 0 {
+				prog.update(p.N)
+			}
 		}
 	}
 	if prog != nil {
@@ -327,6 +347,11 @@ type replay struct {
 	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
 	knocks                      int
 	knockers                    addrSet
+	sink                        uint64     // what prefetch reads
+	pf                          prefetcher // eng, when it can prefetch
+	pf4                         []*v4Key   // prefetch's addresses
+	pf6                         []*v6Key
+	pf64                        []*uint64
 }
 
 type admission struct {
@@ -369,6 +394,7 @@ func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 	for _, a := range pol.Allows {
 		rp.kind[a.Pos], rp.service[a.Pos] = "allow", a.Service.Name
 	}
+	rp.pf, _ = eng.(prefetcher)
 	if sl, ok := eng.(statementLister); ok {
 		rp.direct = true
 		for _, pos := range sl.Statements() {
@@ -441,6 +467,54 @@ func isNew(p *capture.Packet) bool {
 		return p.Flags&(capture.SYN|capture.ACK) == capture.SYN
 	}
 	return true
+}
+
+// prefetch reads the slots the packets' sources have in the source set
+// and their flows in the blocked flows, and what the engine will read for
+// them: first the addresses, then the reads in a loop of their own, so
+// that many reads are in flight at once.
+func (rp *replay) prefetch(ps []capture.Packet) {
+	a4, a6, a64 := rp.pf4[:0], rp.pf6[:0], rp.pf64[:0]
+	v4, v6, bl, f := &rp.sources.v4, &rp.sources.v6, &rp.blocked, &rp.filter
+	for i := range ps {
+		p := &ps[i]
+		if p.Skipped != "" {
+			continue
+		}
+		if p.Src.Is4() {
+			if v4.n > 0 {
+				b := p.Src.As4()
+				k := v4Key(binary.BigEndian.Uint32(b[:]))
+				a4 = append(a4, &v4.slots[int(k.hash(v4.seed))&(len(v4.slots)-1)].key)
+			}
+		} else if v6.n > 0 {
+			k := keyOfAddr(p.Src)
+			a6 = append(a6, &v6.slots[int(v6Key{k.hi, k.lo}.hash(v6.seed))&(len(v6.slots)-1)].key)
+		}
+		if bl.n > 0 {
+			key, _ := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
+			a64 = append(a64, &bl.slots[int(bl.hash32(key))&(len(bl.slots)-1)])
+			if f.words != nil {
+				w, _ := f.pos(key.hash(filterSeed))
+				a64 = append(a64, &f.words[w])
+			}
+		}
+	}
+	var sum uint64
+	for _, a := range a4 {
+		sum += uint64(*a)
+	}
+	for _, a := range a6 {
+		sum += a.lo
+	}
+	for _, a := range a64 {
+		sum += *a
+	}
+	rp.sink += sum
+	rp.pf4, rp.pf6, rp.pf64 = a4, a6, a64
+	if rp.pf != nil {
+		rp.pf.Prefetch(ps)
+	}
 }
 
 func (rp *replay) step(p *capture.Packet) outcome {

@@ -33,6 +33,9 @@ func (e *simEngine) Eval(p *capture.Packet) simResult {
 	return out
 }
 
+// Prefetch reads the state the packets will need (see sim.Sim.Prefetch).
+func (e *simEngine) Prefetch(ps []capture.Packet) { e.s.Prefetch(ps) }
+
 // Statements numbers the statements for simResult.Stmt.
 func (e *simEngine) Statements() []lang.Pos { return e.s.Statements() }
 
