@@ -500,6 +500,19 @@ func (rp *replay) prefetch(ps []capture.Packet) {
 			}
 		}
 	}
+	// The sweep of the blocked flows looks at 4 entries per blocked
+	// flow: read the slots of the stale ones among the next entries.
+	if bl.n > 0 {
+		for k, i := 0, bl.cursor; k < len(ps)*2; k++ {
+			if i >= len(bl.entries) {
+				i = 0
+			}
+			if e := &bl.entries[i]; e.used && rp.stalePair(&e.val) {
+				a64 = append(a64, &bl.slots[int(bl.hash32(e.key))&(len(bl.slots)-1)])
+			}
+			i++
+		}
+	}
 	var sum uint64
 	for _, a := range a4 {
 		sum += uint64(*a)
