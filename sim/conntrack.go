@@ -137,8 +137,10 @@ type pkt struct {
 	state        uint8 // one of stNew, stEstablished, stInvalid
 	c            *conn // nil when INVALID
 	dir          direction
-	fresh        bool // c was created by this packet and is not confirmed
-	dnat         bool // DNAT rewrote this packet's destination
+	fresh        bool   // c was created by this packet and is not confirmed
+	dnat         bool   // DNAT rewrote this packet's destination
+	h            uint32 // the index hash of the packet's tuple, when hOK
+	hOK          bool
 }
 
 func (p *pkt) reset(pk *capture.Packet, now time.Duration) {
@@ -223,9 +225,23 @@ func (ct *conntrack) alloc() *conn {
 // find returns the entry for t, or nil; a live entry rather than an
 // expired one when the index holds both.
 func (ct *conntrack) find(t *tuple, j int64) *conn {
-	if c := ct.indexGet(t, j); c != nil {
+	if ct.ix.n > 0 {
+		if c := ct.indexGet(t, ct.ix.hash(t), j); c != nil {
+			return c
+		}
+	}
+	return ct.findMap(t)
+}
+
+// findH is find with the index hash of t computed.
+func (ct *conntrack) findH(t *tuple, h uint32, j int64) *conn {
+	if c := ct.indexGet(t, h, j); c != nil {
 		return c
 	}
+	return ct.findMap(t)
+}
+
+func (ct *conntrack) findMap(t *tuple) *conn {
 	if len(ct.m) > 0 {
 		return ct.m[*t]
 	}
@@ -291,7 +307,17 @@ func (ct *conntrack) track(s *Sim, p *pkt) {
 	if p.proto != lang.TCP && p.proto != lang.UDP {
 		t.sport, t.dport = 0, 0
 	}
-	c := ct.find(&t, p.j)
+	if h, ok := s.cachedHash(p.pk); ok {
+		p.h, p.hOK = h, true
+	} else if ct.ix.slots != nil {
+		p.h, p.hOK = ct.ix.hash(&t), true
+	}
+	var c *conn
+	if p.hOK {
+		c = ct.findH(&t, p.h, p.j)
+	} else {
+		c = ct.findMap(&t)
+	}
 	if c != nil && p.j >= c.expires {
 		if s.opts.Explain {
 			s.note("ct: flow %s expired at %s", flowString(c), fmtJiffies(c.expires))
@@ -438,7 +464,7 @@ func (ct *conntrack) confirm(s *Sim, p *pkt) {
 		c.reply.src, c.reply.sport = p.dst, p.dport
 	}
 	c.confirmed = true
-	ct.indexAdd(c)
+	ct.indexAdd(c, p.h, p.hOK)
 	p.fresh = false
 	if s.opts.Explain {
 		s.note("ct: new flow %s, expires at %s", flowString(c), fmtJiffies(c.expires))

@@ -50,12 +50,11 @@ func (ct *conntrack) slotConn(v uint64) *conn { return ct.at(int((uint32(v) - 1)
 
 // indexGet returns the entry for t in the index, or nil: a live one if
 // there is one, else an expired one.
-func (ct *conntrack) indexGet(t *tuple, j int64) *conn {
+func (ct *conntrack) indexGet(t *tuple, h uint32, j int64) *conn {
 	x := &ct.ix
 	if x.n == 0 {
 		return nil
 	}
-	h := x.hash(t)
 	mask := len(x.slots) - 1
 	var expired *conn
 	for i := int(h) & mask; ; i = (i + 1) & mask {
@@ -78,23 +77,29 @@ func (ct *conntrack) indexGet(t *tuple, j int64) *conn {
 }
 
 // indexAdd indexes a confirmed flow.
-func (ct *conntrack) indexAdd(c *conn) {
-	ct.indexSlot(c, 0)
+// h is the hash of c.orig when known (known set).
+func (ct *conntrack) indexAdd(c *conn, h uint32, known bool) {
+	ct.indexSlot(c, 0, h, known)
 	if c.reply != reversed(c.orig) {
-		ct.indexSlot(c, 1)
+		ct.indexSlot(c, 1, 0, false)
 	}
 }
 
-func (ct *conntrack) indexSlot(c *conn, which uint32) {
+func (ct *conntrack) indexSlot(c *conn, which uint32, h uint32, known bool) {
 	x := &ct.ix
 	if (x.n+1)*2 > len(x.slots) {
+		if x.slots == nil {
+			known = false // the first growth picks the seed
+		}
 		ct.growIndex()
 	}
 	t := &c.orig
 	if which == 1 {
 		t = &c.reply
 	}
-	h := x.hash(t)
+	if !known {
+		h = x.hash(t)
+	}
 	mask := len(x.slots) - 1
 	i := int(h) & mask
 	for x.slots[i] != 0 {

@@ -166,6 +166,24 @@ type Sim struct {
 	now     time.Duration // the latest packet time seen
 	sink    uint64        // what Prefetch reads goes here, so that the reads stay
 	pf      []*uint64     // Prefetch's addresses
+	// The index hashes of the tuples of the packets Prefetch was given,
+	// which Eval takes instead of computing them again.
+	pfPks  []capture.Packet
+	pfNext int
+	pfH    [64]uint32
+	pfOK   [64]bool
+}
+
+// cachedHash returns the index hash Prefetch computed for pk, if it did.
+// Packets come to Eval in the order of the batch, some skipped.
+func (s *Sim) cachedHash(pk *capture.Packet) (uint32, bool) {
+	for i := s.pfNext; i < len(s.pfPks); i++ {
+		if &s.pfPks[i] == pk {
+			s.pfNext = i + 1
+			return s.pfH[i], s.pfOK[i]
+		}
+	}
+	return 0, false
 }
 
 // New lowers a checked policy for backend ("nft" or "iptables") and
@@ -245,10 +263,17 @@ func (s *Sim) Statements() []lang.Pos {
 // source's slots in the sets, the index slots of the flows the sweep will
 // remove next), changing nothing. A caller that has a batch of packets
 // ahead calls it before evaluating them, so that their cache misses
-// overlap instead of following one another.
+// overlap instead of following one another. Eval reuses what Prefetch
+// computed for a packet of pks (its tuple's hash): the packets must not
+// change between the two calls, and at most 64 are taken.
 func (s *Sim) Prefetch(pks []capture.Packet) {
 	pf := s.pf[:0]
 	x := &s.ct.ix
+	if len(pks) > len(s.pfOK) {
+		pks = pks[:len(s.pfOK)]
+	}
+	s.pfPks, s.pfNext = pks, 0
+	clear(s.pfOK[:])
 	var sets []nset
 	if e, ok := s.eng.(*nftEngine); ok {
 		sets = e.sets
@@ -261,12 +286,14 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 			continue
 		}
 		src := pk.Src.Unmap()
-		if x.n > 0 {
+		if x.slots != nil {
 			t := tuple{src: src, dst: pk.Dst.Unmap(), sport: pk.SPort, dport: pk.DPort, proto: pk.Proto}
 			if t.proto != lang.TCP && t.proto != lang.UDP {
 				t.sport, t.dport = 0, 0
 			}
-			pf = append(pf, &x.slots[int(x.hash(&t))&(len(x.slots)-1)])
+			h := x.hash(&t)
+			s.pfH[i], s.pfOK[i] = h, true
+			pf = append(pf, &x.slots[int(h)&(len(x.slots)-1)])
 		}
 		if len(sets) > 0 {
 			k := keyOfAddr(src)

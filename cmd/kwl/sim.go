@@ -227,7 +227,7 @@ func runSim(env *cmdEnv, args []string) int {
 		rp.prefetch(batch[:n])
 		for i := 0; i < n; i++ {
 			p := &batch[i]
-			o := rp.step(p)
+			o := rp.stepPair(p, rp.keys[i], rp.dirs[i])
 			if *format == "json" {
 				line = appendPacketJSON(line[:0], p, &o, rp)
 				out.Write(line)
@@ -347,9 +347,11 @@ type replay struct {
 	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
 	knocks                      int
 	knockers                    addrSet
-	sink                        uint64     // what prefetch reads
-	pf                          prefetcher // eng, when it can prefetch
-	pf4                         []*v4Key   // prefetch's addresses
+	sink                        uint64               // what prefetch reads
+	pf                          prefetcher           // eng, when it can prefetch
+	keys                        [replayBatch]pairKey // prefetch\'s pair keys, by place in the batch
+	dirs                        [replayBatch]int
+	pf4                         []*v4Key // prefetch's addresses
 	pf6                         []*v6Key
 	pf64                        []*uint64
 }
@@ -491,8 +493,9 @@ func (rp *replay) prefetch(ps []capture.Packet) {
 			k := keyOfAddr(p.Src)
 			a6 = append(a6, &v6.slots[int(v6Key{k.hi, k.lo}.hash(v6.seed))&(len(v6.slots)-1)].key)
 		}
+		key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
+		rp.keys[i], rp.dirs[i] = key, dir
 		if bl.n > 0 {
-			key, _ := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
 			a64 = append(a64, &bl.slots[int(bl.hash32(key))&(len(bl.slots)-1)])
 			if f.words != nil {
 				w, _ := f.pos(key.hash(filterSeed))
@@ -531,6 +534,12 @@ func (rp *replay) prefetch(ps []capture.Packet) {
 }
 
 func (rp *replay) step(p *capture.Packet) outcome {
+	key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
+	return rp.stepPair(p, key, dir)
+}
+
+// stepPair is step with the packet's pair key and direction computed.
+func (rp *replay) stepPair(p *capture.Packet, key pairKey, dir int) outcome {
 	rp.packets++
 	if p.Skipped != "" {
 		return rp.skip(p.Skipped)
@@ -550,7 +559,6 @@ func (rp *replay) step(p *capture.Packet) outcome {
 		rp.filter.forget(rp.gen)
 		rp.genStart = p.Time
 	}
-	key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
 	var fh uint64
 	if rp.blocked.len() > 0 {
 		fh = key.hash(filterSeed)
