@@ -166,6 +166,7 @@ type Sim struct {
 	now     time.Duration // the latest packet time seen
 	sink    uint64        // what Prefetch reads goes here, so that the reads stay
 	pf      []*uint64     // Prefetch's addresses
+	pfc     []*conn       // the entries the sweep looks at next
 	// The index hashes of the tuples of the packets Prefetch was given,
 	// which Eval takes instead of computing them again.
 	pfPks  []capture.Packet
@@ -305,16 +306,15 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 		}
 	}
 	// The sweep looks at sweepPerInsert entries per new flow: read the
-	// slots of the expired ones among the next entries.
+	// next entries along with the rest, then the slots of the expired
+	// ones among them.
+	ahead := s.pfc[:0]
 	if x.n > 0 && s.ct.used > 0 {
-		j := jiffies(s.now)
 		for k, i := 0, s.ct.cursor; k < len(pks)*sweepPerInsert/2; k++ {
 			if i >= s.ct.used {
 				i = 0
 			}
-			if c := s.ct.at(i); c.confirmed && !c.replied && j >= c.expires {
-				pf = append(pf, &x.slots[int(x.hash(&c.orig))&(len(x.slots)-1)])
-			}
+			ahead = append(ahead, s.ct.at(i))
 			i++
 		}
 	}
@@ -322,6 +322,20 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 	for _, a := range pf {
 		sum += *a
 	}
+	for _, c := range ahead {
+		sum += uint64(c.expires)
+	}
+	pf = pf[:0]
+	j := jiffies(s.now)
+	for _, c := range ahead {
+		if c.confirmed && !c.replied && j >= c.expires {
+			pf = append(pf, &x.slots[int(x.hash(&c.orig))&(len(x.slots)-1)])
+		}
+	}
+	for _, a := range pf {
+		sum += *a
+	}
+	s.pfc = ahead
 	s.sink += sum
 	s.pf = pf
 }
