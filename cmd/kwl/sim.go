@@ -687,7 +687,7 @@ func appendSeconds(b []byte, d time.Duration) []byte {
 }
 
 // appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[S ~string | ~[]byte](b []byte, s S) []byte {
 	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -739,7 +739,7 @@ func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byt
 	b = append(b, `,"verdict":"`...)
 	b = append(b, o.res.Verdict.String()...)
 	b = append(b, `","rule":`...)
-	b = appendJSONString(b, string(rp.ruleOf(o)))
+	b = appendJSONString(b, rp.ruleOf(o))
 	if o.blocked > 0 {
 		b = append(b, `,"blocked_flow":`...)
 		b = strconv.AppendInt(b, int64(o.blocked), 10)

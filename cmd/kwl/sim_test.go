@@ -217,4 +217,11 @@ func TestPacketJSONAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line", n)
 	}
+	// A rule whose text is longer than the compiler's stack buffer for
+	// conversions (32 bytes).
+	long := lang.Pos{File: "/a/long/directory/name/for/the/policy.kwl", Line: 12, Col: 1}
+	o = outcome{evaluated: true, res: simResult{Verdict: lang.Drop, Rule: long}}
+	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
+		t.Errorf("%v allocations per JSON line with a long rule", n)
+	}
 }
