@@ -60,7 +60,7 @@ var newEngine func(backend string, pol *lang.Policy, hosts []netip.Addr, explain
 func init() {
 	register(&command{
 		name:  "sim",
-		usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE",
+		usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
 		short: "replay a pcap or pcapng capture through a policy",
 		long: `Sim replays the packets of TRACE (pcap or pcapng, optionally gzip-compressed,
 "-" for standard input) through the policy FILE, as the chosen backend's
@@ -88,6 +88,12 @@ packet's n), not evaluated as traffic of an established connection: the
 firewall would have stopped the connection before they existed. A new
 connection attempt (a TCP SYN, a UDP datagram) on the same addresses and
 ports is evaluated again.
+
+--compare OLD NEW TRACE replays the capture through two policies in one
+pass and prints the packets whose verdict differs (old verdict and
+statement -> new ones; with --format json, one object per packet with
+"old" and "new"), then the sources whose access differs: how many of
+their packets NEW accepts that OLD refused, and the reverse.
 
 Timestamps that go backwards (several interfaces, a clock step) are
 replayed at the latest time seen so far.
@@ -126,6 +132,7 @@ func runSim(env *cmdEnv, args []string) int {
 	format := fs.String("format", "text", "output as `text` or json (JSON Lines)")
 	explain := fs.Bool("explain", false, "text format: one line per evaluated packet with its explanation")
 	progress := fs.Bool("progress", true, "show progress on standard error when it is a terminal")
+	compare := fs.Bool("compare", false, "replay TRACE through two policies: kwl sim --compare OLD NEW TRACE")
 	var hosts hostList
 	fs.Var(&hosts, "host", "the firewall's own `ADDR` (repeatable)")
 	if code := parseFlags(fs, args); code >= 0 {
@@ -138,6 +145,13 @@ func runSim(env *cmdEnv, args []string) int {
 	if *format != "text" && *format != "json" {
 		fmt.Fprintf(env.stderr, "kwl sim: --format must be text or json, not %q\n", *format)
 		return exitUsage
+	}
+	if *compare {
+		if fs.NArg() != 3 || *explain {
+			fmt.Fprintf(env.stderr, "usage: kwl sim --compare [--backend nft|iptables] [--format text|json] [--host ADDR]... OLD NEW TRACE\nRun 'kwl help sim' for more.\n")
+			return exitUsage
+		}
+		return runSimCompare(env, *backend, *format, hosts, *progress, fs.Arg(0), fs.Arg(1), fs.Arg(2))
 	}
 	if fs.NArg() != 2 {
 		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help sim' for more.\n", c.usage)

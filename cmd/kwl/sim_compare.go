@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
+)
+
+// This file is kwl sim --compare OLD NEW TRACE: the capture replayed
+// through two policies in one pass, each with its own simulator and
+// blocked flows, reporting the packets whose verdict differs and the
+// sources whose access differs.
+
+// access counts, for one source, the packets whose verdict changed.
+type access struct {
+	gained int // dropped or rejected by OLD, accepted by NEW
+	lost   int // accepted by OLD, dropped or rejected by NEW
+	other  int // dropped by one, rejected by the other
+}
+
+// loadSimPolicy loads a policy and its simulator for kwl sim; code >= 0
+// means stop with that exit status.
+func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang.Policy, engine, int) {
+	src, err := readSource(env, name)
+	if err != nil {
+		return nil, nil, ioError(env, "sim", err)
+	}
+	pol, diags := lang.Load(name, src)
+	printDiags(env, diags, map[string][]byte{name: src})
+	if diags.HasErrors() {
+		return nil, nil, exitFail
+	}
+	if newEngine == nil {
+		fmt.Fprintf(env.stderr, "kwl sim: this build has no simulator\n")
+		return nil, nil, exitUsage
+	}
+	eng, bdiags, err := newEngine(backend, pol, hosts, false)
+	seen := map[lang.Diagnostic]bool{}
+	for _, d := range diags {
+		seen[d] = true
+	}
+	var extra lang.Diagnostics
+	for _, d := range bdiags {
+		if !seen[d] {
+			extra = append(extra, d)
+		}
+	}
+	printDiags(env, extra, map[string][]byte{name: src})
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+		return nil, nil, exitFail
+	}
+	if bdiags.HasErrors() {
+		return nil, nil, exitFail
+	}
+	return pol, eng, -1
+}
+
+func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, progress bool, oldName, newName, trace string) int {
+	if oldName == "-" || newName == "-" {
+		fmt.Fprintf(env.stderr, "kwl sim: with --compare, the policies must be files\n")
+		return exitUsage
+	}
+	oldPol, oldEng, code := loadSimPolicy(env, oldName, backend, hosts)
+	if code >= 0 {
+		return code
+	}
+	newPol, newEng, code := loadSimPolicy(env, newName, backend, hosts)
+	if code >= 0 {
+		return code
+	}
+	var in io.Reader = env.stdin
+	size := int64(0)
+	if trace != "-" {
+		f, err := os.Open(trace)
+		if err != nil {
+			return ioError(env, "sim", err)
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil {
+			if st.IsDir() {
+				fmt.Fprintf(env.stderr, "kwl sim: %s: is a directory, not a capture\n", trace)
+				return exitUsage
+			}
+			size = st.Size()
+		}
+		in = f
+	}
+	counted := &countingReader{r: in}
+	r, err := capture.Open(counted)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %s: %v\n", trace, err)
+		return exitUsage
+	}
+	out := bufio.NewWriterSize(env.stdout, 256<<10)
+	defer out.Flush()
+	rpOld, rpNew := newReplay(oldPol, oldEng, hosts), newReplay(newPol, newEng, hosts)
+	var prog *progressBar
+	if progress {
+		prog = newProgress(env.stderr, size, counted)
+	}
+	sources := map[netip.Addr]*access{}
+	differ := 0
+	var line []byte
+	var batch [replayBatch]capture.Packet
+	for err == nil {
+		n := 0
+		for n < len(batch) {
+			if err = r.Next(&batch[n]); err != nil {
+				break
+			}
+			n++
+		}
+		rpOld.prefetch(batch[:n])
+		oldKeys, oldDirs := rpOld.keys, rpOld.dirs
+		rpNew.prefetch(batch[:n])
+		for i := 0; i < n; i++ {
+			p := &batch[i]
+			o1 := rpOld.stepPair(p, oldKeys[i], oldDirs[i])
+			o2 := rpNew.stepPair(p, rpNew.keys[i], rpNew.dirs[i])
+			if prog != nil && p.N&0xffff == 0 {
+				prog.update(p.N)
+			}
+			if o1.skipped != "" || o2.skipped != "" || o1.res.Verdict == o2.res.Verdict {
+				continue
+			}
+			differ++
+			a := sources[p.Src]
+			if a == nil {
+				a = &access{}
+				sources[p.Src] = a
+			}
+			switch {
+			case o2.res.Verdict == lang.Accept:
+				a.gained++
+			case o1.res.Verdict == lang.Accept:
+				a.lost++
+			default:
+				a.other++
+			}
+			if format == "json" {
+				line = appendCompareJSON(line[:0], p, &o1, &o2, rpOld, rpNew)
+			} else {
+				line = appendCompareText(line[:0], p, &o1, &o2, rpOld, rpNew)
+			}
+			out.Write(line)
+		}
+	}
+	if prog != nil {
+		prog.done()
+	}
+	readErr := ""
+	if err != io.EOF {
+		readErr = err.Error()
+	}
+	addrs := sortedAddrs(sources)
+	if format == "json" {
+		b := []byte(`{"summary":true,"compare":true,"old":`)
+		b = appendJSONString(b, oldName)
+		b = append(b, `,"new":`...)
+		b = appendJSONString(b, newName)
+		b = append(b, `,"packets":`...)
+		b = strconv.AppendInt(b, int64(rpOld.packets), 10)
+		b = append(b, `,"differ":`...)
+		b = strconv.AppendInt(b, int64(differ), 10)
+		b = append(b, `,"sources":[`...)
+		for i, s := range addrs {
+			a := sources[s]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"src":"`...)
+			b = s.AppendTo(b)
+			b = append(b, `","gained":`...)
+			b = strconv.AppendInt(b, int64(a.gained), 10)
+			b = append(b, `,"lost":`...)
+			b = strconv.AppendInt(b, int64(a.lost), 10)
+			b = append(b, `,"other":`...)
+			b = strconv.AppendInt(b, int64(a.other), 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+		if readErr != "" {
+			b = append(b, `,"error":`...)
+			b = appendJSONString(b, readErr)
+		}
+		out.Write(append(b, "}\n"...))
+	} else {
+		if differ > 0 {
+			out.WriteString("\n")
+		}
+		fmt.Fprintf(out, "%s (%s), backend %s: %s -> %s\n", trace, r.Format(), backend, oldName, newName)
+		fmt.Fprintf(out, "packets %d: verdict differs for %d\n", rpOld.packets, differ)
+		if len(addrs) > 0 {
+			fmt.Fprintf(out, "\nsources whose access differs (%d):\n", len(addrs))
+			for i, s := range addrs {
+				if i == listMax {
+					fmt.Fprintf(out, "  ... and %d more (--format json lists them all)\n", len(addrs)-listMax)
+					break
+				}
+				a := sources[s]
+				fmt.Fprintf(out, "  %-40s %d now accepted, %d now refused", s, a.gained, a.lost)
+				if a.other > 0 {
+					fmt.Fprintf(out, ", %d drop/reject", a.other)
+				}
+				out.WriteString("\n")
+			}
+		}
+		if readErr != "" {
+			fmt.Fprintf(out, "\nreading stopped: %s\n", readErr)
+		}
+	}
+	if err := out.Flush(); err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+		return exitUsage
+	}
+	for _, w := range r.Warnings() {
+		fmt.Fprintf(env.stderr, "kwl sim: %s: warning: %s\n", trace, w)
+	}
+	if readErr != "" {
+		fmt.Fprintf(env.stderr, "kwl sim: %s: %s\n", trace, readErr)
+		return exitUsage
+	}
+	return exitOK
+}
+
+func appendVerdictJSON(b []byte, o *outcome, rp *replay) []byte {
+	b = append(b, `{"verdict":"`...)
+	b = append(b, o.res.Verdict.String()...)
+	b = append(b, `","rule":`...)
+	b = appendJSONString(b, rp.ruleOf(o))
+	if o.blocked > 0 {
+		b = append(b, `,"blocked_flow":`...)
+		b = strconv.AppendInt(b, int64(o.blocked), 10)
+	}
+	return append(b, '}')
+}
+
+// appendCompareJSON writes a packet whose verdict differs: the packet as
+// kwl sim --format json has it, with "old" and "new" verdicts.
+func appendCompareJSON(b []byte, p *capture.Packet, o1, o2 *outcome, rpOld, rpNew *replay) []byte {
+	b = appendPacketJSON(b, p, o1, rpOld)
+	// Replace the single verdict by the pair: cut at ,"verdict".
+	if i := lastIndex(b, []byte(`,"verdict":`)); i >= 0 {
+		b = b[:i]
+	}
+	b = append(b, `,"old":`...)
+	b = appendVerdictJSON(b, o1, rpOld)
+	b = append(b, `,"new":`...)
+	b = appendVerdictJSON(b, o2, rpNew)
+	return append(b, "}\n"...)
+}
+
+func lastIndex(b, sep []byte) int {
+	for i := len(b) - len(sep); i >= 0; i-- {
+		if string(b[i:i+len(sep)]) == string(sep) {
+			return i
+		}
+	}
+	return -1
+}
+
+func appendVerdictText(b []byte, o *outcome, rp *replay) []byte {
+	b = append(b, o.res.Verdict.String()...)
+	if r := rp.ruleOf(o); len(r) > 0 {
+		b = append(b, " by "...)
+		b = append(b, r...)
+	} else {
+		b = append(b, " (chain policy)"...)
+	}
+	if o.blocked > 0 {
+		b = append(b, " (blocked flow of packet "...)
+		b = strconv.AppendInt(b, int64(o.blocked), 10)
+		b = append(b, ')')
+	}
+	return b
+}
+
+// appendCompareText writes a packet whose verdict differs as one line.
+func appendCompareText(b []byte, p *capture.Packet, o1, o2 *outcome, rpOld, rpNew *replay) []byte {
+	b = strconv.AppendInt(b, int64(p.N), 10)
+	b = append(b, ' ')
+	b = appendSeconds(b, p.Time)
+	b = append(b, "s "...)
+	b = append(b, protoName(p.Proto)...)
+	b = append(b, ' ')
+	b = netip.AddrPortFrom(p.Src, p.SPort).AppendTo(b)
+	b = append(b, " > "...)
+	b = netip.AddrPortFrom(p.Dst, p.DPort).AppendTo(b)
+	if p.Proto == lang.TCP {
+		b = append(b, " ["...)
+		b = appendFlags(b, p.Flags)
+		b = append(b, ']')
+	}
+	b = append(b, ": "...)
+	b = appendVerdictText(b, o1, rpOld)
+	b = append(b, " -> "...)
+	b = appendVerdictText(b, o2, rpNew)
+	return append(b, '\n')
+}
