@@ -219,6 +219,9 @@ type nset struct {
 	// exp), so that GC visits only the elements due instead of the whole
 	// set every second.
 	heap []gcEntry
+	// srcKey4 and srcKey6 are set when a rule keys the set by the whole
+	// IPv4 or IPv6 source address (what Prefetch reads ahead).
+	srcKey4, srcKey6 bool
 }
 
 type nftEngine struct {
@@ -363,6 +366,7 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 		if err != nil {
 			return nexpr{}, err
 		}
+		e.noteKey(si, k)
 		return nexpr{kind: exLookup, set: si, key: k, neg: x.Neg}, nil
 	case *nft.Dynset:
 		si, ok := sets[x.Set]
@@ -373,6 +377,7 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 		if err != nil {
 			return nexpr{}, err
 		}
+		e.noteKey(si, k)
 		ex := nexpr{kind: exDynset, set: si, key: k, op: x.Op, timeout: nftTimeout(x.Timeout)}
 		switch x.Op {
 		case nft.Add, nft.Update, nft.Delete:
@@ -432,6 +437,16 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 		return nexpr{}, fmt.Errorf("nil expression")
 	}
 	return nexpr{}, fmt.Errorf("expression %T is not simulated", x)
+}
+
+// noteKey records that a rule keys set si by k.
+func (e *nftEngine) noteKey(si int, k nkey) {
+	switch {
+	case k.field == fIPSaddr && k.prefix == 32:
+		e.sets[si].srcKey4 = true
+	case k.field == fIP6Saddr && k.prefix == 128:
+		e.sets[si].srcKey6 = true
+	}
 }
 
 func compileKey(k nft.Key) (nkey, error) {

@@ -298,8 +298,10 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 		}
 		if len(sets) > 0 {
 			k := keyOfAddr(src)
+			v4 := src.Is4()
 			for j := range sets {
-				if t := &sets[j].idx; t.n > 0 {
+				st := &sets[j]
+				if t := &st.idx; t.n > 0 && (v4 && st.srcKey4 || !v4 && st.srcKey6) {
 					pf = append(pf, &t.slots[t.hash(k)&uint64(len(t.slots)-1)].key.lo)
 				}
 			}
