@@ -897,7 +897,7 @@ func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string)
 		b = append(b, `,"time":`...)
 		b = appendSeconds(b, ad.at)
 		b = append(b, `,"rule":`...)
-		b = appendJSONString(b, ad.rule.String())
+		b = appendJSONString(b, rp.rule(ad.rule))
 		b = append(b, '}')
 	}
 	b = append(b, `],"limited":[`...)
