@@ -76,7 +76,8 @@ wrote.
 with n, time (seconds since the first packet), src, dst, proto, sport,
 dport, flags, verdict and rule ("file:line:col", or "" when no statement
 decided); a packet that was not evaluated has "skipped": "<reason>" and no
-verdict. A last object with "summary": true holds the counts.
+verdict. A last object with "summary": true holds the counts (its
+"skipped_packets" is how many packets were not evaluated).
 
 --host ADDR (repeatable) names the firewall's own addresses: packets they
 send are not evaluated ("sent by the host"). Without it every packet is
@@ -844,7 +845,7 @@ func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string)
 	b = appendJSONString(b, r.Format())
 	num("packets", rp.packets)
 	num("evaluated", rp.evaluated)
-	num("skipped", rp.skipped)
+	num("skipped_packets", rp.skipped)
 	num("accepted", rp.verdicts[lang.Accept])
 	num("dropped", rp.verdicts[lang.Drop])
 	num("rejected", rp.verdicts[lang.Reject])
