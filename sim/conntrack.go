@@ -119,9 +119,13 @@ type conn struct {
 	origGone, replyGone bool
 	replied             bool  // indexed in m (else in ix)
 	id                  int32 // place in the storage
-	tcp                 tcpState
-	created             int64 // jiffies
-	expires             int64 // jiffies; dead when now >= expires
+	// h is the hash of orig in the flow index, kept when the flow is
+	// indexed so that removing it (the sweep, many flows per packet)
+	// does not hash its addresses again.
+	h       uint32
+	tcp     tcpState
+	created int64 // jiffies
+	expires int64 // jiffies; dead when now >= expires
 }
 
 // pkt is the packet being evaluated, with what conntrack and NAT made of it.

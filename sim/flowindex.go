@@ -100,6 +100,9 @@ func (ct *conntrack) indexSlot(c *conn, which uint32, h uint32, known bool) {
 	if !known {
 		h = x.hash(t)
 	}
+	if which == 0 {
+		c.h = h
+	}
 	mask := len(x.slots) - 1
 	i := int(h) & mask
 	for x.slots[i] != 0 {
@@ -126,7 +129,10 @@ func (ct *conntrack) indexDel(c *conn, which uint32) {
 	if which == 1 {
 		t = &c.reply
 	}
-	h := x.hash(t)
+	h := c.h
+	if which == 1 {
+		h = x.hash(t)
+	}
 	want := uint64(h)<<32 | uint64(uint32(c.id)<<1|which) + 1
 	mask := len(x.slots) - 1
 	i := int(h) & mask

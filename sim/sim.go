@@ -331,7 +331,7 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 	j := jiffies(s.now)
 	for _, c := range ahead {
 		if c.confirmed && !c.replied && j >= c.expires {
-			pf = append(pf, &x.slots[int(x.hash(&c.orig))&(len(x.slots)-1)])
+			pf = append(pf, &x.slots[int(c.h)&(len(x.slots)-1)])
 		}
 	}
 	for _, a := range pf {
