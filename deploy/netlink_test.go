@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"net/netip"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -16,16 +15,7 @@ import (
 
 // needRoot skips a kernel test when not root, unless KWL_KERNEL_TESTS=1
 // asks for kernel tests to fail instead.
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("KWL_KERNEL_TESTS") == "1" {
-		t.Fatal("kernel test needs root (KWL_KERNEL_TESTS=1)")
-	}
-	t.Skip("kernel test needs root; set KWL_KERNEL_TESTS=1 to make this a failure")
-}
+func needRoot(t testing.TB) { t.Helper(); netns.NeedRoot(t) }
 
 // newNS creates a private network namespace named kwld-..., removed when
 // the test ends.

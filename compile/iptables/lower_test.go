@@ -2,8 +2,7 @@ package iptables
 
 import (
 	"flag"
-	"fmt"
-	"math/rand"
+	"kwl.dev/kwl/internal/netns"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,35 +240,12 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func needRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root"
-	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil && why == "" {
-			why = "needs " + tool
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("KWL_KERNEL_TESTS") == "1" {
-		t.Fatalf("%s (KWL_KERNEL_TESTS=1)", why)
-	}
-	t.Skip(why)
-}
+// needRoot skips a test that needs root, unless KWL_KERNEL_TESTS=1 makes
+// the skip a failure.
+func needRoot(t *testing.T, tools ...string) { t.Helper(); netns.NeedRoot(t, tools...) }
 
-func netns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("kwlc-ipt-%d-%06d", os.Getpid(), rand.Intn(1000000))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
+// newNS creates a private network namespace, removed when the test ends.
+func newNS(t *testing.T) string { t.Helper(); return netns.ForTest(t, "kwlc-ipt").Name }
 
 func restore(ns, tool, file string, args ...string) ([]byte, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, tool}, append(args, file)...)...)
@@ -291,7 +267,7 @@ func TestGoldenLoads(t *testing.T) {
 			t.Fatalf("no %s", g.glob)
 		}
 		for _, f := range files {
-			ns := netns(t)
+			ns := newNS(t)
 			if out, err := restore(ns, g.tool, f, "--test", "--noflush"); err != nil {
 				t.Errorf("%s --test %s: %v\n%s", g.tool, f, err, out)
 				continue

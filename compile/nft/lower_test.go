@@ -2,8 +2,7 @@ package nft
 
 import (
 	"flag"
-	"fmt"
-	"math/rand"
+	"kwl.dev/kwl/internal/netns"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -291,42 +290,16 @@ func TestGolden(t *testing.T) {
 
 // needRoot skips a test that needs root, unless KWL_KERNEL_TESTS=1 makes
 // the skip a failure.
-func needRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root"
-	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil && why == "" {
-			why = "needs " + tool
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("KWL_KERNEL_TESTS") == "1" {
-		t.Fatalf("%s (KWL_KERNEL_TESTS=1)", why)
-	}
-	t.Skip(why)
-}
+func needRoot(t *testing.T, tools ...string) { t.Helper(); netns.NeedRoot(t, tools...) }
 
-// netns creates a private network namespace, removed when the test ends.
-func netns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("kwlc-nft-%d-%06d", os.Getpid(), rand.Intn(1000000))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
+// newNS creates a private network namespace, removed when the test ends.
+func newNS(t *testing.T) string { t.Helper(); return netns.ForTest(t, "kwlc-nft").Name }
 
 // TestGoldenLoads checks every golden file with nft -c, then loads it
 // twice into a private namespace (the second load replaces the table).
 func TestGoldenLoads(t *testing.T) {
 	needRoot(t, "nft")
-	ns := netns(t)
+	ns := newNS(t)
 	files, _ := filepath.Glob("testdata/*.nft")
 	if len(files) == 0 {
 		t.Fatal("no golden files")

@@ -127,7 +127,7 @@ func TestNetlinkMatchesGolden(t *testing.T) {
 			if err := b.AddNetlink(n); err != nil {
 				t.Fatal(err)
 			}
-			nl, txt := netns(t), netns(t)
+			nl, txt := newNS(t), newNS(t)
 			if err := sendBatch(nl, b); err != nil {
 				t.Fatalf("netlink load: %v", err)
 			}

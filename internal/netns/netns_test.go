@@ -1,22 +1,13 @@
 package netns
 
 import (
-	"os"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("KWL_KERNEL_TESTS") == "1" {
-			t.Fatal("KWL_KERNEL_TESTS=1 but not root: network namespaces need root")
-		}
-		t.Skip("not root: network namespace tests need root (set KWL_KERNEL_TESTS=1 to make this a failure)")
-	}
-}
+func needRoot(t *testing.T) { t.Helper(); NeedRoot(t) }
 
 func TestNewDoDelete(t *testing.T) {
 	needRoot(t)

@@ -54,15 +54,7 @@ func TestMain(m *testing.M) {
 
 // needRoot skips a test that needs root, or fails it when
 // KWL_KERNEL_TESTS=1 says the kernel tests must run.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("KWL_KERNEL_TESTS") == "1" {
-			t.Fatal("KWL_KERNEL_TESTS=1 but not root: the kernel differential tests need root (network namespaces, nft, iptables)")
-		}
-		t.Skip("not root: the kernel differential tests need root for network namespaces (KWL_KERNEL_TESTS=1 makes this a failure)")
-	}
-}
+func needRoot(t *testing.T) { t.Helper(); netns.NeedRoot(t, "nft", "iptables") }
 
 // checkGone fails the test if one of the named namespaces still exists
 // (`ip netns list`).
