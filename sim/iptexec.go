@@ -101,6 +101,7 @@ type ichain struct {
 	policy    vkind
 	policyMsg string
 	rules     []irule
+	disp      dispatch
 }
 
 type itable struct {
@@ -181,6 +182,16 @@ func (e *iptEngine) compileTable(it *itable, t *iptables.Table, v6 bool, lists m
 			}
 			ic.rules = append(ic.rules, ir)
 		}
+		// A rule with --dport has -p tcp or udp, and what it matches
+		// before the port (addresses, protocol) is pure: it is
+		// port-guarded.
+		guards := make([][]uint16, len(ic.rules))
+		for i := range ic.rules {
+			if d := ic.rules[i].dports; len(d) > 0 {
+				guards[i] = d
+			}
+		}
+		ic.disp.build(guards)
 		it.chains = append(it.chains, ic)
 	}
 	return nil
@@ -371,22 +382,36 @@ func (e *iptEngine) matches(s *Sim, p *pkt, r *irule) bool {
 // runChain runs a builtin chain with its jumps and returns accept, drop
 // or reject, recording the deciding rule.
 func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
-	type frame struct{ chain, rule int }
+	type frame struct {
+		chain, rule int
+		order       []int32
+	}
 	var stack [32]frame
 	sp := 0
 	ci, ri := base, 0
+	// order lists the rules of the chain the packet can match (nil: all);
+	// ri counts along it. The packet's port does not change inside a
+	// chain (DNAT ends it), so the choice made on entry holds.
+	order := t.chains[ci].disp.pick(p)
 	for {
 		c := &t.chains[ci]
-		if ri >= len(c.rules) {
+		n := len(c.rules)
+		if order != nil {
+			n = len(order)
+		}
+		if ri >= n {
 			if sp == 0 {
 				s.decide(lang.Pos{}, c.policyMsg)
 				return c.policy
 			}
 			sp--
-			ci, ri = stack[sp].chain, stack[sp].rule
+			ci, ri, order = stack[sp].chain, stack[sp].rule, stack[sp].order
 			continue
 		}
 		r := &c.rules[ri]
+		if order != nil {
+			r = &c.rules[order[ri]]
+		}
 		ri++
 		if !e.matches(s, p, r) {
 			continue
@@ -422,15 +447,16 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 				return t.chains[base].policy
 			}
 			sp--
-			ci, ri = stack[sp].chain, stack[sp].rule
+			ci, ri, order = stack[sp].chain, stack[sp].rule, stack[sp].order
 		case iptables.JUMP:
 			if sp == len(stack) {
 				s.decideRule(r.origin, r.stmt, "jump stack overflow")
 				return vDrop
 			}
-			stack[sp] = frame{ci, ri}
+			stack[sp] = frame{ci, ri, order}
 			sp++
 			ci, ri = r.chain, 0
+			order = t.chains[ci].disp.pick(p)
 		}
 	}
 }

@@ -185,6 +185,22 @@ type nchain struct {
 	policy    vkind
 	policyMsg string
 	rules     []nrule
+	disp      dispatch
+}
+
+// portGuard returns the ports a rule requires (see dispatch), or nil: the
+// first dport match among the rule's leading pure matches.
+func (r *nrule) portGuard() []uint16 {
+	for i := range r.exprs {
+		ex := &r.exprs[i]
+		if ex.kind != exMatch {
+			return nil
+		}
+		if ex.field == fTHDport && !ex.neg {
+			return append([]uint16{}, ex.ports...)
+		}
+	}
+	return nil
 }
 
 type nelem struct {
@@ -275,6 +291,11 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 			}
 			nc.rules = append(nc.rules, nr)
 		}
+		guards := make([][]uint16, len(nc.rules))
+		for i := range nc.rules {
+			guards[i] = nc.rules[i].portGuard()
+		}
+		nc.disp.build(guards)
 		e.chains = append(e.chains, nc)
 	}
 	for i, c := range e.chains {
@@ -938,22 +959,36 @@ func (e *nftEngine) evalRule(s *Sim, p *pkt, r *nrule) (vkind, int) {
 // runChain runs a base chain with its jumps and returns accept, drop or
 // reject, recording the deciding rule.
 func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
-	type frame struct{ chain, rule int }
+	type frame struct {
+		chain, rule int
+		order       []int32
+	}
 	var stack [16]frame // NFT_JUMP_STACK_SIZE
 	sp := 0
 	ci, ri := base, 0
+	// order lists the rules of the chain the packet can match (nil: all);
+	// ri counts along it. The packet's port does not change inside a
+	// chain (a dnat ends it), so the choice made on entry holds.
+	order := e.chains[ci].disp.pick(p)
 	for {
 		c := &e.chains[ci]
-		if ri >= len(c.rules) {
+		n := len(c.rules)
+		if order != nil {
+			n = len(order)
+		}
+		if ri >= n {
 			if sp == 0 {
 				s.decide(lang.Pos{}, c.policyMsg)
 				return c.policy
 			}
 			sp--
-			ci, ri = stack[sp].chain, stack[sp].rule
+			ci, ri, order = stack[sp].chain, stack[sp].rule, stack[sp].order
 			continue
 		}
 		r := &c.rules[ri]
+		if order != nil {
+			r = &c.rules[order[ri]]
+		}
 		ri++
 		v, target := e.evalRule(s, p, r)
 		switch v {
@@ -966,18 +1001,20 @@ func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
 				s.decideRule(r.origin, r.stmt, "jump stack overflow")
 				return vDrop
 			}
-			stack[sp] = frame{ci, ri}
+			stack[sp] = frame{ci, ri, order}
 			sp++
 			ci, ri = target, 0
+			order = e.chains[ci].disp.pick(p)
 		case vGoto:
 			ci, ri = target, 0
+			order = e.chains[ci].disp.pick(p)
 		case vReturn:
 			if sp == 0 {
 				s.decide(lang.Pos{}, c.policyMsg)
 				return e.chains[base].policy
 			}
 			sp--
-			ci, ri = stack[sp].chain, stack[sp].rule
+			ci, ri, order = stack[sp].chain, stack[sp].rule, stack[sp].order
 		}
 	}
 }
