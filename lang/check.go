@@ -95,6 +95,8 @@ func Check(f *File) (*Policy, Diagnostics) {
 		used:    map[*Service]bool{},
 	}
 	c.run()
+	c.pol.Ignores = collectIgnores(f)
+	c.diags = c.pol.Filter(c.diags)
 	c.diags.Sort()
 	return c.pol, c.diags
 }

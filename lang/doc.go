@@ -79,4 +79,12 @@
 //
 //	L04 knock or close port that is a port of another service the policy
 //	    guards, allows or limits
+//
+// The backends (compile/nft, compile/iptables) add the lints of what they
+// cannot express exactly: L01 hitcount caps, L05 scan-completable knocks,
+// L07 capacity, L09 IPv6 keys, L10 timing, L13 rate semantics.
+//
+// A comment "# kwl:ignore L13" silences those codes for the statement it
+// trails, or, standing on its own line, for the statement below it
+// (Policy.Filter). Errors cannot be silenced.
 package lang

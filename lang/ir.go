@@ -78,6 +78,11 @@ type Policy struct {
 	Limits   []*Limit
 	Allows   []*Allow
 	Tests    []*Test
+
+	// Ignores lists, by the line of a statement, the lint codes that a
+	// "# kwl:ignore CODE" comment silences there (see Filter); nil when
+	// there are none.
+	Ignores map[int]map[string]bool
 }
 
 // Service is a named set of ports, either built in (ssh, http, ...) or

@@ -46,7 +46,7 @@ Examples:
 		if !diags.HasErrors() {
 			var more lang.Diagnostics
 			_, more = iptables.Lower(pol)
-			diags = append(diags, more...)
+			diags = append(diags, pol.Filter(more)...)
 		}
 		if diags.HasErrors() {
 			printDiags(env, diags, map[string][]byte{file: src})
@@ -98,11 +98,11 @@ func runCompile(env *cmdEnv, args []string) int {
 	switch *backend {
 	case "nft":
 		rs, ds := nft.Lower(pol)
-		diags = ds
+		diags = pol.Filter(ds)
 		write = func(w io.Writer) { io.WriteString(w, rs.Render()) }
 	case "iptables":
 		rs, ds := iptables.Lower(pol)
-		diags = ds
+		diags = pol.Filter(ds)
 		write = func(w io.Writer) {
 			v4, v6 := rs.Render()
 			switch *family {

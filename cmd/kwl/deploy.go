@@ -28,7 +28,7 @@ func policyRuleset(env *cmdEnv, file string, src []byte) *nft.Ruleset {
 		return nil
 	}
 	rs, more := nft.Lower(pol)
-	diags = append(diags, more...)
+	diags = append(diags, pol.Filter(more)...)
 	printDiags(env, diags, srcs)
 	if diags.HasErrors() || rs == nil {
 		return nil

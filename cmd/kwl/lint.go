@@ -11,8 +11,8 @@ func init() {
 }
 
 // backendLints lowers pol for each backend and returns the backends'
-// warnings. A warning both backends give (the checks they share) is
-// reported once.
+// warnings, less those a kwl:ignore comment silences. A warning both
+// backends give (the checks they share) is reported once.
 func backendLints(pol *lang.Policy, backends []string) lang.Diagnostics {
 	type key struct {
 		pos       lang.Pos
@@ -36,5 +36,5 @@ func backendLints(pol *lang.Policy, backends []string) lang.Diagnostics {
 			}
 		}
 	}
-	return out
+	return pol.Filter(out)
 }
