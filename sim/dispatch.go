@@ -45,3 +45,11 @@ func (d *dispatch) pick(p *pkt) []int32 {
 	}
 	return d.rest
 }
+
+// jumpFrame is a return address on a jump stack: the chain, the place in
+// its order, and whether the order was all the rules (else it was the
+// chain's rest).
+type jumpFrame struct {
+	chain, rule int32
+	all         bool
+}

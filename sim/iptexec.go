@@ -382,11 +382,7 @@ func (e *iptEngine) matches(s *Sim, p *pkt, r *irule) bool {
 // runChain runs a builtin chain with its jumps and returns accept, drop
 // or reject, recording the deciding rule.
 func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
-	type frame struct {
-		chain, rule int
-		order       []int32
-	}
-	var stack [32]frame
+	var stack [32]jumpFrame
 	sp := 0
 	ci, ri := base, 0
 	// order lists the rules of the chain the packet can match (nil: all);
@@ -405,7 +401,10 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 				return c.policy
 			}
 			sp--
-			ci, ri, order = stack[sp].chain, stack[sp].rule, stack[sp].order
+			ci, ri, order = int(stack[sp].chain), int(stack[sp].rule), nil
+			if !stack[sp].all {
+				order = t.chains[ci].disp.rest
+			}
 			continue
 		}
 		r := &c.rules[ri]
@@ -447,16 +446,24 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 				return t.chains[base].policy
 			}
 			sp--
-			ci, ri, order = stack[sp].chain, stack[sp].rule, stack[sp].order
+			ci, ri, order = int(stack[sp].chain), int(stack[sp].rule), nil
+			if !stack[sp].all {
+				order = t.chains[ci].disp.rest
+			}
 		case iptables.JUMP:
 			if sp == len(stack) {
 				s.decideRule(r.origin, r.stmt, "jump stack overflow")
 				return vDrop
 			}
-			stack[sp] = frame{ci, ri, order}
+			next := t.chains[r.chain].disp.pick(p)
+			if next != nil && len(next) == 0 {
+				// The packet can match none of the target's rules:
+				// the jump returns at once.
+				break
+			}
+			stack[sp] = jumpFrame{int32(ci), int32(ri), order == nil}
 			sp++
-			ci, ri = r.chain, 0
-			order = t.chains[ci].disp.pick(p)
+			ci, ri, order = r.chain, 0, next
 		}
 	}
 }

@@ -959,11 +959,7 @@ func (e *nftEngine) evalRule(s *Sim, p *pkt, r *nrule) (vkind, int) {
 // runChain runs a base chain with its jumps and returns accept, drop or
 // reject, recording the deciding rule.
 func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
-	type frame struct {
-		chain, rule int
-		order       []int32
-	}
-	var stack [16]frame // NFT_JUMP_STACK_SIZE
+	var stack [16]jumpFrame // NFT_JUMP_STACK_SIZE
 	sp := 0
 	ci, ri := base, 0
 	// order lists the rules of the chain the packet can match (nil: all);
@@ -982,7 +978,10 @@ func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
 				return c.policy
 			}
 			sp--
-			ci, ri, order = stack[sp].chain, stack[sp].rule, stack[sp].order
+			ci, ri, order = int(stack[sp].chain), int(stack[sp].rule), nil
+			if !stack[sp].all {
+				order = e.chains[ci].disp.rest
+			}
 			continue
 		}
 		r := &c.rules[ri]
@@ -1001,10 +1000,15 @@ func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
 				s.decideRule(r.origin, r.stmt, "jump stack overflow")
 				return vDrop
 			}
-			stack[sp] = frame{ci, ri, order}
+			next := e.chains[target].disp.pick(p)
+			if next != nil && len(next) == 0 {
+				// The packet can match none of the target's rules:
+				// the jump returns at once.
+				break
+			}
+			stack[sp] = jumpFrame{int32(ci), int32(ri), order == nil}
 			sp++
-			ci, ri = target, 0
-			order = e.chains[ci].disp.pick(p)
+			ci, ri, order = target, 0, next
 		case vGoto:
 			ci, ri = target, 0
 			order = e.chains[ci].disp.pick(p)
@@ -1014,7 +1018,10 @@ func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
 				return e.chains[base].policy
 			}
 			sp--
-			ci, ri, order = stack[sp].chain, stack[sp].rule, stack[sp].order
+			ci, ri, order = int(stack[sp].chain), int(stack[sp].rule), nil
+			if !stack[sp].all {
+				order = e.chains[ci].disp.rest
+			}
 		}
 	}
 }
