@@ -1,0 +1,87 @@
+package sim
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
+)
+
+// noDispatch makes every chain of s visit all its rules.
+func noDispatch(s *Sim) {
+	switch e := s.eng.(type) {
+	case *nftEngine:
+		for i := range e.chains {
+			e.chains[i].disp = dispatch{}
+		}
+	case *iptEngine:
+		for f := range e.fam {
+			for _, t := range []*itable{&e.fam[f].filter, &e.fam[f].nat} {
+				for i := range t.chains {
+					t.chains[i].disp = dispatch{}
+				}
+			}
+		}
+	}
+}
+
+// TestDispatchChangesNothing runs random traffic through the examples
+// twice, with the chains skipping the rules a packet's port rules out and
+// with every rule visited: verdicts, deciding rules and explanations must
+// be the same.
+func TestDispatchChangesNothing(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.kwl")
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	addrs := []netip.Addr{TestFirewall4, TestFirewall6, netip.MustParseAddr("198.51.100.10"),
+		netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("192.168.1.5"), netip.MustParseAddr("fd00::7"),
+		netip.MustParseAddr("2001:db8::5")}
+	ports := []uint16{22, 1599, 1600, 1601, 1602, 7000, 8000, 9000, 443, 53, 80, 2222, 0}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol, diags := lang.Load(f, src)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", f, diags)
+		}
+		for _, b := range Backends {
+			for _, hosts := range [][]netip.Addr{nil, {TestFirewall4, TestFirewall6}} {
+				t.Run(filepath.Base(f)+"/"+b, func(t *testing.T) {
+					opts := Options{Hosts: hosts, Explain: true}
+					fast, _ := New(b, pol, opts)
+					slow, _ := New(b, pol, opts)
+					if fast == nil || slow == nil {
+						t.Fatal("no simulator")
+					}
+					noDispatch(slow)
+					rng := rand.New(rand.NewPCG(3, uint64(len(f))))
+					var now time.Duration
+					for i := 0; i < 5000; i++ {
+						now += time.Duration(rng.IntN(2000)) * time.Millisecond
+						p := capture.Packet{Time: now,
+							Src: addrs[rng.IntN(len(addrs))], Dst: addrs[rng.IntN(len(addrs))],
+							Proto: []lang.Proto{lang.TCP, lang.TCP, lang.UDP, lang.ICMP, 58}[rng.IntN(5)],
+							SPort: ports[rng.IntN(len(ports))], DPort: ports[rng.IntN(len(ports))],
+							Flags: []capture.TCPFlags{capture.SYN, capture.SYN, capture.ACK, capture.SYN | capture.ACK, capture.FIN | capture.ACK}[rng.IntN(5)],
+							ICMPType: 8}
+						q := p
+						a, z := fast.Eval(&p), slow.Eval(&q)
+						if a.Verdict != z.Verdict || a.Rule != z.Rule || a.Comment != z.Comment || a.Hook != z.Hook ||
+							a.State != z.State || !slices.Equal(a.Events, z.Events) {
+							t.Fatalf("packet %d %+v:\n dispatch: %+v\n all rules: %+v", i, p, a, z)
+						}
+					}
+				})
+			}
+		}
+	}
+}
