@@ -71,7 +71,7 @@ func TestDispatchChangesNothing(t *testing.T) {
 							Src: addrs[rng.IntN(len(addrs))], Dst: addrs[rng.IntN(len(addrs))],
 							Proto: []lang.Proto{lang.TCP, lang.TCP, lang.UDP, lang.ICMP, 58}[rng.IntN(5)],
 							SPort: ports[rng.IntN(len(ports))], DPort: ports[rng.IntN(len(ports))],
-							Flags: []capture.TCPFlags{capture.SYN, capture.SYN, capture.ACK, capture.SYN | capture.ACK, capture.FIN | capture.ACK}[rng.IntN(5)],
+							Flags:    []capture.TCPFlags{capture.SYN, capture.SYN, capture.ACK, capture.SYN | capture.ACK, capture.FIN | capture.ACK}[rng.IntN(5)],
 							ICMPType: 8}
 						q := p
 						a, z := fast.Eval(&p), slow.Eval(&q)
@@ -83,5 +83,21 @@ func TestDispatchChangesNothing(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestSetUse checks which packets Prefetch reads set slots for on the
+// seed's policy: the knock chain and the service chain are reached only
+// by packets to their ports.
+func TestSetUse(t *testing.T) {
+	pol, diags := lang.Load("bench.kwl", []byte(benchPolicy))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	s, _ := New("nft", pol, Options{})
+	e := s.eng.(*nftEngine)
+	slices.Sort(e.setPorts)
+	if e.setsAlways || !slices.Equal(e.setPorts, []uint16{22, 1599, 1600, 1601}) {
+		t.Errorf("setsAlways %v, setPorts %v", e.setsAlways, e.setPorts)
 	}
 }

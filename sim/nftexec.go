@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -251,6 +252,11 @@ type nftEngine struct {
 	lastGC   int64 // the last whole second GC ran at
 	jumpBase [16]int
 	stmts    stmtTable
+	// Prefetch reads a packet's set slots only when some rule may use
+	// them: always when setsAlways, else when the packet is TCP or UDP
+	// to one of setPorts.
+	setsAlways bool
+	setPorts   []uint16
 }
 
 func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
@@ -314,8 +320,58 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 	for _, l := range [][]int{e.pre, e.input, e.forward} {
 		sort.SliceStable(l, func(a, b int) bool { return e.chains[l[a]].priority < e.chains[l[b]].priority })
 	}
+	e.noteSetUse()
 	e.reset()
 	return e, nil
+}
+
+// noteSetUse works out which packets may reach a rule that reads or
+// writes a set: any packet, when a base chain can get to one through
+// rules that are not port-guarded; else only those to the ports of the
+// chains (see dispatch).
+func (e *nftEngine) noteSetUse() {
+	// free[ci]: 1 when no packet outside the chain's ports reaches a set
+	// from it, 2 when one may, 3 while being worked out (a loop of
+	// jumps: taken as may).
+	free := make([]uint8, len(e.chains))
+	var may func(ci int) bool
+	may = func(ci int) bool {
+		switch free[ci] {
+		case 1:
+			return false
+		case 2, 3:
+			return true
+		}
+		free[ci] = 3
+		c := &e.chains[ci]
+		res := false
+		for i := range c.rules {
+			if c.disp.ports != nil && !slices.Contains(c.disp.rest, int32(i)) {
+				continue
+			}
+			for _, ex := range c.rules[i].exprs {
+				if ex.kind == exLookup || ex.kind == exDynset ||
+					(ex.kind == exVerdict && (ex.verdict == vJump || ex.verdict == vGoto) && may(ex.target)) {
+					res = true
+				}
+			}
+		}
+		free[ci] = 1
+		if res {
+			free[ci] = 2
+		}
+		return res
+	}
+	for ci := range e.chains {
+		if e.chains[ci].base && may(ci) {
+			e.setsAlways = true
+		}
+		for _, p := range e.chains[ci].disp.ports {
+			if !hasPort(e.setPorts, p) {
+				e.setPorts = append(e.setPorts, p)
+			}
+		}
+	}
 }
 
 // nftTimeout converts a timeout to jiffies as nf_msecs_to_jiffies64 does:

@@ -276,8 +276,9 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 	s.pfPks, s.pfNext = pks, 0
 	clear(s.pfOK[:])
 	var sets []nset
+	var ne *nftEngine
 	if e, ok := s.eng.(*nftEngine); ok {
-		sets = e.sets
+		sets, ne = e.sets, e
 	}
 	// First the addresses, then the reads in a loop of their own, so
 	// that many reads are in flight at once.
@@ -296,7 +297,7 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 			s.pfH[i], s.pfOK[i] = h, true
 			pf = append(pf, &x.slots[int(h)&(len(x.slots)-1)])
 		}
-		if len(sets) > 0 {
+		if len(sets) > 0 && (ne.setsAlways || (pk.Proto == lang.TCP || pk.Proto == lang.UDP) && hasPort(ne.setPorts, pk.DPort)) {
 			k := keyOfAddr(src)
 			v4 := src.Is4()
 			for j := range sets {
