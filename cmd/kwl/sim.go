@@ -242,7 +242,7 @@ func runSim(env *cmdEnv, args []string) int {
 		rp.prefetch(batch[:n])
 		for i := 0; i < n; i++ {
 			p := &batch[i]
-			o := rp.stepPair(p, rp.keys[i], rp.dirs[i])
+			o := rp.stepPair(p, rp.keys[i], rp.dirs[i], rp.hashes[i])
 			if *format == "json" {
 				line = appendPacketJSON(line[:0], p, &o, rp)
 				out.Write(line)
@@ -366,7 +366,8 @@ type replay struct {
 	pf                          prefetcher           // eng, when it can prefetch
 	keys                        [replayBatch]pairKey // prefetch\'s pair keys, by place in the batch
 	dirs                        [replayBatch]int
-	pf4                         []*v4Key // prefetch's addresses
+	hashes                      [replayBatch]uint64 // prefetch's hashes of the pair keys (filterSeed)
+	pf4                         []*v4Key            // prefetch's addresses
 	pf6                         []*v6Key
 	pf64                        []*uint64
 }
@@ -390,6 +391,9 @@ func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 		limited:  map[netip.Addr]int{},
 		gen:      2,
 	}
+	// The blocked flows hash with the filter's seed, so that one hash of
+	// a packet's pair key serves both.
+	rp.blocked.seed = filterSeed
 	for _, h := range hosts {
 		rp.hosts[h] = true
 	}
@@ -509,11 +513,12 @@ func (rp *replay) prefetch(ps []capture.Packet) {
 			a6 = append(a6, &v6.slots[int(v6Key{k.hi, k.lo}.hash(v6.seed))&(len(v6.slots)-1)].key)
 		}
 		key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
-		rp.keys[i], rp.dirs[i] = key, dir
+		h := key.hash(filterSeed)
+		rp.keys[i], rp.dirs[i], rp.hashes[i] = key, dir, h
 		if bl.n > 0 {
-			a64 = append(a64, &bl.slots[int(bl.hash32(key))&(len(bl.slots)-1)])
+			a64 = append(a64, &bl.slots[int(uint32(h>>32))&(len(bl.slots)-1)])
 			if f.words != nil {
-				w, _ := f.pos(key.hash(filterSeed))
+				w, _ := f.pos(h)
 				a64 = append(a64, &f.words[w])
 			}
 		}
@@ -550,11 +555,12 @@ func (rp *replay) prefetch(ps []capture.Packet) {
 
 func (rp *replay) step(p *capture.Packet) outcome {
 	key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
-	return rp.stepPair(p, key, dir)
+	return rp.stepPair(p, key, dir, key.hash(filterSeed))
 }
 
-// stepPair is step with the packet's pair key and direction computed.
-func (rp *replay) stepPair(p *capture.Packet, key pairKey, dir int) outcome {
+// stepPair is step with the packet's pair key, direction and the key's
+// hash with filterSeed computed.
+func (rp *replay) stepPair(p *capture.Packet, key pairKey, dir int, fh uint64) outcome {
 	rp.packets++
 	if p.Skipped != "" {
 		return rp.skip(p.Skipped)
@@ -574,12 +580,9 @@ func (rp *replay) stepPair(p *capture.Packet, key pairKey, dir int) outcome {
 		rp.filter.forget(rp.gen)
 		rp.genStart = p.Time
 	}
-	var fh uint64
-	if rp.blocked.len() > 0 {
-		fh = key.hash(filterSeed)
-	}
+	bh := uint32(fh >> 32) // the key's hash in the blocked flows (same seed)
 	if rp.blocked.len() > 0 && rp.filter.mayHave(fh) {
-		if e := rp.blocked.get(key); e != nil {
+		if e := rp.blocked.getH(key, bh); e != nil {
 			// A packet from an endpoint to itself is its own reply.
 			self := key.a == key.b && key.family == 3*(key.family&1) && key.ports>>16 == key.ports&0xffff
 			if b := &e.dir[1-dir]; !rp.stale(b) || (self && !rp.stale(&e.dir[dir])) {
@@ -604,18 +607,15 @@ func (rp *replay) stepPair(p *capture.Packet, key pairKey, dir int) outcome {
 	si := rp.stmtOf(&res)
 	rp.counts[si][res.Verdict]++
 	if res.Verdict != lang.Accept && isNew(p) {
-		e := rp.blocked.put(key)
+		e := rp.blocked.putH(key, bh)
 		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(si), gen: rp.gen}
-		if fh == 0 {
-			fh = key.hash(filterSeed)
-		}
 		rp.filter.add(fh, rp.gen)
 		rp.blocked.sweep(4, rp.stalePair)
 	} else if res.Verdict == lang.Accept && rp.blocked.len() > 0 && rp.filter.mayHave(fh) {
-		if e := rp.blocked.get(key); e != nil {
+		if e := rp.blocked.getH(key, bh); e != nil {
 			e.dir[dir] = blockedFlow{}
 			if rp.stalePair(e) {
-				rp.blocked.del(key)
+				rp.blocked.delH(key, bh)
 			}
 		}
 	}

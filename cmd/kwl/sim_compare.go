@@ -118,12 +118,12 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 			n++
 		}
 		rpOld.prefetch(batch[:n])
-		oldKeys, oldDirs := rpOld.keys, rpOld.dirs
+		oldKeys, oldDirs, oldHashes := rpOld.keys, rpOld.dirs, rpOld.hashes
 		rpNew.prefetch(batch[:n])
 		for i := 0; i < n; i++ {
 			p := &batch[i]
-			o1 := rpOld.stepPair(p, oldKeys[i], oldDirs[i])
-			o2 := rpNew.stepPair(p, rpNew.keys[i], rpNew.dirs[i])
+			o1 := rpOld.stepPair(p, oldKeys[i], oldDirs[i], oldHashes[i])
+			o2 := rpNew.stepPair(p, rpNew.keys[i], rpNew.dirs[i], rpNew.hashes[i])
 			if prog != nil && p.N&0xffff == 0 {
 				prog.update(p.N)
 			}

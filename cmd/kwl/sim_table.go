@@ -333,11 +333,14 @@ func (t *itable[K, V]) find(k K, h uint32) int {
 
 // get returns a pointer to k's value, or nil. The pointer is valid until
 // the next put.
-func (t *itable[K, V]) get(k K) *V {
+func (t *itable[K, V]) get(k K) *V { return t.getH(k, t.hash32(k)) }
+
+// getH is get with hash32(k) computed.
+func (t *itable[K, V]) getH(k K, h uint32) *V {
 	if t.n == 0 {
 		return nil
 	}
-	i := t.find(k, t.hash32(k))
+	i := t.find(k, h)
 	if i < 0 {
 		return nil
 	}
@@ -346,8 +349,10 @@ func (t *itable[K, V]) get(k K) *V {
 
 // put returns a pointer to k's value, inserting a zero value when k is
 // not there.
-func (t *itable[K, V]) put(k K) *V {
-	h := t.hash32(k)
+func (t *itable[K, V]) put(k K) *V { return t.putH(k, t.hash32(k)) }
+
+// putH is put with hash32(k) computed.
+func (t *itable[K, V]) putH(k K, h uint32) *V {
 	if t.n > 0 {
 		if i := t.find(k, h); i >= 0 {
 			return &t.entries[uint32(t.slots[i])-1].val
@@ -378,11 +383,14 @@ func (t *itable[K, V]) put(k K) *V {
 }
 
 // del removes k.
-func (t *itable[K, V]) del(k K) {
+func (t *itable[K, V]) del(k K) { t.delH(k, t.hash32(k)) }
+
+// delH is del with hash32(k) computed.
+func (t *itable[K, V]) delH(k K, h uint32) {
 	if t.n == 0 {
 		return
 	}
-	if i := t.find(k, t.hash32(k)); i >= 0 {
+	if i := t.find(k, h); i >= 0 {
 		t.delSlot(i)
 	}
 }
@@ -433,7 +441,8 @@ func (t *itable[K, V]) grow() {
 	n := 2 * len(t.slots)
 	if n < 16 {
 		n = 16
-		if t.n == 0 {
+		if t.n == 0 && t.seed == 0 {
+			// A table given no seed picks one at its first growth.
 			t.seed = rand.Uint64()
 		}
 	}
