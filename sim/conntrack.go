@@ -106,13 +106,18 @@ type tuple struct {
 
 // conn is a conntrack entry.
 type conn struct {
-	orig, reply tuple
-	seenReply   bool
-	confirmed   bool
-	dnat        bool // the original destination was rewritten
-	local       bool // the flow ends at the firewall (went through input)
-	fromLocal   bool // the flow was opened by the firewall itself
-	loose       bool // TCP picked up mid-stream
+	orig tuple
+	// natDst and natPort are where DNAT sent the flow (the source of its
+	// replies), when dnat; the reply tuple is otherwise orig reversed,
+	// and is not stored (see reply), to keep the entries small.
+	natDst    netip.Addr
+	natPort   uint16
+	seenReply bool
+	confirmed bool
+	dnat      bool // the original destination was rewritten
+	local     bool // the flow ends at the firewall (went through input)
+	fromLocal bool // the flow was opened by the firewall itself
+	loose     bool // TCP picked up mid-stream
 	// origGone and replyGone are set when another flow's promotion took
 	// over the entry of the tuple in m, so that removing this flow does
 	// not remove the other's entry.
@@ -126,6 +131,22 @@ type conn struct {
 	tcp     tcpState
 	created int64 // jiffies
 	expires int64 // jiffies; dead when now >= expires
+}
+
+// reply returns the tuple of the flow's replies: the original one
+// reversed, from where DNAT sent it.
+func (c *conn) reply() tuple {
+	r := tuple{src: c.orig.dst, dst: c.orig.src, sport: c.orig.dport, dport: c.orig.sport, proto: c.orig.proto}
+	if c.dnat {
+		r.src, r.sport = c.natDst, c.natPort
+	}
+	return r
+}
+
+// replyReversed reports whether the reply tuple is the original one
+// reversed (no DNAT, or a DNAT that changed nothing).
+func (c *conn) replyReversed() bool {
+	return !c.dnat || (c.natDst == c.orig.dst && c.natPort == c.orig.dport)
 }
 
 // pkt is the packet being evaluated, with what conntrack and NAT made of it.
@@ -258,7 +279,7 @@ func (ct *conntrack) remove(c *conn) {
 			delete(ct.m, c.orig)
 		}
 		if !c.replyGone {
-			delete(ct.m, c.reply)
+			delete(ct.m, c.reply())
 		}
 	} else {
 		ct.indexRemove(c)
@@ -276,7 +297,7 @@ func (ct *conntrack) promote(c *conn) {
 	c.replied = true
 	c.origGone, c.replyGone = false, false
 	ct.takeOver(c.orig, c)
-	ct.takeOver(c.reply, c)
+	ct.takeOver(c.reply(), c)
 }
 
 // sweepSome looks at the next sweepPerInsert entries and removes the
@@ -350,7 +371,7 @@ func (ct *conntrack) track(s *Sim, p *pkt) {
 			}
 			if c.dnat {
 				// The flow's NAT binding applies to every packet of it.
-				p.dst, p.dport = c.reply.src, c.reply.sport
+				p.dst, p.dport = c.natDst, c.natPort
 				p.dnat = true
 			}
 		} else {
@@ -391,7 +412,6 @@ func (ct *conntrack) track(s *Sim, p *pkt) {
 	}
 	c = ct.alloc()
 	c.orig = t
-	c.reply = tuple{src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, proto: t.proto}
 	c.created = p.j
 	if p.proto == lang.TCP {
 		if p.flags&capture.SYN != 0 {
@@ -465,7 +485,7 @@ func (ct *conntrack) confirm(s *Sim, p *pkt) {
 	}
 	if p.dnat {
 		c.dnat = true
-		c.reply.src, c.reply.sport = p.dst, p.dport
+		c.natDst, c.natPort = p.dst, p.dport
 	}
 	c.confirmed = true
 	ct.indexAdd(c, p.h, p.hOK)
@@ -483,7 +503,7 @@ func (ct *conntrack) takeOver(t tuple, c *conn) {
 		if old.orig == t {
 			old.origGone = true
 		}
-		if old.reply == t {
+		if old.reply() == t {
 			old.replyGone = true
 		}
 	}

@@ -31,7 +31,7 @@ func flowString(c *conn) string {
 	t := c.orig
 	s := fmt.Sprintf("%s %s -> %s", t.proto, netip.AddrPortFrom(t.src, t.sport), netip.AddrPortFrom(t.dst, t.dport))
 	if c.dnat {
-		s += fmt.Sprintf(" (dnat to %s)", netip.AddrPortFrom(c.reply.src, c.reply.sport))
+		s += fmt.Sprintf(" (dnat to %s)", netip.AddrPortFrom(c.natDst, c.natPort))
 	}
 	return s
 }

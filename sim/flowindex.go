@@ -42,10 +42,6 @@ func (x *flowIndex) clear() {
 	x.n = 0
 }
 
-func reversed(t tuple) tuple {
-	return tuple{src: t.dst, dst: t.src, sport: t.dport, dport: t.sport, proto: t.proto}
-}
-
 func (ct *conntrack) slotConn(v uint64) *conn { return ct.at(int((uint32(v) - 1) >> 1)) }
 
 // indexGet returns the entry for t in the index, or nil: a live one if
@@ -65,7 +61,7 @@ func (ct *conntrack) indexGet(t *tuple, h uint32, j int64) *conn {
 		if uint32(v>>32) != h {
 			continue
 		}
-		if c := ct.slotConn(v); c.orig == *t || c.reply == *t {
+		if c := ct.slotConn(v); c.orig == *t || c.reply() == *t {
 			if j < c.expires {
 				return c
 			}
@@ -80,7 +76,7 @@ func (ct *conntrack) indexGet(t *tuple, h uint32, j int64) *conn {
 // h is the hash of c.orig when known (known set).
 func (ct *conntrack) indexAdd(c *conn, h uint32, known bool) {
 	ct.indexSlot(c, 0, h, known)
-	if c.reply != reversed(c.orig) {
+	if !c.replyReversed() {
 		ct.indexSlot(c, 1, 0, false)
 	}
 }
@@ -95,7 +91,8 @@ func (ct *conntrack) indexSlot(c *conn, which uint32, h uint32, known bool) {
 	}
 	t := &c.orig
 	if which == 1 {
-		t = &c.reply
+		r := c.reply()
+		t = &r
 	}
 	if !known {
 		h = x.hash(t)
@@ -115,7 +112,7 @@ func (ct *conntrack) indexSlot(c *conn, which uint32, h uint32, known bool) {
 // indexRemove removes a flow's slots.
 func (ct *conntrack) indexRemove(c *conn) {
 	ct.indexDel(c, 0)
-	if c.reply != reversed(c.orig) {
+	if !c.replyReversed() {
 		ct.indexDel(c, 1)
 	}
 }
@@ -127,7 +124,8 @@ func (ct *conntrack) indexDel(c *conn, which uint32) {
 	}
 	t := &c.orig
 	if which == 1 {
-		t = &c.reply
+		r := c.reply()
+		t = &r
 	}
 	h := c.h
 	if which == 1 {

@@ -194,8 +194,9 @@ func (s *Sim) answer(pk *capture.Packet) {
 	if c == nil || c.orig != t {
 		return
 	}
-	rp := capture.Packet{N: pk.N, Time: pk.Time, Src: c.reply.src, Dst: c.reply.dst, Proto: pk.Proto,
-		SPort: c.reply.sport, DPort: c.reply.dport, Len: 60}
+	r := c.reply()
+	rp := capture.Packet{N: pk.N, Time: pk.Time, Src: r.src, Dst: r.dst, Proto: pk.Proto,
+		SPort: r.sport, DPort: r.dport, Len: 60}
 	if pk.Proto == lang.TCP {
 		rp.Flags = capture.SYN | capture.ACK
 	}
