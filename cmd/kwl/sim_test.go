@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"strconv"
@@ -223,5 +224,36 @@ func TestPacketJSONAllocs(t *testing.T) {
 	o = outcome{evaluated: true, res: simResult{Verdict: lang.Drop, Rule: long}}
 	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line with a long rule", n)
+	}
+}
+
+// TestAppendSeconds holds appendSeconds to strconv's shortest formatting
+// of the duration's seconds, on times of every resolution and size.
+func TestAppendSeconds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 7))
+	ds := []time.Duration{0, 1, -1, time.Microsecond, time.Second, 999999999, 1<<22*time.Second - 1, 1 << 22 * time.Second,
+		1<<62 - 1, -1 << 62, 364940704 * time.Microsecond, 100*time.Millisecond + 3}
+	for n := 0; n < 63; n++ { // powers of two, where the float's spacing halves below
+		ds = append(ds, 1<<n-1, 1<<n, 1<<n+1, time.Duration(1<<n)*time.Microsecond)
+	}
+	for i := 0; i < 1_000_000; i++ {
+		var d time.Duration
+		switch i % 4 {
+		case 0: // microseconds within an hour
+			d = time.Duration(rng.Int64N(3600e6)) * time.Microsecond
+		case 1: // nanoseconds within a day
+			d = time.Duration(rng.Int64N(86400e9))
+		case 2: // any size
+			d = time.Duration(rng.Int64N(1<<63-1) >> rng.IntN(63))
+		case 3: // milliseconds
+			d = time.Duration(rng.Int64N(1e7)) * time.Millisecond
+		}
+		ds = append(ds, d)
+	}
+	for _, d := range ds {
+		want := strconv.AppendFloat(nil, d.Seconds(), 'f', -1, 64)
+		if got := appendSeconds(nil, d); string(got) != string(want) {
+			t.Fatalf("appendSeconds(%d) = %s, want %s", int64(d), got, want)
+		}
 	}
 }
