@@ -174,29 +174,11 @@ func runSim(env *cmdEnv, args []string) int {
 	if diags.HasErrors() {
 		return exitFail
 	}
-	var in io.Reader = env.stdin
-	size := int64(0)
-	if trace != "-" {
-		f, err := os.Open(trace)
-		if err != nil {
-			return ioError(env, "sim", err)
-		}
-		defer f.Close()
-		if st, err := f.Stat(); err == nil {
-			if st.IsDir() {
-				fmt.Fprintf(env.stderr, "kwl sim: %s: is a directory, not a capture\n", trace)
-				return exitUsage
-			}
-			size = st.Size()
-		}
-		in = f
+	r, counted, size, closeTrace, code := openTrace(env, trace)
+	if code >= 0 {
+		return code
 	}
-	counted := &countingReader{r: in}
-	r, err := capture.Open(counted)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl sim: %s: %v\n", trace, err)
-		return exitUsage
-	}
+	defer closeTrace()
 	if newEngine == nil {
 		fmt.Fprintf(env.stderr, "kwl sim: this build has no simulator\n")
 		return exitUsage
@@ -1117,4 +1099,37 @@ func (pb *progressBar) done() {
 	if pb.shown {
 		io.WriteString(pb.w, "\r\033[K")
 	}
+}
+
+// openTrace opens the capture named trace ("-" for standard input). It
+// returns the reader, the byte counter under it (for progress), the file's
+// size (0 when unknown), a function that closes the file, and -1, or an
+// exit code after printing why the capture cannot be read.
+func openTrace(env *cmdEnv, trace string) (r *capture.Reader, counted *countingReader, size int64, closeTrace func(), code int) {
+	var in io.Reader = env.stdin
+	closeTrace = func() {}
+	if trace != "-" {
+		f, err := os.Open(trace)
+		if err != nil {
+			return nil, nil, 0, nil, ioError(env, "sim", err)
+		}
+		if st, err := f.Stat(); err == nil {
+			if st.IsDir() {
+				f.Close()
+				fmt.Fprintf(env.stderr, "kwl sim: %s: is a directory, not a capture\n", trace)
+				return nil, nil, 0, nil, exitUsage
+			}
+			size = st.Size()
+		}
+		in = f
+		closeTrace = func() { f.Close() }
+	}
+	counted = &countingReader{r: in}
+	r, err := capture.Open(counted)
+	if err != nil {
+		closeTrace()
+		fmt.Fprintf(env.stderr, "kwl sim: %s: %v\n", trace, err)
+		return nil, nil, 0, nil, exitUsage
+	}
+	return r, counted, size, closeTrace, -1
 }

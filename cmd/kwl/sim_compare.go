@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strconv"
 
 	"kwl.dev/kwl/lang"
@@ -75,29 +74,11 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	if code >= 0 {
 		return code
 	}
-	var in io.Reader = env.stdin
-	size := int64(0)
-	if trace != "-" {
-		f, err := os.Open(trace)
-		if err != nil {
-			return ioError(env, "sim", err)
-		}
-		defer f.Close()
-		if st, err := f.Stat(); err == nil {
-			if st.IsDir() {
-				fmt.Fprintf(env.stderr, "kwl sim: %s: is a directory, not a capture\n", trace)
-				return exitUsage
-			}
-			size = st.Size()
-		}
-		in = f
+	r, counted, size, closeTrace, code := openTrace(env, trace)
+	if code >= 0 {
+		return code
 	}
-	counted := &countingReader{r: in}
-	r, err := capture.Open(counted)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl sim: %s: %v\n", trace, err)
-		return exitUsage
-	}
+	defer closeTrace()
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
 	rpOld, rpNew := newReplay(oldPol, oldEng, hosts), newReplay(newPol, newEng, hosts)
@@ -109,6 +90,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	differ := 0
 	var line []byte
 	var batch [replayBatch]capture.Packet
+	var err error
 	for err == nil {
 		n := 0
 		for n < len(batch) {
