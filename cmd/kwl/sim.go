@@ -810,21 +810,7 @@ func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byt
 
 // appendExplain writes one --explain line.
 func appendExplain(b []byte, p *capture.Packet, o *outcome, rp *replay) []byte {
-	b = strconv.AppendInt(b, int64(p.N), 10)
-	b = append(b, ' ')
-	b = appendSeconds(b, p.Time)
-	b = append(b, "s "...)
-	b = append(b, protoName(p.Proto)...)
-	b = append(b, ' ')
-	b = netip.AddrPortFrom(p.Src, p.SPort).AppendTo(b)
-	b = append(b, " > "...)
-	b = netip.AddrPortFrom(p.Dst, p.DPort).AppendTo(b)
-	if p.Proto == lang.TCP {
-		b = append(b, " ["...)
-		b = appendFlags(b, p.Flags)
-		b = append(b, ']')
-	}
-	b = append(b, ": "...)
+	b = appendPacketText(b, p)
 	b = append(b, o.res.Verdict.String()...)
 	if r := rp.ruleOf(o); len(r) > 0 {
 		b = append(b, " by "...)
@@ -1132,4 +1118,25 @@ func openTrace(env *cmdEnv, trace string) (r *capture.Reader, counted *countingR
 		return nil, nil, 0, nil, exitUsage
 	}
 	return r, counted, size, closeTrace, -1
+}
+
+// appendPacketText writes the start of a text line about a packet:
+// "N TIMEs PROTO SRC > DST [FLAGS]: ".
+func appendPacketText(b []byte, p *capture.Packet) []byte {
+	b = strconv.AppendInt(b, int64(p.N), 10)
+	b = append(b, ' ')
+	b = appendSeconds(b, p.Time)
+	b = append(b, "s "...)
+	b = append(b, protoName(p.Proto)...)
+	b = append(b, ' ')
+	b = netip.AddrPortFrom(p.Src, p.SPort).AppendTo(b)
+	b = append(b, " > "...)
+	b = netip.AddrPortFrom(p.Dst, p.DPort).AppendTo(b)
+	if p.Proto == lang.TCP {
+		b = append(b, " ["...)
+		b = appendFlags(b, p.Flags)
+		b = append(b, ']')
+	}
+	b = append(b, ": "...)
+	return b
 }

@@ -266,21 +266,7 @@ func appendVerdictText(b []byte, o *outcome, rp *replay) []byte {
 
 // appendCompareText writes a packet whose verdict differs as one line.
 func appendCompareText(b []byte, p *capture.Packet, o1, o2 *outcome, rpOld, rpNew *replay) []byte {
-	b = strconv.AppendInt(b, int64(p.N), 10)
-	b = append(b, ' ')
-	b = appendSeconds(b, p.Time)
-	b = append(b, "s "...)
-	b = append(b, protoName(p.Proto)...)
-	b = append(b, ' ')
-	b = netip.AddrPortFrom(p.Src, p.SPort).AppendTo(b)
-	b = append(b, " > "...)
-	b = netip.AddrPortFrom(p.Dst, p.DPort).AppendTo(b)
-	if p.Proto == lang.TCP {
-		b = append(b, " ["...)
-		b = appendFlags(b, p.Flags)
-		b = append(b, ']')
-	}
-	b = append(b, ": "...)
+	b = appendPacketText(b, p)
 	b = appendVerdictText(b, o1, rpOld)
 	b = append(b, " -> "...)
 	b = appendVerdictText(b, o2, rpNew)
