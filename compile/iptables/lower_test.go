@@ -2,7 +2,6 @@ package iptables
 
 import (
 	"flag"
-	"kwl.dev/kwl/internal/netns"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/compile/internal/irtest"
+	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/lang"
 )
 
