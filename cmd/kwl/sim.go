@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -12,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"kwl.dev/kwl/lang"
@@ -23,32 +23,34 @@ import (
 type engine interface {
 	// Eval decides p. p.Time never decreases from one call to the next.
 	Eval(p *capture.Packet) simResult
+	// Statements numbers the statements the results name:
+	// simResult.Stmt indexes it, and index 0 is the zero Pos.
+	Statements() []lang.Pos
 }
 
 // simResult is what kwl sim reports of one evaluated packet.
 type simResult struct {
 	Verdict lang.Verdict
 	Rule    lang.Pos // the statement that decided; zero when none did
-	// Stmt is Rule's index in the engine's Statements(), for an engine
-	// that numbers its statements (statementLister).
-	Stmt    int
-	Explain string // state read and written, for --explain
+	Stmt    int      // Rule's index in the engine's Statements()
+	Explain string   // state read and written, for --explain
 	// Skip is set when the engine took the packet in (conntrack learned
 	// from it) without evaluating it: "sent by the host".
 	Skip string
-}
-
-// statementLister is an engine that numbers the statements its results
-// name (simResult.Stmt indexes Statements(); index 0 is the zero Pos), so
-// that the replay counts by index instead of hashing positions.
-type statementLister interface {
-	Statements() []lang.Pos
 }
 
 // prefetcher is an engine that can read ahead the state a packet will
 // need (sim.Sim.Prefetch).
 type prefetcher interface {
 	Prefetch(ps []capture.Packet)
+}
+
+// splitter is an engine whose packets divide into two parts that two
+// engines of the same policy evaluate apart, with the results one engine
+// evaluating all of them would give (sim.Split). split reports whether
+// a packet belongs to the second part; it is safe for concurrent use.
+type splitter interface {
+	Split() (split func(*capture.Packet) bool, ok bool)
 }
 
 // replayBatch is how many packets are read, and their state prefetched,
@@ -211,34 +213,37 @@ func runSim(env *cmdEnv, args []string) int {
 	if *progress {
 		prog = newProgress(env.stderr, size, counted)
 	}
-	var line []byte
-	var batch [replayBatch]capture.Packet
-	for err == nil {
-		// Read a batch, touch the state each packet will need so that
-		// the cache misses overlap, then evaluate the packets in order.
-		n := 0
-		for n < len(batch) {
-			if err = r.Next(&batch[n]); err != nil {
-				break
-			}
-			n++
-		}
-		rp.prefetch(batch[:n])
-		for i := 0; i < n; i++ {
-			p := &batch[i]
-			o := rp.stepPair(p, rp.keys[i], rp.dirs[i], rp.hashes[i])
-			if *format == "json" {
-				line = appendPacketJSON(line[:0], p, &o, rp)
-				out.Write(line)
-			} else if *explain && o.evaluated {
-				line = appendExplain(line[:0], p, &o, rp)
-				out.Write(line)
-			}
-			if prog != nil && p.N&0xffff == 0 {
-				prog.update(p.N)
+	lanes := []*lane{newLane(eng)}
+	var split func(*capture.Packet) bool
+	if sp, ok := eng.(splitter); ok && !(*explain && *format == "text") {
+		// Explanations are not kept apart (sim.Split): --explain runs
+		// one lane.
+		if f, ok := sp.Split(); ok {
+			eng2, _, err := newEngine(*backend, pol, hosts, false)
+			if err == nil && eng2 != nil {
+				split = f
+				lanes = append(lanes, newLane(eng2))
 			}
 		}
 	}
+	var line []byte
+	err = pipeline(r, lanes, split, func(pt *part, i int) {
+		p, o := &pt.ps[i], &pt.out[i]
+		if i%replayBatch == 0 {
+			rp.prefetchSources(pt.ps[i:min(i+replayBatch, pt.n)])
+		}
+		rp.account(p, o)
+		if *format == "json" {
+			line = appendPacketJSON(line[:0], p, o, rp)
+			out.Write(line)
+		} else if *explain && o.evaluated {
+			line = appendExplain(line[:0], p, o, rp)
+			out.Write(line)
+		}
+		if prog != nil && p.N&0xffff == 0 {
+			prog.update(p.N)
+		}
+	})
 	if prog != nil {
 		prog.done()
 	}
@@ -306,29 +311,19 @@ const (
 	kindAllow
 )
 
-// replay runs packets through the engine and keeps the counts. What it
+// replay runs packets through the lanes and keeps the counts. What it
 // updates per packet is indexed by statement number or kept in
 // open-addressing tables over pointer-free keys.
 type replay struct {
 	pol   *lang.Policy
-	eng   engine
+	lane  *lane // the first lane: all packets but those of a second
 	hosts map[netip.Addr]bool
-	last  time.Duration
-	// Blocked flows, in generations that turn every flowGen of capture
-	// time: a flow is remembered while its generation is the current or
-	// the previous one, so that memory follows the traffic of the last
-	// minutes and not the length of the capture. Entries of older
-	// generations are dropped when met and by a sweep at each insertion.
-	blocked  itable[pairKey, blockedPair]
-	filter   genFilter // says which pairs cannot be in blocked
-	gen      int32     // the current generation, from 2 (0 marks no flow)
-	genStart time.Duration
+	last  time.Duration // for step: the latest time seen
 
-	// Statements by index: the engine's numbering when it has one
-	// (direct), else positions are numbered as they come.
+	// Statements by index: the engine's numbering, then positions it did
+	// not number, as they come.
 	stmts    []lang.Pos
 	stmtIdx  map[lang.Pos]int
-	direct   bool
 	counts   [][3]int
 	stmtText [][]byte
 	stmtKind []uint8
@@ -346,14 +341,7 @@ type replay struct {
 	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
 	knocks                      int
 	knockers                    addrSet
-	sink                        uint64               // what prefetch reads
-	pf                          prefetcher           // eng, when it can prefetch
-	keys                        [replayBatch]pairKey // prefetch\'s pair keys, by place in the batch
-	dirs                        [replayBatch]int
-	hashes                      [replayBatch]uint64 // prefetch's hashes of the pair keys (filterSeed)
-	pf4                         []*v4Key            // prefetch's addresses
-	pf6                         []*v6Key
-	pf64                        []*uint64
+	sink                        uint64 // what prefetchSources reads
 }
 
 type admission struct {
@@ -364,7 +352,7 @@ type admission struct {
 
 func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 	rp := &replay{
-		pol: pol, eng: eng,
+		pol:      pol,
 		hosts:    map[netip.Addr]bool{},
 		stmtIdx:  map[lang.Pos]int{},
 		ruleText: map[lang.Pos][]byte{},
@@ -373,11 +361,7 @@ func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 		service:  map[lang.Pos]string{},
 		opened:   map[netip.Addr]admission{},
 		limited:  map[netip.Addr]int{},
-		gen:      2,
 	}
-	// The blocked flows hash with the filter's seed, so that one hash of
-	// a packet's pair key serves both.
-	rp.blocked.seed = filterSeed
 	for _, h := range hosts {
 		rp.hosts[h] = true
 	}
@@ -399,13 +383,11 @@ func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 	for _, a := range pol.Allows {
 		rp.kind[a.Pos], rp.service[a.Pos] = "allow", a.Service.Name
 	}
-	rp.pf, _ = eng.(prefetcher)
-	if sl, ok := eng.(statementLister); ok {
-		rp.direct = true
-		for _, pos := range sl.Statements() {
-			rp.addStmt(pos)
-		}
-	} else {
+	rp.lane = newLane(eng)
+	for _, pos := range eng.Statements() {
+		rp.addStmt(pos)
+	}
+	if len(rp.stmts) == 0 {
 		rp.addStmt(lang.Pos{})
 	}
 	return rp
@@ -432,15 +414,15 @@ func (rp *replay) addStmt(pos lang.Pos) int {
 	return i
 }
 
-// stmtOf returns the index of the statement that decided res.
-func (rp *replay) stmtOf(res *simResult) int {
-	if rp.direct && res.Stmt >= 0 && res.Stmt < len(rp.stmts) && rp.stmts[res.Stmt] == res.Rule {
-		return res.Stmt
+// stmtOf returns the index of the statement that decided o.
+func (rp *replay) stmtOf(o *outcome) int {
+	if o.stmt >= 0 && o.stmt < len(rp.stmts) {
+		return o.stmt
 	}
-	if i, ok := rp.stmtIdx[res.Rule]; ok {
+	if i, ok := rp.stmtIdx[o.res.Rule]; ok {
 		return i
 	}
-	return rp.addStmt(res.Rule)
+	return rp.addStmt(o.res.Rule)
 }
 
 func knockProto(p lang.Proto) int {
@@ -474,135 +456,41 @@ func isNew(p *capture.Packet) bool {
 	return true
 }
 
-// prefetch reads the slots the packets' sources have in the source set
-// and their flows in the blocked flows, and what the engine will read for
-// them: first the addresses, then the reads in a loop of their own, so
-// that many reads are in flight at once.
-func (rp *replay) prefetch(ps []capture.Packet) {
-	a4, a6, a64 := rp.pf4[:0], rp.pf6[:0], rp.pf64[:0]
-	v4, v6, bl, f := &rp.sources.v4, &rp.sources.v6, &rp.blocked, &rp.filter
-	for i := range ps {
-		p := &ps[i]
-		if p.Skipped != "" {
-			continue
-		}
-		if p.Src.Is4() {
-			if v4.n > 0 {
-				b := p.Src.As4()
-				k := v4Key(binary.BigEndian.Uint32(b[:]))
-				a4 = append(a4, &v4.slots[int(k.hash(v4.seed))&(len(v4.slots)-1)].key)
-			}
-		} else if v6.n > 0 {
-			k := keyOfAddr(p.Src)
-			a6 = append(a6, &v6.slots[int(v6Key{k.hi, k.lo}.hash(v6.seed))&(len(v6.slots)-1)].key)
-		}
-		key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
-		h := key.hash(filterSeed)
-		rp.keys[i], rp.dirs[i], rp.hashes[i] = key, dir, h
-		if bl.n > 0 {
-			a64 = append(a64, &bl.slots[int(uint32(h>>32))&(len(bl.slots)-1)])
-			if f.words != nil {
-				w, _ := f.pos(h)
-				a64 = append(a64, &f.words[w])
-			}
-		}
-	}
-	// The sweep of the blocked flows looks at 4 entries per blocked
-	// flow: read the slots of the stale ones among the next entries.
-	if bl.n > 0 {
-		for k, i := 0, bl.cursor; k < len(ps)*2; k++ {
-			if i >= len(bl.entries) {
-				i = 0
-			}
-			if e := &bl.entries[i]; e.used && rp.stalePair(&e.val) {
-				a64 = append(a64, &bl.slots[int(bl.hash32(e.key))&(len(bl.slots)-1)])
-			}
-			i++
-		}
-	}
-	var sum uint64
-	for _, a := range a4 {
-		sum += uint64(*a)
-	}
-	for _, a := range a6 {
-		sum += a.lo
-	}
-	for _, a := range a64 {
-		sum += *a
-	}
-	rp.sink += sum
-	rp.pf4, rp.pf6, rp.pf64 = a4, a6, a64
-	if rp.pf != nil {
-		rp.pf.Prefetch(ps)
-	}
-}
-
+// step runs one packet through the first lane and counts it: the replay
+// one packet at a time, without the pipeline.
 func (rp *replay) step(p *capture.Packet) outcome {
-	key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
-	return rp.stepPair(p, key, dir, key.hash(filterSeed))
-}
-
-// stepPair is step with the packet's pair key, direction and the key's
-// hash with filterSeed computed.
-func (rp *replay) stepPair(p *capture.Packet, key pairKey, dir int, fh uint64) outcome {
-	rp.packets++
-	if p.Skipped != "" {
-		return rp.skip(p.Skipped)
-	}
 	// The simulator's clock never goes back.
 	if p.Time < rp.last {
 		p.Time = rp.last
 	}
 	rp.last = p.Time
-	if p.Time-rp.genStart >= flowGen {
-		rp.gen++
-		if p.Time-rp.genStart >= 2*flowGen {
-			// Nothing of the last generation is kept either.
-			rp.gen++
-			rp.filter.forget(rp.gen - 1)
-		}
-		rp.filter.forget(rp.gen)
-		rp.genStart = p.Time
+	key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
+	o := rp.lane.step(p, key, dir, key.hash(filterSeed))
+	rp.account(p, &o)
+	return o
+}
+
+// account counts a packet and its outcome; it numbers the deciding
+// statement if the lane did not (o.stmt).
+func (rp *replay) account(p *capture.Packet, o *outcome) {
+	rp.packets++
+	if o.skipped != "" {
+		rp.skipped++
+		rp.skips[o.skipped]++
+		return
 	}
-	bh := uint32(fh >> 32) // the key's hash in the blocked flows (same seed)
-	if rp.blocked.len() > 0 && rp.filter.mayHave(fh) {
-		if e := rp.blocked.getH(key, bh); e != nil {
-			// A packet from an endpoint to itself is its own reply.
-			self := key.a == key.b && key.family == 3*(key.family&1) && key.ports>>16 == key.ports&0xffff
-			if b := &e.dir[1-dir]; !rp.stale(b) || (self && !rp.stale(&e.dir[dir])) {
-				if self {
-					b = &e.dir[dir]
-				}
-				// A reply to a connection the firewall stopped never happens.
-				return rp.blockedPacket(*b)
-			}
-			if b := &e.dir[dir]; !rp.stale(b) && !isNew(p) {
-				return rp.blockedPacket(*b)
-			}
-		}
+	if o.blocked > 0 {
+		rp.blockedPackets++
+		rp.verdicts[lang.Drop]++
+		return
 	}
-	res := rp.eng.Eval(p)
-	if res.Skip != "" {
-		return rp.skip(res.Skip)
-	}
+	res := &o.res
 	rp.evaluated++
 	rp.verdicts[res.Verdict]++
 	rp.sources.add(p.Src)
-	si := rp.stmtOf(&res)
+	si := rp.stmtOf(o)
+	o.stmt = si
 	rp.counts[si][res.Verdict]++
-	if res.Verdict != lang.Accept && isNew(p) {
-		e := rp.blocked.putH(key, bh)
-		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(si), gen: rp.gen}
-		rp.filter.add(fh, rp.gen)
-		rp.blocked.sweep(4, rp.stalePair)
-	} else if res.Verdict == lang.Accept && rp.blocked.len() > 0 && rp.filter.mayHave(fh) {
-		if e := rp.blocked.getH(key, bh); e != nil {
-			e.dir[dir] = blockedFlow{}
-			if rp.stalePair(e) {
-				rp.blocked.delH(key, bh)
-			}
-		}
-	}
 	switch rp.stmtKind[si] {
 	case kindKnock:
 		if res.Verdict == lang.Accept {
@@ -619,25 +507,6 @@ func (rp *replay) stepPair(p *capture.Packet, key pairKey, dir int, fh uint64) o
 		rp.knocks++
 		rp.knockers.add(p.Src)
 	}
-	return outcome{evaluated: true, res: res, stmt: si}
-}
-
-// stale reports whether a blocked flow is absent or older than the
-// previous generation.
-func (rp *replay) stale(b *blockedFlow) bool { return b.gen < rp.gen-1 }
-
-func (rp *replay) stalePair(e *blockedPair) bool { return rp.stale(&e.dir[0]) && rp.stale(&e.dir[1]) }
-
-func (rp *replay) skip(reason string) outcome {
-	rp.skipped++
-	rp.skips[reason]++
-	return outcome{skipped: reason}
-}
-
-func (rp *replay) blockedPacket(b blockedFlow) outcome {
-	rp.blockedPackets++
-	rp.verdicts[lang.Drop]++
-	return outcome{res: simResult{Verdict: lang.Drop, Rule: rp.stmts[b.stmt], Stmt: int(b.stmt)}, stmt: int(b.stmt), blocked: b.first}
 }
 
 // ruleOf returns the text of the statement that decided o.
@@ -1034,12 +903,12 @@ func (rp *replay) writeSummary(w *bufio.Writer, trace string, r *capture.Reader,
 // the progress indicator.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64 // read by the progress indicator while the reader runs
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -1074,7 +943,7 @@ func (pb *progressBar) update(n int) {
 	var s strings.Builder
 	fmt.Fprintf(&s, "\rkwl sim: %d packets", n)
 	if pb.size > 0 {
-		fmt.Fprintf(&s, " (%.0f%%)", 100*float64(pb.read.n)/float64(pb.size))
+		fmt.Fprintf(&s, " (%.0f%%)", 100*float64(pb.read.n.Load())/float64(pb.size))
 	}
 	fmt.Fprintf(&s, ", %.2f M packets/s ", pps/1e6)
 	io.WriteString(pb.w, s.String())

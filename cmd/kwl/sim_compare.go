@@ -89,51 +89,40 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	sources := map[netip.Addr]*access{}
 	differ := 0
 	var line []byte
-	var batch [replayBatch]capture.Packet
-	var err error
-	for err == nil {
-		n := 0
-		for n < len(batch) {
-			if err = r.Next(&batch[n]); err != nil {
-				break
-			}
-			n++
+	// OLD's lane runs on a goroutine of its own; NEW's runs here, packet
+	// by packet, while the pipeline merges.
+	err := pipeline(r, []*lane{rpOld.lane}, nil, func(pt *part, i int) {
+		p, o1 := &pt.ps[i], &pt.out[i]
+		o2 := rpNew.lane.step(p, pt.keys[i], int(pt.dirs[i]), pt.hashes[i])
+		rpOld.account(p, o1)
+		rpNew.account(p, &o2)
+		if prog != nil && p.N&0xffff == 0 {
+			prog.update(p.N)
 		}
-		rpOld.prefetch(batch[:n])
-		oldKeys, oldDirs, oldHashes := rpOld.keys, rpOld.dirs, rpOld.hashes
-		rpNew.prefetch(batch[:n])
-		for i := 0; i < n; i++ {
-			p := &batch[i]
-			o1 := rpOld.stepPair(p, oldKeys[i], oldDirs[i], oldHashes[i])
-			o2 := rpNew.stepPair(p, rpNew.keys[i], rpNew.dirs[i], rpNew.hashes[i])
-			if prog != nil && p.N&0xffff == 0 {
-				prog.update(p.N)
-			}
-			if o1.skipped != "" || o2.skipped != "" || o1.res.Verdict == o2.res.Verdict {
-				continue
-			}
-			differ++
-			a := sources[p.Src]
-			if a == nil {
-				a = &access{}
-				sources[p.Src] = a
-			}
-			switch {
-			case o2.res.Verdict == lang.Accept:
-				a.gained++
-			case o1.res.Verdict == lang.Accept:
-				a.lost++
-			default:
-				a.other++
-			}
-			if format == "json" {
-				line = appendCompareJSON(line[:0], p, &o1, &o2, rpOld, rpNew)
-			} else {
-				line = appendCompareText(line[:0], p, &o1, &o2, rpOld, rpNew)
-			}
-			out.Write(line)
+		if o1.skipped != "" || o2.skipped != "" || o1.res.Verdict == o2.res.Verdict {
+			return
 		}
-	}
+		differ++
+		a := sources[p.Src]
+		if a == nil {
+			a = &access{}
+			sources[p.Src] = a
+		}
+		switch {
+		case o2.res.Verdict == lang.Accept:
+			a.gained++
+		case o1.res.Verdict == lang.Accept:
+			a.lost++
+		default:
+			a.other++
+		}
+		if format == "json" {
+			line = appendCompareJSON(line[:0], p, o1, &o2, rpOld, rpNew)
+		} else {
+			line = appendCompareText(line[:0], p, o1, &o2, rpOld, rpNew)
+		}
+		out.Write(line)
+	})
 	if prog != nil {
 		prog.done()
 	}

@@ -39,6 +39,15 @@ func (e *simEngine) Prefetch(ps []capture.Packet) { e.s.Prefetch(ps) }
 // Statements numbers the statements for simResult.Stmt.
 func (e *simEngine) Statements() []lang.Pos { return e.s.Statements() }
 
+// Split divides the packets between two simulators (see sim.Split).
+func (e *simEngine) Split() (func(*capture.Packet) bool, bool) {
+	sp, ok := e.s.Split()
+	if !ok {
+		return nil, false
+	}
+	return sp.Inert, true
+}
+
 func init() {
 	newEngine = func(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (engine, lang.Diagnostics, error) {
 		s, diags := sim.New(backend, pol, sim.Options{Hosts: hosts, Explain: explain})

@@ -147,15 +147,17 @@ func (e *knockEngine) Eval(p *capture.Packet) simResult {
 	switch {
 	case p.Proto == lang.TCP && p.DPort == 1600:
 		e.open[p.Src] = true
-		return simResult{Verdict: lang.Drop, Rule: posKnock}
+		return simResult{Verdict: lang.Drop, Rule: posKnock, Stmt: 1}
 	case p.Proto == lang.TCP && p.DPort == 22 && p.Flags&(capture.SYN|capture.ACK) == capture.SYN:
 		if e.open[p.Src] {
-			return simResult{Verdict: lang.Accept, Rule: posKnock}
+			return simResult{Verdict: lang.Accept, Rule: posKnock, Stmt: 1}
 		}
-		return simResult{Verdict: lang.Drop, Rule: posSSH}
+		return simResult{Verdict: lang.Drop, Rule: posSSH, Stmt: 2}
 	}
 	return simResult{Verdict: lang.Accept}
 }
+
+func (e *knockEngine) Statements() []lang.Pos { return []lang.Pos{{}, posKnock, posSSH} }
 
 func TestReplayBlockedFlows(t *testing.T) {
 	trace, err := textToPcap(`

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"time"
+
+	"kwl.dev/kwl/sim/capture"
+)
+
+// kwl sim's replay is a pipeline of goroutines that hand each other
+// chunks of packets, in capture order:
+//
+//	read:   read and decode the packets, keep the clock from going
+//	        back, compute what needs no state (pair keys and their
+//	        hashes), and put each packet in the part of its lane;
+//	lanes:  each lane evaluates the packets of its part (lane.step);
+//	merge:  the caller takes the outcomes of both parts in capture
+//	        order, counts them and writes the output.
+//
+// Reading and merging run on one core while the lanes run, so that on a
+// machine of two cores or more the simulators are most of what one core
+// does.
+
+// chunkSize is how many packets a chunk holds: enough that handing a
+// chunk over costs little per packet, few enough that the chunks in
+// flight stay in the caches.
+const chunkSize = 512
+
+// chunksAhead is how many chunks are in flight.
+const chunksAhead = 6
+
+// A part is a chunk's packets of one lane, with what the reader computed
+// of them and what the lane made of them.
+type part struct {
+	ps     [chunkSize]capture.Packet
+	keys   [chunkSize]pairKey
+	dirs   [chunkSize]uint8
+	hashes [chunkSize]uint64
+	out    [chunkSize]outcome
+	n      int
+}
+
+// A chunk is packets read from the capture, divided between the lanes.
+type chunk struct {
+	parts [2]part
+	lane  [chunkSize]uint8 // the part of the chunk's i-th packet
+	n     int
+	err   error // the reader's error after the n packets (io.EOF at the end)
+}
+
+// pipeline runs the replay of r through the lanes: split, when not nil,
+// says which packets go to the second lane. merge is called in the
+// caller's goroutine for each packet in capture order, with the part
+// that holds it and its place there (pt.ps[i], its outcome pt.out[i]).
+// pipeline returns the reader's error: io.EOF at the end.
+func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool, merge func(pt *part, i int)) error {
+	free := make(chan *chunk, chunksAhead)
+	for range chunksAhead {
+		free <- new(chunk)
+	}
+	toLane := make([]chan *chunk, len(lanes))
+	fromLane := make([]chan *chunk, len(lanes))
+	for k, l := range lanes {
+		toLane[k] = make(chan *chunk, chunksAhead)
+		fromLane[k] = make(chan *chunk, chunksAhead)
+		go func(l *lane, k int) {
+			defer close(fromLane[k])
+			for c := range toLane[k] {
+				l.run(&c.parts[k])
+				fromLane[k] <- c
+			}
+		}(l, k)
+	}
+	go func() {
+		defer func() {
+			for _, ch := range toLane {
+				close(ch)
+			}
+		}()
+		var last time.Duration
+		var tmp capture.Packet
+		for c := range free {
+			c.n, c.err = 0, nil
+			for k := range c.parts {
+				c.parts[k].n = 0
+			}
+			for c.n < chunkSize {
+				if c.err = r.Next(&tmp); c.err != nil {
+					break
+				}
+				// The simulator's clock never goes back.
+				if tmp.Time < last {
+					tmp.Time = last
+				}
+				last = tmp.Time
+				k := 0
+				if split != nil && split(&tmp) {
+					k = 1
+				}
+				pt := &c.parts[k]
+				i := pt.n
+				pt.ps[i] = tmp
+				key, dir := pairOf(tmp.Src, tmp.SPort, tmp.Dst, tmp.DPort, tmp.Proto)
+				pt.keys[i], pt.dirs[i], pt.hashes[i] = key, uint8(dir), key.hash(filterSeed)
+				pt.n++
+				c.lane[c.n] = uint8(k)
+				c.n++
+			}
+			for _, ch := range toLane {
+				ch <- c
+			}
+			if c.err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		var c *chunk
+		for k := range fromLane {
+			c = <-fromLane[k] // the lanes take the chunks in the same order
+		}
+		var at [2]int
+		for i := range c.n {
+			k := c.lane[i]
+			pt := &c.parts[k]
+			merge(pt, at[k])
+			at[k]++
+		}
+		if c.err != nil {
+			for k := range fromLane {
+				for range fromLane[k] {
+				}
+			}
+			return c.err
+		}
+		free <- c
+	}
+}
+
+// run evaluates a part's packets: a batch at a time, it touches the state
+// each packet will need, so that the cache misses overlap, then
+// evaluates the packets in order.
+func (l *lane) run(pt *part) {
+	for b := 0; b < pt.n; b += replayBatch {
+		e := min(b+replayBatch, pt.n)
+		l.prefetch(pt.ps[b:e], pt.hashes[b:e])
+		for i := b; i < e; i++ {
+			pt.out[i] = l.step(&pt.ps[i], pt.keys[i], int(pt.dirs[i]), pt.hashes[i])
+		}
+	}
+}
