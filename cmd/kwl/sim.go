@@ -57,6 +57,10 @@ type splitter interface {
 // before they are evaluated in order.
 const replayBatch = 32
 
+// noSplit makes kwl sim run one lane even when the engine can divide the
+// packets (tests compare the two).
+var noSplit bool
+
 // newEngine builds the simulator for a backend. It is nil in a build
 // without the simulator; the file that wires package sim sets it in init.
 var newEngine func(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (engine, lang.Diagnostics, error)
@@ -215,7 +219,7 @@ func runSim(env *cmdEnv, args []string) int {
 	}
 	lanes := []*lane{newLane(eng)}
 	var split func(*capture.Packet) bool
-	if sp, ok := eng.(splitter); ok && !(*explain && *format == "text") {
+	if sp, ok := eng.(splitter); ok && !noSplit && !(*explain && *format == "text") {
 		// Explanations are not kept apart (sim.Split): --explain runs
 		// one lane.
 		if f, ok := sp.Split(); ok {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,6 +257,49 @@ func TestAppendSeconds(t *testing.T) {
 		want := strconv.AppendFloat(nil, d.Seconds(), 'f', -1, 64)
 		if got := appendSeconds(nil, d); string(got) != string(want) {
 			t.Fatalf("appendSeconds(%d) = %s, want %s", int64(d), got, want)
+		}
+	}
+}
+
+// TestSplitReplayChangesNothing replays a generated capture through each
+// example, with the packets divided between two lanes and in one: the
+// JSON Lines and the summary must be the same, byte for byte.
+func TestSplitReplayChangesNothing(t *testing.T) {
+	if newEngine == nil {
+		t.Skip("this build has no simulator")
+	}
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "trace.pcap")
+	f, err := os.Create(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gen.Write(f, gen.Options{Packets: 60000, Sources: 300, Span: 20 * time.Minute, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	files, _ := filepath.Glob("../../examples/*.kwl")
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	defer func() { noSplit = false }()
+	for _, pol := range files {
+		for _, backend := range []string{"nft", "iptables"} {
+			for _, args := range [][]string{{"--format", "json"}, {"--host", "192.0.2.1"}} {
+				var outs [2]string
+				for k, off := range []bool{false, true} {
+					noSplit = off
+					var stdout, stderr bytes.Buffer
+					a := append([]string{"sim", "--backend", backend, "--progress=false"}, args...)
+					if code := run(&cmdEnv{stdout: &stdout, stderr: &stderr}, append(a, pol, trace)); code != 0 {
+						t.Fatalf("%s %s: exit %d: %s", pol, backend, code, stderr.String())
+					}
+					outs[k] = stdout.String()
+				}
+				if outs[0] != outs[1] {
+					t.Errorf("%s %s %v: the output with two lanes differs from the output with one", filepath.Base(pol), backend, args)
+				}
+			}
 		}
 	}
 }
