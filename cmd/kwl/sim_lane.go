@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"time"
 
 	"kwl.dev/kwl/lang"
@@ -20,11 +19,12 @@ type lane struct {
 	// Blocked flows, in generations of flowGen of capture time: a flow
 	// is remembered while its generation is the current or the previous
 	// one, so that memory follows the traffic of the last minutes and not
-	// the length of the capture. Entries of older generations are dropped
-	// when met and by a sweep at each insertion. The generation is a
-	// function of the packet's time alone, so that two lanes agree on it.
-	blocked itable[pairKey, blockedPair]
-	filter  genFilter // says which pairs cannot be in blocked
+	// the length of the capture. Each of the two has a table of its own,
+	// by parity, emptied as a whole when the generation after next
+	// begins. The generation is a function of the packet's time alone, so
+	// that two lanes agree on it.
+	blocked [2]itable[pairKey, blockedPair]
+	filter  genFilter // says which pairs cannot be in the tables
 	gen     int32     // the current generation, from 2 (0 marks no flow)
 	sink    uint64    // what prefetch reads
 	pf64    []*uint64 // prefetch's addresses
@@ -34,7 +34,7 @@ func newLane(eng engine) *lane {
 	l := &lane{eng: eng, stmts: eng.Statements(), gen: 2}
 	// The blocked flows hash with the filter's seed, so that one hash of
 	// a packet's pair key serves both.
-	l.blocked.seed = filterSeed
+	l.blocked[0].seed, l.blocked[1].seed = filterSeed, filterSeed
 	l.pf, _ = eng.(prefetcher)
 	return l
 }
@@ -52,25 +52,44 @@ func (l *lane) step(p *capture.Packet, key pairKey, dir int, fh uint64) outcome 
 		if g > l.gen+1 {
 			// Nothing of the last generation is kept either.
 			l.filter.forget(g - 1)
+			l.blocked[(g-1)&1].reset()
 		}
 		l.filter.forget(g)
+		l.blocked[g&1].reset()
 		l.gen = g
 	}
 	bh := uint32(fh >> 32) // the key's hash in the blocked flows (same seed)
-	if l.blocked.len() > 0 && l.filter.mayHave(fh) {
-		if e := l.blocked.getH(key, bh); e != nil {
-			// A packet from an endpoint to itself is its own reply.
-			self := key.a == key.b && key.family == 3*(key.family&1) && key.ports>>16 == key.ports&0xffff
-			if b := &e.dir[1-dir]; !l.stale(b) || (self && !l.stale(&e.dir[dir])) {
-				if self {
-					b = &e.dir[dir]
-				}
-				// A reply to a connection the firewall stopped never happens.
-				return l.blockedPacket(*b)
+	// The pair's entries in this generation and the last one: a direction
+	// is blocked by the latest of them that names it.
+	var es [2]*blockedPair
+	if l.filter.mayHave(fh) {
+		for k := range es {
+			if t := &l.blocked[(l.gen-int32(k))&1]; t.n > 0 && l.filter.has(fh, l.gen-int32(k)) {
+				es[k] = t.getH(key, bh)
 			}
-			if b := &e.dir[dir]; !l.stale(b) && !isNew(p) {
-				return l.blockedPacket(*b)
+		}
+	}
+	if es[0] != nil || es[1] != nil {
+		flow := func(d int) blockedFlow {
+			if es[0] != nil && es[0].dir[d].gen != 0 {
+				return es[0].dir[d]
 			}
+			if es[1] != nil {
+				return es[1].dir[d]
+			}
+			return blockedFlow{}
+		}
+		// A packet from an endpoint to itself is its own reply.
+		self := key.a == key.b && key.family == 3*(key.family&1) && key.ports>>16 == key.ports&0xffff
+		if b := flow(1 - dir); b.gen != 0 || (self && flow(dir).gen != 0) {
+			if self {
+				b = flow(dir)
+			}
+			// A reply to a connection the firewall stopped never happens.
+			return l.blockedPacket(b)
+		}
+		if b := flow(dir); b.gen != 0 && !isNew(p) {
+			return l.blockedPacket(b)
 		}
 	}
 	res := l.eng.Eval(p)
@@ -82,26 +101,21 @@ func (l *lane) step(p *capture.Packet, key pairKey, dir int, fh uint64) outcome 
 		si = -1 // the replay numbers it
 	}
 	if res.Verdict != lang.Accept && isNew(p) {
-		e := l.blocked.putH(key, bh)
+		e := l.blocked[l.gen&1].putH(key, bh)
 		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(max(si, 0)), gen: l.gen}
 		l.filter.add(fh, l.gen)
-		l.blocked.sweep(4, l.stalePair)
-	} else if res.Verdict == lang.Accept && l.blocked.len() > 0 && l.filter.mayHave(fh) {
-		if e := l.blocked.getH(key, bh); e != nil {
-			e.dir[dir] = blockedFlow{}
-			if l.stalePair(e) {
-				l.blocked.delH(key, bh)
+	} else if res.Verdict == lang.Accept {
+		for k, e := range es {
+			if e != nil {
+				e.dir[dir] = blockedFlow{}
+				if e.dir[1-dir].gen == 0 {
+					l.blocked[(l.gen-int32(k))&1].delH(key, bh)
+				}
 			}
 		}
 	}
 	return outcome{evaluated: true, res: res, stmt: si}
 }
-
-// stale reports whether a blocked flow is absent or older than the
-// previous generation.
-func (l *lane) stale(b *blockedFlow) bool { return b.gen < l.gen-1 }
-
-func (l *lane) stalePair(e *blockedPair) bool { return l.stale(&e.dir[0]) && l.stale(&e.dir[1]) }
 
 func (l *lane) blockedPacket(b blockedFlow) outcome {
 	return outcome{res: simResult{Verdict: lang.Drop, Rule: l.stmts[b.stmt], Stmt: int(b.stmt)}, stmt: int(b.stmt), blocked: b.first}
@@ -113,29 +127,18 @@ func (l *lane) blockedPacket(b blockedFlow) outcome {
 // once. hashes are the packets' pair keys' hashes with filterSeed.
 func (l *lane) prefetch(ps []capture.Packet, hashes []uint64) {
 	a64 := l.pf64[:0]
-	bl, f := &l.blocked, &l.filter
-	if bl.n > 0 {
+	if f := &l.filter; f.words != nil {
 		for i := range ps {
 			if ps[i].Skipped != "" {
 				continue
 			}
-			h := hashes[i]
-			a64 = append(a64, &bl.slots[int(uint32(h>>32))&(len(bl.slots)-1)])
-			if f.words != nil {
-				w, _ := f.pos(h)
-				a64 = append(a64, &f.words[w])
+			w, _ := f.pos(hashes[i])
+			a64 = append(a64, &f.words[w])
+			for k := range l.blocked {
+				if t := &l.blocked[k]; t.n > 0 {
+					a64 = append(a64, &t.slots[int(uint32(hashes[i]>>32))&(len(t.slots)-1)])
+				}
 			}
-		}
-		// The sweep of the blocked flows looks at 4 entries per blocked
-		// flow: read the slots of the stale ones among the next entries.
-		for k, i := 0, bl.cursor; k < len(ps)*2; k++ {
-			if i >= len(bl.entries) {
-				i = 0
-			}
-			if e := &bl.entries[i]; e.used && l.stalePair(&e.val) {
-				a64 = append(a64, &bl.slots[int(bl.hash32(e.key))&(len(bl.slots)-1)])
-			}
-			i++
 		}
 	}
 	var sum uint64
@@ -147,28 +150,4 @@ func (l *lane) prefetch(ps []capture.Packet, hashes []uint64) {
 	if l.pf != nil {
 		l.pf.Prefetch(ps)
 	}
-}
-
-// prefetchSources reads the slots the sources of the packets have in
-// the replay's source set.
-func (rp *replay) prefetchSources(ps []capture.Packet) {
-	v4, v6 := &rp.sources.v4, &rp.sources.v6
-	var sum uint64
-	for i := range ps {
-		p := &ps[i]
-		if p.Skipped != "" {
-			continue
-		}
-		if p.Src.Is4() {
-			if v4.n > 0 {
-				b := p.Src.As4()
-				k := v4Key(binary.BigEndian.Uint32(b[:]))
-				sum += uint64(v4.slots[int(k.hash(v4.seed))&(len(v4.slots)-1)].key)
-			}
-		} else if v6.n > 0 {
-			k := keyOfAddr(p.Src)
-			sum += v6.slots[int(v6Key{k.hi, k.lo}.hash(v6.seed))&(len(v6.slots)-1)].key.lo
-		}
-	}
-	rp.sink += sum
 }

@@ -422,6 +422,14 @@ func (t *itable[K, V]) delSlot(i int) {
 	}
 }
 
+// reset empties the table, keeping its memory.
+func (t *itable[K, V]) reset() {
+	clear(t.slots)
+	clear(t.entries)
+	t.entries, t.free = t.entries[:0], t.free[:0]
+	t.n, t.cursor = 0, 0
+}
+
 // sweep looks at n entries from where the last sweep stopped and removes
 // those dead says are dead.
 func (t *itable[K, V]) sweep(n int, dead func(*V) bool) {
@@ -488,6 +496,16 @@ func (f *genFilter) add(h uint64, gen int32) {
 	}
 	w, b := f.pos(h)
 	f.words[w] |= 1 << (b + uint(gen&1))
+}
+
+// has reports whether a flow of h may have been blocked in a generation
+// of the given parity.
+func (f *genFilter) has(h uint64, parity int32) bool {
+	if f.words == nil {
+		return false
+	}
+	w, b := f.pos(h)
+	return f.words[w]&(1<<(b+uint(parity&1))) != 0
 }
 
 func (f *genFilter) mayHave(h uint64) bool {
