@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"kwl.dev/kwl/internal/baseline"
 	"kwl.dev/kwl/internal/gen"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
@@ -30,10 +32,28 @@ func BenchmarkSim(b *testing.B) {
 }
 
 func benchSim(b *testing.B, backend, format string) {
+	trace, pol := benchSetup(b)
+	perPass := countPackets(b, trace)
+	env := &cmdEnv{stdout: io.Discard, stderr: io.Discard}
+	passes := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if code := run(env, []string{"sim", "--backend", backend, "--format", format, "--progress=false", pol, trace}); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+		passes++
+	}
+	b.ReportMetric(float64(passes*perPass)/b.Elapsed().Seconds(), "packets/s")
+}
+
+// benchSetup returns the trace ($KWL_BENCH_TRACE, or a million packets
+// made in the temporary directory) and the policy file the benchmarks
+// replay.
+func benchSetup(b *testing.B) (trace, pol string) {
 	if newEngine == nil {
 		b.Skip("this build has no simulator")
 	}
-	trace := os.Getenv("KWL_BENCH_TRACE")
+	trace = os.Getenv("KWL_BENCH_TRACE")
 	if trace == "" {
 		trace = filepath.Join(b.TempDir(), "trace.pcap")
 		f, err := os.Create(trace)
@@ -47,25 +67,14 @@ func benchSim(b *testing.B, backend, format string) {
 		}
 		f.Close()
 	}
-	dir := b.TempDir()
-	pol := filepath.Join(dir, "p.kwl")
+	pol = filepath.Join(b.TempDir(), "p.kwl")
 	if err := os.WriteFile(pol, []byte(benchPolicy), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	if _, diags := lang.Load(pol, []byte(benchPolicy)); diags.HasErrors() {
 		b.Fatal(diags)
 	}
-	perPass := countPackets(b, trace)
-	env := &cmdEnv{stdout: io.Discard, stderr: io.Discard}
-	passes := 0
-	b.ReportAllocs()
-	for b.Loop() {
-		if code := run(env, []string{"sim", "--backend", backend, "--format", format, "--progress=false", pol, trace}); code != 0 {
-			b.Fatalf("exit %d", code)
-		}
-		passes++
-	}
-	b.ReportMetric(float64(passes*perPass)/b.Elapsed().Seconds(), "packets/s")
+	return trace, pol
 }
 
 func countPackets(b *testing.B, trace string) int {
@@ -84,4 +93,41 @@ func countPackets(b *testing.B, trace string) int {
 		n++
 	}
 	return n
+}
+
+// BenchmarkSimVsBaseline runs, in each iteration, the baseline loop
+// (baseline.Count: pcapgo and one map entry per source) and then kwl sim
+// with summary output on the same trace, for each backend, and reports
+// each one's packet rate and kwl sim's rate as a fraction of the
+// baseline's: interleaved, the two see the same state of the machine.
+func BenchmarkSimVsBaseline(b *testing.B) {
+	for _, backend := range []string{"nft", "iptables"} {
+		b.Run(backend, func(b *testing.B) {
+			trace, pol := benchSetup(b)
+			perPass := countPackets(b, trace)
+			env := &cmdEnv{stdout: io.Discard, stderr: io.Discard}
+			var base, sim time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				f, err := os.Open(trace)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := baseline.Count(f); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+				t1 := time.Now()
+				if code := run(env, []string{"sim", "--backend", backend, "--progress=false", pol, trace}); code != 0 {
+					b.Fatalf("exit %d", code)
+				}
+				base += t1.Sub(t0)
+				sim += time.Since(t1)
+			}
+			n := float64(b.N * perPass)
+			b.ReportMetric(n/base.Seconds(), "baseline-packets/s")
+			b.ReportMetric(n/sim.Seconds(), "sim-packets/s")
+			b.ReportMetric(base.Seconds()/sim.Seconds(), "x-baseline")
+		})
+	}
 }
