@@ -104,16 +104,20 @@ type tuple struct {
 	proto        lang.Proto
 }
 
-// conn is a conntrack entry.
+// conn is a conntrack entry. The fields the sweep and the index read
+// for every entry they pass (expires, confirmed, replied, h) come first,
+// so that they share a cache line.
 type conn struct {
-	orig tuple
-	// natDst and natPort are where DNAT sent the flow (the source of its
-	// replies), when dnat; the reply tuple is otherwise orig reversed,
-	// and is not stored (see reply), to keep the entries small.
-	natDst    netip.Addr
-	natPort   uint16
-	seenReply bool
+	expires   int64 // jiffies; dead when now >= expires
 	confirmed bool
+	// replied is set when the flow is indexed in m (else in ix).
+	replied bool
+	// h is the hash of orig in the flow index, kept when the flow is
+	// indexed so that removing it (the sweep, many flows per packet)
+	// does not hash its addresses again.
+	h         uint32
+	orig      tuple
+	seenReply bool
 	dnat      bool // the original destination was rewritten
 	local     bool // the flow ends at the firewall (went through input)
 	fromLocal bool // the flow was opened by the firewall itself
@@ -122,15 +126,14 @@ type conn struct {
 	// over the entry of the tuple in m, so that removing this flow does
 	// not remove the other's entry.
 	origGone, replyGone bool
-	replied             bool  // indexed in m (else in ix)
+	tcp                 tcpState
 	id                  int32 // place in the storage
-	// h is the hash of orig in the flow index, kept when the flow is
-	// indexed so that removing it (the sweep, many flows per packet)
-	// does not hash its addresses again.
-	h       uint32
-	tcp     tcpState
+	// natDst and natPort are where DNAT sent the flow (the source of its
+	// replies), when dnat; the reply tuple is otherwise orig reversed,
+	// and is not stored (see reply), to keep the entries small.
+	natPort uint16
+	natDst  netip.Addr
 	created int64 // jiffies
-	expires int64 // jiffies; dead when now >= expires
 }
 
 // reply returns the tuple of the flow's replies: the original one
