@@ -31,59 +31,75 @@ func noDispatch(s *Sim) {
 	}
 }
 
+// eachExample runs f in a subtest for every example policy, backend and
+// choice of hosts (none, or the test firewall's addresses).
+func eachExample(t *testing.T, f func(t *testing.T, pol *lang.Policy, backend string, hosts []netip.Addr)) {
+	files, _ := filepath.Glob("../examples/*.kwl")
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, file := range files {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol, diags := lang.Load(file, src)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", file, diags)
+		}
+		for _, b := range Backends {
+			for _, hosts := range [][]netip.Addr{nil, {TestFirewall4, TestFirewall6}} {
+				t.Run(filepath.Base(file)+"/"+b, func(t *testing.T) { f(t, pol, b, hosts) })
+			}
+		}
+	}
+}
+
+// randomTraffic returns n packets among a few addresses and the ports
+// the examples name (and some they do not), of every protocol and
+// several TCP flags, each up to maxStep after the previous one.
+func randomTraffic(seed uint64, n int, maxStep time.Duration) []capture.Packet {
+	addrs := []netip.Addr{TestFirewall4, TestFirewall6, netip.MustParseAddr("198.51.100.10"),
+		netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("192.168.1.5"), netip.MustParseAddr("fd00::7"),
+		netip.MustParseAddr("2001:db8::5")}
+	ports := []uint16{22, 1599, 1600, 1601, 1602, 7000, 8000, 9000, 443, 53, 80, 2222, 0}
+	rng := rand.New(rand.NewPCG(seed, 0))
+	var now time.Duration
+	ps := make([]capture.Packet, n)
+	for i := range ps {
+		now += time.Duration(rng.Int64N(int64(maxStep)))
+		ps[i] = capture.Packet{N: i + 1, Time: now,
+			Src: addrs[rng.IntN(len(addrs))], Dst: addrs[rng.IntN(len(addrs))],
+			Proto: []lang.Proto{lang.TCP, lang.TCP, lang.UDP, lang.ICMP, 58}[rng.IntN(5)],
+			SPort: ports[rng.IntN(len(ports))], DPort: ports[rng.IntN(len(ports))],
+			Flags:    []capture.TCPFlags{capture.SYN, capture.SYN, capture.ACK, capture.SYN | capture.ACK, capture.FIN | capture.ACK}[rng.IntN(5)],
+			ICMPType: []uint8{0, 8}[rng.IntN(2)]}
+	}
+	return ps
+}
+
 // TestDispatchChangesNothing runs random traffic through the examples
 // twice, with the chains skipping the rules a packet's port rules out and
 // with every rule visited: verdicts, deciding rules and explanations must
 // be the same.
 func TestDispatchChangesNothing(t *testing.T) {
-	files, _ := filepath.Glob("../examples/*.kwl")
-	if len(files) == 0 {
-		t.Fatal("no examples")
-	}
-	addrs := []netip.Addr{TestFirewall4, TestFirewall6, netip.MustParseAddr("198.51.100.10"),
-		netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("192.168.1.5"), netip.MustParseAddr("fd00::7"),
-		netip.MustParseAddr("2001:db8::5")}
-	ports := []uint16{22, 1599, 1600, 1601, 1602, 7000, 8000, 9000, 443, 53, 80, 2222, 0}
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	eachExample(t, func(t *testing.T, pol *lang.Policy, b string, hosts []netip.Addr) {
+		opts := Options{Hosts: hosts, Explain: true}
+		fast, _ := New(b, pol, opts)
+		slow, _ := New(b, pol, opts)
+		if fast == nil || slow == nil {
+			t.Fatal("no simulator")
 		}
-		pol, diags := lang.Load(f, src)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %v", f, diags)
-		}
-		for _, b := range Backends {
-			for _, hosts := range [][]netip.Addr{nil, {TestFirewall4, TestFirewall6}} {
-				t.Run(filepath.Base(f)+"/"+b, func(t *testing.T) {
-					opts := Options{Hosts: hosts, Explain: true}
-					fast, _ := New(b, pol, opts)
-					slow, _ := New(b, pol, opts)
-					if fast == nil || slow == nil {
-						t.Fatal("no simulator")
-					}
-					noDispatch(slow)
-					rng := rand.New(rand.NewPCG(3, uint64(len(f))))
-					var now time.Duration
-					for i := 0; i < 5000; i++ {
-						now += time.Duration(rng.IntN(2000)) * time.Millisecond
-						p := capture.Packet{Time: now,
-							Src: addrs[rng.IntN(len(addrs))], Dst: addrs[rng.IntN(len(addrs))],
-							Proto: []lang.Proto{lang.TCP, lang.TCP, lang.UDP, lang.ICMP, 58}[rng.IntN(5)],
-							SPort: ports[rng.IntN(len(ports))], DPort: ports[rng.IntN(len(ports))],
-							Flags:    []capture.TCPFlags{capture.SYN, capture.SYN, capture.ACK, capture.SYN | capture.ACK, capture.FIN | capture.ACK}[rng.IntN(5)],
-							ICMPType: 8}
-						q := p
-						a, z := fast.Eval(&p), slow.Eval(&q)
-						if a.Verdict != z.Verdict || a.Rule != z.Rule || a.Comment != z.Comment || a.Hook != z.Hook ||
-							a.State != z.State || !slices.Equal(a.Events, z.Events) {
-							t.Fatalf("packet %d %+v:\n dispatch: %+v\n all rules: %+v", i, p, a, z)
-						}
-					}
-				})
+		noDispatch(slow)
+		for i, p := range randomTraffic(3, 5000, 2*time.Second) {
+			q := p
+			a, z := fast.Eval(&p), slow.Eval(&q)
+			if a.Verdict != z.Verdict || a.Rule != z.Rule || a.Comment != z.Comment || a.Hook != z.Hook ||
+				a.State != z.State || !slices.Equal(a.Events, z.Events) {
+				t.Fatalf("packet %d %+v:\n dispatch: %+v\n all rules: %+v", i, p, a, z)
 			}
 		}
-	}
+	})
 }
 
 // TestSetUse checks which packets Prefetch reads set slots for on the

@@ -1,10 +1,7 @@
 package sim
 
 import (
-	"math/rand/v2"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,70 +13,40 @@ import (
 // on one Sim and once divided by the Split between two: every packet
 // must get the same verdict, deciding rule, comment, hook and state.
 func TestSplitChangesNothing(t *testing.T) {
-	files, _ := filepath.Glob("../examples/*.kwl")
-	if len(files) == 0 {
-		t.Fatal("no examples")
-	}
-	addrs := []netip.Addr{TestFirewall4, TestFirewall6, netip.MustParseAddr("198.51.100.10"),
-		netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("192.168.1.5"), netip.MustParseAddr("fd00::7"),
-		netip.MustParseAddr("2001:db8::5")}
-	ports := []uint16{22, 1599, 1600, 1601, 1602, 7000, 8000, 9000, 443, 53, 80, 2222, 0}
 	splits := 0
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	eachExample(t, func(t *testing.T, pol *lang.Policy, b string, hosts []netip.Addr) {
+		opts := Options{Hosts: hosts}
+		one, _ := New(b, pol, opts)
+		var two [2]*Sim
+		two[0], _ = New(b, pol, opts)
+		two[1], _ = New(b, pol, opts)
+		if one == nil || two[0] == nil || two[1] == nil {
+			t.Fatal("no simulator")
 		}
-		pol, diags := lang.Load(f, src)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %v", f, diags)
+		sp, ok := one.Split()
+		if !ok {
+			t.Skip("no split for this ruleset")
 		}
-		for _, b := range Backends {
-			for _, hosts := range [][]netip.Addr{nil, {TestFirewall4, TestFirewall6}} {
-				t.Run(filepath.Base(f)+"/"+b, func(t *testing.T) {
-					opts := Options{Hosts: hosts}
-					one, _ := New(b, pol, opts)
-					var two [2]*Sim
-					two[0], _ = New(b, pol, opts)
-					two[1], _ = New(b, pol, opts)
-					if one == nil || two[0] == nil || two[1] == nil {
-						t.Fatal("no simulator")
-					}
-					sp, ok := one.Split()
-					if !ok {
-						t.Skip("no split for this ruleset")
-					}
-					splits++
-					rng := rand.New(rand.NewPCG(5, uint64(len(f))))
-					var now time.Duration
-					inert := 0
-					for i := 0; i < 20000; i++ {
-						now += time.Duration(rng.IntN(4000)) * time.Millisecond
-						p := capture.Packet{Time: now,
-							Src: addrs[rng.IntN(len(addrs))], Dst: addrs[rng.IntN(len(addrs))],
-							Proto: []lang.Proto{lang.TCP, lang.TCP, lang.UDP, lang.ICMP, 58}[rng.IntN(5)],
-							SPort: ports[rng.IntN(len(ports))], DPort: ports[rng.IntN(len(ports))],
-							Flags:    []capture.TCPFlags{capture.SYN, capture.SYN, capture.ACK, capture.SYN | capture.ACK, capture.FIN | capture.ACK}[rng.IntN(5)],
-							ICMPType: []uint8{0, 8}[rng.IntN(2)]}
-						q := p
-						part := 0
-						if sp.Inert(&p) {
-							part = 1
-							inert++
-						}
-						a, z := one.Eval(&p), two[part].Eval(&q)
-						if a.Verdict != z.Verdict || a.Rule != z.Rule || a.Stmt != z.Stmt || a.Comment != z.Comment ||
-							a.Hook != z.Hook || a.State != z.State {
-							t.Fatalf("packet %d %+v (inert %v):\n one Sim: %+v\n split: %+v", i, p, part == 1, a, z)
-						}
-					}
-					if inert == 0 || inert == 20000 {
-						t.Errorf("%d of 20000 packets inert: the test divides nothing", inert)
-					}
-				})
+		splits++
+		const n = 20000
+		inert := 0
+		for i, p := range randomTraffic(5, n, 4*time.Second) {
+			q := p
+			part := 0
+			if sp.Inert(&p) {
+				part = 1
+				inert++
+			}
+			a, z := one.Eval(&p), two[part].Eval(&q)
+			if a.Verdict != z.Verdict || a.Rule != z.Rule || a.Stmt != z.Stmt || a.Comment != z.Comment ||
+				a.Hook != z.Hook || a.State != z.State {
+				t.Fatalf("packet %d %+v (inert %v):\n one Sim: %+v\n split: %+v", i, p, part == 1, a, z)
 			}
 		}
-	}
+		if inert == 0 || inert == n {
+			t.Errorf("%d of %d packets inert: the test divides nothing", inert, n)
+		}
+	})
 	if splits == 0 {
 		t.Error("no example has a split")
 	}
