@@ -105,20 +105,19 @@ type tuple struct {
 }
 
 // conn is a conntrack entry. The fields the sweep and the index read
-// for every entry they pass (expires, confirmed, replied, h) come first,
-// so that they share a cache line.
+// for every entry they pass come first, so that they share a cache line,
+// and an entry is two whole cache lines.
 type conn struct {
-	expires   int64 // jiffies; dead when now >= expires
-	confirmed bool
-	// replied is set when the flow is indexed in m (else in ix).
-	replied bool
+	expires int64 // jiffies; dead when now >= expires
 	// h is the hash of orig in the flow index, kept when the flow is
 	// indexed so that removing it (the sweep, many flows per packet)
 	// does not hash its addresses again.
 	h         uint32
-	orig      tuple
-	seenReply bool
+	id        int32 // place in the storage
+	confirmed bool
+	replied   bool // indexed in m (else in ix)
 	dnat      bool // the original destination was rewritten
+	seenReply bool
 	local     bool // the flow ends at the firewall (went through input)
 	fromLocal bool // the flow was opened by the firewall itself
 	loose     bool // TCP picked up mid-stream
@@ -127,7 +126,7 @@ type conn struct {
 	// not remove the other's entry.
 	origGone, replyGone bool
 	tcp                 tcpState
-	id                  int32 // place in the storage
+	orig                tuple
 	// natDst and natPort are where DNAT sent the flow (the source of its
 	// replies), when dnat; the reply tuple is otherwise orig reversed,
 	// and is not stored (see reply), to keep the entries small.
