@@ -278,12 +278,15 @@ func runSim(env *cmdEnv, args []string) int {
 }
 
 // outcome is kwl sim's account of one packet.
+// It is small, for it is handed from a lane to the merge for every
+// packet.
 type outcome struct {
-	evaluated bool
-	res       simResult
-	stmt      int    // index of res.Rule in the replay's statements
-	blocked   int    // n of the dropped first packet of this packet's flow, or 0
 	skipped   string // why the packet was not evaluated
+	explain   string // state read and written, for --explain
+	blocked   int    // n of the dropped first packet of this packet's flow, or 0
+	stmt      int    // the deciding statement's index in the engine's statements
+	verdict   lang.Verdict
+	evaluated bool
 }
 
 // blockedFlow is a flow whose first packet was dropped.
@@ -324,10 +327,8 @@ type replay struct {
 	hosts map[netip.Addr]bool
 	last  time.Duration // for step: the latest time seen
 
-	// Statements by index: the engine's numbering, then positions it did
-	// not number, as they come.
+	// Statements by index: the engine's numbering.
 	stmts    []lang.Pos
-	stmtIdx  map[lang.Pos]int
 	counts   [][3]int
 	stmtText [][]byte
 	stmtKind []uint8
@@ -341,6 +342,7 @@ type replay struct {
 	kind                        map[lang.Pos]string // "knock", "close", "limit", "allow"
 	service                     map[lang.Pos]string
 	opened                      map[netip.Addr]admission // first admission through a door
+	openers                     addrSet                  // the keys of opened
 	limited                     map[netip.Addr]int       // drops by a limit, per source
 	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
 	knocks                      int
@@ -358,7 +360,6 @@ func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 	rp := &replay{
 		pol:      pol,
 		hosts:    map[netip.Addr]bool{},
-		stmtIdx:  map[lang.Pos]int{},
 		ruleText: map[lang.Pos][]byte{},
 		skips:    map[string]int{},
 		kind:     map[lang.Pos]string{},
@@ -400,7 +401,6 @@ func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
 func (rp *replay) addStmt(pos lang.Pos) int {
 	i := len(rp.stmts)
 	rp.stmts = append(rp.stmts, pos)
-	rp.stmtIdx[pos] = i
 	rp.counts = append(rp.counts, [3]int{})
 	rp.stmtText = append(rp.stmtText, []byte(pos.String()))
 	k := kindNone
@@ -416,17 +416,6 @@ func (rp *replay) addStmt(pos lang.Pos) int {
 	}
 	rp.stmtKind = append(rp.stmtKind, k)
 	return i
-}
-
-// stmtOf returns the index of the statement that decided o.
-func (rp *replay) stmtOf(o *outcome) int {
-	if o.stmt >= 0 && o.stmt < len(rp.stmts) {
-		return o.stmt
-	}
-	if i, ok := rp.stmtIdx[o.res.Rule]; ok {
-		return i
-	}
-	return rp.addStmt(o.res.Rule)
 }
 
 func knockProto(p lang.Proto) int {
@@ -474,8 +463,7 @@ func (rp *replay) step(p *capture.Packet) outcome {
 	return o
 }
 
-// account counts a packet and its outcome; it numbers the deciding
-// statement if the lane did not (o.stmt).
+// account counts a packet and its outcome.
 func (rp *replay) account(p *capture.Packet, o *outcome) {
 	rp.packets++
 	if o.skipped != "" {
@@ -488,22 +476,18 @@ func (rp *replay) account(p *capture.Packet, o *outcome) {
 		rp.verdicts[lang.Drop]++
 		return
 	}
-	res := &o.res
 	rp.evaluated++
-	rp.verdicts[res.Verdict]++
+	rp.verdicts[o.verdict]++
 	rp.sources.add(p.Src)
-	si := rp.stmtOf(o)
-	o.stmt = si
-	rp.counts[si][res.Verdict]++
+	si := o.stmt
+	rp.counts[si][o.verdict]++
 	switch rp.stmtKind[si] {
 	case kindKnock:
-		if res.Verdict == lang.Accept {
-			if _, ok := rp.opened[p.Src]; !ok {
-				rp.opened[p.Src] = admission{n: p.N, at: p.Time, rule: res.Rule}
-			}
+		if o.verdict == lang.Accept && rp.openers.addNew(p.Src) {
+			rp.opened[p.Src] = admission{n: p.N, at: p.Time, rule: rp.stmts[si]}
 		}
 	case kindLimit:
-		if res.Verdict != lang.Accept {
+		if o.verdict != lang.Accept {
 			rp.limited[p.Src]++
 		}
 	}
@@ -514,12 +498,7 @@ func (rp *replay) account(p *capture.Packet, o *outcome) {
 }
 
 // ruleOf returns the text of the statement that decided o.
-func (rp *replay) ruleOf(o *outcome) []byte {
-	if o.stmt > 0 && o.stmt < len(rp.stmts) {
-		return rp.stmtText[o.stmt]
-	}
-	return rp.rule(o.res.Rule)
-}
+func (rp *replay) ruleOf(o *outcome) []byte { return rp.stmtText[o.stmt] }
 
 func (rp *replay) rule(pos lang.Pos) []byte {
 	if t, ok := rp.ruleText[pos]; ok {
@@ -671,7 +650,7 @@ func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byt
 		return append(b, "}\n"...)
 	}
 	b = append(b, `,"verdict":"`...)
-	b = append(b, o.res.Verdict.String()...)
+	b = append(b, o.verdict.String()...)
 	b = append(b, `","rule":`...)
 	b = appendJSONString(b, rp.ruleOf(o))
 	if o.blocked > 0 {
@@ -684,23 +663,24 @@ func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byt
 // appendExplain writes one --explain line.
 func appendExplain(b []byte, p *capture.Packet, o *outcome, rp *replay) []byte {
 	b = appendPacketText(b, p)
-	b = append(b, o.res.Verdict.String()...)
+	b = append(b, o.verdict.String()...)
 	if r := rp.ruleOf(o); len(r) > 0 {
 		b = append(b, " by "...)
 		b = append(b, r...)
-		if k := rp.kind[o.res.Rule]; k != "" {
+		if pos := rp.stmts[o.stmt]; rp.kind[pos] != "" {
+			k := rp.kind[pos]
 			b = append(b, " ("...)
 			b = append(b, k...)
 			b = append(b, ' ')
-			b = append(b, rp.service[o.res.Rule]...)
+			b = append(b, rp.service[pos]...)
 			b = append(b, ')')
 		}
 	} else {
 		b = append(b, " (no statement: chain policy)"...)
 	}
-	if o.res.Explain != "" {
+	if o.explain != "" {
 		b = append(b, "; "...)
-		b = append(b, o.res.Explain...)
+		b = append(b, o.explain...)
 	}
 	return append(b, '\n')
 }

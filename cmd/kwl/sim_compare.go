@@ -99,7 +99,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		if prog != nil && p.N&0xffff == 0 {
 			prog.update(p.N)
 		}
-		if o1.skipped != "" || o2.skipped != "" || o1.res.Verdict == o2.res.Verdict {
+		if o1.skipped != "" || o2.skipped != "" || o1.verdict == o2.verdict {
 			return
 		}
 		differ++
@@ -109,9 +109,9 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 			sources[p.Src] = a
 		}
 		switch {
-		case o2.res.Verdict == lang.Accept:
+		case o2.verdict == lang.Accept:
 			a.gained++
-		case o1.res.Verdict == lang.Accept:
+		case o1.verdict == lang.Accept:
 			a.lost++
 		default:
 			a.other++
@@ -203,7 +203,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 
 func appendVerdictJSON(b []byte, o *outcome, rp *replay) []byte {
 	b = append(b, `{"verdict":"`...)
-	b = append(b, o.res.Verdict.String()...)
+	b = append(b, o.verdict.String()...)
 	b = append(b, `","rule":`...)
 	b = appendJSONString(b, rp.ruleOf(o))
 	if o.blocked > 0 {
@@ -238,7 +238,7 @@ func lastIndex(b, sep []byte) int {
 }
 
 func appendVerdictText(b []byte, o *outcome, rp *replay) []byte {
-	b = append(b, o.res.Verdict.String()...)
+	b = append(b, o.verdict.String()...)
 	if r := rp.ruleOf(o); len(r) > 0 {
 		b = append(b, " by "...)
 		b = append(b, r...)

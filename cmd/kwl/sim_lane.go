@@ -98,12 +98,12 @@ func (l *lane) step(p *capture.Packet, key pairKey, dir int, fh uint64) outcome 
 		return outcome{skipped: res.Skip}
 	}
 	si := res.Stmt
-	if si < 0 || si >= len(l.stmts) || l.stmts[si] != res.Rule {
-		si = -1 // the replay numbers it
+	if si < 0 || si >= len(l.stmts) {
+		si = 0 // an engine that does not number its statements
 	}
 	if res.Verdict != lang.Accept && isNew(p) {
 		e := l.blocked[l.gen&1].putH(key, bh)
-		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(max(si, 0)), gen: l.gen}
+		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(si), gen: l.gen}
 		l.filter.add(fh, l.gen)
 	} else if res.Verdict == lang.Accept {
 		for k, e := range es {
@@ -115,11 +115,11 @@ func (l *lane) step(p *capture.Packet, key pairKey, dir int, fh uint64) outcome 
 			}
 		}
 	}
-	return outcome{evaluated: true, res: res, stmt: si}
+	return outcome{evaluated: true, verdict: res.Verdict, stmt: si, explain: res.Explain}
 }
 
 func (l *lane) blockedPacket(b blockedFlow) outcome {
-	return outcome{res: simResult{Verdict: lang.Drop, Rule: l.stmts[b.stmt], Stmt: int(b.stmt)}, stmt: int(b.stmt), blocked: b.first}
+	return outcome{verdict: lang.Drop, stmt: int(b.stmt), blocked: b.first}
 }
 
 // prefetch reads the slots the packets' flows have in the blocked flows

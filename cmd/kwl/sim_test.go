@@ -216,7 +216,7 @@ func TestReplayBlockedFlows(t *testing.T) {
 func TestPacketJSONAllocs(t *testing.T) {
 	rp := newReplay(&lang.Policy{}, &knockEngine{open: map[netip.Addr]bool{}}, nil)
 	p := capture.Packet{N: 1, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), Proto: lang.TCP, SPort: 1, DPort: 22, Flags: capture.SYN}
-	o := outcome{evaluated: true, res: simResult{Verdict: lang.Drop, Rule: posSSH}}
+	o := outcome{evaluated: true, verdict: lang.Drop, stmt: 2}
 	buf := appendPacketJSON(nil, &p, &o, rp)
 	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line", n)
@@ -224,7 +224,7 @@ func TestPacketJSONAllocs(t *testing.T) {
 	// A rule whose text is longer than the compiler's stack buffer for
 	// conversions (32 bytes).
 	long := lang.Pos{File: "/a/long/directory/name/for/the/policy.kwl", Line: 12, Col: 1}
-	o = outcome{evaluated: true, res: simResult{Verdict: lang.Drop, Rule: long}}
+	o = outcome{evaluated: true, verdict: lang.Drop, stmt: rp.addStmt(long)}
 	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line with a long rule", n)
 	}
