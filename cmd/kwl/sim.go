@@ -233,9 +233,6 @@ func runSim(env *cmdEnv, args []string) int {
 	var line []byte
 	err = pipeline(r, lanes, split, func(pt *part, i int) {
 		p, o := &pt.ps[i], &pt.out[i]
-		if i%replayBatch == 0 {
-			rp.prefetchSources(pt.ps[i:min(i+replayBatch, pt.n)])
-		}
 		rp.account(p, o)
 		if *format == "json" {
 			line = appendPacketJSON(line[:0], p, o, rp)
@@ -338,7 +335,7 @@ type replay struct {
 	blockedPackets              int
 	ruleText                    map[lang.Pos][]byte
 	skips                       map[string]int
-	sources                     addrSet
+	sources                     distinctAddrs
 	kind                        map[lang.Pos]string // "knock", "close", "limit", "allow"
 	service                     map[lang.Pos]string
 	opened                      map[netip.Addr]admission // first admission through a door
@@ -347,7 +344,6 @@ type replay struct {
 	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
 	knocks                      int
 	knockers                    addrSet
-	sink                        uint64 // what prefetchSources reads
 }
 
 type admission struct {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"time"
 
 	"kwl.dev/kwl/lang"
@@ -151,28 +150,4 @@ func (l *lane) prefetch(ps []capture.Packet, hashes []uint64) {
 	if l.pf != nil {
 		l.pf.Prefetch(ps)
 	}
-}
-
-// prefetchSources reads the slots the sources of the packets have in
-// the replay's source set.
-func (rp *replay) prefetchSources(ps []capture.Packet) {
-	v4, v6 := &rp.sources.v4, &rp.sources.v6
-	var sum uint64
-	for i := range ps {
-		p := &ps[i]
-		if p.Skipped != "" {
-			continue
-		}
-		if p.Src.Is4() {
-			if v4.n > 0 {
-				b := p.Src.As4()
-				k := v4Key(binary.BigEndian.Uint32(b[:]))
-				sum += uint64(v4.slots[int(k.hash(v4.seed))&(len(v4.slots)-1)].key)
-			}
-		} else if v6.n > 0 {
-			k := keyOfAddr(p.Src)
-			sum += v6.slots[int(v6Key{k.hi, k.lo}.hash(v6.seed))&(len(v6.slots)-1)].key.lo
-		}
-	}
-	rp.sink += sum
 }
