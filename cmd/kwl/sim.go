@@ -233,6 +233,9 @@ func runSim(env *cmdEnv, args []string) int {
 	var line []byte
 	err = pipeline(r, lanes, split, func(pt *part, i int) {
 		p, o := &pt.ps[i], &pt.out[i]
+		if i%replayBatch == 0 {
+			rp.sources.prefetch(pt.ps[i:min(i+replayBatch, pt.n)])
+		}
 		rp.account(p, o)
 		if *format == "json" {
 			line = appendPacketJSON(line[:0], p, o, rp)
@@ -343,7 +346,7 @@ type replay struct {
 	limited                     map[netip.Addr]int       // drops by a limit, per source
 	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
 	knocks                      int
-	knockers                    addrSet
+	knockers                    distinctAddrs
 }
 
 type admission struct {

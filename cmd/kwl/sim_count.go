@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
+
+	"kwl.dev/kwl/sim/capture"
 )
 
 // distinctAddrs counts distinct addresses without a random memory access
@@ -18,6 +20,7 @@ type distinctAddrs struct {
 	sorted []uint32 // distinct IPv4 addresses merged so far, ascending
 	tmp    []uint32 // the sort's and the merge's second buffer
 	v6     addrSet
+	sink   uint64 // what prefetch reads
 }
 
 // distinctBatch is how many IPv4 addresses wait in the buffer, at least:
@@ -84,6 +87,23 @@ func radixSort(a, tmp []uint32) {
 		src, dst = dst, src
 	}
 	// Four passes: the result is back in a.
+}
+
+// prefetch reads the slots that the IPv6 sources of ps have in the hash
+// set, so that their cache misses overlap before they are added.
+func (d *distinctAddrs) prefetch(ps []capture.Packet) {
+	v6 := &d.v6.v6
+	if v6.n == 0 {
+		return
+	}
+	var sum uint64
+	for i := range ps {
+		if a := ps[i].Src; a.Is6() && ps[i].Skipped == "" {
+			k := keyOfAddr(a)
+			sum += v6.slots[int(v6Key{k.hi, k.lo}.hash(v6.seed))&(len(v6.slots)-1)].key.lo
+		}
+	}
+	d.sink += sum
 }
 
 // len returns the number of distinct addresses added.
