@@ -107,6 +107,11 @@ their packets NEW accepts that OLD refused, and the reverse.
 Timestamps that go backwards (several interfaces, a clock step) are
 replayed at the latest time seen so far.
 
+The replay uses two cores: one reads the capture and writes the output
+while the packets are simulated in two parts, those of flows on ports the
+policy names and the rest, which the ruleset keeps apart (--explain
+simulates them in one part). The results are the same either way.
+
 Exit status: 0 the capture was replayed, 1 errors in the policy, 2 bad
 usage or a capture that could not be read (what was read before the
 error is still reported).
