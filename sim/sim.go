@@ -313,7 +313,7 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 	// ones among them.
 	ahead := s.pfc[:0]
 	if x.n > 0 && s.ct.used > 0 {
-		for k, i := 0, s.ct.cursor; k < len(pks)*sweepPerInsert/2; k++ {
+		for k, i := 0, s.ct.cursor; k < len(pks)*sweepPerInsert; k++ {
 			if i >= s.ct.used {
 				i = 0
 			}
