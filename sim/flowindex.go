@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 )
@@ -22,9 +21,9 @@ type flowIndex struct {
 }
 
 func (x *flowIndex) endpoint(a netip.Addr, port uint16) uint64 {
-	b := a.As16()
-	h := (binary.LittleEndian.Uint64(b[:8]) ^ x.seed) * 0x9e3779b97f4a7c15
-	h = (h ^ binary.LittleEndian.Uint64(b[8:]) ^ uint64(port)<<1) * 0xbf58476d1ce4e5b9
+	hi, lo := addrWords(a)
+	h := (hi ^ x.seed) * 0x9e3779b97f4a7c15
+	h = (h ^ lo ^ uint64(port)<<1) * 0xbf58476d1ce4e5b9
 	return h ^ h>>31
 }
 

@@ -37,8 +37,13 @@ type addrKey struct {
 }
 
 func keyOfAddr(a netip.Addr) addrKey {
+	if a.Is4() {
+		// The 16-byte form without going through its bytes.
+		b := a.As4()
+		return addrKey{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[:])), true}
+	}
 	b := a.As16()
-	return addrKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), a.Is4()}
+	return addrKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), false}
 }
 
 func (k addrKey) addr() netip.Addr {
