@@ -167,6 +167,7 @@ type Sim struct {
 	sink    uint64        // what Prefetch reads goes here, so that the reads stay
 	pf      []*uint64     // Prefetch's addresses
 	pfc     []*conn       // the entries the sweep looks at next
+	pfEnd   int           // where the entries Prefetch read end
 	// The index hashes of the tuples of the packets Prefetch was given,
 	// which Eval takes instead of computing them again.
 	pfPks  []capture.Packet
@@ -311,15 +312,23 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 	// The sweep looks at sweepPerInsert entries per new flow: read the
 	// next entries along with the rest, then the slots of the expired
 	// ones among them.
+	// Entries read for an earlier batch and not swept yet are not read
+	// again: pfLead counts them, from the sweep's cursor on.
 	ahead := s.pfc[:0]
-	if x.n > 0 && s.ct.used > 0 {
-		for k, i := 0, s.ct.cursor; k < len(pks)*sweepPerInsert; k++ {
-			if i >= s.ct.used {
+	if used := s.ct.used; x.n > 0 && used > 0 {
+		want := min(len(pks)*sweepPerInsert, used)
+		lead := (s.pfEnd - s.ct.cursor + used) % used
+		if s.pfEnd >= used || lead > want {
+			lead = 0 // the storage grew, or the sweep went past: start again
+		}
+		i := (s.ct.cursor + lead) % used
+		for k := lead; k < want; k++ {
+			ahead = append(ahead, s.ct.at(i))
+			if i++; i >= used {
 				i = 0
 			}
-			ahead = append(ahead, s.ct.at(i))
-			i++
 		}
+		s.pfEnd = i
 	}
 	var sum uint64
 	for _, a := range pf {
