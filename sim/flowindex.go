@@ -23,7 +23,8 @@ type flowIndex struct {
 func (x *flowIndex) endpoint(a netip.Addr, port uint16) uint64 {
 	hi, lo := addrWords(a)
 	h := (hi ^ x.seed) * 0x9e3779b97f4a7c15
-	h = (h ^ lo ^ uint64(port)<<1) * 0xbf58476d1ce4e5b9
+	// The port goes where an IPv4 address leaves the word zero.
+	h = (h ^ lo ^ uint64(port)<<48) * 0xbf58476d1ce4e5b9
 	return h ^ h>>31
 }
 
