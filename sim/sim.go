@@ -377,6 +377,20 @@ func (s *Sim) isLocal(addr netip.Addr, dnat bool) bool {
 // arriving at the latest time seen). The Events of the Result are valid
 // until the next call.
 func (s *Sim) Eval(pk *capture.Packet) Result {
+	s.eval(pk)
+	return s.finish()
+}
+
+// Decide is Eval for a caller that needs only the verdict, the deciding
+// statement's index (Result.Stmt) and whether the packet was sent by the
+// firewall (Result.Hook is HookOutput): it returns no Result to copy.
+func (s *Sim) Decide(pk *capture.Packet) (v lang.Verdict, stmt int, output bool) {
+	s.eval(pk)
+	return s.res.Verdict, s.res.Stmt, s.res.Hook == HookOutput
+}
+
+// eval runs Eval and leaves the result in s.res.
+func (s *Sim) eval(pk *capture.Packet) {
 	s.res = Result{}
 	s.events = s.events[:0]
 	if pk.Time > s.now {
@@ -386,7 +400,7 @@ func (s *Sim) Eval(pk *capture.Packet) Result {
 		// Nothing to evaluate: the caller should not have sent it.
 		s.res.Hook = HookOutput
 		s.res.Comment = "not evaluated: not an IP packet the simulator can read"
-		return s.finish()
+		return
 	}
 	p := &s.p
 	p.reset(pk, s.now)
@@ -404,7 +418,7 @@ func (s *Sim) Eval(pk *capture.Packet) Result {
 		s.res.Verdict = lang.Accept
 		s.res.Comment = "sent by the firewall"
 		s.ct.confirm(s, p)
-		return s.finish()
+		return
 	}
 	v, stopped := s.eng.prerouting(s, p)
 	if !stopped {
@@ -428,7 +442,6 @@ func (s *Sim) Eval(pk *capture.Packet) Result {
 	} else {
 		s.ct.discard(s, p)
 	}
-	return s.finish()
 }
 
 func (s *Sim) finish() Result {

@@ -15,6 +15,13 @@ type simEngine struct {
 }
 
 func (e *simEngine) Eval(p *capture.Packet) simResult {
+	if !e.explain {
+		v, stmt, output := e.s.Decide(p)
+		if output {
+			return simResult{Verdict: v, Skip: "sent by the host"}
+		}
+		return simResult{Verdict: v, Stmt: stmt}
+	}
 	r := e.s.Eval(p)
 	if r.Hook == sim.HookOutput {
 		// Sent by the firewall: conntrack learned from it, no rule ran.
