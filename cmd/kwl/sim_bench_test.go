@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -96,17 +97,19 @@ func countPackets(b *testing.B, trace string) int {
 }
 
 // BenchmarkSimVsBaseline runs, in each iteration, the baseline loop
-// (baseline.Count: pcapgo and one map entry per source) and then kwl sim
-// with summary output on the same trace, for each backend, and reports
-// each one's packet rate and kwl sim's rate as a fraction of the
-// baseline's: interleaved, the two see the same state of the machine.
+// (baseline.Count: pcapgo and one map entry per source), tcpdump with a
+// compiled BPF filter when it is installed (the C baseline), and kwl sim
+// with summary output, on the same trace, for each backend. It reports
+// each one's packet rate and kwl sim's as a fraction of the baselines':
+// interleaved, the three see the same state of the machine.
 func BenchmarkSimVsBaseline(b *testing.B) {
 	for _, backend := range []string{"nft", "iptables"} {
 		b.Run(backend, func(b *testing.B) {
 			trace, pol := benchSetup(b)
 			perPass := countPackets(b, trace)
 			env := &cmdEnv{stdout: io.Discard, stderr: io.Discard}
-			var base, sim time.Duration
+			tcpdump, _ := exec.LookPath("tcpdump")
+			var base, dump, sim time.Duration
 			for b.Loop() {
 				t0 := time.Now()
 				f, err := os.Open(trace)
@@ -118,16 +121,28 @@ func BenchmarkSimVsBaseline(b *testing.B) {
 				}
 				f.Close()
 				t1 := time.Now()
+				if tcpdump != "" {
+					cmd := exec.Command(tcpdump, "-r", trace, "-w", "/dev/null", "tcp[tcpflags] & tcp-syn != 0 and dst port 22")
+					if out, err := cmd.CombinedOutput(); err != nil {
+						b.Fatalf("tcpdump: %v: %s", err, out)
+					}
+				}
+				t2 := time.Now()
 				if code := run(env, []string{"sim", "--backend", backend, "--progress=false", pol, trace}); code != 0 {
 					b.Fatalf("exit %d", code)
 				}
 				base += t1.Sub(t0)
-				sim += time.Since(t1)
+				dump += t2.Sub(t1)
+				sim += time.Since(t2)
 			}
 			n := float64(b.N * perPass)
 			b.ReportMetric(n/base.Seconds(), "baseline-packets/s")
 			b.ReportMetric(n/sim.Seconds(), "sim-packets/s")
 			b.ReportMetric(base.Seconds()/sim.Seconds(), "x-baseline")
+			if tcpdump != "" {
+				b.ReportMetric(n/dump.Seconds(), "tcpdump-packets/s")
+				b.ReportMetric(dump.Seconds()/sim.Seconds(), "x-tcpdump")
+			}
 		})
 	}
 }
