@@ -26,7 +26,7 @@ import (
 const chunkSize = 512
 
 // chunksAhead is how many chunks are in flight.
-const chunksAhead = 6
+const chunksAhead = 12
 
 // A part is a chunk's packets of one lane, with what the reader computed
 // of them and what the lane made of them.
