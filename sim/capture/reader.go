@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -50,12 +51,12 @@ type Reader struct {
 	first     time.Time
 	err       error
 
-	// The plain pcap record loop (see nextPcap): the file's byte order,
-	// what its fractional timestamps are multiplied by to give
+	// The plain pcap record loop (see nextPcap): whether the file is
+	// big-endian, what its fractional timestamps are multiplied by to give
 	// nanoseconds, the longest record pcapgo would take, the first
 	// packet's time in nanoseconds since the epoch, and the buffer for a
 	// record longer than br can hold.
-	order     binary.ByteOrder
+	bigEndian bool
 	fracScale uint32
 	maxCap    int
 	firstNs   int64
@@ -137,10 +138,8 @@ func Open(r io.Reader) (*Reader, error) {
 			return nil, fmt.Errorf("pcap header: %w", explain(err))
 		}
 		rd.pcap, rd.link = pr, LinkType(pr.LinkType())
-		rd.order, rd.fracScale = binary.ByteOrder(binary.LittleEndian), 1000
-		if m>>24 == 0xd4 || m>>24 == 0x4d || m>>24 == 0x34 {
-			rd.order = binary.BigEndian
-		}
+		rd.fracScale = 1000
+		rd.bigEndian = m>>24 == 0xd4 || m>>24 == 0x4d || m>>24 == 0x34
 		if m == magicPcapNano || m == swap32(magicPcapNano) {
 			rd.fracScale = 1
 		}
@@ -252,12 +251,18 @@ func (r *Reader) nextPcap(p *Packet, off int64) error {
 	if err != nil {
 		return r.fail(err, off)
 	}
-	sec := int64(r.order.Uint32(hdr[0:4]))
+	// The fields in the file's byte order, without a call through
+	// binary.ByteOrder per field.
+	le := binary.LittleEndian
+	s, f, c, l := le.Uint32(hdr[0:4]), le.Uint32(hdr[4:8]), le.Uint32(hdr[8:12]), le.Uint32(hdr[12:16])
+	if r.bigEndian {
+		s, f, c, l = bits.ReverseBytes32(s), bits.ReverseBytes32(f), bits.ReverseBytes32(c), bits.ReverseBytes32(l)
+	}
+	sec := int64(s)
 	// pcapgo multiplies in uint32, which wraps for a microsecond field
 	// above 4294967; keep its arithmetic so that times agree.
-	nsec := int64(r.order.Uint32(hdr[4:8]) * r.fracScale)
-	caplen := int(r.order.Uint32(hdr[8:12]))
-	length := int(r.order.Uint32(hdr[12:16]))
+	nsec := int64(f * r.fracScale)
+	caplen, length := int(c), int(l)
 	if caplen > r.maxCap {
 		return r.fail(fmt.Errorf("capture length exceeds snap length: %d > %d", caplen, r.pcap.Snaplen()), off)
 	}
