@@ -167,10 +167,9 @@ type slot[K hashKey, V any] struct {
 
 // table is an open-addressing hash table from K to V.
 type table[K hashKey, V any] struct {
-	slots  []slot[K, V]
-	n      int
-	seed   uint64
-	cursor int // where sweep resumes
+	slots []slot[K, V]
+	n     int
+	seed  uint64
 }
 
 func (t *table[K, V]) len() int { return t.n }
@@ -260,25 +259,6 @@ func (t *table[K, V]) delAt(i int) {
 	}
 }
 
-// sweep looks at n slots from where the last sweep stopped and removes
-// the entries dead says are dead.
-func (t *table[K, V]) sweep(n int, dead func(*V) bool) {
-	if t.n == 0 {
-		return
-	}
-	for ; n > 0 && t.n > 0; n-- {
-		if t.cursor >= len(t.slots) {
-			t.cursor = 0
-		}
-		s := &t.slots[t.cursor]
-		if s.used && dead(&s.val) {
-			t.delAt(t.cursor) // the slot may now hold a shifted entry: look again
-			continue
-		}
-		t.cursor++
-	}
-}
-
 // all calls f for every entry.
 func (t *table[K, V]) all(f func(K, *V)) {
 	for i := range t.slots {
@@ -307,21 +287,19 @@ func (t *table[K, V]) grow() {
 		}
 		t.slots[i] = s
 	}
-	t.cursor = 0
 }
 
 // itable is a hash table for large entries: the probed array holds only
 // 8-byte slots (32 bits of the hash, which also give the slot's home, and
 // the entry's index), and the entries live in a dense array with a free
 // list. A lookup that misses, the common case, reads one cache line of a
-// small array; sweeping reads the entries in order.
+// small array.
 type itable[K hashKey, V any] struct {
 	slots   []uint64 // hash32<<32 | entry index+1; 0 marks an empty slot
 	entries []ientry[K, V]
 	free    []int32
 	n       int
 	seed    uint64
-	cursor  int // where sweep resumes, in entries
 }
 
 type ientry[K hashKey, V any] struct {
@@ -444,22 +422,7 @@ func (t *itable[K, V]) reset() {
 	clear(t.slots)
 	clear(t.entries)
 	t.entries, t.free = t.entries[:0], t.free[:0]
-	t.n, t.cursor = 0, 0
-}
-
-// sweep looks at n entries from where the last sweep stopped and removes
-// those dead says are dead.
-func (t *itable[K, V]) sweep(n int, dead func(*V) bool) {
-	for ; n > 0 && t.n > 0; n-- {
-		if t.cursor >= len(t.entries) {
-			t.cursor = 0
-		}
-		e := &t.entries[t.cursor]
-		t.cursor++
-		if e.used && dead(&e.val) {
-			t.del(e.key)
-		}
-	}
+	t.n = 0
 }
 
 func (t *itable[K, V]) grow() {
