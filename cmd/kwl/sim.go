@@ -461,8 +461,8 @@ func (rp *replay) step(p *capture.Packet) outcome {
 		p.Time = rp.last
 	}
 	rp.last = p.Time
-	key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
-	o := rp.lane.step(p, key, dir, key.hash(filterSeed))
+	var pi pairInfo
+	o := rp.lane.step(p, &pi)
 	rp.account(p, &o)
 	return o
 }

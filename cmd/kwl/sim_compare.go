@@ -93,7 +93,8 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	// by packet, while the pipeline merges.
 	err := pipeline(r, []*lane{rpOld.lane}, nil, func(pt *part, i int) {
 		p, o1 := &pt.ps[i], &pt.out[i]
-		o2 := rpNew.lane.step(p, pt.keys[i], int(pt.dirs[i]), pt.hashes[i])
+		var pi pairInfo
+		o2 := rpNew.lane.step(p, &pi)
 		rpOld.account(p, o1)
 		rpNew.account(p, &o2)
 		if prog != nil && p.N&0xffff == 0 {

@@ -28,6 +28,25 @@ type lane struct {
 	gen     int32     // the current generation, from 2 (0 marks no flow)
 	sink    uint64    // what prefetch reads
 	pf64    []*uint64 // prefetch's addresses
+	pairs   [replayBatch]pairInfo
+}
+
+// pairInfo is a packet's pair key, its direction in it and the key's
+// hash with filterSeed, computed when first needed: a lane in which no
+// flow was ever blocked needs none of them.
+type pairInfo struct {
+	key pairKey
+	fh  uint64
+	dir int
+	ok  bool
+}
+
+func (pi *pairInfo) of(p *capture.Packet) *pairInfo {
+	if !pi.ok {
+		key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
+		*pi = pairInfo{key: key, fh: key.hash(filterSeed), dir: dir, ok: true}
+	}
+	return pi
 }
 
 func newLane(eng engine) *lane {
@@ -42,9 +61,9 @@ func newLane(eng engine) *lane {
 // generation returns the generation of time t.
 func generation(t time.Duration) int32 { return int32(t/flowGen) + 2 }
 
-// step evaluates p, whose pair key, direction and key's hash with
-// filterSeed are given; p.Time must not go back.
-func (l *lane) step(p *capture.Packet, key pairKey, dir int, fh uint64) outcome {
+// step evaluates p, whose pair key pi holds or will hold; p.Time must not
+// go back.
+func (l *lane) step(p *capture.Packet, pi *pairInfo) outcome {
 	if p.Skipped != "" {
 		return outcome{skipped: p.Skipped}
 	}
@@ -58,18 +77,19 @@ func (l *lane) step(p *capture.Packet, key pairKey, dir int, fh uint64) outcome 
 		l.blocked[g&1].reset()
 		l.gen = g
 	}
-	bh := uint32(fh >> 32) // the key's hash in the blocked flows (same seed)
 	// The pair's entries in this generation and the last one: a direction
 	// is blocked by the latest of them that names it.
 	var es [2]*blockedPair
-	if l.filter.mayHave(fh) {
+	if l.filter.words != nil && l.filter.mayHave(pi.of(p).fh) {
+		bh := uint32(pi.fh >> 32) // the key's hash in the blocked flows (same seed)
 		for k := range es {
-			if t := &l.blocked[(l.gen-int32(k))&1]; t.n > 0 && l.filter.has(fh, l.gen-int32(k)) {
-				es[k] = t.getH(key, bh)
+			if t := &l.blocked[(l.gen-int32(k))&1]; t.n > 0 && l.filter.has(pi.fh, l.gen-int32(k)) {
+				es[k] = t.getH(pi.key, bh)
 			}
 		}
 	}
 	if es[0] != nil || es[1] != nil {
+		key, dir := pi.key, pi.dir
 		flow := func(d int) blockedFlow {
 			if es[0] != nil && es[0].dir[d].gen != 0 {
 				return es[0].dir[d]
@@ -101,15 +121,16 @@ func (l *lane) step(p *capture.Packet, key pairKey, dir int, fh uint64) outcome 
 		si = 0 // an engine that does not number its statements
 	}
 	if res.Verdict != lang.Accept && isNew(p) {
-		e := l.blocked[l.gen&1].putH(key, bh)
-		e.dir[dir] = blockedFlow{first: p.N, stmt: int32(si), gen: l.gen}
-		l.filter.add(fh, l.gen)
+		pi.of(p)
+		e := l.blocked[l.gen&1].putH(pi.key, uint32(pi.fh>>32))
+		e.dir[pi.dir] = blockedFlow{first: p.N, stmt: int32(si), gen: l.gen}
+		l.filter.add(pi.fh, l.gen)
 	} else if res.Verdict == lang.Accept {
 		for k, e := range es {
 			if e != nil {
-				e.dir[dir] = blockedFlow{}
-				if e.dir[1-dir].gen == 0 {
-					l.blocked[(l.gen-int32(k))&1].delH(key, bh)
+				e.dir[pi.dir] = blockedFlow{}
+				if e.dir[1-pi.dir].gen == 0 {
+					l.blocked[(l.gen-int32(k))&1].delH(pi.key, uint32(pi.fh>>32))
 				}
 			}
 		}
@@ -124,19 +145,21 @@ func (l *lane) blockedPacket(b blockedFlow) outcome {
 // prefetch reads the slots the packets' flows have in the blocked flows
 // and what the engine will read for them: first the addresses, then the
 // reads in a loop of their own, so that many reads are in flight at
-// once. hashes are the packets' pair keys' hashes with filterSeed.
-func (l *lane) prefetch(ps []capture.Packet, hashes []uint64) {
+// once. pis are the packets' pair keys, computed here when some flow of
+// the lane was blocked.
+func (l *lane) prefetch(ps []capture.Packet, pis []pairInfo) {
 	a64 := l.pf64[:0]
 	if f := &l.filter; f.words != nil {
 		for i := range ps {
 			if ps[i].Skipped != "" {
 				continue
 			}
-			w, _ := f.pos(hashes[i])
+			h := pis[i].of(&ps[i]).fh
+			w, _ := f.pos(h)
 			a64 = append(a64, &f.words[w])
 			for k := range l.blocked {
 				if t := &l.blocked[k]; t.n > 0 {
-					a64 = append(a64, &t.slots[int(uint32(hashes[i]>>32))&(len(t.slots)-1)])
+					a64 = append(a64, &t.slots[int(uint32(h>>32))&(len(t.slots)-1)])
 				}
 			}
 		}

@@ -10,8 +10,7 @@ import (
 // chunks of packets, in capture order:
 //
 //	read:   read and decode the packets, keep the clock from going
-//	        back, compute what needs no state (pair keys and their
-//	        hashes), and put each packet in the part of its lane;
+//	        back, and put each packet in the part of its lane;
 //	lanes:  each lane evaluates the packets of its part (lane.step);
 //	merge:  the caller takes the outcomes of both parts in capture
 //	        order, counts them and writes the output.
@@ -28,15 +27,11 @@ const chunkSize = 512
 // chunksAhead is how many chunks are in flight.
 const chunksAhead = 12
 
-// A part is a chunk's packets of one lane, with what the reader computed
-// of them and what the lane made of them.
+// A part is a chunk's packets of one lane and what the lane made of them.
 type part struct {
-	ps     [chunkSize]capture.Packet
-	keys   [chunkSize]pairKey
-	dirs   [chunkSize]uint8
-	hashes [chunkSize]uint64
-	out    [chunkSize]outcome
-	n      int
+	ps  [chunkSize]capture.Packet
+	out [chunkSize]outcome
+	n   int
 }
 
 // A chunk is packets read from the capture, divided between the lanes.
@@ -97,10 +92,7 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 					k = 1
 				}
 				pt := &c.parts[k]
-				i := pt.n
-				pt.ps[i] = tmp
-				key, dir := pairOf(tmp.Src, tmp.SPort, tmp.Dst, tmp.DPort, tmp.Proto)
-				pt.keys[i], pt.dirs[i], pt.hashes[i] = key, uint8(dir), key.hash(filterSeed)
+				pt.ps[pt.n] = tmp
 				pt.n++
 				c.lane[c.n] = uint8(k)
 				c.n++
@@ -142,9 +134,11 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 func (l *lane) run(pt *part) {
 	for b := 0; b < pt.n; b += replayBatch {
 		e := min(b+replayBatch, pt.n)
-		l.prefetch(pt.ps[b:e], pt.hashes[b:e])
+		pis := l.pairs[:e-b]
+		clear(pis)
+		l.prefetch(pt.ps[b:e], pis)
 		for i := b; i < e; i++ {
-			pt.out[i] = l.step(&pt.ps[i], pt.keys[i], int(pt.dirs[i]), pt.hashes[i])
+			pt.out[i] = l.step(&pt.ps[i], &pis[i-b])
 		}
 	}
 }
