@@ -14,7 +14,7 @@ import (
 // must get the same verdict, deciding rule, comment, hook and state.
 func TestSplitChangesNothing(t *testing.T) {
 	splits := 0
-	eachExample(t, func(t *testing.T, pol *lang.Policy, b string, hosts []netip.Addr) {
+	check := func(t *testing.T, pol *lang.Policy, b string, hosts []netip.Addr) {
 		opts := Options{Hosts: hosts}
 		one, _ := New(b, pol, opts)
 		var two [2]*Sim
@@ -46,11 +46,40 @@ func TestSplitChangesNothing(t *testing.T) {
 		if inert == 0 || inert == n {
 			t.Errorf("%d of %d packets inert: the test divides nothing", inert, n)
 		}
-	})
+	}
+	eachExample(t, check)
 	if splits == 0 {
 		t.Error("no example has a split")
 	}
+	// Statements the examples do not have: global limits, bans, allowed
+	// sources, a UDP step in a sequence, a door restricted by source and
+	// family, a limit by /24, a service of two ports.
+	pol, diags := lang.Load("extra.kwl", []byte(splitExtra))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for _, b := range Backends {
+		for _, hosts := range [][]netip.Addr{nil, {TestFirewall4, TestFirewall6}} {
+			t.Run("extra/"+b, func(t *testing.T) {
+				before := splits
+				check(t, pol, b, hosts)
+				if splits == before {
+					t.Error("no split")
+				}
+			})
+		}
+	}
 }
+
+const splitExtra = `service web = tcp/80, tcp/443
+limit https 100/1s
+limit ssh 5/60s per source ban 300s
+allow ssh from 192.168.0.0/16, fd00::/8
+knock 7000, udp/8000, 9000 within 5s opens ssh for 30s
+knock 1600 from 203.0.113.0/24 opens web for 60s family ipv4
+limit dns 10/1s per source/24
+close web on 1601
+`
 
 // TestSplit checks which rulesets divide: the seed's does, on both
 // backends, with the ports its rules name; one whose limit is not
