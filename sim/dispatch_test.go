@@ -56,8 +56,9 @@ func eachExample(t *testing.T, f func(t *testing.T, pol *lang.Policy, backend st
 }
 
 // randomTraffic returns n packets among a few addresses and the ports
-// the examples name (and some they do not), of every protocol and
-// several TCP flags, each up to maxStep after the previous one.
+// the examples name (and some they do not), from those ports or from a
+// few client ports, of every protocol and several TCP flags, each up to
+// maxStep after the previous one.
 func randomTraffic(seed uint64, n int, maxStep time.Duration) []capture.Packet {
 	addrs := []netip.Addr{TestFirewall4, TestFirewall6, netip.MustParseAddr("198.51.100.10"),
 		netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("192.168.1.5"), netip.MustParseAddr("fd00::7"),
@@ -68,10 +69,14 @@ func randomTraffic(seed uint64, n int, maxStep time.Duration) []capture.Packet {
 	ps := make([]capture.Packet, n)
 	for i := range ps {
 		now += time.Duration(rng.Int64N(int64(maxStep)))
+		sport := ports[rng.IntN(len(ports))]
+		if rng.IntN(2) == 0 {
+			sport = uint16(40000 + rng.IntN(8)) // a client's port
+		}
 		ps[i] = capture.Packet{N: i + 1, Time: now,
 			Src: addrs[rng.IntN(len(addrs))], Dst: addrs[rng.IntN(len(addrs))],
 			Proto: []lang.Proto{lang.TCP, lang.TCP, lang.UDP, lang.ICMP, 58}[rng.IntN(5)],
-			SPort: ports[rng.IntN(len(ports))], DPort: ports[rng.IntN(len(ports))],
+			SPort: sport, DPort: ports[rng.IntN(len(ports))],
 			Flags:    []capture.TCPFlags{capture.SYN, capture.SYN, capture.ACK, capture.SYN | capture.ACK, capture.FIN | capture.ACK}[rng.IntN(5)],
 			ICMPType: []uint8{0, 8}[rng.IntN(2)]}
 	}

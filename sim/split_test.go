@@ -2,6 +2,7 @@ package sim
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,14 +96,8 @@ func TestSplit(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: no split", b)
 		}
-		var named []uint16
-		for p := 0; p < 1<<16; p++ {
-			if sp.has(uint16(p)) {
-				named = append(named, uint16(p))
-			}
-		}
-		if len(named) != 4 || named[0] != 22 || named[1] != 1599 || named[2] != 1600 || named[3] != 1601 {
-			t.Errorf("%s: ports %v, want [22 1599 1600 1601]", b, named)
+		if got := sp.named(); !slices.Equal(got, []uint16{22, 1599, 1600, 1601}) {
+			t.Errorf("%s: ports %v, want [22 1599 1600 1601]", b, got)
 		}
 		for _, c := range []struct {
 			p     capture.Packet
@@ -119,4 +114,36 @@ func TestSplit(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSplitPorts checks that the split names every port of a policy with
+// many kinds of statement, on both backends: a port left out would send
+// its packets to the inert part, whose simulator has no state for them.
+func TestSplitPorts(t *testing.T) {
+	pol, diags := lang.Load("extra.kwl", []byte(splitExtra))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	want := []uint16{22, 53, 80, 443, 1600, 1601, 7000, 8000, 9000}
+	for _, b := range Backends {
+		s, _ := New(b, pol, Options{})
+		sp, ok := s.Split()
+		if !ok {
+			t.Fatalf("%s: no split", b)
+		}
+		if got := sp.named(); !slices.Equal(got, want) {
+			t.Errorf("%s: ports %v, want %v", b, got, want)
+		}
+	}
+}
+
+// named lists the ports of the split, in order.
+func (sp *Split) named() []uint16 {
+	var ps []uint16
+	for p := 0; p < 1<<16; p++ {
+		if sp.has(uint16(p)) {
+			ps = append(ps, uint16(p))
+		}
+	}
+	return ps
 }
