@@ -222,7 +222,7 @@ func runSim(env *cmdEnv, args []string) int {
 	if *progress {
 		prog = newProgress(env.stderr, size, counted)
 	}
-	lanes := []*lane{newLane(eng)}
+	lanes := []*lane{rp.lane}
 	var split func(*capture.Packet) bool
 	if sp, ok := eng.(splitter); ok && !noSplit && !(*explain && *format == "text") {
 		// Explanations are not kept apart (sim.Split): --explain runs
