@@ -192,13 +192,22 @@ type nchain struct {
 // portGuard returns the ports a rule requires (see dispatch), or nil: the
 // first dport match among the rule's leading pure matches.
 func (r *nrule) portGuard() []uint16 {
+	if ps := r.leadingPorts(fTHDport); ps != nil {
+		return append([]uint16{}, ps...)
+	}
+	return nil
+}
+
+// leadingPorts returns the ports of the first match of field f (a port
+// field, not negated) among the rule's leading pure matches, or nil.
+func (r *nrule) leadingPorts(f nfield) []uint16 {
 	for i := range r.exprs {
 		ex := &r.exprs[i]
 		if ex.kind != exMatch {
 			return nil
 		}
-		if ex.field == fTHDport && !ex.neg {
-			return append([]uint16{}, ex.ports...)
+		if ex.field == f && !ex.neg {
+			return ex.ports
 		}
 	}
 	return nil

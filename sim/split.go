@@ -49,7 +49,7 @@ func (s *Sim) Split() (*Split, bool) {
 						sp.add(ex.natPort)
 					}
 				}
-				for _, p := range c.rules[ri].origPortGuard() {
+				for _, p := range c.rules[ri].leadingPorts(fCtOrigDport) {
 					sp.add(p)
 				}
 			}
@@ -57,7 +57,7 @@ func (s *Sim) Split() (*Split, bool) {
 		pure := reach(len(e.chains), func(ci int, visit func(int) bool) bool {
 			c := &e.chains[ci]
 			for _, ri := range c.disp.rest {
-				if c.rules[ri].origPortGuard() != nil {
+				if c.rules[ri].leadingPorts(fCtOrigDport) != nil {
 					continue // not for an inert packet's flow
 				}
 				for _, ex := range c.rules[ri].exprs {
@@ -120,22 +120,6 @@ func (s *Sim) Split() (*Split, bool) {
 		return nil, false
 	}
 	return sp, true
-}
-
-// origPortGuard returns the ports of the conntrack original destination
-// port match among the rule's leading pure matches, or nil: a rule that
-// no packet of a flow to another port can match.
-func (r *nrule) origPortGuard() []uint16 {
-	for i := range r.exprs {
-		ex := &r.exprs[i]
-		if ex.kind != exMatch {
-			return nil
-		}
-		if ex.field == fCtOrigDport && !ex.neg {
-			return ex.ports
-		}
-	}
-	return nil
 }
 
 // reach returns a function that reports whether chain ci, and every chain
