@@ -311,9 +311,8 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 	}
 	// The sweep looks at sweepPerInsert entries per new flow: read the
 	// next entries along with the rest, then the slots of the expired
-	// ones among them.
-	// Entries read for an earlier batch and not swept yet are not read
-	// again: pfLead counts them, from the sweep's cursor on.
+	// ones among them. Entries read for an earlier batch and not swept
+	// yet (lead of them, from the sweep's cursor on) are not read again.
 	ahead := s.pfc[:0]
 	if used := s.ct.used; x.n > 0 && used > 0 {
 		want := min(len(pks)*sweepPerInsert, used)

@@ -8,6 +8,9 @@ import (
 	"kwl.dev/kwl/sim/capture"
 )
 
+// sentByHost is the skip reason of a packet the firewall sent.
+const sentByHost = "sent by the host"
+
 // simEngine adapts package sim to kwl sim's engine.
 type simEngine struct {
 	s       *sim.Sim
@@ -18,14 +21,14 @@ func (e *simEngine) Eval(p *capture.Packet) simResult {
 	if !e.explain {
 		v, stmt, output := e.s.Decide(p)
 		if output {
-			return simResult{Verdict: v, Skip: "sent by the host"}
+			return simResult{Verdict: v, Skip: sentByHost}
 		}
 		return simResult{Verdict: v, Stmt: stmt}
 	}
 	r := e.s.Eval(p)
 	if r.Hook == sim.HookOutput {
 		// Sent by the firewall: conntrack learned from it, no rule ran.
-		return simResult{Verdict: r.Verdict, Skip: "sent by the host"}
+		return simResult{Verdict: r.Verdict, Skip: sentByHost}
 	}
 	out := simResult{Verdict: r.Verdict, Rule: r.Rule, Stmt: r.Stmt}
 	if e.explain {
