@@ -174,27 +174,38 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	}
 	// The probe and the answers are written in the receive path of the
 	// frame, which has run by the time sendto returns; the pause covers a
-	// softirq deferred to ksoftirqd under load.
+	// softirq deferred to ksoftirqd under load. The two packet sockets are
+	// read by goroutines that a busy machine may run later than that: the
+	// capture is awaited until it holds every packet sent, and the answers
+	// until every connection attempt that passed has its SYN-ACK, each for
+	// at most settleWait.
 	time.Sleep(50 * time.Millisecond)
-	v4, v6, err := l.Passed()
-	if err != nil {
-		return nil, err
-	}
 	type tagKey struct {
 		v6  bool
 		tag uint32
 	}
 	rx := map[tagKey]time.Time{}
-	for _, f := range l.capture.Frames() {
-		if f.Out {
-			continue
-		}
-		if q, ok := parseFrame(f.Data); ok && (q.proto == lang.TCP || q.proto == lang.UDP) {
-			k := tagKey{!q.src.Is4(), q.tag}
-			if _, dup := rx[k]; !dup {
-				rx[k] = f.Time
+	sent := map[tagKey]bool{}
+	for _, o := range out {
+		sent[tagKey{!o.Src.Unmap().Is4(), o.Tag}] = true
+	}
+	settle(func() bool {
+		for _, f := range l.capture.Frames() {
+			if f.Out {
+				continue
+			}
+			if q, ok := parseFrame(f.Data); ok && (q.proto == lang.TCP || q.proto == lang.UDP) {
+				k := tagKey{!q.src.Is4(), q.tag}
+				if _, dup := rx[k]; !dup && sent[k] {
+					rx[k] = f.Time
+				}
 			}
 		}
+		return len(rx) == len(sent)
+	})
+	v4, v6, err := l.Passed()
+	if err != nil {
+		return nil, err
 	}
 	for i := range out {
 		o := &out[i]
@@ -207,11 +218,32 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 		} else {
 			o.Passed = v6[o.Tag]
 		}
-		if o.Port.Proto == lang.TCP && o.Kind == lang.New {
-			_, o.SynAck = l.wire.synack(flowKey{src: o.Src, sport: o.SPort, dst: o.Dst, dport: o.Port.Num, proto: lang.TCP})
-		}
 	}
+	settle(func() bool {
+		all := true
+		for i := range out {
+			o := &out[i]
+			if o.Port.Proto == lang.TCP && o.Kind == lang.New && !o.SynAck {
+				_, o.SynAck = l.wire.synack(flowKey{src: o.Src, sport: o.SPort, dst: o.Dst, dport: o.Port.Num, proto: lang.TCP})
+				all = all && (o.SynAck || !o.Passed)
+			}
+		}
+		return all
+	})
 	return out, nil
+}
+
+// settleWait bounds how long Replay waits for the packet sockets' readers
+// to catch up with the kernel.
+const settleWait = 3 * time.Second
+
+// settle calls done until it reports true, every few milliseconds, for at
+// most settleWait.
+func settle(done func() bool) {
+	deadline := time.Now().Add(settleWait)
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // LoadNft loads `nft -f` input into the firewall namespace.
