@@ -184,6 +184,11 @@ func tcpdumpRun(t *testing.T, tg Target, tcpdump, pcapPath string, pkts []Packet
 	if err != nil {
 		t.Fatal(err)
 	}
+	// tcpdump may be scheduled later than the harness: SIGINT ends its
+	// loop and drops what it has not read yet, so it is sent once the
+	// file (written packet by packet, -U) holds every packet the client
+	// sent, or after settleWait.
+	settle(func() bool { return capturedAll(pcapPath, out) })
 	stats, err := td.stop()
 	if err != nil {
 		t.Fatal(err)
@@ -193,6 +198,25 @@ func tcpdumpRun(t *testing.T, tg Target, tcpdump, pcapPath string, pkts []Packet
 		t.Errorf("tcpdump lost packets: %s", stats)
 	}
 	return out
+}
+
+// capturedAll reports whether the pcap file holds every packet of out.
+func capturedAll(path string, out []Outcome) bool {
+	type tagKey struct {
+		v6  bool
+		tag uint32
+	}
+	want := map[tagKey]bool{}
+	for _, o := range out {
+		want[tagKey{!o.Src.Unmap().Is4(), o.Tag}] = true
+	}
+	frames, _, _ := readPcapFrames(path)
+	for _, f := range frames {
+		if q, ok := parseFrame(f); ok && q.src != FW4 && q.src != FW6 {
+			delete(want, tagKey{!q.src.Is4(), q.tag})
+		}
+	}
+	return len(want) == 0
 }
 
 // tcpdumpProc is a tcpdump running in the firewall's namespace.
