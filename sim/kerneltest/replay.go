@@ -37,6 +37,16 @@ type Outcome struct {
 	SynAck bool
 }
 
+// tagKey names a packet the client sent by what its frames carry: its
+// family and its tag.
+type tagKey struct {
+	v6  bool
+	tag uint32
+}
+
+func (o *Outcome) key() tagKey { return tagKey{!o.Src.Unmap().Is4(), o.Tag} }
+func (p *pkt) key() tagKey     { return tagKey{!p.src.Unmap().Is4(), p.tag} }
+
 // Resolve fills in source ports and destinations the way the kwl test
 // runner does: a New packet without a port gets a fresh one, a Data packet
 // without a port uses the port of the latest New packet from the same
@@ -180,14 +190,10 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	// until every connection attempt that passed has its SYN-ACK, each for
 	// at most settleWait.
 	time.Sleep(50 * time.Millisecond)
-	type tagKey struct {
-		v6  bool
-		tag uint32
-	}
 	rx := map[tagKey]time.Time{}
 	sent := map[tagKey]bool{}
-	for _, o := range out {
-		sent[tagKey{!o.Src.Unmap().Is4(), o.Tag}] = true
+	for i := range out {
+		sent[out[i].key()] = true
 	}
 	settle(func() bool {
 		for _, f := range l.capture.Frames() {
@@ -195,7 +201,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 				continue
 			}
 			if q, ok := parseFrame(f.Data); ok && (q.proto == lang.TCP || q.proto == lang.UDP) {
-				k := tagKey{!q.src.Is4(), q.tag}
+				k := q.key()
 				if _, dup := rx[k]; !dup && sent[k] {
 					rx[k] = f.Time
 				}
@@ -209,7 +215,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	}
 	for i := range out {
 		o := &out[i]
-		if t, ok := rx[tagKey{!o.Src.Unmap().Is4(), o.Tag}]; ok {
+		if t, ok := rx[o.key()]; ok {
 			o.Sent = t.Sub(wallStart)
 			o.Seen = true
 		}

@@ -59,13 +59,9 @@ func replayCapture(m Model, pol *lang.Policy, res *Result) (compared int, ds []s
 		return 0, nil, err
 	}
 	// The client's packets by tag, in the order they were sent.
-	type key struct {
-		v6  bool
-		tag uint32
-	}
-	byTag := map[key]Outcome{}
-	for _, o := range res.Outcomes {
-		byTag[key{!o.Src.Is4(), o.Tag}] = o
+	byTag := map[tagKey]Outcome{}
+	for i := range res.Outcomes {
+		byTag[res.Outcomes[i].key()] = res.Outcomes[i]
 	}
 	frames := res.Capture
 	var p capture.Packet
@@ -86,7 +82,7 @@ func replayCapture(m Model, pol *lang.Policy, res *Result) (compared int, ds []s
 		if !ok {
 			continue
 		}
-		o, ok := byTag[key{!q.src.Is4(), q.tag}]
+		o, ok := byTag[q.key()]
 		if !ok {
 			continue
 		}

@@ -202,18 +202,14 @@ func tcpdumpRun(t *testing.T, tg Target, tcpdump, pcapPath string, pkts []Packet
 
 // capturedAll reports whether the pcap file holds every packet of out.
 func capturedAll(path string, out []Outcome) bool {
-	type tagKey struct {
-		v6  bool
-		tag uint32
-	}
 	want := map[tagKey]bool{}
-	for _, o := range out {
-		want[tagKey{!o.Src.Unmap().Is4(), o.Tag}] = true
+	for i := range out {
+		want[out[i].key()] = true
 	}
 	frames, _, _ := readPcapFrames(path)
 	for _, f := range frames {
 		if q, ok := parseFrame(f); ok && q.src != FW4 && q.src != FW6 {
-			delete(want, tagKey{!q.src.Is4(), q.tag})
+			delete(want, q.key())
 		}
 	}
 	return len(want) == 0
@@ -346,13 +342,9 @@ func compareKwlSim(t *testing.T, kwl, backend, polPath, pcapPath string, out []O
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.Bytes())
 	}
-	type tagKey struct {
-		v6  bool
-		tag uint32
-	}
 	byTag := map[tagKey]int{}
-	for i, o := range out {
-		byTag[tagKey{!o.Src.Is4(), o.Tag}] = i
+	for i := range out {
+		byTag[out[i].key()] = i
 	}
 	matched := make([]int, len(out)) // JSON line n per outcome
 	var lines, compared, disagree, host int
@@ -401,7 +393,7 @@ func compareKwlSim(t *testing.T, kwl, backend, polPath, pcapPath string, out []O
 			}
 			continue
 		}
-		i, ok := byTag[tagKey{!q.src.Is4(), q.tag}]
+		i, ok := byTag[q.key()]
 		if !ok || q.tag == 0 || out[i].Src != q.src || out[i].SPort != q.sport || out[i].Port.Num != q.dport {
 			others = append(others, fmt.Sprintf("%d: %s %s > %s", ln.N, q.proto, q.src, q.dst))
 			continue
