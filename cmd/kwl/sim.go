@@ -347,7 +347,6 @@ type replay struct {
 	kind                        map[lang.Pos]string // "knock", "close", "limit", "allow"
 	service                     map[lang.Pos]string
 	opened                      map[netip.Addr]admission // first admission through a door
-	openers                     addrSet                  // the keys of opened
 	limited                     map[netip.Addr]int       // drops by a limit, per source
 	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
 	knocks                      int
@@ -487,8 +486,10 @@ func (rp *replay) account(p *capture.Packet, o *outcome) {
 	rp.counts[si][o.verdict]++
 	switch rp.stmtKind[si] {
 	case kindKnock:
-		if o.verdict == lang.Accept && rp.openers.addNew(p.Src) {
-			rp.opened[p.Src] = admission{n: p.N, at: p.Time, rule: rp.stmts[si]}
+		if o.verdict == lang.Accept {
+			if _, ok := rp.opened[p.Src]; !ok {
+				rp.opened[p.Src] = admission{n: p.N, at: p.Time, rule: rp.stmts[si]}
+			}
 		}
 	case kindLimit:
 		if o.verdict != lang.Accept {

@@ -96,18 +96,6 @@ func (s *addrSet) add(a netip.Addr) {
 	s.v6.put(v6Key{k.hi, k.lo})
 }
 
-// addNew adds a and reports whether it was not in the set.
-func (s *addrSet) addNew(a netip.Addr) bool {
-	if a.Is4() {
-		b := a.As4()
-		_, added := s.v4.put(v4Key(binary.BigEndian.Uint32(b[:])))
-		return added
-	}
-	k := keyOfAddr(a)
-	_, added := s.v6.put(v6Key{k.hi, k.lo})
-	return added
-}
-
 func (s *addrSet) len() int { return s.v4.len() + s.v6.len() }
 
 // pairKey names the two endpoints of a flow in a canonical order (the
