@@ -127,18 +127,3 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 		free <- c
 	}
 }
-
-// run evaluates a part's packets: a batch at a time, it touches the state
-// each packet will need, so that the cache misses overlap, then
-// evaluates the packets in order.
-func (l *lane) run(pt *part) {
-	for b := 0; b < pt.n; b += replayBatch {
-		e := min(b+replayBatch, pt.n)
-		pis := l.pairs[:e-b]
-		clear(pis)
-		l.prefetch(pt.ps[b:e], pis)
-		for i := b; i < e; i++ {
-			pt.out[i] = l.step(&pt.ps[i], &pis[i-b])
-		}
-	}
-}
