@@ -330,7 +330,7 @@ type replay struct {
 	pol   *lang.Policy
 	lane  *lane // the first lane: all packets but those of a second
 	hosts map[netip.Addr]bool
-	last  time.Duration // for step: the latest time seen
+	clock clock // for step
 
 	// Statements by index: the engine's numbering.
 	stmts    []lang.Pos
@@ -455,11 +455,7 @@ func isNew(p *capture.Packet) bool {
 // step runs one packet through the first lane and counts it: the replay
 // one packet at a time, without the pipeline.
 func (rp *replay) step(p *capture.Packet) outcome {
-	// The simulator's clock never goes back.
-	if p.Time < rp.last {
-		p.Time = rp.last
-	}
-	rp.last = p.Time
+	rp.clock.keep(p)
 	var pi pairInfo
 	o := rp.lane.step(p, &pi)
 	rp.account(p, &o)

@@ -42,6 +42,17 @@ type chunk struct {
 	err   error // the reader's error after the n packets (io.EOF at the end)
 }
 
+// clock keeps the simulator's clock from going back: a packet stamped
+// before the latest time seen is replayed at that time.
+type clock struct{ last time.Duration }
+
+func (c *clock) keep(p *capture.Packet) {
+	if p.Time < c.last {
+		p.Time = c.last
+	}
+	c.last = p.Time
+}
+
 // pipeline runs the replay of r through the lanes: split, when not nil,
 // says which packets go to the second lane. merge is called in the
 // caller's goroutine for each packet in capture order, with the part
@@ -71,7 +82,7 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 				close(ch)
 			}
 		}()
-		var last time.Duration
+		var clk clock
 		var tmp capture.Packet
 		for c := range free {
 			c.n, c.err = 0, nil
@@ -82,11 +93,7 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 				if c.err = r.Next(&tmp); c.err != nil {
 					break
 				}
-				// The simulator's clock never goes back.
-				if tmp.Time < last {
-					tmp.Time = last
-				}
-				last = tmp.Time
+				clk.keep(&tmp)
 				k := 0
 				if split != nil && split(&tmp) {
 					k = 1
