@@ -74,6 +74,18 @@ const defaultWithin = 5 * time.Second
 // seconds or milliseconds, and no door needs to stay open for a year.
 const maxDuration = 365 * 24 * time.Hour
 
+// MaxLimitCount is the largest count of a limit. A limit admits at most
+// Count connections in any window, and both backends keep one record per
+// admitted connection and key that a new connection may have to look at
+// (nft: one slot set per count; xt_recent: a ring of stamps, whose size
+// kernels before 6.11 cap at 255).
+const MaxLimitCount = 100
+
+// MaxLimitWindow is the longest window of a limit. An nft limit slot
+// holds one token, refilled after a week, which must come only after
+// the slot's element has expired.
+const MaxLimitWindow = 24 * time.Hour
+
 // Load parses and checks a policy file.
 func Load(filename string, src []byte) (*Policy, Diagnostics) {
 	f, diags := Parse(filename, src)
@@ -459,14 +471,20 @@ func (c *checker) limitStmt(s *LimitStmt) {
 	l := &Limit{Pos: pos, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
 	count, err := strconv.Atoi(s.Count)
 	switch {
-	case err != nil || count > 1_000_000_000:
-		c.errorf(cpos, ErrLimitCount, "", "limit count %s is too large", s.Count)
+	case err != nil || count > MaxLimitCount:
+		c.errorf(cpos, ErrLimitCount, fmt.Sprintf("a limit counts at most %d connections per window; for a higher rate, write it over a shorter window (100/1s rather than 6000/1m)", MaxLimitCount),
+			"limit count %s is too large", s.Count)
 	case count < 1:
 		c.errorf(cpos, ErrLimitCount, "a limit admits at least 1 connection per window; to refuse all, guard the service with a knock",
 			"limit count must be at least 1, not %s", s.Count)
 	}
 	l.Count = count
-	l.Window, _ = c.duration(s.Window, s.after("/", pos), "the limit's window", false)
+	wpos := s.after("/", pos)
+	l.Window, _ = c.duration(s.Window, wpos, "the limit's window", false)
+	if l.Window > MaxLimitWindow {
+		c.errorf(wpos, ErrDuration, "a limit's window is at most a day; write the rate over a shorter window",
+			"the limit's window %s is longer than a day", s.Window)
+	}
 	if s.Mask4 != "" {
 		m4 := s.after("source", pos)
 		l.Mask4 = c.mask(s.Mask4, 32, Pos{File: m4.File, Line: m4.Line, Col: m4.Col + 1}, "IPv4")

@@ -229,7 +229,11 @@ func (e *iptEngine) compileRule(r *iptables.Rule, it *itable, v6 bool, lists map
 		if !ok {
 			// The list is created by its first rule, which gives it its mask.
 			t = newRecentTable(rc.Name)
-			t.setMask(rc.Mask, v6)
+			if rc.Shared {
+				t.mask = [16]byte{}
+			} else {
+				t.setMask(rc.Mask, v6)
+			}
 			lists[rc.Name] = t
 			e.lists = append(e.lists, t)
 		}

@@ -140,7 +140,7 @@ func (b *bucket) take(l *nlimit, now time.Duration) bool {
 }
 
 type nkey struct {
-	field  nfield // fIPSaddr, fIP6Saddr, fIPDaddr, fIP6Daddr
+	field  nfield // fIPSaddr, fIP6Saddr, fIPDaddr, fIP6Daddr, or fCtState
 	prefix int
 }
 
@@ -537,6 +537,9 @@ func (e *nftEngine) noteKey(si int, k nkey) {
 
 func compileKey(k nft.Key) (nkey, error) {
 	f, ok := nfields[k.Field]
+	if ok && f == fCtState && k.Prefix == 0 {
+		return nkey{field: f}, nil
+	}
 	if !ok || (f != fIPSaddr && f != fIP6Saddr && f != fIPDaddr && f != fIP6Daddr) {
 		return nkey{}, fmt.Errorf("set key %q is not an address", k.Field)
 	}
@@ -681,7 +684,13 @@ func fieldAddr(p *pkt, f nfield) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// keyOf computes a set key. A ct state key is held as the IPv4 address
+// 0.0.0.STATE: sets keep keys as addresses, and a ct_state set holds no
+// address.
 func keyOf(p *pkt, k nkey) (netip.Addr, bool) {
+	if k.field == fCtState {
+		return netip.AddrFrom4([4]byte{3: p.state}), true
+	}
 	a, ok := fieldAddr(p, k.field)
 	if !ok {
 		return a, false

@@ -73,7 +73,7 @@ func TestSplitChangesNothing(t *testing.T) {
 }
 
 const splitExtra = `service web = tcp/80, tcp/443
-limit https 100/1s
+limit https 100/1s family ipv4
 limit ssh 5/60s per source ban 300s
 allow ssh from 192.168.0.0/16, fd00::/8
 knock 7000, udp/8000, 9000 within 5s opens ssh for 30s

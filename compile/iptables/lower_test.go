@@ -38,6 +38,7 @@ func TestLowerStatements(t *testing.T) {
 		v6     bool
 		chain  string
 		want   []string
+		err    string // when set, Lower fails with an error holding it
 	}{{
 		name:   "single knock: --set, then drop (SSHKnock)",
 		policy: func(b *irtest.B) { b.Door("ssh", 0, time.Minute, irtest.TCP(1600)) },
@@ -82,8 +83,8 @@ func TestLowerStatements(t *testing.T) {
 		policy: func(b *irtest.B) { b.Limit("ssh", 3, time.Minute, 24, 64, 0) },
 		chain:  "kwl-svc-ssh",
 		want: []string{
+			"--ctstate NEW -m recent --rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource -m comment --comment \"limit ssh, line 1\" -j DROP",
 			"--ctstate NEW -m recent --set --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource",
-			"--ctstate NEW -m recent --update --seconds 60 --hitcount 4 --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource -m comment --comment \"limit ssh, line 1\" -j DROP",
 			"--ctstate NEW -m comment --comment \"limit ssh, line 1\" -j ACCEPT",
 		},
 	}, {
@@ -93,17 +94,24 @@ func TestLowerStatements(t *testing.T) {
 		chain:  "kwl-svc-ssh",
 		want:   []string{"--name kwl_lim_ssh_6 --mask ffff:ffff:ffff:ffff:: --rsource"},
 	}, {
-		name:   "global limit: limit match in a chain of its own",
-		policy: func(b *irtest.B) { b.Limit("https", 3, 20*time.Second, 0, 0, 0) },
-		chain:  "kwl-lim-https",
-		want:   []string{"-m limit --limit 9/minute --limit-burst 3 -m comment --comment \"limit https, line 1\" -j RETURN", "-j DROP"},
+		name: "global limit: one entry for every source of the family",
+		policy: func(b *irtest.B) {
+			l := b.Limit("https", 3, 20*time.Second, 0, 0, 0)
+			l.Family = lang.IPv4
+		},
+		chain: "kwl-svc-https",
+		want: []string{
+			"-m recent --rcheck --seconds 20 --hitcount 3 --name kwl_lim_https_4 --mask 0.0.0.0 --rsource -m comment --comment \"limit https, line 1\" -j DROP",
+			"-m recent --set --name kwl_lim_https_4 --mask 0.0.0.0 --rsource",
+		},
 	}, {
 		name:   "ban: checked first, set over the limit",
 		policy: func(b *irtest.B) { b.Limit("ssh", 5, time.Minute, 32, 128, 5*time.Minute) },
 		chain:  "kwl-svc-ssh",
 		want: []string{
 			"--ctstate NEW -m recent --rcheck --seconds 300 --name kwl_ban_ssh_4 --rsource -m comment --comment \"ban ssh, line 1\" -j DROP",
-			"--update --seconds 60 --hitcount 6 --name kwl_lim_ssh_4 --rsource -m comment --comment \"limit ssh, line 1\" -j kwl-over-ssh",
+			"--rcheck --seconds 60 --hitcount 5 --name kwl_lim_ssh_4 --rsource -m comment --comment \"limit ssh, line 1\" -j kwl-over-ssh",
+			"--set --name kwl_lim_ssh_4 --rsource",
 		},
 	}, {
 		name: "allow from sources of the family",
@@ -136,14 +144,27 @@ func TestLowerStatements(t *testing.T) {
 			l := b.Limit("ssh", 3, time.Minute, 32, 128, 0)
 			l.Log = &lang.Log{Level: "info"}
 		},
-		chain: "kwl-log1",
-		want:  []string{"-j LOG --log-prefix \"kwl limit ssh: \" --log-level info", "-j DROP"},
+		chain: "kwl-svc-ssh",
+		want: []string{
+			"--rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_4 --rsource -m comment --comment \"limit ssh, line 1\" -j LOG --log-prefix \"kwl limit ssh: \" --log-level info",
+			"--rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_4 --rsource -m comment --comment \"limit ssh, line 1\" -j DROP",
+		},
+	}, {
+		name:   "a global limit over both families is refused",
+		policy: func(b *irtest.B) { b.Limit("https", 3, 20*time.Second, 0, 0, 0) },
+		err:    "iptables cannot share one limit between IPv4 and IPv6",
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b := irtest.New("t.kwl")
 			tc.policy(b)
 			rs, diags := Lower(b.P)
+			if tc.err != "" {
+				if !diags.HasErrors() || !strings.Contains(diags.Error(), tc.err) {
+					t.Fatalf("want an error %q, got %v", tc.err, diags)
+				}
+				return
+			}
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
@@ -178,14 +199,14 @@ func TestWarnings(t *testing.T) {
 	b := irtest.New("w.kwl")
 	b.Door("ssh", 1500*time.Millisecond, time.Minute, irtest.TCP(7000), irtest.TCP(8000))
 	b.Close("ssh", irtest.TCP(6999))
-	b.Limit("ssh", 300, time.Minute, 32, 64, 0)
-	b.Limit("http", 70000, time.Minute, 32, 64, 0)
+	b.Limit("ssh", 30, time.Minute, 32, 64, 0)
+	b.Limit("http", 70, time.Minute, 32, 64, 0)
 	_, diags := Lower(b.P)
 	codes := map[string]int{}
 	for _, d := range diags {
 		codes[d.Code+"/"+d.Severity.String()]++
 	}
-	for code, n := range map[string]int{"L10/warning": 1, "L01/warning": 1, "L01/error": 1, "L13/warning": 2, "L07/warning": 3} {
+	for code, n := range map[string]int{"L10/warning": 1, "L13/warning": 0, "L07/warning": 3} {
 		if codes[code] != n {
 			t.Errorf("%s: %d, want %d\n%v", code, codes[code], n, diags)
 		}

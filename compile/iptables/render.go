@@ -148,7 +148,9 @@ func RuleString(r *Rule, v6 bool) string {
 			add("--reap")
 		}
 		add("--name", rc.Name)
-		if rc.Mask > 0 {
+		if rc.Shared {
+			add("--mask", maskString(0, v6))
+		} else if rc.Mask > 0 {
 			add("--mask", maskString(rc.Mask, v6))
 		}
 		add("--rsource")

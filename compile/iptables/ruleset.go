@@ -87,7 +87,10 @@ type Recent struct {
 	// Mask is the prefix length of --mask; 0 means the full address. The
 	// kernel copies the mask when the list is created, so every rule on a
 	// list must use the same one.
-	Mask   int
+	Mask int
+	// Shared is --mask 0.0.0.0 (or ::): every source of the family is
+	// one entry, the key of a limit shared by all sources.
+	Shared bool
 	Reap   bool
 	Invert bool // ! --set etc.
 }

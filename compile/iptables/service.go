@@ -3,7 +3,6 @@ package iptables
 import (
 	"fmt"
 	"net/netip"
-	"time"
 
 	"kwl.dev/kwl/compile/internal/plan"
 	"kwl.dev/kwl/lang"
@@ -121,12 +120,14 @@ func (b *fam) mask(lim *lang.Limit) int {
 	return m
 }
 
-// limitRules emits a limit. Per source, Shorewall's Limit: every new
-// connection is --set on the list, and one that makes Count+1 hits within
-// the window (--update --seconds W --hitcount Count+1) is dropped; the
-// --update stamps it too, so retries while blocked keep the source
-// blocked. Globally, the limit match (a token bucket) in a chain of its
-// own: under the rate returns, over it drops.
+// limitRules emits a limit: at most Count new connections admitted in
+// any window of length Window, for each (masked) source or for all
+// sources of the family together. A connection is refused when the
+// list holds Count stamps within the window (--rcheck --seconds W
+// --hitcount Count, whose window is closed: stamps >= now - W count),
+// and stamped (--set) when it is admitted, so that only admitted
+// connections count, as on nft. For all sources the list's --mask is
+// 0.0.0.0 (or ::), so that every source is one entry.
 func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 	s := lim.Service
 	cm := comment("limit", s, lim.Pos)
@@ -140,70 +141,27 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 		}
 		over, overLog = Target{Kind: JUMP, Chain: oc.Name}, nil
 	}
-	if lim.PerSource {
-		list := b.listName("lim", b.l.ids.Limit[lim], 0)
-		secs := b.seconds(lim.Window, lim.Pos, "the limit's window")
-		hits := lim.Count + 1
-		if hits > MaxHitcount {
-			b.l.warn(lim.Pos, lang.Error, "L01", fmt.Sprintf("iptables counts a per-source limit with --hitcount %d (count+1), over the kernel's maximum of %d", hits, MaxHitcount),
-				"lower the count, or use --backend nft")
-		} else if hits > MaxHitcountOld {
-			b.l.warn(lim.Pos, lang.Warning, "L01", fmt.Sprintf("iptables counts this limit with --hitcount %d (count+1): kernels before 6.11 reject a hitcount over %d (EINVAL), and every hit is a timestamp kept per source", hits, MaxHitcountOld),
-				"keep the count at 254 or less to deploy on older kernels")
+	if !lim.PerSource && len(plan.Families(lim.Family, nil, s)) == 2 {
+		b.l.warn(lim.Pos, lang.Error, "L13",
+			fmt.Sprintf("iptables cannot share one limit between IPv4 and IPv6: xt_recent keeps the two families' entries apart, so %d/%s would admit %d in any %s for each family",
+				lim.Count, plan.Dur(lim.Window), lim.Count, plan.Dur(lim.Window)),
+			"limit each family on its own (family ipv4, family ipv6), or use --backend nft")
+		return
+	}
+	list := b.listName("lim", b.l.ids.Limit[lim], 0)
+	secs := b.seconds(lim.Window, lim.Pos, "the limit's window")
+	key := func(op RecentOp) *Recent {
+		r := &Recent{Name: list, Op: op, Mask: b.mask(lim), Shared: !lim.PerSource}
+		if op == Rcheck {
+			r.Seconds, r.Hitcount = secs, lim.Count
 		}
-		c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: &Recent{Name: list, Op: Set, Mask: b.mask(lim)}, Origin: lim.Pos, Comment: cm})
-		b.emit(c, &Rule{CtState: newState(), Recent: &Recent{Name: list, Op: Update, Seconds: secs, Hitcount: hits, Mask: b.mask(lim)}, Origin: lim.Pos, Comment: cm},
-			over, overLog, "limit", s)
-		b.l.warn(lim.Pos, lang.Warning, "L13", fmt.Sprintf(
-			"iptables limits with xt_recent, a sliding window in which refused attempts count too: a source gets %d new connections in any %s, and one that keeps retrying while refused stays refused until it has been quiet for %s",
-			lim.Count, plan.Dur(time.Duration(secs)*time.Second), plan.Dur(time.Duration(secs)*time.Second)), "")
+		return r
+	}
+	b.emit(c, &Rule{CtState: newState(), Recent: key(Rcheck), Origin: lim.Pos, Comment: cm}, over, overLog, "limit", s)
+	c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: key(Set), Origin: lim.Pos, Comment: cm})
+	if lim.PerSource {
 		b.l.warn(lim.Pos, lang.Warning, "L07", fmt.Sprintf(
 			"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: %d other sources in quick succession wipe a source's count (and ban), and the limit starts afresh for it",
 			ListTot, ListTot), "")
-		return
 	}
-	lc := b.chain(b.filter, chainName("lim", b.l.ids.Limit[lim]))
-	if len(lc.Rules) == 0 {
-		lc.Rules = append(lc.Rules, &Rule{Limit: b.limit(lim), Target: Target{Kind: RETURN}, Origin: lim.Pos, Comment: cm})
-		b.emit(lc, &Rule{Origin: lim.Pos, Comment: cm}, over, overLog, "limit", s)
-	}
-	c.Rules = append(c.Rules, &Rule{CtState: newState(), Target: Target{Kind: JUMP, Chain: lc.Name}, Origin: lim.Pos, Comment: cm})
-	refill := lim.Window / time.Duration(lim.Count)
-	msg := fmt.Sprintf("the limit match is a token bucket: it admits %d connections at once, then one every %s, while %d/%s means at most %d in any %s",
-		lim.Count, plan.Dur(refill), lim.Count, plan.Dur(lim.Window), lim.Count, plan.Dur(lim.Window))
-	if len(plan.Families(lim.Family, nil, s)) == 2 {
-		msg += "; iptables and ip6tables keep one bucket each, so IPv4 and IPv6 get the rate each"
-	}
-	b.l.warn(lim.Pos, lang.Warning, "L13", msg, "")
-}
-
-// xtUnits are the limit match's units.
-var xtUnits = []struct {
-	d    time.Duration
-	name string
-}{{time.Second, "second"}, {time.Minute, "minute"}, {time.Hour, "hour"}, {24 * time.Hour, "day"}}
-
-// limit returns the limit match of a global limit: Count of burst,
-// refilled at Count per Window in the shortest unit that gives a whole
-// rate.
-func (b *fam) limit(lim *lang.Limit) *Limit {
-	count, win := int64(lim.Count), int64(lim.Window)
-	burst := lim.Count
-	// libxt_limit refuses a burst over 10000.
-	if burst > 10000 {
-		b.l.warn(lim.Pos, lang.Warning, "L13", "the limit match's burst is at most 10000", "")
-		burst = 10000
-	}
-	for _, u := range xtUnits {
-		if num := count * int64(u.d); num%win == 0 {
-			return &Limit{Rate: int(num / win), Unit: u.name, Burst: burst}
-		}
-	}
-	u := xtUnits[len(xtUnits)-1]
-	rate := int((count*int64(u.d) + win/2) / win)
-	if rate == 0 {
-		rate = 1
-	}
-	b.l.warn(lim.Pos, lang.Warning, "L13", fmt.Sprintf("the limit match counts per second, minute, hour or day: %d/%s is rounded to %d/day", lim.Count, plan.Dur(lim.Window), rate), "")
-	return &Limit{Rate: rate, Unit: u.name, Burst: burst}
 }

@@ -20,8 +20,11 @@ const Priority = -10
 // DNATPriority is the priority of the nat chain: dstnat.
 const DNATPriority = -100
 
-// SetSize is the size kwl declares for every set, the kernel's default
-// written out (nft_dynset binds an unsized set with size 0xffff).
+// SetSize is how many elements each of kwl's sets holds: the kernel's
+// default, since kwl declares its sets without a size (nft_dynset binds
+// an unsized set with size 0xffff). A declared size costs kernel memory
+// up front (about 2 MB per set for 65535, measured in slab), an unsized
+// set only what its elements take.
 const SetSize = 65535
 
 // Lower turns a checked policy into kwl's nftables ruleset: one table
@@ -80,16 +83,35 @@ func ctNew() *Match { return &Match{Field: CtState, Values: []any{"new"}} }
 
 func fsuffix(f plan.Fam) string { return fmt.Sprintf("_%d", f) }
 
-// set declares (once) a set of family f.
-func (l *lowerer) set(name string, f plan.Fam, timeout time.Duration, origin lang.Pos, comment string) string {
+// Tick is one period of the kernel clock in which set timeouts are kept
+// (a jiffy at CONFIG_HZ=250, the target machines' tick).
+//
+// A duration D of a statement (a door's lifetime, a sequence's window, a
+// ban, a limit's window) means the closed interval [t, t+D]: a source that
+// knocked at t still finds its door at t+D. xt_recent's --seconds window
+// is closed in the same way (stamps >= now - D count), while an nft
+// element is expired once now >= its expiration. So every set timeout is
+// D plus one tick: an element added at jiffy j is found through jiffy
+// j+D and gone at j+D+1, exactly when an xt_recent stamp of j stops
+// counting.
+const Tick = 4 * time.Millisecond
+
+// set declares (once) a set of family f whose elements live for d.
+func (l *lowerer) set(name string, f plan.Fam, d time.Duration, origin lang.Pos, comment string) string {
+	_, _, _, kt := famInfo(f)
+	return l.typedSet(name, kt, d, origin, comment)
+}
+
+// typedSet declares (once) a set of key type kt whose elements live for
+// d (see Tick).
+func (l *lowerer) typedSet(name string, kt KeyType, d time.Duration, origin lang.Pos, comment string) string {
 	if l.sets == nil {
 		l.sets = map[string]*Set{}
 	}
 	if _, ok := l.sets[name]; ok {
 		return name
 	}
-	_, _, _, kt := famInfo(f)
-	s := &Set{Name: name, Type: kt, Size: SetSize, Timeout: timeout, Origin: origin, Comment: comment}
+	s := &Set{Name: name, Type: kt, Timeout: d + Tick, Origin: origin, Comment: comment}
 	l.sets[name] = s
 	l.t.Sets = append(l.t.Sets, s)
 	return name

@@ -136,6 +136,8 @@ func KeyDatatype(t KeyType) (nftables.SetDatatype, error) {
 		return nftables.TypeIPAddr, nil
 	case IPv6Addr:
 		return nftables.TypeIP6Addr, nil
+	case CtStateKey:
+		return nftables.TypeCTState, nil
 	}
 	return nftables.TypeInvalid, fmt.Errorf("set key type %q", t)
 }
@@ -156,6 +158,12 @@ func (c *converter) set(s *Set) (*nftables.Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
+	// Addresses are in network byte order; ct state is a host-order
+	// bitmask, as nft declares it.
+	order := binaryutil.BigEndian
+	if s.Type == CtStateKey {
+		order = binaryutil.NativeEndian
+	}
 	return &nftables.Set{
 		Table: c.n.Table,
 		ID:    c.id(),
@@ -166,7 +174,7 @@ func (c *converter) set(s *Set) (*nftables.Set, error) {
 		HasTimeout:   true,
 		Timeout:      s.Timeout,
 		KeyType:      kt,
-		KeyByteOrder: binaryutil.BigEndian,
+		KeyByteOrder: order,
 		Comment:      s.Comment,
 		Size:         uint32(s.Size),
 	}, nil
@@ -500,8 +508,12 @@ func (rc *ruleConv) key(k Key) error {
 	if err != nil {
 		return err
 	}
+	if k.Field == CtState && k.Prefix == 0 {
+		rc.add(fi.load())
+		return nil
+	}
 	if fi.fam == 0 {
-		return fmt.Errorf("set key %q: kwl keys sets by address", k.Field)
+		return fmt.Errorf("set key %q: kwl keys sets by address or by ct state", k.Field)
 	}
 	rc.depend(fi.fam)
 	rc.add(fi.load())

@@ -167,7 +167,7 @@ func ExprString(e Expr) string {
 }
 
 func keyString(k Key) string {
-	if k.Prefix <= 0 {
+	if k.Prefix <= 0 || k.Field == CtState {
 		return string(k.Field)
 	}
 	bits := 32

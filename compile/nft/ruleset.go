@@ -33,6 +33,10 @@ type KeyType string
 const (
 	IPv4Addr KeyType = "ipv4_addr"
 	IPv6Addr KeyType = "ipv6_addr"
+	// CtStateKey is the type of a set keyed by ct state. Every packet a
+	// limit counts is new, so such a set has one key for all sources of
+	// both families: the key of a shared limit's slots.
+	CtStateKey KeyType = "ct_state"
 )
 
 // Set is a named set filled from the packet path (a dynamic set).
@@ -123,9 +127,10 @@ type Match struct {
 }
 
 // Key is the key a set expression computes from a packet: an address
-// field, masked to Prefix bits (0 means the whole address).
+// field, masked to Prefix bits (0 means the whole address), or CtState,
+// the same for every new packet.
 type Key struct {
-	Field  Field // IPSaddr or IP6Saddr
+	Field  Field // IPSaddr, IP6Saddr or CtState
 	Prefix int
 }
 

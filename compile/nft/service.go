@@ -124,36 +124,80 @@ func (l *lowerer) banSet(lim *lang.Limit, f plan.Fam) string {
 		fmt.Sprintf("sources banned from %s, line %d", lim.Service.Name, lim.Pos.Line))
 }
 
-// limitRules emits a limit: per source, each (masked) source's element of
-// the lim set carries its own token bucket (nft_limit_clone); globally, one
-// bucket for all. The bucket holds Count tokens and refills at Count per
-// Window; `over` matches the packets that find it empty, which take no
-// token (net/netfilter/nft_limit.c). Over the limit: drop, or ban then
-// drop.
+// limitRules emits a limit: at most Count new connections admitted in
+// any window of length Window, for each (masked) source or for all
+// sources together.
+//
+// The limit is a chain of Count slots, each a set whose elements live
+// for the window (see Tick). A connection takes the first free slot:
+// `add @slot { KEY limit rate 1/week burst 1 packets }` creates a missing
+// element, whose own bucket starts with its one token, so the rule
+// matches and returns; an existing element is never refreshed by add and
+// has no token left, so the rule does not match and the next slot is
+// tried (net/netfilter/nft_dynset.c, nft_limit.c). A connection that finds
+// every slot taken is refused. Each admitted connection thus holds one
+// slot for exactly the window, and refused ones hold none. The one-token
+// bucket makes two connections racing for a free slot take it once.
+//
+// Per source the key is the masked address, one set per slot and family;
+// for all sources it is ct state, which is "new" for every packet that
+// reaches the limit, so one set per slot serves both families.
 func (l *lowerer) limitRules(c *Chain, lim *lang.Limit) {
 	s := lim.Service
-	bucket := l.bucket(lim)
-	over := l.overVerdict(lim)
+	id := l.ids.Limit[lim]
 	cm := comment("limit", s, lim.Pos)
+	lc := &Chain{Name: "lim_" + id}
+	slot := func(k int, f plan.Fam) (string, Key) {
+		what := fmt.Sprintf("slot %d of %d of the limit of %s, line %d", k, lim.Count, s.Name, lim.Pos.Line)
+		if !lim.PerSource {
+			return l.typedSet(fmt.Sprintf("lim_%s_%d", id, k), CtStateKey, lim.Window, lim.Pos, what), Key{Field: CtState}
+		}
+		return l.set(fmt.Sprintf("lim_%s_%d%s", id, k, fsuffix(f)), f, lim.Window, lim.Pos, what), key(f, plan.Mask(lim, f))
+	}
+	fams := plan.Families(lim.Family, nil, s)
+	var pre []Expr
+	if len(fams) == 1 && len(plan.ServiceFamilies(s)) == 2 {
+		pre = one(nfproto(fams[0]))
+	}
 	if lim.PerSource {
-		for _, f := range plan.Families(lim.Family, nil, s) {
-			set := l.set("lim_"+l.ids.Limit[lim]+fsuffix(f), f, lim.Window, lim.Pos,
-				fmt.Sprintf("per-source counters of %s, line %d", s.Name, lim.Pos.Line))
-			b := *bucket
-			c.Rules = append(c.Rules, &Rule{
-				Exprs:  cat(one(nfproto(f), ctNew(), &Dynset{Op: Update, Set: set, Key: key(f, plan.Mask(lim, f)), Limit: &b}), over),
+		for _, f := range fams {
+			for k := 1; k <= lim.Count; k++ {
+				set, key := slot(k, f)
+				lc.Rules = append(lc.Rules, &Rule{
+					Exprs:  one(nfproto(f), &Dynset{Op: Add, Set: set, Key: key, Limit: slotLimit()}, &Verdict{Kind: Return}),
+					Origin: lim.Pos, Comment: cm,
+				})
+			}
+		}
+	} else {
+		for k := 1; k <= lim.Count; k++ {
+			set, key := slot(k, 0)
+			lc.Rules = append(lc.Rules, &Rule{
+				Exprs:  cat(pre, one(&Dynset{Op: Add, Set: set, Key: key, Limit: slotLimit()}, &Verdict{Kind: Return})),
 				Origin: lim.Pos, Comment: cm,
 			})
 		}
-		l.warnBucket(lim, "each source")
-		return
 	}
-	var pre []Expr
-	if fams := plan.Families(lim.Family, nil, s); len(fams) == 1 && len(plan.ServiceFamilies(s)) == 2 {
-		pre = one(nfproto(fams[0]))
+	lc.Rules = append(lc.Rules, &Rule{Exprs: l.overVerdict(lim), Origin: lim.Pos, Comment: cm})
+	l.overChains = append(l.overChains, lc)
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(pre, one(ctNew(), &Verdict{Kind: Jump, Chain: lc.Name})), Origin: lim.Pos, Comment: cm})
+	if lim.PerSource || lim.Ban > 0 {
+		what := "a full slot set refuses new sources"
+		if lim.Ban > 0 {
+			what += ", and a full ban set bans no more sources (their connections are still refused)"
+		}
+		l.diags.Add(lim.Pos, lang.Warning, "L07",
+			fmt.Sprintf("each set holds %d sources: an add that finds the set full creates nothing and does not match (nft_dynset), so %s", SetSize, what),
+			"")
 	}
-	c.Rules = append(c.Rules, &Rule{Exprs: cat(pre, one(ctNew(), bucket), over), Origin: lim.Pos, Comment: cm})
-	l.warnBucket(lim, "all sources together")
+}
+
+// slotLimit is the bucket of a limit slot's element: one token, which
+// the connection that creates the element takes, refilled too slowly to
+// come back before the element expires (a limit's window is at most a
+// day: lang.MaxLimitWindow).
+func slotLimit() *Limit {
+	return &Limit{Rate: 1, Unit: 7 * 24 * time.Hour, Burst: 1}
 }
 
 // overVerdict is the end of an over-limit rule: log and drop, or a jump to
@@ -178,42 +222,3 @@ func (l *lowerer) overVerdict(lim *lang.Limit) []Expr {
 	return one(&Verdict{Kind: Goto, Chain: c.Name})
 }
 
-// units are nftables' limit units, shortest first.
-var units = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
-
-// bucket returns the token bucket of a limit: Count packets of burst,
-// refilled at Count per Window, expressed in the shortest unit that gives
-// a whole rate (3/20s is 9/minute).
-func (l *lowerer) bucket(lim *lang.Limit) *Limit {
-	count, win := uint64(lim.Count), lim.Window
-	for _, u := range units {
-		if num := count * uint64(u); num%uint64(win) == 0 {
-			return &Limit{Rate: num / uint64(win), Unit: u, Burst: uint32(lim.Count), Over: true}
-		}
-	}
-	u := units[len(units)-1]
-	rate := (count*uint64(u) + uint64(win)/2) / uint64(win)
-	if rate == 0 {
-		rate = 1
-	}
-	l.diags.Add(lim.Pos, lang.Warning, "L13",
-		fmt.Sprintf("nftables counts rates per second, minute, hour, day or week: %d/%s is rounded to %d/week", lim.Count, plan.Dur(lim.Window), rate), "")
-	return &Limit{Rate: rate, Unit: u, Burst: uint32(lim.Count), Over: true}
-}
-
-func (l *lowerer) warnBucket(lim *lang.Limit, who string) {
-	refill := lim.Window / time.Duration(lim.Count)
-	l.diags.Add(lim.Pos, lang.Warning, "L13",
-		fmt.Sprintf("nftables limits with a token bucket: %s may open %d connections at once, then one every %s, while %d/%s means at most %d in any %s",
-			who, lim.Count, plan.Dur(refill), lim.Count, plan.Dur(lim.Window), lim.Count, plan.Dur(lim.Window)),
-		"")
-	if lim.PerSource || lim.Ban > 0 {
-		what := "a full limit set stops limiting new sources"
-		if lim.Ban > 0 {
-			what += ", and a full ban set stops banning"
-		}
-		l.diags.Add(lim.Pos, lang.Warning, "L07",
-			fmt.Sprintf("each set holds %d sources: an update that finds the set full creates nothing and does not match (nft_dynset), so %s: the limit fails open", SetSize, what),
-			"")
-	}
-}

@@ -105,7 +105,10 @@ func Catalog() []Scenario {
 			6.7s   198.51.100.20 22
 		`),
 	}, {
-		Name:   "limit-burst-refill-retries",
+		Name: "limit-window-retries",
+		// At most 3 admitted in any 3 s, the same on both backends;
+		// refused attempts do not count.
+		Want:   "aaadadaddaaadd",
 		Policy: "limit ssh 3/3s per source\n",
 		Packets: Steps(`
 			0s     198.51.100.10 22
@@ -124,8 +127,11 @@ func Catalog() []Scenario {
 			5.3s   198.51.100.10 22
 		`),
 	}, {
-		Name:   "limit-global",
-		Policy: "limit https 3/1s\n",
+		Name: "limit-global",
+		// One limit for both families: nft only (iptables refuses it).
+		Want:     "aaadaaaaad",
+		Policy:   "limit https 3/1s\n",
+		Backends: []string{"nft"},
 		Packets: Steps(`
 			0s     198.51.100.10 443
 			150ms  198.51.100.20 443
@@ -139,7 +145,25 @@ func Catalog() []Scenario {
 			3.95s  198.51.100.30 443
 		`),
 	}, {
-		Name:   "limit-ban",
+		Name: "limit-global-one-family",
+		// Shared by every IPv4 source; IPv6 is not limited.
+		Want:   "aaaadaaad",
+		Policy: "limit https 3/1s family ipv4\n",
+		Packets: Steps(`
+			0s     198.51.100.10 443
+			150ms  198.51.100.20 443
+			300ms  2001:db8:51::10 443       # not counted
+			450ms  198.51.100.30 443
+			600ms  198.51.100.40 443         # the 4th IPv4 source within 1s
+			1.5s   198.51.100.10 443
+			1.65s  198.51.100.20 443
+			1.8s   198.51.100.30 443
+			1.95s  198.51.100.40 443
+		`),
+	}, {
+		Name: "limit-ban",
+		// The refused connection bans, on both backends.
+		Want:   "aaddaa",
 		Policy: "limit ssh 2/1s per source ban 2s\n",
 		Packets: Steps(`
 			0s     198.51.100.10 22
@@ -151,6 +175,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "limit-masks",
+		Want:   "aadaaada",
 		Policy: "limit ssh 2/2s per source/24/64\n",
 		Packets: Steps(`
 			0s     198.51.100.10 22
@@ -164,6 +189,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "knock-and-limit",
+		Want:   "ddaad?da",
 		Policy: "knock 1600 opens ssh for 3s\nlimit ssh 2/2s per source\n",
 		Packets: Steps(`
 			0s     198.51.100.10 22
@@ -208,6 +234,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "family-restricted",
+		Want:   "addaaaad",
 		Policy: "knock 1600 opens ssh for 2s family ipv4\nlimit https 1/2s per source family ipv6\n",
 		Packets: Steps(`
 			0s     2001:db8:51::10 1600

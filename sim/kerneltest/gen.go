@@ -164,7 +164,8 @@ func genPolicyAndPackets(r *rand.Rand) genPlan {
 		window := 1 + pick(3)
 		stmt := fmt.Sprintf("limit %s %d/%ds", svc.name, count, window)
 		switch pick(4) {
-		case 0: // shared by all sources
+		case 0: // shared by all sources of one family: iptables keeps the families apart
+			stmt += []string{" family ipv4", " family ipv6"}[pick(2)]
 		case 1:
 			stmt += " per source"
 		case 2:

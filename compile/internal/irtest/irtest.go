@@ -152,7 +152,8 @@ func Policies() map[string]*lang.Policy {
 	b.Allow("ssh", "192.168.0.0/16", "fd00::/8")
 	d = b.Door("ssh", 0, 60*time.Second, TCP(1600))
 	d.From = Prefixes("203.0.113.0/24")
-	b.Limit("https", 100, time.Second, 0, 0, 0)
+	b.Limit("https", 100, time.Second, 0, 0, 0).Family = lang.IPv4
+	b.Limit("https", 100, time.Second, 0, 0, 0).Family = lang.IPv6
 	b.Limit("ssh", 3, 60*time.Second, 24, 64, 0)
 	b.Limit("ssh", 5, 60*time.Second, 32, 128, 300*time.Second)
 	m["sources"] = b.P
@@ -165,7 +166,7 @@ func Policies() map[string]*lang.Policy {
 	m["family"] = b.P
 
 	b = New("globalban.kwl")
-	b.Limit("https", 3, 20*time.Second, 0, 0, 10*time.Second)
+	b.Limit("https", 3, 20*time.Second, 0, 0, 10*time.Second).Family = lang.IPv4
 	m["globalban"] = b.P
 
 	b = New("sharedport.kwl")
