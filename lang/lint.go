@@ -421,7 +421,7 @@ func sortedBuiltins() []string {
 // any window of length T2: the window is covered by ⌈T2/T1⌉ windows of
 // L1, and bursts of N1 spaced T1 apart reach the bound. L2 refuses only
 // the N2+1st connection in a window, so it never refuses when that bound
-// is at most N2, and then only then for this L1. The check is made per
+// is at most N2 (and, with this L1 alone, only then). The check is made per
 // family; the limit is dead when it is dead in every family it covers.
 func (c *checker) deadLimits(dups map[*Limit]bool) {
 	for j, l2 := range c.pol.Limits {
