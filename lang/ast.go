@@ -133,16 +133,19 @@ type CloseStmt struct {
 	Options
 }
 
-// LimitStmt is "limit SVC COUNT/DUR [per source[/N[/M]]] [ban DUR] ...".
+// LimitStmt is "limit SVC COUNT/DUR [per source[/N[/M]] | shared] [ban DUR] ...".
+// Shared says in words what no per clause means, one counter for all
+// sources; it is the only way to write a ban on a shared counter.
 type LimitStmt struct {
 	Node
 	tokens
 	Service   string `parser:"'limit' @Ident"`
 	Count     string `parser:"@Number '/'"`
 	Window    string `parser:"@Duration"`
-	PerSource bool   `parser:"(@'per' 'source'"`
+	PerSource bool   `parser:"((@'per' 'source'"`
 	Mask4     string `parser:"  ('/' @Number"`
-	Mask6     string `parser:"   ('/' @Number)?)?)?"`
+	Mask6     string `parser:"   ('/' @Number)?)?)"`
+	Shared    bool   `parser:" | @'shared')?"`
 	Ban       string `parser:"('ban' @Duration)?"`
 	Options
 }

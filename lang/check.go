@@ -28,10 +28,24 @@ const (
 	ErrFamily         = "E14" // an address of the family the statement excludes
 	ErrLifetime       = "E15" // "opens" without "for DUR", or "closes" with it
 	ErrOverride       = "E16" // a backend named twice in one step's expectations
+	ErrSharedBan      = "E17" // a ban on a counter shared by all sources, without "shared"
+	ErrAllowAll       = "E18" // an allow of every source on a knocked service
+	ErrDeadDoor       = "E19" // a door whose last knock a later close of its service revokes
+	ErrForwardLocal   = "E20" // forward to a loopback or unspecified address
+	ErrMappedSource   = "E21" // an IPv4-mapped IPv6 address as a source
 
 	// LintKnockOnOtherService: a knock or close port that is a port of
 	// another service the policy guards, allows or limits (KERNEL.md L04).
 	LintKnockOnOtherService = "L04"
+
+	// The policy-wide lints of lint.go.
+	LintWellKnownKnock = "L20" // a knock or close port that is a built-in service's port
+	LintCloseOnKnock   = "L21" // a close port that is also a knock port of the same service
+	LintDuplicate      = "L22" // a statement that repeats another
+	LintDuplicateTest  = "L23" // two tests of one name
+	LintDoorFamily     = "L24" // a door restricted to one family leaves the other closed
+	LintForwardTakes   = "L25" // a forwarded well-known port takes the firewall's own service
+	LintDeadLimit      = "L26" // a limit (or its ban) that an earlier limit keeps from refusing
 )
 
 // builtinServices are the well-known names, as in /etc/services.
@@ -105,6 +119,7 @@ func Check(f *File) (*Policy, Diagnostics) {
 		pol:     &Policy{File: f.Name},
 		defined: map[string]*Service{},
 		used:    map[*Service]bool{},
+		ast:     newAstOf(),
 	}
 	c.run()
 	c.pol.Ignores = collectIgnores(f)
@@ -123,6 +138,9 @@ type checker struct {
 	// knockPorts remembers every knock and close port with its statement,
 	// for the checks that need the whole policy.
 	knockPorts []knockPort
+	// ast maps IR elements back to the statements they came from, for
+	// the lints' positions and for what the IR does not keep.
+	ast astOf
 }
 
 type knockPort struct {
@@ -164,6 +182,7 @@ func (c *checker) run() {
 		}
 	}
 	c.crossChecks()
+	c.lint()
 }
 
 func (c *checker) serviceStmt(s *ServiceStmt) {
@@ -177,8 +196,19 @@ func (c *checker) serviceStmt(s *ServiceStmt) {
 	svc.Ports = c.portList(s.Ports, "service", false)
 	if s.Forward != nil {
 		if a, ok := c.addr(s.Forward, "the forward address"); ok {
-			svc.Forward = a
+			if a.IsLoopback() || a.IsUnspecified() || a.Is4In6() && (a.Unmap().IsLoopback() || a.Unmap().IsUnspecified()) {
+				what := "a loopback address: the kernel routes no packet from the network to loopback"
+				if a.IsUnspecified() || a.Unmap().IsUnspecified() {
+					what = "the unspecified address, which names no host"
+				}
+				c.errorf(s.Forward.Position(), ErrForwardLocal,
+					"forward to the internal host's address, such as 192.168.1.5; to serve "+s.Name+" on this host, drop \"forward to\"",
+					"service %s is forwarded to %s, %s", s.Name, a, what)
+			} else {
+				svc.Forward = a
+			}
 		}
+		c.ast.services[svc] = s
 	}
 	c.defined[s.Name] = svc
 }
@@ -313,12 +343,27 @@ func (c *checker) addr(s *Source, what string) (netip.Addr, bool) {
 	return p.Addr(), true
 }
 
+// sources checks a from list. An IPv4-mapped address (::ffff:10.0.0.1)
+// is refused: no IPv6 packet comes from one, and an IPv4 packet's source
+// is written as IPv4, so the statement would compile to nothing.
 func (c *checker) sources(list []*Source) []netip.Prefix {
 	var out []netip.Prefix
 	for _, s := range list {
-		if p, ok := c.prefix(s); ok {
-			out = append(out, p)
+		p, ok := c.prefix(s)
+		if !ok {
+			continue
 		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			v4 := netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			want := v4.String()
+			if v4.IsSingleIP() {
+				want = v4.Addr().String()
+			}
+			c.errorf(s.Position(), ErrMappedSource, "write the IPv4 address: "+want,
+				"%s is an IPv4-mapped IPv6 address: no packet comes from it, so the statement matches nothing", sourceText(s))
+			continue
+		}
+		out = append(out, p)
 	}
 	return out
 }
@@ -430,11 +475,14 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	}
 	if s.Action == "opens" {
 		svc.Guarded = true
-		c.pol.Doors = append(c.pol.Doors, &Door{Pos: pos, Service: svc, Sequence: seq, Within: within,
-			Lifetime: life, From: from, Family: fam, Log: lg})
+		d := &Door{Pos: pos, Service: svc, Sequence: seq, Within: within,
+			Lifetime: life, From: from, Family: fam, Log: lg}
+		c.pol.Doors = append(c.pol.Doors, d)
+		c.ast.doors[d] = s
 		return
 	}
 	r := &Revoke{Pos: pos, Service: svc, From: from, Family: fam, Log: lg}
+	c.ast.revokes[r] = s.Ports
 	if len(seq) == 1 {
 		r.Ports = seq
 	} else {
@@ -460,7 +508,9 @@ func (c *checker) closeStmt(s *CloseStmt) {
 	if c.diags[n:].HasErrors() {
 		return
 	}
-	c.pol.Revokes = append(c.pol.Revokes, &Revoke{Pos: pos, Service: svc, Ports: ports, From: from, Family: fam, Log: lg})
+	r := &Revoke{Pos: pos, Service: svc, Ports: ports, From: from, Family: fam, Log: lg}
+	c.pol.Revokes = append(c.pol.Revokes, r)
+	c.ast.revokes[r] = s.Ports
 }
 
 func (c *checker) limitStmt(s *LimitStmt) {
@@ -493,7 +543,16 @@ func (c *checker) limitStmt(s *LimitStmt) {
 		}
 	}
 	if s.Ban != "" {
-		l.Ban, _ = c.duration(s.Ban, s.after("ban", pos), "the ban", false)
+		bpos := s.after("ban", pos)
+		l.Ban, _ = c.duration(s.Ban, bpos, "the ban", false)
+		if !s.PerSource && !s.Shared {
+			// One source that spends the shared counter would get every
+			// source after it banned: say so, or say "shared".
+			c.errorf(s.at("ban", pos), ErrSharedBan,
+				fmt.Sprintf("ban the sources that exceed their own count: limit %s %s/%s per source ban %s; or, to mean one counter for all, write limit %s %s/%s shared ban %s",
+					s.Service, s.Count, s.Window, s.Ban, s.Service, s.Count, s.Window, s.Ban),
+				"ban without per source: once one source spends the counter all sources share, every source that connects is banned")
+		}
 	}
 	l.Family = c.family(s.Options, nil, pos, nil)
 	l.Log = c.log(s.Log)
@@ -501,6 +560,7 @@ func (c *checker) limitStmt(s *LimitStmt) {
 		return
 	}
 	c.pol.Limits = append(c.pol.Limits, l)
+	c.ast.limits[l] = s
 }
 
 func (c *checker) mask(word string, bits int, pos Pos, fam string) int {
@@ -616,6 +676,7 @@ func (c *checker) crossChecks() {
 		add(l.Service, "limited")
 	}
 	for _, k := range c.knockPorts {
+		n := len(c.diags)
 		for _, p := range k.service.Ports {
 			if p == k.port {
 				c.errorf(k.pos, ErrKnockOnService, "pick a port nothing listens on, such as 1600",
@@ -627,6 +688,9 @@ func (c *checker) crossChecks() {
 				c.warnf(k.pos, LintKnockOnOtherService, "pick a port no service uses",
 					"%s port %s is also the port of %s service %s", k.kind, k.port, o.what, o.svc.Name)
 			}
+		}
+		if len(c.diags) == n {
+			c.wellKnownKnock(k)
 		}
 	}
 }

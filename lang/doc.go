@@ -15,7 +15,7 @@
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] opens SVC for DUR [OPTIONS]
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] closes SVC [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
-//	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]]] [ban DUR] [OPTIONS]
+//	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]] | shared] [ban DUR] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
 //	test "NAME" {
 //	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] expect VERDICT [BACKEND VERDICT ...]
@@ -48,9 +48,22 @@
 // with Ports (like close), of several a Revoke with Sequence. "per
 // source" keys counters by /32 and /128, "per source/24" by /24 and /128,
 // "per source/24/64" by /24 and /64; without "per" one counter is shared
-// (Mask4 and Mask6 are 32 and 128 then). When every from address of a
-// statement is of one family and no family clause is given, the
-// statement's Family is narrowed to that family.
+// (Mask4 and Mask6 are 32 and 128 then), and "shared" says so in words.
+// A ban on a shared counter must say "shared" (limit api 100/1s shared
+// ban 60s): once one source spends the counter, every source that
+// connects is banned. When every from address of a statement is of one
+// family and no family clause is given, the statement's Family is
+// narrowed to that family.
+//
+// The limits of a service run in policy order and the first that refuses
+// drops; each counts only the connections that reach it and that it
+// admits, at most COUNT in any window DUR. A later limit N2/T2 thus sees
+// only what every earlier one admitted. An earlier limit N1/T1 whose key
+// is at least as coarse (a shared counter, or a prefix no longer than the
+// later one's, in each family the later one covers) lets at most
+// N1·⌈T2/T1⌉ connections of one of the later limit's keys through in any
+// window T2; when that is at most N2, the later limit never refuses and
+// its ban never fires (L26).
 //
 // # Error codes
 //
@@ -74,11 +87,37 @@
 //	    family to the other
 //	E15 "opens" without "for DUR", or "closes" with it
 //	E16 a backend given twice in one step's expectations
+//	E17 ban on a counter shared by all sources without "shared"
+//	E18 allow of every source (no from, or a /0) of a family in which a
+//	    door knocks the same service: the door guards nothing
+//	E19 door that can never open: its last knock port is a close port of
+//	    the same service in a statement below it, which revokes the door
+//	    at once (statements on a shared port run in policy order)
+//	E20 forward to a loopback or the unspecified address
+//	E21 IPv4-mapped IPv6 source (::ffff:10.0.0.1): no packet comes from
+//	    one, so the statement would match nothing; write the IPv4 address
 //
 // Lints (warnings, exit code unchanged):
 //
 //	L04 knock or close port that is a port of another service the policy
 //	    guards, allows or limits
+//	L20 knock or close port that is the port of a built-in service (443,
+//	    53, ...) the host probably serves, unless the policy redefines
+//	    that name
+//	L21 close port that is also a knock port of a door of the same
+//	    service, where it does not kill the door (E19): above the last
+//	    knock it closes nothing, on an earlier port of a sequence it
+//	    closes the door of a source that knocks again
+//	L22 statement that means what an earlier one means
+//	L23 test with the name of an earlier test
+//	L24 door with a family clause (and no from) that leaves its service
+//	    closed to every source of the other family: no door opens it
+//	    there and no allow admits all of it
+//	L25 forwarded port that is the port of a built-in service: the DNAT
+//	    takes it at every address of the host, and the host's own
+//	    service on it can no longer be reached
+//	L26 limit that never refuses, or ban that never fires, because an
+//	    earlier limit of the service admits fewer (see Meaning)
 //
 // The backends (compile/nft, compile/iptables) add the lints of what they
 // cannot express exactly: L01 hitcount caps, L05 scan-completable knocks,

@@ -191,6 +191,9 @@ func stmtText(s Stmt) string {
 			}
 			w.add("per", src)
 		}
+		if s.Shared {
+			w.add("shared")
+		}
 		if s.Ban != "" {
 			w.add("ban", s.Ban)
 		}

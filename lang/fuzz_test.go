@@ -11,6 +11,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(src)
 	}
 	f.Add([]byte("knock 1600 opens ssh for 60s; limit ssh 3/60s per source/24/64 ban 5m family ipv4 log info prefix \"x\""))
+	f.Add([]byte("limit https 100/1s shared ban 1m; allow ssh from ::ffff:10.0.0.1; service w = 22 forward to 127.0.0.1"))
 	f.Add([]byte("test \"t\" { at 0s from ::1 port 5 to ::2 udp/53 data expect accept nft drop } # c"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		file, diags := Parse("f.kwl", src)

@@ -32,7 +32,7 @@ var keywords = map[string]bool{
 	"service": true, "forward": true, "to": true,
 	"knock": true, "from": true, "within": true, "opens": true, "closes": true, "for": true,
 	"close": true, "on": true,
-	"limit": true, "per": true, "source": true, "ban": true,
+	"limit": true, "per": true, "source": true, "shared": true, "ban": true,
 	"allow":  true,
 	"family": true, "log": true, "prefix": true,
 	"test": true, "at": true, "port": true, "data": true, "expect": true,

@@ -477,6 +477,11 @@ func explain(tok lexer.Token, want string, chunk []lexer.Token, inTest bool) (ms
 	default:
 		msg += "; expected " + strings.Join(out[:len(out)-1], ", ") + " or " + out[len(out)-1]
 	}
+	if first.Value == "limit" && (tok.Value == "shared" || tok.Value == "per") && slices.ContainsFunc(chunk, func(t lexer.Token) bool {
+		return t.Type == tKeyword && t.Value != tok.Value && (t.Value == "shared" || t.Value == "per")
+	}) {
+		return msg, "a limit counts per source or in one counter shared by all sources, not both"
+	}
 	if tok.Type == tKeyword && !inTest && len(out) > 0 && out[len(out)-1] == "end of statement" {
 		// A clause out of place: show the order.
 		if u, ok := stmtUsage[first.Value]; ok {
@@ -503,6 +508,6 @@ var stmtUsage = map[string]string{
 	"service": "service NAME = PORT, ... [forward to ADDR]",
 	"knock":   "knock PORT, ... [from SRC, ...] [within DUR] opens SVC for DUR|closes SVC [family F] [log LEVEL [prefix \"S\"]]",
 	"close":   "close SVC on PORT, ... [from SRC, ...] [family F] [log LEVEL [prefix \"S\"]]",
-	"limit":   "limit SVC COUNT/DUR [per source[/N[/M]]] [ban DUR] [family F] [log LEVEL [prefix \"S\"]]",
+	"limit":   "limit SVC COUNT/DUR [per source[/N[/M]] | shared] [ban DUR] [family F] [log LEVEL [prefix \"S\"]]",
 	"allow":   "allow SVC [from SRC, ...] [family F] [log LEVEL [prefix \"S\"]]",
 }
