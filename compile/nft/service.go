@@ -221,4 +221,3 @@ func (l *lowerer) overVerdict(lim *lang.Limit) []Expr {
 	l.overChains = append(l.overChains, c)
 	return one(&Verdict{Kind: Goto, Chain: c.Name})
 }
-
