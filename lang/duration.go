@@ -161,18 +161,29 @@ func appendDuration(b []byte, d time.Duration, lead int) []byte {
 	return b
 }
 
-// appendFraction writes r/unit (r < unit, unit a power of ten) as a
-// decimal point and digits, without trailing zeros; nothing when r is 0.
+// appendFraction writes r/unit (r < unit, unit a power of ten up to
+// 10^9) as a decimal point and digits, without trailing zeros; nothing
+// when r is 0. The digits are cut from the end by constant divisions,
+// which the compiler turns into multiplications: kwl sim writes one time
+// per packet.
 func appendFraction(b []byte, r, unit uint64) []byte {
 	if r == 0 {
 		return b
 	}
-	b = append(b, '.')
-	for unit /= 10; r > 0; unit /= 10 {
-		b = append(b, byte('0'+r/unit))
-		r %= unit
+	var digits [9]byte
+	n := 0
+	for u := unit; u > 1; u /= 10 {
+		n++
 	}
-	return b
+	for i := n - 1; i >= 0; i-- {
+		digits[i] = byte('0' + r%10)
+		r /= 10
+	}
+	for digits[n-1] == '0' {
+		n--
+	}
+	b = append(b, '.')
+	return append(b, digits[:n]...)
 }
 
 // AppendSeconds appends d as a number of seconds, exactly and in the
