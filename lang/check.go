@@ -290,10 +290,14 @@ func (c *checker) portList(list []*PortSpec, what string, _ bool) []Port {
 
 // duration checks a duration word; zeroOK allows "0s" (test times).
 func (c *checker) duration(word string, pos Pos, what string, zeroOK bool) (time.Duration, bool) {
-	d, err := time.ParseDuration(word)
-	if err != nil || d > maxDuration {
-		c.errorf(pos, ErrDuration, "durations are written 500ms, 60s, 5m, 1h30m and stay under a year",
-			"%s %s is too long", what, word)
+	d, _, err := parseDuration(word)
+	switch {
+	case err == errDurFine:
+		c.errorf(pos, ErrDuration, "durations count whole nanoseconds: at most nine decimals of a second",
+			"%s %s is finer than a nanosecond", what, word)
+		return 0, false
+	case err != nil || d > maxDuration:
+		c.errorf(pos, ErrDuration, "durations stay under a year (8760h)", "%s %s is too long", what, word)
 		return 0, false
 	}
 	if d < 0 || d == 0 && !zeroOK {

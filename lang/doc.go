@@ -23,10 +23,38 @@
 //	OPTIONS = [family ipv4|ipv6] [log LEVEL [prefix "STR"]]
 //
 // PORTSPEC is 1600 (tcp), tcp/22 or udp/8000; SRC an address or a CIDR;
-// DUR 500ms, 60s, 5m, 1h30m; VERDICT accept, drop or reject; BACKEND nft
-// or iptables; LEVEL a syslog level (emerg alert crit err warn notice info
+// DUR a duration; VERDICT accept, drop or reject; BACKEND nft or
+// iptables; LEVEL a syslog level (emerg alert crit err warn notice info
 // debug). The words of the statements (service, knock, opens, for, ...)
 // are reserved and cannot name a service.
+//
+// # Durations
+//
+// A DUR is written as time.ParseDuration reads it: numbers, each with an
+// optional fraction and a unit h, m, s, ms, us or ns, as in 500ms, 60s,
+// 1.5s, 2.5m, 1h30m or .25s. Its value is exact and must be a whole number
+// of nanoseconds (1.0000000001s is an E03 error, not 1s). A bare number
+// or a unit spelt out (60, 60sec, 60 seconds, 5min, 1d) is a syntax error
+// whose hint shows the form meant (60s, 5m, 24h).
+//
+// Format writes each duration from its value, starting at the largest
+// unit the word uses: whole hours, minutes and seconds with no zero
+// parts, then a fraction of a second as decimals of the seconds; a
+// duration under a second (or written in ms, us or ns) is one number in
+// the largest unit it fills. So 90s stays 90s and 1m30s stays 1m30s,
+// 2.5m becomes 2m30s, 1.50s 1.5s, 1h60m 2h, 0.4s 400ms, 1500ms stays
+// 1500ms. The value never changes, and the form is its own form.
+//
+// The backends hold durations as coarse as their kernels do: iptables'
+// recent match counts whole seconds, so a door lifetime, a sequence's
+// window, a per-source limit's window or a ban with a fraction of a
+// second is an error there (L10); nftables keeps milliseconds and refuses
+// what is finer (L10). Neither rounds. A test step's time is the time of
+// a packet, not a duration a backend holds: any duration will do.
+//
+// Times that kwl prints (kwl sim's JSON "time", its text lines,
+// explanations, test failures) are seconds from integer nanoseconds, with
+// up to nine decimals and no trailing zeros: 1.373578999, 31536005.1s.
 //
 // Statements are parsed with a participle grammar (the struct tags in
 // ast.go), one statement at a time: the driver cuts the file at ';' and
@@ -71,7 +99,8 @@
 //
 //	E01 unknown service (with a "did you mean" hint)
 //	E02 port 0, above 65535, or a source port out of range
-//	E03 duration zero (except a test step's "at 0s"), negative, or over a year
+//	E03 duration zero (except a test step's "at 0s"), negative, over a year,
+//	    or finer than a nanosecond
 //	E04 not an IP address or CIDR; prefix length out of range; a network
 //	    where one address is needed (forward to, a step's from and to)
 //	E05 CIDR with host bits set (the hint names the network)
@@ -121,7 +150,9 @@
 //
 // The backends (compile/nft, compile/iptables) add the lints of what they
 // cannot express exactly: L01 hitcount caps, L05 scan-completable knocks,
-// L07 capacity, L09 IPv6 keys, L10 timing, L13 rate semantics.
+// L07 capacity, L09 IPv6 keys, L10 timing (an error for a duration finer
+// than the backend keeps: whole seconds on iptables, milliseconds on
+// nftables), L13 rate semantics.
 //
 // A comment "# kwl:ignore L13" silences those codes for the statement it
 // trails, or, standing on its own line, for the statement below it

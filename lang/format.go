@@ -8,7 +8,9 @@ import (
 // words separated by one space, ";"-joined statements on lines of their
 // own, runs of blank lines reduced to one, test steps indented by four
 // spaces, comments kept where they were (trailing comments of
-// consecutive lines aligned, as gofmt does). It prints from the AST, so
+// consecutive lines aligned, as gofmt does), durations in their
+// canonical form (canonicalDuration: 2.5m is 2m30s, 0.4s is 400ms, 90s
+// stays 90s; the value never changes). It prints from the AST, so
 // a file with syntax errors loses the statements that did not parse:
 // callers format only files that parsed cleanly.
 func Format(f *File) []byte {
@@ -168,11 +170,11 @@ func stmtText(s Stmt) string {
 		w.add("knock", portsText(s.Ports))
 		w.from(s.From)
 		if s.Within != "" {
-			w.add("within", s.Within)
+			w.add("within", canonicalDuration(s.Within))
 		}
 		w.add(s.Action, s.Service)
 		if s.For != "" {
-			w.add("for", s.For)
+			w.add("for", canonicalDuration(s.For))
 		}
 		w.options(s.Options)
 	case *CloseStmt:
@@ -180,7 +182,7 @@ func stmtText(s Stmt) string {
 		w.from(s.From)
 		w.options(s.Options)
 	case *LimitStmt:
-		w.add("limit", s.Service, s.Count+"/"+s.Window)
+		w.add("limit", s.Service, s.Count+"/"+canonicalDuration(s.Window))
 		if s.PerSource {
 			src := "source"
 			if s.Mask4 != "" {
@@ -195,7 +197,7 @@ func stmtText(s Stmt) string {
 			w.add("shared")
 		}
 		if s.Ban != "" {
-			w.add("ban", s.Ban)
+			w.add("ban", canonicalDuration(s.Ban))
 		}
 		w.options(s.Options)
 	case *AllowStmt:
@@ -208,7 +210,7 @@ func stmtText(s Stmt) string {
 
 func stepText(s *TestStep) string {
 	var w words
-	w.add("at", s.At, "from", sourceText(s.From))
+	w.add("at", canonicalDuration(s.At), "from", sourceText(s.From))
 	if s.SPort != "" {
 		w.add("port", s.SPort)
 	}

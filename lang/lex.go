@@ -43,7 +43,7 @@ var statementWords = []string{"service", "knock", "close", "limit", "allow", "te
 
 var (
 	reNumber   = regexp.MustCompile(`^-?[0-9]+$`)
-	reDuration = regexp.MustCompile(`^-?(?:[0-9]+(?:ms|h|m|s))+$`)
+	reDuration = regexp.MustCompile(`^-?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|ms|h|m|s))+$`)
 	reIdent    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_\-]*$`)
 )
 

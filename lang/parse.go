@@ -264,6 +264,13 @@ func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
 	if m := reExpected.FindStringSubmatch(perr.Message()); m != nil {
 		want = m[1]
 	}
+	if k := slices.IndexFunc(chunk, func(t lexer.Token) bool { return t.Pos.Offset == tok.Pos.Offset }); k >= 0 && k+1 < len(chunk) &&
+		!inTest && tok.Type == tKeyword && durationClauses[chunk[0].Value] == tok.Value && chunk[k+1].Type != tDuration {
+		// With two tokens of lookahead the grammar backs out of an
+		// optional clause whose duration is wrong ("within 60") and
+		// blames its keyword; the mistake is the word after it.
+		tok, want = chunk[k+1], "<duration>"
+	}
 	msg, hint := explain(tok, want, chunk, inTest)
 	p.errorAt(tok.Pos, msg, hint)
 }
@@ -488,6 +495,9 @@ func explain(tok lexer.Token, want string, chunk []lexer.Token, inTest bool) (ms
 			return msg, "clauses go in this order: " + u
 		}
 	}
+	if slices.Contains(out, "a duration") && !tok.EOF() {
+		return msg, durationHint(tok.Value)
+	}
 	if tok.Type == tIdent || tok.Type == tKeyword || tok.Type == tWord {
 		var words []string
 		for _, a := range alts {
@@ -502,6 +512,11 @@ func explain(tok lexer.Token, want string, chunk []lexer.Token, inTest bool) (ms
 	}
 	return msg, hint
 }
+
+// durationClauses are the optional clauses of a statement that start
+// with a keyword and hold a duration (the others are reported where they
+// are wrong).
+var durationClauses = map[string]string{"knock": "within"}
 
 // stmtUsage shows each statement's clauses in their order, for hints.
 var stmtUsage = map[string]string{

@@ -7,21 +7,17 @@ import (
 	"strings"
 	"time"
 
+	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 )
 
 // This file formats the explanations: short events that say what state a
 // packet read and wrote. They are built only when Options.Explain is set.
 
-// fmtTime prints a simulated time in seconds, as test blocks write it
-// ("61s", "1.5s", "0.004s").
+// fmtTime prints a simulated time in seconds, exactly, from its integer
+// nanoseconds ("61s", "1.5s", "0.004s", "31536005.1s").
 func fmtTime(d time.Duration) string {
-	if d%time.Second == 0 {
-		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
-	}
-	s := strconv.FormatFloat(d.Seconds(), 'f', 9, 64)
-	s = strings.TrimRight(s, "0")
-	return s + "s"
+	return string(append(lang.AppendSeconds(nil, d), 's'))
 }
 
 // fmtJiffies prints a time in jiffies as a simulated time.

@@ -523,3 +523,24 @@ func TestExplain(t *testing.T) {
 		t.Errorf("%v in %v", r.Verdict, r.Hook)
 	}
 }
+
+// TestExplainExactTime: explanations print times from integer
+// nanoseconds, not through a float64 (31536005.100000001s).
+func TestExplainExactTime(t *testing.T) {
+	set := &nft.Set{Name: "door", Type: nft.IPv4Addr, Timeout: 8760 * time.Hour}
+	s := newNFTSim(t, []*nft.Set{set}, doorRules(nft.Update)...)
+	s.opts.Explain = true
+	p := capture.Packet{Time: 5100 * time.Millisecond, Src: src(1), Dst: fw, Proto: lang.TCP, SPort: 1, DPort: 1600, Flags: capture.SYN}
+	r := s.Eval(&p)
+	if want := "door: added 10.0.0.1, expires at 31536005.1s"; !strings.Contains(r.Explain(), want) {
+		t.Errorf("explanation %q lacks %q", r.Explain(), want)
+	}
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{0, "0s"}, {61 * time.Second, "61s"}, {1373578999, "1.373578999s"}, {4 * time.Millisecond, "0.004s"}, {31536005100000000, "31536005.1s"}} {
+		if got := fmtTime(tc.d); got != tc.want {
+			t.Errorf("fmtTime(%d) = %s, want %s", tc.d, got, tc.want)
+		}
+	}
+}

@@ -20,8 +20,10 @@ func init() {
 spaces between words, statements joined by ';' split onto their own
 lines, one blank line at most between statements, test steps indented by
 four spaces, comments kept (trailing comments of consecutive lines are
-aligned). Formatting never changes what a policy means, and formatting
-formatted text changes nothing.
+aligned), durations written from their value in the largest unit the
+word uses (2.5m is 2m30s, 1.50s is 1.5s, 0.4s is 400ms; 90s stays 90s).
+Formatting never changes what a policy means, and formatting formatted
+text changes nothing.
 
 Without FILE, fmt formats standard input to standard output.
 

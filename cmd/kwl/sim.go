@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"math"
-	"math/bits"
 	"net/netip"
 	"os"
 	"sort"
@@ -534,71 +532,9 @@ func appendFlags(b []byte, f capture.TCPFlags) []byte {
 	return b
 }
 
-// appendSeconds writes d in seconds as strconv.AppendFloat(b,
-// d.Seconds(), 'f', -1, 64) does (the shortest decimal that reads back as
-// that float64), without the general float formatting when it can: below
-// 2^22 s, two decimals with at most nine fractional digits lie at least
-// 1e-9 apart, more than the float's spacing, so when the exact decimal
-// of d (nanoseconds, trailing zeros dropped) is close enough to the float
-// to round to it, no other decimal as short does, and it is the answer.
-func appendSeconds(b []byte, d time.Duration) []byte {
-	x := d.Seconds()
-	if d == 0 {
-		return append(b, '0')
-	}
-	if d < 0 || d >= 1<<22*time.Second {
-		return strconv.AppendFloat(b, x, 'f', -1, 64)
-	}
-	// x = mant * 2^exp, a normal float64 here. The decimal d/1e9 reads
-	// back as x when it lies in x's rounding interval: less than half the
-	// spacing above x (2^exp) or below it (2^exp, or 2^(exp-1) when mant
-	// is a power of two), the bound itself when mant is even (ties go to
-	// even). Scaled by 1e9 * 2^k with k = -exp+2: |d*2^k - mant*4e9|
-	// against 2e9 (or 1e9).
-	fb := math.Float64bits(x)
-	mant := fb&(1<<52-1) | 1<<52
-	k := 1075 + 2 - int(fb>>52&0x7ff)
-	if k < 0 || k > 75 { // d*2^k must fit in 128 bits (d < 2^52)
-		return strconv.AppendFloat(b, x, 'f', -1, 64)
-	}
-	var ahi, alo uint64
-	if k >= 64 {
-		ahi = uint64(d) << (k - 64)
-	} else if k > 0 {
-		ahi, alo = uint64(d)>>(64-k), uint64(d)<<k
-	} else {
-		alo = uint64(d)
-	}
-	bhi, blo := bits.Mul64(mant, 4e9)
-	lim := uint64(2e9)
-	if ahi < bhi || ahi == bhi && alo < blo {
-		ahi, bhi, alo, blo = bhi, ahi, blo, alo
-		if mant == 1<<52 {
-			lim = 1e9
-		}
-	}
-	lo, borrow := bits.Sub64(alo, blo, 0)
-	hi, _ := bits.Sub64(ahi, bhi, borrow)
-	if hi != 0 || lo > lim || lo == lim && mant&1 != 0 {
-		return strconv.AppendFloat(b, x, 'f', -1, 64)
-	}
-	b = strconv.AppendInt(b, int64(d/time.Second), 10)
-	ns := int64(d % time.Second)
-	if ns == 0 {
-		return b
-	}
-	var frac [10]byte
-	frac[0] = '.'
-	for i := 9; i > 0; i-- {
-		frac[i] = byte('0' + ns%10)
-		ns /= 10
-	}
-	n := 10
-	for frac[n-1] == '0' {
-		n--
-	}
-	return append(b, frac[:n]...)
-}
+// appendSeconds writes d in seconds, exactly, from its integer
+// nanoseconds (lang.AppendSeconds): 1373578999ns is 1.373578999.
+func appendSeconds(b []byte, d time.Duration) []byte { return lang.AppendSeconds(b, d) }
 
 // appendJSONString appends s as a JSON string.
 func appendJSONString[S ~string | ~[]byte](b []byte, s S) []byte {

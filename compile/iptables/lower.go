@@ -204,18 +204,19 @@ func comment(kind string, s *lang.Service, pos lang.Pos) string {
 
 func newState() []string { return []string{"NEW"} }
 
-// seconds converts a duration to --seconds, whole seconds rounded up,
-// and warns when that changes it.
+// seconds converts a duration to --seconds. xt_recent counts whole
+// seconds (net/netfilter/xt_recent.c, recent_mt_check: seconds is an
+// integer), so a duration with a fraction of a second is refused rather
+// than rounded.
 func (b *fam) seconds(d time.Duration, pos lang.Pos, what string) int {
-	s := int((d + time.Second - 1) / time.Second)
-	if s < 1 {
-		s = 1
+	if d <= 0 || d%time.Second != 0 {
+		up := max(1, (d+time.Second-1)/time.Second)
+		b.l.warn(pos, lang.Error, "L10",
+			fmt.Sprintf("the recent match counts whole seconds: iptables cannot express %s of %s", what, plan.Dur(d)),
+			fmt.Sprintf("write a whole number of seconds (%s), or use --backend nft", plan.Dur(up*time.Second)))
+		return int(up)
 	}
-	if time.Duration(s)*time.Second != d {
-		b.l.warn(pos, lang.Warning, "L10",
-			fmt.Sprintf("the recent match counts whole seconds: %s of %s becomes --seconds %d on iptables", what, plan.Dur(d), s), "")
-	}
-	return s
+	return int(d / time.Second)
 }
 
 // emit appends r to c with target t, logging first when lg asks. A rule

@@ -206,10 +206,57 @@ func TestWarnings(t *testing.T) {
 	for _, d := range diags {
 		codes[d.Code+"/"+d.Severity.String()]++
 	}
-	for code, n := range map[string]int{"L10/warning": 1, "L13/warning": 0, "L07/warning": 3} {
+	for code, n := range map[string]int{"L10/error": 1, "L13/warning": 0, "L07/warning": 3} {
 		if codes[code] != n {
 			t.Errorf("%s: %d, want %d\n%v", code, codes[code], n, diags)
 		}
+	}
+}
+
+// TestWholeSeconds: xt_recent counts whole seconds, so a door lifetime,
+// a sequence's window, a per-source limit's window or a ban with a
+// fraction of a second is an error at its statement, never a rounding.
+func TestWholeSeconds(t *testing.T) {
+	tests := []struct {
+		name, src string
+		want      string // the error's "line:col: message" prefix, or "" for none
+	}{
+		{"door lifetime", "knock 1600 opens ssh for 1.5s", "1:1: the recent match counts whole seconds: iptables cannot express the door's lifetime of 1.5s"},
+		{"sequence window", "knock 1600, 1601 within 1500ms opens ssh for 60s", "1:1: the recent match counts whole seconds: iptables cannot express the window between knocks of 1.5s"},
+		{"closing sequence", "knock 1600 opens ssh for 60s\nknock 1601, 1602 within 0.5s closes ssh", "2:1: the recent match counts whole seconds: iptables cannot express the window between knocks of 500ms"},
+		{"limit window", "limit ssh 3/2.5s per source", "1:1: the recent match counts whole seconds: iptables cannot express the limit's window of 2.5s"},
+		{"ban", "limit ssh 3/60s per source ban 90.001s", "1:1: the recent match counts whole seconds: iptables cannot express the ban of 1m30.001s"},
+		{"whole seconds", "knock 1600, 1601 within 2000ms opens ssh for 1.5m", ""},
+		{"global limit", "limit ssh 3/1.5s family ipv4", "1:1: the recent match counts whole seconds: iptables cannot express the limit's window of 1.5s"},
+		{"global limit, whole seconds", "limit ssh 3/2s family ipv4", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, diags := lang.Load("p.kwl", []byte(tc.src))
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			_, diags = Lower(p)
+			var errs []lang.Diagnostic
+			for _, d := range diags {
+				if d.Severity == lang.Error {
+					errs = append(errs, d)
+				}
+			}
+			if tc.want == "" {
+				if len(errs) > 0 {
+					t.Fatalf("unexpected errors: %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1:\n%v", len(errs), diags)
+			}
+			got := strings.TrimPrefix(errs[0].Pos.String(), "p.kwl:") + ": " + errs[0].Message
+			if !strings.HasPrefix(got, tc.want) || errs[0].Code != "L10" || !strings.Contains(errs[0].Hint, "--backend nft") {
+				t.Errorf("got  %s [%s] hint %q\nwant %s", got, errs[0].Code, errs[0].Hint, tc.want)
+			}
+		})
 	}
 }
 

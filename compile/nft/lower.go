@@ -43,6 +43,7 @@ func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
 	l := &lowerer{p: p, ids: plan.Assign(p)}
 	l.t = &Table{Family: "inet", Name: "kwl"}
 	l.diags = append(l.diags, plan.Warnings(p)...)
+	l.millis()
 	l.lower()
 	l.diags.Sort()
 	return &Ruleset{Table: l.t}, l.diags
@@ -56,6 +57,34 @@ type lowerer struct {
 	sets  map[string]*Set
 	// overChains are the chains that ban a source over a limit.
 	overChains []*Chain
+}
+
+// millis refuses the durations nftables cannot keep exactly. Set and
+// element timeouts travel over netlink in milliseconds (NFTA_SET_TIMEOUT,
+// NFTA_SET_ELEM_TIMEOUT; nf_msecs_to_jiffies64 in the kernel), and a
+// limit's rate is derived from its window, so a duration with a
+// remainder below one millisecond is an error, not a rounding.
+func (l *lowerer) millis() {
+	check := func(pos lang.Pos, d time.Duration, what string) {
+		if d%time.Millisecond == 0 {
+			return
+		}
+		up := (d + time.Millisecond - 1).Truncate(time.Millisecond)
+		l.diags.Add(pos, lang.Error, "L10",
+			fmt.Sprintf("nftables keeps timeouts in whole milliseconds: it cannot express %s of %s", what, plan.Dur(d)),
+			fmt.Sprintf("write whole milliseconds (%s)", plan.Dur(up)))
+	}
+	for _, d := range l.p.Doors {
+		check(d.Pos, d.Within, "the window between knocks")
+		check(d.Pos, d.Lifetime, "the door's lifetime")
+	}
+	for _, r := range l.p.Revokes {
+		check(r.Pos, r.Within, "the window between knocks")
+	}
+	for _, lim := range l.p.Limits {
+		check(lim.Pos, lim.Window, "the limit's window")
+		check(lim.Pos, lim.Ban, "the ban")
+	}
 }
 
 func famInfo(f plan.Fam) (nfproto string, saddr, daddr Field, kt KeyType) {

@@ -263,6 +263,56 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// TestMilliseconds: nftables keeps timeouts in whole milliseconds, so it
+// takes fractions of a second (for 1.5s) and refuses what is finer.
+func TestMilliseconds(t *testing.T) {
+	tests := []struct {
+		name, src string
+		want      string // the error's "line:col: message" prefix, or "" for none
+	}{
+		{"fraction of a second", "knock 1600 opens ssh for 1.5s", ""},
+		{"fractions everywhere", "knock 1600, 1601 within 0.25s opens ssh for 2.5m\nlimit ssh 3/1.5s per source ban 0.001s", ""},
+		{"door lifetime", "knock 1600 opens ssh for 1.0005s", "1:1: nftables keeps timeouts in whole milliseconds: it cannot express the door's lifetime of 1.0005s"},
+		{"sequence window", "knock 1600, 1601 within 1500us opens ssh for 60s", "1:1: nftables keeps timeouts in whole milliseconds: it cannot express the window between knocks of 1.5ms"},
+		{"closing sequence", "knock 1600 opens ssh for 60s\nknock 1601, 1602 within 5s1ns closes ssh", "2:1: nftables keeps timeouts in whole milliseconds: it cannot express the window between knocks of 5.000000001s"},
+		{"limit window", "limit ssh 3/60.0001s", "1:1: nftables keeps timeouts in whole milliseconds: it cannot express the limit's window of 1m0.0001s"},
+		{"ban", "limit ssh 3/60s per source ban 10.5ms", "1:1: nftables keeps timeouts in whole milliseconds: it cannot express the ban of 10.5ms"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, diags := lang.Load("p.kwl", []byte(tc.src))
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			rs, diags := Lower(p)
+			var errs []lang.Diagnostic
+			for _, d := range diags {
+				if d.Severity == lang.Error {
+					errs = append(errs, d)
+				}
+			}
+			if tc.want == "" {
+				if len(errs) > 0 {
+					t.Fatalf("unexpected errors: %v", errs)
+				}
+				for _, s := range rs.Table.Sets {
+					if s.Timeout%time.Millisecond != 0 {
+						t.Errorf("set %s: timeout %v", s.Name, s.Timeout)
+					}
+				}
+				return
+			}
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1:\n%v", len(errs), diags)
+			}
+			got := strings.TrimPrefix(errs[0].Pos.String(), "p.kwl:") + ": " + errs[0].Message
+			if !strings.HasPrefix(got, tc.want) || errs[0].Code != "L10" || errs[0].Hint == "" {
+				t.Errorf("got  %s [%s] hint %q\nwant %s", got, errs[0].Code, errs[0].Hint, tc.want)
+			}
+		})
+	}
+}
+
 // goldens returns the policies with golden files: every example (through
 // lang.Load) and the hand-built IR of irtest.
 func goldens(t *testing.T) map[string]*lang.Policy {

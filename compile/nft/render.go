@@ -238,8 +238,10 @@ func unitName(u time.Duration) string {
 	return "second"
 }
 
-// nftDur writes a duration as nft reads it (1d2h3m4s500ms); nft keeps
-// timeouts in milliseconds, so a remainder below one rounds up.
+// nftDur writes a duration as nft reads it (1d2h3m4s500ms). nft keeps
+// timeouts in milliseconds; Lower refuses a duration with a remainder
+// below one (millis), so none reaches here but from a hand-built
+// ruleset, where it rounds up.
 func nftDur(d time.Duration) string {
 	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
 	if ms <= 0 {

@@ -306,26 +306,11 @@ func LogPrefix(l *lang.Log, kind string, s *lang.Service) string {
 	return "kwl " + kind + " " + s.Name + ": "
 }
 
-// Dur prints a duration as the language writes it: 1h30m, 60s, 500ms.
+// Dur prints a duration exactly as the language writes it: 1h30m, 60s
+// is 1m, 1.5s, 500ms (lang.FormatDuration).
 func Dur(d time.Duration) string {
 	if d <= 0 {
 		return "0s"
 	}
-	var b strings.Builder
-	if h := d / time.Hour; h > 0 {
-		fmt.Fprintf(&b, "%dh", h)
-		d -= h * time.Hour
-	}
-	if m := d / time.Minute; m > 0 {
-		fmt.Fprintf(&b, "%dm", m)
-		d -= m * time.Minute
-	}
-	if s := d / time.Second; s > 0 {
-		fmt.Fprintf(&b, "%ds", s)
-		d -= s * time.Second
-	}
-	if d > 0 {
-		fmt.Fprintf(&b, "%dms", (d+time.Millisecond-1)/time.Millisecond)
-	}
-	return b.String()
+	return lang.FormatDuration(d)
 }
