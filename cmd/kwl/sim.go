@@ -104,8 +104,21 @@ statement -> new ones; with --format json, one object per packet with
 "old" and "new"), then the sources whose access differs: how many of
 their packets NEW accepts that OLD refused, and the reverse.
 
+IP fragments are reassembled as the kernel does before any rule sees
+them (nf_defrag_ipv4, nf_defrag_ipv6): a datagram is evaluated once, when
+its last fragment arrives, at that time ("fragments": how many in its
+JSON line); the other fragments are skipped ("held for reassembly").
+A datagram whose fragments do not all arrive within 30 s (IPv4) or 60 s
+(IPv6) of its first is never evaluated, as in the kernel; overlapping
+fragments discard it. IPv6 extension headers are followed to the
+transport header, however many there are. The summary counts the
+fragments and what became of their datagrams.
+
 Timestamps that go backwards (several interfaces, a clock step) are
-replayed at the latest time seen so far.
+replayed at the latest time seen so far. Packets held back by more than
+a second are counted and warned about (standard error, and
+"held_back_packets" and "warnings" in the JSON summary): one timestamp
+far in the future holds back every packet after it.
 
 The replay uses two cores: one reads the capture and writes the output
 while the packets are simulated in two parts, those of flows on ports the

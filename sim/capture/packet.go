@@ -33,13 +33,13 @@ type Packet struct {
 	SPort uint16 // TCP and UDP only
 	DPort uint16
 	Flags TCPFlags // TCP only
-	// Frags is how many fragments the kernel reassembled into this
-	// datagram (Defrag); 0 for a packet that was not fragmented.
-	Frags uint16
-	Len   int // IP length in bytes
+	Len   int      // IP length in bytes
 	// ICMPType and ICMPCode are the first two bytes of an ICMP or ICMPv6
 	// header (Proto 1 or 58).
 	ICMPType, ICMPCode uint8
+	// Frags is how many fragments the kernel reassembled into this
+	// datagram (Defrag); 0 for a packet that was not fragmented.
+	Frags uint16
 	// Skipped is non-empty when the packet cannot be evaluated: not IP,
 	// truncated, a fragment held for reassembly, ... It says why.
 	Skipped string
