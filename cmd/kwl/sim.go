@@ -102,8 +102,21 @@ statement -> new ones; with --format json, one object per packet with
 "old" and "new"), then the sources whose access differs: how many of
 their packets NEW accepts that OLD refused, and the reverse.
 
+IP fragments are reassembled as the kernel does before any rule sees
+them (nf_defrag_ipv4, nf_defrag_ipv6): a datagram is evaluated once, when
+its last fragment arrives, at that time ("fragments": how many in its
+JSON line); the other fragments are skipped ("held for reassembly").
+A datagram whose fragments do not all arrive within 30 s (IPv4) or 60 s
+(IPv6) of its first is never evaluated, as in the kernel; overlapping
+fragments discard it. IPv6 extension headers are followed to the
+transport header, however many there are. The summary counts the
+fragments and what became of their datagrams.
+
 Timestamps that go backwards (several interfaces, a clock step) are
-replayed at the latest time seen so far.
+replayed at the latest time seen so far. Packets held back by more than
+a second are counted and warned about (standard error, and
+"held_back_packets" and "warnings" in the JSON summary): one timestamp
+far in the future holds back every packet after it.
 
 The replay uses two cores: one reads the capture and writes the output
 while the packets are simulated in two parts, those of flows on ports the
@@ -234,7 +247,7 @@ func runSim(env *cmdEnv, args []string) int {
 		}
 	}
 	var line []byte
-	err = pipeline(r, lanes, split, func(pt *part, i int) {
+	err = pipeline(r, lanes, split, &rp.clock, func(pt *part, i int) {
 		p, o := &pt.ps[i], &pt.out[i]
 		if i%replayBatch == 0 {
 			rp.sources.prefetch(pt.ps[i:min(i+replayBatch, pt.n)])
@@ -270,7 +283,7 @@ func runSim(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
 		return exitUsage
 	}
-	for _, w := range r.Warnings() {
+	for _, w := range rp.warnings(r) {
 		fmt.Fprintf(env.stderr, "kwl sim: %s: warning: %s\n", trace, w)
 	}
 	if readErr != "" {
@@ -278,6 +291,15 @@ func runSim(env *cmdEnv, args []string) int {
 		return exitUsage
 	}
 	return exitOK
+}
+
+// warnings are the reader's warnings and the clock's.
+func (rp *replay) warnings(r *capture.Reader) []string {
+	ws := r.Warnings()
+	if w := rp.clock.warning(); w != "" {
+		ws = append(ws[:len(ws):len(ws)], w)
+	}
+	return ws
 }
 
 // outcome is kwl sim's account of one packet.
@@ -580,6 +602,10 @@ func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byt
 			b = appendFlags(b, p.Flags)
 			b = append(b, '"')
 		}
+		if p.Frags > 0 {
+			b = append(b, `,"fragments":`...)
+			b = strconv.AppendUint(b, uint64(p.Frags), 10)
+		}
 	}
 	if o.skipped != "" {
 		b = append(b, `,"skipped":`...)
@@ -735,9 +761,21 @@ func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string)
 		b = append(b, '}')
 	}
 	b = append(b, ']')
-	if len(r.Warnings()) > 0 {
+	if fs := r.Fragments(); fs.Fragments > 0 {
+		b = append(b, `,"fragments":{"fragments":`...)
+		b = strconv.AppendInt(b, int64(fs.Fragments), 10)
+		num("reassembled", fs.Reassembled)
+		num("expired", fs.Expired)
+		num("discarded", fs.Discarded)
+		num("pending", fs.Pending)
+		b = append(b, '}')
+	}
+	if rp.clock.held > 0 {
+		num("held_back_packets", rp.clock.held)
+	}
+	if ws := rp.warnings(r); len(ws) > 0 {
 		b = append(b, `,"warnings":[`...)
-		for i, w := range r.Warnings() {
+		for i, w := range ws {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -764,6 +802,13 @@ func (rp *replay) writeSummary(w *bufio.Writer, trace string, r *capture.Reader,
 	}
 	fmt.Fprintf(w, "\nverdicts: %d accepted, %d dropped, %d rejected\n", rp.verdicts[lang.Accept], rp.verdicts[lang.Drop], rp.verdicts[lang.Reject])
 	fmt.Fprintf(w, "sources: %d; %d knocks from %d sources\n", rp.sources.len(), rp.knocks, rp.knockers.len())
+	if fs := r.Fragments(); fs.Fragments > 0 {
+		fmt.Fprintf(w, "fragments: %d, reassembled into %d datagrams; incomplete: %d timed out, %d still waiting at the end; %d datagrams discarded\n",
+			fs.Fragments, fs.Reassembled, fs.Expired, fs.Pending, fs.Discarded)
+	}
+	if rp.clock.held > 0 {
+		fmt.Fprintf(w, "clock: %d packets held back to the latest time seen (see the warning)\n", rp.clock.held)
+	}
 	if rs := rp.sortedRules(); len(rs) > 0 {
 		fmt.Fprintf(w, "\nby statement:\n")
 		for _, rc := range rs {

@@ -91,7 +91,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	var line []byte
 	// OLD's lane runs on a goroutine of its own; NEW's runs here, packet
 	// by packet, while the pipeline merges.
-	err := pipeline(r, []*lane{rpOld.lane}, nil, func(pt *part, i int) {
+	err := pipeline(r, []*lane{rpOld.lane}, nil, &rpOld.clock, func(pt *part, i int) {
 		p, o1 := &pt.ps[i], &pt.out[i]
 		var pi pairInfo
 		o2 := rpNew.lane.step(p, &pi)
@@ -192,7 +192,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
 		return exitUsage
 	}
-	for _, w := range r.Warnings() {
+	for _, w := range rpOld.warnings(r) {
 		fmt.Fprintf(env.stderr, "kwl sim: %s: warning: %s\n", trace, w)
 	}
 	if readErr != "" {

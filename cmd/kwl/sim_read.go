@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"kwl.dev/kwl/sim/capture"
@@ -43,22 +44,58 @@ type chunk struct {
 }
 
 // clock keeps the simulator's clock from going back: a packet stamped
-// before the latest time seen is replayed at that time.
-type clock struct{ last time.Duration }
+// before the latest time seen is replayed at that time. It counts the
+// packets it held back by more than clockSlack, so that a timestamp far
+// in the future, which holds back every packet after it, is reported
+// rather than silently freezing the replay.
+type clock struct {
+	last  time.Duration
+	lastN int // the packet that set last
+
+	held     int           // packets held back by more than clockSlack
+	heldAt   int           // the packet whose time the first of them was held at
+	heldTime time.Duration // that packet's time
+	heldMax  time.Duration // the most a packet was held back
+}
+
+// clockSlack is how far back a timestamp may go without a warning:
+// packets of several interfaces, or reordered by the capturing host,
+// are a little out of order.
+const clockSlack = time.Second
 
 func (c *clock) keep(p *capture.Packet) {
 	if p.Time < c.last {
+		if back := c.last - p.Time; back > clockSlack {
+			if c.held == 0 {
+				c.heldAt, c.heldTime = c.lastN, c.last
+			}
+			c.held++
+			c.heldMax = max(c.heldMax, back)
+		}
 		p.Time = c.last
+		return
 	}
-	c.last = p.Time
+	c.last, c.lastN = p.Time, p.N
+}
+
+// warning says what the clock held back, or "" when it held back
+// nothing beyond clockSlack.
+func (c *clock) warning() string {
+	if c.held == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d packets stamped up to %v before the time of packet %d (%ss) were replayed at the latest time seen, since the clock never goes back: a timestamp far in the future holds back every packet after it",
+		c.held, c.heldMax.Round(time.Millisecond), c.heldAt, appendSeconds(nil, c.heldTime))
 }
 
 // pipeline runs the replay of r through the lanes: split, when not nil,
 // says which packets go to the second lane. merge is called in the
 // caller's goroutine for each packet in capture order, with the part
 // that holds it and its place there (pt.ps[i], its outcome pt.out[i]).
+// clk keeps the packets' times from going back; it is the caller's
+// again when pipeline returns.
 // pipeline returns the reader's error: io.EOF at the end.
-func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool, merge func(pt *part, i int)) error {
+func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool, clk *clock, merge func(pt *part, i int)) error {
 	free := make(chan *chunk, chunksAhead)
 	for range chunksAhead {
 		free <- new(chunk)
@@ -82,7 +119,6 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 				close(ch)
 			}
 		}()
-		var clk clock
 		var tmp capture.Packet
 		for c := range free {
 			c.n, c.err = 0, nil

@@ -68,14 +68,13 @@ const (
 
 // Protocol numbers past the IP header.
 const (
-	protoICMPv6   = 58
-	ipv6HopByHop  = 0
-	ipv6Routing   = 43
-	ipv6Fragment  = 44
-	ipv6DestOpts  = 60
-	ipv6AH        = 51
-	ipv6NoNext    = 59
-	maxIPv6Header = 16 // extension headers followed before giving up
+	protoICMPv6  = 58
+	ipv6HopByHop = 0
+	ipv6Routing  = 43
+	ipv6Fragment = 44
+	ipv6DestOpts = 60
+	ipv6AH       = 51
+	ipv6NoNext   = 59
 )
 
 // Decode fills p's addresses, protocol, ports, flags and length from one
@@ -83,7 +82,14 @@ const (
 // and clears everything else first. A frame that cannot be evaluated (not
 // IP, truncated, a later fragment, ...) gets p.Skipped set to the reason;
 // Decode never panics, whatever frame holds.
-func Decode(lt LinkType, frame []byte, p *Packet) {
+//
+// Decode takes each frame as it is: a first fragment is decoded as far
+// as its own bytes go and a later one is skipped. The kernel reassembles
+// fragments before the firewall sees them; Defrag.Decode does too.
+func Decode(lt LinkType, frame []byte, p *Packet) { decode(lt, frame, p, nil) }
+
+// decode is Decode, with fragments reassembled by d when d is not nil.
+func decode(lt LinkType, frame []byte, p *Packet, d *Defrag) {
 	n, t := p.N, p.Time
 	*p = Packet{N: n, Time: t}
 	if len(frame) == 0 {
@@ -96,7 +102,7 @@ func Decode(lt LinkType, frame []byte, p *Packet) {
 			p.Skipped = "truncated Ethernet header"
 			return
 		}
-		decodeEther(binary.BigEndian.Uint16(frame[12:14]), frame[14:], p)
+		decodeEther(binary.BigEndian.Uint16(frame[12:14]), frame[14:], p, d)
 	case LinkLinuxSLL:
 		// struct sll_header: type, ARPHRD, address length, 8-byte address,
 		// protocol (pcap-linktype(7), LINKTYPE_LINUX_SLL)
@@ -104,7 +110,7 @@ func Decode(lt LinkType, frame []byte, p *Packet) {
 			p.Skipped = "truncated Linux cooked (SLL) header"
 			return
 		}
-		decodeEther(binary.BigEndian.Uint16(frame[14:16]), frame[16:], p)
+		decodeEther(binary.BigEndian.Uint16(frame[14:16]), frame[16:], p, d)
 	case LinkSLL2:
 		// struct sll2_header: protocol first, 20 bytes in all
 		// (pcap-linktype(7), LINKTYPE_LINUX_SLL2)
@@ -112,21 +118,21 @@ func Decode(lt LinkType, frame []byte, p *Packet) {
 			p.Skipped = "truncated Linux cooked (SLL2) header"
 			return
 		}
-		decodeEther(binary.BigEndian.Uint16(frame[0:2]), frame[20:], p)
+		decodeEther(binary.BigEndian.Uint16(frame[0:2]), frame[20:], p, d)
 	case LinkRaw, LinkRawOld1, LinkRawOld2:
-		decodeIP(frame, p)
+		decodeIP(frame, p, d)
 	case LinkIPv4:
 		if frame[0]>>4 != 4 {
 			p.Skipped = "IP version " + strconv.Itoa(int(frame[0]>>4)) + " in a LINKTYPE_IPV4 capture"
 			return
 		}
-		decodeIPv4(frame, p)
+		decodeIPv4(frame, p, d)
 	case LinkIPv6:
 		if frame[0]>>4 != 6 {
 			p.Skipped = "IP version " + strconv.Itoa(int(frame[0]>>4)) + " in a LINKTYPE_IPV6 capture"
 			return
 		}
-		decodeIPv6(frame, p)
+		decodeIPv6(frame, p, d)
 	case LinkNull, LinkLoop:
 		if len(frame) < 4 {
 			p.Skipped = "truncated loopback header"
@@ -141,21 +147,21 @@ func Decode(lt LinkType, frame []byte, p *Packet) {
 		}
 		switch af {
 		case 2:
-			decodeIPv4(frame[4:], p)
+			decodeIPv4(frame[4:], p, d)
 		case 10, 24, 28, 30:
-			decodeIPv6(frame[4:], p)
+			decodeIPv6(frame[4:], p, d)
 		default:
 			p.Skipped = "loopback frame of unknown address family (" + hex16(binary.BigEndian.Uint16(frame)) + hex16(binary.BigEndian.Uint16(frame[2:])) + "), not IP"
 		}
 	case LinkNFLog:
-		decodeNFLog(frame, p)
+		decodeNFLog(frame, p, d)
 	default:
 		p.Skipped = "unsupported " + lt.String()
 	}
 }
 
 // decodeEther decodes what follows an EtherType, through VLAN tags.
-func decodeEther(typ uint16, b []byte, p *Packet) {
+func decodeEther(typ uint16, b []byte, p *Packet, d *Defrag) {
 	for tags := 0; typ == etherVLAN || typ == etherQinQ || typ == etherQinQv1; tags++ {
 		if tags == maxVLANTags {
 			p.Skipped = "more than " + strconv.Itoa(maxVLANTags) + " VLAN tags"
@@ -170,9 +176,9 @@ func decodeEther(typ uint16, b []byte, p *Packet) {
 	}
 	switch {
 	case typ == etherIPv4:
-		decodeIPv4(b, p)
+		decodeIPv4(b, p, d)
 	case typ == etherIPv6:
-		decodeIPv6(b, p)
+		decodeIPv6(b, p, d)
 	case typ < 0x0600:
 		p.Skipped = "802.3 frame (LLC), not IP"
 	default:
@@ -202,18 +208,18 @@ func hex16(v uint16) string {
 }
 
 // decodeIP decodes a raw IP packet of either version.
-func decodeIP(b []byte, p *Packet) {
+func decodeIP(b []byte, p *Packet, d *Defrag) {
 	switch b[0] >> 4 {
 	case 4:
-		decodeIPv4(b, p)
+		decodeIPv4(b, p, d)
 	case 6:
-		decodeIPv6(b, p)
+		decodeIPv6(b, p, d)
 	default:
 		p.Skipped = "not IP (version " + strconv.Itoa(int(b[0]>>4)) + ")"
 	}
 }
 
-func decodeIPv4(b []byte, p *Packet) {
+func decodeIPv4(b []byte, p *Packet, d *Defrag) {
 	if len(b) < 20 {
 		p.Skipped = "truncated IPv4 header"
 		return
@@ -240,22 +246,27 @@ func decodeIPv4(b []byte, p *Packet) {
 	p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
 	p.Proto = lang.Proto(b[9])
 	p.Len = total
-	// Later fragments carry no transport header: the kernel reassembles
-	// before the firewall sees them (nf_defrag_ipv4), so the first
-	// fragment stands for the datagram.
-	if off := binary.BigEndian.Uint16(b[6:8]) & 0x1fff; off != 0 {
-		p.Skipped = "later IPv4 fragment (offset " + strconv.Itoa(int(off)*8) + ")"
-		return
-	}
 	// Ethernet pads short frames; the IP length says where the packet ends.
 	// A capture cut by the snap length keeps what it has.
 	if total < len(b) {
 		b = b[:total]
 	}
+	if ff := binary.BigEndian.Uint16(b[6:8]); ff&0x3fff != 0 {
+		// A fragment (more fragments, or an offset): the kernel
+		// reassembles it before the firewall sees it (nf_defrag_ipv4).
+		if d != nil {
+			d.fragment4(b, ihl, total, ff, p)
+			return
+		}
+		if off := ff & 0x1fff; off != 0 {
+			p.Skipped = "later IPv4 fragment (offset " + strconv.Itoa(int(off)*8) + ")"
+			return
+		}
+	}
 	decodeTransport(b[ihl:], total-ihl, p)
 }
 
-func decodeIPv6(b []byte, p *Packet) {
+func decodeIPv6(b []byte, p *Packet, d *Defrag) {
 	if len(b) < 40 {
 		p.Skipped = "truncated IPv6 header"
 		return
@@ -267,19 +278,34 @@ func decodeIPv6(b []byte, p *Packet) {
 	plen := int(binary.BigEndian.Uint16(b[4:6]))
 	p.Src = netip.AddrFrom16([16]byte(b[8:24]))
 	p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
-	next := b[6]
 	p.Len = 40 + plen
-	b = b[40:]
-	if plen == 0 {
+	jumbo := plen == 0
+	if jumbo {
 		// A jumbogram (RFC 2675) or a packet with nothing after the header:
 		// trust what was captured.
-		plen = len(b)
+		plen = len(b) - 40
 		p.Len = 40 + plen
 	}
-	if plen < len(b) {
-		b = b[:plen]
+	if 40+plen < len(b) {
+		b = b[:40+plen]
 	}
-	for range maxIPv6Header {
+	if jumbo {
+		// The kernel does not reassemble a jumbogram (nf_ct_frag6_gather).
+		d = nil
+	} else if d != nil {
+		d.ecn6 = b[1] >> 4 & 3 // the traffic class's ECN bits
+	}
+	walk6(b[6], b[40:], plen, 40, p, d)
+}
+
+// walk6 follows IPv6 extension headers from next, the header that b
+// starts with, to the transport header, as the kernel's walk does
+// (ipv6_skip_exthdr, ipv6_find_hdr): through any number of them, as far
+// as the packet goes. plen is how many bytes of the packet are left from
+// b on (b holds what was captured of them), at the offset at of the
+// packet. A fragment header hands the packet to d, when not nil.
+func walk6(next uint8, b []byte, plen, at int, p *Packet, d *Defrag) {
+	for {
 		switch next {
 		case ipv6HopByHop, ipv6Routing, ipv6DestOpts:
 			if plen < 8 || len(b) < 8 {
@@ -293,7 +319,7 @@ func decodeIPv6(b []byte, p *Packet) {
 				p.Skipped = "truncated IPv6 extension header"
 				return
 			}
-			next, b, plen = b[0], b[n:], plen-n
+			next, b, plen, at = b[0], b[n:], plen-n, at+n
 		case ipv6AH:
 			if plen < 8 || len(b) < 8 {
 				p.Proto = lang.Proto(next)
@@ -306,19 +332,24 @@ func decodeIPv6(b []byte, p *Packet) {
 				p.Skipped = "truncated IPv6 authentication header"
 				return
 			}
-			next, b, plen = b[0], b[n:], plen-n
+			next, b, plen, at = b[0], b[n:], plen-n, at+n
 		case ipv6Fragment:
 			if plen < 8 || len(b) < 8 {
 				p.Proto = lang.Proto(next)
 				p.Skipped = "truncated IPv6 fragment header"
 				return
 			}
+			if d != nil && d.fragment6(b, plen, at, p) {
+				return
+			}
+			// The packet goes on as it is: the kernel's walk passes
+			// a first fragment's header and stops at a later one's.
 			if off := binary.BigEndian.Uint16(b[2:4]) >> 3; off != 0 {
 				p.Proto = lang.Proto(b[0])
 				p.Skipped = "later IPv6 fragment (offset " + strconv.Itoa(int(off)*8) + ")"
 				return
 			}
-			next, b, plen = b[0], b[8:], plen-8
+			next, b, plen, at = b[0], b[8:], plen-8, at+8
 		case ipv6NoNext:
 			p.Proto = lang.Proto(next)
 			return
@@ -327,7 +358,6 @@ func decodeIPv6(b []byte, p *Packet) {
 			return
 		}
 	}
-	p.Skipped = "more than " + strconv.Itoa(maxIPv6Header) + " IPv6 extension headers"
 }
 
 func decodeTransport6(next uint8, b []byte, plen int, p *Packet) {
@@ -386,7 +416,7 @@ const protoUDPLite = 136
 // (family, version, resource id) and TLVs in host byte order, padded to 4
 // bytes; NFULA_PAYLOAD (9) holds the IP packet (pcap-linktype(7),
 // LINKTYPE_NFLOG; include/uapi/linux/netfilter/nfnetlink_log.h).
-func decodeNFLog(b []byte, p *Packet) {
+func decodeNFLog(b []byte, p *Packet, d *Defrag) {
 	if len(b) < 4 {
 		p.Skipped = "truncated NFLOG header"
 		return
@@ -407,11 +437,11 @@ func decodeNFLog(b []byte, p *Packet) {
 			}
 			switch family {
 			case 2:
-				decodeIPv4(payload, p)
+				decodeIPv4(payload, p, d)
 			case 10:
-				decodeIPv6(payload, p)
+				decodeIPv6(payload, p, d)
 			default:
-				decodeIP(payload, p)
+				decodeIP(payload, p, d)
 			}
 			return
 		}

@@ -101,10 +101,15 @@ func TestDecode(t *testing.T) {
 			b[41] = 200
 			return b
 		}(), Packet{}, "truncated IPv6 extension header"},
-		{"ipv6 too many extension headers", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 6, syn,
+		// The kernel walks any number of extension headers
+		// (ipv6_skip_exthdr, ipv6_find_hdr): 17 of them are followed.
+		{"ipv6 17 extension headers", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 6, syn,
 			ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8},
 			ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8},
-			ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}), Packet{}, "extension headers"},
+			ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 60, body: 8}, ext{typ: 0, body: 8}),
+			with(tcp6, func(p *Packet) { p.Len = 60 + 17*8 }), ""},
+		{"ipv6 extension headers to the end of the packet", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 60, nil,
+			ext{typ: 60, body: 8}, ext{typ: 60, body: 8}), Packet{}, "truncated IPv6 extension header"},
 		{"ipv6 payload length 0 (jumbo)", LinkRaw, func() []byte { b := clone(v6syn); b[4], b[5] = 0, 0; return b }(), tcp6, ""},
 	}
 	for _, tc := range cases {

@@ -66,14 +66,37 @@ func FuzzDecode(f *testing.F) {
 	for lt, frame := range seeds {
 		f.Add(uint16(lt), frame)
 	}
-	f.Fuzz(func(t *testing.T, lt uint16, frame []byte) {
-		var p Packet
-		Decode(LinkType(lt), frame, &p)
+	seg := synSegment(1600, 40)
+	f.Add(uint16(LinkRaw), frag4{off: 0, end: 8, more: true}.frame(seg))
+	f.Add(uint16(LinkRaw), frag4{off: 8, end: 60}.frame(seg))
+	f.Add(uint16(LinkRaw), frag6{off: 0, end: 24, more: true}.frame(6, seg))
+	f.Add(uint16(LinkRaw), frag6{off: 24, end: 60, exts: []ext{{typ: ipv6HopByHop, body: 8}}}.frame(6, seg))
+	check := func(t *testing.T, lt uint16, p *Packet) {
 		if p.Skipped == "" && LinkType(lt).Supported() && (!p.Src.IsValid() || !p.Dst.IsValid()) {
 			t.Fatalf("decoded without addresses and without a reason: %+v", p)
 		}
 		if p.Proto != 6 && p.Proto != 17 && p.Proto != 136 && (p.SPort != 0 || p.DPort != 0) {
 			t.Fatalf("ports on protocol %d", p.Proto)
+		}
+	}
+	// The frame alone, then through a Defrag that has seen the seed
+	// fragments, twice, so that it joins, completes, duplicates or
+	// overlaps their datagrams.
+	var first, rest []byte = frag4{off: 0, end: 8, more: true}.frame(seg), frag6{off: 0, end: 24, more: true}.frame(6, seg)
+	f.Fuzz(func(t *testing.T, lt uint16, frame []byte) {
+		var p Packet
+		Decode(LinkType(lt), frame, &p)
+		check(t, lt, &p)
+		var d Defrag
+		d.Decode(LinkRaw, first, &p)
+		d.Decode(LinkRaw, rest, &p)
+		for i := range 2 {
+			p = Packet{N: i + 1, Time: time.Duration(i) * time.Second}
+			d.Decode(LinkType(lt), frame, &p)
+			check(t, lt, &p)
+		}
+		if s := d.Stats(); s.Fragments < s.Reassembled || s.Pending > s.Fragments {
+			t.Fatalf("stats %+v", s)
 		}
 	})
 }

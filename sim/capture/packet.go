@@ -37,7 +37,10 @@ type Packet struct {
 	// ICMPType and ICMPCode are the first two bytes of an ICMP or ICMPv6
 	// header (Proto 1 or 58).
 	ICMPType, ICMPCode uint8
+	// Frags is how many fragments the kernel reassembled into this
+	// datagram (Defrag); 0 for a packet that was not fragmented.
+	Frags uint16
 	// Skipped is non-empty when the packet cannot be evaluated: not IP,
-	// truncated, a later fragment, ... It says why.
+	// truncated, a fragment held for reassembly, ... It says why.
 	Skipped string
 }

@@ -50,6 +50,7 @@ type Reader struct {
 	n         int
 	first     time.Time
 	err       error
+	defrag    Defrag // fragments are reassembled as the kernel does
 
 	// The plain pcap record loop (see nextPcap): whether the file is
 	// big-endian, what its fractional timestamps are multiplied by to give
@@ -178,6 +179,12 @@ func (r *Reader) Format() string { return r.format }
 // section of an unknown version), each with its byte offset.
 func (r *Reader) Warnings() []string { return r.warnings }
 
+// Fragments reports what became of the capture's IP fragments so far:
+// the reader reassembles them as the kernel does before the firewall
+// sees them (Defrag), so that a datagram is one packet, the one its last
+// fragment arrived in.
+func (r *Reader) Fragments() FragStats { return r.defrag.Stats() }
+
 // LinkType is the link type of a pcap file; pcapng files, whose
 // interfaces each have their own, give LinkNull.
 func (r *Reader) LinkType() LinkType { return r.link }
@@ -185,8 +192,10 @@ func (r *Reader) LinkType() LinkType { return r.link }
 // Next reads the next packet into p. It returns io.EOF after the last
 // packet, or an *Error when the file is broken; every later call returns
 // the same. A packet that was read but cannot be evaluated (not IP,
-// truncated, an unsupported link type on a pcapng interface) is not an
-// error: it comes back with p.Skipped set.
+// truncated, an unsupported link type on a pcapng interface, a fragment
+// held for reassembly) is not an error: it comes back with p.Skipped set.
+// Fragments are reassembled as the kernel does (Defrag): the packet
+// that completes a datagram comes back as the whole datagram.
 //
 // p.Time is the time since the first packet; it may go backwards when the
 // capture's timestamps do (several interfaces, a clock step).
@@ -228,7 +237,7 @@ func (r *Reader) Next(p *Packet) error {
 	}
 	p.N = r.n
 	p.Time = ci.Timestamp.Sub(r.first)
-	Decode(lt, data, p)
+	r.defrag.Decode(lt, data, p)
 	return nil
 }
 
@@ -295,7 +304,7 @@ func (r *Reader) nextPcap(p *Packet, off int64) error {
 	}
 	p.N = r.n
 	p.Time = time.Duration(ns - r.firstNs)
-	Decode(r.link, data, p)
+	r.defrag.Decode(r.link, data, p)
 	return nil
 }
 
