@@ -94,11 +94,14 @@ type Options struct {
 	Log    *LogOpt `parser:"@@?"`
 }
 
-// LogOpt is "log LEVEL [prefix STRING]".
+// LogOpt is "log LEVEL [prefix STRING] [rate COUNT/DUR]".
 type LogOpt struct {
 	Node
+	tokens
 	Level  string `parser:"'log' @(Ident | Keyword | Word | Number)"`
 	Prefix string `parser:"('prefix' @String)?"`
+	Count  string `parser:"('rate' @Number '/'"`
+	Per    string `parser:" @Duration)?"`
 }
 
 // ServiceStmt is "service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]".

@@ -33,6 +33,8 @@ const (
 	ErrDeadDoor       = "E19" // a door whose last knock a later close of its service revokes
 	ErrForwardLocal   = "E20" // forward to a loopback or unspecified address
 	ErrMappedSource   = "E21" // an IPv4-mapped IPv6 address as a source
+	ErrLogPrefix      = "E22" // a log prefix a backend would cut or alter
+	ErrLogRate        = "E23" // a log rate no backend can count exactly
 
 	// LintKnockOnOtherService: a knock or close port that is a port of
 	// another service the policy guards, allows or limits (KERNEL.md L04).
@@ -420,7 +422,7 @@ func (c *checker) log(l *LogOpt) *Log {
 			ok = true
 		}
 	}
-	out := &Log{Level: l.Level}
+	out := &Log{Level: l.Level, Rate: DefaultLogRate, Per: DefaultLogPer}
 	if !ok {
 		hint := didYouMean(l.Level, logLevels)
 		if l.Level == "warning" || l.Level == "error" || l.Level == "emergency" || l.Level == "critical" {
@@ -437,9 +439,64 @@ func (c *checker) log(l *LogOpt) *Log {
 			c.errorf(l.Position(), ErrString, `escape only \" and \\ in strings`, "log prefix %s is not a valid string", l.Prefix)
 		}
 		out.Prefix = s
+		c.logPrefix(s, l.after("prefix", l.Position()))
+	}
+	if l.Count != "" {
+		c.logRate(l, out)
 	}
 	return out
 }
+
+// logPrefix checks that a log prefix reaches the log as written on every
+// backend: iptables' LOG target cuts it after MaxLogPrefix characters,
+// nft writes a double quote as a single one, and a control character
+// (a NUL above all) would end or break the ruleset's line.
+func (c *checker) logPrefix(s string, pos Pos) {
+	if len(s) > MaxLogPrefix {
+		c.errorf(pos, ErrLogPrefix, fmt.Sprintf("iptables' LOG target keeps %d characters; shorten it to %q", MaxLogPrefix, s[:MaxLogPrefix]),
+			"log prefix of %d characters is longer than %d", len(s), MaxLogPrefix)
+		return
+	}
+	for _, r := range s {
+		if r < ' ' || r > '~' || r == '"' || r == '\\' {
+			c.errorf(pos, ErrLogPrefix, "a prefix holds printable ASCII characters other than \" and \\",
+				"log prefix %q holds %q, which a backend would drop or change", s, r)
+			return
+		}
+	}
+}
+
+// logRate checks "rate N/DUR" of a log clause: N lines per DUR, a rate
+// both backends' token buckets count in whole lines per second, minute,
+// hour or day.
+func (c *checker) logRate(l *LogOpt, out *Log) {
+	cpos := l.after("rate", l.Position())
+	n, err := strconv.Atoi(l.Count)
+	if err != nil || n < 1 || n > maxLogRate {
+		c.errorf(cpos, ErrLogRate, fmt.Sprintf("log at least 1 and at most %d lines per window", maxLogRate), "log rate %s is out of range", l.Count)
+		return
+	}
+	per, ok := c.duration(l.Per, l.after("/", l.Position()), "the log rate's window", false)
+	if !ok {
+		return
+	}
+	if per > 24*time.Hour {
+		c.errorf(l.after("/", l.Position()), ErrLogRate, "write the rate over a day or less: 1/1d is 1/24h", "the log rate's window %s is longer than a day", l.Per)
+		return
+	}
+	for _, u := range []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour} {
+		if (time.Duration(n)*u)%per == 0 {
+			out.Rate, out.Per = n, per
+			return
+		}
+	}
+	c.errorf(cpos, ErrLogRate, "the kernels count a log rate in whole lines per second, minute, hour or day: write it as such (3/1m, 1/20s)",
+		"log rate %s/%s is not a whole number of lines per second, minute, hour or day", l.Count, l.Per)
+}
+
+// maxLogRate is the largest count of a log rate (xt_limit's burst is at
+// most 10000).
+const maxLogRate = 10000
 
 func (c *checker) knockStmt(s *KnockStmt) {
 	pos := s.Position()

@@ -146,7 +146,7 @@ test "t" {
 		Services: []*Service{ssh, web, https, dns},
 		Doors: []*Door{
 			{Service: ssh, Sequence: []Port{{TCP, 7000}, {UDP, 8000}, {TCP, 9000}}, Within: 5 * time.Second, Lifetime: 30 * time.Second},
-			{Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: "}},
+			{Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: ", Rate: DefaultLogRate, Per: DefaultLogPer}},
 		},
 		Revokes: []*Revoke{
 			{Service: ssh, Sequence: []Port{{TCP, 9000}, {TCP, 8000}}, Within: 2 * time.Second},

@@ -154,6 +154,9 @@ func (w *words) options(o Options) {
 		if o.Log.Prefix != "" {
 			w.add("prefix", o.Log.Prefix)
 		}
+		if o.Log.Count != "" {
+			w.add("rate", o.Log.Count+"/"+canonicalDuration(o.Log.Per))
+		}
 	}
 }
 

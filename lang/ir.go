@@ -67,7 +67,24 @@ func (f Family) Has(addr netip.Addr) bool {
 type Log struct {
 	Level  string // syslog level: emerg, alert, crit, err, warn, notice, info, debug
 	Prefix string // log prefix, "" for a backend default derived from the statement
+	// Rate lines at most are logged per Per, in bursts of up to Rate: a
+	// token bucket of Rate tokens refilled at Rate per Per, one per rule
+	// that logs. DefaultLogRate per DefaultLogPer unless the statement
+	// says "rate N/DUR".
+	Rate int
+	Per  time.Duration
 }
+
+// The rate of a log clause without "rate": 10 lines a minute, in bursts
+// of up to 10, for each rule that logs.
+const (
+	DefaultLogRate = 10
+	DefaultLogPer  = time.Minute
+)
+
+// MaxLogPrefix is the longest log prefix: iptables' LOG target keeps 29
+// characters (nft 127), and a prefix means the same on every backend.
+const MaxLogPrefix = 29
 
 // Policy is a checked policy file: the IR.
 type Policy struct {

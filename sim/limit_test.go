@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,3 +99,56 @@ func limitOracleTest(r *rand.Rand, n int, win time.Duration, srcs []netip.Addr, 
 // tick is one jiffy: the oracle's times are whole ticks, as the kernel
 // sees them.
 const tick = jiffy
+
+// TestLogRate checks on both backends that a limit logs its refusals
+// only, and no more lines than its log rate: 10 a minute by default, in
+// bursts of up to 10, or what "rate N/DUR" says.
+func TestLogRate(t *testing.T) {
+	for _, tc := range []struct {
+		log  string
+		want int // lines for 3 admitted and 27 refused connections in 27 s
+	}{
+		{"log info", 10 + 4},            // a burst of 10, then one every 6 s
+		{"log info rate 2/1s", 27},      // fast enough for one a second
+		{"log info rate 1/1m", 1},       // one
+		{"log info rate 5/1h", 5},       // a burst of 5
+		{"log info prefix \"x: \"", 14}, // a prefix does not change the rate
+	} {
+		src := "limit ssh 3/1h per source " + tc.log + "\n"
+		pol, diags := lang.Load("log.kwl", []byte(src))
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", src, diags)
+		}
+		test := &lang.Test{Name: "log"}
+		for i := 0; i < 30; i++ {
+			v := lang.Drop
+			if i < 3 {
+				v = lang.Accept
+			}
+			test.Steps = append(test.Steps, &lang.Step{At: time.Duration(i) * time.Second,
+				Src: netip.MustParseAddr("198.51.100.10"), Port: lang.Port{Proto: lang.TCP, Num: 22}, Expect: v})
+		}
+		for _, b := range Backends {
+			s, diags := New(b, pol, Options{Explain: true})
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			res := s.Run(test)
+			lines := 0
+			for _, sr := range res.Steps {
+				if !sr.OK {
+					t.Errorf("%s%s: %s", src, b, sr.Message())
+				}
+				if strings.Contains(sr.Explain, "log ") || strings.Contains(sr.Explain, "LOG") {
+					lines++
+					if sr.Verdict == lang.Accept {
+						t.Errorf("%s%s: an admitted connection is logged: %s", src, b, sr.Explain)
+					}
+				}
+			}
+			if lines != tc.want {
+				t.Errorf("%s%s: %d lines logged, want %d", src, b, lines, tc.want)
+			}
+		}
+	}
+}

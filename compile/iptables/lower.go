@@ -230,31 +230,33 @@ func (b *fam) emit(c *Chain, r *Rule, t Target, lg *lang.Log, kind string, s *la
 		return
 	}
 	logT := b.logTarget(lg, kind, s, r.Origin)
+	rate, unit, burst := plan.LogRate(lg, xtUnitDurs)
+	limit := &Limit{Rate: int(rate), Unit: xtUnitName[unit], Burst: burst}
 	stateful := r.Limit != nil || r.Recent != nil && r.Recent.Op != Rcheck
 	if !stateful {
 		lr := *r
-		lr.Target = logT
+		lr.Target, lr.Limit = logT, limit
 		r.Target = t
 		c.Rules = append(c.Rules, &lr, r)
 		return
 	}
 	b.logN++
 	lc := b.chain(b.filter, chainName(fmt.Sprintf("log%d", b.logN)))
-	lc.Rules = append(lc.Rules, &Rule{Target: logT, Origin: r.Origin, Comment: r.Comment},
+	lc.Rules = append(lc.Rules, &Rule{Limit: limit, Target: logT, Origin: r.Origin, Comment: r.Comment},
 		&Rule{Target: t, Origin: r.Origin, Comment: r.Comment})
 	r.Target = Target{Kind: JUMP, Chain: lc.Name}
 	c.Rules = append(c.Rules, r)
 }
 
 func (b *fam) logTarget(lg *lang.Log, kind string, s *lang.Service, pos lang.Pos) Target {
-	prefix := plan.LogPrefix(lg, kind, s)
-	if len(prefix) > MaxLogPrefix {
-		b.l.warn(pos, lang.Warning, "", fmt.Sprintf("the LOG target takes a prefix of at most %d characters: %q is cut to %q",
-			MaxLogPrefix, prefix, prefix[:MaxLogPrefix]), "")
-		prefix = prefix[:MaxLogPrefix]
-	}
-	return Target{Kind: LOG, LogLevel: lg.Level, LogPrefix: prefix}
+	return Target{Kind: LOG, LogLevel: lg.Level, LogPrefix: plan.LogPrefix(lg, kind, s)}
 }
+
+// The limit match's units, which a log's rate is written in.
+var (
+	xtUnitDurs = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
+	xtUnitName = map[time.Duration]string{time.Second: "second", time.Minute: "minute", time.Hour: "hour", 24 * time.Hour: "day"}
+)
 
 // knockRules fills kwl-knock: the state updates of every statement in
 // source order, then each statement's drop of its ports.
@@ -279,7 +281,7 @@ func (b *fam) knockRules(c *Chain, knocks []plan.Knock) {
 			ports, from, fm, lg, s = d.Sequence, d.From, d.Family, d.Log, d.Service
 		} else {
 			r := k.Revoke
-			ports, from, fm, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, r.Log, r.Service, "close"
+			ports, from, fm, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, plan.RevokeLog(b.l.p, r), r.Service, "close"
 		}
 		if !plan.Covers(plan.Families(fm, from, nil), b.f) {
 			continue

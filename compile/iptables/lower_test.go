@@ -146,7 +146,7 @@ func TestLowerStatements(t *testing.T) {
 		},
 		chain: "kwl-svc-ssh",
 		want: []string{
-			"--rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_4 --rsource -m comment --comment \"limit ssh, line 1\" -j LOG --log-prefix \"kwl limit ssh: \" --log-level info",
+			"--rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_4 --rsource -m limit --limit 10/minute --limit-burst 10 -m comment --comment \"limit ssh, line 1\" -j LOG --log-prefix \"kwl limit ssh: \" --log-level info",
 			"--rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_4 --rsource -m comment --comment \"limit ssh, line 1\" -j DROP",
 		},
 	}, {

@@ -97,7 +97,7 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 	} else if !guarded && len(famLimits) > 0 {
 		lim := famLimits[0]
 		b.emit(c, &Rule{CtState: newState(), Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)},
-			Target{Kind: ACCEPT}, lim.Log, "limit", s)
+			Target{Kind: ACCEPT}, nil, "limit", s)
 	}
 	return c
 }

@@ -171,13 +171,77 @@ func logExpr(lg *lang.Log, kind string, s *lang.Service) []Expr {
 	if lg == nil {
 		return nil
 	}
-	prefix := plan.LogPrefix(lg, kind, s)
-	// NF_LOG_PREFIXLEN is 128 with the terminating NUL
-	// (include/net/netfilter/nf_log.h).
-	if len(prefix) > 127 {
-		prefix = prefix[:127]
+	rate, unit, burst := plan.LogRate(lg, units)
+	return []Expr{&Limit{Rate: rate, Unit: unit, Burst: uint32(burst)}, &Log{Level: lg.Level, Prefix: plan.LogPrefix(lg, kind, s)}}
+}
+
+// units are nftables' limit units, shortest first.
+var units = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
+
+// limitLogs gives every rule that logs a rule of its own for the log, so
+// that the log's limit decides only whether a line is written, never the
+// rule's verdict: a rule whose log limit is spent would otherwise not
+// match at all. logExpr writes a log as a limit followed by the log. A
+// rule whose matches are stateless is repeated: first its matches with
+// the limit and the log, then its matches with the rest. A rule whose
+// matches change state (a set add, update or delete) cannot run twice:
+// it goes to a chain that logs and then ends as the rule did.
+func (l *lowerer) limitLogs() {
+	n := 0
+	var extra []*Chain
+	for _, c := range l.t.Chains {
+		var out []*Rule
+		for _, r := range c.Rules {
+			i := logAt(r.Exprs)
+			if i < 0 {
+				out = append(out, r)
+				continue
+			}
+			pre, lg, post := r.Exprs[:i-1], r.Exprs[i-1:i+1], r.Exprs[i+1:]
+			if stateless(pre) {
+				out = append(out,
+					&Rule{Exprs: cat(pre, lg), Origin: r.Origin, Comment: r.Comment},
+					&Rule{Exprs: cat(pre, post), Origin: r.Origin, Comment: r.Comment})
+				continue
+			}
+			n++
+			lc := &Chain{Name: fmt.Sprintf("log_%d", n), Rules: []*Rule{
+				{Exprs: cat(lg), Origin: r.Origin, Comment: r.Comment},
+				{Exprs: cat(post), Origin: r.Origin, Comment: r.Comment},
+			}}
+			extra = append(extra, lc)
+			out = append(out, &Rule{Exprs: cat(pre, one(&Verdict{Kind: Goto, Chain: lc.Name})), Origin: r.Origin, Comment: r.Comment})
+		}
+		c.Rules = out
 	}
-	return []Expr{&Log{Level: lg.Level, Prefix: prefix}}
+	// The log chains go first, so that every goto names a chain declared
+	// above it.
+	l.t.Chains = append(extra, l.t.Chains...)
+}
+
+// logAt returns the index of the log of a rule that logexpr wrote (a
+// Log after its Limit), or -1.
+func logAt(es []Expr) int {
+	for i, e := range es {
+		if _, ok := e.(*Log); ok && i > 0 {
+			if _, ok := es[i-1].(*Limit); ok {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// stateless reports whether evaluating es changes no state.
+func stateless(es []Expr) bool {
+	for _, e := range es {
+		switch e.(type) {
+		case *Match, *Lookup:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func portMatches(pp plan.ProtoPorts, field Field) []Expr {
@@ -300,6 +364,7 @@ func (l *lowerer) lower() {
 	if forward != nil {
 		l.chain(forward)
 	}
+	l.limitLogs()
 }
 
 // knockRules fills the knock chain: every statement's state updates in
@@ -327,7 +392,7 @@ func (l *lowerer) knockRules(c *Chain, knocks []plan.Knock) {
 			ports, from, fam, lg, s = d.Sequence, d.From, d.Family, d.Log, d.Service
 		} else {
 			r := k.Revoke
-			ports, from, fam, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, r.Log, r.Service, "close"
+			ports, from, fam, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, plan.RevokeLog(l.p, r), r.Service, "close"
 		}
 		// Knock ports are addressed to the firewall: a forwarded service's
 		// family does not restrict them.

@@ -184,7 +184,35 @@ func TestLowerStatements(t *testing.T) {
 			d.Log = &lang.Log{Level: "info"}
 		},
 		chain: "knock",
-		want:  []string{`th dport 1600 log prefix "kwl knock ssh: " level info drop`},
+		want: []string{
+			`th dport 1600 limit rate 10/minute burst 10 packets log prefix "kwl knock ssh: " level info`,
+			`th dport 1600 drop`,
+		},
+	}, {
+		name: "a log rate of its own",
+		policy: func(b *irtest.B) {
+			d := b.Door("ssh", 0, time.Minute, irtest.TCP(1600))
+			d.Log = &lang.Log{Level: "info", Rate: 3, Per: 20 * time.Second}
+		},
+		chain: "knock",
+		want:  []string{`th dport 1600 limit rate 9/minute burst 3 packets log prefix "kwl knock ssh: " level info`},
+	}, {
+		name: "a limit logs its refusals only, through the chain of its log",
+		policy: func(b *irtest.B) {
+			l := b.Limit("ssh", 3, time.Minute, 32, 128, 0)
+			l.Log = &lang.Log{Level: "info"}
+		},
+		chain: "lim_ssh",
+		want:  []string{"add @lim_ssh_3_6", `limit rate 10/minute burst 10 packets log prefix "kwl limit ssh: " level info`, "drop"},
+	}, {
+		name: "the ban chain logs after the ban is recorded",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 0, time.Minute, irtest.TCP(1600))
+			l := b.Limit("ssh", 3, time.Minute, 32, 128, time.Minute)
+			l.Log = &lang.Log{Level: "info"}
+		},
+		chain: "over_ssh",
+		want:  []string{"update @ban_ssh_4", `limit rate 10/minute burst 10 packets log prefix "kwl limit ssh: " level info`, "drop"},
 	}, {
 		name:   "input: established first, then knocks, then services",
 		policy: func(b *irtest.B) { b.Door("ssh", 0, time.Minute, irtest.TCP(1600)) },

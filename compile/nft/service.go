@@ -90,12 +90,12 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 		}
 		if len(svcFams) == 2 && first[plan.V4] != nil && first[plan.V4] == first[plan.V6] {
 			lim := first[plan.V4]
-			add(&Rule{Exprs: cat(one(ctNew()), logExpr(lim.Log, "limit", s), one(&Verdict{Kind: Accept})),
+			add(&Rule{Exprs: one(ctNew(), &Verdict{Kind: Accept}),
 				Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)})
 		} else {
 			for _, f := range svcFams {
 				if lim := first[f]; lim != nil {
-					add(&Rule{Exprs: cat(one(nfproto(f), ctNew()), logExpr(lim.Log, "limit", s), one(&Verdict{Kind: Accept})),
+					add(&Rule{Exprs: one(nfproto(f), ctNew(), &Verdict{Kind: Accept}),
 						Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)})
 				}
 			}

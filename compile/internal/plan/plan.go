@@ -303,7 +303,43 @@ func LogPrefix(l *lang.Log, kind string, s *lang.Service) string {
 	if l.Prefix != "" {
 		return l.Prefix
 	}
-	return "kwl " + kind + " " + s.Name + ": "
+	name := s.Name
+	if n := lang.MaxLogPrefix - len("kwl "+kind+" : "); len(name) > n {
+		name = name[:n]
+	}
+	return "kwl " + kind + " " + name + ": "
+}
+
+// RevokeLog is the log of a close statement's ports: its own, or else
+// that of the first door of its service that logs, since a door's log
+// covers its closes as Shorewall's SSHKnock logs every knock port.
+func RevokeLog(p *lang.Policy, r *lang.Revoke) *lang.Log {
+	if r.Log != nil {
+		return r.Log
+	}
+	for _, d := range DoorsOf(p, r.Service) {
+		if d.Log != nil {
+			return d.Log
+		}
+	}
+	return nil
+}
+
+// LogRate returns a log's rate as a token bucket in whole lines per
+// unit, the first of units that gives a whole number (lang checks that
+// one does), and its burst.
+func LogRate(l *lang.Log, units []time.Duration) (rate uint64, unit time.Duration, burst int) {
+	n, per := l.Rate, l.Per
+	if n <= 0 || per <= 0 {
+		n, per = lang.DefaultLogRate, lang.DefaultLogPer
+	}
+	for _, u := range units {
+		if (time.Duration(n)*u)%per == 0 {
+			return uint64(time.Duration(n) * u / per), u, n
+		}
+	}
+	u := units[len(units)-1]
+	return uint64(time.Duration(n) * u / per), u, n
 }
 
 // Dur prints a duration exactly as the language writes it: 1h30m, 60s
