@@ -28,6 +28,7 @@ const (
 	ErrFamily         = "E14" // an address of the family the statement excludes
 	ErrLifetime       = "E15" // "opens" without "for DUR", or "closes" with it
 	ErrOverride       = "E16" // a backend named twice in one step's expectations
+	ErrFlags          = "E17" // TCP flags that are not letters of flags, or on a UDP step
 
 	// LintKnockOnOtherService: a knock or close port that is a port of
 	// another service the policy guards, allows or limits (KERNEL.md L04).
@@ -554,6 +555,21 @@ func (c *checker) testStmt(s *TestStmt) {
 			}
 		}
 		step.Port, _ = c.port(st.Port)
+		if st.Flags != "" {
+			fp := st.after("flags", sp)
+			f, bad, ok := ParseTCPFlags(st.Flags)
+			switch {
+			case !ok && strings.Contains(flagLetters, bad):
+				c.errorf(fp, ErrFlags, "", "TCP flag %s is given twice in %q", bad, st.Flags)
+			case !ok:
+				c.errorf(fp, ErrFlags, "flags are letters as tcpdump prints them: S (SYN), A (ACK), F (FIN), R (RST), P (PSH), U (URG), E (ECE), W (CWR), or none",
+					"%q is not a TCP flag in %q", bad, st.Flags)
+			case step.Port.Proto == UDP:
+				c.errorf(fp, ErrFlags, "drop the flags, or send to a TCP port", "a UDP datagram has no TCP flags")
+			default:
+				step.Flags, step.HasFlags = f, true
+			}
+		}
 		for _, o := range st.Override {
 			if step.ExpectOn == nil {
 				step.ExpectOn = map[string]Verdict{}
