@@ -174,7 +174,7 @@ type TestStmt struct {
 }
 
 // TestStep is one packet of a test:
-// "at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] expect VERDICT [BACKEND VERDICT ...]".
+// "at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]".
 type TestStep struct {
 	Node
 	tokens
@@ -184,6 +184,7 @@ type TestStep struct {
 	To       *Source     `parser:"('to' @@)?"`
 	Port     *PortSpec   `parser:"@@"`
 	Data     bool        `parser:"@'data'?"`
+	Flags    string      `parser:"('flags' @(Ident | Word | Number))?"`
 	Expect   string      `parser:"'expect' @('accept' | 'drop' | 'reject')"`
 	Override []*Override `parser:"@@*"`
 }

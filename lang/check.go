@@ -35,6 +35,7 @@ const (
 	ErrMappedSource   = "E21" // an IPv4-mapped IPv6 address as a source
 	ErrLogPrefix      = "E22" // a log prefix a backend would cut or alter
 	ErrLogRate        = "E23" // a log rate no backend can count exactly
+	ErrFlags          = "E24" // TCP flags that are not letters of flags, or on a UDP step
 
 	// LintKnockOnOtherService: a knock or close port that is a port of
 	// another service the policy guards, allows or limits (KERNEL.md L04).
@@ -693,6 +694,21 @@ func (c *checker) testStmt(s *TestStmt) {
 			}
 		}
 		step.Port, _ = c.port(st.Port)
+		if st.Flags != "" {
+			fp := st.after("flags", sp)
+			f, bad, ok := ParseTCPFlags(st.Flags)
+			switch {
+			case !ok && strings.Contains(flagLetters, bad):
+				c.errorf(fp, ErrFlags, "", "TCP flag %s is given twice in %q", bad, st.Flags)
+			case !ok:
+				c.errorf(fp, ErrFlags, "flags are letters as tcpdump prints them: S (SYN), A (ACK), F (FIN), R (RST), P (PSH), U (URG), E (ECE), W (CWR), or none",
+					"%q is not a TCP flag in %q", bad, st.Flags)
+			case step.Port.Proto == UDP:
+				c.errorf(fp, ErrFlags, "drop the flags, or send to a TCP port", "a UDP datagram has no TCP flags")
+			default:
+				step.Flags, step.HasFlags = f, true
+			}
+		}
 		for _, o := range st.Override {
 			if step.ExpectOn == nil {
 				step.ExpectOn = map[string]Verdict{}

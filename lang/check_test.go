@@ -52,6 +52,9 @@ func TestCheckErrors(t *testing.T) {
 		{"step families", `test "t" { at 0s from 1.2.3.4 to ::1 tcp/22 expect drop }`, "E14", 1, 34, "the families differ", ""},
 		{"opens without for", "knock 1600 opens ssh", "E15", 1, 18, "does not say for how long", "for 60s"},
 		{"closes with for", "knock 1600 closes ssh for 5s", "E15", 1, 23, "takes no lifetime", ""},
+		{"unknown flag", `test "t" { at 0s from 1.2.3.4 tcp/22 flags SX expect drop }`, "E24", 1, 44, `"X" is not a TCP flag in "SX"`, "S (SYN), A (ACK)"},
+		{"flag twice", `test "t" { at 0s from 1.2.3.4 tcp/22 flags AA expect drop }`, "E24", 1, 44, "TCP flag A is given twice", ""},
+		{"flags on udp", `test "t" { at 0s from 1.2.3.4 udp/53 flags A expect drop }`, "E24", 1, 44, "a UDP datagram has no TCP flags", ""},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
 	}
 	for _, tc := range tests {
@@ -131,6 +134,9 @@ allow dns from 10.0.0.1
 test "t" {
     at 0s from 198.51.100.10 tcp/2222 expect drop
     at 1500ms from 198.51.100.10 port 40000 to 192.0.2.1 tcp/2222 data expect accept iptables drop
+    at 2s from 198.51.100.10 tcp/7000 flags A expect drop
+    at 2s from 198.51.100.10 tcp/7000 flags none expect drop
+    at 2s from 198.51.100.10 tcp/2222 data flags FPU expect drop
 }
 `
 	pol, diags := Load("p.kwl", []byte(src))
@@ -167,6 +173,9 @@ test "t" {
 			{At: 0, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Expect: Drop},
 			{At: 1500 * time.Millisecond, Src: netip.MustParseAddr("198.51.100.10"), SPort: 40000, Dst: netip.MustParseAddr("192.0.2.1"),
 				Port: Port{TCP, 2222}, Kind: Data, Expect: Accept, ExpectOn: map[string]Verdict{"iptables": Drop}},
+			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 7000}, Flags: ACK, HasFlags: true, Expect: Drop},
+			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 7000}, HasFlags: true, Expect: Drop},
+			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Kind: Data, Flags: FIN | PSH | URG, HasFlags: true, Expect: Drop},
 		}}},
 	}
 	if d := cmp.Diff(want, pol, irOpts); d != "" {
@@ -186,5 +195,36 @@ func TestBuiltinRedefinedOnce(t *testing.T) {
 	}
 	if got := pol.Doors[0].Service.Ports; len(got) != 1 || got[0] != (Port{TCP, 2222}) {
 		t.Errorf("ssh ports %v", got)
+	}
+}
+
+// TestTCPFlags reads and prints flags as tcpdump's letters.
+func TestTCPFlags(t *testing.T) {
+	tests := []struct {
+		in   string
+		want TCPFlags
+		bad  string
+		ok   bool
+		out  string
+	}{
+		{"S", SYN, "", true, "S"},
+		{"A", ACK, "", true, "A"},
+		{"AS", SYN | ACK, "", true, "SA"},
+		{"FPU", FIN | PSH | URG, "", true, "FPU"},
+		{"none", 0, "", true, "none"},
+		{"SFRPAUEW", 0xff, "", true, "FSRPAUEW"},
+		{"SS", 0, "S", false, ""},
+		{"s", 0, "s", false, ""},
+		{"S.", 0, ".", false, ""},
+		{"", 0, "", false, ""},
+	}
+	for _, tc := range tests {
+		f, bad, ok := ParseTCPFlags(tc.in)
+		if f != tc.want || bad != tc.bad || ok != tc.ok {
+			t.Errorf("ParseTCPFlags(%q) = %v, %q, %v; want %v, %q, %v", tc.in, f, bad, ok, tc.want, tc.bad, tc.ok)
+		}
+		if ok && f.String() != tc.out {
+			t.Errorf("%q: String() = %q, want %q", tc.in, f.String(), tc.out)
+		}
 	}
 }

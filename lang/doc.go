@@ -18,14 +18,16 @@
 //	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]] | shared] [ban DUR] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
 //	test "NAME" {
-//	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] expect VERDICT [BACKEND VERDICT ...]
+//	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]
 //	}
 //	OPTIONS = [family ipv4|ipv6] [log LEVEL [prefix "STR"]]
 //
 // PORTSPEC is 1600 (tcp), tcp/22 or udp/8000; SRC an address or a CIDR;
 // DUR a duration; VERDICT accept, drop or reject; BACKEND nft or
 // iptables; LEVEL a syslog level (emerg alert crit err warn notice info
-// debug). The words of the statements (service, knock, opens, for, ...)
+// debug); FLAGS TCP flags as tcpdump and nmap print them, letters S (SYN),
+// A (ACK), F (FIN), R (RST), P (PSH), U (URG), E (ECE), W (CWR) in any
+// order, or none. The words of the statements (service, knock, opens, for, ...)
 // are reserved and cannot name a service.
 //
 // # Durations
@@ -70,6 +72,19 @@
 // tcp/5432, vnc tcp/5900, wireguard udp/51820. A service statement may
 // redefine a built-in name once; statements may name a service defined
 // further down.
+//
+// A TCP knock, close port or closing knock is a SYN (SYN set, ACK clear),
+// and a limit counts SYNs among new TCP connections: conntrack calls a
+// bare ACK new (a flow picked up mid-stream, nf_conntrack_tcp_loose), so
+// an ACK scan would otherwise knock, close, move a sequence or use up a
+// limit; FIN, Xmas and null packets are invalid to conntrack and never
+// new. A new TCP packet that is not a SYN goes past the limits to the
+// accepts, uncounted. UDP knocks and limits count every new datagram.
+//
+// A test step is one packet: a TCP SYN or a UDP datagram from a fresh
+// source port; with data, a packet of the latest flow from the source to
+// the port (TCP ACK with PSH); with flags, a TCP packet with exactly those
+// flags (from a fresh port, or of the latest flow with data).
 //
 // A knock sequence of more than one port without "within" gets within 5s;
 // a single knock has Within 0. A closing knock of one port is a Revoke
@@ -125,6 +140,8 @@
 //	E20 forward to a loopback or the unspecified address
 //	E21 IPv4-mapped IPv6 source (::ffff:10.0.0.1): no packet comes from
 //	    one, so the statement would match nothing; write the IPv4 address
+//	E24 a step's flags with a letter that is no TCP flag or a flag twice,
+//	    or flags on a UDP step
 //
 // Lints (warnings, exit code unchanged):
 //

@@ -224,6 +224,9 @@ func stepText(s *TestStep) string {
 	if s.Data {
 		w.add("data")
 	}
+	if s.Flags != "" {
+		w.add("flags", s.Flags)
+	}
 	w.add("expect", s.Expect)
 	for _, o := range s.Override {
 		w.add(o.Backend, o.Verdict)

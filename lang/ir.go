@@ -2,6 +2,7 @@ package lang
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -211,6 +212,61 @@ const (
 	Data
 )
 
+// TCPFlags are the flags of a TCP header, with the bits they have in
+// the header's flags byte.
+type TCPFlags uint8
+
+// The TCP flags.
+const (
+	FIN TCPFlags = 0x01
+	SYN TCPFlags = 0x02
+	RST TCPFlags = 0x04
+	PSH TCPFlags = 0x08
+	ACK TCPFlags = 0x10
+	URG TCPFlags = 0x20
+	ECE TCPFlags = 0x40
+	CWR TCPFlags = 0x80
+)
+
+// flagLetters are the letters of the flags, in the order of their bits,
+// as tcpdump and nmap print them (tcpdump prints ACK as ".").
+const flagLetters = "FSRPAUEW"
+
+// String returns the flags' letters in the order of their bits (SYN and
+// ACK are "SA", FIN, PSH and URG "FPU"), or "none" when no flag is set.
+func (f TCPFlags) String() string {
+	if f == 0 {
+		return "none"
+	}
+	var b []byte
+	for i := 0; i < 8; i++ {
+		if f&(1<<i) != 0 {
+			b = append(b, flagLetters[i])
+		}
+	}
+	return string(b)
+}
+
+// ParseTCPFlags reads flags written as letters (S A F R P U E W, in any
+// order) or "none". It reports the first letter that is not a flag, or
+// repeats one, as bad.
+func ParseTCPFlags(s string) (f TCPFlags, bad string, ok bool) {
+	if s == "none" {
+		return 0, "", true
+	}
+	if s == "" {
+		return 0, "", false
+	}
+	for _, r := range s {
+		i := strings.IndexRune(flagLetters, r)
+		if i < 0 || f&(1<<i) != 0 {
+			return 0, string(r), false
+		}
+		f |= 1 << i
+	}
+	return f, "", true
+}
+
 // Step is one packet of a test.
 type Step struct {
 	Pos Pos
@@ -219,11 +275,17 @@ type Step struct {
 	// SPort is the source port. 0 means: for a New step, a fresh ephemeral
 	// port; for a Data step, the port of the latest New step from Src to
 	// the same Port.
-	SPort  uint16
-	Dst    netip.Addr // invalid: the firewall itself
-	Port   Port
-	Kind   StepKind
-	Expect Verdict
+	SPort uint16
+	Dst   netip.Addr // invalid: the firewall itself
+	Port  Port
+	Kind  StepKind
+	// Flags, when HasFlags, are the TCP flags of the packet, exactly: a
+	// New step with flags is one packet from a fresh source port (an ACK
+	// scan's probe), a Data step with flags a packet of the latest flow.
+	// Without them a New step is a SYN and a Data step an ACK with PSH.
+	Flags    TCPFlags
+	HasFlags bool
+	Expect   Verdict
 	// ExpectOn overrides Expect for a named backend ("nft", "iptables"),
 	// for steps at a boundary where the kernels' mechanisms differ
 	// (expect drop, iptables accept).

@@ -35,7 +35,7 @@ var keywords = map[string]bool{
 	"limit": true, "per": true, "source": true, "shared": true, "ban": true,
 	"allow":  true,
 	"family": true, "log": true, "prefix": true, "rate": true,
-	"test": true, "at": true, "port": true, "data": true, "expect": true,
+	"test": true, "at": true, "port": true, "data": true, "flags": true, "expect": true,
 }
 
 // statementWords start a statement; suggestions and recovery use them.

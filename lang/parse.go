@@ -464,6 +464,11 @@ func explain(tok lexer.Token, want string, chunk []lexer.Token, inTest bool) (ms
 	if tok.Type == tBadString {
 		return "string has no closing quote", ""
 	}
+	if inTest && tok.Type == tKeyword && tok.Value == "flags" {
+		// The flags clause did not parse, so the grammar backed off to
+		// before it: say what the clause lacks.
+		return `"flags" must be followed by the TCP flags`, "write the letters S A F R P U E W (flags A: an ACK scan's probe), or none"
+	}
 	var prev, prev2 lexer.Token
 	for _, t := range chunk {
 		if t.Pos.Offset >= tok.Pos.Offset {

@@ -20,6 +20,11 @@ import (
 //     again).
 //   - Timeouts are the kernel's defaults, in jiffies; an entry is dead
 //     when now >= its timeout (nf_ct_is_expired).
+//   - TCP: a packet whose flags are not one of the combinations tcp_error
+//     accepts (tcp_valid_flags: PSH, ECE and CWR aside, SYN, SYN+URG,
+//     SYN+ACK, RST, RST+ACK, FIN+ACK, FIN+ACK+URG, ACK, ACK+URG) is
+//     INVALID, with or without an entry, and changes no entry: a FIN
+//     alone, an Xmas (FIN+PSH+URG) and a null packet are INVALID.
 //   - TCP: enough of the state machine of nf_conntrack_proto_tcp.c for
 //     SYN, SYN/ACK, ACK, FIN and RST; a SYN on a TIME_WAIT or CLOSE entry
 //     reopens the flow; an ACK without an entry is picked up mid-stream
@@ -327,9 +332,36 @@ func isEchoReply(p *pkt) bool {
 	return (p.proto == lang.ICMP && p.pk.ICMPType == 0) || (p.proto == 58 && p.pk.ICMPType == 129)
 }
 
+// tcpValidFlags reports whether tcp_error (nf_conntrack_proto_tcp.c)
+// lets a TCP packet with flags f be tracked: its table of valid flag
+// combinations, in which PSH, ECE and CWR are always allowed.
+func tcpValidFlags(f capture.TCPFlags) bool {
+	const (
+		syn = capture.SYN
+		ack = capture.ACK
+		fin = capture.FIN
+		rst = capture.RST
+		urg = capture.URG
+	)
+	switch f &^ (capture.PSH | capture.ECE | capture.CWR) {
+	case syn, syn | urg, syn | ack, rst, rst | ack, fin | ack, fin | ack | urg, ack, ack | urg:
+		return true
+	}
+	return false
+}
+
 // track finds or creates the packet's flow and sets its ctinfo, as
 // nf_conntrack_in does at priority -200, before any of kwl's chains.
 func (ct *conntrack) track(s *Sim, p *pkt) {
+	if p.proto == lang.TCP && !tcpValidFlags(p.flags) {
+		// tcp_error: the packet is not tracked (INVALID), and the flow
+		// it may belong to is left as it was.
+		p.state = stInvalid
+		if s.opts.Explain {
+			s.note("ct: invalid (TCP %s is not a valid flag combination)", flagString(p.flags))
+		}
+		return
+	}
 	t := tuple{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto}
 	if p.proto != lang.TCP && p.proto != lang.UDP {
 		t.sport, t.dport = 0, 0

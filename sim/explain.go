@@ -37,7 +37,8 @@ func flagString(f capture.TCPFlags) string {
 	for _, x := range []struct {
 		f capture.TCPFlags
 		n string
-	}{{capture.SYN, "SYN"}, {capture.ACK, "ACK"}, {capture.FIN, "FIN"}, {capture.RST, "RST"}, {capture.PSH, "PSH"}} {
+	}{{capture.SYN, "SYN"}, {capture.ACK, "ACK"}, {capture.FIN, "FIN"}, {capture.RST, "RST"}, {capture.PSH, "PSH"},
+		{capture.URG, "URG"}, {capture.ECE, "ECE"}, {capture.CWR, "CWR"}} {
 		if f&x.f != 0 {
 			parts = append(parts, x.n)
 		}

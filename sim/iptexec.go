@@ -78,6 +78,7 @@ type irule struct {
 	proto       lang.Proto
 	src, dst    []netip.Prefix
 	dports      []uint16
+	tcpFlags    *iptables.TCPFlags
 	ctstate     uint8
 	hasCt       bool
 	ctOrigDst   netip.Prefix
@@ -213,6 +214,13 @@ func (e *iptEngine) compileRule(r *iptables.Rule, it *itable, v6 bool, lists map
 	if len(r.DPorts) > 0 && r.Proto != lang.TCP && r.Proto != lang.UDP {
 		return irule{}, fmt.Errorf("--dport without -p tcp or udp")
 	}
+	if r.TCPFlags != nil {
+		if r.Proto != lang.TCP {
+			return irule{}, fmt.Errorf("--tcp-flags without -p tcp")
+		}
+		f := *r.TCPFlags
+		ir.tcpFlags = &f
+	}
 	for _, s := range r.CtState {
 		b, ok := ctstateBits[s]
 		if !ok {
@@ -343,6 +351,9 @@ func (e *iptEngine) matches(s *Sim, p *pkt, r *irule) bool {
 		return false
 	}
 	if len(r.dports) > 0 && !hasPort(r.dports, p.dport) {
+		return false
+	}
+	if f := r.tcpFlags; f != nil && (uint8(p.flags)&f.Mask == f.Comp) == f.Invert {
 		return false
 	}
 	if r.dstLocal && !s.isLocal(p.dst, p.dnat) {

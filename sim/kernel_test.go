@@ -495,6 +495,53 @@ func TestConntrack(t *testing.T) {
 			t.Errorf("state %s, %d flows", r.State, s.Flows())
 		}
 	})
+	t.Run("first packets of scans", func(t *testing.T) {
+		// tcp_error's tcp_valid_flags, then tcp_new: a bare ACK is picked
+		// up mid-stream (nf_conntrack_tcp_loose=1), everything else that
+		// is not a SYN is INVALID and leaves no entry.
+		const (
+			F, S, R, P, A, U = capture.FIN, capture.SYN, capture.RST, capture.PSH, capture.ACK, capture.URG
+			E, W             = capture.ECE, capture.CWR
+		)
+		for _, tc := range []struct {
+			flags capture.TCPFlags
+			want  string
+		}{
+			{S, "new"}, {S | U, "new"}, {S | P, "new"}, {S | E | W, "new"},
+			{A, "new"}, {A | P, "new"}, {A | U, "new"},
+			{0, "invalid"},         // null scan
+			{F, "invalid"},         // FIN scan
+			{F | P | U, "invalid"}, // Xmas scan
+			{F | A, "invalid"}, {S | A, "invalid"}, {S | F, "invalid"}, {S | R, "invalid"},
+			{R, "invalid"}, {R | A, "invalid"}, {U, "invalid"}, {P, "invalid"}, {0xff, "invalid"},
+		} {
+			s.Reset()
+			r := ev(capture.Packet{Src: a, Dst: fw, Proto: lang.TCP, SPort: 1, DPort: 80, Flags: tc.flags})
+			flows := 0
+			if tc.want == "new" {
+				flows = 1
+			}
+			if r.State != tc.want || s.Flows() != flows {
+				t.Errorf("%s: state %s, %d flows; want %s, %d", flagString(tc.flags), r.State, s.Flows(), tc.want, flows)
+			}
+		}
+	})
+	t.Run("a bad flag combination on a flow is INVALID and changes nothing", func(t *testing.T) {
+		// tcp_error runs for every packet, before the state machine.
+		s.Reset()
+		p := capture.Packet{Src: a, Dst: fw, Proto: lang.TCP, SPort: 40002, DPort: 80, Flags: capture.SYN}
+		ev(p)
+		ev(capture.Packet{Src: fw, Dst: a, Proto: lang.TCP, SPort: 80, DPort: 40002, Flags: capture.SYN | capture.ACK})
+		p.Flags = capture.FIN | capture.PSH | capture.URG
+		if got := ev(p).State; got != "invalid" {
+			t.Errorf("Xmas on an established flow: %s, want invalid", got)
+		}
+		p.Flags = capture.ACK
+		c := s.ct.m[tuple{src: a, dst: fw, sport: 40002, dport: 80, proto: lang.TCP}]
+		if got := ev(p).State; got != "established" || c.tcp != tcpEstablished {
+			t.Errorf("then an ACK: %s (%s), want established", got, tcpStateNames[c.tcp])
+		}
+	})
 }
 
 func TestTimeoutJiffies(t *testing.T) {

@@ -61,6 +61,7 @@ const (
 	fCtOrigDport
 	fCtOrigIPDaddr
 	fFibDaddrType
+	fTCPFlags // nft.TCPFlags: bits is the value, mask the mask
 )
 
 var nfields = map[nft.Field]nfield{
@@ -148,7 +149,8 @@ type nexpr struct {
 	kind  nexprKind
 	field nfield
 	neg   bool
-	bits  uint8 // nfproto, ct state, ct status, fib type
+	bits  uint8 // nfproto, ct state, ct status, fib type; the value of tcp flags
+	mask  uint8 // tcp flags
 	// values
 	protos   []lang.Proto
 	ports    []uint16
@@ -443,6 +445,8 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 			}
 		}
 		return ex, nil
+	case *nft.TCPFlags:
+		return nexpr{kind: exMatch, field: fTCPFlags, neg: x.Neg, bits: x.Value, mask: x.Mask}, nil
 	case *nft.Lookup:
 		si, ok := sets[x.Set]
 		if !ok {
@@ -749,6 +753,13 @@ func (ex *nexpr) match(s *Sim, p *pkt) bool {
 		hit = p.dnat || p.c.dnat
 	case fFibDaddrType:
 		hit = s.isLocal(p.dst, p.dnat)
+	case fTCPFlags:
+		// nft's dependency (meta l4proto tcp): no match either way for
+		// other protocols.
+		if p.proto != lang.TCP {
+			return false
+		}
+		hit = uint8(p.flags)&ex.mask == ex.bits
 	}
 	return hit != ex.neg
 }

@@ -169,6 +169,9 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 			if st.Kind == lang.Data {
 				pk.Flags = capture.ACK | capture.PSH
 			}
+			if st.HasFlags {
+				pk.Flags = capture.TCPFlags(st.Flags)
+			}
 		}
 		r := s.Eval(&pk)
 		expect := st.Expect
@@ -185,10 +188,15 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 	return res
 }
 
-// answer sends the server's reply to an accepted connection attempt: a
-// SYN-ACK or a UDP datagram back, from the host the flow reached (the
-// DNAT target for a forwarded service).
+// answer sends the server's reply to an accepted New step: a UDP
+// datagram back, or what a listening TCP socket answers to the packet
+// (HostAnswer), from the host the flow reached (the DNAT target for a
+// forwarded service).
 func (s *Sim) answer(pk *capture.Packet) {
+	flags, ok := HostAnswer(pk)
+	if !ok {
+		return
+	}
 	t := tuple{src: pk.Src.Unmap(), dst: pk.Dst.Unmap(), sport: pk.SPort, dport: pk.DPort, proto: pk.Proto}
 	c := s.ct.find(&t, jiffies(s.now))
 	if c == nil || c.orig != t {
@@ -197,8 +205,28 @@ func (s *Sim) answer(pk *capture.Packet) {
 	r := c.reply()
 	rp := capture.Packet{N: pk.N, Time: pk.Time, Src: r.src, Dst: r.dst, Proto: pk.Proto,
 		SPort: r.sport, DPort: r.dport, Len: 60}
-	if pk.Proto == lang.TCP {
-		rp.Flags = capture.SYN | capture.ACK
-	}
+	rp.Flags = flags
 	s.Eval(&rp)
+}
+
+// HostAnswer returns the flags of what a host's listening TCP socket
+// sends back to a packet of a flow it does not know (tcp_rcv_state_process
+// in LISTEN): a RST to an ACK, a SYN-ACK to a SYN without FIN or RST,
+// nothing to the rest (a RST, a FIN alone, an Xmas or a null packet is
+// discarded). A UDP datagram is answered (0, true): the test servers
+// echo.
+func HostAnswer(pk *capture.Packet) (capture.TCPFlags, bool) {
+	if pk.Proto != lang.TCP {
+		return 0, true
+	}
+	f := pk.Flags
+	switch {
+	case f&capture.RST != 0:
+		return 0, false
+	case f&capture.ACK != 0:
+		return capture.RST, true
+	case f&capture.SYN != 0 && f&capture.FIN == 0:
+		return capture.SYN | capture.ACK, true
+	}
+	return 0, false
 }

@@ -24,8 +24,11 @@ state, and prints one line per test and backend:
 
 A step is one packet: a connection attempt (a TCP SYN or a UDP datagram
 from a fresh source port) or, with "data", a packet of the latest flow
-from the same source to the same port. An accepted connection attempt is
-answered by the server, so its flow becomes established. The simulator
+from the same source to the same port. "flags A" (letters S A F R P U E
+W, or none) sends a TCP packet with exactly those flags instead, as nmap's
+ACK, FIN, Xmas and null scans do: knocks, close ports and limits count
+SYNs only. An accepted connection attempt is answered by the server, so
+its flow becomes established. The simulator
 runs the ruleset that kwl compile prints, with the kernel's mechanisms:
 xt_recent lists for iptables, sets and token buckets for nft. A step at a
 timing boundary where the two differ can expect a verdict per backend:

@@ -204,6 +204,23 @@ func comment(kind string, s *lang.Service, pos lang.Pos) string {
 
 func newState() []string { return []string{"NEW"} }
 
+// synOnly returns, for TCP, the match of a connection attempt: SYN set,
+// ACK clear (--tcp-flags SYN,ACK SYN, which nft writes tcp flags &
+// (syn | ack) == syn). conntrack calls a bare ACK NEW too when it picks a
+// flow up mid-stream (nf_conntrack_tcp_loose=1), which is what an ACK
+// scan (nmap -sA) sends: such a packet must not knock, close or count.
+// Nil for UDP.
+func synOnly(p lang.Proto) *TCPFlags {
+	if p != lang.TCP {
+		return nil
+	}
+	return &TCPFlags{Mask: SYN | ACK, Comp: SYN}
+}
+
+// notSYN matches, with -p tcp, a TCP packet that is not a connection
+// attempt: the complement of synOnly.
+func notSYN() *TCPFlags { return &TCPFlags{Mask: SYN | ACK, Comp: SYN, Invert: true} }
+
 // seconds converts a duration to --seconds. xt_recent counts whole
 // seconds (net/netfilter/xt_recent.c, recent_mt_check: seconds is an
 // integer), so a duration with a fraction of a second is refused rather
@@ -259,7 +276,8 @@ var (
 )
 
 // knockRules fills kwl-knock: the state updates of every statement in
-// source order, then each statement's drop of its ports.
+// source order, on SYNs alone for TCP ports, then each statement's drop
+// of its ports.
 func (b *fam) knockRules(c *Chain, knocks []plan.Knock) {
 	for _, k := range knocks {
 		if k.Door != nil {
@@ -326,7 +344,7 @@ func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
 		for _, pp := range plan.ByProto(r.Ports) {
 			for _, ps := range chunks(pp.Ports) {
 				for _, rc := range final {
-					c.Rules = append(c.Rules, &Rule{Src: plan.From(r.From, b.f), Proto: pp.Proto, DPorts: ps, CtState: newState(),
+					c.Rules = append(c.Rules, &Rule{Src: plan.From(r.From, b.f), Proto: pp.Proto, DPorts: ps, TCPFlags: synOnly(pp.Proto), CtState: newState(),
 						Recent: rc, Origin: r.Pos, Comment: cm})
 				}
 			}
@@ -349,7 +367,7 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within time
 	from []netip.Prefix, pos lang.Pos, final []*Recent, cm string) {
 	src := plan.From(from, b.f)
 	base := func(p lang.Port, rc *Recent, t Target) *Rule {
-		return &Rule{Src: src, Proto: p.Proto, DPorts: []uint16{p.Num}, CtState: newState(), Recent: rc, Target: t, Origin: pos, Comment: cm}
+		return &Rule{Src: src, Proto: p.Proto, DPorts: []uint16{p.Num}, TCPFlags: synOnly(p.Proto), CtState: newState(), Recent: rc, Target: t, Origin: pos, Comment: cm}
 	}
 	n := len(ports)
 	if n == 1 {

@@ -44,7 +44,7 @@ func TestLowerStatements(t *testing.T) {
 		policy: func(b *irtest.B) { b.Door("ssh", 0, time.Minute, irtest.TCP(1600)) },
 		chain:  "kwl-knock",
 		want: []string{
-			"-p tcp -m tcp --dport 1600 -m conntrack --ctstate NEW -m recent --set --name kwl_door_ssh_4 --rsource",
+			"-p tcp -m tcp --dport 1600 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent --set --name kwl_door_ssh_4 --rsource",
 			"-p tcp -m tcp --dport 1600 -m comment --comment \"knock ssh, line 1\" -j DROP",
 		},
 	}, {
@@ -62,16 +62,16 @@ func TestLowerStatements(t *testing.T) {
 			b.Close("ssh", irtest.TCP(1599), irtest.TCP(1601))
 		},
 		chain: "kwl-knock",
-		want:  []string{"-m multiport --dports 1599,1601 -m conntrack --ctstate NEW -m recent --remove --name kwl_door_ssh_4"},
+		want:  []string{"-m multiport --dports 1599,1601 -m tcp --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent --remove --name kwl_door_ssh_4"},
 	}, {
 		name:   "sequence: reset before advance",
 		policy: func(b *irtest.B) { b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.TCP(8000)) },
 		chain:  "kwl-knock",
 		want: []string{
-			"--dport 7000 -m conntrack --ctstate NEW -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-reset",
-			"--dport 7000 -m conntrack --ctstate NEW -m recent --set --name kwl_seq_ssh_1_4",
-			"--dport 8000 -m conntrack --ctstate NEW -m recent ! --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-reset",
-			"--dport 8000 -m conntrack --ctstate NEW -m recent --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-2",
+			"--dport 7000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-reset",
+			"--dport 7000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent --set --name kwl_seq_ssh_1_4",
+			"--dport 8000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent ! --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-reset",
+			"--dport 8000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-2",
 		},
 	}, {
 		name:   "sequence: the last knock sets the door",
@@ -83,9 +83,23 @@ func TestLowerStatements(t *testing.T) {
 		policy: func(b *irtest.B) { b.Limit("ssh", 3, time.Minute, 24, 64, 0) },
 		chain:  "kwl-svc-ssh",
 		want: []string{
+			"-p tcp -m tcp ! --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m comment --comment \"limit ssh, line 1\" -j ACCEPT",
 			"--ctstate NEW -m recent --rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource -m comment --comment \"limit ssh, line 1\" -j DROP",
 			"--ctstate NEW -m recent --set --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource",
 			"--ctstate NEW -m comment --comment \"limit ssh, line 1\" -j ACCEPT",
+		},
+	}, {
+		name: "limit on a knocked service: not a SYN goes to the open door",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 0, time.Minute, irtest.TCP(1600))
+			b.Limit("ssh", 3, time.Minute, 32, 128, 0)
+		},
+		chain: "kwl-svc-ssh",
+		want: []string{
+			"! --rcheck --seconds 60 --name kwl_door_ssh_4 --rsource -m comment --comment \"ssh is knocked: no open door, no entry\" -j DROP",
+			"-p tcp -m tcp ! --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent --rcheck --seconds 60 --name kwl_door_ssh_4 --rsource -m comment --comment \"knock ssh, line 1\" -j ACCEPT",
+			"--ctstate NEW -m recent --set --name kwl_lim_ssh_4",
+			"--ctstate NEW -m recent --rcheck --seconds 60 --name kwl_door_ssh_4 --rsource -m comment --comment \"knock ssh, line 1\" -j ACCEPT",
 		},
 	}, {
 		name:   "per-source limit, IPv6 mask",
@@ -360,6 +374,24 @@ func TestGoldenLoads(t *testing.T) {
 			if n := strings.Count(string(out), "-A INPUT -j kwl-input"); n != 1 {
 				t.Errorf("%s: %d jumps from INPUT after a reload:\n%s", f, n, out)
 			}
+		}
+	}
+}
+
+// TestUDPHasNoFlags: the SYN matches are for TCP only; a UDP knock, close
+// port or limit counts every datagram conntrack calls new.
+func TestUDPHasNoFlags(t *testing.T) {
+	b := irtest.New("t.kwl")
+	b.Door("ssh", 0, time.Minute, irtest.UDP(1600))
+	b.Close("ssh", irtest.UDP(1599))
+	b.Limit("ntp", 3, time.Minute, 32, 128, 0)
+	rs, diags := Lower(b.P)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for _, ch := range []string{"kwl-knock", "kwl-svc-ntp"} {
+		if got := chainText(rs.V4, ch); got == "" || strings.Contains(got, "--tcp-flags") {
+			t.Errorf("chain %s:\n%s", ch, got)
 		}
 	}
 }

@@ -117,6 +117,14 @@ func RuleString(r *Rule, v6 bool) string {
 		}
 		add("-m", "multiport", "--dports", strings.Join(ps, ","))
 	}
+	if r.TCPFlags != nil {
+		// After a single --dport, its tcp match holds the flags too, as
+		// iptables-save prints it.
+		if len(r.DPorts) != 1 {
+			add("-m", "tcp")
+		}
+		add(tcpFlagsArgs(r.TCPFlags)...)
+	}
 	if r.DstLocal {
 		add("-m", "addrtype", "--dst-type", "LOCAL")
 	}
@@ -190,6 +198,31 @@ func RuleString(r *Rule, v6 bool) string {
 		add("-j", string(t.Kind))
 	}
 	return strings.Join(a, " ")
+}
+
+// tcpFlagNames are iptables' names of the TCP flags, in the order of
+// their bits.
+var tcpFlagNames = [8]string{"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
+
+// tcpFlagsArgs writes --tcp-flags MASK COMP ("--tcp-flags SYN,ACK SYN").
+func tcpFlagsArgs(f *TCPFlags) []string {
+	names := func(b uint8) string {
+		var ns []string
+		for i, n := range tcpFlagNames {
+			if b&(1<<i) != 0 {
+				ns = append(ns, n)
+			}
+		}
+		if len(ns) == 0 {
+			return "NONE"
+		}
+		return strings.Join(ns, ",")
+	}
+	a := []string{"--tcp-flags", names(f.Mask), names(f.Comp)}
+	if f.Invert {
+		a = append([]string{"!"}, a...)
+	}
+	return a
 }
 
 func prefixes(ps []netip.Prefix) string {

@@ -48,6 +48,8 @@ type Rule struct {
 	Src    []netip.Prefix // -s; any of them (one rule per prefix when rendered if needed)
 	Dst    []netip.Prefix // -d
 	DPorts []uint16       // --dport, or -m multiport --dports when more than one
+	// TCPFlags is -m tcp --tcp-flags; it needs Proto TCP.
+	TCPFlags *TCPFlags
 	// CtState is -m conntrack --ctstate (NEW, ESTABLISHED, RELATED, INVALID).
 	CtState []string
 	// CtOrigDst and CtOrigDport match the original destination of a DNAT'ed
@@ -64,6 +66,27 @@ type Rule struct {
 	// belong to none.
 	Origin  lang.Pos
 	Comment string
+}
+
+// The TCP flags, with the bits they have in the header's flags byte
+// (include/net/tcp.h, TCPHDR_FIN ... TCPHDR_CWR).
+const (
+	FIN uint8 = 0x01
+	SYN uint8 = 0x02
+	RST uint8 = 0x04
+	PSH uint8 = 0x08
+	ACK uint8 = 0x10
+	URG uint8 = 0x20
+	ECE uint8 = 0x40
+	CWR uint8 = 0x80
+)
+
+// TCPFlags is the tcp match's --tcp-flags MASK COMP (xt_tcpudp): the
+// packet's flags, masked with Mask, equal Comp, or differ from it with
+// Invert ("! --tcp-flags SYN,ACK SYN").
+type TCPFlags struct {
+	Mask, Comp uint8
+	Invert     bool
 }
 
 // RecentOp is the recent match's command.

@@ -11,9 +11,10 @@ import (
 // serviceChain builds kwl-svc-NAME for the family, or nil when no
 // statement gives the service a rule there. Rules, in order: allows
 // accept; banned sources drop; a knocked service drops new connections
-// from sources whose door is not open; limits drop what is over them; open
-// doors (or, for a service that is only limited, any new connection under
-// the limits) accept.
+// from sources whose door is not open; a NEW TCP packet that is not a
+// SYN is accepted as below, uncounted; limits drop what is over them;
+// open doors (or, for a service that is only limited, any new connection
+// under the limits) accept.
 func (b *fam) serviceChain(s *lang.Service) *Chain {
 	l := b.l
 	doors := plan.DoorsOf(l.p, s)
@@ -85,20 +86,38 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 		}
 	}
 
+	// accepts emits the end of the chain, with the matches of lead when
+	// it is set: open doors accept, or, for a service that is only
+	// limited, any new connection that got past the limits.
+	accepts := func(lead *Rule) {
+		led := func(r *Rule) *Rule {
+			if lead != nil {
+				r.Proto, r.TCPFlags = lead.Proto, lead.TCPFlags
+			}
+			return r
+		}
+		if len(famDoors) > 0 {
+			for _, d := range famDoors {
+				b.emit(c, led(&Rule{CtState: newState(), Recent: b.doorCheck(d, false), Origin: d.Pos, Comment: comment("knock", s, d.Pos)}),
+					Target{Kind: ACCEPT}, d.Log, "knock", s)
+			}
+		} else if !guarded && len(famLimits) > 0 {
+			lim := famLimits[0]
+			b.emit(c, led(&Rule{CtState: newState(), Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)}),
+				Target{Kind: ACCEPT}, nil, "limit", s)
+		}
+	}
+
+	// Limits count connection attempts. A TCP packet that conntrack
+	// calls NEW without being a SYN (a flow picked up mid-stream, an ACK
+	// scan) goes past them to the accepts, as if there were no limit.
+	if len(famLimits) > 0 && plan.HasProto(s, lang.TCP) {
+		accepts(&Rule{Proto: lang.TCP, TCPFlags: notSYN()})
+	}
 	for _, lim := range famLimits {
 		b.limitRules(c, lim)
 	}
-
-	if len(famDoors) > 0 {
-		for _, d := range famDoors {
-			b.emit(c, &Rule{CtState: newState(), Recent: b.doorCheck(d, false), Origin: d.Pos, Comment: comment("knock", s, d.Pos)},
-				Target{Kind: ACCEPT}, d.Log, "knock", s)
-		}
-	} else if !guarded && len(famLimits) > 0 {
-		lim := famLimits[0]
-		b.emit(c, &Rule{CtState: newState(), Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)},
-			Target{Kind: ACCEPT}, nil, "limit", s)
-	}
+	accepts(nil)
 	return c
 }
 

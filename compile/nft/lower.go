@@ -33,7 +33,8 @@ const SetSize = 65535
 //
 // The input chain runs, in order: established and related packets accept;
 // the knock chain (state updates of every knock, sequence and close
-// statement, in source order, then a drop of each statement's knock ports);
+// statement, in source order, on SYNs alone for TCP ports, then a drop
+// of each statement's knock ports);
 // then one chain per service, reached by its ports, holding its allows,
 // bans, the guard of a knocked service, its limits and the accepts of open
 // doors or of connections under the limits. Forwarded services are
@@ -236,7 +237,7 @@ func logAt(es []Expr) int {
 func stateless(es []Expr) bool {
 	for _, e := range es {
 		switch e.(type) {
-		case *Match, *Lookup:
+		case *Match, *TCPFlags, *Lookup:
 		default:
 			return false
 		}
@@ -418,10 +419,28 @@ func (l *lowerer) knockRules(c *Chain, knocks []plan.Knock) {
 }
 
 // knockBase is the start of a state rule of a knock statement: family,
-// sources, new packets, one port.
+// sources, new packets, one port, and a SYN for a TCP port.
 func knockBase(f plan.Fam, from []netip.Prefix, port lang.Port) []Expr {
 	return cat(one(nfproto(f)), srcMatch(from, f), one(ctNew()),
-		portMatches(plan.ProtoPorts{Proto: port.Proto, Ports: []uint16{port.Num}}, THDport))
+		portMatches(plan.ProtoPorts{Proto: port.Proto, Ports: []uint16{port.Num}}, THDport), synOnly(port.Proto))
+}
+
+// synOnly returns, for TCP, the match of a connection attempt: SYN set,
+// ACK clear. conntrack calls a bare ACK new too when it picks a flow up
+// mid-stream (nf_conntrack_tcp_loose=1), which is what an ACK scan
+// (nmap -sA) sends: such a packet must not knock, close or count. Other
+// scans (FIN, Xmas, null) are INVALID and never new. Nil for UDP.
+func synOnly(p lang.Proto) []Expr {
+	if p != lang.TCP {
+		return nil
+	}
+	return one(&TCPFlags{Mask: TCPSyn | TCPAck, Value: TCPSyn})
+}
+
+// notSYN matches a TCP packet that is not a connection attempt: the
+// complement of synOnly among TCP packets.
+func notSYN() []Expr {
+	return one(&Match{Field: L4Proto, Values: []any{lang.TCP}}, &TCPFlags{Mask: TCPSyn | TCPAck, Value: TCPSyn, Neg: true})
 }
 
 func (l *lowerer) doorRules(c *Chain, d *lang.Door) {
@@ -447,7 +466,7 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 		if len(r.Ports) > 0 {
 			for _, pp := range plan.ByProto(r.Ports) {
 				c.Rules = append(c.Rules, &Rule{
-					Exprs:   cat(one(nfproto(f)), srcMatch(r.From, f), one(ctNew()), portMatches(pp, THDport), final),
+					Exprs:   cat(one(nfproto(f)), srcMatch(r.From, f), one(ctNew()), portMatches(pp, THDport), synOnly(pp.Proto), final),
 					Origin:  r.Pos,
 					Comment: cm,
 				})

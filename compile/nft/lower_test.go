@@ -41,8 +41,8 @@ func TestLowerStatements(t *testing.T) {
 		policy: func(b *irtest.B) { b.Door("ssh", 0, time.Minute, irtest.TCP(1600)) },
 		chain:  "knock",
 		want: []string{
-			"meta nfproto ipv4 ct state new meta l4proto tcp th dport 1600 update @door_ssh_4 { ip saddr }",
-			"meta nfproto ipv6 ct state new meta l4proto tcp th dport 1600 update @door_ssh_6 { ip6 saddr }",
+			"meta nfproto ipv4 ct state new meta l4proto tcp th dport 1600 tcp flags & (syn | ack) == syn update @door_ssh_4 { ip saddr }",
+			"meta nfproto ipv6 ct state new meta l4proto tcp th dport 1600 tcp flags & (syn | ack) == syn update @door_ssh_6 { ip6 saddr }",
 			"meta l4proto tcp th dport 1600 drop",
 		},
 	}, {
@@ -62,7 +62,7 @@ func TestLowerStatements(t *testing.T) {
 		},
 		chain: "knock",
 		want: []string{
-			"th dport { 1599, 1601 } delete @door_ssh_4 { ip saddr }",
+			"th dport { 1599, 1601 } tcp flags & (syn | ack) == syn delete @door_ssh_4 { ip saddr }",
 			"th dport 1600 drop",
 			"th dport { 1599, 1601 } drop",
 		},
@@ -73,11 +73,11 @@ func TestLowerStatements(t *testing.T) {
 		},
 		chain: "knock",
 		want: []string{
-			"th dport 7000 delete @seq_ssh_2_4 { ip saddr } update @seq_ssh_1_4 { ip saddr }",
+			"th dport 7000 tcp flags & (syn | ack) == syn delete @seq_ssh_2_4 { ip saddr } update @seq_ssh_1_4 { ip saddr }",
 			"meta l4proto udp th dport 8000 ip saddr != @seq_ssh_1_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr }",
 			"meta l4proto udp th dport 8000 ip saddr @seq_ssh_1_4 delete @seq_ssh_1_4 { ip saddr } update @seq_ssh_2_4 { ip saddr }",
-			"th dport 9000 ip saddr != @seq_ssh_2_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr }",
-			"th dport 9000 ip saddr @seq_ssh_2_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr } update @door_ssh_4 { ip saddr }",
+			"th dport 9000 tcp flags & (syn | ack) == syn ip saddr != @seq_ssh_2_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr }",
+			"th dport 9000 tcp flags & (syn | ack) == syn ip saddr @seq_ssh_2_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr } update @door_ssh_4 { ip saddr }",
 		},
 	}, {
 		name: "closing sequence deletes every door of the service",
@@ -88,7 +88,7 @@ func TestLowerStatements(t *testing.T) {
 		},
 		chain: "knock",
 		want: []string{
-			"th dport 7000 ip saddr @rseq_ssh_1_4 delete @rseq_ssh_1_4 { ip saddr } delete @door_ssh_4 { ip saddr } delete @door_ssh_2_4 { ip saddr }",
+			"th dport 7000 tcp flags & (syn | ack) == syn ip saddr @rseq_ssh_1_4 delete @rseq_ssh_1_4 { ip saddr } delete @door_ssh_4 { ip saddr } delete @door_ssh_2_4 { ip saddr }",
 		},
 	}, {
 		name:   "per-source limit with a mask: a jump to its slots",
@@ -157,7 +157,7 @@ func TestLowerStatements(t *testing.T) {
 		},
 		chain: "knock",
 		want: []string{
-			"meta nfproto ipv4 ip saddr 203.0.113.0/24 ct state new meta l4proto tcp th dport 1600 update @door_ssh_4 { ip saddr }",
+			"meta nfproto ipv4 ip saddr 203.0.113.0/24 ct state new meta l4proto tcp th dport 1600 tcp flags & (syn | ack) == syn update @door_ssh_4 { ip saddr }",
 			"meta nfproto ipv4 ip saddr 203.0.113.0/24 meta l4proto tcp th dport 1600 drop",
 		},
 	}, {
@@ -214,6 +214,29 @@ func TestLowerStatements(t *testing.T) {
 		chain: "over_ssh",
 		want:  []string{"update @ban_ssh_4", `limit rate 10/minute burst 10 packets log prefix "kwl limit ssh: " level info`, "drop"},
 	}, {
+		name:   "limit: a TCP packet new to conntrack but no SYN goes past it",
+		policy: func(b *irtest.B) { b.Limit("ssh", 3, time.Minute, 32, 128, 0) },
+		chain:  "svc_ssh",
+		want: []string{
+			"meta l4proto tcp tcp flags & (syn | ack) != syn ct state new accept",
+			"ct state new jump lim_ssh",
+			"ct state new accept",
+		},
+	}, {
+		name: "limit on a knocked service: not a SYN goes to the open doors",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 0, time.Minute, irtest.TCP(1600))
+			b.Limit("ssh", 3, time.Minute, 32, 128, 0)
+		},
+		chain: "svc_ssh",
+		want: []string{
+			"!= @door_ssh_6 drop",
+			"meta l4proto tcp tcp flags & (syn | ack) != syn meta nfproto ipv4 ct state new ip saddr @door_ssh_4 accept",
+			"meta l4proto tcp tcp flags & (syn | ack) != syn meta nfproto ipv6 ct state new ip6 saddr @door_ssh_6 accept",
+			"ct state new jump lim_ssh",
+			"meta nfproto ipv4 ct state new ip saddr @door_ssh_4 accept",
+		},
+	}, {
 		name:   "input: established first, then knocks, then services",
 		policy: func(b *irtest.B) { b.Door("ssh", 0, time.Minute, irtest.TCP(1600)) },
 		chain:  "input",
@@ -237,6 +260,24 @@ func TestLowerStatements(t *testing.T) {
 				rest = rest[i+len(w):]
 			}
 		})
+	}
+}
+
+// TestUDPHasNoFlags: the SYN matches are for TCP only; a UDP knock, close
+// port or limit counts every datagram conntrack calls new.
+func TestUDPHasNoFlags(t *testing.T) {
+	b := irtest.New("t.kwl")
+	b.Door("ssh", 0, time.Minute, irtest.UDP(1600))
+	b.Close("ssh", irtest.UDP(1599))
+	b.Limit("ntp", 3, time.Minute, 32, 128, 0)
+	rs, diags := Lower(b.P)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for _, ch := range []string{"knock", "svc_ntp"} {
+		if got := chainText(rs, ch); got == "" || strings.Contains(got, "tcp flags") {
+			t.Errorf("chain %s:\n%s", ch, got)
+		}
 	}
 }
 

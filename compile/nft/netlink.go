@@ -224,6 +224,9 @@ type ruleConv struct {
 	exprs []expr.Any
 	anon  []AnonSet
 	fam   byte
+	// l4 is the transport protocol the rule has established so far
+	// (meta l4proto tcp), 0 when none.
+	l4 byte
 }
 
 func (c *converter) rule(ch *nftables.Chain, r *Rule) (*NetlinkRule, error) {
@@ -246,6 +249,8 @@ func (rc *ruleConv) expr(e Expr) error {
 	switch e := e.(type) {
 	case *Match:
 		return rc.match(e)
+	case *TCPFlags:
+		rc.tcpFlags(e)
 	case *Lookup:
 		s, ok := rc.c.named[e.Set]
 		if !ok {
@@ -502,6 +507,26 @@ func (rc *ruleConv) depend(fam byte) {
 	rc.fam = fam
 }
 
+// tcpFlags tests the flags byte of the TCP header as nft does for
+// `tcp flags & MASK == VALUE`: [ payload load 1b @ transport header + 13 ]
+// [ bitwise reg 1 = ( reg 1 & MASK ) ^ 0 ] [ cmp eq reg 1 VALUE ], after
+// the dependency `meta l4proto tcp` unless the rule already tested it
+// (nft, src/payload.c: payload_gen_dependency).
+func (rc *ruleConv) tcpFlags(f *TCPFlags) {
+	if rc.l4 != unix.IPPROTO_TCP {
+		rc.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}})
+		rc.l4 = unix.IPPROTO_TCP
+	}
+	op := expr.CmpOpEq
+	if f.Neg {
+		op = expr.CmpOpNeq
+	}
+	rc.add(&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{f.Mask}, Xor: []byte{0}},
+		&expr.Cmp{Op: op, Register: 1, Data: []byte{f.Value}})
+}
+
 // key loads a set key (an address, masked to its prefix) into register 1.
 func (rc *ruleConv) key(k Key) error {
 	fi, err := fields(k.Field)
@@ -566,6 +591,9 @@ func (rc *ruleConv) match(m *Match) error {
 		rc.add(&expr.Cmp{Op: op, Register: 1, Data: vals[0]})
 		if m.Field == NFProto && !m.Neg {
 			rc.fam = vals[0][0]
+		}
+		if m.Field == L4Proto && !m.Neg {
+			rc.l4 = vals[0][0]
 		}
 		return nil
 	}

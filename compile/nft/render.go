@@ -107,6 +107,16 @@ func ExprString(e Expr) string {
 			return fmt.Sprintf("%s %s%s", e.Field, op, strings.Join(vals, ","))
 		}
 		return fmt.Sprintf("%s %s%s", e.Field, op, values(e.Values))
+	case *TCPFlags:
+		op := "=="
+		if e.Neg {
+			op = "!="
+		}
+		mask := flagNames(e.Mask)
+		if strings.Contains(mask, " ") {
+			mask = "(" + mask + ")"
+		}
+		return fmt.Sprintf("tcp flags & %s %s %s", mask, op, flagNames(e.Value))
 	case *Lookup:
 		op := ""
 		if e.Neg {
@@ -164,6 +174,24 @@ func ExprString(e Expr) string {
 		return string(e.Kind)
 	}
 	return fmt.Sprintf("# unknown expression %T", e)
+}
+
+// tcpFlagNames are nft's names of the TCP flags, in the order of their bits.
+var tcpFlagNames = [8]string{"fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"}
+
+// flagNames writes TCP flags as nft reads them: "syn", "syn | ack", or
+// 0x0 when none is set.
+func flagNames(f uint8) string {
+	var names []string
+	for i, n := range tcpFlagNames {
+		if f&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "0x0"
+	}
+	return strings.Join(names, " | ")
 }
 
 func keyString(k Key) string {

@@ -88,8 +88,8 @@ type Rule struct {
 	Comment string
 }
 
-// Expr is one expression of a rule: *Match, *Lookup, *Dynset, *Limit,
-// *Log, *Counter, *NAT or *Verdict.
+// Expr is one expression of a rule: *Match, *TCPFlags, *Lookup, *Dynset,
+// *Limit, *Log, *Counter, *NAT or *Verdict.
 type Expr interface{ isExpr() }
 
 // Field is a packet or connection field that a rule can read.
@@ -124,6 +124,29 @@ type Match struct {
 	Field  Field
 	Neg    bool
 	Values []any
+}
+
+// The TCP flags, with the bits they have in the header's flags byte
+// (include/net/tcp.h, TCPHDR_FIN ... TCPHDR_CWR).
+const (
+	TCPFin uint8 = 0x01
+	TCPSyn uint8 = 0x02
+	TCPRst uint8 = 0x04
+	TCPPsh uint8 = 0x08
+	TCPAck uint8 = 0x10
+	TCPUrg uint8 = 0x20
+	TCPEcn uint8 = 0x40 // ECE, which nft calls ecn
+	TCPCwr uint8 = 0x80
+)
+
+// TCPFlags tests a TCP packet's flags: it matches when the flags, masked
+// with Mask, equal Value (differ from it if Neg), as in
+// `tcp flags & (syn | ack) == syn`, a SYN without ACK. A packet that is
+// not TCP does not match either way: nft makes the test depend on
+// `meta l4proto tcp`.
+type TCPFlags struct {
+	Mask, Value uint8
+	Neg         bool
 }
 
 // Key is the key a set expression computes from a packet: an address
@@ -214,11 +237,12 @@ type Verdict struct {
 	Chain string
 }
 
-func (*Match) isExpr()   {}
-func (*Lookup) isExpr()  {}
-func (*Dynset) isExpr()  {}
-func (*Limit) isExpr()   {}
-func (*Log) isExpr()     {}
-func (*Counter) isExpr() {}
-func (*NAT) isExpr()     {}
-func (*Verdict) isExpr() {}
+func (*Match) isExpr()    {}
+func (*TCPFlags) isExpr() {}
+func (*Lookup) isExpr()   {}
+func (*Dynset) isExpr()   {}
+func (*Limit) isExpr()    {}
+func (*Log) isExpr()      {}
+func (*Counter) isExpr()  {}
+func (*NAT) isExpr()      {}
+func (*Verdict) isExpr()  {}

@@ -12,7 +12,8 @@ import (
 // serviceChain builds the chain of a service, or nil when no statement
 // gives it a rule. Its rules, in order: allows accept; banned sources
 // drop; a knocked service drops new connections from sources with no
-// open door; limits drop what is over them; open doors (or, for a service
+// open door; a new TCP packet that is not a SYN is accepted as below,
+// uncounted; limits drop what is over them; open doors (or, for a service
 // that is only limited, any new connection under the limits) accept.
 func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 	doors := plan.DoorsOf(l.p, s)
@@ -63,10 +64,28 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 		}
 	}
 
+	// Limits count connection attempts. A TCP packet that conntrack
+	// calls new without being a SYN (a flow picked up mid-stream, an
+	// ACK scan) goes past them to the accepts, as if there were no limit.
+	if len(limits) > 0 && plan.HasProto(s, lang.TCP) {
+		l.accepts(c, s, doors, limits, notSYN())
+	}
 	for _, lim := range limits {
 		l.limitRules(c, lim)
 	}
+	l.accepts(c, s, doors, limits, nil)
+	return c
+}
 
+// accepts emits the end of a service chain, each rule led by pre: open
+// doors accept, or, for a service that is only limited, any new
+// connection that got past the limits.
+func (l *lowerer) accepts(c *Chain, s *lang.Service, doors []*lang.Door, limits []*lang.Limit, pre []Expr) {
+	add := func(r *Rule) {
+		r.Exprs = cat(pre, r.Exprs)
+		c.Rules = append(c.Rules, r)
+	}
+	svcFams := plan.ServiceFamilies(s)
 	if len(doors) > 0 {
 		for _, d := range doors {
 			for _, f := range plan.Families(d.Family, d.From, d.Service) {
@@ -101,7 +120,6 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 			}
 		}
 	}
-	return c
 }
 
 // famPrefixes returns the leading matches of a statement's rules: none

@@ -21,6 +21,9 @@ const (
 	RST TCPFlags = 0x04
 	PSH TCPFlags = 0x08
 	ACK TCPFlags = 0x10
+	URG TCPFlags = 0x20
+	ECE TCPFlags = 0x40
+	CWR TCPFlags = 0x80
 )
 
 // Packet is one IP packet as the firewall sees it.

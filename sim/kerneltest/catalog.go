@@ -304,6 +304,66 @@ func Catalog() []Scenario {
 		SetSize:  4,
 		Backends: []string{"nft"},
 		Packets:  lruPackets(6),
+	}, {
+		// A knock and a close are SYNs: ACK, FIN, Xmas and null scans of
+		// the knock and close ports change nothing. The ACK is new to
+		// conntrack (loose pickup), the others are invalid.
+		Name:   "scans-neither-knock-nor-close",
+		Want:   "dddddd" + "ddddd" + "aadd",
+		Policy: "knock 1600 opens ssh for 3s\nclose ssh on 1599, 1601\n",
+		Packets: Steps(`
+			0s     198.51.100.10 1600 flags A     # ACK scan
+			200ms  198.51.100.10 1600 flags F     # FIN scan
+			400ms  198.51.100.10 1600 flags FPU   # Xmas scan
+			600ms  198.51.100.10 1600 flags none  # null scan
+			800ms  198.51.100.10 22               # still closed
+			900ms  198.51.100.10 22 flags A       # an ACK to a closed door is dropped too
+			1s     198.51.100.10 1600             # the SYN knocks: open until 4s
+			1.2s   198.51.100.10 1599 flags A
+			1.4s   198.51.100.10 1601 flags F
+			1.6s   198.51.100.10 1599 flags FPU
+			1.8s   198.51.100.10 1601 flags none
+			2s     198.51.100.10 22               # still open
+			2.1s   198.51.100.10 22 flags A       # a flow picked up mid-stream, through the open door
+			2.3s   198.51.100.10 1599             # the SYN closes
+			2.5s   198.51.100.10 22
+		`),
+	}, {
+		Name:   "scans-neither-advance-nor-reset-a-sequence",
+		Want:   "dddddda" + "dddd" + "dddd",
+		Policy: "knock 7000, udp/8000, 9000 within 1s opens ssh for 3s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 7000
+			200ms  198.51.100.10 9000 flags A     # as a SYN, it would reset the attempt
+			400ms  198.51.100.10 udp/8000
+			600ms  198.51.100.10 7000 flags FPU   # as a SYN, it would restart it
+			800ms  198.51.100.10 9000 flags none
+			1s     198.51.100.10 9000             # completes it
+			1.2s   198.51.100.10 22
+			1.4s   198.51.100.20 7000 flags A     # an ACK scan starts nothing
+			1.6s   198.51.100.20 udp/8000
+			1.8s   198.51.100.20 9000
+			2s     198.51.100.20 22
+			2.2s   198.51.100.30 7000
+			2.4s   198.51.100.30 udp/8000
+			2.6s   198.51.100.30 9000 flags F     # a FIN completes nothing
+			2.8s   198.51.100.30 22
+		`),
+	}, {
+		// A limit counts SYNs: bare ACKs, new to conntrack, go through
+		// uncounted, even once the source is over the limit.
+		Name:   "limit-counts-syns-only",
+		Want:   "aaa" + "aad" + "a",
+		Policy: "limit ssh 2/3s per source\n",
+		Packets: Steps(`
+			0s     198.51.100.10 22 flags A
+			200ms  198.51.100.10 22 flags A
+			400ms  198.51.100.10 22 flags AP
+			600ms  198.51.100.10 22
+			800ms  198.51.100.10 22
+			1s     198.51.100.10 22               # the third SYN is over
+			1.2s   198.51.100.10 22 flags A
+		`),
 	}}
 }
 
@@ -359,6 +419,9 @@ func (s *Scenario) render(pkts []Packet, v []lang.Verdict, backend string) strin
 		fmt.Fprintf(&b, " %s", p.Port)
 		if p.Kind == lang.Data {
 			b.WriteString(" data")
+		}
+		if p.HasFlags {
+			fmt.Fprintf(&b, " flags %s", p.Flags)
 		}
 		exp := lang.Accept
 		if v != nil {

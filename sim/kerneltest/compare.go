@@ -65,6 +65,9 @@ func describe(p Packet, sent time.Duration) string {
 	if p.Kind == lang.Data {
 		kind = "data"
 	}
+	if p.HasFlags {
+		kind += " flags " + p.Flags.String()
+	}
 	return fmt.Sprintf("at %v from %s port %d %s %s", sent.Round(time.Millisecond), p.Src, p.SPort, p.Port, kind)
 }
 

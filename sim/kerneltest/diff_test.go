@@ -229,7 +229,8 @@ func exampleScenarios(t *testing.T, ta *tally) []Scenario {
 				if st.Dst.IsValid() {
 					why = "sends to another host (to " + st.Dst.String() + ")"
 				}
-				sc.Packets = append(sc.Packets, Packet{At: st.At, Src: st.Src, SPort: st.SPort, Port: st.Port, Kind: st.Kind})
+				sc.Packets = append(sc.Packets, Packet{At: st.At, Src: st.Src, SPort: st.SPort, Port: st.Port, Kind: st.Kind,
+					Flags: st.Flags, HasFlags: st.HasFlags})
 			}
 			if n := len(test.Steps); why == "" && n > 0 && test.Steps[n-1].At > maxExampleSpan {
 				why = fmt.Sprintf("lasts %v", test.Steps[n-1].At)

@@ -75,6 +75,9 @@ func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
 			if p.Kind == lang.Data {
 				cp.Flags = capture.ACK | capture.PSH
 			}
+			if p.HasFlags {
+				cp.Flags = capture.TCPFlags(p.Flags)
+			}
 		}
 		r := s.Eval(cp)
 		out[i] = Prediction{Verdict: r.Verdict, Rule: r.Rule, Explain: fmt.Sprintf("%s, %s: %s", r.Hook, r.State, r.Explain())}
@@ -87,9 +90,17 @@ func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
 		case p.Port.Proto == lang.UDP:
 			// The echo answers every datagram.
 		case p.Kind == lang.New:
-			reply.Flags = capture.SYN | capture.ACK
+			// The listener: a SYN-ACK to a SYN, a RST to an ACK (a scan's
+			// probe), nothing to the rest.
+			fl, ok := sim.HostAnswer(cp)
+			if !ok {
+				continue
+			}
+			reply.Flags = fl
 		case answered[f]:
 			continue // an ACK of a known connection: the host's ACK changes nothing
+		case p.HasFlags && cp.Flags&capture.ACK == 0:
+			continue // no ACK, no connection: the listener discards it
 		default:
 			// An ACK the host has no connection for: it resets.
 			reply.Flags = capture.RST

@@ -17,6 +17,21 @@ type Packet struct {
 	Dst   netip.Addr // invalid: the firewall's address of Src's family
 	Port  lang.Port
 	Kind  lang.StepKind
+	// Flags, when HasFlags, are the TCP packet's flags, exactly (a test
+	// step's flags clause): a scan's probe from a fresh port, or, with
+	// Data, a packet of the latest flow.
+	Flags    lang.TCPFlags
+	HasFlags bool
+}
+
+// attempt reports whether the packet is a TCP connection attempt, which
+// the firewall's listener answers with a SYN-ACK when it gets through:
+// a SYN without ACK, FIN or RST.
+func (p *Packet) attempt() bool {
+	if p.Port.Proto != lang.TCP || p.Kind != lang.New {
+		return false
+	}
+	return !p.HasFlags || p.Flags&(lang.SYN|lang.ACK|lang.FIN|lang.RST) == lang.SYN
 }
 
 // Outcome is what happened to one packet on the kernel.
@@ -173,6 +188,12 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 				q.payload = payload
 				f.sent += uint32(len(payload))
 			}
+			if p.HasFlags {
+				q.flags = uint8(p.Flags)
+				if q.flags&flagACK != 0 && q.ack == 0 {
+					q.ack = f.isn ^ 0x5a5a5a5a // any: no connection knows it
+				}
+			}
 		} else {
 			q.payload = payload
 		}
@@ -229,7 +250,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 		all := true
 		for i := range out {
 			o := &out[i]
-			if o.Port.Proto == lang.TCP && o.Kind == lang.New && !o.SynAck {
+			if o.attempt() && !o.SynAck {
 				_, o.SynAck = l.wire.synack(flowKey{src: o.Src, sport: o.SPort, dst: o.Dst, dport: o.Port.Num, proto: lang.TCP})
 				all = all && (o.SynAck || !o.Passed)
 			}

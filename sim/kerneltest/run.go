@@ -3,8 +3,6 @@ package kerneltest
 import (
 	"fmt"
 	"time"
-
-	"kwl.dev/kwl/lang"
 )
 
 // Target is one backend as the harness drives it: how to load a policy
@@ -128,7 +126,7 @@ func selfCheck(out []Outcome) []string {
 			bad = append(bad, fmt.Sprintf("packet %d (%s) missing from the firewall's capture: no kernel timestamp", i+1, describe(o.Packet, o.Sent)))
 		}
 		k := key(o)
-		if o.Port.Proto == lang.TCP && o.Kind == lang.New {
+		if o.attempt() {
 			if o.Passed && !o.SynAck {
 				bad = append(bad, fmt.Sprintf("packet %d (%s) passed but was not answered", i+1, describe(o.Packet, o.Sent)))
 			}

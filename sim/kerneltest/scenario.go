@@ -55,9 +55,10 @@ func (s *Scenario) For(backend string) bool {
 }
 
 // Steps is a small language for writing scenario packets by hand, one per
-// line: "TIME SRC[:SPORT] PORT [data]", as in "1.5s 198.51.100.10 tcp/22"
-// or "300ms [2001:db8:51::10]:41000 1600 data". A bare port is TCP; a
-// '#' starts a comment.
+// line: "TIME SRC[:SPORT] PORT [data] [flags FLAGS]", as in
+// "1.5s 198.51.100.10 tcp/22", "300ms [2001:db8:51::10]:41000 1600 data"
+// or "1s 198.51.100.10 1600 flags A" (an ACK scan's probe). A bare port
+// is TCP; a '#' starts a comment.
 func Steps(text string) []Packet {
 	var pkts []Packet
 	for _, line := range strings.Split(text, "\n") {
@@ -68,7 +69,7 @@ func Steps(text string) []Packet {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) < 3 || len(f) > 4 {
+		if len(f) < 3 || len(f) > 6 {
 			panic("kerneltest.Steps: bad line: " + line)
 		}
 		at, err := time.ParseDuration(f[0])
@@ -83,11 +84,21 @@ func Steps(text string) []Packet {
 			p.Src = netip.MustParseAddr(src)
 		}
 		p.Port = ParsePort(f[2])
-		if len(f) == 4 {
-			if f[3] != "data" {
-				panic("kerneltest.Steps: bad kind: " + line)
-			}
+		rest := f[3:]
+		if len(rest) > 0 && rest[0] == "data" {
 			p.Kind = lang.Data
+			rest = rest[1:]
+		}
+		if len(rest) == 2 && rest[0] == "flags" {
+			fl, _, ok := lang.ParseTCPFlags(rest[1])
+			if !ok {
+				panic("kerneltest.Steps: bad flags: " + line)
+			}
+			p.Flags, p.HasFlags = fl, true
+			rest = nil
+		}
+		if len(rest) > 0 {
+			panic("kerneltest.Steps: bad line: " + line)
 		}
 		pkts = append(pkts, p)
 	}

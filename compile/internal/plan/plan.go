@@ -268,6 +268,16 @@ func AllowsOf(p *lang.Policy, s *lang.Service) []*lang.Allow {
 	return as
 }
 
+// HasProto reports whether some port of the service is of protocol p.
+func HasProto(s *lang.Service, p lang.Proto) bool {
+	for _, sp := range s.Ports {
+		if sp.Proto == p {
+			return true
+		}
+	}
+	return false
+}
+
 // ByProto groups ports by protocol, TCP first, keeping their order and
 // dropping repeats.
 func ByProto(ports []lang.Port) []ProtoPorts {
