@@ -20,7 +20,7 @@
 //	test "NAME" {
 //	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]
 //	}
-//	OPTIONS = [family ipv4|ipv6] [log LEVEL [prefix "STR"]]
+//	OPTIONS = [family ipv4|ipv6] [log LEVEL [prefix "STR"] [rate COUNT/DUR]]
 //
 // PORTSPEC is 1600 (tcp), tcp/22 or udp/8000; SRC an address or a CIDR;
 // DUR a duration; VERDICT accept, drop or reject; BACKEND nft or
@@ -98,6 +98,24 @@
 // family and no family clause is given, the statement's Family is
 // narrowed to that family.
 //
+// A duration includes its last instant, on every backend: a door opened
+// at t for D admits a connection at t+D and refuses one a kernel tick
+// later; the same for within, ban and a limit's window.
+//
+// A limit COUNT/DUR admits at most COUNT new connections of one key (a
+// masked source, or every source when shared) in any window of length
+// DUR, the window's ends included; refused connections do not count, and
+// a ban starts at the first refused connection. COUNT is at most
+// MaxLimitCount (100) and DUR at most MaxLimitWindow (a day).
+//
+// A log clause logs what its statement refuses (a limit, a ban), or, on
+// a knock, every knock, close of its service, admission and refusal; on
+// an allow, the admissions. Each rule that logs writes at most Rate lines
+// per Per, in bursts of up to Rate: DefaultLogRate per DefaultLogPer (10
+// a minute) unless "rate COUNT/DUR" says otherwise, a whole number of
+// lines per second, minute, hour or day. A prefix is at most MaxLogPrefix
+// (29) printable ASCII characters other than " and \.
+//
 // The limits of a service run in policy order and the first that refuses
 // drops; each counts only the connections that reach it and that it
 // admits, at most COUNT in any window DUR. A later limit N2/T2 thus sees
@@ -121,7 +139,8 @@
 //	E05 CIDR with host bits set (the hint names the network)
 //	E06 knock or close port that is a port of the service itself
 //	E07 service defined twice
-//	E08 limit count below 1 (or above 10^9)
+//	E08 limit count below 1 or above MaxLimitCount (100); a limit's window
+//	    over a day is an E03
 //	E09 port repeated in one sequence or list
 //	E10 test step earlier than the step before it
 //	E11 unknown log level
@@ -140,6 +159,11 @@
 //	E20 forward to a loopback or the unspecified address
 //	E21 IPv4-mapped IPv6 source (::ffff:10.0.0.1): no packet comes from
 //	    one, so the statement would match nothing; write the IPv4 address
+//	E22 log prefix longer than 29 characters, or with a character other
+//	    than printable ASCII, or with " or \ (a backend would cut or
+//	    change it)
+//	E23 log rate out of range, over a window longer than a day, or not a
+//	    whole number of lines per second, minute, hour or day
 //	E24 a step's flags with a letter that is no TCP flag or a flag twice,
 //	    or flags on a UDP step
 //
@@ -166,12 +190,13 @@
 //	    earlier limit of the service admits fewer (see Meaning)
 //
 // The backends (compile/nft, compile/iptables) add the lints of what they
-// cannot express exactly: L01 hitcount caps, L05 scan-completable knocks,
-// L07 capacity, L09 IPv6 keys, L10 timing (an error for a duration finer
-// than the backend keeps: whole seconds on iptables, milliseconds on
-// nftables), L13 rate semantics.
+// cannot express exactly, or of what no backend can hide: L05
+// scan-completable knocks, L07 capacity, L09 IPv6 keys, L10 timing (an
+// error for a duration finer than the backend keeps: whole seconds on
+// iptables, milliseconds on nftables), L13 (an error) a limit iptables
+// cannot share between IPv4 and IPv6.
 //
-// A comment "# kwl:ignore L13" silences those codes for the statement it
+// A comment "# kwl:ignore L09" silences those codes for the statement it
 // trails, or, standing on its own line, for the statement below it
 // (Policy.Filter). Errors cannot be silenced.
 package lang

@@ -53,10 +53,10 @@ kwl.dev/kwl/lang" lists them. Warnings do not change the exit code.
 
 Besides the language's own checks, check lowers the policy for each
 backend (both, or the one named with --backend) and warns where the
-backend cannot give a statement its exact meaning: a token bucket is not
-a sliding window (L13), xt_recent keeps 100 sources per list (L07), a
-hitcount above what older kernels accept (L01), and so on. The tests run
-on the same backends.
+backend cannot give a statement its exact meaning, and refuses what it
+cannot do exactly: iptables counts whole seconds (L10) and cannot share
+one limit between IPv4 and IPv6 (L13); xt_recent keeps 100 sources per
+list (L07). The tests run on the same backends.
 
 --format json prints the diagnostics of all files on stdout as one JSON
 array of objects with the fields file, line, col, severity, code, message

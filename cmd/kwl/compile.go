@@ -28,9 +28,17 @@ kwl-forward, kwl-knock, kwl-svc-NAME, ...) and insert the jumps into them
 at the top of INPUT, FORWARD and PREROUTING. --family ipv4 or ipv6 prints
 only one of the two.
 
-Warnings on stderr say where a backend cannot give a statement its exact
-meaning (L13: a token bucket is not a sliding window; L07: what happens
-when a set or list is full; L01: hitcounts older kernels refuse).
+A statement means the same on both backends; what a backend cannot do
+exactly is an error there (L10: iptables counts whole seconds; L13:
+iptables cannot share one limit between IPv4 and IPv6). Warnings on
+stderr say what no backend can hide (L07: what happens when a set or
+list is full).
+
+A limit N/T admits at most N new connections in any window T: on nft, N
+slot sets whose elements live for T ("add @lim_ssh_1_4 { ip saddr limit
+rate 1/week burst 1 packets } return", then the next slot, then the
+refusal); on iptables, "-m recent --rcheck --seconds T --hitcount N"
+refuses and "--set" stamps what is admitted.
 
 Exit status: 0 compiled, 1 errors in the policy, 2 bad usage or a file
 that could not be read.

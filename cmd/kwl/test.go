@@ -30,9 +30,10 @@ ACK, FIN, Xmas and null scans do: knocks, close ports and limits count
 SYNs only. An accepted connection attempt is answered by the server, so
 its flow becomes established. The simulator
 runs the ruleset that kwl compile prints, with the kernel's mechanisms:
-xt_recent lists for iptables, sets and token buckets for nft. A step at a
-timing boundary where the two differ can expect a verdict per backend:
-"expect drop iptables accept".
+xt_recent lists for iptables, sets for nft. A statement means the same
+on both, to the kernel's tick: a door "for 60s" opened at 1s admits at
+61s and refuses at 61.004s on each. A step can still expect a verdict
+per backend: "expect drop iptables accept".
 
 -v prints every step of every test with its verdict and explanation.
 
