@@ -11,19 +11,19 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
-// TCPFlags are the flags of a TCP header.
-type TCPFlags uint8
+// TCPFlags are the flags of a TCP header: lang's, which test steps name.
+type TCPFlags = lang.TCPFlags
 
 // The TCP flags, with the values they have in the header.
 const (
-	FIN TCPFlags = 0x01
-	SYN TCPFlags = 0x02
-	RST TCPFlags = 0x04
-	PSH TCPFlags = 0x08
-	ACK TCPFlags = 0x10
-	URG TCPFlags = 0x20
-	ECE TCPFlags = 0x40
-	CWR TCPFlags = 0x80
+	FIN = lang.FIN
+	SYN = lang.SYN
+	RST = lang.RST
+	PSH = lang.PSH
+	ACK = lang.ACK
+	URG = lang.URG
+	ECE = lang.ECE
+	CWR = lang.CWR
 )
 
 // Packet is one IP packet as the firewall sees it.
