@@ -2,6 +2,7 @@ package kerneltest
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,14 +110,14 @@ func TestHarnessCatchesBrokenModel(t *testing.T) {
 
 // TestDifferentialCatchesFlippedRule runs a catalog scenario on the kernel
 // with kwl's iptables ruleset and compares it with the simulator running
-// the same ruleset but for one xt_recent rule: the limit's --update turned
-// into --rcheck (so the simulated list no longer records the hits of
-// dropped retries). The comparison must report disagreements.
+// the same ruleset but for one xt_recent rule: the limit's --set turned
+// into --rcheck (so the simulated list no longer records the admitted
+// connections). The comparison must report disagreements.
 func TestDifferentialCatchesFlippedRule(t *testing.T) {
 	needRoot(t)
 	var sc Scenario
 	for _, c := range Catalog() {
-		if c.Name == "limit-burst-refill-retries" {
+		if c.Name == "limit-window-retries" {
 			sc = c
 		}
 	}
@@ -150,7 +151,7 @@ func TestDifferentialCatchesFlippedRule(t *testing.T) {
 		for _, tb := range fam.Tables {
 			for _, c := range tb.Chains {
 				for _, r := range c.Rules {
-					if r.Recent != nil && r.Recent.Op == iptables.Update && n == 0 {
+					if r.Recent != nil && r.Recent.Op == iptables.Set && strings.Contains(r.Recent.Name, "lim") && n == 0 {
 						r.Recent.Op = iptables.Rcheck
 						n++
 					}
@@ -159,14 +160,14 @@ func TestDifferentialCatchesFlippedRule(t *testing.T) {
 		}
 	}
 	if n == 0 {
-		t.Fatal("no --update rule to flip in the lowered ruleset")
+		t.Fatal("no --set rule of a limit to flip in the lowered ruleset")
 	}
 	ds, err := Compare(newModel("iptables", pol, nil, flipped), res.Outcomes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ds) == 0 {
-		t.Fatal("the harness did not catch a simulator running a ruleset with --update flipped to --rcheck")
+		t.Fatal("the harness did not catch a simulator running a ruleset with a limit's --set flipped to --rcheck")
 	}
 	t.Logf("flipped rule: %d packets compared, %d disagreements (expected); first:\n%s", len(res.Outcomes), len(ds), ds[0])
 }
