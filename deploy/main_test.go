@@ -14,6 +14,9 @@ import (
 func TestMain(m *testing.M) {
 	// A deploy with --confirm starts this binary as its watchdog.
 	RunWatchdog()
+	if arg := os.Getenv(childEnv); arg != "" {
+		confirmChild(arg)
+	}
 	if os.Geteuid() == 0 {
 		if gone, err := netns.RemoveStale("kwld"); err != nil {
 			fmt.Fprintf(os.Stderr, "removing stale namespaces %v: %v\n", gone, err)

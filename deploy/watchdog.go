@@ -275,6 +275,7 @@ func watch(jobPath string) error {
 			if err != nil {
 				return
 			}
+			events <- wdEvent{conn: c} // known from now on, told the outcome
 			go func() {
 				rd := bufio.NewReader(c)
 				for {
@@ -291,6 +292,7 @@ func watch(jobPath string) error {
 	defer timer.Stop()
 	conns := map[net.Conn]bool{}
 	outcome := ""
+	armed := false
 	for outcome == "" {
 		select {
 		case <-timer.C:
@@ -299,10 +301,20 @@ func watch(jobPath string) error {
 		case ev := <-events:
 			conns[ev.conn] = true
 			switch ev.cmd {
+			case "":
 			case "applied":
+				armed = true
 				timer.Reset(job.Confirm)
 				fmt.Fprintf(ev.conn, "armed\n")
-			case "confirm", "rollback", "abort":
+			case "confirm":
+				if !armed {
+					// A confirmation proves something only once the
+					// new ruleset is loaded.
+					fmt.Fprintf(ev.conn, "failed: the new ruleset is not loaded yet\n")
+					continue
+				}
+				outcome = ev.cmd
+			case "rollback", "abort":
 				outcome = ev.cmd
 			default:
 				fmt.Fprintf(ev.conn, "failed: unknown command %q\n", ev.cmd)
