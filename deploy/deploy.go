@@ -2,20 +2,44 @@
 // netlink (no nft binary), removes it, and reports what is loaded.
 //
 // kwl owns exactly one nftables table (inet kwl unless told otherwise)
-// and never reads or changes another. A deploy is one nfnetlink batch,
-// one transaction for the kernel: it creates the table if it is missing,
-// deletes it, and builds the new table with its sets, chains and rules,
-// and with the live elements of the old table's sets that the new
-// ruleset still has (doors, bans), each with the life it had left. The
-// kernel applies all of it or none of it; when it refuses, the error
-// names the statement whose rule it refused.
+// and never changes another. The table it creates carries a mark in its
+// user data (NFTA_TABLE_USERDATA; nft lists it as the comment "kwl
+// policy sha256:..."), with the services the policy guards (Mark). Apply
+// replaces, and Undeploy deletes, only a table with that mark, whatever
+// Options.Table names, unless Options.ForceForeign says otherwise; a
+// ForeignTableError leaves the table as it was. Every dump deploy reads
+// is filtered by table name in each message, since the kernel's chain
+// dump lists the chains of every table of the family.
+//
+// A deploy is one nfnetlink batch, one transaction for the kernel: it
+// deletes the old table by the handle it was read with (so that a table
+// made meanwhile under that name is never deleted in its place), creates
+// the new one with kwl's mark (failing if one of that name exists), and
+// builds its sets, chains and rules, with the live elements of the old
+// table's sets that the new ruleset still has (doors, bans), each with
+// the life it had left. The kernel applies all of it or none of it; when
+// it refuses, the error names the statement whose rule it refused.
+//
+// A redeploy that would leave a service the live table guards with no
+// guard (Options.Guarded against the live mark) is refused with an
+// UnguardError unless Options.Force is set.
 //
 // Conntrack is independent of the table, so established connections go
 // on being accepted by the new ruleset's established rule.
 //
-// With a confirmation delay (Options.Confirm), Apply keeps a copy of the
-// table as it was (read raw, so that it can be sent back byte for byte)
-// and restores it, state included, unless confirmation arrives in time.
+// Deploys and undeploys of one network namespace exclude each other
+// through one lock, RunDir/netns-DEV-INO.lock, named after the device and
+// inode of the namespace, whatever name it is given.
+//
+// With a confirmation delay (Options.Confirm), Apply starts a watchdog
+// before it loads the new table: the running binary again, in a session
+// of its own, which calls RunWatchdog. The watchdog holds the lock, the
+// namespace and the previous table (read raw, so that it can be sent
+// back byte for byte, in a file of the state directory), and listens on
+// RunDir/netns-DEV-INO.sock. Unless confirmed through that socket
+// (ConfirmNow, or Options.Confirmed of the deploying process) within the
+// delay, it restores the previous table, state included, and only that
+// table: whether or not the deploying process is still alive.
 package deploy
 
 import (
@@ -40,8 +64,8 @@ import (
 // DefaultTable is the name of the table kwl owns.
 const DefaultTable = "kwl"
 
-// DefaultStateDir holds deploy's lock and the pid of a deploy waiting
-// for confirmation.
+// DefaultStateDir holds kwl's state: the previous table while a deploy
+// waits for confirmation, and the watchdog's log.
 const DefaultStateDir = "/run/kwl"
 
 // Options says where and how to deploy.
@@ -395,7 +419,7 @@ func awaitConfirm(ctx context.Context, o *Options, t *target, wd *watchdog, tab 
 		return nil
 	case ans == "rolled back":
 		res.RolledBack = true
-		o.logf("kwl: not confirmed in time: the previous ruleset is restored\n")
+		o.logf("kwl: the previous ruleset is restored\n")
 		return ErrRolledBack
 	case strings.HasPrefix(ans, "failed: "):
 		return fmt.Errorf("rollback failed, the new ruleset is still loaded: %s", strings.TrimPrefix(ans, "failed: "))
