@@ -2,30 +2,55 @@
 // netlink (no nft binary), removes it, and reports what is loaded.
 //
 // kwl owns exactly one nftables table (inet kwl unless told otherwise)
-// and never reads or changes another. A deploy is one nfnetlink batch,
-// one transaction for the kernel: it creates the table if it is missing,
-// deletes it, and builds the new table with its sets, chains and rules,
-// and with the live elements of the old table's sets that the new
-// ruleset still has (doors, bans), each with the life it had left. The
-// kernel applies all of it or none of it; when it refuses, the error
-// names the statement whose rule it refused.
+// and never changes another. The table it creates carries a mark in its
+// user data (NFTA_TABLE_USERDATA; nft lists it as the comment "kwl
+// policy sha256:..."), with the services the policy guards (Mark). Apply
+// replaces, and Undeploy deletes, only a table with that mark, whatever
+// Options.Table names, unless Options.ForceForeign says otherwise; a
+// ForeignTableError leaves the table as it was. Every dump deploy reads
+// is filtered by table name in each message, since the kernel's chain
+// dump lists the chains of every table of the family.
+//
+// A deploy is one nfnetlink batch, one transaction for the kernel: it
+// deletes the old table by the handle it was read with (so that a table
+// made meanwhile under that name is never deleted in its place), creates
+// the new one with kwl's mark (failing if one of that name exists), and
+// builds its sets, chains and rules, with the live elements of the old
+// table's sets that the new ruleset still has (doors, bans), each with
+// the life it had left. The kernel applies all of it or none of it; when
+// it refuses, the error names the statement whose rule it refused.
+//
+// A redeploy that would leave a service the live table guards with no
+// guard (Options.Guarded against the live mark) is refused with an
+// UnguardError unless Options.Force is set.
 //
 // Conntrack is independent of the table, so established connections go
 // on being accepted by the new ruleset's established rule.
 //
-// With a confirmation delay (Options.Confirm), Apply keeps a copy of the
-// table as it was (read raw, so that it can be sent back byte for byte)
-// and restores it, state included, unless confirmation arrives in time.
+// Deploys and undeploys of one network namespace exclude each other
+// through one lock, RunDir/netns-DEV-INO.lock, named after the device and
+// inode of the namespace, whatever name it is given.
+//
+// With a confirmation delay (Options.Confirm), Apply starts a watchdog
+// before it loads the new table: the running binary again, in a session
+// of its own, which calls RunWatchdog. The watchdog holds the lock, the
+// namespace and the previous table (read raw, so that it can be sent
+// back byte for byte, in a file of the state directory), and listens on
+// RunDir/netns-DEV-INO.sock. Unless confirmed through that socket
+// (ConfirmNow, or Options.Confirmed of the deploying process) within the
+// delay, it restores the previous table, state included, and only that
+// table: whether or not the deploying process is still alive.
 package deploy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"net"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,8 +64,8 @@ import (
 // DefaultTable is the name of the table kwl owns.
 const DefaultTable = "kwl"
 
-// DefaultStateDir holds deploy's lock and the pid of a deploy waiting
-// for confirmation.
+// DefaultStateDir holds kwl's state: the previous table while a deploy
+// waits for confirmation, and the watchdog's log.
 const DefaultStateDir = "/run/kwl"
 
 // Options says where and how to deploy.
@@ -50,16 +75,29 @@ type Options struct {
 	NetNS string
 	// Table overrides the ruleset's table name (inet kwl).
 	Table string
-	// StateDir holds the lock and the confirmation pid file;
-	// DefaultStateDir when empty.
+	// StateDir holds the previous table while a deploy waits for
+	// confirmation, and the watchdog's log; DefaultStateDir when empty.
+	// The lock and the confirmation socket are in RunDir whatever it
+	// says.
 	StateDir string
 	// DryRun computes the changes and changes nothing.
 	DryRun bool
-	// Confirm, when positive, makes Apply wait that long for a
-	// confirmation (Confirmed) after applying, and restore the previous
-	// table with its state if none comes or ctx ends first.
+	// Confirm, when positive, hands the previous table to a watchdog
+	// that restores it, state included, unless confirmation arrives
+	// within that delay (Confirmed, or ConfirmNow from anywhere).
 	Confirm   time.Duration
 	Confirmed <-chan struct{}
+	// Policy identifies the policy (a hash of its source), written into
+	// the table's mark.
+	Policy string
+	// Guarded lists the services the policy guards with knocks. A
+	// redeploy that leaves a service the live table guards unguarded is
+	// refused unless Force is set.
+	Guarded []string
+	Force   bool
+	// ForceForeign lets deploy replace, and undeploy delete, a table of
+	// the given name that kwl did not create (it has no kwl mark).
+	ForceForeign bool
 	// Log receives progress messages (waiting, rolled back); nil: none.
 	Log io.Writer
 
@@ -114,63 +152,38 @@ func check() error {
 	return nil
 }
 
-// lock takes the deploy lock (flock on StateDir/lock), failing at once if
-// another kwl holds it.
-func lock(o *Options) (release func(), err error) {
-	dir := o.stateDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	p := filepath.Join(dir, "lock"+o.suffix())
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(p)
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			h := strings.TrimSpace(string(holder))
-			if h != "" {
-				h = " (pid " + h + ")"
-			}
-			return nil, fmt.Errorf("another kwl deploy is running%s: %s is locked", h, p)
-		}
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return func() {
-		f.Truncate(0)
-		unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		f.Close()
-	}, nil
-}
-
-// PidFile is the file where a deploy waiting for confirmation writes its
-// pid, for `kwl deploy --confirm-now` to signal it (SIGUSR1).
-func PidFile(o Options) string {
-	return filepath.Join(o.stateDir(), "confirm"+o.suffix()+".pid")
-}
-
-// ConfirmNow confirms the deploy waiting in the same namespace: it sends
-// SIGUSR1 to the pid in PidFile.
+// ConfirmNow confirms the deploy waiting for confirmation in o's
+// network namespace, through its watchdog's socket. Run from a new
+// session, it also proves that the new ruleset lets new connections in.
 func ConfirmNow(o Options) error {
-	b, err := os.ReadFile(PidFile(o))
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("no kwl deploy is waiting for confirmation (%s does not exist)", PidFile(o))
-	}
+	key, err := nsKey(o.NetNS)
 	if err != nil {
 		return err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return fmt.Errorf("%s: bad pid %q", PidFile(o), strings.TrimSpace(string(b)))
+	p := socketPath(key)
+	c, err := net.DialTimeout("unix", p, 5*time.Second)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+		return fmt.Errorf("no kwl deploy is waiting for confirmation in network namespace %s (nothing listens on %s)", displayNS(o.NetNS), p)
 	}
-	if err := unix.Kill(pid, unix.SIGUSR1); err != nil {
-		return fmt.Errorf("signal deploy process %d: %w", pid, err)
+	if err != nil {
+		return fmt.Errorf("confirmation socket: %w", err)
 	}
-	return nil
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(c, "confirm\n"); err != nil {
+		return fmt.Errorf("confirmation socket %s: %w", p, err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("confirmation socket %s: no answer: %w", p, err)
+	}
+	switch line = strings.TrimSpace(line); line {
+	case "confirmed":
+		return nil
+	case "rolled back":
+		return errors.New("too late: the deploy was rolled back")
+	}
+	return fmt.Errorf("the deploy was not confirmed: %s", line)
 }
 
 func tableOf(o *Options, rs *nft.Ruleset) (*nft.Ruleset, error) {
@@ -196,14 +209,26 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := check(); err != nil {
-		return nil, err
-	}
-	release, err := lock(&o)
+	mark := Mark{Policy: o.Policy, Guarded: slices.Sorted(slices.Values(o.Guarded))}
+	ud, err := mark.encode()
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	if err := check(); err != nil {
+		return nil, err
+	}
+	lk, err := lockNS(&o)
+	if err != nil {
+		return nil, err
+	}
+	handedOver := false
+	defer func() {
+		if handedOver {
+			lk.close() // the watchdog holds the lock now
+		} else {
+			lk.release()
+		}
+	}()
 	t, err := openTarget(o.NetNS)
 	if err != nil {
 		return nil, err
@@ -214,18 +239,39 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Replaced: old != nil, Kept: map[string]int{}, Table: familyString(n.Table.Family) + " " + n.Table.Name}
+	tabName := familyString(n.Table.Family) + " " + n.Table.Name
+	if old != nil && old.mark == nil && !o.ForceForeign {
+		return nil, &ForeignTableError{Table: tabName, What: "replace"}
+	}
+	if old != nil && !o.Force {
+		if u := unguarded(old.mark, mark.Guarded); len(u) > 0 {
+			return nil, &UnguardError{Table: tabName, Services: u}
+		}
+	}
+	res := &Result{Replaced: old != nil, Kept: map[string]int{}, Table: tabName}
 	if o.DryRun {
 		res.Changes, err = diff(old, n)
 		return res, err
 	}
 	b := nft.NewBatch()
-	if err := replaceTable(b, n.Table); err != nil {
-		return nil, err
+	if old != nil {
+		m, err := delTableMsg(byte(n.Table.Family), n.Table.Name, old.info.handle)
+		if err != nil {
+			return nil, err
+		}
+		b.Msgs = append(b.Msgs, m)
+		b.Notes = append(b.Notes, nft.Note{What: "delete table " + tabName + " (the one read, by its handle)"})
 	}
+	first := len(b.Msgs)
 	if err := b.AddNetlink(n); err != nil {
 		return nil, err
 	}
+	// The table's creation carries kwl's mark, and fails if a table of
+	// that name was made since it was read.
+	if b.Msgs[first], err = withUserdata(b.Msgs[first], ud); err != nil {
+		return nil, err
+	}
+	b.Msgs[first].Header.Flags |= netlink.Excl
 	if err := carryState(b, n, old, res.Kept); err != nil {
 		return nil, err
 	}
@@ -233,13 +279,37 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 		o.inject(b)
 	}
 	res.Messages = len(b.Msgs)
+	var wd *watchdog
+	if o.Confirm > 0 {
+		// The watchdog runs before the new table is loaded: whatever
+		// happens to this process from here on, the table goes back.
+		wd, err = startWatchdog(&o, lk, t, &watchJob{
+			Family: n.Table.Family, Table: n.Table.Name, NetNS: o.NetNS, HasNS: t.nsfd >= 0,
+			Confirm: o.Confirm, Started: time.Now(), Socket: socketPath(lk.key), Old: old.snapshot(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		handedOver = true
+		defer wd.conn.Close()
+	}
 	if err := t.send(b); err != nil {
+		if wd != nil {
+			var be *BatchError
+			cmd := "rollback" // the batch may or may not have been applied
+			if errors.As(err, &be) || errors.Is(err, ErrPermission) {
+				cmd = "abort" // nothing of it was
+			}
+			if ans, werr := wd.say(cmd); werr != nil || (ans != "aborted" && ans != "rolled back") {
+				err = fmt.Errorf("%w; the watchdog answered %q %v", err, ans, werr)
+			}
+		}
 		return res, err
 	}
 	if o.Confirm <= 0 {
 		return res, nil
 	}
-	return res, awaitConfirm(ctx, &o, t, n.Table, old, res)
+	return res, awaitConfirm(ctx, &o, t, wd, n.Table, old, res)
 }
 
 // limited returns the sets that a dynset of n updates with a per-element
@@ -299,30 +369,70 @@ func carryState(b *nft.Batch, n *nft.Netlink, old *live, kept map[string]int) er
 	return nil
 }
 
-// awaitConfirm waits for a confirmation; without one in time, or when
-// ctx ends (the terminal hung up), it restores old with its state.
-func awaitConfirm(ctx context.Context, o *Options, t *target, tab *nftables.Table, old *live, res *Result) error {
-	pidf := PidFile(*o)
-	if err := os.WriteFile(pidf, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return fmt.Errorf("pid file: %w (rolling back)", errors.Join(err, rollback(o, t, tab, old, res)))
+// ConfirmCommand is the command that confirms a deploy in namespace
+// netns.
+func ConfirmCommand(netns string) string {
+	c := "kwl deploy --confirm-now"
+	if netns != "" {
+		c += " --netns " + netns
 	}
-	defer os.Remove(pidf)
-	o.logf("kwl: new ruleset applied; confirm within %v (Enter on this terminal, `kwl deploy --confirm-now`, or SIGUSR1 to pid %d), or it is rolled back\n", o.Confirm, os.Getpid())
-	timer := time.NewTimer(o.Confirm)
-	defer timer.Stop()
+	return c
+}
+
+// awaitConfirm waits for the watchdog's outcome: confirmed (through
+// o.Confirmed or its socket), or rolled back at the deadline or when ctx
+// ends (the terminal hung up). Should the watchdog vanish, this process
+// rolls back itself.
+func awaitConfirm(ctx context.Context, o *Options, t *target, wd *watchdog, tab *nftables.Table, old *live, res *Result) error {
+	if ans, err := wd.say("applied"); err != nil || ans != "armed" {
+		o.logf("kwl: the watchdog does not answer (%q %v): restoring the previous ruleset\n", ans, err)
+		return selfRollback(t, tab, old, res)
+	}
+	o.logf("kwl: new ruleset loaded in table %s; it is rolled back in %v unless confirmed.\n", res.Table, o.Confirm)
+	o.logf("kwl: confirm from a NEW ssh session, which proves that new connections get in:\n")
+	o.logf("kwl:     %s\n", ConfirmCommand(o.NetNS))
+	o.logf("kwl: this session proves nothing: it lives on conntrack whatever the new ruleset does. Enter here confirms it anyway;\n")
+	o.logf("kwl: a hang-up or Ctrl-C rolls back now, and killing this process changes nothing: the watchdog rolls back at the deadline.\n")
+	outcome := make(chan string, 1)
+	go func() {
+		a, err := wd.answer()
+		if err != nil {
+			a = "lost: " + err.Error()
+		}
+		outcome <- a
+	}()
+	var ans string
 	select {
 	case <-o.Confirmed:
+		fmt.Fprintf(wd.conn, "confirm\n")
+		ans = <-outcome
+	case <-ctx.Done():
+		o.logf("kwl: %v before confirmation: restoring the previous ruleset\n", context.Cause(ctx))
+		fmt.Fprintf(wd.conn, "rollback\n")
+		ans = <-outcome
+	case ans = <-outcome:
+	}
+	switch {
+	case ans == "confirmed":
 		res.Confirmed = true
 		o.logf("kwl: confirmed; the new ruleset stays\n")
 		return nil
-	case <-timer.C:
-		o.logf("kwl: no confirmation within %v: restoring the previous ruleset\n", o.Confirm)
-	case <-ctx.Done():
-		o.logf("kwl: %v before confirmation: restoring the previous ruleset\n", context.Cause(ctx))
+	case ans == "rolled back":
+		res.RolledBack = true
+		o.logf("kwl: the previous ruleset is restored\n")
+		return ErrRolledBack
+	case strings.HasPrefix(ans, "failed: "):
+		return fmt.Errorf("rollback failed, the new ruleset is still loaded: %s", strings.TrimPrefix(ans, "failed: "))
 	}
-	if err := rollback(o, t, tab, old, res); err != nil {
+	o.logf("kwl: the watchdog is gone (%s): restoring the previous ruleset\n", ans)
+	return selfRollback(t, tab, old, res)
+}
+
+func selfRollback(t *target, tab *nftables.Table, old *live, res *Result) error {
+	if err := rollback(t, tab.Family, tab.Name, old); err != nil {
 		return fmt.Errorf("rollback failed, the new ruleset is still loaded: %w", err)
 	}
+	res.RolledBack = true
 	return ErrRolledBack
 }
 
@@ -330,31 +440,38 @@ func awaitConfirm(ctx context.Context, o *Options, t *target, tab *nftables.Tabl
 // and the previous ruleset was restored.
 var ErrRolledBack = errors.New("not confirmed: the previous ruleset was restored")
 
-func rollback(o *Options, t *target, tab *nftables.Table, old *live, res *Result) error {
+// rollback puts table family/name back as old was (deleting it when
+// old is nil), with the live state of its sets. It touches that table
+// only, and refuses when the table there now is not kwl's.
+func rollback(t *target, family nftables.TableFamily, name string, old *live) error {
+	cur, err := t.readLive(family, name, false)
+	if err != nil {
+		return err
+	}
+	tabName := familyString(family) + " " + name
+	if cur != nil && cur.mark == nil {
+		return fmt.Errorf("table %s was replaced meanwhile by one kwl did not create; it is left as it is", tabName)
+	}
 	b := nft.NewBatch()
-	if old == nil {
-		// There was no kwl table: going back means having none.
-		if err := replaceTable(b, tab); err != nil {
-			return err
-		}
-	} else {
-		cur, err := t.readLive(tab.Family, tab.Name, false)
+	if cur != nil {
+		m, err := delTableMsg(byte(family), name, cur.info.handle)
 		if err != nil {
 			return err
 		}
+		b.Msgs = append(b.Msgs, m)
+		b.Notes = append(b.Notes, nft.Note{What: "delete table " + tabName})
+	}
+	if old != nil {
 		if err := restoreBatch(b, old, cur); err != nil {
 			return err
 		}
 	}
-	if err := t.send(b); err != nil {
-		return err
-	}
-	res.RolledBack = true
-	return nil
+	return t.send(b)
 }
 
 // Undeploy deletes kwl's table (and nothing else). It reports whether
-// there was one.
+// there was one. A table of that name that kwl did not create is left
+// alone (a ForeignTableError) unless o.ForceForeign is set.
 func Undeploy(ctx context.Context, o Options) (bool, error) {
 	if err := check(); err != nil {
 		return false, err
@@ -373,14 +490,19 @@ func Undeploy(ctx context.Context, o Options) (bool, error) {
 	if name == "" {
 		name = DefaultTable
 	}
-	tab := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
-	l, err := t.readLive(tab.Family, name, false)
+	l, err := t.readLive(nftables.TableFamilyINet, name, false)
 	if err != nil || l == nil {
 		return false, err
 	}
-	b := nft.NewBatch()
-	if err := b.Add(nft.Note{What: "delete table inet " + name}, func(c *nftables.Conn) error { c.DelTable(tab); return nil }); err != nil {
+	if l.mark == nil && !o.ForceForeign {
+		return false, &ForeignTableError{Table: "inet " + name, What: "delete"}
+	}
+	m, err := delTableMsg(byte(nftables.TableFamilyINet), name, l.info.handle)
+	if err != nil {
 		return false, err
 	}
+	b := nft.NewBatch()
+	b.Msgs = append(b.Msgs, m)
+	b.Notes = append(b.Notes, nft.Note{What: "delete table inet " + name})
 	return true, t.send(b)
 }

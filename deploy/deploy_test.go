@@ -304,8 +304,8 @@ func TestConfirm(t *testing.T) {
 }
 
 func TestLock(t *testing.T) {
-	needRoot(t)
-	o := Options{StateDir: t.TempDir(), NetNS: "x"}
+	ns := newNS(t, "lock")
+	o := Options{StateDir: t.TempDir(), NetNS: ns.Name}
 	release, err := lock(&o)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,8 @@ type live struct {
 	family nftables.TableFamily
 	name   string
 	table  netlink.Message
+	info   tableInfo // its handle and user data
+	mark   *Mark     // kwl's mark; nil: the table is not kwl's
 	sets   []*liveSet
 	chains []netlink.Message
 	rules  []netlink.Message
@@ -36,6 +38,7 @@ type liveSet struct {
 	size    uint32
 	comment string
 	elems   []*liveElem
+	raw     []netlink.Message // the element dumps, as read
 }
 
 func (s *liveSet) anonymous() bool { return s.flags&unix.NFT_SET_ANONYMOUS != 0 }
@@ -122,27 +125,38 @@ func (t *target) readLive(family nftables.TableFamily, name string, full bool) (
 		return nil, fmt.Errorf("read table %s: %d replies", name, len(tabs))
 	}
 	l := &live{family: family, name: name, table: tabs[0]}
+	if l.info, err = parseTable(tabs[0]); err != nil {
+		return nil, err
+	}
+	l.mark = parseMark(l.info.userdata)
+	// The kernel's dumps of sets, chains and rules do not all honour the
+	// table attribute (nf_tables_dump_chains lists the chains of every
+	// table of the family): every message is checked for its table, so
+	// that nothing of another table is ever taken for kwl's, nor sent
+	// back by a rollback.
 	sets, err := get(c, unix.NFT_MSG_GETSET, family, true, []netlink.Attribute{{Type: unix.NFTA_SET_TABLE, Data: cstr(name)}})
 	if err != nil {
 		return nil, fmt.Errorf("read sets of %s: %w", name, err)
 	}
-	for _, m := range sets {
+	for _, m := range ofTable(sets, unix.NFTA_SET_TABLE, name) {
 		s, err := parseSet(m)
 		if err != nil {
 			return nil, err
 		}
 		l.sets = append(l.sets, s)
 	}
-	if !full {
-		goto elems
+	if full {
+		chains, err := get(c, unix.NFT_MSG_GETCHAIN, family, true, []netlink.Attribute{{Type: unix.NFTA_CHAIN_TABLE, Data: cstr(name)}})
+		if err != nil {
+			return nil, fmt.Errorf("read chains of %s: %w", name, err)
+		}
+		l.chains = ofTable(chains, unix.NFTA_CHAIN_TABLE, name)
+		rules, err := get(c, unix.NFT_MSG_GETRULE, family, true, []netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: cstr(name)}})
+		if err != nil {
+			return nil, fmt.Errorf("read rules of %s: %w", name, err)
+		}
+		l.rules = ofTable(rules, unix.NFTA_RULE_TABLE, name)
 	}
-	if l.chains, err = get(c, unix.NFT_MSG_GETCHAIN, family, true, []netlink.Attribute{{Type: unix.NFTA_CHAIN_TABLE, Data: cstr(name)}}); err != nil {
-		return nil, fmt.Errorf("read chains of %s: %w", name, err)
-	}
-	if l.rules, err = get(c, unix.NFT_MSG_GETRULE, family, true, []netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: cstr(name)}}); err != nil {
-		return nil, fmt.Errorf("read rules of %s: %w", name, err)
-	}
-elems:
 	// Elements last, just before the time stamp that their remaining
 	// lives are measured from.
 	for _, s := range l.sets {
@@ -153,16 +167,49 @@ elems:
 		if err != nil {
 			return nil, fmt.Errorf("read elements of set %s: %w", s.name, err)
 		}
-		for _, m := range ms {
-			es, err := parseElems(m)
-			if err != nil {
-				return nil, fmt.Errorf("elements of set %s: %w", s.name, err)
-			}
-			s.elems = append(s.elems, es...)
+		s.raw = ofTable(ms, unix.NFTA_SET_ELEM_LIST_TABLE, name)
+		if err := s.parseRaw(); err != nil {
+			return nil, err
 		}
 	}
 	l.taken = time.Now()
 	return l, nil
+}
+
+// parseRaw parses the element dumps of s.
+func (s *liveSet) parseRaw() error {
+	s.elems = nil
+	for _, m := range s.raw {
+		es, err := parseElems(m)
+		if err != nil {
+			return fmt.Errorf("elements of set %s: %w", s.name, err)
+		}
+		s.elems = append(s.elems, es...)
+	}
+	return nil
+}
+
+// ofTable returns the messages whose attribute attr names table name.
+func ofTable(msgs []netlink.Message, attr uint16, name string) []netlink.Message {
+	var out []netlink.Message
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			continue
+		}
+		for ad.Next() {
+			if ad.Type() == attr {
+				if attrString(ad.Bytes()) == name {
+					out = append(out, m)
+				}
+				break
+			}
+		}
+	}
+	return out
 }
 
 func be32(b []byte) uint32 {
@@ -366,23 +413,19 @@ func (e *liveElem) carried(setTimeout, elapsed time.Duration) (attrs []netlink.A
 	return attrs, true
 }
 
-// restoreBatch appends to b the messages that put l back as it was,
-// replacing whatever table of that name exists. Elements of named sets
+// restoreBatch appends to b the messages that put l back as it was; the
+// table of that name must be gone first (deleted earlier in the batch). Elements of named sets
 // come from state when it has a set of the same name and type (the live
 // state at rollback time) and from l otherwise, aged by the time since
 // they were read; elements with stateful expressions (per-source token
 // buckets) are left out, since their state cannot be read back and a
 // new element starts with a full bucket anyway.
 func restoreBatch(b *nft.Batch, l *live, state *live) error {
-	tab := &nftables.Table{Name: l.name, Family: l.family}
-	if err := replaceTable(b, tab); err != nil {
-		return err
-	}
 	add := func(what string, m netlink.Message) {
 		b.Msgs = append(b.Msgs, m)
 		b.Notes = append(b.Notes, nft.Note{What: what})
 	}
-	m, err := strip(l.table, unix.NFT_MSG_NEWTABLE, 0, nftaTableHandle, unix.NFTA_TABLE_USE)
+	m, err := strip(l.table, unix.NFT_MSG_NEWTABLE, netlink.Excl, nftaTableHandle, unix.NFTA_TABLE_USE, nftaTableOwner)
 	if err != nil {
 		return err
 	}
@@ -447,6 +490,7 @@ func restoreBatch(b *nft.Batch, l *live, state *live) error {
 // Attribute numbers golang.org/x/sys/unix does not define (nf_tables.h).
 const (
 	nftaTableHandle = 4  // NFTA_TABLE_HANDLE
+	nftaTableOwner  = 7  // NFTA_TABLE_OWNER: the owning socket, dumps only
 	nftaSetHandle   = 16 // NFTA_SET_HANDLE
 	nftaSetType     = 19 // NFTA_SET_TYPE: the backend, reported by dumps only
 	nftaSetCount    = 20 // NFTA_SET_COUNT: the number of elements, dumps only
@@ -464,18 +508,6 @@ func (l *live) set(name string) *liveSet {
 		}
 	}
 	return nil
-}
-
-// replaceTable appends "create table if missing, delete it, create it":
-// the delete then always finds the table, whether or not one existed,
-// and what follows builds the new one (nft's idiom `table t; delete
-// table t; table t {...}` in one file).
-func replaceTable(b *nft.Batch, tab *nftables.Table) error {
-	name := familyString(tab.Family) + " " + tab.Name
-	if err := b.Add(nft.Note{What: "add table " + name}, func(c *nftables.Conn) error { c.AddTable(tab); return nil }); err != nil {
-		return err
-	}
-	return b.Add(nft.Note{What: "delete table " + name}, func(c *nftables.Conn) error { c.DelTable(tab); return nil })
 }
 
 func familyString(f nftables.TableFamily) string {

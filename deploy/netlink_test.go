@@ -45,7 +45,13 @@ func nftList(t testing.TB, ns *netns.NS, args ...string) string {
 
 var handleRE = regexp.MustCompile(` # handle \d+`)
 
-func normalize(s string) string { return handleRE.ReplaceAllString(s, "") }
+// markRE is the comment of kwl's mark, which nft -f of a ruleset's text
+// does not write.
+var markRE = regexp.MustCompile(`(?m)^\tcomment "kwl( policy [^"]*)?"\n`)
+
+func normalize(s string) string {
+	return markRE.ReplaceAllString(handleRE.ReplaceAllString(s, ""), "")
+}
 
 func pos(line int) lang.Pos { return lang.Pos{File: "t.kwl", Line: line, Col: 1} }
 

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -16,17 +21,12 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
-// policyRuleset compiles a policy into nft ruleset data: lang.Load then
-// nft.Lower. It prints the diagnostics of both (errors and the backend's
-// warnings) to stderr with their source lines, and returns nil when the
-// policy has errors.
-func policyRuleset(env *cmdEnv, file string, src []byte) *nft.Ruleset {
+// policyRuleset compiles a loaded policy into nft ruleset data with
+// nft.Lower. It prints the diagnostics of the load and of the backend
+// (errors and warnings) to stderr with their source lines, and returns
+// nil when there are errors.
+func policyRuleset(env *cmdEnv, file string, src []byte, pol *lang.Policy, diags lang.Diagnostics) *nft.Ruleset {
 	srcs := map[string][]byte{file: src}
-	pol, diags := lang.Load(file, src)
-	if diags.HasErrors() {
-		printDiags(env, diags, srcs)
-		return nil
-	}
 	rs, more := nft.Lower(pol)
 	diags = append(diags, pol.Filter(more)...)
 	printDiags(env, diags, srcs)
@@ -36,23 +36,82 @@ func policyRuleset(env *cmdEnv, file string, src []byte) *nft.Ruleset {
 	return rs
 }
 
+// statements counts the statements of pol that change what the
+// firewall does.
+func statements(pol *lang.Policy) int {
+	return len(pol.Doors) + len(pol.Revokes) + len(pol.Limits) + len(pol.Allows)
+}
+
+// guarded lists the services pol guards with knocks.
+func guarded(pol *lang.Policy) []string {
+	var out []string
+	for _, s := range pol.Services {
+		if s.Guarded {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// policyID identifies a policy's source in kwl's table mark.
+func policyID(src []byte) string {
+	h := sha256.Sum256(src)
+	return "sha256:" + hex.EncodeToString(h[:8])
+}
+
+// refuseExposure refuses, before the kernel is touched, a policy that
+// would expose what it means to guard: one with no statement (it would
+// remove every guard), or one whose own tests fail on the backend. It
+// prints why and returns false.
+func refuseExposure(env *cmdEnv, file string, pol *lang.Policy, backend string, force bool) bool {
+	if statements(pol) == 0 && !force {
+		fmt.Fprintf(env.stderr, "kwl deploy: %s has no statement: deploying it would remove every guard kwl keeps; nothing was applied (kwl undeploy removes kwl's table; --force deploys an empty policy)\n", file)
+		return false
+	}
+	if runTests == nil || len(pol.Tests) == 0 {
+		return true
+	}
+	var out bytes.Buffer
+	if runTests(&cmdEnv{stdin: env.stdin, stdout: &out, stderr: &out}, pol, []string{backend}) {
+		for _, line := range strings.SplitAfter(out.String(), "\n") {
+			if !strings.HasPrefix(line, "ok ") {
+				io.WriteString(env.stderr, line)
+			}
+		}
+		fmt.Fprintf(env.stderr, "kwl deploy: %s fails its own tests on the %s backend (kwl test --backend %s %s); nothing was applied\n", file, backend, backend, file)
+		return false
+	}
+	return true
+}
+
 func init() {
 	register(&command{
 		name:  "deploy",
-		usage: "kwl deploy [--dry-run] [--confirm DUR] [--netns NAME] [--table NAME] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--netns NAME] FILE",
+		usage: "kwl deploy [--dry-run] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--netns NAME] FILE",
 		short: "load the policy into the running kernel, atomically",
 		long: `Deploy compiles FILE and loads it into the kernel.
 
-The policy is read and compiled first, as kwl compile does: its errors
-and the backend's warnings are printed with their lines, and a policy
-with errors is not applied at all.
+The policy is read, compiled and tested first: its errors and the
+backend's warnings are printed with their lines, and its test blocks run
+in the simulator on the backend chosen, and a policy
+with errors is not applied at all, nor one whose tests fail, nor one
+with no statement (it would remove every guard: kwl undeploy says that
+in words).
 
 With the nft backend (the default) kwl talks netlink itself; the nft binary
 is not needed. kwl owns one table, inet kwl, and never touches another
-table, chain or set. The whole ruleset goes to the kernel as one batch, one
-transaction: it is applied completely or not at all. If the kernel refuses
-part of it, the previous ruleset stays in force and the error names the
-policy statement whose rule was refused.
+table, chain or set. The table it creates carries a mark in its user data
+(nft list shows comment "kwl policy sha256:..."): the policy it came from
+and the services it guards. Deploy replaces, and undeploy deletes, only a
+table with that mark: whatever --table names, a table kwl did not create
+(such as Debian's inet filter) is refused, and left byte for byte as it
+was. --force-foreign takes it over anyway (a table of an older kwl,
+which had no mark).
+
+The whole ruleset goes to the kernel as one batch, one transaction: it is
+applied completely or not at all. If the kernel refuses part of it, the
+previous ruleset stays in force and the error names the policy statement
+whose rule was refused.
 
 A redeploy keeps live state: every set of the loaded table whose name and
 key type the new policy still has keeps its elements, each with the time it
@@ -61,17 +120,36 @@ new source's would: the kernel cannot report a bucket's tokens.
 Established connections are never cut: conntrack does not depend on the
 table, and the new table accepts them again.
 
+A redeploy that would leave a service the live table guards with knocks
+unguarded (open to every source) is refused; --force deploys it anyway.
+
 --dry-run prints what would change (sets, chains and rules added, removed
 or changed) and changes nothing.
 
---confirm DUR applies, then waits DUR for a confirmation: Enter on this
-terminal, 'kwl deploy --confirm-now' from another shell, or SIGUSR1 to the
-waiting process (its pid is in /run/kwl/confirm.pid). Without one in time,
-or if the terminal hangs up (SIGHUP: a lost ssh session) or the process is
-interrupted, the previous ruleset is restored with its state.
+--confirm DUR loads the policy, then rolls it back after DUR unless it is
+confirmed. Confirm from a NEW ssh session:
 
-Only one deploy runs at a time (flock on /run/kwl/lock, one lock per
-namespace). Deploy needs root (CAP_NET_ADMIN).
+	kwl deploy --confirm-now [--netns NAME]
+
+A new session proves that the new ruleset lets new connections in; the
+session that deployed proves nothing, since conntrack keeps it alive
+whatever the ruleset says. Enter on the deploying terminal confirms too.
+The rollback is done by a watchdog, a kwl process in a session of its own
+that holds the previous table (in the --state-dir directory, by default
+/run/kwl): if the deploying process is killed, even with SIGKILL, or
+the ssh session is lost, the previous ruleset, doors and bans included,
+is back at the deadline. A hang-up (SIGHUP), Ctrl-C or SIGTERM of the
+deploying process rolls back at once. The rollback restores kwl's table
+and nothing else: changes made to other tables meanwhile stay.
+
+Only one deploy or undeploy runs at a time in a network namespace,
+however the namespace is named (--netns NAME, --netns /proc/PID/ns/net,
+or none for the namespace kwl runs in): the lock is
+/run/kwl/netns-DEV-INO.lock, after the namespace's device and inode, and a
+deploy waiting for confirmation holds it until it is confirmed or rolled
+back. --confirm-now finds the waiting deploy through the socket
+/run/kwl/netns-DEV-INO.sock of the same namespace. Deploy needs root
+(CAP_NET_ADMIN).
 
 With --backend iptables, the iptables-restore and ip6tables-restore input
 is loaded with --noflush into kwl's own chains, and the jumps from the
@@ -82,8 +160,16 @@ recent lists (doors, limits, bans) survive a redeploy when the new ruleset
 still has rules on them: the kernel keeps a list while a rule uses it.
 
 Exit status: 0 loaded (or, with --dry-run, compared), 1 errors in the
-policy, a kernel that refused the ruleset, or a deploy rolled back for
-want of confirmation, 2 bad usage or a file that could not be read.`,
+policy, failing tests, a refused deploy, a kernel that refused the
+ruleset, or a deploy rolled back for want of confirmation, 2 bad usage or
+a file that could not be read.
+
+Examples:
+
+	kwl deploy --dry-run policy.kwl
+	kwl deploy --confirm 60s policy.kwl       # then, from a new ssh session:
+	kwl deploy --confirm-now
+	kwl deploy --netns lab --confirm 10s policy.kwl`,
 		run: runDeploy,
 	})
 }
@@ -93,15 +179,18 @@ func runDeploy(env *cmdEnv, args []string) int {
 	fs := c.newFlags(env)
 	dry := fs.Bool("dry-run", false, "print what would change, change nothing")
 	confirm := fs.Duration("confirm", 0, "roll back unless confirmed within `DUR`")
-	confirmNow := fs.Bool("confirm-now", false, "confirm the deploy waiting for confirmation")
-	netns := fs.String("netns", "", "work in network namespace `NAME` (/run/netns/NAME)")
+	confirmNow := fs.Bool("confirm-now", false, "confirm the deploy waiting for confirmation in the namespace")
+	netns := fs.String("netns", "", "work in network namespace `NAME` (/run/netns/NAME, or a path)")
 	table := fs.String("table", deploy.DefaultTable, "name of kwl's table")
 	backend := fs.String("backend", "nft", "`nft` or iptables")
-	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of the lock and pid files")
+	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of the previous table while a deploy waits for confirmation")
+	force := fs.Bool("force", false, "deploy an empty policy, or one that unguards a service the live table guards")
+	forceForeign := fs.Bool("force-foreign", false, "replace a table of that name that kwl did not create")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	o := deploy.Options{NetNS: *netns, Table: *table, StateDir: *stateDir, DryRun: *dry, Confirm: *confirm, Log: env.stderr}
+	o := deploy.Options{NetNS: *netns, Table: *table, StateDir: *stateDir, DryRun: *dry, Confirm: *confirm, Log: env.stderr,
+		Force: *force, ForceForeign: *forceForeign}
 	if *confirmNow {
 		if fs.NArg() != 0 {
 			fmt.Fprintf(env.stderr, "kwl deploy: --confirm-now takes no file\n")
@@ -111,6 +200,7 @@ func runDeploy(env *cmdEnv, args []string) int {
 			fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
 			return exitFail
 		}
+		fmt.Fprintf(env.stderr, "kwl deploy: confirmed; the new ruleset stays\n")
 		return exitOK
 	}
 	if fs.NArg() != 1 {
@@ -131,36 +221,45 @@ func runDeploy(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl deploy: --dry-run and --confirm need the nft backend\n")
 		return exitUsage
 	}
-	// The policy is read and compiled before the kernel is touched: a
-	// file that cannot be read (exit 2) or a policy with errors (exit 1)
-	// changes nothing.
+	// The policy is read, compiled and tested before the kernel is
+	// touched: a file that cannot be read (exit 2), a policy with errors
+	// or failing tests (exit 1) changes nothing.
 	file := fs.Arg(0)
 	src, err := readSource(env, file)
 	if err != nil {
 		return ioError(env, "deploy", err)
 	}
+	pol, diags := lang.Load(file, src)
+	if diags.HasErrors() {
+		printDiags(env, diags, map[string][]byte{file: src})
+		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
+		return exitFail
+	}
 	if *backend == "iptables" {
+		if !refuseExposure(env, file, pol, *backend, *force) {
+			return exitFail
+		}
 		return deployIptables(env, o, file, src)
 	}
-	rs := policyRuleset(env, file, src)
+	rs := policyRuleset(env, file, src, pol, diags)
 	if rs == nil {
 		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
 		return exitFail
 	}
+	if !refuseExposure(env, file, pol, *backend, *force) {
+		return exitFail
+	}
+	o.Policy, o.Guarded = policyID(src), guarded(pol)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	if *confirm > 0 {
 		confirmed := make(chan struct{}, 1)
 		o.Confirmed = confirmed
 		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 		defer signal.Stop(sigs)
 		go func() {
 			for s := range sigs {
-				if s == syscall.SIGUSR1 {
-					confirmed <- struct{}{}
-					continue
-				}
 				cancel(fmt.Errorf("signal %v", s))
 			}
 		}()

@@ -13,6 +13,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"kwl.dev/kwl/deploy"
 )
 
 // Exit codes, as the specification of the command line says.
@@ -79,6 +81,8 @@ func main() {
 
 // run is kwl's main without the process: it returns the exit code.
 func run(env *cmdEnv, args []string) int {
+	// A deploy waiting for confirmation runs kwl again as its watchdog.
+	deploy.RunWatchdog()
 	if len(args) == 0 {
 		printHelp(env.stderr)
 		return exitUsage
