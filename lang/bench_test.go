@@ -52,3 +52,12 @@ func BenchmarkLoadSources(b *testing.B) {
 		b.Run(fmt.Sprintf("sources=%d", n), func(b *testing.B) { benchLoad(b, src, n, "source") })
 	}
 }
+
+// BenchmarkLoadNewlines: check of 4 MB of empty lines.
+func BenchmarkLoadNewlines(b *testing.B) {
+	src := make([]byte, 4<<20)
+	for i := range src {
+		src[i] = '\n'
+	}
+	b.Run("4MB", func(b *testing.B) { benchLoad(b, src, len(src), "byte") })
+}
