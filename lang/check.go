@@ -36,6 +36,8 @@ const (
 	ErrLogPrefix      = "E22" // a log prefix a backend would cut or alter
 	ErrLogRate        = "E23" // a log rate no backend can count exactly
 	ErrFlags          = "E24" // TCP flags that are not letters of flags, or on a UDP step
+	ErrNameLength     = "E25" // a service name longer than MaxNameLen
+	ErrTestLength     = "E26" // a test of more than MaxTestSteps steps
 
 	// LintKnockOnOtherService: a knock or close port that is a port of
 	// another service the policy guards, allows or limits (KERNEL.md L04).
@@ -194,6 +196,10 @@ func (c *checker) serviceStmt(s *ServiceStmt) {
 		c.errorf(pos, ErrServiceTwice, fmt.Sprintf("the first definition is at line %d", prev.Pos.Line),
 			"service %q is defined twice", s.Name)
 		return
+	}
+	if len(s.Name) > MaxNameLen {
+		c.errorf(pos, ErrNameLength, "name it in fewer words: a name becomes part of set, chain and list names, and of rule comments",
+			"service name of %d characters is longer than %d", len(s.Name), MaxNameLen)
 	}
 	svc := &Service{Pos: pos, Name: s.Name}
 	svc.Ports = c.portList(s.Ports, "service", false)
@@ -665,6 +671,11 @@ func (c *checker) testStmt(s *TestStmt) {
 			continue
 		}
 		sp := st.Position()
+		if len(t.Steps) == MaxTestSteps {
+			c.errorf(sp, ErrTestLength, "split the test into several: each starts from an empty state",
+				"test %q has more than %d steps", name, MaxTestSteps)
+			break
+		}
 		step := &Step{Pos: sp, Kind: New, Expect: verdicts[st.Expect]}
 		if st.Data {
 			step.Kind = Data

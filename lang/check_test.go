@@ -55,6 +55,8 @@ func TestCheckErrors(t *testing.T) {
 		{"unknown flag", `test "t" { at 0s from 1.2.3.4 tcp/22 flags SX expect drop }`, "E24", 1, 44, `"X" is not a TCP flag in "SX"`, "S (SYN), A (ACK)"},
 		{"flag twice", `test "t" { at 0s from 1.2.3.4 tcp/22 flags AA expect drop }`, "E24", 1, 44, "TCP flag A is given twice", ""},
 		{"flags on udp", `test "t" { at 0s from 1.2.3.4 udp/53 flags A expect drop }`, "E24", 1, 44, "a UDP datagram has no TCP flags", ""},
+		{"long name", "service " + strings.Repeat("a", 65) + " = 2222", "E25", 1, 1, "service name of 65 characters is longer than 64", "fewer words"},
+		{"long test", "test \"t\" {\n" + strings.Repeat("at 0s from 1.2.3.4 tcp/22 expect drop\n", MaxTestSteps+1) + "}", "E26", MaxTestSteps + 2, 1, `test "t" has more than 10000 steps`, "split"},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
 	}
 	for _, tc := range tests {

@@ -166,6 +166,21 @@
 //	    whole number of lines per second, minute, hour or day
 //	E24 a step's flags with a letter that is no TCP flag or a flag twice,
 //	    or flags on a UDP step
+//	E25 service name longer than MaxNameLen (64) characters: it becomes
+//	    part of set, chain and list names and of rule comments, which
+//	    the kernel bounds
+//	E26 test of more than MaxTestSteps (10,000) steps: the fresh source
+//	    ports from 40000 up would run out
+//
+// # Bounds
+//
+// Check and the backends take time and memory linear in the size of a
+// policy: a knock sequence of n ports compiles to O(n) rules of a size
+// that does not depend on n (its reset is a chain of one delete a rule),
+// a close of many doors and the guard of a service with many doors are
+// chains too, and sources are folded in one sorted pass. So no rule
+// passes the kernel's bounds of 128 expressions and 4 kB (EFBIG).
+// Empty lines and repeated separators are dropped as they are scanned.
 //
 // Lints (warnings, exit code unchanged):
 //

@@ -87,6 +87,20 @@ const (
 // characters (nft 127), and a prefix means the same on every backend.
 const MaxLogPrefix = 29
 
+// MaxNameLen is the longest service name. A name goes into the names of
+// sets, chains and xt_recent lists and into rule comments, whose lengths
+// the kernel bounds (255 for an nft set or chain name, 28 for an
+// iptables chain, 199 for a recent list, 255 bytes of a rule's user
+// data); the backends shorten what is longer with a hash, and a comment
+// of a name of this length stays within the bound.
+const MaxNameLen = 64
+
+// MaxTestSteps is the most steps of a test. Each step without a source
+// port takes a fresh one from the 25,536 ports from 40000 up, and the
+// steps that name a port take theirs, so a test of at most this many
+// steps never runs out of ports.
+const MaxTestSteps = 10000
+
 // Policy is a checked policy file: the IR.
 type Policy struct {
 	File     string

@@ -94,22 +94,40 @@ func (d *kwlLexer) Lex(filename string, r io.Reader) (lexer.Lexer, error) {
 	return &sliceLexer{toks: toks}, nil
 }
 
-// scan returns every token of src, spaces included, ending with EOF.
+// scan returns the tokens of src that the parser reads, ending with EOF:
+// no spaces, and no separator that changes nothing. A ';' after a ';' or
+// a newline is dropped, and a newline after two newlines (the parser
+// tells only whether a blank line came before an item), so that the
+// tokens, and the memory they take, grow with the statements and
+// comments rather than with the empty lines between them. Tokens are
+// read one at a time, never all kept.
 func scan(filename, src string) ([]lexer.Token, error) {
 	l, err := baseLexer.LexString(filename, src)
 	if err != nil {
 		return nil, err
 	}
-	toks, err := lexer.ConsumeAll(l)
-	if err != nil {
-		return nil, err
-	}
-	for i := range toks {
-		if toks[i].Type == tWord {
-			toks[i].Type = classify(toks[i].Value)
+	var toks []lexer.Token
+	for {
+		t, err := l.Next()
+		if err != nil {
+			return nil, err
+		}
+		n := len(toks)
+		switch {
+		case t.Type == tSpace:
+			continue
+		case t.Type == tSemi && n > 0 && (toks[n-1].Type == tSemi || toks[n-1].Type == tNL):
+			continue
+		case t.Type == tNL && n > 1 && toks[n-1].Type == tNL && toks[n-2].Type == tNL:
+			continue
+		case t.Type == tWord:
+			t.Type = classify(t.Value)
+		}
+		toks = append(toks, t)
+		if t.Type == tEOF {
+			return toks, nil
 		}
 	}
-	return toks, nil
 }
 
 func classify(w string) lexer.TokenType {

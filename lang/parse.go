@@ -42,11 +42,7 @@ func Parse(filename string, src []byte) (*File, Diagnostics) {
 		p.diags.Add(Pos{File: filename, Line: 1, Col: 1}, Error, "", err.Error(), "")
 		return f, p.diags
 	}
-	for _, t := range toks {
-		if t.Type != tSpace {
-			p.toks = append(p.toks, t)
-		}
-	}
+	p.toks = toks
 	f.Items, _ = p.items(false)
 	p.diags.Sort()
 	return f, p.diags

@@ -136,7 +136,7 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 			used[st.SPort] = true
 		}
 	}
-	next := uint16(firstEphemeral)
+	next := firstEphemeral
 	for i, st := range t.Steps {
 		src := st.Src.Unmap()
 		dst := st.Dst.Unmap()
@@ -152,11 +152,18 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 			if sp, ok := latest[k]; ok && st.Kind == lang.Data {
 				sport = sp
 			} else {
-				for used[next] {
+				for next <= 65535 && used[uint16(next)] {
 					next++
 				}
-				sport = next
-				used[next] = true
+				if next > 65535 {
+					// lang.MaxTestSteps keeps a checked test from getting here.
+					res.Err = fmt.Errorf("%s: test %q: the step needs a fresh source port and ports %d to 65535 are all taken; split the test",
+						st.Pos, t.Name, firstEphemeral)
+					res.Steps = nil
+					return res
+				}
+				sport = uint16(next)
+				used[sport] = true
 			}
 		}
 		if st.Kind == lang.New {

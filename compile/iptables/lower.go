@@ -299,7 +299,7 @@ func (b *fam) knockRules(c *Chain, knocks []plan.Knock) {
 			ports, from, fm, lg, s = d.Sequence, d.From, d.Family, d.Log, d.Service
 		} else {
 			r := k.Revoke
-			ports, from, fm, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, plan.RevokeLog(b.l.p, r), r.Service, "close"
+			ports, from, fm, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, b.l.ids.RevokeLog(r), r.Service, "close"
 		}
 		if !plan.Covers(plan.Families(fm, from, nil), b.f) {
 			continue
@@ -331,7 +331,7 @@ func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
 		return
 	}
 	var final []*Recent
-	for _, d := range plan.DoorsOf(b.l.p, r.Service) {
+	for _, d := range b.l.ids.DoorsOf(r.Service) {
 		if plan.Covers(plan.Families(d.Family, d.From, d.Service), b.f) {
 			final = append(final, &Recent{Name: b.doorList(d), Op: Remove})
 		}

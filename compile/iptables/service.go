@@ -17,9 +17,9 @@ import (
 // under the limits) accept.
 func (b *fam) serviceChain(s *lang.Service) *Chain {
 	l := b.l
-	doors := plan.DoorsOf(l.p, s)
-	limits := plan.LimitsOf(l.p, s)
-	allows := plan.AllowsOf(l.p, s)
+	doors := l.ids.DoorsOf(s)
+	limits := l.ids.LimitsOf(s)
+	allows := l.ids.AllowsOf(s)
 	covers := func(fm lang.Family, from []netip.Prefix) bool {
 		return plan.Covers(plan.Families(fm, from, s), b.f)
 	}

@@ -58,6 +58,10 @@ type lowerer struct {
 	sets  map[string]*Set
 	// overChains are the chains that ban a source over a limit.
 	overChains []*Chain
+	// helpers are the chains that the knock and service chains jump to
+	// so that no rule grows with a statement: the resets of sequences,
+	// the closes of many doors, the guards of a service with many doors.
+	helpers []*Chain
 }
 
 // millis refuses the durations nftables cannot keep exactly. Set and
@@ -349,6 +353,9 @@ func (l *lowerer) lower() {
 	}
 
 	// Regular chains first, so that every jump names a chain declared above it.
+	for _, c := range l.helpers {
+		l.chain(c)
+	}
 	if knock != nil {
 		l.chain(knock)
 	}
@@ -393,7 +400,7 @@ func (l *lowerer) knockRules(c *Chain, knocks []plan.Knock) {
 			ports, from, fam, lg, s = d.Sequence, d.From, d.Family, d.Log, d.Service
 		} else {
 			r := k.Revoke
-			ports, from, fam, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, plan.RevokeLog(l.p, r), r.Service, "close"
+			ports, from, fam, lg, s, kind = append(append([]lang.Port{}, r.Ports...), r.Sequence...), r.From, r.Family, l.ids.RevokeLog(r), r.Service, "close"
 		}
 		// Knock ports are addressed to the firewall: a forwarded service's
 		// family does not restrict them.
@@ -454,7 +461,7 @@ func (l *lowerer) doorRules(c *Chain, d *lang.Door) {
 func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 	for _, f := range plan.Families(r.Family, r.From, nil) {
 		var final []Expr
-		for _, d := range plan.DoorsOf(l.p, r.Service) {
+		for _, d := range l.ids.DoorsOf(r.Service) {
 			if plan.Covers(plan.Families(d.Family, d.From, d.Service), f) {
 				final = append(final, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, 0)})
 			}
@@ -463,6 +470,16 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 			continue // no door of this family to close; the ports are still dropped
 		}
 		cm := comment("close", r.Service, r.Pos)
+		if len(final) > 1 {
+			// One delete a rule, in a chain of its own: the rule that
+			// closes stays the same size however many doors there are.
+			cc := &Chain{Name: fmt.Sprintf("close_%s%s", l.ids.Revoke[r], fsuffix(f))}
+			for _, e := range final {
+				cc.Rules = append(cc.Rules, &Rule{Exprs: one(e), Origin: r.Pos, Comment: cm})
+			}
+			l.helpers = append(l.helpers, cc)
+			final = one(&Verdict{Kind: Jump, Chain: cc.Name})
+		}
 		if len(r.Ports) > 0 {
 			for _, pp := range plan.ByProto(r.Ports) {
 				c.Rules = append(c.Rules, &Rule{
@@ -483,7 +500,14 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 // attempt; a knock on pk, k > 1, advances a source found in s(k-1) and
 // resets any other source (knockd: a knock out of order invalidates the
 // attempt); the last knock runs final (opens or closes the door). A source
-// is in at most one stage set at a time.
+// is in at most one stage set at a time, so an advance deletes it from
+// s(k-1) alone.
+//
+// A reset deletes the source from every stage set. It is a chain of its
+// own, one delete a rule, which the rules jump to: a rule stays the same
+// size however long the sequence is. The kernel refuses a rule of more
+// than 128 expressions or of 4 kB of expression data (EFBIG,
+// nf_tables_newrule), which a rule deleting from 34 sets passes.
 func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within time.Duration,
 	from []netip.Prefix, f plan.Fam, pos lang.Pos, final []Expr, cm string) {
 	n := len(ports)
@@ -492,38 +516,30 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within 
 		return
 	}
 	stages := make([]string, n) // stages[k]: set of sources at stage k, 1 <= k < n
+	reset := &Chain{Name: fmt.Sprintf("%s_%s_reset%s", kind, id, fsuffix(f))}
 	for k := 1; k < n; k++ {
 		stages[k] = l.stageSet(kind, id, k, f, within, pos)
+		reset.Rules = append(reset.Rules, &Rule{Exprs: one(&Dynset{Op: Delete, Set: stages[k], Key: key(f, 0)}), Origin: pos, Comment: cm})
 	}
-	deleteAll := func(except int) []Expr {
-		var es []Expr
-		for k := 1; k < n; k++ {
-			if k != except {
-				es = append(es, &Dynset{Op: Delete, Set: stages[k], Key: key(f, 0)})
-			}
-		}
-		return es
-	}
+	l.helpers = append(l.helpers, reset)
+	jumpReset := one(&Verdict{Kind: Jump, Chain: reset.Name})
 	// p1: restart.
-	c.Rules = append(c.Rules, &Rule{
-		Exprs:  cat(knockBase(f, from, ports[0]), deleteAll(1), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})),
-		Origin: pos, Comment: cm,
-	})
+	c.Rules = append(c.Rules,
+		&Rule{Exprs: cat(knockBase(f, from, ports[0]), jumpReset), Origin: pos, Comment: cm},
+		&Rule{Exprs: cat(knockBase(f, from, ports[0]), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})), Origin: pos, Comment: cm})
 	for k := 2; k <= n; k++ {
 		prev := stages[k-1]
 		// Not at stage k-1 (or too late): the attempt is over.
 		c.Rules = append(c.Rules, &Rule{
-			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0), Neg: true}), deleteAll(0)),
+			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0), Neg: true}), jumpReset),
 			Origin: pos, Comment: cm,
 		})
 		next := final
-		except := 0
 		if k < n {
 			next = one(&Dynset{Op: Update, Set: stages[k], Key: key(f, 0)})
-			except = k
 		}
 		c.Rules = append(c.Rules, &Rule{
-			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0)}), deleteAll(except), next),
+			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0)}, &Dynset{Op: Delete, Set: prev, Key: key(f, 0)}), next),
 			Origin: pos, Comment: cm,
 		})
 	}

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,11 +74,22 @@ func TestLowerStatements(t *testing.T) {
 		},
 		chain: "knock",
 		want: []string{
-			"th dport 7000 tcp flags & (syn | ack) == syn delete @seq_ssh_2_4 { ip saddr } update @seq_ssh_1_4 { ip saddr }",
-			"meta l4proto udp th dport 8000 ip saddr != @seq_ssh_1_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr }",
+			"th dport 7000 tcp flags & (syn | ack) == syn jump seq_ssh_reset_4",
+			"th dport 7000 tcp flags & (syn | ack) == syn update @seq_ssh_1_4 { ip saddr }",
+			"meta l4proto udp th dport 8000 ip saddr != @seq_ssh_1_4 jump seq_ssh_reset_4",
 			"meta l4proto udp th dport 8000 ip saddr @seq_ssh_1_4 delete @seq_ssh_1_4 { ip saddr } update @seq_ssh_2_4 { ip saddr }",
-			"th dport 9000 tcp flags & (syn | ack) == syn ip saddr != @seq_ssh_2_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr }",
-			"th dport 9000 tcp flags & (syn | ack) == syn ip saddr @seq_ssh_2_4 delete @seq_ssh_1_4 { ip saddr } delete @seq_ssh_2_4 { ip saddr } update @door_ssh_4 { ip saddr }",
+			"th dport 9000 tcp flags & (syn | ack) == syn ip saddr != @seq_ssh_2_4 jump seq_ssh_reset_4",
+			"th dport 9000 tcp flags & (syn | ack) == syn ip saddr @seq_ssh_2_4 delete @seq_ssh_2_4 { ip saddr } update @door_ssh_4 { ip saddr }",
+		},
+	}, {
+		name: "sequence: a reset is a chain of one delete a rule",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.UDP(8000), irtest.TCP(9000))
+		},
+		chain: "seq_ssh_reset_4",
+		want: []string{
+			"delete @seq_ssh_1_4 { ip saddr }",
+			"delete @seq_ssh_2_4 { ip saddr }",
 		},
 	}, {
 		name: "closing sequence deletes every door of the service",
@@ -88,8 +100,17 @@ func TestLowerStatements(t *testing.T) {
 		},
 		chain: "knock",
 		want: []string{
-			"th dport 7000 tcp flags & (syn | ack) == syn ip saddr @rseq_ssh_1_4 delete @rseq_ssh_1_4 { ip saddr } delete @door_ssh_4 { ip saddr } delete @door_ssh_2_4 { ip saddr }",
+			"th dport 7000 tcp flags & (syn | ack) == syn ip saddr @rseq_ssh_1_4 delete @rseq_ssh_1_4 { ip saddr } jump close_ssh_4",
 		},
+	}, {
+		name: "closing sequence: the deletes of several doors are a chain",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 0, time.Minute, irtest.TCP(1600))
+			b.Door("ssh", 0, time.Minute, irtest.TCP(1700))
+			b.CloseSeq("ssh", 2*time.Second, irtest.TCP(9000), irtest.TCP(7000))
+		},
+		chain: "close_ssh_4",
+		want:  []string{"delete @door_ssh_4 { ip saddr }", "delete @door_ssh_2_4 { ip saddr }"},
 	}, {
 		name:   "per-source limit with a mask: a jump to its slots",
 		policy: func(b *irtest.B) { b.Limit("ssh", 3, time.Minute, 24, 64, 0) },
@@ -454,5 +475,41 @@ func TestGoldenLoads(t *testing.T) {
 				t.Errorf("nft %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
 		}
+	}
+}
+
+// TestRulesStayBounded: no rule grows with a sequence's length, the
+// doors of a service or a close's doors, so every rule stays within what
+// the kernel takes (a rule deleting from 34 stage sets was refused with
+// EFBIG), and the ruleset converts to netlink.
+func TestRulesStayBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("knock ")
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&b, "%s%d", map[bool]string{true: ", "}[i > 0], 2000+i)
+	}
+	b.WriteString(" opens ssh for 60s\n")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&b, "knock %d opens ssh for 60s\n", 5000+i)
+	}
+	b.WriteString("knock 6001, 6002 closes ssh\nclose ssh on 6003\n")
+	pol, diags := lang.Load("big.kwl", []byte(b.String()))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	rs, diags := Lower(pol)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	const most = 16
+	for _, c := range rs.Table.Chains {
+		for i, r := range c.Rules {
+			if len(r.Exprs) > most {
+				t.Errorf("chain %s rule %d has %d expressions, more than %d: %s", c.Name, i+1, len(r.Exprs), most, RuleString(r))
+			}
+		}
+	}
+	if _, err := rs.Netlink(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -75,6 +75,23 @@ func (e *NetlinkError) Error() string {
 
 func (e *NetlinkError) Unwrap() error { return e.Err }
 
+// The kernel's bounds on what one object may hold (nf_tables_api.c,
+// uapi nf_tables.h). Lower keeps within them; Netlink refuses what does
+// not, so that no batch fails half-way in the kernel.
+const (
+	// MaxRuleExprs is the most expressions of a rule (NFT_RULE_MAXEXPRS);
+	// the kernel also refuses a rule whose expressions take 4 kB or more
+	// (EFBIG), which kwl's rules, of at most a few dozen small
+	// expressions, stay far below.
+	MaxRuleExprs = 128
+	// MaxName is the longest name of a table, chain or set, without the
+	// terminating NUL (NFT_NAME_MAXLEN 256 holds it).
+	MaxName = 255
+	// MaxUserData is the most bytes of a rule's or set's user data (its
+	// comment): NFT_USERDATA_MAXLEN.
+	MaxUserData = 256
+)
+
 // Netlink converts the ruleset into google/nftables objects. Set IDs are
 // numbered from 1 within the result, so the objects belong in one batch.
 func (r *Ruleset) Netlink() (*Netlink, error) {
@@ -158,6 +175,9 @@ func (c *converter) set(s *Set) (*nftables.Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
+	if len(s.Name) > MaxName {
+		return nil, fmt.Errorf("set name of %d bytes, longer than the kernel takes (%d): %.40s...", len(s.Name), MaxName, s.Name)
+	}
 	// Addresses are in network byte order; ct state is a host-order
 	// bitmask, as nft declares it.
 	order := binaryutil.BigEndian
@@ -181,6 +201,9 @@ func (c *converter) set(s *Set) (*nftables.Set, error) {
 }
 
 func (c *converter) chain(ch *Chain) (*nftables.Chain, error) {
+	if len(ch.Name) > MaxName {
+		return nil, fmt.Errorf("chain name of %d bytes, longer than the kernel takes (%d): %.40s...", len(ch.Name), MaxName, ch.Name)
+	}
 	nc := &nftables.Chain{Name: ch.Name, Table: c.n.Table}
 	if ch.Hook == "" {
 		return nc, nil
@@ -236,9 +259,15 @@ func (c *converter) rule(ch *nftables.Chain, r *Rule) (*NetlinkRule, error) {
 			return nil, err
 		}
 	}
+	if len(rc.exprs) > MaxRuleExprs {
+		return nil, fmt.Errorf("%d expressions, more than the kernel takes in one rule (%d)", len(rc.exprs), MaxRuleExprs)
+	}
 	nr := &nftables.Rule{Table: c.n.Table, Chain: ch, Exprs: rc.exprs}
 	if r.Comment != "" {
 		nr.UserData = userdata.AppendString(nil, userdata.TypeComment, r.Comment)
+		if len(nr.UserData) > MaxUserData {
+			return nil, fmt.Errorf("comment of %d bytes, more than the kernel keeps (%d)", len(nr.UserData), MaxUserData)
+		}
 	}
 	return &NetlinkRule{Rule: nr, Anon: rc.anon, From: r}, nil
 }

@@ -9,6 +9,11 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
+// maxInlineDoors is the most doors whose lookups the guard of a service
+// holds in one rule; a service with more doors gets a guard chain. The
+// kernel refuses a rule of more than 128 expressions (nf_tables_newrule).
+const maxInlineDoors = 8
+
 // serviceChain builds the chain of a service, or nil when no statement
 // gives it a rule. Its rules, in order: allows accept; banned sources
 // drop; a knocked service drops new connections from sources with no
@@ -16,9 +21,9 @@ import (
 // uncounted; limits drop what is over them; open doors (or, for a service
 // that is only limited, any new connection under the limits) accept.
 func (l *lowerer) serviceChain(s *lang.Service) *Chain {
-	doors := plan.DoorsOf(l.p, s)
-	limits := plan.LimitsOf(l.p, s)
-	allows := plan.AllowsOf(l.p, s)
+	doors := l.ids.DoorsOf(s)
+	limits := l.ids.LimitsOf(s)
+	allows := l.ids.AllowsOf(s)
 	if len(allows) == 0 && len(limits) == 0 && !(s.Guarded || len(doors) > 0) {
 		return nil
 	}
@@ -48,10 +53,10 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 
 	if s.Guarded || len(doors) > 0 {
 		for _, f := range svcFams {
-			es := one(nfproto(f), ctNew())
+			var open []Expr
 			for _, d := range doors {
 				if plan.Covers(plan.Families(d.Family, d.From, d.Service), f) {
-					es = append(es, &Lookup{Set: l.doorSet(d, f), Key: key(f, 0), Neg: true})
+					open = append(open, &Lookup{Set: l.doorSet(d, f), Key: key(f, 0)})
 				}
 			}
 			var origin lang.Pos
@@ -59,8 +64,27 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 			if len(doors) > 0 {
 				origin, lg = doors[0].Pos, doors[0].Log
 			}
-			add(&Rule{Exprs: cat(es, logExpr(lg, "knock", s), one(&Verdict{Kind: Drop})),
-				Origin: origin, Comment: fmt.Sprintf("%s is knocked: no open door, no entry", s.Name)})
+			cm := fmt.Sprintf("%s is knocked: no open door, no entry", s.Name)
+			drop := cat(logExpr(lg, "knock", s), one(&Verdict{Kind: Drop}))
+			if len(open) <= maxInlineDoors {
+				es := one(nfproto(f), ctNew())
+				for _, e := range open {
+					lk := *e.(*Lookup)
+					lk.Neg = true
+					es = append(es, &lk)
+				}
+				add(&Rule{Exprs: cat(es, drop), Origin: origin, Comment: cm})
+				continue
+			}
+			// Many doors: a chain returns for a source with an open door
+			// and drops the rest, so that no rule grows with the doors.
+			gc := &Chain{Name: fmt.Sprintf("guard_%s%s", l.ids.Service[s], fsuffix(f))}
+			for _, e := range open {
+				gc.Rules = append(gc.Rules, &Rule{Exprs: one(e, &Verdict{Kind: Return}), Origin: origin, Comment: cm})
+			}
+			gc.Rules = append(gc.Rules, &Rule{Exprs: drop, Origin: origin, Comment: cm})
+			l.helpers = append(l.helpers, gc)
+			add(&Rule{Exprs: one(nfproto(f), ctNew(), &Verdict{Kind: Jump, Chain: gc.Name}), Origin: origin, Comment: cm})
 		}
 	}
 

@@ -434,10 +434,25 @@ type ngSections struct {
 	pend   []byte
 	broken bool // a block header made no sense: pass the rest through for pcapgo to report
 	warn   func(string)
+	ifaces int   // interface description blocks in the current section
+	err    error // a section of more than MaxInterfaces interfaces
 }
+
+// MaxInterfaces is the most interfaces a pcapng section may describe.
+// The pcapng reader keeps every interface of a section, about a
+// kilobyte each, so a file of nothing but interface blocks would take
+// memory without bound; a capture with more interfaces than this is
+// refused with an error at the block that passes the bound.
+const MaxInterfaces = 4096
+
+// ngInterfaceBlock is the block type of a pcapng interface description.
+const ngInterfaceBlock = 1
 
 func (s *ngSections) Read(p []byte) (int, error) {
 	for {
+		if s.err != nil {
+			return 0, s.err
+		}
 		if len(s.pend) > 0 {
 			n := copy(p, s.pend)
 			s.pend = s.pend[n:]
@@ -496,6 +511,7 @@ func (s *ngSections) Read(p []byte) (int, error) {
 				continue
 			}
 			s.left, s.pend = length-16, s.hdr[:16]
+			s.ifaces = 0
 			continue
 		}
 		if s.order == nil {
@@ -514,6 +530,12 @@ func (s *ngSections) Read(p []byte) (int, error) {
 			}
 			s.off += length - 8
 			continue
+		}
+		if s.order.Uint32(s.hdr[:4]) == ngInterfaceBlock {
+			if s.ifaces++; s.ifaces > MaxInterfaces {
+				s.err = fmt.Errorf("byte offset %d: pcapng section describes more than %d interfaces", start, MaxInterfaces)
+				return 0, s.err
+			}
 		}
 		s.left, s.pend = length-8, s.hdr[:8]
 	}

@@ -92,8 +92,11 @@ func Resolve(pkts []Packet) []Packet {
 			if s, ok := latest[k]; ok && p.Kind == lang.Data {
 				p.SPort = s
 			} else {
-				for used[next] {
+				for next != 0 && used[next] {
 					next++
+				}
+				if next == 0 {
+					panic("kerneltest: a scenario of more fresh source ports than 40000 to 65535")
 				}
 				p.SPort = next
 				used[next] = true

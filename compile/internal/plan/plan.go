@@ -85,23 +85,24 @@ func From(from []netip.Prefix, f Fam) []netip.Prefix {
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
 		ps = append(ps, p)
 	}
+	// Sorted by address, a network before the networks it holds: a
+	// prefix contained in another comes after it, with only prefixes it
+	// contains too in between (two prefixes are nested or disjoint), so
+	// comparing each with the last one kept finds every containment in
+	// one pass.
 	sort.Slice(ps, func(i, j int) bool {
-		if ps[i].Bits() != ps[j].Bits() {
-			return ps[i].Bits() < ps[j].Bits()
+		if c := ps[i].Addr().Compare(ps[j].Addr()); c != 0 {
+			return c < 0
 		}
-		return ps[i].Addr().Less(ps[j].Addr())
+		return ps[i].Bits() < ps[j].Bits()
 	})
 	var out []netip.Prefix
-next:
 	for _, p := range ps {
-		for _, q := range out {
-			if q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
-				continue next
-			}
+		if n := len(out); n > 0 && out[n-1].Bits() <= p.Bits() && out[n-1].Contains(p.Addr()) {
+			continue
 		}
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })
 	return out
 }
 
@@ -134,6 +135,12 @@ type IDs struct {
 	Door    map[*lang.Door]string
 	Revoke  map[*lang.Revoke]string
 	Limit   map[*lang.Limit]string
+
+	// The statements of each service, in policy order, so that a
+	// backend finds them in time linear in the policy's size.
+	doors  map[*lang.Service][]*lang.Door
+	limits map[*lang.Service][]*lang.Limit
+	allows map[*lang.Service][]*lang.Allow
 }
 
 // Assign gives every service and statement of p its identifier.
@@ -143,6 +150,18 @@ func Assign(p *lang.Policy) *IDs {
 		Door:    map[*lang.Door]string{},
 		Revoke:  map[*lang.Revoke]string{},
 		Limit:   map[*lang.Limit]string{},
+		doors:   map[*lang.Service][]*lang.Door{},
+		limits:  map[*lang.Service][]*lang.Limit{},
+		allows:  map[*lang.Service][]*lang.Allow{},
+	}
+	for _, d := range p.Doors {
+		ids.doors[d.Service] = append(ids.doors[d.Service], d)
+	}
+	for _, l := range p.Limits {
+		ids.limits[l.Service] = append(ids.limits[l.Service], l)
+	}
+	for _, a := range p.Allows {
+		ids.allows[a.Service] = append(ids.allows[a.Service], a)
 	}
 	used := map[string]bool{}
 	for _, s := range p.Services {
@@ -236,37 +255,13 @@ func Before(a, b lang.Pos) bool {
 }
 
 // DoorsOf returns the doors that open s, in policy order.
-func DoorsOf(p *lang.Policy, s *lang.Service) []*lang.Door {
-	var ds []*lang.Door
-	for _, d := range p.Doors {
-		if d.Service == s {
-			ds = append(ds, d)
-		}
-	}
-	return ds
-}
+func (ids *IDs) DoorsOf(s *lang.Service) []*lang.Door { return ids.doors[s] }
 
 // LimitsOf returns the limits of s, in policy order.
-func LimitsOf(p *lang.Policy, s *lang.Service) []*lang.Limit {
-	var ls []*lang.Limit
-	for _, l := range p.Limits {
-		if l.Service == s {
-			ls = append(ls, l)
-		}
-	}
-	return ls
-}
+func (ids *IDs) LimitsOf(s *lang.Service) []*lang.Limit { return ids.limits[s] }
 
 // AllowsOf returns the allows of s, in policy order.
-func AllowsOf(p *lang.Policy, s *lang.Service) []*lang.Allow {
-	var as []*lang.Allow
-	for _, a := range p.Allows {
-		if a.Service == s {
-			as = append(as, a)
-		}
-	}
-	return as
-}
+func (ids *IDs) AllowsOf(s *lang.Service) []*lang.Allow { return ids.allows[s] }
 
 // HasProto reports whether some port of the service is of protocol p.
 func HasProto(s *lang.Service, p lang.Proto) bool {
@@ -323,11 +318,11 @@ func LogPrefix(l *lang.Log, kind string, s *lang.Service) string {
 // RevokeLog is the log of a close statement's ports: its own, or else
 // that of the first door of its service that logs, since a door's log
 // covers its closes as Shorewall's SSHKnock logs every knock port.
-func RevokeLog(p *lang.Policy, r *lang.Revoke) *lang.Log {
+func (ids *IDs) RevokeLog(r *lang.Revoke) *lang.Log {
 	if r.Log != nil {
 		return r.Log
 	}
-	for _, d := range DoorsOf(p, r.Service) {
+	for _, d := range ids.DoorsOf(r.Service) {
 		if d.Log != nil {
 			return d.Log
 		}
