@@ -14,7 +14,11 @@ func init() {
 		short: "remove kwl's table from the kernel",
 		long: `Undeploy removes kwl's table (inet kwl) and nothing else: other tables,
 chains and sets of the host stay as they are. With --backend iptables it
-removes the jumps to kwl's chains and the chains. Undeploy needs root.`,
+removes the jumps to kwl's chains and the chains. Undeploy needs root.
+
+Undeploy also marks the record of the last deploy (/var/lib/kwl/deployed,
+or --record-dir) as undeployed, so that kwl restore loads nothing at the
+next boot: an intended undeploy is not undone.`,
 		run: runUndeploy,
 	})
 }
@@ -26,6 +30,7 @@ func runUndeploy(env *cmdEnv, args []string) int {
 	table := fs.String("table", deploy.DefaultTable, "name of kwl's table")
 	backend := fs.String("backend", "nft", "`nft` or iptables")
 	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of the lock file")
+	recDir := recordDirFlag(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -53,5 +58,5 @@ func runUndeploy(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl undeploy: unknown backend %q (nft or iptables)\n", *backend)
 		return exitUsage
 	}
-	return exitOK
+	return recordUndeploy(env, *recDir, o, *backend)
 }
