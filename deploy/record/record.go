@@ -279,7 +279,7 @@ func Save(dir string, r *Record, closed *Closed) error {
 		return err
 	}
 	defer unlock()
-	r.Format, r.State = format, Deployed
+	r.Format, r.State, r.Dir = format, Deployed, dir
 	r.SHA256 = Hash(r.Text)
 	r.Policy = "policy-" + r.SHA256[:16] + ".kwl"
 	if r.Time.IsZero() {
