@@ -192,20 +192,32 @@ func restorePolicy(env *cmdEnv, j *journal, o deploy.Options, r *record.Record) 
 	}
 	o.Table = r.Table
 	file := r.PolicyPath()
+	pol, diags := lang.Load(file, r.Text)
 	switch r.Backend {
 	case "nft":
-		rs := policyRuleset(env, file, r.Text)
-		if rs == nil {
-			return fmt.Errorf("%s has errors", file)
+		var rs *nft.Ruleset
+		if !diags.HasErrors() {
+			var more lang.Diagnostics
+			rs, more = nft.Lower(pol)
+			diags = append(diags, pol.Filter(more)...)
+		}
+		if err := compileErrors(env, file, r.Text, diags); err != nil {
+			return err
 		}
 		if _, err := deploy.Apply(context.Background(), o, rs); err != nil {
 			return err
 		}
 	case "iptables":
-		v4, v6, err := iptablesRuleset(env, file, r.Text)
-		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
+		var rs *iptables.Ruleset
+		if !diags.HasErrors() {
+			var more lang.Diagnostics
+			rs, more = iptables.Lower(pol)
+			diags = append(diags, pol.Filter(more)...)
 		}
+		if err := compileErrors(env, file, r.Text, diags); err != nil {
+			return err
+		}
+		v4, v6 := rs.Render()
 		if err := deploy.ApplyIptables(context.Background(), o, v4, v6); err != nil {
 			return err
 		}
@@ -226,7 +238,11 @@ func restoreClosed(env *cmdEnv, j *journal, o deploy.Options, dir string) int {
 		j.printf(prioErr, "error: NOTHING was loaded: guarded services are as open as the host's own firewall leaves them; run kwl deploy")
 		return exitFail
 	}
-	j.printf(prioErr, "loaded the fail-closed policy instead (%s backend): new connections to %s are dropped except from their allow sources; fix the record or run kwl deploy", c.Backend, c.Describe())
+	except := ""
+	if len(c.Allows) > 0 {
+		except = " except from the sources of their allow statements"
+	}
+	j.printf(prioErr, "loaded the fail-closed policy instead (%s backend): new connections to %s are dropped%s; fix the record or run kwl deploy", c.Backend, c.Describe(), except)
 	return exitFail
 }
 
@@ -254,4 +270,21 @@ func loadClosed(env *cmdEnv, o deploy.Options, c *record.Closed, file string) er
 		err = deploy.ApplyIptables(context.Background(), o, v4, v6)
 	}
 	return err
+}
+
+// compileErrors prints the errors of diags with their source lines, and
+// says that file has errors. Warnings were shown when the policy was
+// deployed; they are not repeated at every boot.
+func compileErrors(env *cmdEnv, file string, src []byte, diags lang.Diagnostics) error {
+	var errs lang.Diagnostics
+	for _, d := range diags {
+		if d.Severity == lang.Error {
+			errs = append(errs, d)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	printDiags(env, errs, map[string][]byte{file: src})
+	return fmt.Errorf("%s has errors", file)
 }
