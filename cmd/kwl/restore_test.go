@@ -13,6 +13,7 @@ import (
 
 	"kwl.dev/kwl/deploy/record"
 	"kwl.dev/kwl/internal/netns"
+	"kwl.dev/kwl/lang"
 )
 
 // kwlRun runs the CLI in process and returns its exit code and stderr.
@@ -71,7 +72,7 @@ func TestRestore(t *testing.T) {
 	netns.NeedRoot(t, "nft")
 	group := netns.Group("kwlr")
 	var nss []*netns.NS
-	for _, role := range []string{"a", "b", "c", "d"} {
+	for _, role := range []string{"a", "b", "c", "d", "e"} {
 		ns, err := netns.New(group + "-" + role)
 		if err != nil {
 			t.Fatal(err)
@@ -79,7 +80,7 @@ func TestRestore(t *testing.T) {
 		t.Cleanup(func() { ns.Delete() })
 		nss = append(nss, ns)
 	}
-	ns1, ns2, ns3, ns4 := nss[0], nss[1], nss[2], nss[3]
+	ns1, ns2, ns3, ns4, ns5 := nss[0], nss[1], nss[2], nss[3], nss[4]
 	rec := filepath.Join(t.TempDir(), "deployed")
 	state := t.TempDir()
 	common := []string{"--state-dir", state, "--record-dir", rec}
@@ -146,6 +147,31 @@ func TestRestore(t *testing.T) {
 		}
 		if sshOpen(t, ns3) {
 			t.Error("ssh is open after a restore of a garbage record")
+		}
+	})
+
+	t.Run("no longer compiles", func(t *testing.T) {
+		// A record whose hash is right but whose policy this kwl refuses
+		// (as an older kwl's record might be).
+		dir := filepath.Join(t.TempDir(), "rec")
+		good, err := os.ReadFile("../../examples/sshknock.kwl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol := checkedPolicy(t, good)
+		bad := []byte("knock 1600 opens ssh for 60s\nlimit ssh 0/60s\n")
+		if err := record.Save(dir, &record.Record{Backend: "nft", Table: "kwl", File: "p.kwl", Text: bad, Kwl: "old"}, record.ClosedOf(pol, "nft", "kwl", good)); err != nil {
+			t.Fatal(err)
+		}
+		code, stderr := kwlRun(t, "restore", "--netns", ns5.Name, "--state-dir", state, "--record-dir", dir)
+		if code != 1 || !strings.Contains(stderr, ":2:") || !strings.Contains(stderr, "has errors") || !strings.Contains(stderr, "fail-closed policy instead") {
+			t.Errorf("restore of a policy with errors exited %d", code)
+		}
+		if !strings.Contains(stderr, "deployed by kwl old") {
+			t.Error("restore does not say that another kwl deployed the policy")
+		}
+		if sshOpen(t, ns5) {
+			t.Error("ssh is open after a failed restore")
 		}
 	})
 
@@ -216,3 +242,75 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("systemd-analyze verify kwl.service: %v\n%s", err, out)
 	}
 }
+
+func checkedPolicy(t *testing.T, src []byte) *lang.Policy {
+	t.Helper()
+	p, diags := lang.Load("p.kwl", src)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return p
+}
+
+// TestRestoreIptables: a deploy with the iptables backend restores the
+// same chains into a fresh namespace, and a damaged one fails closed.
+func TestRestoreIptables(t *testing.T) {
+	netns.NeedRoot(t, "iptables-restore", "ip6tables-restore", "iptables-save")
+	group := netns.Group("kwlr")
+	var nss []*netns.NS
+	for _, role := range []string{"a", "b", "c"} {
+		ns, err := netns.New(group + "-" + role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ns.Delete() })
+		nss = append(nss, ns)
+	}
+	rec := filepath.Join(t.TempDir(), "deployed")
+	common := []string{"--state-dir", t.TempDir(), "--record-dir", rec}
+	if code, _ := kwlRun(t, append([]string{"deploy", "--backend", "iptables", "--netns", nss[0].Name}, append(common, "../../examples/sshknock.kwl")...)...); code != 0 {
+		t.Fatalf("deploy exited %d", code)
+	}
+	save := func(ns *netns.NS) string {
+		var b strings.Builder
+		for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+			out, err := ns.Run(tool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "kwl") {
+					b.WriteString(countersRE.ReplaceAllString(l, "") + "\n")
+				}
+			}
+		}
+		return b.String()
+	}
+	want := save(nss[0])
+	if code, _ := kwlRun(t, append([]string{"restore", "--netns", nss[1].Name}, common...)...); code != 0 {
+		t.Fatalf("restore exited %d", code)
+	}
+	if got := save(nss[1]); got != want || !strings.Contains(got, "kwl-svc-ssh") {
+		t.Errorf("restored chains:\n%s\nwant:\n%s", got, want)
+	}
+	if sshOpen(t, nss[1]) {
+		t.Error("ssh without a knock gets through after restore")
+	}
+
+	r, err := record.Load(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(r.PolicyPath(), []byte("damaged"), 0o600)
+	if !sshOpen(t, nss[2]) {
+		t.Fatal("ssh is closed before any restore: the probe cannot tell")
+	}
+	if code, stderr := kwlRun(t, append([]string{"restore", "--netns", nss[2].Name}, common...)...); code != 1 || !strings.Contains(stderr, "fail-closed policy instead (iptables backend)") {
+		t.Errorf("restore of a damaged policy exited %d", code)
+	}
+	if sshOpen(t, nss[2]) {
+		t.Error("ssh is open after a failed restore")
+	}
+}
+
+var countersRE = regexp.MustCompile(`\[\d+:\d+\]`)
