@@ -8,7 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
@@ -132,7 +136,21 @@ type journal struct {
 }
 
 func newJournal(env *cmdEnv) *journal {
-	return &journal{w: env.stderr, on: os.Getenv("JOURNAL_STREAM") != "" && env.stderr == os.Stderr}
+	return &journal{w: env.stderr, on: env.stderr == os.Stderr && isJournal(os.Stderr)}
+}
+
+// isJournal reports whether f is the stream systemd connected to the
+// journal: JOURNAL_STREAM holds its "device:inode" (systemd.exec(5)).
+func isJournal(f *os.File) bool {
+	dev, ino, ok := strings.Cut(os.Getenv("JOURNAL_STREAM"), ":")
+	if !ok {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return dev == strconv.FormatUint(uint64(st.Dev), 10) && ino == strconv.FormatUint(st.Ino, 10)
 }
 
 const (
