@@ -159,10 +159,15 @@ family at once, but the IPv4 and IPv6 rulesets are two commits; --dry-run,
 recent lists (doors, limits, bans) survive a redeploy when the new ruleset
 still has rules on them: the kernel keeps a list while a rule uses it.
 
+A deploy that loads (and, with --confirm, is confirmed) is recorded for
+kwl restore, which the systemd unit runs at boot: the policy text, its
+hash and its fail-closed policy, in /var/lib/kwl/deployed (--record-dir;
+with --netns, only with --record-dir). See kwl help restore.
+
 Exit status: 0 loaded (or, with --dry-run, compared), 1 errors in the
 policy, failing tests, a refused deploy, a kernel that refused the
-ruleset, or a deploy rolled back for want of confirmation, 2 bad usage or
-a file that could not be read.
+ruleset, a deploy rolled back for want of confirmation, or a record that
+could not be written; 2 bad usage or a file that could not be read.
 
 Examples:
 
@@ -186,6 +191,7 @@ func runDeploy(env *cmdEnv, args []string) int {
 	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of the previous table while a deploy waits for confirmation")
 	force := fs.Bool("force", false, "deploy an empty policy, or one that unguards a service the live table guards")
 	forceForeign := fs.Bool("force-foreign", false, "replace a table of that name that kwl did not create")
+	recDir := recordDirFlag(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -239,7 +245,10 @@ func runDeploy(env *cmdEnv, args []string) int {
 		if !refuseExposure(env, file, pol, *backend, *force) {
 			return exitFail
 		}
-		return deployIptables(env, o, file, src)
+		if code := deployIptables(env, o, file, src); code != exitOK {
+			return code
+		}
+		return recordDeploy(env, *recDir, o, "iptables", file, src)
 	}
 	rs := policyRuleset(env, file, src, pol, diags)
 	if rs == nil {
@@ -287,6 +296,7 @@ func runDeploy(env *cmdEnv, args []string) int {
 		}
 		fmt.Fprintf(env.stderr, "kwl deploy: table %s loaded (%d netlink messages in one transaction; %d set element(s) carried over)\n",
 			res.Table, res.Messages, kept)
+		return recordDeploy(env, *recDir, o, "nft", file, src)
 	}
 	return exitOK
 }

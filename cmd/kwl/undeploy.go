@@ -22,6 +22,10 @@ deploy waits for confirmation in the namespace, it holds the lock and
 undeploy fails. With --backend iptables it removes the jumps to kwl's
 chains and the chains. Undeploy needs root.
 
+Undeploy also marks the record of the last deploy (/var/lib/kwl/deployed,
+or --record-dir) as undeployed, so that kwl restore loads nothing at the
+next boot: an intended undeploy is not undone.
+
 Examples:
 
 	kwl undeploy
@@ -38,6 +42,7 @@ func runUndeploy(env *cmdEnv, args []string) int {
 	backend := fs.String("backend", "nft", "`nft` or iptables")
 	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of kwl's state")
 	forceForeign := fs.Bool("force-foreign", false, "delete a table of that name that kwl did not create")
+	recDir := recordDirFlag(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -65,5 +70,5 @@ func runUndeploy(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl undeploy: unknown backend %q (nft or iptables)\n", *backend)
 		return exitUsage
 	}
-	return exitOK
+	return recordUndeploy(env, *recDir, o, *backend)
 }
