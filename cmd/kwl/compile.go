@@ -49,20 +49,19 @@ Examples:
 	kwl compile --backend iptables --family ipv4 examples/limit.kwl | iptables-restore --test --noflush`,
 		run: runCompile,
 	})
-	iptablesRuleset = func(env *cmdEnv, file string, src []byte) (v4, v6 string, err error) {
+	iptablesRuleset = func(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, error) {
 		pol, diags := lang.Load(file, src)
 		if !diags.HasErrors() {
 			var more lang.Diagnostics
 			_, more = iptables.Lower(pol)
 			diags = append(diags, pol.Filter(more)...)
 		}
+		printDiags(env, diags, map[string][]byte{file: src})
 		if diags.HasErrors() {
-			printDiags(env, diags, map[string][]byte{file: src})
-			return "", "", fmt.Errorf("the policy has errors")
+			return nil, fmt.Errorf("the policy has errors")
 		}
 		rs, _ := iptables.Lower(pol)
-		v4, v6 = rs.Render()
-		return v4, v6, nil
+		return rs, nil
 	}
 }
 

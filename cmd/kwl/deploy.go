@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -127,10 +126,6 @@ func runDeploy(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl deploy: unknown backend %q (nft or iptables)\n", *backend)
 		return exitUsage
 	}
-	if *backend == "iptables" && (o.DryRun || o.Confirm > 0) {
-		fmt.Fprintf(env.stderr, "kwl deploy: --dry-run and --confirm need the nft backend\n")
-		return exitUsage
-	}
 	// The policy is read and compiled before the kernel is touched: a
 	// file that cannot be read (exit 2) or a policy with errors (exit 1)
 	// changes nothing.
@@ -195,24 +190,4 @@ func runDeploy(env *cmdEnv, args []string) int {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// deployIptables loads the iptables backend's ruleset.
-func deployIptables(env *cmdEnv, o deploy.Options, file string, src []byte) int {
-	v4, v6, err := iptablesRuleset(env, file, src)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl deploy: %s: %v; nothing was applied\n", file, err)
-		return exitFail
-	}
-	if err := deploy.ApplyIptables(context.Background(), o, v4, v6); err != nil {
-		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
-		return exitFail
-	}
-	return exitOK
-}
-
-// iptablesRuleset compiles a policy to iptables-restore and
-// ip6tables-restore input: lang.Load, iptables.Lower, Render.
-var iptablesRuleset = func(env *cmdEnv, file string, src []byte) (v4, v6 string, err error) {
-	return "", "", errors.New("this build of kwl has no policy compiler (lang.Load and iptables.Lower)")
 }
