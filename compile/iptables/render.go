@@ -101,7 +101,9 @@ func (f *Family) render(mode jumpMode) string {
 				fmt.Fprintf(&b, ":%s - [0:0]\n", c.Name)
 			}
 		}
-		if mode == replaceJumps {
+		if mode == replaceJumps && t.hasJumps() {
+			b.WriteString("# kwl: the jumps an earlier load inserted are deleted and inserted again;\n")
+			b.WriteString("# kwl: where they are missing, iptables-restore stops here: load kwl compile --first once\n")
 			for _, c := range t.Chains {
 				if c.Builtin {
 					for _, r := range c.Rules {
@@ -133,6 +135,15 @@ func (f *Family) render(mode jumpMode) string {
 		b.WriteString("COMMIT\n")
 	}
 	return b.String()
+}
+
+func (t *Table) hasJumps() bool {
+	for _, c := range t.Chains {
+		if c.Builtin && len(c.Rules) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // RuleString returns a rule's matches and target as iptables arguments.
