@@ -308,7 +308,7 @@ func awaitIptablesConfirm(ctx context.Context, o *Options, saved [2]*IptablesFam
 			return fmt.Errorf("%v; rolling back failed, the new rules are still loaded: %w", why, err)
 		}
 		res.RolledBack = true
-		return fmt.Errorf("%v: %w", why, ErrRolledBack)
+		return fmt.Errorf("%w (%v)", ErrRolledBack, why)
 	}
 	file := IptablesRollbackFile(*o)
 	if err := writeIptablesFile(file, saved); err != nil {

@@ -291,6 +291,9 @@ func TestIptablesConfirm(t *testing.T) {
 	ns := iptNS(t, "iptconf")
 	o := opts(t, ns)
 	mustApply(t, o, example(t, "forward"))
+	if _, err := ns.Run("sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4"); err != nil {
+		t.Fatal(err)
+	}
 	before := saved(t, ns)
 	o.Confirm = 300 * time.Millisecond
 	res, err := ApplyIptables(context.Background(), o, example(t, "sshknock"))
@@ -302,6 +305,12 @@ func TestIptablesConfirm(t *testing.T) {
 	}
 	if _, err := os.Stat(IptablesRollbackFile(o)); !os.IsNotExist(err) {
 		t.Errorf("rollback file left behind: %v", err)
+	}
+	// kwl-keep held the door's list through the window the new rules
+	// did not use it.
+	list, _ := ns.Run("cat", "/proc/net/xt_recent/kwl_door_inside_ssh_4")
+	if !strings.Contains(string(list), "198.51.100.10") {
+		t.Errorf("the rollback lost the door: %q", list)
 	}
 	confirmed := make(chan struct{}, 1)
 	confirmed <- struct{}{}
@@ -384,5 +393,45 @@ func TestParseRecent(t *testing.T) {
 	got := parseRecent("src=198.51.100.10 ttl: 64 last_seen: 4296066345 oldest_pkt: 2 4296066000, 4296066345\nsrc=2001:db8::1 ttl: 0 last_seen: 1 oldest_pkt: 1 1\n")
 	if len(got) != 2 || got[0].Source != "198.51.100.10" || got[0].Stamps != 2 || got[1].Source != "2001:db8::1" || got[1].Stamps != 1 {
 		t.Errorf("parseRecent = %+v", got)
+	}
+}
+
+// TestIptablesRestoreAfterKill: a deploy killed while it waited for
+// confirmation leaves the new rules, kwl-keep and the rollback file;
+// RestoreIptables of that file brings back the old rules with the
+// entries of their lists, and deletes kwl-keep.
+func TestIptablesRestoreAfterKill(t *testing.T) {
+	ns := iptNS(t, "iptkill")
+	o := opts(t, ns)
+	mustApply(t, o, example(t, "forward"))
+	if _, err := ns.Run("sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4"); err != nil {
+		t.Fatal(err)
+	}
+	before := saved(t, ns)
+	cur, err := readIptables(&o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := IptablesRollbackFile(o)
+	if err := writeIptablesFile(file, cur); err != nil {
+		t.Fatal(err)
+	}
+	rs := example(t, "sshknock")
+	// What ApplyIptables does up to the wait, without deleting kwl-keep.
+	if _, _, err := change(&o, cur, [2]*IptablesFamily{familyOf("iptables", rs.V4), familyOf("ip6tables", rs.V6)}); err != nil {
+		t.Fatal(err)
+	}
+	if s := saved(t, ns); !strings.Contains(s, ":kwl-keep") || strings.Contains(s, "kwl-prerouting") {
+		t.Fatalf("mid-deploy:\n%s", s)
+	}
+	if err := RestoreIptables(o, file); err != nil {
+		t.Fatal(err)
+	}
+	if after := saved(t, ns); after != before {
+		t.Errorf("after restore:\n%s\nwant\n%s", after, before)
+	}
+	list, _ := ns.Run("cat", "/proc/net/xt_recent/kwl_door_inside_ssh_4")
+	if !strings.Contains(string(list), "198.51.100.10") {
+		t.Errorf("the restore lost the door: %q", list)
 	}
 }
