@@ -16,6 +16,11 @@
 // With a confirmation delay (Options.Confirm), Apply keeps a copy of the
 // table as it was (read raw, so that it can be sent back byte for byte)
 // and restores it, state included, unless confirmation arrives in time.
+//
+// The iptables backend (ApplyIptables, UndeployIptables, IptablesStatus,
+// SaveIptables, RestoreIptables) owns the chains named kwl-* and the
+// jumps into them, found with iptables-save in every table of both
+// families; see iptables.go for how a deploy replaces them.
 package deploy
 
 import (

@@ -38,7 +38,7 @@ func policyRuleset(env *cmdEnv, file string, src []byte) *nft.Ruleset {
 func init() {
 	register(&command{
 		name:  "deploy",
-		usage: "kwl deploy [--dry-run] [--confirm DUR] [--netns NAME] [--table NAME] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--netns NAME] FILE",
+		usage: "kwl deploy [--dry-run] [--confirm DUR] [--netns NAME] [--table NAME] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
 		short: "load the policy into the running kernel, atomically",
 		long: `Deploy compiles FILE and loads it into the kernel.
 
@@ -72,13 +72,29 @@ interrupted, the previous ruleset is restored with its state.
 Only one deploy runs at a time (flock on /run/kwl/lock, one lock per
 namespace). Deploy needs root (CAP_NET_ADMIN).
 
-With --backend iptables, the iptables-restore and ip6tables-restore input
-is loaded with --noflush into kwl's own chains, and the jumps from the
-built-in chains are added once. iptables-restore commits each table of a
-family at once, but the IPv4 and IPv6 rulesets are two commits; --dry-run,
---confirm and the state carry-over of the nft backend do not apply. The
-recent lists (doors, limits, bans) survive a redeploy when the new ruleset
-still has rules on them: the kernel keeps a list while a rule uses it.
+With --backend iptables, kwl reads its rules with iptables-save (the
+chains named kwl-* of every table, both families, and the jumps into them
+from the built-in chains) and runs iptables-restore --noflush once per
+family with input written from them: in each table, one commit declares
+the new chains, deletes the old jumps, fills the chains, inserts the new
+jumps at the top and deletes the chains the policy no longer has (an old
+DNAT chain in nat included). The host's rules and policies stay. Before
+changing anything kwl keeps a copy of its rules of both families; if a
+commit fails (say ip6tables-restore after iptables-restore succeeded), it
+restores that copy and says so. The recent lists (doors, limits, bans)
+keep their entries across a redeploy, a rollback and a confirm window:
+while a change runs, a chain kwl-keep that nothing jumps to holds them.
+--dry-run prints the chains and jumps that would be added (+), changed
+(~) or removed (-) on stdout; --confirm and --confirm-now work as above,
+and while kwl waits the copy is also in /run/kwl/iptables-rollback.json
+(one per namespace), for deploy.RestoreIptables.
+
+Examples:
+
+	kwl deploy --dry-run policy.kwl
+	kwl deploy --confirm 60s policy.kwl
+	kwl deploy --backend iptables --dry-run policy.kwl
+	kwl deploy --backend iptables --confirm 60s policy.kwl
 
 Exit status: 0 loaded (or, with --dry-run, compared), 1 errors in the
 policy, a kernel that refused the ruleset, or a deploy rolled back for
