@@ -81,7 +81,7 @@ func parseRecent(text string) []RecentEntry {
 	out := []RecentEntry{}
 	for _, line := range strings.Split(text, "\n") {
 		src, ok := strings.CutPrefix(strings.TrimSpace(line), "src=")
-		if !ok {
+		if !ok || len(strings.Fields(src)) == 0 {
 			continue
 		}
 		e := RecentEntry{Source: strings.Fields(src)[0]}
