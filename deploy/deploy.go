@@ -40,6 +40,11 @@
 // (ConfirmNow, or Options.Confirmed of the deploying process) within the
 // delay, it restores the previous table, state included, and only that
 // table: whether or not the deploying process is still alive.
+//
+// The iptables backend (ApplyIptables, UndeployIptables, IptablesStatus,
+// SaveIptables, RestoreIptables) owns the chains named kwl-* and the
+// jumps into them, found with iptables-save in every table of both
+// families; see iptables.go for how a deploy replaces them.
 package deploy
 
 import (
@@ -118,7 +123,7 @@ func (o *Options) logf(format string, args ...any) {
 	}
 }
 
-// suffix distinguishes the lock and pid files of one namespace.
+// suffix distinguishes the files of one namespace in the state directory.
 func (o *Options) suffix() string {
 	if o.NetNS == "" {
 		return ""
@@ -384,34 +389,7 @@ func ConfirmCommand(netns string) string {
 // ends (the terminal hung up). Should the watchdog vanish, this process
 // rolls back itself.
 func awaitConfirm(ctx context.Context, o *Options, t *target, wd *watchdog, tab *nftables.Table, old *live, res *Result) error {
-	if ans, err := wd.say("applied"); err != nil || ans != "armed" {
-		o.logf("kwl: the watchdog does not answer (%q %v): restoring the previous ruleset\n", ans, err)
-		return selfRollback(t, tab, old, res)
-	}
-	o.logf("kwl: new ruleset loaded in table %s; it is rolled back in %v unless confirmed.\n", res.Table, o.Confirm)
-	o.logf("kwl: confirm from a NEW ssh session, which proves that new connections get in:\n")
-	o.logf("kwl:     %s\n", ConfirmCommand(o.NetNS))
-	o.logf("kwl: this session proves nothing: it lives on conntrack whatever the new ruleset does. Enter here confirms it anyway;\n")
-	o.logf("kwl: a hang-up or Ctrl-C rolls back now, and killing this process changes nothing: the watchdog rolls back at the deadline.\n")
-	outcome := make(chan string, 1)
-	go func() {
-		a, err := wd.answer()
-		if err != nil {
-			a = "lost: " + err.Error()
-		}
-		outcome <- a
-	}()
-	var ans string
-	select {
-	case <-o.Confirmed:
-		fmt.Fprintf(wd.conn, "confirm\n")
-		ans = <-outcome
-	case <-ctx.Done():
-		o.logf("kwl: %v before confirmation: restoring the previous ruleset\n", context.Cause(ctx))
-		fmt.Fprintf(wd.conn, "rollback\n")
-		ans = <-outcome
-	case ans = <-outcome:
-	}
+	ans := confirmThrough(ctx, o, wd, "table "+res.Table)
 	switch {
 	case ans == "confirmed":
 		res.Confirmed = true
@@ -426,6 +404,40 @@ func awaitConfirm(ctx context.Context, o *Options, t *target, wd *watchdog, tab 
 	}
 	o.logf("kwl: the watchdog is gone (%s): restoring the previous ruleset\n", ans)
 	return selfRollback(t, tab, old, res)
+}
+
+// confirmThrough arms the watchdog of a deploy whose new ruleset (in
+// where) is loaded, tells the user how to confirm it, and waits for the
+// end of the window. It returns the watchdog's last word: "confirmed",
+// "rolled back" or "failed: REASON", or "lost: REASON" when the watchdog
+// is gone and the caller must roll back itself.
+func confirmThrough(ctx context.Context, o *Options, wd *watchdog, where string) string {
+	if ans, err := wd.say("applied"); err != nil || ans != "armed" {
+		return fmt.Sprintf("lost: the watchdog does not answer (%q %v)", ans, err)
+	}
+	o.logf("kwl: new ruleset loaded in %s; it is rolled back in %v unless confirmed.\n", where, o.Confirm)
+	o.logf("kwl: confirm from a NEW ssh session, which proves that new connections get in:\n")
+	o.logf("kwl:     %s\n", ConfirmCommand(o.NetNS))
+	o.logf("kwl: this session proves nothing: it lives on conntrack whatever the new ruleset does. Enter here confirms it anyway;\n")
+	o.logf("kwl: a hang-up or Ctrl-C rolls back now, and killing this process changes nothing: the watchdog rolls back at the deadline.\n")
+	outcome := make(chan string, 1)
+	go func() {
+		a, err := wd.answer()
+		if err != nil {
+			a = "lost: " + err.Error()
+		}
+		outcome <- a
+	}()
+	select {
+	case <-o.Confirmed:
+		fmt.Fprintf(wd.conn, "confirm\n")
+	case <-ctx.Done():
+		o.logf("kwl: %v before confirmation: restoring the previous ruleset\n", context.Cause(ctx))
+		fmt.Fprintf(wd.conn, "rollback\n")
+	case ans := <-outcome:
+		return ans
+	}
+	return <-outcome
 }
 
 func selfRollback(t *target, tab *nftables.Table, old *live, res *Result) error {

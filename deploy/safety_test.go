@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/internal/netns"
+	"kwl.dev/kwl/lang"
 )
 
 // hostfw is a table kwl did not create, under names an admin might pass
@@ -129,7 +131,19 @@ func confirmChild(arg string) {
 	f := strings.Fields(arg)
 	d, _ := time.ParseDuration(f[2])
 	o := Options{NetNS: f[0], StateDir: f[1], Confirm: d, Log: os.Stderr}
-	_, err := Apply(context.Background(), o, modified())
+	var err error
+	if len(f) > 3 && f[3] == "iptables" {
+		src, rerr := os.ReadFile(filepath.Join("..", "examples", "sshknock.kwl"))
+		pol, diags := lang.Load("sshknock.kwl", src)
+		rs, more := iptables.Lower(pol)
+		if rerr != nil || diags.HasErrors() || more.HasErrors() {
+			fmt.Fprintln(os.Stderr, "child:", rerr, diags, more)
+			os.Exit(3)
+		}
+		_, err = ApplyIptables(context.Background(), o, rs)
+	} else {
+		_, err = Apply(context.Background(), o, modified())
+	}
 	fmt.Fprintln(os.Stderr, "child:", err)
 	os.Exit(3)
 }

@@ -54,6 +54,10 @@ type watchJob struct {
 	Started time.Time
 	Socket  string
 	Old     *snapshot // nil: there was no table, and rolling back deletes it
+	// Iptables, when set, names the file of kwl's iptables rules as
+	// they were (SaveIptables' form): the watchdog of an iptables deploy
+	// restores them, not a table.
+	Iptables string
 }
 
 // snapshot is a live table in a form that can be written to a file.
@@ -249,6 +253,9 @@ func watch(jobPath string) error {
 		return fmt.Errorf("%s: %w", jobPath, err)
 	}
 	defer os.Remove(job.Socket)
+	if job.Iptables != "" {
+		defer os.Remove(job.Iptables)
+	}
 	lf := os.NewFile(wdLockFD, "lock")
 	defer lf.Close()
 	ln, err := net.FileListener(os.NewFile(wdListenFD, "socket"))
@@ -329,7 +336,14 @@ func watch(jobPath string) error {
 	case "abort":
 		answer = "aborted"
 	case "rollback":
-		if err := rollback(t, job.Family, job.Table, old); err != nil {
+		var err error
+		if job.Iptables != "" {
+			// The watchdog holds the namespace's lock already.
+			err = restoreIptablesFile(&Options{NetNS: job.NetNS}, job.Iptables)
+		} else {
+			err = rollback(t, job.Family, job.Table, old)
+		}
+		if err != nil {
 			logf("rollback failed: %v", err)
 			answer = "failed: " + err.Error()
 		} else {

@@ -12,7 +12,7 @@ import (
 func init() {
 	register(&command{
 		name:  "compile",
-		usage: "kwl compile [--backend nft|iptables] [--family ipv4|ipv6] FILE",
+		usage: "kwl compile [--backend nft|iptables] [--family ipv4|ipv6] [--first] FILE",
 		short: "compile a policy to an nftables or iptables ruleset",
 		long: `Compile reads a policy and prints the ruleset that realizes it on stdout.
 
@@ -24,9 +24,17 @@ and touches no other table.
 With --backend iptables the output is iptables-restore input, then
 ip6tables-restore input, each headed by a comment naming the tool; load
 them with --noflush: they create or flush only kwl's own chains (kwl-input,
-kwl-forward, kwl-knock, kwl-svc-NAME, ...) and insert the jumps into them
-at the top of INPUT, FORWARD and PREROUTING. --family ipv4 or ipv6 prints
-only one of the two.
+kwl-forward, kwl-knock, kwl-svc-NAME, ...) and replace the jumps into them
+at the top of INPUT, FORWARD and PREROUTING: each jump is deleted (-D)
+and inserted again (-I) in the same commit, so loading the output again,
+or a new policy's output, leaves one jump, never none. On a host where
+the jumps are not in place yet the -D fails and iptables-restore changes
+nothing: load the output of --first once, which only inserts them (and,
+loaded twice, inserts them twice). No fixed text can do both, since every
+-I adds a rule and every -D removes one whatever the chain holds; kwl
+deploy --backend iptables writes its input from the live rules, and also
+deletes the chains of an earlier policy that this output does not name.
+--family ipv4 or ipv6 prints only one of the two.
 
 A statement means the same on both backends; what a backend cannot do
 exactly is an error there (L10: iptables counts whole seconds; L13:
@@ -46,23 +54,23 @@ that could not be read.
 Examples:
 
 	kwl compile examples/sshknock.kwl | nft -c -f -
-	kwl compile --backend iptables --family ipv4 examples/limit.kwl | iptables-restore --test --noflush`,
+	kwl compile --backend iptables --family ipv4 --first examples/limit.kwl | iptables-restore --noflush
+	kwl compile --backend iptables --family ipv4 examples/limit.kwl | iptables-restore --noflush`,
 		run: runCompile,
 	})
-	iptablesRuleset = func(env *cmdEnv, file string, src []byte) (v4, v6 string, err error) {
+	iptablesRuleset = func(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, error) {
 		pol, diags := lang.Load(file, src)
 		if !diags.HasErrors() {
 			var more lang.Diagnostics
 			_, more = iptables.Lower(pol)
 			diags = append(diags, pol.Filter(more)...)
 		}
+		printDiags(env, diags, map[string][]byte{file: src})
 		if diags.HasErrors() {
-			printDiags(env, diags, map[string][]byte{file: src})
-			return "", "", fmt.Errorf("the policy has errors")
+			return nil, fmt.Errorf("the policy has errors")
 		}
 		rs, _ := iptables.Lower(pol)
-		v4, v6 = rs.Render()
-		return v4, v6, nil
+		return rs, nil
 	}
 }
 
@@ -71,6 +79,7 @@ func runCompile(env *cmdEnv, args []string) int {
 	fs := c.newFlags(env)
 	backend := fs.String("backend", "nft", "`nft` or iptables")
 	family := fs.String("family", "", "with --backend iptables, print only the `ipv4` or ipv6 ruleset")
+	first := fs.Bool("first", false, "with --backend iptables, insert the jumps instead of replacing them (a first load)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -88,6 +97,10 @@ func runCompile(env *cmdEnv, args []string) int {
 	case "", "ipv4", "ipv6":
 	default:
 		fmt.Fprintf(env.stderr, "kwl compile: --family must be ipv4 or ipv6, not %q\n", *family)
+		return exitUsage
+	}
+	if *first && *backend == "nft" {
+		fmt.Fprintf(env.stderr, "kwl compile: --first is for --backend iptables; the nft output replaces the table inet kwl whether or not it is loaded\n")
 		return exitUsage
 	}
 	if *family != "" && *backend == "nft" {
@@ -112,7 +125,10 @@ func runCompile(env *cmdEnv, args []string) int {
 		rs, ds := iptables.Lower(pol)
 		diags = pol.Filter(ds)
 		write = func(w io.Writer) {
-			v4, v6 := rs.Render()
+			v4, v6 := rs.RenderReload()
+			if *first {
+				v4, v6 = rs.Render()
+			}
 			switch *family {
 			case "ipv4":
 				io.WriteString(w, v4)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,7 +86,7 @@ func refuseExposure(env *cmdEnv, file string, pol *lang.Policy, backend string, 
 func init() {
 	register(&command{
 		name:  "deploy",
-		usage: "kwl deploy [--dry-run] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--netns NAME] FILE",
+		usage: "kwl deploy [--dry-run] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
 		short: "load the policy into the running kernel, atomically",
 		long: `Deploy compiles FILE and loads it into the kernel.
 
@@ -151,13 +150,29 @@ back. --confirm-now finds the waiting deploy through the socket
 /run/kwl/netns-DEV-INO.sock of the same namespace. Deploy needs root
 (CAP_NET_ADMIN).
 
-With --backend iptables, the iptables-restore and ip6tables-restore input
-is loaded with --noflush into kwl's own chains, and the jumps from the
-built-in chains are added once. iptables-restore commits each table of a
-family at once, but the IPv4 and IPv6 rulesets are two commits; --dry-run,
---confirm and the state carry-over of the nft backend do not apply. The
-recent lists (doors, limits, bans) survive a redeploy when the new ruleset
-still has rules on them: the kernel keeps a list while a rule uses it.
+With --backend iptables, kwl reads its rules with iptables-save (the
+chains named kwl-* of every table, both families, and the jumps into them
+from the built-in chains) and runs iptables-restore --noflush once per
+family with input written from them: in each table, one commit declares
+the new chains, deletes the old jumps, fills the chains, inserts the new
+jumps at the top and deletes the chains the policy no longer has (an old
+DNAT chain in nat included). The host's rules and policies stay. Before
+changing anything kwl keeps a copy of its rules of both families; if a
+commit fails (say ip6tables-restore after iptables-restore succeeded), it
+restores that copy and says so. The recent lists (doors, limits, bans)
+keep their entries across a redeploy, a rollback and a confirm window:
+while a change runs, a chain kwl-keep that nothing jumps to holds them.
+--dry-run prints the chains and jumps that would be added (+), changed
+(~) or removed (-) on stdout; --confirm and --confirm-now work as above,
+and while kwl waits the copy is also in /run/kwl/iptables-rollback.json
+(one per namespace), for deploy.RestoreIptables.
+
+Examples:
+
+	kwl deploy --dry-run policy.kwl
+	kwl deploy --confirm 60s policy.kwl
+	kwl deploy --backend iptables --dry-run policy.kwl
+	kwl deploy --backend iptables --confirm 60s policy.kwl
 
 A deploy that loads (and, with --confirm, is confirmed) is recorded for
 kwl restore, which the systemd unit runs at boot: the policy text, its
@@ -223,10 +238,6 @@ func runDeploy(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl deploy: unknown backend %q (nft or iptables)\n", *backend)
 		return exitUsage
 	}
-	if *backend == "iptables" && (o.DryRun || o.Confirm > 0) {
-		fmt.Fprintf(env.stderr, "kwl deploy: --dry-run and --confirm need the nft backend\n")
-		return exitUsage
-	}
 	// The policy is read, compiled and tested before the kernel is
 	// touched: a file that cannot be read (exit 2), a policy with errors
 	// or failing tests (exit 1) changes nothing.
@@ -262,24 +273,9 @@ func runDeploy(env *cmdEnv, args []string) int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	if *confirm > 0 {
-		confirmed := make(chan struct{}, 1)
-		o.Confirmed = confirmed
-		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-		defer signal.Stop(sigs)
-		go func() {
-			for s := range sigs {
-				cancel(fmt.Errorf("signal %v", s))
-			}
-		}()
-		if f, ok := env.stdin.(*os.File); ok && isTerminal(f) {
-			go func() {
-				// Enter confirms; end of input (a closed terminal) does not.
-				if _, err := bufio.NewReader(f).ReadString('\n'); err == nil {
-					confirmed <- struct{}{}
-				}
-			}()
-		}
+		var stop func()
+		o.Confirmed, stop = confirmInput(env, cancel)
+		defer stop()
 	}
 	res, err := deploy.Apply(ctx, o, rs)
 	if res != nil && res.Changes != nil && *dry {
@@ -301,27 +297,32 @@ func runDeploy(env *cmdEnv, args []string) int {
 	return exitOK
 }
 
+// confirmInput returns the channel that confirms, from this process, a
+// deploy waiting for confirmation: Enter on the terminal. SIGHUP, SIGINT
+// and SIGTERM cancel ctx, which rolls back at once. (Confirmation from
+// elsewhere, kwl deploy --confirm-now, goes to the watchdog's socket.)
+// stop ends the signal handling.
+func confirmInput(env *cmdEnv, cancel context.CancelCauseFunc) (confirmed <-chan struct{}, stop func()) {
+	c := make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			cancel(fmt.Errorf("signal %v", s))
+		}
+	}()
+	if f, ok := env.stdin.(*os.File); ok && isTerminal(f) {
+		go func() {
+			// Enter confirms; end of input (a closed terminal) does not.
+			if _, err := bufio.NewReader(f).ReadString('\n'); err == nil {
+				c <- struct{}{}
+			}
+		}()
+	}
+	return c, func() { signal.Stop(sigs) }
+}
+
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// deployIptables loads the iptables backend's ruleset.
-func deployIptables(env *cmdEnv, o deploy.Options, file string, src []byte) int {
-	v4, v6, err := iptablesRuleset(env, file, src)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl deploy: %s: %v; nothing was applied\n", file, err)
-		return exitFail
-	}
-	if err := deploy.ApplyIptables(context.Background(), o, v4, v6); err != nil {
-		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
-		return exitFail
-	}
-	return exitOK
-}
-
-// iptablesRuleset compiles a policy to iptables-restore and
-// ip6tables-restore input: lang.Load, iptables.Lower, Render.
-var iptablesRuleset = func(env *cmdEnv, file string, src []byte) (v4, v6 string, err error) {
-	return "", "", errors.New("this build of kwl has no policy compiler (lang.Load and iptables.Lower)")
 }

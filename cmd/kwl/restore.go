@@ -119,10 +119,20 @@ func recordUndeploy(env *cmdEnv, dirFlag string, o deploy.Options, backend strin
 	if table == "" {
 		table = deploy.DefaultTable
 	}
-	if _, err := record.MarkUndeployed(dir, backend, table, kwlVersion()); err != nil {
-		fmt.Fprintf(env.stderr, "kwl undeploy: the table is removed, but the record in %s still names it: %v\n", dir, err)
-		fmt.Fprintf(env.stderr, "kwl undeploy: at boot, kwl restore would load it again; remove %s to prevent it\n", dir)
-		return exitFail
+	backends := []string{backend}
+	if backend == "" { // both were removed
+		backends = []string{"nft", "iptables"}
+	}
+	for _, b := range backends {
+		marked, err := record.MarkUndeployed(dir, b, table, kwlVersion())
+		if err != nil {
+			fmt.Fprintf(env.stderr, "kwl undeploy: the table is removed, but the record in %s still names it: %v\n", dir, err)
+			fmt.Fprintf(env.stderr, "kwl undeploy: at boot, kwl restore would load it again; remove %s to prevent it\n", dir)
+			return exitFail
+		}
+		if marked {
+			break
+		}
 	}
 	return exitOK
 }
@@ -236,8 +246,7 @@ func restorePolicy(env *cmdEnv, j *journal, o deploy.Options, r *record.Record) 
 		if err := compileErrors(env, file, r.Text, diags); err != nil {
 			return err
 		}
-		v4, v6 := rs.Render()
-		if err := deploy.ApplyIptables(context.Background(), o, v4, v6); err != nil {
+		if _, err := deploy.ApplyIptables(context.Background(), o, rs); err != nil {
 			return err
 		}
 	}
@@ -286,8 +295,7 @@ func loadClosed(env *cmdEnv, o deploy.Options, c *record.Closed, file string) er
 			printDiags(env, diags, nil)
 			return errors.New("the fail-closed policy does not compile")
 		}
-		v4, v6 := rs.Render()
-		err = deploy.ApplyIptables(context.Background(), o, v4, v6)
+		_, err = deploy.ApplyIptables(context.Background(), o, rs)
 	}
 	return err
 }

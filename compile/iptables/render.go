@@ -7,24 +7,36 @@ import (
 )
 
 // Render returns the IPv4 and IPv6 rulesets as iptables-restore and
-// ip6tables-restore input, for loading with --noflush on a host that may
-// hold other rules: kwl's chains are declared (":kwl-input - [0:0]"), which
-// creates them or flushes only them, then filled; the builtin chains get
-// their jumps into kwl's chains inserted at the top ("-I INPUT -j
-// kwl-input"), before the host's own rules, so that a knock is seen even
-// where the host's rules would drop it. Each file is one transaction per table (COMMIT).
+// ip6tables-restore input for a first load, with --noflush, on a host
+// that may hold other rules: kwl's chains are declared (":kwl-input -
+// [0:0]"), which creates them or flushes only them, then filled; the
+// builtin chains get their jumps into kwl's chains inserted at the top
+// ("-I INPUT -j kwl-input"), before the host's own rules, so that a
+// knock is seen even where the host's rules would drop it. Each table is
+// one transaction (COMMIT).
 //
-// The jumps must be inserted once: for a reload into a kernel where they
-// are already in place, use RenderChains, which leaves them out (deploy
-// checks for them with "iptables -C INPUT -j kwl-input").
+// Loaded twice, it inserts the jumps twice: for a host where they are in
+// place, use RenderReload.
 func (r *Ruleset) Render() (v4, v6 string) {
-	return r.V4.Render(true), r.V6.Render(true)
+	return r.V4.render(insertJumps), r.V6.render(insertJumps)
+}
+
+// RenderReload is Render for a host where the jumps are in place: each
+// jump is deleted and inserted again in the same transaction ("-D INPUT
+// -j kwl-input", then "-I INPUT -j kwl-input"), so that loading it any
+// number of times leaves one jump, and the jump is never missing. On a
+// host without the jumps the -D fails, and iptables-restore stops before
+// committing the table. A fixed text cannot do both: every -I adds a
+// rule and every -D removes one, whatever the chain holds, so kwl deploy
+// writes its input from the live rules instead.
+func (r *Ruleset) RenderReload() (v4, v6 string) {
+	return r.V4.render(replaceJumps), r.V6.render(replaceJumps)
 }
 
 // RenderChains is Render without the jumps from the builtin chains: it
 // reloads kwl's own chains and nothing else.
 func (r *Ruleset) RenderChains() (v4, v6 string) {
-	return r.V4.Render(false), r.V6.Render(false)
+	return r.V4.render(noJumps), r.V6.render(noJumps)
 }
 
 // Jumps returns, per table, the rules of the builtin chains that lead
@@ -49,9 +61,30 @@ func (f *Family) Jumps() map[string][]string {
 	return out
 }
 
+// jumpMode says what a rendering does with the jumps from the builtin
+// chains.
+type jumpMode int
+
+const (
+	noJumps      jumpMode = iota
+	insertJumps           // -I CHAIN N
+	replaceJumps          // -D, then -I CHAIN N
+)
+
 // Render returns the family's ruleset as restore input; with jumps, the
-// jumps from the builtin chains are inserted too.
+// jumps from the builtin chains are inserted too (Ruleset.Render).
 func (f *Family) Render(jumps bool) string {
+	if jumps {
+		return f.render(insertJumps)
+	}
+	return f.render(noJumps)
+}
+
+// RenderReload returns the family's ruleset as restore input that
+// replaces the jumps (Ruleset.RenderReload).
+func (f *Family) RenderReload() string { return f.render(replaceJumps) }
+
+func (f *Family) render(mode jumpMode) string {
 	var b strings.Builder
 	tool := "iptables-restore"
 	if f != nil && f.IPv6 {
@@ -68,6 +101,17 @@ func (f *Family) Render(jumps bool) string {
 				fmt.Fprintf(&b, ":%s - [0:0]\n", c.Name)
 			}
 		}
+		if mode == replaceJumps && t.hasJumps() {
+			b.WriteString("# kwl: the jumps an earlier load inserted are deleted and inserted again;\n")
+			b.WriteString("# kwl: where they are missing, iptables-restore stops here: load kwl compile --first once\n")
+			for _, c := range t.Chains {
+				if c.Builtin {
+					for _, r := range c.Rules {
+						fmt.Fprintf(&b, "-D %s %s\n", c.Name, RuleString(r, f.IPv6))
+					}
+				}
+			}
+		}
 		for _, c := range t.Chains {
 			if c.Builtin {
 				continue
@@ -76,7 +120,7 @@ func (f *Family) Render(jumps bool) string {
 				fmt.Fprintf(&b, "-A %s %s\n", c.Name, RuleString(r, f.IPv6))
 			}
 		}
-		if jumps {
+		if mode != noJumps {
 			for _, c := range t.Chains {
 				if !c.Builtin {
 					continue
@@ -91,6 +135,15 @@ func (f *Family) Render(jumps bool) string {
 		b.WriteString("COMMIT\n")
 	}
 	return b.String()
+}
+
+func (t *Table) hasJumps() bool {
+	for _, c := range t.Chains {
+		if c.Builtin && len(c.Rules) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // RuleString returns a rule's matches and target as iptables arguments.

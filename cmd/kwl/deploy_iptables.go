@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"kwl.dev/kwl/compile/iptables"
+	"kwl.dev/kwl/deploy"
+)
+
+// deployIptables loads the iptables backend's ruleset (kwl deploy
+// --backend iptables).
+func deployIptables(env *cmdEnv, o deploy.Options, file string, src []byte) int {
+	rs, err := iptablesRuleset(env, file, src)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl deploy: %s: %v; nothing was applied\n", file, err)
+		return exitFail
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	if o.Confirm > 0 && !o.DryRun {
+		var stop func()
+		o.Confirmed, stop = confirmInput(env, cancel)
+		defer stop()
+	}
+	res, err := deploy.ApplyIptables(ctx, o, rs)
+	if res != nil && o.DryRun {
+		for _, c := range res.Changes {
+			fmt.Fprintln(env.stdout, c)
+		}
+		if len(res.Changes) == 0 {
+			fmt.Fprintln(env.stdout, "no change")
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
+		return exitFail
+	}
+	if !o.DryRun {
+		kept := 0
+		for _, n := range res.Kept {
+			kept += n
+		}
+		fmt.Fprintf(env.stderr, "kwl deploy: iptables rules loaded (%d change(s), one commit per table; %d recent list entr(ies) kept)\n", len(res.Changes), kept)
+	}
+	return exitOK
+}
+
+// iptablesRuleset compiles a policy for the iptables backend: lang.Load,
+// then iptables.Lower. It prints the diagnostics with their lines.
+var iptablesRuleset = func(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, error) {
+	return nil, errors.New("this build of kwl has no policy compiler (lang.Load and iptables.Lower)")
+}
+
+// undeployIptables removes kwl's iptables chains and jumps; it reports
+// whether there were any.
+func undeployIptables(env *cmdEnv, o deploy.Options) (bool, int) {
+	had, err := deploy.UndeployIptables(context.Background(), o)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl undeploy: %v\n", err)
+		return had, exitFail
+	}
+	return had, exitOK
+}

@@ -1,0 +1,128 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// IptablesState is what kwl's iptables rules are now: per family, its
+// chains with their rules and counters and the jumps into them, and the
+// recent lists (doors, limits, bans) those rules use, with their entries.
+type IptablesState struct {
+	Loaded   bool              `json:"loaded"`
+	Families []*IptablesFamily `json:"families"`
+	Lists    []RecentList      `json:"lists"`
+}
+
+// RecentList is an xt_recent list and its entries, as
+// /proc/net/xt_recent/NAME shows them.
+type RecentList struct {
+	Name    string        `json:"name"`
+	Entries []RecentEntry `json:"entries"`
+}
+
+// RecentEntry is one source of a recent list and how many packets it
+// has stamped there (the ring holds the latest ones).
+type RecentEntry struct {
+	Source string `json:"source"`
+	Stamps int    `json:"stamps"`
+}
+
+// IptablesStatus reads kwl's iptables rules of both families. Families
+// whose tools are not installed are left out.
+func IptablesStatus(ctx context.Context, o Options) (*IptablesState, error) {
+	if err := check(); err != nil {
+		return nil, err
+	}
+	fams, err := readIptables(&o)
+	if err != nil {
+		return nil, err
+	}
+	st := &IptablesState{Families: []*IptablesFamily{}, Lists: []RecentList{}}
+	names := map[string]bool{}
+	for _, f := range fams {
+		if f.empty() {
+			continue
+		}
+		st.Loaded = true
+		var tabs []*IptablesTable
+		for _, t := range f.Tables {
+			if len(t.Chains) > 0 || len(t.Jumps) > 0 {
+				tabs = append(tabs, t)
+			}
+		}
+		st.Families = append(st.Families, &IptablesFamily{Cmd: f.Cmd, Tables: tabs})
+		for n := range recentNames(f) {
+			names[n] = true
+		}
+	}
+	var sorted []string
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, n := range sorted {
+		l := RecentList{Name: n, Entries: []RecentEntry{}}
+		out, err := o.run("", "cat", "/proc/net/xt_recent/"+n)
+		if err == nil {
+			l.Entries = parseRecent(out)
+		}
+		st.Lists = append(st.Lists, l)
+	}
+	return st, nil
+}
+
+// parseRecent reads /proc/net/xt_recent/NAME: one line per entry,
+// "src=ADDR ttl: T last_seen: J oldest_pkt: I J1, J2, ...".
+func parseRecent(text string) []RecentEntry {
+	out := []RecentEntry{}
+	for _, line := range strings.Split(text, "\n") {
+		src, ok := strings.CutPrefix(strings.TrimSpace(line), "src=")
+		if !ok || len(strings.Fields(src)) == 0 {
+			continue
+		}
+		e := RecentEntry{Source: strings.Fields(src)[0]}
+		if _, stamps, ok := strings.Cut(line, "oldest_pkt:"); ok {
+			// "I J1, J2, ...": the index of the oldest stamp, then the stamps.
+			if f := strings.Fields(stamps); len(f) > 1 {
+				e.Stamps = len(f) - 1
+			}
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Source < out[j].Source })
+	return out
+}
+
+// Write prints the state for people.
+func (st *IptablesState) Write(w io.Writer) {
+	if !st.Loaded {
+		fmt.Fprintf(w, "no kwl iptables chains are loaded\n")
+		return
+	}
+	for _, f := range st.Families {
+		for _, t := range f.Tables {
+			fmt.Fprintf(w, "%s table %s\n", f.Cmd, t.Name)
+			for _, j := range t.Jumps {
+				fmt.Fprintf(w, "\tjump -A %s %s\n", j.Chain, j.Rule)
+			}
+			for _, c := range t.Chains {
+				var pk, by uint64
+				for _, r := range c.Rules {
+					pk += r.Packets
+					by += r.Bytes
+				}
+				fmt.Fprintf(w, "\tchain %s: %s, %d packets, %d bytes\n", c.Name, rules(len(c.Rules)), pk, by)
+			}
+		}
+	}
+	for _, l := range st.Lists {
+		fmt.Fprintf(w, "\nrecent list %s: %d entr%s\n", l.Name, len(l.Entries), map[bool]string{true: "y", false: "ies"}[len(l.Entries) == 1])
+		for _, e := range l.Entries {
+			fmt.Fprintf(w, "\t%-40s %d stamp(s)\n", e.Source, e.Stamps)
+		}
+	}
+}
