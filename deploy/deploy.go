@@ -390,20 +390,31 @@ func ConfirmCommand(netns string) string {
 // rolls back itself.
 func awaitConfirm(ctx context.Context, o *Options, t *target, wd *watchdog, tab *nftables.Table, old *live, res *Result) error {
 	ans := confirmThrough(ctx, o, wd, "table "+res.Table)
+	var err error
+	res.Confirmed, res.RolledBack, err = settle(o, ans, func() error { return rollback(t, tab.Family, tab.Name, old) })
+	return err
+}
+
+// settle turns the watchdog's last word (confirmThrough) into the
+// outcome of a deploy: confirmed, or rolled back (ErrRolledBack), or a
+// failed rollback. When the watchdog is gone, restore rolls back from
+// this process.
+func settle(o *Options, ans string, restore func() error) (confirmed, rolledBack bool, err error) {
 	switch {
 	case ans == "confirmed":
-		res.Confirmed = true
 		o.logf("kwl: confirmed; the new ruleset stays\n")
-		return nil
+		return true, false, nil
 	case ans == "rolled back":
-		res.RolledBack = true
 		o.logf("kwl: the previous ruleset is restored\n")
-		return ErrRolledBack
+		return false, true, ErrRolledBack
 	case strings.HasPrefix(ans, "failed: "):
-		return fmt.Errorf("rollback failed, the new ruleset is still loaded: %s", strings.TrimPrefix(ans, "failed: "))
+		return false, false, fmt.Errorf("rollback failed, the new ruleset is still loaded: %s", strings.TrimPrefix(ans, "failed: "))
 	}
 	o.logf("kwl: the watchdog is gone (%s): restoring the previous ruleset\n", ans)
-	return selfRollback(t, tab, old, res)
+	if err := restore(); err != nil {
+		return false, false, fmt.Errorf("rollback failed, the new ruleset is still loaded: %w", err)
+	}
+	return false, true, ErrRolledBack
 }
 
 // confirmThrough arms the watchdog of a deploy whose new ruleset (in
@@ -438,14 +449,6 @@ func confirmThrough(ctx context.Context, o *Options, wd *watchdog, where string)
 		return ans
 	}
 	return <-outcome
-}
-
-func selfRollback(t *target, tab *nftables.Table, old *live, res *Result) error {
-	if err := rollback(t, tab.Family, tab.Name, old); err != nil {
-		return fmt.Errorf("rollback failed, the new ruleset is still loaded: %w", err)
-	}
-	res.RolledBack = true
-	return ErrRolledBack
 }
 
 // ErrRolledBack is returned by Apply when the confirmation did not come

@@ -333,24 +333,9 @@ func IptablesRollbackFile(o Options) string {
 // restores saved itself.
 func awaitIptablesConfirm(ctx context.Context, o *Options, wd *watchdog, saved [2]*IptablesFamily, res *IptablesResult) error {
 	ans := confirmThrough(ctx, o, wd, "kwl's iptables chains")
-	switch {
-	case ans == "confirmed":
-		res.Confirmed = true
-		o.logf("kwl: confirmed; the new rules stay\n")
-		return nil
-	case ans == "rolled back":
-		res.RolledBack = true
-		o.logf("kwl: kwl's rules are restored as they were\n")
-		return ErrRolledBack
-	case strings.HasPrefix(ans, "failed: "):
-		return fmt.Errorf("rollback failed, the new rules are still loaded: %s", strings.TrimPrefix(ans, "failed: "))
-	}
-	o.logf("kwl: the watchdog is gone (%s): restoring kwl's rules as they were\n", ans)
-	if err := restoreIptables(o, saved, [2]bool{true, true}); err != nil {
-		return fmt.Errorf("%s; rolling back failed, the new rules are still loaded: %w", ans, err)
-	}
-	res.RolledBack = true
-	return ErrRolledBack
+	var err error
+	res.Confirmed, res.RolledBack, err = settle(o, ans, func() error { return restoreIptables(o, saved, [2]bool{true, true}) })
+	return err
 }
 
 // iptablesFile is the form of a saved copy of kwl's iptables rules.
