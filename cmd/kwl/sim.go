@@ -14,54 +14,12 @@ import (
 
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
+	"kwl.dev/kwl/sim/replay"
 )
-
-// engine evaluates packets for kwl sim: the simulator of one backend
-// running one policy.
-type engine interface {
-	// Eval decides p. p.Time never decreases from one call to the next.
-	Eval(p *capture.Packet) simResult
-	// Statements numbers the statements the results name:
-	// simResult.Stmt indexes it, and index 0 is the zero Pos.
-	Statements() []lang.Pos
-}
-
-// simResult is what kwl sim reports of one evaluated packet.
-type simResult struct {
-	Verdict lang.Verdict
-	Rule    lang.Pos // the statement that decided; zero when none did
-	Stmt    int      // Rule's index in the engine's Statements()
-	Explain string   // state read and written, for --explain
-	// Skip is set when the engine took the packet in (conntrack learned
-	// from it) without evaluating it: "sent by the host".
-	Skip string
-}
-
-// prefetcher is an engine that can read ahead the state a packet will
-// need (sim.Sim.Prefetch).
-type prefetcher interface {
-	Prefetch(ps []capture.Packet)
-}
-
-// splitter is an engine whose packets divide into two parts that two
-// engines of the same policy evaluate apart, with the results one engine
-// evaluating all of them would give (sim.Split). split reports whether
-// a packet belongs to the second part; it is safe for concurrent use.
-type splitter interface {
-	Split() (split func(*capture.Packet) bool, ok bool)
-}
-
-// replayBatch is how many packets are read, and their state prefetched,
-// before they are evaluated in order.
-const replayBatch = 32
 
 // noSplit makes kwl sim run one lane even when the engine can divide the
 // packets (tests compare the two).
 var noSplit bool
-
-// newEngine builds the simulator for a backend. It is nil in a build
-// without the simulator; the file that wires package sim sets it in init.
-var newEngine func(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (engine, lang.Diagnostics, error)
 
 func init() {
 	register(&command{
@@ -201,11 +159,8 @@ func runSim(env *cmdEnv, args []string) int {
 		return code
 	}
 	defer closeTrace()
-	if newEngine == nil {
-		fmt.Fprintf(env.stderr, "kwl sim: this build has no simulator\n")
-		return exitUsage
-	}
-	eng, bdiags, err := newEngine(*backend, pol, hosts, *explain && *format == "text")
+	explainText := *explain && *format == "text"
+	eng, bdiags := replay.NewEngine(*backend, pol, hosts, explainText)
 	// The backend's diagnostics repeat the policy's warnings; print the rest.
 	seen := map[lang.Diagnostic]bool{}
 	for _, d := range diags {
@@ -218,45 +173,29 @@ func runSim(env *cmdEnv, args []string) int {
 		}
 	}
 	printDiags(env, extra, map[string][]byte{name: src})
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
-		return exitFail
-	}
 	if bdiags.HasErrors() {
 		return exitFail
 	}
 
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
-	rp := newReplay(pol, eng, hosts)
+	rp := replay.New(pol, eng, hosts)
 	var prog *progressBar
 	if *progress {
 		prog = newProgress(env.stderr, size, counted)
 	}
-	lanes := []*lane{rp.lane}
-	var split func(*capture.Packet) bool
-	if sp, ok := eng.(splitter); ok && !noSplit && !(*explain && *format == "text") {
+	var second replay.Engine
+	if !noSplit && !explainText {
 		// Explanations are not kept apart (sim.Split): --explain runs
 		// one lane.
-		if f, ok := sp.Split(); ok {
-			eng2, _, err := newEngine(*backend, pol, hosts, false)
-			if err == nil && eng2 != nil {
-				split = f
-				lanes = append(lanes, newLane(eng2))
-			}
-		}
+		second, _ = replay.NewEngine(*backend, pol, hosts, false)
 	}
 	var line []byte
-	err = pipeline(r, lanes, split, &rp.clock, func(pt *part, i int) {
-		p, o := &pt.ps[i], &pt.out[i]
-		if i%replayBatch == 0 {
-			rp.sources.prefetch(pt.ps[i:min(i+replayBatch, pt.n)])
-		}
-		rp.account(p, o)
+	err = rp.Run(r, second, func(p *capture.Packet, o *replay.Outcome) {
 		if *format == "json" {
 			line = appendPacketJSON(line[:0], p, o, rp)
 			out.Write(line)
-		} else if *explain && o.evaluated {
+		} else if *explain && o.Evaluated {
 			line = appendExplain(line[:0], p, o, rp)
 			out.Write(line)
 		}
@@ -272,18 +211,18 @@ func runSim(env *cmdEnv, args []string) int {
 		readErr = err.Error()
 	}
 	if *format == "json" {
-		out.Write(rp.appendSummaryJSON(nil, r, readErr))
+		out.Write(appendSummaryJSON(nil, rp, r, readErr))
 	} else {
 		if *explain {
 			out.WriteString("\n")
 		}
-		rp.writeSummary(out, trace, r, *backend, readErr)
+		writeSummary(out, rp, trace, r, *backend, readErr)
 	}
 	if err := out.Flush(); err != nil {
 		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
 		return exitUsage
 	}
-	for _, w := range rp.warnings(r) {
+	for _, w := range rp.Warnings(r) {
 		fmt.Fprintf(env.stderr, "kwl sim: %s: warning: %s\n", trace, w)
 	}
 	if readErr != "" {
@@ -291,243 +230,6 @@ func runSim(env *cmdEnv, args []string) int {
 		return exitUsage
 	}
 	return exitOK
-}
-
-// warnings are the reader's warnings and the clock's.
-func (rp *replay) warnings(r *capture.Reader) []string {
-	ws := r.Warnings()
-	if w := rp.clock.warning(); w != "" {
-		ws = append(ws[:len(ws):len(ws)], w)
-	}
-	return ws
-}
-
-// outcome is kwl sim's account of one packet.
-// It is small, for it is handed from a lane to the merge for every
-// packet.
-type outcome struct {
-	skipped   string // why the packet was not evaluated
-	explain   string // state read and written, for --explain
-	blocked   int    // n of the dropped first packet of this packet's flow, or 0
-	stmt      int    // the deciding statement's index in the engine's statements
-	verdict   lang.Verdict
-	evaluated bool
-}
-
-// blockedFlow is a flow whose first packet was dropped.
-type blockedFlow struct {
-	first int   // n of that packet
-	stmt  int32 // the statement that dropped it
-	gen   int32 // the generation it was (last) blocked in; 0: none
-}
-
-// blockedPair holds the blocked flows between two endpoints, one per
-// direction (dir[0] from the pair key's first endpoint), so that a packet
-// finds both the flow it belongs to and the one it would answer with one
-// probe.
-type blockedPair struct {
-	dir [2]blockedFlow
-}
-
-// flowGen is how long (in capture time) a blocked flow is remembered: one
-// to two generations, past the minute in which peers retransmit an
-// unanswered SYN or a reply.
-const flowGen = 60 * time.Second
-
-// Kinds of statements, per statement index.
-const (
-	kindNone uint8 = iota
-	kindKnock
-	kindClose
-	kindLimit
-	kindAllow
-)
-
-// replay runs packets through the lanes and keeps the counts. What it
-// updates per packet is indexed by statement number or kept in
-// open-addressing tables over pointer-free keys.
-type replay struct {
-	pol   *lang.Policy
-	lane  *lane // the first lane: all packets but those of a second
-	hosts map[netip.Addr]bool
-	clock clock // for step
-
-	// Statements by index: the engine's numbering.
-	stmts    []lang.Pos
-	counts   [][3]int
-	stmtText [][]byte
-	stmtKind []uint8
-
-	packets, evaluated, skipped int
-	verdicts                    [3]int
-	blockedPackets              int
-	ruleText                    map[lang.Pos][]byte
-	skips                       map[string]int
-	sources                     distinctAddrs
-	kind                        map[lang.Pos]string // "knock", "close", "limit", "allow"
-	service                     map[lang.Pos]string
-	opened                      map[netip.Addr]admission // first admission through a door
-	limited                     map[netip.Addr]int       // drops by a limit, per source
-	knockPorts                  [2][1024]uint64          // tcp, udp: bit per port
-	knocks                      int
-	knockers                    distinctAddrs
-}
-
-type admission struct {
-	n    int
-	at   time.Duration
-	rule lang.Pos
-}
-
-func newReplay(pol *lang.Policy, eng engine, hosts []netip.Addr) *replay {
-	rp := &replay{
-		pol:      pol,
-		hosts:    map[netip.Addr]bool{},
-		ruleText: map[lang.Pos][]byte{},
-		skips:    map[string]int{},
-		kind:     map[lang.Pos]string{},
-		service:  map[lang.Pos]string{},
-		opened:   map[netip.Addr]admission{},
-		limited:  map[netip.Addr]int{},
-	}
-	for _, h := range hosts {
-		rp.hosts[h] = true
-	}
-	for _, d := range pol.Doors {
-		rp.kind[d.Pos], rp.service[d.Pos] = "knock", d.Service.Name
-		for _, p := range d.Sequence {
-			rp.setKnockPort(p)
-		}
-	}
-	for _, v := range pol.Revokes {
-		rp.kind[v.Pos], rp.service[v.Pos] = "close", v.Service.Name
-		for _, p := range append(append([]lang.Port(nil), v.Ports...), v.Sequence...) {
-			rp.setKnockPort(p)
-		}
-	}
-	for _, l := range pol.Limits {
-		rp.kind[l.Pos], rp.service[l.Pos] = "limit", l.Service.Name
-	}
-	for _, a := range pol.Allows {
-		rp.kind[a.Pos], rp.service[a.Pos] = "allow", a.Service.Name
-	}
-	rp.lane = newLane(eng)
-	for _, pos := range eng.Statements() {
-		rp.addStmt(pos)
-	}
-	if len(rp.stmts) == 0 {
-		rp.addStmt(lang.Pos{})
-	}
-	return rp
-}
-
-func (rp *replay) addStmt(pos lang.Pos) int {
-	i := len(rp.stmts)
-	rp.stmts = append(rp.stmts, pos)
-	rp.counts = append(rp.counts, [3]int{})
-	rp.stmtText = append(rp.stmtText, []byte(pos.String()))
-	k := kindNone
-	switch rp.kind[pos] {
-	case "knock":
-		k = kindKnock
-	case "close":
-		k = kindClose
-	case "limit":
-		k = kindLimit
-	case "allow":
-		k = kindAllow
-	}
-	rp.stmtKind = append(rp.stmtKind, k)
-	return i
-}
-
-func knockProto(p lang.Proto) int {
-	switch p {
-	case lang.TCP:
-		return 0
-	case lang.UDP:
-		return 1
-	}
-	return -1
-}
-
-func (rp *replay) setKnockPort(p lang.Port) {
-	if i := knockProto(p.Proto); i >= 0 {
-		rp.knockPorts[i][p.Num/64] |= 1 << (p.Num % 64)
-	}
-}
-
-func (rp *replay) isKnockPort(proto lang.Proto, port uint16) bool {
-	i := knockProto(proto)
-	return i >= 0 && rp.knockPorts[i][port/64]&(1<<(port%64)) != 0
-}
-
-// isNew reports whether p would start a connection: a TCP SYN without
-// ACK, or any UDP datagram or other packet, which conntrack takes as NEW
-// when it has no entry.
-func isNew(p *capture.Packet) bool {
-	if p.Proto == lang.TCP {
-		return p.Flags&(capture.SYN|capture.ACK) == capture.SYN
-	}
-	return true
-}
-
-// step runs one packet through the first lane and counts it: the replay
-// one packet at a time, without the pipeline.
-func (rp *replay) step(p *capture.Packet) outcome {
-	rp.clock.keep(p)
-	var pi pairInfo
-	o := rp.lane.step(p, &pi)
-	rp.account(p, &o)
-	return o
-}
-
-// account counts a packet and its outcome.
-func (rp *replay) account(p *capture.Packet, o *outcome) {
-	rp.packets++
-	if o.skipped != "" {
-		rp.skipped++
-		rp.skips[o.skipped]++
-		return
-	}
-	if o.blocked > 0 {
-		rp.blockedPackets++
-		rp.verdicts[lang.Drop]++
-		return
-	}
-	rp.evaluated++
-	rp.verdicts[o.verdict]++
-	rp.sources.add(p.Src)
-	si := o.stmt
-	rp.counts[si][o.verdict]++
-	switch rp.stmtKind[si] {
-	case kindKnock:
-		if o.verdict == lang.Accept {
-			if _, ok := rp.opened[p.Src]; !ok {
-				rp.opened[p.Src] = admission{n: p.N, at: p.Time, rule: rp.stmts[si]}
-			}
-		}
-	case kindLimit:
-		if o.verdict != lang.Accept {
-			rp.limited[p.Src]++
-		}
-	}
-	if isNew(p) && rp.isKnockPort(p.Proto, p.DPort) {
-		rp.knocks++
-		rp.knockers.add(p.Src)
-	}
-}
-
-// ruleOf returns the text of the statement that decided o.
-func (rp *replay) ruleOf(o *outcome) []byte { return rp.stmtText[o.stmt] }
-
-func (rp *replay) rule(pos lang.Pos) []byte {
-	if t, ok := rp.ruleText[pos]; ok {
-		return t
-	}
-	t := []byte(pos.String())
-	rp.ruleText[pos] = t
-	return t
 }
 
 func protoName(p lang.Proto) string {
@@ -578,7 +280,7 @@ func appendJSONString[S ~string | ~[]byte](b []byte, s S) []byte {
 
 // appendPacketJSON writes one packet's JSON line by hand: no reflection
 // and no allocation per packet.
-func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byte {
+func appendPacketJSON(b []byte, p *capture.Packet, o *replay.Outcome, rp *replay.Replay) []byte {
 	b = append(b, `{"n":`...)
 	b = strconv.AppendInt(b, int64(p.N), 10)
 	b = append(b, `,"time":`...)
@@ -607,70 +309,45 @@ func appendPacketJSON(b []byte, p *capture.Packet, o *outcome, rp *replay) []byt
 			b = strconv.AppendUint(b, uint64(p.Frags), 10)
 		}
 	}
-	if o.skipped != "" {
+	if o.Skipped != "" {
 		b = append(b, `,"skipped":`...)
-		b = appendJSONString(b, o.skipped)
+		b = appendJSONString(b, o.Skipped)
 		return append(b, "}\n"...)
 	}
 	b = append(b, `,"verdict":"`...)
-	b = append(b, o.verdict.String()...)
+	b = append(b, o.Verdict.String()...)
 	b = append(b, `","rule":`...)
-	b = appendJSONString(b, rp.ruleOf(o))
-	if o.blocked > 0 {
+	b = appendJSONString(b, rp.RuleOf(o))
+	if o.Blocked > 0 {
 		b = append(b, `,"blocked_flow":`...)
-		b = strconv.AppendInt(b, int64(o.blocked), 10)
+		b = strconv.AppendInt(b, int64(o.Blocked), 10)
 	}
 	return append(b, "}\n"...)
 }
 
 // appendExplain writes one --explain line.
-func appendExplain(b []byte, p *capture.Packet, o *outcome, rp *replay) []byte {
+func appendExplain(b []byte, p *capture.Packet, o *replay.Outcome, rp *replay.Replay) []byte {
 	b = appendPacketText(b, p)
-	b = append(b, o.verdict.String()...)
-	if r := rp.ruleOf(o); len(r) > 0 {
+	b = append(b, o.Verdict.String()...)
+	if r := rp.RuleOf(o); len(r) > 0 {
 		b = append(b, " by "...)
 		b = append(b, r...)
-		if pos := rp.stmts[o.stmt]; rp.kind[pos] != "" {
-			k := rp.kind[pos]
+		if pos := rp.Statement(o); rp.Kind[pos] != "" {
+			k := rp.Kind[pos]
 			b = append(b, " ("...)
 			b = append(b, k...)
 			b = append(b, ' ')
-			b = append(b, rp.service[pos]...)
+			b = append(b, rp.Service[pos]...)
 			b = append(b, ')')
 		}
 	} else {
 		b = append(b, " (no statement: chain policy)"...)
 	}
-	if o.explain != "" {
+	if o.Explain != "" {
 		b = append(b, "; "...)
-		b = append(b, o.explain...)
+		b = append(b, o.Explain...)
 	}
 	return append(b, '\n')
-}
-
-type ruleCount struct {
-	pos    lang.Pos
-	counts [3]int
-}
-
-func (rp *replay) sortedRules() []ruleCount {
-	var rs []ruleCount
-	for i, c := range rp.counts {
-		if c != [3]int{} {
-			rs = append(rs, ruleCount{rp.stmts[i], c})
-		}
-	}
-	sort.Slice(rs, func(i, j int) bool {
-		a, b := rs[i].pos, rs[j].pos
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Col < b.Col
-	})
-	return rs
 }
 
 func sortedAddrs[V any](m map[netip.Addr]V) []netip.Addr {
@@ -682,7 +359,7 @@ func sortedAddrs[V any](m map[netip.Addr]V) []netip.Addr {
 	return as
 }
 
-func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string) []byte {
+func appendSummaryJSON(b []byte, rp *replay.Replay, r *capture.Reader, readErr string) []byte {
 	num := func(name string, v int) {
 		b = append(b, ',', '"')
 		b = append(b, name...)
@@ -691,37 +368,37 @@ func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string)
 	}
 	b = append(b, `{"summary":true,"format":`...)
 	b = appendJSONString(b, r.Format())
-	num("packets", rp.packets)
-	num("evaluated", rp.evaluated)
-	num("skipped_packets", rp.skipped)
-	num("accepted", rp.verdicts[lang.Accept])
-	num("dropped", rp.verdicts[lang.Drop])
-	num("rejected", rp.verdicts[lang.Reject])
-	num("blocked_flow_packets", rp.blockedPackets)
-	num("sources", rp.sources.len())
-	num("knocks", rp.knocks)
-	num("knocking_sources", rp.knockers.len())
+	num("packets", rp.Packets)
+	num("evaluated", rp.Evaluated)
+	num("skipped_packets", rp.Skipped)
+	num("accepted", rp.Verdicts[lang.Accept])
+	num("dropped", rp.Verdicts[lang.Drop])
+	num("rejected", rp.Verdicts[lang.Reject])
+	num("blocked_flow_packets", rp.BlockedPackets)
+	num("sources", rp.Sources())
+	num("knocks", rp.Knocks)
+	num("knocking_sources", rp.Knockers())
 	b = append(b, `,"rules":[`...)
-	for i, rc := range rp.sortedRules() {
+	for i, rc := range rp.Rules() {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"rule":`...)
-		b = appendJSONString(b, rc.pos.String())
-		if k := rp.kind[rc.pos]; k != "" {
+		b = appendJSONString(b, rc.Pos.String())
+		if k := rp.Kind[rc.Pos]; k != "" {
 			b = append(b, `,"kind":"`...)
 			b = append(b, k...)
 			b = append(b, `","service":`...)
-			b = appendJSONString(b, rp.service[rc.pos])
+			b = appendJSONString(b, rp.Service[rc.Pos])
 		}
-		num("accept", rc.counts[lang.Accept])
-		num("drop", rc.counts[lang.Drop])
-		num("reject", rc.counts[lang.Reject])
+		num("accept", rc.Counts[lang.Accept])
+		num("drop", rc.Counts[lang.Drop])
+		num("reject", rc.Counts[lang.Reject])
 		b = append(b, '}')
 	}
 	b = append(b, `],"skip_reasons":{`...)
-	reasons := make([]string, 0, len(rp.skips))
-	for s := range rp.skips {
+	reasons := make([]string, 0, len(rp.Skips))
+	for s := range rp.Skips {
 		reasons = append(reasons, s)
 	}
 	sort.Strings(reasons)
@@ -731,33 +408,33 @@ func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string)
 		}
 		b = appendJSONString(b, s)
 		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(rp.skips[s]), 10)
+		b = strconv.AppendInt(b, int64(rp.Skips[s]), 10)
 	}
 	b = append(b, `},"opened":[`...)
-	for i, a := range sortedAddrs(rp.opened) {
-		ad := rp.opened[a]
+	for i, a := range sortedAddrs(rp.Opened) {
+		ad := rp.Opened[a]
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"src":"`...)
 		b = a.AppendTo(b)
 		b = append(b, `","n":`...)
-		b = strconv.AppendInt(b, int64(ad.n), 10)
+		b = strconv.AppendInt(b, int64(ad.N), 10)
 		b = append(b, `,"time":`...)
-		b = appendSeconds(b, ad.at)
+		b = appendSeconds(b, ad.At)
 		b = append(b, `,"rule":`...)
-		b = appendJSONString(b, rp.rule(ad.rule))
+		b = appendJSONString(b, rp.RuleText(ad.Rule))
 		b = append(b, '}')
 	}
 	b = append(b, `],"limited":[`...)
-	for i, a := range sortedAddrs(rp.limited) {
+	for i, a := range sortedAddrs(rp.Limited) {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"src":"`...)
 		b = a.AppendTo(b)
 		b = append(b, `","drops":`...)
-		b = strconv.AppendInt(b, int64(rp.limited[a]), 10)
+		b = strconv.AppendInt(b, int64(rp.Limited[a]), 10)
 		b = append(b, '}')
 	}
 	b = append(b, ']')
@@ -770,10 +447,10 @@ func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string)
 		num("pending", fs.Pending)
 		b = append(b, '}')
 	}
-	if rp.clock.held > 0 {
-		num("held_back_packets", rp.clock.held)
+	if rp.HeldBack() > 0 {
+		num("held_back_packets", rp.HeldBack())
 	}
-	if ws := rp.warnings(r); len(ws) > 0 {
+	if ws := rp.Warnings(r); len(ws) > 0 {
 		b = append(b, `,"warnings":[`...)
 		for i, w := range ws {
 			if i > 0 {
@@ -794,70 +471,70 @@ func (rp *replay) appendSummaryJSON(b []byte, r *capture.Reader, readErr string)
 // has them all.
 const listMax = 20
 
-func (rp *replay) writeSummary(w *bufio.Writer, trace string, r *capture.Reader, backend, readErr string) {
+func writeSummary(w *bufio.Writer, rp *replay.Replay, trace string, r *capture.Reader, backend, readErr string) {
 	fmt.Fprintf(w, "%s (%s), backend %s\n", trace, r.Format(), backend)
-	fmt.Fprintf(w, "packets %d: %d evaluated, %d skipped", rp.packets, rp.evaluated, rp.skipped)
-	if rp.blockedPackets > 0 {
-		fmt.Fprintf(w, ", %d in blocked flows", rp.blockedPackets)
+	fmt.Fprintf(w, "packets %d: %d evaluated, %d skipped", rp.Packets, rp.Evaluated, rp.Skipped)
+	if rp.BlockedPackets > 0 {
+		fmt.Fprintf(w, ", %d in blocked flows", rp.BlockedPackets)
 	}
-	fmt.Fprintf(w, "\nverdicts: %d accepted, %d dropped, %d rejected\n", rp.verdicts[lang.Accept], rp.verdicts[lang.Drop], rp.verdicts[lang.Reject])
-	fmt.Fprintf(w, "sources: %d; %d knocks from %d sources\n", rp.sources.len(), rp.knocks, rp.knockers.len())
+	fmt.Fprintf(w, "\nverdicts: %d accepted, %d dropped, %d rejected\n", rp.Verdicts[lang.Accept], rp.Verdicts[lang.Drop], rp.Verdicts[lang.Reject])
+	fmt.Fprintf(w, "sources: %d; %d knocks from %d sources\n", rp.Sources(), rp.Knocks, rp.Knockers())
 	if fs := r.Fragments(); fs.Fragments > 0 {
 		fmt.Fprintf(w, "fragments: %d, reassembled into %d datagrams; incomplete: %d timed out, %d still waiting at the end; %d datagrams discarded\n",
 			fs.Fragments, fs.Reassembled, fs.Expired, fs.Pending, fs.Discarded)
 	}
-	if rp.clock.held > 0 {
-		fmt.Fprintf(w, "clock: %d packets held back to the latest time seen (see the warning)\n", rp.clock.held)
+	if rp.HeldBack() > 0 {
+		fmt.Fprintf(w, "clock: %d packets held back to the latest time seen (see the warning)\n", rp.HeldBack())
 	}
-	if rs := rp.sortedRules(); len(rs) > 0 {
+	if rs := rp.Rules(); len(rs) > 0 {
 		fmt.Fprintf(w, "\nby statement:\n")
 		for _, rc := range rs {
-			name := rc.pos.String()
+			name := rc.Pos.String()
 			if name == "" {
 				name = "(no statement)"
 			}
-			what := rp.kind[rc.pos]
+			what := rp.Kind[rc.Pos]
 			if what != "" {
-				what = " " + what + " " + rp.service[rc.pos]
+				what = " " + what + " " + rp.Service[rc.Pos]
 			}
-			fmt.Fprintf(w, "  %-24s%-20s accept %d, drop %d, reject %d\n", name, what, rc.counts[lang.Accept], rc.counts[lang.Drop], rc.counts[lang.Reject])
+			fmt.Fprintf(w, "  %-24s%-20s accept %d, drop %d, reject %d\n", name, what, rc.Counts[lang.Accept], rc.Counts[lang.Drop], rc.Counts[lang.Reject])
 		}
 	}
-	if len(rp.opened) > 0 {
-		fmt.Fprintf(w, "\nlet in by a knock (%d sources, first admission):\n", len(rp.opened))
-		for i, a := range sortedAddrs(rp.opened) {
+	if len(rp.Opened) > 0 {
+		fmt.Fprintf(w, "\nlet in by a knock (%d sources, first admission):\n", len(rp.Opened))
+		for i, a := range sortedAddrs(rp.Opened) {
 			if i == listMax {
-				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(rp.opened)-listMax)
+				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(rp.Opened)-listMax)
 				break
 			}
-			ad := rp.opened[a]
-			fmt.Fprintf(w, "  %-40s at %ss (packet %d, %s)\n", a, appendSeconds(nil, ad.at), ad.n, ad.rule)
+			ad := rp.Opened[a]
+			fmt.Fprintf(w, "  %-40s at %ss (packet %d, %s)\n", a, appendSeconds(nil, ad.At), ad.N, ad.Rule)
 		}
 	}
-	if len(rp.limited) > 0 {
-		fmt.Fprintf(w, "\nlimited (%d sources):\n", len(rp.limited))
-		for i, a := range sortedAddrs(rp.limited) {
+	if len(rp.Limited) > 0 {
+		fmt.Fprintf(w, "\nlimited (%d sources):\n", len(rp.Limited))
+		for i, a := range sortedAddrs(rp.Limited) {
 			if i == listMax {
-				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(rp.limited)-listMax)
+				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(rp.Limited)-listMax)
 				break
 			}
-			fmt.Fprintf(w, "  %-40s %d dropped\n", a, rp.limited[a])
+			fmt.Fprintf(w, "  %-40s %d dropped\n", a, rp.Limited[a])
 		}
 	}
-	if len(rp.skips) > 0 {
+	if len(rp.Skips) > 0 {
 		fmt.Fprintf(w, "\nskipped:\n")
-		reasons := make([]string, 0, len(rp.skips))
-		for s := range rp.skips {
+		reasons := make([]string, 0, len(rp.Skips))
+		for s := range rp.Skips {
 			reasons = append(reasons, s)
 		}
 		sort.Slice(reasons, func(i, j int) bool {
-			if rp.skips[reasons[i]] != rp.skips[reasons[j]] {
-				return rp.skips[reasons[i]] > rp.skips[reasons[j]]
+			if rp.Skips[reasons[i]] != rp.Skips[reasons[j]] {
+				return rp.Skips[reasons[i]] > rp.Skips[reasons[j]]
 			}
 			return reasons[i] < reasons[j]
 		})
 		for _, s := range reasons {
-			fmt.Fprintf(w, "  %6d  %s\n", rp.skips[s], s)
+			fmt.Fprintf(w, "  %6d  %s\n", rp.Skips[s], s)
 		}
 	}
 	if readErr != "" {

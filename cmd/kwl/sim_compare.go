@@ -9,6 +9,7 @@ import (
 
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
+	"kwl.dev/kwl/sim/replay"
 )
 
 // This file is kwl sim --compare OLD NEW TRACE: the capture replayed
@@ -25,7 +26,7 @@ type access struct {
 
 // loadSimPolicy loads a policy and its simulator for kwl sim; code >= 0
 // means stop with that exit status.
-func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang.Policy, engine, int) {
+func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang.Policy, replay.Engine, int) {
 	src, err := readSource(env, name)
 	if err != nil {
 		return nil, nil, ioError(env, "sim", err)
@@ -35,11 +36,7 @@ func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang
 	if diags.HasErrors() {
 		return nil, nil, exitFail
 	}
-	if newEngine == nil {
-		fmt.Fprintf(env.stderr, "kwl sim: this build has no simulator\n")
-		return nil, nil, exitUsage
-	}
-	eng, bdiags, err := newEngine(backend, pol, hosts, false)
+	eng, bdiags := replay.NewEngine(backend, pol, hosts, false)
 	seen := map[lang.Diagnostic]bool{}
 	for _, d := range diags {
 		seen[d] = true
@@ -51,10 +48,6 @@ func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang
 		}
 	}
 	printDiags(env, extra, map[string][]byte{name: src})
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
-		return nil, nil, exitFail
-	}
 	if bdiags.HasErrors() {
 		return nil, nil, exitFail
 	}
@@ -81,7 +74,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	defer closeTrace()
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
-	rpOld, rpNew := newReplay(oldPol, oldEng, hosts), newReplay(newPol, newEng, hosts)
+	rpOld, rpNew := replay.New(oldPol, oldEng, hosts), replay.New(newPol, newEng, hosts)
 	var prog *progressBar
 	if progress {
 		prog = newProgress(env.stderr, size, counted)
@@ -89,18 +82,13 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	sources := map[netip.Addr]*access{}
 	differ := 0
 	var line []byte
-	// OLD's lane runs on a goroutine of its own; NEW's runs here, packet
-	// by packet, while the pipeline merges.
-	err := pipeline(r, []*lane{rpOld.lane}, nil, &rpOld.clock, func(pt *part, i int) {
-		p, o1 := &pt.ps[i], &pt.out[i]
-		var pi pairInfo
-		o2 := rpNew.lane.step(p, &pi)
-		rpOld.account(p, o1)
-		rpNew.account(p, &o2)
+	// OLD's engine runs on a goroutine of its own; NEW's runs here,
+	// packet by packet, while the replay merges.
+	err := replay.Compare(r, rpOld, rpNew, func(p *capture.Packet, o1, o2 *replay.Outcome) {
 		if prog != nil && p.N&0xffff == 0 {
 			prog.update(p.N)
 		}
-		if o1.skipped != "" || o2.skipped != "" || o1.verdict == o2.verdict {
+		if o1.Skipped != "" || o2.Skipped != "" || o1.Verdict == o2.Verdict {
 			return
 		}
 		differ++
@@ -110,17 +98,17 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 			sources[p.Src] = a
 		}
 		switch {
-		case o2.verdict == lang.Accept:
+		case o2.Verdict == lang.Accept:
 			a.gained++
-		case o1.verdict == lang.Accept:
+		case o1.Verdict == lang.Accept:
 			a.lost++
 		default:
 			a.other++
 		}
 		if format == "json" {
-			line = appendCompareJSON(line[:0], p, o1, &o2, rpOld, rpNew)
+			line = appendCompareJSON(line[:0], p, o1, o2, rpOld, rpNew)
 		} else {
-			line = appendCompareText(line[:0], p, o1, &o2, rpOld, rpNew)
+			line = appendCompareText(line[:0], p, o1, o2, rpOld, rpNew)
 		}
 		out.Write(line)
 	})
@@ -138,7 +126,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		b = append(b, `,"new":`...)
 		b = appendJSONString(b, newName)
 		b = append(b, `,"packets":`...)
-		b = strconv.AppendInt(b, int64(rpOld.packets), 10)
+		b = strconv.AppendInt(b, int64(rpOld.Packets), 10)
 		b = append(b, `,"differ":`...)
 		b = strconv.AppendInt(b, int64(differ), 10)
 		b = append(b, `,"sources":[`...)
@@ -168,7 +156,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 			out.WriteString("\n")
 		}
 		fmt.Fprintf(out, "%s (%s), backend %s: %s -> %s\n", trace, r.Format(), backend, oldName, newName)
-		fmt.Fprintf(out, "packets %d: verdict differs for %d\n", rpOld.packets, differ)
+		fmt.Fprintf(out, "packets %d: verdict differs for %d\n", rpOld.Packets, differ)
 		if len(addrs) > 0 {
 			fmt.Fprintf(out, "\nsources whose access differs (%d):\n", len(addrs))
 			for i, s := range addrs {
@@ -192,7 +180,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
 		return exitUsage
 	}
-	for _, w := range rpOld.warnings(r) {
+	for _, w := range rpOld.Warnings(r) {
 		fmt.Fprintf(env.stderr, "kwl sim: %s: warning: %s\n", trace, w)
 	}
 	if readErr != "" {
@@ -202,21 +190,21 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	return exitOK
 }
 
-func appendVerdictJSON(b []byte, o *outcome, rp *replay) []byte {
+func appendVerdictJSON(b []byte, o *replay.Outcome, rp *replay.Replay) []byte {
 	b = append(b, `{"verdict":"`...)
-	b = append(b, o.verdict.String()...)
+	b = append(b, o.Verdict.String()...)
 	b = append(b, `","rule":`...)
-	b = appendJSONString(b, rp.ruleOf(o))
-	if o.blocked > 0 {
+	b = appendJSONString(b, rp.RuleOf(o))
+	if o.Blocked > 0 {
 		b = append(b, `,"blocked_flow":`...)
-		b = strconv.AppendInt(b, int64(o.blocked), 10)
+		b = strconv.AppendInt(b, int64(o.Blocked), 10)
 	}
 	return append(b, '}')
 }
 
 // appendCompareJSON writes a packet whose verdict differs: the packet as
 // kwl sim --format json has it, with "old" and "new" verdicts.
-func appendCompareJSON(b []byte, p *capture.Packet, o1, o2 *outcome, rpOld, rpNew *replay) []byte {
+func appendCompareJSON(b []byte, p *capture.Packet, o1, o2 *replay.Outcome, rpOld, rpNew *replay.Replay) []byte {
 	b = appendPacketJSON(b, p, o1, rpOld)
 	// Replace the single verdict by the pair: cut at ,"verdict".
 	if i := lastIndex(b, []byte(`,"verdict":`)); i >= 0 {
@@ -238,24 +226,24 @@ func lastIndex(b, sep []byte) int {
 	return -1
 }
 
-func appendVerdictText(b []byte, o *outcome, rp *replay) []byte {
-	b = append(b, o.verdict.String()...)
-	if r := rp.ruleOf(o); len(r) > 0 {
+func appendVerdictText(b []byte, o *replay.Outcome, rp *replay.Replay) []byte {
+	b = append(b, o.Verdict.String()...)
+	if r := rp.RuleOf(o); len(r) > 0 {
 		b = append(b, " by "...)
 		b = append(b, r...)
 	} else {
 		b = append(b, " (chain policy)"...)
 	}
-	if o.blocked > 0 {
+	if o.Blocked > 0 {
 		b = append(b, " (blocked flow of packet "...)
-		b = strconv.AppendInt(b, int64(o.blocked), 10)
+		b = strconv.AppendInt(b, int64(o.Blocked), 10)
 		b = append(b, ')')
 	}
 	return b
 }
 
 // appendCompareText writes a packet whose verdict differs as one line.
-func appendCompareText(b []byte, p *capture.Packet, o1, o2 *outcome, rpOld, rpNew *replay) []byte {
+func appendCompareText(b []byte, p *capture.Packet, o1, o2 *replay.Outcome, rpOld, rpNew *replay.Replay) []byte {
 	b = appendPacketText(b, p)
 	b = appendVerdictText(b, o1, rpOld)
 	b = append(b, " -> "...)

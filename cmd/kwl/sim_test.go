@@ -19,6 +19,7 @@ import (
 	"kwl.dev/kwl/internal/gen"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
+	"kwl.dev/kwl/sim/replay"
 )
 
 // mkpcap is the testscript command "mkpcap IN OUT": it writes the pcap
@@ -144,18 +145,18 @@ var (
 	posSSH   = lang.Pos{File: "p.kwl", Line: 2, Col: 1}
 )
 
-func (e *knockEngine) Eval(p *capture.Packet) simResult {
+func (e *knockEngine) Eval(p *capture.Packet) replay.Result {
 	switch {
 	case p.Proto == lang.TCP && p.DPort == 1600:
 		e.open[p.Src] = true
-		return simResult{Verdict: lang.Drop, Rule: posKnock, Stmt: 1}
+		return replay.Result{Verdict: lang.Drop, Rule: posKnock, Stmt: 1}
 	case p.Proto == lang.TCP && p.DPort == 22 && p.Flags&(capture.SYN|capture.ACK) == capture.SYN:
 		if e.open[p.Src] {
-			return simResult{Verdict: lang.Accept, Rule: posKnock, Stmt: 1}
+			return replay.Result{Verdict: lang.Accept, Rule: posKnock, Stmt: 1}
 		}
-		return simResult{Verdict: lang.Drop, Rule: posSSH, Stmt: 2}
+		return replay.Result{Verdict: lang.Drop, Rule: posSSH, Stmt: 2}
 	}
-	return simResult{Verdict: lang.Accept}
+	return replay.Result{Verdict: lang.Accept}
 }
 
 func (e *knockEngine) Statements() []lang.Pos { return []lang.Pos{{}, posKnock, posSSH} }
@@ -178,11 +179,11 @@ func TestReplayBlockedFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	pol := &lang.Policy{File: "p.kwl"}
-	rp := newReplay(pol, &knockEngine{open: map[netip.Addr]bool{}}, nil)
+	rp := replay.New(pol, &knockEngine{open: map[netip.Addr]bool{}}, nil)
 	var out []byte
 	var p capture.Packet
 	for r.Next(&p) == nil {
-		o := rp.step(&p)
+		o := rp.Step(&p)
 		out = appendPacketJSON(out, &p, &o, rp)
 	}
 	want := []string{
@@ -203,7 +204,7 @@ func TestReplayBlockedFlows(t *testing.T) {
 			t.Errorf("not JSON: %s", l)
 		}
 	}
-	sum := rp.appendSummaryJSON(nil, r, "")
+	sum := appendSummaryJSON(nil, rp, r, "")
 	var s map[string]any
 	if err := json.Unmarshal(sum, &s); err != nil {
 		t.Fatalf("summary %s: %v", sum, err)
@@ -213,10 +214,20 @@ func TestReplayBlockedFlows(t *testing.T) {
 	}
 }
 
+// stmtsEngine is an engine of the statements it names that decides
+// nothing.
+type stmtsEngine []lang.Pos
+
+func (e stmtsEngine) Eval(p *capture.Packet) replay.Result {
+	return replay.Result{Verdict: lang.Accept}
+}
+
+func (e stmtsEngine) Statements() []lang.Pos { return e }
+
 func TestPacketJSONAllocs(t *testing.T) {
-	rp := newReplay(&lang.Policy{}, &knockEngine{open: map[netip.Addr]bool{}}, nil)
+	rp := replay.New(&lang.Policy{}, &knockEngine{open: map[netip.Addr]bool{}}, nil)
 	p := capture.Packet{N: 1, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), Proto: lang.TCP, SPort: 1, DPort: 22, Flags: capture.SYN}
-	o := outcome{evaluated: true, verdict: lang.Drop, stmt: 2}
+	o := replay.Outcome{Evaluated: true, Verdict: lang.Drop, Stmt: 2}
 	buf := appendPacketJSON(nil, &p, &o, rp)
 	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line", n)
@@ -224,7 +235,8 @@ func TestPacketJSONAllocs(t *testing.T) {
 	// A rule whose text is longer than the compiler's stack buffer for
 	// conversions (32 bytes).
 	long := lang.Pos{File: "/a/long/directory/name/for/the/policy.kwl", Line: 12, Col: 1}
-	o = outcome{evaluated: true, verdict: lang.Drop, stmt: rp.addStmt(long)}
+	rp = replay.New(&lang.Policy{}, stmtsEngine{{}, long}, nil)
+	o = replay.Outcome{Evaluated: true, Verdict: lang.Drop, Stmt: 1}
 	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line with a long rule", n)
 	}
@@ -279,9 +291,6 @@ func TestAppendSeconds(t *testing.T) {
 // example, with the packets divided between two lanes and in one: the
 // JSON Lines and the summary must be the same, byte for byte.
 func TestSplitReplayChangesNothing(t *testing.T) {
-	if newEngine == nil {
-		t.Skip("this build has no simulator")
-	}
 	dir := t.TempDir()
 	trace := filepath.Join(dir, "trace.pcap")
 	f, err := os.Create(trace)

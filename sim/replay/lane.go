@@ -1,4 +1,4 @@
-package main
+package replay
 
 import (
 	"time"
@@ -13,7 +13,7 @@ import (
 // own; what is counted of the packets is kept by the replay, apart from
 // the lanes.
 type lane struct {
-	eng   engine
+	eng   Engine
 	pf    prefetcher // eng, when it can prefetch
 	stmts []lang.Pos // the engine's statements, read-only
 	// Blocked flows, in generations of flowGen of capture time: a flow
@@ -49,7 +49,7 @@ func (pi *pairInfo) of(p *capture.Packet) *pairInfo {
 	return pi
 }
 
-func newLane(eng engine) *lane {
+func newLane(eng Engine) *lane {
 	l := &lane{eng: eng, stmts: eng.Statements(), gen: 2}
 	// The blocked flows hash with the filter's seed, so that one hash of
 	// a packet's pair key serves both.
@@ -78,9 +78,9 @@ func generation(t time.Duration) int32 { return int32(t/flowGen) + 2 }
 
 // step evaluates p, whose pair key pi holds or will hold; p.Time must not
 // go back.
-func (l *lane) step(p *capture.Packet, pi *pairInfo) outcome {
+func (l *lane) step(p *capture.Packet, pi *pairInfo) Outcome {
 	if p.Skipped != "" {
-		return outcome{skipped: p.Skipped}
+		return Outcome{Skipped: p.Skipped}
 	}
 	if g := generation(p.Time); g != l.gen {
 		if g > l.gen+1 {
@@ -129,7 +129,7 @@ func (l *lane) step(p *capture.Packet, pi *pairInfo) outcome {
 	}
 	res := l.eng.Eval(p)
 	if res.Skip != "" {
-		return outcome{skipped: res.Skip}
+		return Outcome{Skipped: res.Skip}
 	}
 	si := res.Stmt
 	if si < 0 || si >= len(l.stmts) {
@@ -150,11 +150,11 @@ func (l *lane) step(p *capture.Packet, pi *pairInfo) outcome {
 			}
 		}
 	}
-	return outcome{evaluated: true, verdict: res.Verdict, stmt: si, explain: res.Explain}
+	return Outcome{Evaluated: true, Verdict: res.Verdict, Stmt: si, Explain: res.Explain}
 }
 
-func (l *lane) blockedPacket(b blockedFlow) outcome {
-	return outcome{verdict: lang.Drop, stmt: int(b.stmt), blocked: b.first}
+func (l *lane) blockedPacket(b blockedFlow) Outcome {
+	return Outcome{Verdict: lang.Drop, Stmt: int(b.stmt), Blocked: b.first}
 }
 
 // prefetch reads the slots the packets' flows have in the blocked flows

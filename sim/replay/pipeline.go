@@ -1,9 +1,10 @@
-package main
+package replay
 
 import (
 	"fmt"
 	"time"
 
+	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 )
 
@@ -31,7 +32,7 @@ const chunksAhead = 12
 // A part is a chunk's packets of one lane and what the lane made of them.
 type part struct {
 	ps  [chunkSize]capture.Packet
-	out [chunkSize]outcome
+	out [chunkSize]Outcome
 	n   int
 }
 
@@ -85,7 +86,7 @@ func (c *clock) warning() string {
 		return ""
 	}
 	return fmt.Sprintf("%d packets stamped up to %v before the time of packet %d (%ss) were replayed at the latest time seen, since the clock never goes back: a timestamp far in the future holds back every packet after it",
-		c.held, c.heldMax.Round(time.Millisecond), c.heldAt, appendSeconds(nil, c.heldTime))
+		c.held, c.heldMax.Round(time.Millisecond), c.heldAt, lang.AppendSeconds(nil, c.heldTime))
 }
 
 // pipeline runs the replay of r through the lanes: split, when not nil,

@@ -1,4 +1,4 @@
-package main
+package replay
 
 import (
 	"net/netip"
@@ -11,26 +11,26 @@ import (
 // sentByHost is the skip reason of a packet the firewall sent.
 const sentByHost = "sent by the host"
 
-// simEngine adapts package sim to kwl sim's engine.
+// simEngine adapts package sim to an Engine.
 type simEngine struct {
 	s       *sim.Sim
 	explain bool
 }
 
-func (e *simEngine) Eval(p *capture.Packet) simResult {
+func (e *simEngine) Eval(p *capture.Packet) Result {
 	if !e.explain {
 		v, stmt, output := e.s.Decide(p)
 		if output {
-			return simResult{Verdict: v, Skip: sentByHost}
+			return Result{Verdict: v, Skip: sentByHost}
 		}
-		return simResult{Verdict: v, Stmt: stmt}
+		return Result{Verdict: v, Stmt: stmt}
 	}
 	r := e.s.Eval(p)
 	if r.Hook == sim.HookOutput {
 		// Sent by the firewall: conntrack learned from it, no rule ran.
-		return simResult{Verdict: r.Verdict, Skip: sentByHost}
+		return Result{Verdict: r.Verdict, Skip: sentByHost}
 	}
-	out := simResult{Verdict: r.Verdict, Rule: r.Rule, Stmt: r.Stmt}
+	out := Result{Verdict: r.Verdict, Rule: r.Rule, Stmt: r.Stmt}
 	if e.explain {
 		out.Explain = r.State + " " + r.Hook.String()
 		if r.Comment != "" {
@@ -46,7 +46,7 @@ func (e *simEngine) Eval(p *capture.Packet) simResult {
 // Prefetch reads the state the packets will need (see sim.Sim.Prefetch).
 func (e *simEngine) Prefetch(ps []capture.Packet) { e.s.Prefetch(ps) }
 
-// Statements numbers the statements for simResult.Stmt.
+// Statements numbers the statements for Result.Stmt.
 func (e *simEngine) Statements() []lang.Pos { return e.s.Statements() }
 
 // Split divides the packets between two simulators (see sim.Split).
@@ -58,12 +58,14 @@ func (e *simEngine) Split() (func(*capture.Packet) bool, bool) {
 	return sp.Inert, true
 }
 
-func init() {
-	newEngine = func(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (engine, lang.Diagnostics, error) {
-		s, diags := sim.New(backend, pol, sim.Options{Hosts: hosts, Explain: explain})
-		if s == nil {
-			return nil, diags, nil
-		}
-		return &simEngine{s: s, explain: explain}, diags, nil
+// NewEngine builds the simulator of a backend ("nft" or "iptables") for
+// pol: packets sent by hosts are taken in without being evaluated, and
+// with explain each result says what state the packet read and wrote. The
+// engine is nil when the backend's diagnostics have errors.
+func NewEngine(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (Engine, lang.Diagnostics) {
+	s, diags := sim.New(backend, pol, sim.Options{Hosts: hosts, Explain: explain})
+	if s == nil {
+		return nil, diags
 	}
+	return &simEngine{s: s, explain: explain}, diags
 }
