@@ -67,7 +67,7 @@ func refuseExposure(env *cmdEnv, file string, pol *lang.Policy, backend string, 
 		fmt.Fprintf(env.stderr, "kwl deploy: %s has no statement: deploying it would remove every guard kwl keeps; nothing was applied (kwl undeploy removes kwl's table; --force deploys an empty policy)\n", file)
 		return false
 	}
-	if runTests == nil || len(pol.Tests) == 0 {
+	if len(pol.Tests) == 0 {
 		return true
 	}
 	var out bytes.Buffer

@@ -179,7 +179,7 @@ func runSim(env *cmdEnv, args []string) int {
 
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
-	rp := replay.New(pol, eng, hosts)
+	rp := replay.New(pol, eng)
 	var prog *progressBar
 	if *progress {
 		prog = newProgress(env.stderr, size, counted)

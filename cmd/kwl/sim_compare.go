@@ -74,7 +74,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	defer closeTrace()
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
-	rpOld, rpNew := replay.New(oldPol, oldEng, hosts), replay.New(newPol, newEng, hosts)
+	rpOld, rpNew := replay.New(oldPol, oldEng), replay.New(newPol, newEng)
 	var prog *progressBar
 	if progress {
 		prog = newProgress(env.stderr, size, counted)

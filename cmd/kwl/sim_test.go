@@ -149,12 +149,12 @@ func (e *knockEngine) Eval(p *capture.Packet) replay.Result {
 	switch {
 	case p.Proto == lang.TCP && p.DPort == 1600:
 		e.open[p.Src] = true
-		return replay.Result{Verdict: lang.Drop, Rule: posKnock, Stmt: 1}
+		return replay.Result{Verdict: lang.Drop, Stmt: 1}
 	case p.Proto == lang.TCP && p.DPort == 22 && p.Flags&(capture.SYN|capture.ACK) == capture.SYN:
 		if e.open[p.Src] {
-			return replay.Result{Verdict: lang.Accept, Rule: posKnock, Stmt: 1}
+			return replay.Result{Verdict: lang.Accept, Stmt: 1}
 		}
-		return replay.Result{Verdict: lang.Drop, Rule: posSSH, Stmt: 2}
+		return replay.Result{Verdict: lang.Drop, Stmt: 2}
 	}
 	return replay.Result{Verdict: lang.Accept}
 }
@@ -179,7 +179,7 @@ func TestReplayBlockedFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	pol := &lang.Policy{File: "p.kwl"}
-	rp := replay.New(pol, &knockEngine{open: map[netip.Addr]bool{}}, nil)
+	rp := replay.New(pol, &knockEngine{open: map[netip.Addr]bool{}})
 	var out []byte
 	var p capture.Packet
 	for r.Next(&p) == nil {
@@ -225,7 +225,7 @@ func (e stmtsEngine) Eval(p *capture.Packet) replay.Result {
 func (e stmtsEngine) Statements() []lang.Pos { return e }
 
 func TestPacketJSONAllocs(t *testing.T) {
-	rp := replay.New(&lang.Policy{}, &knockEngine{open: map[netip.Addr]bool{}}, nil)
+	rp := replay.New(&lang.Policy{}, &knockEngine{open: map[netip.Addr]bool{}})
 	p := capture.Packet{N: 1, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), Proto: lang.TCP, SPort: 1, DPort: 22, Flags: capture.SYN}
 	o := replay.Outcome{Evaluated: true, Verdict: lang.Drop, Stmt: 2}
 	buf := appendPacketJSON(nil, &p, &o, rp)
@@ -235,7 +235,7 @@ func TestPacketJSONAllocs(t *testing.T) {
 	// A rule whose text is longer than the compiler's stack buffer for
 	// conversions (32 bytes).
 	long := lang.Pos{File: "/a/long/directory/name/for/the/policy.kwl", Line: 12, Col: 1}
-	rp = replay.New(&lang.Policy{}, stmtsEngine{{}, long}, nil)
+	rp = replay.New(&lang.Policy{}, stmtsEngine{{}, long})
 	o = replay.Outcome{Evaluated: true, Verdict: lang.Drop, Stmt: 1}
 	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line with a long rule", n)

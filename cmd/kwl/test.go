@@ -46,9 +46,12 @@ Examples:
 	kwl test --backend iptables -v examples/limit.kwl`,
 		run: runTest,
 	})
-	runTests = func(env *cmdEnv, pol *lang.Policy, backends []string) bool {
-		return !testPolicy(env, pol, backends, false)
-	}
+}
+
+// runTests runs the test blocks of a checked policy and reports them on
+// env's streams; it returns whether a test failed.
+func runTests(env *cmdEnv, pol *lang.Policy, backends []string) (failed bool) {
+	return !testPolicy(env, pol, backends, false)
 }
 
 func runTest(env *cmdEnv, args []string) int {

@@ -30,15 +30,13 @@ func (e *simEngine) Eval(p *capture.Packet) Result {
 		// Sent by the firewall: conntrack learned from it, no rule ran.
 		return Result{Verdict: r.Verdict, Skip: sentByHost}
 	}
-	out := Result{Verdict: r.Verdict, Rule: r.Rule, Stmt: r.Stmt}
-	if e.explain {
-		out.Explain = r.State + " " + r.Hook.String()
-		if r.Comment != "" {
-			out.Explain += ", " + r.Comment
-		}
-		if x := r.Explain(); x != "" {
-			out.Explain += "; " + x
-		}
+	out := Result{Verdict: r.Verdict, Stmt: r.Stmt}
+	out.Explain = r.State + " " + r.Hook.String()
+	if r.Comment != "" {
+		out.Explain += ", " + r.Comment
+	}
+	if x := r.Explain(); x != "" {
+		out.Explain += "; " + x
 	}
 	return out
 }

@@ -32,9 +32,8 @@ type Engine interface {
 // Result is what an Engine reports of one evaluated packet.
 type Result struct {
 	Verdict lang.Verdict
-	Rule    lang.Pos // the statement that decided; zero when none did
-	Stmt    int      // Rule's index in the engine's Statements()
-	Explain string   // state read and written, for --explain
+	Stmt    int    // the deciding statement's index in the engine's Statements(); 0 when none did
+	Explain string // state read and written, for --explain
 	// Skip is set when the engine took the packet in (conntrack learned
 	// from it) without evaluating it: "sent by the host".
 	Skip string
@@ -112,10 +111,8 @@ const (
 // updates per packet is indexed by statement number or kept in
 // open-addressing tables over pointer-free keys.
 type Replay struct {
-	pol   *lang.Policy
 	lane  *lane // the first lane: all packets but those of a second
-	hosts map[netip.Addr]bool
-	clock clock // for step
+	clock clock // for Step
 
 	// Statements by index: the engine's numbering.
 	stmts    []lang.Pos
@@ -169,21 +166,15 @@ func (rp *Replay) HeldBack() int { return rp.clock.held }
 // Statement returns the statement that decided o.
 func (rp *Replay) Statement(o *Outcome) lang.Pos { return rp.stmts[o.Stmt] }
 
-// New returns a replay of the policy pol through eng, whose packets
-// from hosts are sent by the firewall.
-func New(pol *lang.Policy, eng Engine, hosts []netip.Addr) *Replay {
+// New returns a replay of the policy pol through eng, an engine of it.
+func New(pol *lang.Policy, eng Engine) *Replay {
 	rp := &Replay{
-		pol:      pol,
-		hosts:    map[netip.Addr]bool{},
 		ruleText: map[lang.Pos][]byte{},
 		Skips:    map[string]int{},
 		Kind:     map[lang.Pos]string{},
 		Service:  map[lang.Pos]string{},
 		Opened:   map[netip.Addr]Admission{},
 		Limited:  map[netip.Addr]int{},
-	}
-	for _, h := range hosts {
-		rp.hosts[h] = true
 	}
 	for _, d := range pol.Doors {
 		rp.Kind[d.Pos], rp.Service[d.Pos] = "knock", d.Service.Name
