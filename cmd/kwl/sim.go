@@ -161,13 +161,14 @@ func runSim(env *cmdEnv, args []string) int {
 	defer closeTrace()
 	explainText := *explain && *format == "text"
 	eng, bdiags := replay.NewEngine(*backend, pol, hosts, explainText)
-	// The backend's diagnostics repeat the policy's warnings; print the rest.
+	// The backend's diagnostics repeat the policy's warnings; print the
+	// rest, but for those a kwl:ignore comment silences.
 	seen := map[lang.Diagnostic]bool{}
 	for _, d := range diags {
 		seen[d] = true
 	}
 	var extra lang.Diagnostics
-	for _, d := range bdiags {
+	for _, d := range pol.Filter(bdiags) {
 		if !seen[d] {
 			extra = append(extra, d)
 		}

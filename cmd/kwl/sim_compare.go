@@ -42,7 +42,7 @@ func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang
 		seen[d] = true
 	}
 	var extra lang.Diagnostics
-	for _, d := range bdiags {
+	for _, d := range pol.Filter(bdiags) {
 		if !seen[d] {
 			extra = append(extra, d)
 		}
