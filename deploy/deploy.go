@@ -350,7 +350,7 @@ func carryState(b *nft.Batch, n *nft.Netlink, old *live, kept map[string]int) er
 		}
 		limit := int(ns.Set.Size)
 		if limit == 0 {
-			limit = 65535 // nft_dynset: an unsized set is bound with size 0xffff
+			limit = nft.DefaultSetSize
 		}
 		var elems [][]netlink.Attribute
 		for _, e := range s.elems {

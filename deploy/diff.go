@@ -67,7 +67,7 @@ func setDesc(keyType uint32, timeout time.Duration, size uint32, comment string)
 		tn = fmt.Sprintf("type %d", keyType)
 	}
 	if size == 0 {
-		size = 65535
+		size = nft.DefaultSetSize
 	}
 	s := fmt.Sprintf("%s, size %d", tn, size)
 	if timeout > 0 {
