@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package deploy loads a kwl ruleset into the running kernel over
 // netlink (no nft binary), removes it, and reports what is loaded.
 //

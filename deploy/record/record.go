@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package record keeps the record of what kwl deployed, for `kwl restore`
 // to load it again at boot.
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package netns creates and removes named network namespaces for tests
 // that need a private kernel network stack (the differential kernel suite
 // in sim/kerneltest), runs commands and Go code inside them, and removes
