@@ -2,8 +2,6 @@
 
 package main
 
-import "fmt"
-
 // The commands that read or load the kernel's ruleset (deploy, status,
 // undeploy, restore) talk nf_tables over netlink, or run iptables: they
 // exist on Linux only. Elsewhere they show their help and otherwise say so
@@ -17,17 +15,3 @@ func runDeploy(env *cmdEnv, args []string) int   { return needLinux(env, "deploy
 func runStatus(env *cmdEnv, args []string) int   { return needLinux(env, "status", args) }
 func runUndeploy(env *cmdEnv, args []string) int { return needLinux(env, "undeploy", args) }
 func runRestore(env *cmdEnv, args []string) int  { return needLinux(env, "restore", args) }
-
-// needLinux prints the help of command name when args ask for it (exit
-// 0), and otherwise that the command needs Linux (exit 2).
-func needLinux(env *cmdEnv, name string, args []string) int {
-	for _, a := range args {
-		switch a {
-		case "-h", "-help", "--help":
-			commands[name].newFlags(env).Usage()
-			return exitOK
-		}
-	}
-	fmt.Fprintf(env.stderr, "kwl %s needs Linux (nf_tables)\n", name)
-	return exitUsage
-}
