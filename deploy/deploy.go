@@ -1,7 +1,9 @@
 //go:build linux
 
 // Package deploy loads a kwl ruleset into the running kernel over
-// netlink (no nft binary), removes it, and reports what is loaded.
+// netlink (no nft binary), removes it, and reports what is loaded. It
+// builds on Linux only; the ruleset's netlink encoding, the messages of
+// a batch, is package deploy/nftnl.
 //
 // kwl owns exactly one nftables table (inet kwl unless told otherwise)
 // and never changes another. The table it creates carries a mark in its

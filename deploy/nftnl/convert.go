@@ -68,6 +68,7 @@ type Error struct {
 	Err    error
 }
 
+// Error says which rule could not be converted, and where its statement is.
 func (e *Error) Error() string {
 	where := fmt.Sprintf("chain %s rule %d", e.Chain, e.Index+1)
 	if e.Origin != (lang.Pos{}) {
@@ -76,6 +77,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %v", where, e.Err)
 }
 
+// Unwrap returns the reason the rule could not be converted.
 func (e *Error) Unwrap() error { return e.Err }
 
 // The kernel's bounds on what one object may hold (nf_tables_api.c,
