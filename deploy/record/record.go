@@ -1,5 +1,3 @@
-//go:build linux
-
 // Package record keeps the record of what kwl deployed, for `kwl restore`
 // to load it again at boot.
 //
@@ -44,8 +42,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/lang"
 )
@@ -420,7 +416,7 @@ func lock(dir string) (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	if err := flock(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("record: lock %s: %w", f.Name(), err)
 	}
