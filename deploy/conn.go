@@ -1,3 +1,5 @@
+//go:build linux
+
 package deploy
 
 import (
@@ -12,7 +14,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy/nftnl"
 )
 
 // target is the network namespace deploy works in, and the netlink
@@ -91,7 +93,7 @@ func classify(err error) error {
 
 // MsgError is the kernel's reply to one message of a refused batch.
 type MsgError struct {
-	Note  nft.Note
+	Note  nftnl.Note
 	Errno syscall.Errno
 	// Message is the kernel's extended acknowledgement, when it gave one.
 	Message string
@@ -99,7 +101,7 @@ type MsgError struct {
 
 func (e *MsgError) Error() string {
 	s := ""
-	if e.Note.Origin != (nft.Note{}).Origin {
+	if e.Note.Origin != (nftnl.Note{}).Origin {
 		s = e.Note.Origin.String() + ": "
 	}
 	s += e.Note.What + ": " + e.Errno.Error()
@@ -126,7 +128,7 @@ func (e *BatchError) Error() string {
 	}
 	first := e.Errs[0]
 	msg := "the kernel refused the ruleset (nothing was changed): " + first.Error()
-	if first.Note.Origin == (nft.Note{}).Origin && first.Note.Chain == "" {
+	if first.Note.Origin == (nftnl.Note{}).Origin && first.Note.Chain == "" {
 		msg += " [not a rule of a statement: the failing message is " + first.Note.What + "]"
 	}
 	if n := len(e.Errs) - 1; n > 0 {
@@ -144,7 +146,7 @@ func (e *BatchError) Error() string {
 // the whole batch if any failed), so the replies are read without
 // waiting once the send is done. Only the last message asks for an
 // acknowledgement: errors are reported whether asked for or not.
-func (t *target) send(b *nft.Batch) error {
+func (t *target) send(b *nftnl.Batch) error {
 	if len(b.Msgs) == 0 {
 		return nil
 	}

@@ -1,5 +1,9 @@
+//go:build linux
+
 // Package deploy loads a kwl ruleset into the running kernel over
-// netlink (no nft binary), removes it, and reports what is loaded.
+// netlink (no nft binary), removes it, and reports what is loaded. It
+// builds on Linux only; the ruleset's netlink encoding, the messages of
+// a batch, is package deploy/nftnl.
 //
 // kwl owns exactly one nftables table (inet kwl unless told otherwise)
 // and never changes another. The table it creates carries a mark in its
@@ -64,6 +68,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy/nftnl"
 )
 
 // DefaultTable is the name of the table kwl owns.
@@ -107,7 +112,7 @@ type Options struct {
 	Log io.Writer
 
 	// inject, for tests, adds messages to the batch after the ruleset's.
-	inject func(b *nft.Batch)
+	inject func(b *nftnl.Batch)
 }
 
 func (o *Options) stateDir() string {
@@ -210,7 +215,7 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := rs.Netlink()
+	n, err := nftnl.Convert(rs)
 	if err != nil {
 		return nil, err
 	}
@@ -258,17 +263,17 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 		res.Changes, err = diff(old, n)
 		return res, err
 	}
-	b := nft.NewBatch()
+	b := nftnl.NewBatch()
 	if old != nil {
 		m, err := delTableMsg(byte(n.Table.Family), n.Table.Name, old.info.handle)
 		if err != nil {
 			return nil, err
 		}
 		b.Msgs = append(b.Msgs, m)
-		b.Notes = append(b.Notes, nft.Note{What: "delete table " + tabName + " (the one read, by its handle)"})
+		b.Notes = append(b.Notes, nftnl.Note{What: "delete table " + tabName + " (the one read, by its handle)"})
 	}
 	first := len(b.Msgs)
-	if err := b.AddNetlink(n); err != nil {
+	if err := b.AddRuleset(n); err != nil {
 		return nil, err
 	}
 	// The table's creation carries kwl's mark, and fails if a table of
@@ -320,7 +325,7 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 // limited returns the sets that a dynset of n updates with a per-element
 // limit: their elements must carry that limit, which cannot be read back
 // with its state.
-func limited(n *nft.Netlink) map[string]bool {
+func limited(n *nftnl.Ruleset) map[string]bool {
 	m := map[string]bool{}
 	for _, r := range n.Rules {
 		for _, e := range r.From.Exprs {
@@ -334,7 +339,7 @@ func limited(n *nft.Netlink) map[string]bool {
 
 // carryState adds to b the live elements of old's sets that n still has:
 // same name, same key type, no per-element limit.
-func carryState(b *nft.Batch, n *nft.Netlink, old *live, kept map[string]int) error {
+func carryState(b *nftnl.Batch, n *nftnl.Ruleset, old *live, kept map[string]int) error {
 	if old == nil {
 		return nil
 	}
@@ -350,7 +355,7 @@ func carryState(b *nft.Batch, n *nft.Netlink, old *live, kept map[string]int) er
 		}
 		limit := int(ns.Set.Size)
 		if limit == 0 {
-			limit = 65535 // nft_dynset: an unsized set is bound with size 0xffff
+			limit = nft.DefaultSetSize
 		}
 		var elems [][]netlink.Attribute
 		for _, e := range s.elems {
@@ -367,7 +372,7 @@ func carryState(b *nft.Batch, n *nft.Netlink, old *live, kept map[string]int) er
 		}
 		for _, m := range ms {
 			b.Msgs = append(b.Msgs, m)
-			b.Notes = append(b.Notes, nft.Note{What: "carry over elements of set " + ns.Set.Name, Origin: ns.From.Origin})
+			b.Notes = append(b.Notes, nftnl.Note{What: "carry over elements of set " + ns.Set.Name, Origin: ns.From.Origin})
 		}
 		kept[ns.Set.Name] = len(elems)
 	}
@@ -467,14 +472,14 @@ func rollback(t *target, family nftables.TableFamily, name string, old *live) er
 	if cur != nil && cur.mark == nil {
 		return fmt.Errorf("table %s was replaced meanwhile by one kwl did not create; it is left as it is", tabName)
 	}
-	b := nft.NewBatch()
+	b := nftnl.NewBatch()
 	if cur != nil {
 		m, err := delTableMsg(byte(family), name, cur.info.handle)
 		if err != nil {
 			return err
 		}
 		b.Msgs = append(b.Msgs, m)
-		b.Notes = append(b.Notes, nft.Note{What: "delete table " + tabName})
+		b.Notes = append(b.Notes, nftnl.Note{What: "delete table " + tabName})
 	}
 	if old != nil {
 		if err := restoreBatch(b, old, cur); err != nil {
@@ -516,8 +521,8 @@ func Undeploy(ctx context.Context, o Options) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	b := nft.NewBatch()
+	b := nftnl.NewBatch()
 	b.Msgs = append(b.Msgs, m)
-	b.Notes = append(b.Notes, nft.Note{What: "delete table inet " + name})
+	b.Notes = append(b.Notes, nftnl.Note{What: "delete table inet " + name})
 	return true, t.send(b)
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package deploy
 
 import (
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy/nftnl"
 	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/lang"
 )
@@ -227,7 +230,7 @@ func TestRejectedBatchKeepsPrevious(t *testing.T) {
 		t.Errorf("a refused batch changed the kernel:\n%s\n---\n%s", before, after)
 	}
 	// The test hook: a message the kernel refuses that is no rule.
-	o.inject = func(b *nft.Batch) {
+	o.inject = func(b *nftnl.Batch) {
 		key, _ := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_DATA_VALUE, Data: []byte{192, 0, 2, 1}}})
 		ms, err := elemMsgs(nftables.TableFamilyINet, "kwl", "no_such_set",
 			[][]netlink.Attribute{{{Type: unix.NFTA_SET_ELEM_KEY | unix.NLA_F_NESTED, Data: key}}})
@@ -235,7 +238,7 @@ func TestRejectedBatchKeepsPrevious(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Msgs = append(b.Msgs, ms...)
-		b.Notes = append(b.Notes, nft.Note{What: "injected element of a missing set", Origin: pos(77)})
+		b.Notes = append(b.Notes, nftnl.Note{What: "injected element of a missing set", Origin: pos(77)})
 	}
 	_, err = Apply(ctx, o, sampleRuleset())
 	if err == nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package deploy
 
 import (
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy/nftnl"
 )
 
 // Diff is what changes between the live table and a new ruleset: sets,
@@ -67,7 +70,7 @@ func setDesc(keyType uint32, timeout time.Duration, size uint32, comment string)
 		tn = fmt.Sprintf("type %d", keyType)
 	}
 	if size == 0 {
-		size = 65535
+		size = nft.DefaultSetSize
 	}
 	s := fmt.Sprintf("%s, size %d", tn, size)
 	if timeout > 0 {
@@ -136,7 +139,7 @@ type ruleInfo struct {
 }
 
 // diff compares the live table with the converted ruleset.
-func diff(old *live, n *nft.Netlink) (*Diff, error) {
+func diff(old *live, n *nftnl.Ruleset) (*Diff, error) {
 	d := &Diff{Table: familyString(n.Table.Family) + " " + n.Table.Name, Exists: old != nil}
 	// Sets.
 	oldSets := map[string]*liveSet{}
@@ -280,7 +283,7 @@ func liveRule(m netlink.Message, anon map[string]string) (ruleInfo, error) {
 	return ri, err
 }
 
-func convRule(r *nft.NetlinkRule) (ruleInfo, error) {
+func convRule(r *nftnl.Rule) (ruleInfo, error) {
 	ri := ruleInfo{chain: r.Chain.Name}
 	anon := map[uint32]string{}
 	for _, a := range r.Anon {
@@ -306,8 +309,8 @@ func convRule(r *nft.NetlinkRule) (ruleInfo, error) {
 	if err != nil {
 		return ri, err
 	}
-	// The ct direction google/nftables leaves out (nft.PatchMessage).
-	pm := nft.PatchMessage(netlink.Message{
+	// The ct direction google/nftables leaves out (nftnl.PatchMessage).
+	pm := nftnl.PatchMessage(netlink.Message{
 		Header: netlink.Header{Type: msgType(unix.NFT_MSG_NEWRULE)},
 		Data:   append(make([]byte, 4), mustMarshal([]netlink.Attribute{{Type: unix.NFTA_RULE_EXPRESSIONS | unix.NLA_F_NESTED, Data: data}})...),
 	})

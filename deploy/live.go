@@ -1,3 +1,5 @@
+//go:build linux
+
 package deploy
 
 import (
@@ -10,7 +12,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy/nftnl"
 )
 
 // live is a table as the kernel holds it, read as raw netlink messages:
@@ -420,10 +422,10 @@ func (e *liveElem) carried(setTimeout, elapsed time.Duration) (attrs []netlink.A
 // they were read; elements with stateful expressions (per-source token
 // buckets) are left out, since their state cannot be read back and a
 // new element starts with a full bucket anyway.
-func restoreBatch(b *nft.Batch, l *live, state *live) error {
+func restoreBatch(b *nftnl.Batch, l *live, state *live) error {
 	add := func(what string, m netlink.Message) {
 		b.Msgs = append(b.Msgs, m)
-		b.Notes = append(b.Notes, nft.Note{What: what})
+		b.Notes = append(b.Notes, nftnl.Note{What: what})
 	}
 	m, err := strip(l.table, unix.NFT_MSG_NEWTABLE, netlink.Excl, nftaTableHandle, unix.NFTA_TABLE_USE, nftaTableOwner)
 	if err != nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package deploy
 
 import (
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy/nftnl"
 	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/lang"
 )
@@ -176,12 +179,12 @@ func TestNetlinkMatchesNftText(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tg.close()
-	n, err := sampleRuleset().Netlink()
+	n, err := nftnl.Convert(sampleRuleset())
 	if err != nil {
 		t.Fatal(err)
 	}
-	bt := nft.NewBatch()
-	if err := bt.AddNetlink(n); err != nil {
+	bt := nftnl.NewBatch()
+	if err := bt.AddRuleset(n); err != nil {
 		t.Fatal(err)
 	}
 	if err := tg.send(bt); err != nil {

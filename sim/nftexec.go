@@ -36,10 +36,6 @@ import (
 //     runs on every add/update that finds or creates it
 //     (nft_set_elem_update_expr).
 
-// nftDefaultSetSize is the size an unsized set gets when it is bound
-// to a dynset (nft_dynset_init: set->size = 0xffff).
-const nftDefaultSetSize = 0xffff
-
 // nftDefaultBurst is nft_limit's default burst (NFT_LIMIT_PKT_BURST_DEFAULT).
 const nftDefaultBurst = 5
 
@@ -279,7 +275,7 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 	for _, s := range rs.Table.Sets {
 		size := s.Size
 		if size <= 0 {
-			size = nftDefaultSetSize
+			size = nft.DefaultSetSize // an unsized set bound to a dynset
 		}
 		setIdx[s.Name] = len(e.sets)
 		e.sets = append(e.sets, nset{name: s.Name, size: size, timeout: nftTimeout(s.Timeout)})

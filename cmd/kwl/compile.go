@@ -58,20 +58,23 @@ Examples:
 	kwl compile --backend iptables --family ipv4 examples/limit.kwl | iptables-restore --noflush`,
 		run: runCompile,
 	})
-	iptablesRuleset = func(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, error) {
-		pol, diags := lang.Load(file, src)
-		if !diags.HasErrors() {
-			var more lang.Diagnostics
-			_, more = iptables.Lower(pol)
-			diags = append(diags, pol.Filter(more)...)
-		}
-		printDiags(env, diags, map[string][]byte{file: src})
-		if diags.HasErrors() {
-			return nil, fmt.Errorf("the policy has errors")
-		}
-		rs, _ := iptables.Lower(pol)
-		return rs, nil
+}
+
+// iptablesRuleset compiles a policy for the iptables backend: lang.Load,
+// then iptables.Lower. It prints the diagnostics with their lines.
+func iptablesRuleset(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, error) {
+	pol, diags := lang.Load(file, src)
+	if !diags.HasErrors() {
+		var more lang.Diagnostics
+		_, more = iptables.Lower(pol)
+		diags = append(diags, pol.Filter(more)...)
 	}
+	printDiags(env, diags, map[string][]byte{file: src})
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("the policy has errors")
+	}
+	rs, _ := iptables.Lower(pol)
+	return rs, nil
 }
 
 func runCompile(env *cmdEnv, args []string) int {

@@ -1,11 +1,11 @@
+//go:build linux
+
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/deploy"
 )
 
@@ -45,12 +45,6 @@ func deployIptables(env *cmdEnv, o deploy.Options, file string, src []byte) int 
 		fmt.Fprintf(env.stderr, "kwl deploy: iptables rules loaded (%d change(s), one commit per table; %d recent list entr(ies) kept)\n", len(res.Changes), kept)
 	}
 	return exitOK
-}
-
-// iptablesRuleset compiles a policy for the iptables backend: lang.Load,
-// then iptables.Lower. It prints the diagnostics with their lines.
-var iptablesRuleset = func(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, error) {
-	return nil, errors.New("this build of kwl has no policy compiler (lang.Load and iptables.Lower)")
 }
 
 // undeployIptables removes kwl's iptables chains and jumps; it reports

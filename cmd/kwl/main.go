@@ -13,8 +13,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-
-	"kwl.dev/kwl/deploy"
 )
 
 // Exit codes, as the specification of the command line says.
@@ -82,7 +80,7 @@ func main() {
 // run is kwl's main without the process: it returns the exit code.
 func run(env *cmdEnv, args []string) int {
 	// A deploy waiting for confirmation runs kwl again as its watchdog.
-	deploy.RunWatchdog()
+	runWatchdog()
 	if len(args) == 0 {
 		printHelp(env.stderr)
 		return exitUsage

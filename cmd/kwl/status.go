@@ -1,13 +1,5 @@
 package main
 
-import (
-	"context"
-	"encoding/json"
-	"fmt"
-
-	"kwl.dev/kwl/deploy"
-)
-
 func init() {
 	register(&command{
 		name:  "status",
@@ -30,55 +22,4 @@ Examples:
 	kwl status --netns lab --format json`,
 		run: runStatus,
 	})
-}
-
-func runStatus(env *cmdEnv, args []string) int {
-	c := commands["status"]
-	fs := c.newFlags(env)
-	format := fs.String("format", "text", "output `format`: text or json")
-	netns := fs.String("netns", "", "work in network namespace `NAME` (/run/netns/NAME)")
-	table := fs.String("table", deploy.DefaultTable, "name of kwl's table")
-	if code := parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(env.stderr, "kwl status: unexpected argument %q\nusage: %s\n", fs.Arg(0), c.usage)
-		return exitUsage
-	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(env.stderr, "kwl status: unknown format %q (text or json)\n", *format)
-		return exitUsage
-	}
-	st, err := deploy.Status(context.Background(), deploy.Options{NetNS: *netns, Table: *table})
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl status: %v\n", err)
-		return exitFail
-	}
-	// iptables: kwl's chains, found in what iptables-save shows.
-	ipt, err := deploy.IptablesStatus(context.Background(), deploy.Options{NetNS: *netns})
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl status: %v\n", err)
-		return exitFail
-	}
-	if *format == "json" {
-		out := struct {
-			*deploy.State
-			Iptables *deploy.IptablesState `json:"iptables"`
-		}{st, ipt}
-		b, _ := json.MarshalIndent(out, "", "  ")
-		fmt.Fprintf(env.stdout, "%s\n", b)
-		return exitOK
-	}
-	if st.Loaded || !ipt.Loaded {
-		st.Write(env.stdout)
-	}
-	if ipt.Loaded {
-		if st.Loaded {
-			fmt.Fprintln(env.stdout)
-		}
-		ipt.Write(env.stdout)
-	} else if !st.Loaded {
-		ipt.Write(env.stdout)
-	}
-	return exitOK
 }

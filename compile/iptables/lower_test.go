@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"kwl.dev/kwl/compile/internal/irtest"
+	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/lang"
 )

@@ -20,12 +20,13 @@ const Priority = -10
 // DNATPriority is the priority of the nat chain: dstnat.
 const DNATPriority = -100
 
-// SetSize is how many elements each of kwl's sets holds: the kernel's
-// default, since kwl declares its sets without a size (nft_dynset binds
-// an unsized set with size 0xffff). A declared size costs kernel memory
-// up front (about 2 MB per set for 65535, measured in slab), an unsized
-// set only what its elements take.
-const SetSize = 65535
+// DefaultSetSize is the size the kernel gives a set declared without one
+// when a dynset binds it (nft_dynset_init: set->size = 0xffff), and so how
+// many elements each of kwl's sets holds: kwl declares its sets without a
+// size. A declared size costs kernel memory up front (about 2 MB per set
+// for 65535, measured in slab), an unsized set only what its elements
+// take. The simulator and deploy's carry-over of state use it too.
+const DefaultSetSize = 0xffff
 
 // Lower turns a checked policy into kwl's nftables ruleset: one table
 // inet kwl. The diagnostics are warnings where nftables cannot give a

@@ -3,7 +3,8 @@
 // of a checked policy (lang.Policy) into it, and its rendering as `nft -f`
 // input. The same data is executed by the simulator (package sim) and sent
 // to the kernel over netlink by deploy, so that what is simulated is what
-// is deployed.
+// is deployed. Its netlink encoding is package deploy/nftnl, Linux-only:
+// this package, and the simulator with it, build on every system.
 package nft
 
 import (

@@ -69,10 +69,10 @@ func TestSlabPerSet(t *testing.T) {
 		b.WriteString("}\n")
 		return b.String()
 	}
-	sized := loadCost(t, ruleset(SetSize))
+	sized := loadCost(t, ruleset(DefaultSetSize))
 	unsized := loadCost(t, ruleset(0))
 	t.Logf("slab of %d sets: %d kB declared size %d (%d kB a set), %d kB without a size (%d kB a set)",
-		n, sized, SetSize, sized/n, unsized, unsized/n)
+		n, sized, DefaultSetSize, sized/n, unsized, unsized/n)
 	if unsized*10 > sized {
 		t.Errorf("%d unsized sets took %d kB of slab, not a tenth of the %d kB of sized ones", n, unsized, sized)
 	}

@@ -3,6 +3,7 @@ package netns
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 )
 
@@ -15,7 +16,9 @@ func KernelTestsRequired() bool { return os.Getenv("KWL_KERNEL_TESTS") == "1" }
 func NeedRoot(t testing.TB, tools ...string) {
 	t.Helper()
 	why := ""
-	if os.Geteuid() != 0 {
+	if runtime.GOOS != "linux" {
+		why = "kernel tests need Linux"
+	} else if os.Geteuid() != 0 {
 		why = "not root: kernel tests need root for network namespaces"
 	}
 	for _, tool := range append([]string{"ip"}, tools...) {

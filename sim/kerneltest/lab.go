@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package kerneltest measures kwl's simulator against the Linux kernel.
 //
 // A Lab is a private pair of network namespaces: a firewall ("fw") that

@@ -1,4 +1,6 @@
-package nft
+//go:build linux
+
+package nftnl
 
 import (
 	"fmt"
@@ -71,10 +73,10 @@ func (b *Batch) Add(n Note, f func(c *nftables.Conn) error) error {
 	return nil
 }
 
-// AddNetlink appends the messages that create the converted ruleset: its
+// AddRuleset appends the messages that create the converted ruleset: its
 // table (created if missing, left as it is if present), named sets,
 // chains, and rules with their anonymous sets.
-func (b *Batch) AddNetlink(n *Netlink) error {
+func (b *Batch) AddRuleset(n *Ruleset) error {
 	fam := familyName(n.Table.Family)
 	if err := b.Add(Note{What: "add table " + fam + " " + n.Table.Name}, func(c *nftables.Conn) error {
 		c.AddTable(n.Table)

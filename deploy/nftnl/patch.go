@@ -1,4 +1,6 @@
-package nft
+//go:build linux
+
+package nftnl
 
 import (
 	"encoding/binary"

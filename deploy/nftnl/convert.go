@@ -1,4 +1,6 @@
-package nft
+//go:build linux
+
+package nftnl
 
 import (
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 
+	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
 )
 
@@ -23,29 +26,29 @@ import (
 // shortened loads nft uses for byte-aligned prefixes, and anonymous sets
 // for lists of values. The test compares `nft list table` of both loads.
 
-// Netlink is a ruleset as google/nftables objects, in the order in which a
+// Ruleset is a ruleset as google/nftables objects, in the order in which a
 // batch must add them: the table, its named sets, its chains, then the
 // rules (each after the anonymous sets it uses).
-type Netlink struct {
+type Ruleset struct {
 	Table  *nftables.Table
-	Sets   []*NetlinkSet
+	Sets   []*Set
 	Chains []*nftables.Chain
-	Rules  []*NetlinkRule
+	Rules  []*Rule
 }
 
-// NetlinkSet is a named set and the ruleset set it comes from.
-type NetlinkSet struct {
+// Set is a named set and the ruleset set it comes from.
+type Set struct {
 	Set  *nftables.Set
-	From *Set
+	From *nft.Set
 }
 
-// NetlinkRule is one rule, the anonymous sets it uses (to be added before
+// Rule is one rule, the anonymous sets it uses (to be added before
 // it, in the same batch), and where it comes from.
-type NetlinkRule struct {
+type Rule struct {
 	Rule  *nftables.Rule
 	Anon  []AnonSet
-	From  *Rule
-	Chain *Chain
+	From  *nft.Rule
+	Chain *nft.Chain
 	Index int // position of the rule in its chain, from 0
 }
 
@@ -55,17 +58,18 @@ type AnonSet struct {
 	Elems []nftables.SetElement
 }
 
-// NetlinkError is a ruleset that cannot be expressed over netlink: a value
+// Error is a ruleset that cannot be expressed over netlink: a value
 // of the wrong type for its field, an unknown field or verdict. It names
 // the statement the rule comes from.
-type NetlinkError struct {
+type Error struct {
 	Origin lang.Pos
 	Chain  string
 	Index  int
 	Err    error
 }
 
-func (e *NetlinkError) Error() string {
+// Error says which rule could not be converted, and where its statement is.
+func (e *Error) Error() string {
 	where := fmt.Sprintf("chain %s rule %d", e.Chain, e.Index+1)
 	if e.Origin != (lang.Pos{}) {
 		return fmt.Sprintf("%s: %s: %v", e.Origin, where, e.Err)
@@ -73,10 +77,11 @@ func (e *NetlinkError) Error() string {
 	return fmt.Sprintf("%s: %v", where, e.Err)
 }
 
-func (e *NetlinkError) Unwrap() error { return e.Err }
+// Unwrap returns the reason the rule could not be converted.
+func (e *Error) Unwrap() error { return e.Err }
 
 // The kernel's bounds on what one object may hold (nf_tables_api.c,
-// uapi nf_tables.h). Lower keeps within them; Netlink refuses what does
+// uapi nf_tables.h). nft.Lower keeps within them; Convert refuses what does
 // not, so that no batch fails half-way in the kernel.
 const (
 	// MaxRuleExprs is the most expressions of a rule (NFT_RULE_MAXEXPRS);
@@ -92,9 +97,9 @@ const (
 	MaxUserData = 256
 )
 
-// Netlink converts the ruleset into google/nftables objects. Set IDs are
+// Convert converts the ruleset into google/nftables objects. Set IDs are
 // numbered from 1 within the result, so the objects belong in one batch.
-func (r *Ruleset) Netlink() (*Netlink, error) {
+func Convert(r *nft.Ruleset) (*Ruleset, error) {
 	if r == nil || r.Table == nil {
 		return nil, fmt.Errorf("empty ruleset")
 	}
@@ -102,14 +107,14 @@ func (r *Ruleset) Netlink() (*Netlink, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Netlink{Table: &nftables.Table{Name: r.Table.Name, Family: fam}}
+	n := &Ruleset{Table: &nftables.Table{Name: r.Table.Name, Family: fam}}
 	c := &converter{n: n, named: map[string]*nftables.Set{}}
 	for _, s := range r.Table.Sets {
 		ns, err := c.set(s)
 		if err != nil {
 			return nil, err
 		}
-		n.Sets = append(n.Sets, &NetlinkSet{Set: ns, From: s})
+		n.Sets = append(n.Sets, &Set{Set: ns, From: s})
 		c.named[s.Name] = ns
 	}
 	chains := map[string]*nftables.Chain{}
@@ -125,7 +130,7 @@ func (r *Ruleset) Netlink() (*Netlink, error) {
 		for i, rule := range ch.Rules {
 			nr, err := c.rule(chains[ch.Name], rule)
 			if err != nil {
-				return nil, &NetlinkError{Origin: rule.Origin, Chain: ch.Name, Index: i, Err: err}
+				return nil, &Error{Origin: rule.Origin, Chain: ch.Name, Index: i, Err: err}
 			}
 			nr.Chain, nr.Index = ch, i
 			n.Rules = append(n.Rules, nr)
@@ -147,20 +152,20 @@ func tableFamily(f string) (nftables.TableFamily, error) {
 }
 
 // KeyDatatype returns the nftables data type of a set key type.
-func KeyDatatype(t KeyType) (nftables.SetDatatype, error) {
+func KeyDatatype(t nft.KeyType) (nftables.SetDatatype, error) {
 	switch t {
-	case IPv4Addr:
+	case nft.IPv4Addr:
 		return nftables.TypeIPAddr, nil
-	case IPv6Addr:
+	case nft.IPv6Addr:
 		return nftables.TypeIP6Addr, nil
-	case CtStateKey:
+	case nft.CtStateKey:
 		return nftables.TypeCTState, nil
 	}
 	return nftables.TypeInvalid, fmt.Errorf("set key type %q", t)
 }
 
 type converter struct {
-	n      *Netlink
+	n      *Ruleset
 	named  map[string]*nftables.Set
 	nextID uint32
 }
@@ -170,7 +175,7 @@ func (c *converter) id() uint32 {
 	return c.nextID
 }
 
-func (c *converter) set(s *Set) (*nftables.Set, error) {
+func (c *converter) set(s *nft.Set) (*nftables.Set, error) {
 	kt, err := KeyDatatype(s.Type)
 	if err != nil {
 		return nil, fmt.Errorf("set %s: %w", s.Name, err)
@@ -181,7 +186,7 @@ func (c *converter) set(s *Set) (*nftables.Set, error) {
 	// Addresses are in network byte order; ct state is a host-order
 	// bitmask, as nft declares it.
 	order := binaryutil.BigEndian
-	if s.Type == CtStateKey {
+	if s.Type == nft.CtStateKey {
 		order = binaryutil.NativeEndian
 	}
 	return &nftables.Set{
@@ -200,7 +205,7 @@ func (c *converter) set(s *Set) (*nftables.Set, error) {
 	}, nil
 }
 
-func (c *converter) chain(ch *Chain) (*nftables.Chain, error) {
+func (c *converter) chain(ch *nft.Chain) (*nftables.Chain, error) {
 	if len(ch.Name) > MaxName {
 		return nil, fmt.Errorf("chain name of %d bytes, longer than the kernel takes (%d): %.40s...", len(ch.Name), MaxName, ch.Name)
 	}
@@ -209,11 +214,11 @@ func (c *converter) chain(ch *Chain) (*nftables.Chain, error) {
 		return nc, nil
 	}
 	switch ch.Hook {
-	case Prerouting:
+	case nft.Prerouting:
 		nc.Hooknum = nftables.ChainHookPrerouting
-	case Input:
+	case nft.Input:
 		nc.Hooknum = nftables.ChainHookInput
-	case Forward:
+	case nft.Forward:
 		nc.Hooknum = nftables.ChainHookForward
 	default:
 		return nil, fmt.Errorf("chain %s: unknown hook %q", ch.Name, ch.Hook)
@@ -229,8 +234,8 @@ func (c *converter) chain(ch *Chain) (*nftables.Chain, error) {
 	nc.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority))
 	pol := nftables.ChainPolicyAccept
 	switch ch.Policy {
-	case Accept, "":
-	case Drop:
+	case nft.Accept, "":
+	case nft.Drop:
 		pol = nftables.ChainPolicyDrop
 	default:
 		return nil, fmt.Errorf("chain %s: policy %q", ch.Name, ch.Policy)
@@ -252,7 +257,7 @@ type ruleConv struct {
 	l4 byte
 }
 
-func (c *converter) rule(ch *nftables.Chain, r *Rule) (*NetlinkRule, error) {
+func (c *converter) rule(ch *nftables.Chain, r *nft.Rule) (*Rule, error) {
 	rc := &ruleConv{c: c}
 	for _, e := range r.Exprs {
 		if err := rc.expr(e); err != nil {
@@ -269,18 +274,18 @@ func (c *converter) rule(ch *nftables.Chain, r *Rule) (*NetlinkRule, error) {
 			return nil, fmt.Errorf("comment of %d bytes, more than the kernel keeps (%d)", len(nr.UserData), MaxUserData)
 		}
 	}
-	return &NetlinkRule{Rule: nr, Anon: rc.anon, From: r}, nil
+	return &Rule{Rule: nr, Anon: rc.anon, From: r}, nil
 }
 
 func (rc *ruleConv) add(es ...expr.Any) { rc.exprs = append(rc.exprs, es...) }
 
-func (rc *ruleConv) expr(e Expr) error {
+func (rc *ruleConv) expr(e nft.Expr) error {
 	switch e := e.(type) {
-	case *Match:
+	case *nft.Match:
 		return rc.match(e)
-	case *TCPFlags:
+	case *nft.TCPFlags:
 		rc.tcpFlags(e)
-	case *Lookup:
+	case *nft.Lookup:
 		s, ok := rc.c.named[e.Set]
 		if !ok {
 			// Left to the kernel to refuse (ENOENT), so that a rule naming
@@ -291,7 +296,7 @@ func (rc *ruleConv) expr(e Expr) error {
 			return err
 		}
 		rc.add(&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: e.Neg})
-	case *Dynset:
+	case *nft.Dynset:
 		s, ok := rc.c.named[e.Set]
 		if !ok {
 			s = &nftables.Set{Name: e.Set}
@@ -301,11 +306,11 @@ func (rc *ruleConv) expr(e Expr) error {
 		}
 		d := &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Timeout: e.Timeout}
 		switch e.Op {
-		case Add:
+		case nft.Add:
 			d.Operation = unix.NFT_DYNSET_OP_ADD
-		case Update:
+		case nft.Update:
 			d.Operation = unix.NFT_DYNSET_OP_UPDATE
-		case Delete:
+		case nft.Delete:
 			d.Operation = nftDynsetOpDelete
 		default:
 			return fmt.Errorf("dynset operation %q", e.Op)
@@ -318,13 +323,13 @@ func (rc *ruleConv) expr(e Expr) error {
 			d.Exprs = []expr.Any{l}
 		}
 		rc.add(d)
-	case *Limit:
+	case *nft.Limit:
 		l, err := limitExpr(e)
 		if err != nil {
 			return err
 		}
 		rc.add(l)
-	case *Log:
+	case *nft.Log:
 		l := &expr.Log{}
 		if e.Prefix != "" {
 			l.Key |= 1 << unix.NFTA_LOG_PREFIX
@@ -339,11 +344,11 @@ func (rc *ruleConv) expr(e Expr) error {
 			l.Level = lv
 		}
 		rc.add(l)
-	case *Counter:
+	case *nft.Counter:
 		rc.add(&expr.Counter{})
-	case *NAT:
+	case *nft.NAT:
 		return rc.nat(e)
-	case *Verdict:
+	case *nft.Verdict:
 		return rc.verdict(e)
 	case nil:
 		return fmt.Errorf("nil expression")
@@ -360,7 +365,7 @@ var logLevels = map[string]expr.LogLevel{
 	"info": expr.LogLevelInfo, "debug": expr.LogLevelDebug,
 }
 
-func limitExpr(l *Limit) (*expr.Limit, error) {
+func limitExpr(l *nft.Limit) (*expr.Limit, error) {
 	var unit expr.LimitTime
 	switch l.Unit {
 	case time.Second:
@@ -385,7 +390,7 @@ func limitExpr(l *Limit) (*expr.Limit, error) {
 	return &expr.Limit{Type: expr.LimitTypePkts, Rate: l.Rate, Unit: unit, Burst: burst, Over: l.Over}, nil
 }
 
-func (rc *ruleConv) nat(n *NAT) error {
+func (rc *ruleConv) nat(n *nft.NAT) error {
 	if !n.Addr.IsValid() {
 		return fmt.Errorf("dnat without an address")
 	}
@@ -404,25 +409,25 @@ func (rc *ruleConv) nat(n *NAT) error {
 	return nil
 }
 
-func (rc *ruleConv) verdict(v *Verdict) error {
+func (rc *ruleConv) verdict(v *nft.Verdict) error {
 	var k expr.VerdictKind
 	switch v.Kind {
-	case Accept:
+	case nft.Accept:
 		k = expr.VerdictAccept
-	case Drop:
+	case nft.Drop:
 		k = expr.VerdictDrop
-	case Reject:
+	case nft.Reject:
 		// nft's bare `reject` in an inet table: ICMPx port unreachable,
 		// which the kernel turns into ICMP or ICMPv6 (nft_reject_inet.c).
 		rc.add(&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
 		return nil
-	case Jump:
+	case nft.Jump:
 		k = expr.VerdictJump
-	case Goto:
+	case nft.Goto:
 		k = expr.VerdictGoto
-	case Return:
+	case nft.Return:
 		k = expr.VerdictReturn
-	case Continue:
+	case nft.Continue:
 		k = expr.VerdictContinue
 	default:
 		return fmt.Errorf("verdict %q", v.Kind)
@@ -457,33 +462,33 @@ func payload(base expr.PayloadBase, off, n uint32) func() expr.Any {
 	}
 }
 
-func fields(f Field) (fieldInfo, error) {
+func fields(f nft.Field) (fieldInfo, error) {
 	switch f {
-	case NFProto:
+	case nft.NFProto:
 		return fieldInfo{load: meta(expr.MetaKeyNFPROTO), size: 1, settype: nftables.TypeNFProto}, nil
-	case L4Proto:
+	case nft.L4Proto:
 		return fieldInfo{load: meta(expr.MetaKeyL4PROTO), size: 1, settype: nftables.TypeInetProto}, nil
-	case THDport:
+	case nft.THDport:
 		return fieldInfo{load: payload(expr.PayloadBaseTransportHeader, 2, 2), size: 2, settype: nftables.TypeInetService}, nil
-	case IPSaddr:
+	case nft.IPSaddr:
 		return ipField(unix.NFPROTO_IPV4, 12, 4), nil
-	case IPDaddr:
+	case nft.IPDaddr:
 		return ipField(unix.NFPROTO_IPV4, 16, 4), nil
-	case IP6Saddr:
+	case nft.IP6Saddr:
 		return ipField(unix.NFPROTO_IPV6, 8, 16), nil
-	case IP6Daddr:
+	case nft.IP6Daddr:
 		return ipField(unix.NFPROTO_IPV6, 24, 16), nil
-	case CtState:
+	case nft.CtState:
 		return fieldInfo{load: ct(expr.CtKeySTATE), size: 4, bitmask: true}, nil
-	case CtStatus:
+	case nft.CtStatus:
 		return fieldInfo{load: ct(expr.CtKeySTATUS), size: 4, bitmask: true}, nil
-	case CtOrigDport:
+	case nft.CtOrigDport:
 		return fieldInfo{load: ct(expr.CtKeyPROTODST), size: 2, settype: nftables.TypeInetService}, nil
-	case CtOrigIPDaddr:
+	case nft.CtOrigIPDaddr:
 		// NFT_CT_DST_IP needs a direction, which google/nftables only
 		// sends for the older keys: PatchMessage adds it to the message.
 		return fieldInfo{load: ct(expr.CtKey(unix.NFT_CT_DST_IP)), size: 4, settype: nftables.TypeIPAddr}, nil
-	case FibDaddrType:
+	case nft.FibDaddrType:
 		// nft --debug=netlink of `fib daddr type local`:
 		// [ fib daddr type => reg 1 ] [ cmp eq reg 1 0x00000002 ].
 		return fieldInfo{load: fibDaddrType, size: 4, settype: nftables.TypeFIBAddr}, nil
@@ -541,7 +546,7 @@ func (rc *ruleConv) depend(fam byte) {
 // [ bitwise reg 1 = ( reg 1 & MASK ) ^ 0 ] [ cmp eq reg 1 VALUE ], after
 // the dependency `meta l4proto tcp` unless the rule already tested it
 // (nft, src/payload.c: payload_gen_dependency).
-func (rc *ruleConv) tcpFlags(f *TCPFlags) {
+func (rc *ruleConv) tcpFlags(f *nft.TCPFlags) {
 	if rc.l4 != unix.IPPROTO_TCP {
 		rc.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}})
@@ -557,12 +562,12 @@ func (rc *ruleConv) tcpFlags(f *TCPFlags) {
 }
 
 // key loads a set key (an address, masked to its prefix) into register 1.
-func (rc *ruleConv) key(k Key) error {
+func (rc *ruleConv) key(k nft.Key) error {
 	fi, err := fields(k.Field)
 	if err != nil {
 		return err
 	}
-	if k.Field == CtState && k.Prefix == 0 {
+	if k.Field == nft.CtState && k.Prefix == 0 {
 		rc.add(fi.load())
 		return nil
 	}
@@ -589,7 +594,7 @@ func prefixMask(size, bits int) []byte {
 	return m
 }
 
-func (rc *ruleConv) match(m *Match) error {
+func (rc *ruleConv) match(m *nft.Match) error {
 	fi, err := fields(m.Field)
 	if err != nil {
 		return err
@@ -600,7 +605,7 @@ func (rc *ruleConv) match(m *Match) error {
 	if fi.bitmask {
 		return rc.bitmaskMatch(m, fi)
 	}
-	if fi.fam != 0 || m.Field == CtOrigIPDaddr {
+	if fi.fam != 0 || m.Field == nft.CtOrigIPDaddr {
 		return rc.addrMatch(m, fi)
 	}
 	vals := make([][]byte, 0, len(m.Values))
@@ -618,10 +623,10 @@ func (rc *ruleConv) match(m *Match) error {
 			op = expr.CmpOpNeq
 		}
 		rc.add(&expr.Cmp{Op: op, Register: 1, Data: vals[0]})
-		if m.Field == NFProto && !m.Neg {
+		if m.Field == nft.NFProto && !m.Neg {
 			rc.fam = vals[0][0]
 		}
-		if m.Field == L4Proto && !m.Neg {
+		if m.Field == nft.L4Proto && !m.Neg {
 			rc.l4 = vals[0][0]
 		}
 		return nil
@@ -660,16 +665,16 @@ func (rc *ruleConv) lookupAnon(t nftables.SetDatatype, interval bool, elems []nf
 }
 
 // scalar encodes one value of a non-address field as the register holds it.
-func scalar(f Field, v any) ([]byte, error) {
+func scalar(f nft.Field, v any) ([]byte, error) {
 	switch f {
-	case NFProto:
+	case nft.NFProto:
 		switch v {
 		case "ipv4":
 			return []byte{unix.NFPROTO_IPV4}, nil
 		case "ipv6":
 			return []byte{unix.NFPROTO_IPV6}, nil
 		}
-	case L4Proto:
+	case nft.L4Proto:
 		switch p := v.(type) {
 		case lang.Proto:
 			return []byte{byte(p)}, nil
@@ -683,13 +688,13 @@ func scalar(f Field, v any) ([]byte, error) {
 				return []byte{unix.IPPROTO_ICMP}, nil
 			}
 		}
-	case FibDaddrType:
+	case nft.FibDaddrType:
 		if s, ok := v.(string); ok {
 			if t, ok := rtnTypes[s]; ok {
 				return binaryutil.NativeEndian.PutUint32(t), nil
 			}
 		}
-	case THDport, CtOrigDport:
+	case nft.THDport, nft.CtOrigDport:
 		switch p := v.(type) {
 		case uint16:
 			return binaryutil.BigEndian.PutUint16(p), nil
@@ -705,15 +710,15 @@ func scalar(f Field, v any) ([]byte, error) {
 // ctBits are the conntrack state and status bits kwl names
 // (include/uapi/linux/netfilter/nf_conntrack_common.h: NF_CT_STATE_BIT,
 // IPS_DST_NAT).
-var ctBits = map[Field]map[string]uint32{
-	CtState: {
+var ctBits = map[nft.Field]map[string]uint32{
+	nft.CtState: {
 		"invalid":     1,
 		"established": 1 << (1 + 0), // NF_CT_STATE_BIT(IP_CT_ESTABLISHED)
 		"related":     1 << (1 + 1),
 		"new":         1 << (1 + 2),
 		"untracked":   1 << 6,
 	},
-	CtStatus: {
+	nft.CtStatus: {
 		"expected":   1 << 0,
 		"seen-reply": 1 << 1,
 		"assured":    1 << 2,
@@ -727,7 +732,7 @@ var ctBits = map[Field]map[string]uint32{
 // bitmaskMatch tests ct state / ct status as nft does: `ct state new` and
 // `ct state established,related` mask the register and test for non-zero;
 // `ct state != new` compares the whole word.
-func (rc *ruleConv) bitmaskMatch(m *Match, fi fieldInfo) error {
+func (rc *ruleConv) bitmaskMatch(m *nft.Match, fi fieldInfo) error {
 	var mask uint32
 	for _, v := range m.Values {
 		s, _ := v.(string)
@@ -773,7 +778,7 @@ func toPrefix(v any) (netip.Prefix, error) {
 // comparison (nft loads only the whole bytes of a byte-aligned prefix, and
 // masks the others); several are an anonymous set, an interval set when
 // any of them is not a single address.
-func (rc *ruleConv) addrMatch(m *Match, fi fieldInfo) error {
+func (rc *ruleConv) addrMatch(m *nft.Match, fi fieldInfo) error {
 	ps := make([]netip.Prefix, 0, len(m.Values))
 	for _, v := range m.Values {
 		p, err := toPrefix(v)

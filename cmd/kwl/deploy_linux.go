@@ -1,0 +1,219 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy"
+	"kwl.dev/kwl/lang"
+)
+
+// policyRuleset compiles a loaded policy into nft ruleset data with
+// nft.Lower. It prints the diagnostics of the load and of the backend
+// (errors and warnings) to stderr with their source lines, and returns
+// nil when there are errors.
+func policyRuleset(env *cmdEnv, file string, src []byte, pol *lang.Policy, diags lang.Diagnostics) *nft.Ruleset {
+	srcs := map[string][]byte{file: src}
+	rs, more := nft.Lower(pol)
+	diags = append(diags, pol.Filter(more)...)
+	printDiags(env, diags, srcs)
+	if diags.HasErrors() || rs == nil {
+		return nil
+	}
+	return rs
+}
+
+// statements counts the statements of pol that change what the
+// firewall does.
+func statements(pol *lang.Policy) int {
+	return len(pol.Doors) + len(pol.Revokes) + len(pol.Limits) + len(pol.Allows)
+}
+
+// guarded lists the services pol guards with knocks.
+func guarded(pol *lang.Policy) []string {
+	var out []string
+	for _, s := range pol.Services {
+		if s.Guarded {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// policyID identifies a policy's source in kwl's table mark.
+func policyID(src []byte) string {
+	h := sha256.Sum256(src)
+	return "sha256:" + hex.EncodeToString(h[:8])
+}
+
+// refuseExposure refuses, before the kernel is touched, a policy that
+// would expose what it means to guard: one with no statement (it would
+// remove every guard), or one whose own tests fail on the backend. It
+// prints why and returns false.
+func refuseExposure(env *cmdEnv, file string, pol *lang.Policy, backend string, force bool) bool {
+	if statements(pol) == 0 && !force {
+		fmt.Fprintf(env.stderr, "kwl deploy: %s has no statement: deploying it would remove every guard kwl keeps; nothing was applied (kwl undeploy removes kwl's table; --force deploys an empty policy)\n", file)
+		return false
+	}
+	if len(pol.Tests) == 0 {
+		return true
+	}
+	var out bytes.Buffer
+	if runTests(&cmdEnv{stdin: env.stdin, stdout: &out, stderr: &out}, pol, []string{backend}) {
+		for _, line := range strings.SplitAfter(out.String(), "\n") {
+			if !strings.HasPrefix(line, "ok ") {
+				io.WriteString(env.stderr, line)
+			}
+		}
+		fmt.Fprintf(env.stderr, "kwl deploy: %s fails its own tests on the %s backend (kwl test --backend %s %s); nothing was applied\n", file, backend, backend, file)
+		return false
+	}
+	return true
+}
+
+func runDeploy(env *cmdEnv, args []string) int {
+	c := commands["deploy"]
+	fs := c.newFlags(env)
+	dry := fs.Bool("dry-run", false, "print what would change, change nothing")
+	confirm := fs.Duration("confirm", 0, "roll back unless confirmed within `DUR`")
+	confirmNow := fs.Bool("confirm-now", false, "confirm the deploy waiting for confirmation in the namespace")
+	netns := fs.String("netns", "", "work in network namespace `NAME` (/run/netns/NAME, or a path)")
+	table := fs.String("table", deploy.DefaultTable, "name of kwl's table")
+	backend := fs.String("backend", "nft", "`nft` or iptables")
+	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of the previous table while a deploy waits for confirmation")
+	force := fs.Bool("force", false, "deploy an empty policy, or one that unguards a service the live table guards")
+	forceForeign := fs.Bool("force-foreign", false, "replace a table of that name that kwl did not create")
+	recDir := recordDirFlag(fs)
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	o := deploy.Options{NetNS: *netns, Table: *table, StateDir: *stateDir, DryRun: *dry, Confirm: *confirm, Log: env.stderr,
+		Force: *force, ForceForeign: *forceForeign}
+	if *confirmNow {
+		if fs.NArg() != 0 {
+			fmt.Fprintf(env.stderr, "kwl deploy: --confirm-now takes no file\n")
+			return exitUsage
+		}
+		if err := deploy.ConfirmNow(o); err != nil {
+			fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
+			return exitFail
+		}
+		fmt.Fprintf(env.stderr, "kwl deploy: confirmed; the new ruleset stays\n")
+		return exitOK
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(env.stderr, "kwl deploy: want one policy FILE, got %d arguments\nusage: %s\n", fs.NArg(), c.usage)
+		return exitUsage
+	}
+	if *confirm < 0 {
+		fmt.Fprintf(env.stderr, "kwl deploy: --confirm %v: the delay must be positive\n", *confirm)
+		return exitUsage
+	}
+	switch *backend {
+	case "nft", "iptables":
+	default:
+		fmt.Fprintf(env.stderr, "kwl deploy: unknown backend %q (nft or iptables)\n", *backend)
+		return exitUsage
+	}
+	// The policy is read, compiled and tested before the kernel is
+	// touched: a file that cannot be read (exit 2), a policy with errors
+	// or failing tests (exit 1) changes nothing.
+	file := fs.Arg(0)
+	src, err := readSource(env, file)
+	if err != nil {
+		return ioError(env, "deploy", err)
+	}
+	pol, diags := lang.Load(file, src)
+	if diags.HasErrors() {
+		printDiags(env, diags, map[string][]byte{file: src})
+		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
+		return exitFail
+	}
+	if *backend == "iptables" {
+		if !refuseExposure(env, file, pol, *backend, *force) {
+			return exitFail
+		}
+		if code := deployIptables(env, o, file, src); code != exitOK {
+			return code
+		}
+		return recordDeploy(env, *recDir, o, "iptables", file, src)
+	}
+	rs := policyRuleset(env, file, src, pol, diags)
+	if rs == nil {
+		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
+		return exitFail
+	}
+	if !refuseExposure(env, file, pol, *backend, *force) {
+		return exitFail
+	}
+	o.Policy, o.Guarded = policyID(src), guarded(pol)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	if *confirm > 0 {
+		var stop func()
+		o.Confirmed, stop = confirmInput(env, cancel)
+		defer stop()
+	}
+	res, err := deploy.Apply(ctx, o, rs)
+	if res != nil && res.Changes != nil && *dry {
+		res.Changes.Write(env.stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
+		return exitFail
+	}
+	if !*dry {
+		kept := 0
+		for _, n := range res.Kept {
+			kept += n
+		}
+		fmt.Fprintf(env.stderr, "kwl deploy: table %s loaded (%d netlink messages in one transaction; %d set element(s) carried over)\n",
+			res.Table, res.Messages, kept)
+		return recordDeploy(env, *recDir, o, "nft", file, src)
+	}
+	return exitOK
+}
+
+// confirmInput returns the channel that confirms, from this process, a
+// deploy waiting for confirmation: Enter on the terminal. SIGHUP, SIGINT
+// and SIGTERM cancel ctx, which rolls back at once. (Confirmation from
+// elsewhere, kwl deploy --confirm-now, goes to the watchdog's socket.)
+// stop ends the signal handling.
+func confirmInput(env *cmdEnv, cancel context.CancelCauseFunc) (confirmed <-chan struct{}, stop func()) {
+	c := make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			cancel(fmt.Errorf("signal %v", s))
+		}
+	}()
+	if f, ok := env.stdin.(*os.File); ok && isTerminal(f) {
+		go func() {
+			// Enter confirms; end of input (a closed terminal) does not.
+			if _, err := bufio.NewReader(f).ReadString('\n'); err == nil {
+				c <- struct{}{}
+			}
+		}()
+	}
+	return c, func() { signal.Stop(sigs) }
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
