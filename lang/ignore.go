@@ -58,7 +58,7 @@ func (p *Policy) Filter(l Diagnostics) Diagnostics {
 	}
 	out := l[:0:0]
 	for _, d := range l {
-		if d.Severity != Error && d.Pos.File == p.File && p.Ignores[d.Pos.Line][d.Code] {
+		if d.Severity != Error && d.Pos.File == p.File && p.Ignores[d.Pos.Line][string(d.Code)] {
 			continue
 		}
 		out = append(out, d)

@@ -15,8 +15,9 @@ func init() {
 // backends give (the checks they share) is reported once.
 func backendLints(pol *lang.Policy, backends []string) lang.Diagnostics {
 	type key struct {
-		pos       lang.Pos
-		code, msg string
+		pos  lang.Pos
+		code lang.Code
+		msg  string
 	}
 	seen := map[key]bool{}
 	var out lang.Diagnostics

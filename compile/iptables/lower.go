@@ -63,7 +63,7 @@ type lowerer struct {
 	warned map[string]bool // warnings given once though both families are lowered
 }
 
-func (l *lowerer) warn(pos lang.Pos, sev lang.Severity, code, msg, hint string) {
+func (l *lowerer) warn(pos lang.Pos, sev lang.Severity, code lang.Code, msg, hint string) {
 	k := fmt.Sprintf("%v|%s|%s", pos, code, msg)
 	if l.warned[k] {
 		return
@@ -228,7 +228,7 @@ func notSYN() *TCPFlags { return &TCPFlags{Mask: SYN | ACK, Comp: SYN, Invert: t
 func (b *fam) seconds(d time.Duration, pos lang.Pos, what string) int {
 	if d <= 0 || d%time.Second != 0 {
 		up := max(1, (d+time.Second-1)/time.Second)
-		b.l.warn(pos, lang.Error, "L10",
+		b.l.warn(pos, lang.Error, lang.LintTiming,
 			fmt.Sprintf("the recent match counts whole seconds: iptables cannot express %s of %s", what, plan.Dur(d)),
 			fmt.Sprintf("write a whole number of seconds (%s), or use --backend nft", plan.Dur(up*time.Second)))
 		return int(up)
@@ -321,7 +321,7 @@ func (b *fam) doorRules(c *Chain, d *lang.Door) {
 	}
 	final := []*Recent{{Name: b.doorList(d), Op: Set}}
 	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.From, d.Pos, final, comment("knock", d.Service, d.Pos))
-	b.l.warn(d.Pos, lang.Warning, "L07", fmt.Sprintf(
+	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
 }

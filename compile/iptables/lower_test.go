@@ -218,7 +218,7 @@ func TestWarnings(t *testing.T) {
 	_, diags := Lower(b.P)
 	codes := map[string]int{}
 	for _, d := range diags {
-		codes[d.Code+"/"+d.Severity.String()]++
+		codes[string(d.Code)+"/"+d.Severity.String()]++
 	}
 	for code, n := range map[string]int{"L10/error": 1, "L13/warning": 0, "L07/warning": 3} {
 		if codes[code] != n {

@@ -75,7 +75,7 @@ func (l *lowerer) millis() {
 			return
 		}
 		up := (d + time.Millisecond - 1).Truncate(time.Millisecond)
-		l.diags.Add(pos, lang.Error, "L10",
+		l.diags.Add(pos, lang.Error, lang.LintTiming,
 			fmt.Sprintf("nftables keeps timeouts in whole milliseconds: it cannot express %s of %s", what, plan.Dur(d)),
 			fmt.Sprintf("write whole milliseconds (%s)", plan.Dur(up)))
 	}

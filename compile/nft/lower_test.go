@@ -344,7 +344,7 @@ func TestWarnings(t *testing.T) {
 		if d.Severity != lang.Warning || !d.Pos.IsValid() {
 			t.Errorf("not a positioned warning: %v", d)
 		}
-		codes[d.Code]++
+		codes[string(d.Code)]++
 	}
 	for code, n := range map[string]int{"L05": 1, "L10": 2, "L09": 1, "L13": 0, "L07": 1} {
 		if codes[code] != n {
