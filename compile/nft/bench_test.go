@@ -24,7 +24,7 @@ func benchLower(b *testing.B, src []byte, units int, unit string) {
 		if diags.HasErrors() {
 			b.Fatal(diags)
 		}
-		_ = rs.Render()
+		_, _ = rs.Render()
 		if _, err := rs.Netlink(); err != nil {
 			b.Fatal(err)
 		}

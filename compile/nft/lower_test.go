@@ -23,7 +23,7 @@ func chainText(rs *Ruleset, name string) string {
 		if c.Name == name {
 			var b strings.Builder
 			for _, r := range c.Rules {
-				b.WriteString(RuleString(r) + "\n")
+				b.WriteString(ruleText(r) + "\n")
 			}
 			return b.String()
 		}
@@ -326,7 +326,7 @@ func TestOriginsAndNames(t *testing.T) {
 				// Every drop and accept but the established-accept is
 				// attributed to a statement.
 				if decides && !r.Origin.IsValid() && !strings.Contains(r.Comment, "established") {
-					t.Errorf("%s: chain %s: rule without origin: %s", name, c.Name, RuleString(r))
+					t.Errorf("%s: chain %s: rule without origin: %s", name, c.Name, ruleText(r))
 				}
 			}
 		}
@@ -433,7 +433,7 @@ func TestGolden(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			got := rs.Render()
+			got := mustRender(t, rs)
 			path := filepath.Join("testdata", name+".nft")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -505,7 +505,7 @@ func TestRulesStayBounded(t *testing.T) {
 	for _, c := range rs.Table.Chains {
 		for i, r := range c.Rules {
 			if len(r.Exprs) > most {
-				t.Errorf("chain %s rule %d has %d expressions, more than %d: %s", c.Name, i+1, len(r.Exprs), most, RuleString(r))
+				t.Errorf("chain %s rule %d has %d expressions, more than %d: %s", c.Name, i+1, len(r.Exprs), most, ruleText(r))
 			}
 		}
 	}

@@ -116,7 +116,7 @@ func TestNetlinkMatchesGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rs.Render() != string(golden) {
+			if mustRender(t, rs) != string(golden) {
 				t.Fatalf("%s is not Render() of its policy (TestGolden says more)", f)
 			}
 			n, err := rs.Netlink()
