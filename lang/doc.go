@@ -220,6 +220,7 @@
 // Code (Codes lists them).
 //
 // A comment "# kwl:ignore L09" silences those codes for the statement it
-// trails, or, standing on its own line, for the statement below it
-// (Policy.Filter). Errors cannot be silenced.
+// trails (on a line of several statements, the last of them: in
+// "a; b # kwl:ignore L09", b), or, standing on its own line, for the
+// statement below it (Policy.Filter). Errors cannot be silenced.
 package lang
