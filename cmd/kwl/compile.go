@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
@@ -63,7 +64,7 @@ Examples:
 		if !diags.HasErrors() {
 			var more lang.Diagnostics
 			_, more = iptables.Lower(pol)
-			diags = append(diags, pol.Filter(more)...)
+			diags = append(diags, pol.Filter(compile.With(pol, more))...)
 		}
 		printDiags(env, diags, map[string][]byte{file: src})
 		if diags.HasErrors() {
@@ -119,11 +120,11 @@ func runCompile(env *cmdEnv, args []string) int {
 	switch *backend {
 	case "nft":
 		rs, ds := nft.Lower(pol)
-		diags = pol.Filter(ds)
+		diags = pol.Filter(compile.With(pol, ds))
 		render = rs.Render
 	case "iptables":
 		rs, ds := iptables.Lower(pol)
-		diags = pol.Filter(ds)
+		diags = pol.Filter(compile.With(pol, ds))
 		render = func() (string, error) {
 			both := rs.RenderReload
 			if *first {

@@ -39,7 +39,8 @@ const (
 // family, built like Shorewall's SSHKnock and Limit actions: recent lists
 // for doors, sequence stages, per-source counters and bans. The
 // diagnostics are warnings where iptables cannot give a statement its
-// exact meaning, and errors where it cannot compile it.
+// exact meaning, and errors where it cannot compile it; the warnings of
+// every backend are compile.Warnings'.
 //
 // Chains (filter table): kwl-input, jumped to from the top of INPUT, runs
 // established/related accept, then kwl-knock (state updates of every
@@ -50,7 +51,6 @@ const (
 // table, from PREROUTING).
 func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
 	l := &lowerer{p: p, ids: plan.Assign(p), warned: map[string]bool{}}
-	l.diags = append(l.diags, plan.Warnings(p)...)
 	rs := &Ruleset{V4: l.family(plan.V4), V6: l.family(plan.V6)}
 	l.diags.Sort()
 	return rs, l.diags

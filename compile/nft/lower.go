@@ -29,7 +29,8 @@ const SetSize = 65535
 
 // Lower turns a checked policy into kwl's nftables ruleset: one table
 // inet kwl. The diagnostics are warnings where nftables cannot give a
-// statement its exact meaning, and errors where it cannot compile it.
+// statement its exact meaning, and errors where it cannot compile it; the
+// warnings of every backend are compile.Warnings'.
 //
 // The input chain runs, in order: established and related packets accept;
 // the knock chain (state updates of every knock, sequence and close
@@ -43,7 +44,6 @@ const SetSize = 65535
 func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
 	l := &lowerer{p: p, ids: plan.Assign(p)}
 	l.t = &Table{Family: "inet", Name: "kwl"}
-	l.diags = append(l.diags, plan.Warnings(p)...)
 	l.millis()
 	l.lower()
 	l.diags.Sort()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/internal/irtest"
 	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/lang"
@@ -338,7 +339,13 @@ func TestWarnings(t *testing.T) {
 	b.Door("ssh", 500*time.Millisecond, 2*time.Second, irtest.TCP(7000), irtest.TCP(8000))
 	b.Limit("ssh", 3, time.Minute, 32, 128, time.Minute)
 	b.Limit("https", 7, 13*time.Second, 0, 0, 0)
-	_, diags := Lower(b.P)
+	_, own := Lower(b.P)
+	diags := compile.With(b.P, own)
+	for _, d := range own {
+		if d.Code == lang.LintScanKnock || d.Code == lang.LintIPv6Key || d.Code == lang.LintTiming {
+			t.Errorf("Lower gives a warning of every backend, which compile.Warnings gives: %v", d)
+		}
+	}
 	codes := map[string]int{}
 	for _, d := range diags {
 		if d.Severity != lang.Warning || !d.Pos.IsValid() {
