@@ -229,7 +229,13 @@ func ApplyIptables(ctx context.Context, o Options, rs *iptables.Ruleset) (*Iptab
 	if rs == nil {
 		return nil, errors.New("empty iptables ruleset")
 	}
-	want := [2]*IptablesFamily{familyOf("iptables", rs.V4), familyOf("ip6tables", rs.V6)}
+	var want [2]*IptablesFamily
+	for i, f := range [2]*iptables.Family{rs.V4, rs.V6} {
+		var err error
+		if want[i], err = familyOf([2]string{"iptables", "ip6tables"}[i], f); err != nil {
+			return nil, err
+		}
+	}
 	if err := check(); err != nil {
 		return nil, err
 	}

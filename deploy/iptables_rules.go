@@ -88,30 +88,40 @@ func (f *IptablesFamily) empty() bool {
 	return true
 }
 
-// familyOf converts a compiled family into what a deploy loads.
-func familyOf(cmd string, f *iptables.Family) *IptablesFamily {
+// familyOf converts a compiled family into what a deploy loads. A rule
+// that cannot be written as iptables arguments is an error
+// (iptables.RuleString).
+func familyOf(cmd string, f *iptables.Family) (*IptablesFamily, error) {
 	out := &IptablesFamily{Cmd: cmd}
 	if f == nil {
-		return out
+		return out, nil
 	}
 	for _, t := range f.Tables {
 		tab := &IptablesTable{Name: t.Name}
 		for _, c := range t.Chains {
 			if c.Builtin {
 				for _, r := range c.Rules {
-					tab.Jumps = append(tab.Jumps, IptablesJump{Chain: c.Name, Rule: iptables.RuleString(r, f.IPv6)})
+					s, err := iptables.RuleString(r, f.IPv6)
+					if err != nil {
+						return nil, fmt.Errorf("%s: table %s, chain %s: %w", cmd, t.Name, c.Name, err)
+					}
+					tab.Jumps = append(tab.Jumps, IptablesJump{Chain: c.Name, Rule: s})
 				}
 				continue
 			}
 			ch := IptablesChain{Name: c.Name}
 			for _, r := range c.Rules {
-				ch.Rules = append(ch.Rules, IptablesRule{Rule: iptables.RuleString(r, f.IPv6)})
+				s, err := iptables.RuleString(r, f.IPv6)
+				if err != nil {
+					return nil, fmt.Errorf("%s: table %s, chain %s: %w", cmd, t.Name, c.Name, err)
+				}
+				ch.Rules = append(ch.Rules, IptablesRule{Rule: s})
 			}
 			tab.Chains = append(tab.Chains, ch)
 		}
 		out.Tables = append(out.Tables, tab)
 	}
-	return out
+	return out, nil
 }
 
 // parseSave reads `iptables-save -c` output and keeps kwl's part: the

@@ -200,7 +200,10 @@ func TestIptablesStatus(t *testing.T) {
 	if err != nil || st.Loaded {
 		t.Fatalf("status before: %+v, %v", st, err)
 	}
-	v4, v6 := example(t, "forward").Render()
+	v4, v6, err := example(t, "forward").Render()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if out, err := ns.RunInput([]byte(v4), "iptables-restore", "--noflush"); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -422,7 +425,15 @@ func TestIptablesRestoreAfterKill(t *testing.T) {
 	}
 	rs := example(t, "sshknock")
 	// What ApplyIptables does up to the wait, without deleting kwl-keep.
-	if _, _, err := change(&o, cur, [2]*IptablesFamily{familyOf("iptables", rs.V4), familyOf("ip6tables", rs.V6)}); err != nil {
+	want4, err := familyOf("iptables", rs.V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want6, err := familyOf("ip6tables", rs.V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := change(&o, cur, [2]*IptablesFamily{want4, want6}); err != nil {
 		t.Fatal(err)
 	}
 	if s := saved(t, ns); !strings.Contains(s, ":kwl-keep") || strings.Contains(s, "kwl-prerouting") {

@@ -261,7 +261,11 @@ func TestLargePolicyPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("10,000 statements: compiled in %v, deployed in %v as %d messages in one batch", compiled, time.Since(start)-compiled, res.Messages)
-	if _, err := ref.RunInput([]byte(rs.Render()), "nft", "-f", "-"); err != nil {
+	text, err := rs.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ref.RunInput([]byte(text), "nft", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	got, want := nftList(t, ns, "table", "inet", "kwl"), nftList(t, ref, "table", "inet", "kwl")

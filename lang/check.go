@@ -9,50 +9,6 @@ import (
 	"time"
 )
 
-// The checker's error codes. They are stable: users look them up and
-// tests name them. The package doc lists them with their meaning.
-const (
-	ErrUnknownService = "E01" // a name that is neither built in nor defined
-	ErrPortRange      = "E02" // port 0, above 65535, or not a number
-	ErrDuration       = "E03" // zero, negative or too long
-	ErrAddress        = "E04" // not an address or CIDR, or a CIDR where one address is needed
-	ErrHostBits       = "E05" // CIDR with bits set after the prefix length
-	ErrKnockOnService = "E06" // a knock or close port that is a port of the service itself
-	ErrServiceTwice   = "E07" // service defined twice
-	ErrLimitCount     = "E08" // limit count below 1 or absurdly large
-	ErrRepeatedPort   = "E09" // a port twice in one sequence or list
-	ErrTestTime       = "E10" // a test step earlier than the one before it
-	ErrLogLevel       = "E11" // unknown log level
-	ErrMask           = "E12" // per source/N out of range
-	ErrString         = "E13" // a string with a bad escape
-	ErrFamily         = "E14" // an address of the family the statement excludes
-	ErrLifetime       = "E15" // "opens" without "for DUR", or "closes" with it
-	ErrOverride       = "E16" // a backend named twice in one step's expectations
-	ErrSharedBan      = "E17" // a ban on a counter shared by all sources, without "shared"
-	ErrAllowAll       = "E18" // an allow of every source on a knocked service
-	ErrDeadDoor       = "E19" // a door whose last knock a later close of its service revokes
-	ErrForwardLocal   = "E20" // forward to a loopback or unspecified address
-	ErrMappedSource   = "E21" // an IPv4-mapped IPv6 address as a source
-	ErrLogPrefix      = "E22" // a log prefix a backend would cut or alter
-	ErrLogRate        = "E23" // a log rate no backend can count exactly
-	ErrFlags          = "E24" // TCP flags that are not letters of flags, or on a UDP step
-	ErrNameLength     = "E25" // a service name longer than MaxNameLen
-	ErrTestLength     = "E26" // a test of more than MaxTestSteps steps
-
-	// LintKnockOnOtherService: a knock or close port that is a port of
-	// another service the policy guards, allows or limits (KERNEL.md L04).
-	LintKnockOnOtherService = "L04"
-
-	// The policy-wide lints of lint.go.
-	LintWellKnownKnock = "L20" // a knock or close port that is a built-in service's port
-	LintCloseOnKnock   = "L21" // a close port that is also a knock port of the same service
-	LintDuplicate      = "L22" // a statement that repeats another
-	LintDuplicateTest  = "L23" // two tests of one name
-	LintDoorFamily     = "L24" // a door restricted to one family leaves the other closed
-	LintForwardTakes   = "L25" // a forwarded well-known port takes the firewall's own service
-	LintDeadLimit      = "L26" // a limit (or its ban) that an earlier limit keeps from refusing
-)
-
 // builtinServices are the well-known names, as in /etc/services.
 var builtinServices = map[string][]Port{
 	"ssh":        {{TCP, 22}},
@@ -155,11 +111,11 @@ type knockPort struct {
 	kind    string // "knock" or "close"
 }
 
-func (c *checker) errorf(pos Pos, code, hint, format string, args ...any) {
+func (c *checker) errorf(pos Pos, code Code, hint, format string, args ...any) {
 	c.diags.Add(pos, Error, code, fmt.Sprintf(format, args...), hint)
 }
 
-func (c *checker) warnf(pos Pos, code, hint, format string, args ...any) {
+func (c *checker) warnf(pos Pos, code Code, hint, format string, args ...any) {
 	c.diags.Add(pos, Warning, code, fmt.Sprintf(format, args...), hint)
 }
 

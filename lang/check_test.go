@@ -13,9 +13,10 @@ import (
 // where it points and words of its message.
 func TestCheckErrors(t *testing.T) {
 	tests := []struct {
-		name, src, code string
-		line, col       int
-		msg, hint       string
+		name, src string
+		code      Code
+		line, col int
+		msg, hint string
 	}{
 		{"unknown service", "knock 1600 opens shh for 60s", "E01", 1, 18, `unknown service "shh"`, "did you mean 'ssh'?"},
 		{"unknown service no hint", "allow webserver", "E01", 1, 7, `unknown service "webserver"`, "define it first"},

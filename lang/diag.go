@@ -54,7 +54,7 @@ func (s Severity) String() string {
 type Diagnostic struct {
 	Pos      Pos
 	Severity Severity
-	Code     string
+	Code     Code
 	Message  string
 	Hint     string // a suggestion ("did you mean 'ssh'?"), or ""
 }
@@ -62,7 +62,7 @@ type Diagnostic struct {
 func (d Diagnostic) String() string {
 	s := fmt.Sprintf("%s: %s: %s", d.Pos, d.Severity, d.Message)
 	if d.Code != "" {
-		s += " [" + d.Code + "]"
+		s += " [" + string(d.Code) + "]"
 	}
 	return s
 }
@@ -71,7 +71,7 @@ func (d Diagnostic) String() string {
 type Diagnostics []Diagnostic
 
 // Add appends a diagnostic.
-func (l *Diagnostics) Add(pos Pos, sev Severity, code, msg, hint string) {
+func (l *Diagnostics) Add(pos Pos, sev Severity, code Code, msg, hint string) {
 	*l = append(*l, Diagnostic{Pos: pos, Severity: sev, Code: code, Message: msg, Hint: hint})
 }
 

@@ -205,13 +205,22 @@
 //	    earlier limit of the service admits fewer (see Meaning)
 //
 // The backends (compile/nft, compile/iptables) add the lints of what they
-// cannot express exactly, or of what no backend can hide: L05
-// scan-completable knocks, L07 capacity, L09 IPv6 keys, L10 timing (an
-// error for a duration finer than the backend keeps: whole seconds on
-// iptables, milliseconds on nftables), L13 (an error) a limit iptables
-// cannot share between IPv4 and IPv6.
+// cannot express exactly, or of what no backend can hide:
+//
+//	L05 knock sequence a port scan completes: one port, or ports in
+//	    ascending or descending order, with no close ports to guard them
+//	L07 capacity: what happens when a set or list is full
+//	L09 per-source IPv6 keys or bans that are whole /128 addresses
+//	L10 timing: a window or lifetime too short for TCP's retransmissions;
+//	    an error for a duration finer than the backend keeps (whole
+//	    seconds on iptables, milliseconds on nftables)
+//	L13 (an error) a limit iptables cannot share between IPv4 and IPv6
+//
+// The codes, with their meanings and examples, are the constants of type
+// Code (Codes lists them).
 //
 // A comment "# kwl:ignore L09" silences those codes for the statement it
-// trails, or, standing on its own line, for the statement below it
-// (Policy.Filter). Errors cannot be silenced.
+// trails (on a line of several statements, the last of them: in
+// "a; b # kwl:ignore L09", b), or, standing on its own line, for the
+// statement below it (Policy.Filter). Errors cannot be silenced.
 package lang

@@ -4,19 +4,26 @@ import "strings"
 
 // A comment "# kwl:ignore L13" silences warnings and notes with those
 // codes (several may be listed, separated by spaces or commas) for one
-// statement: the statement it trails, or, standing on its own line, the
-// statement that follows it. Errors cannot be silenced.
+// statement: the statement it trails (on a line of several statements,
+// the last of them), or, standing on its own line, the statement that
+// follows it. Errors cannot be silenced.
 const ignoreDirective = "kwl:ignore"
 
 // collectIgnores reads the kwl:ignore comments of f.
-func collectIgnores(f *File) map[int]map[string]bool {
-	var ig map[int]map[string]bool
+func collectIgnores(f *File) []Ignore {
+	var igs []Ignore
 	var pending []string // codes of own-line directives waiting for a statement
+	last := -1           // index in igs of the previous statement's Ignore, or -1
 	for _, it := range f.Items {
 		switch {
 		case it.Stmt == nil && it.Comment != nil:
 			pending = append(pending, ignoreCodes(it.Comment.Text)...)
 		case it.Stmt != nil:
+			pos := it.Stmt.Position()
+			if last >= 0 {
+				igs[last].To = pos
+				last = -1
+			}
 			codes := pending
 			pending = nil
 			if it.Trailing != nil {
@@ -25,19 +32,15 @@ func collectIgnores(f *File) map[int]map[string]bool {
 			if len(codes) == 0 {
 				continue
 			}
-			line := it.Stmt.Position().Line
-			if ig == nil {
-				ig = map[int]map[string]bool{}
-			}
-			if ig[line] == nil {
-				ig[line] = map[string]bool{}
-			}
+			ig := Ignore{From: pos, Codes: map[Code]bool{}}
 			for _, c := range codes {
-				ig[line][c] = true
+				ig.Codes[Code(c)] = true
 			}
+			igs = append(igs, ig)
+			last = len(igs) - 1
 		}
 	}
-	return ig
+	return igs
 }
 
 // ignoreCodes returns the codes a comment's kwl:ignore directive names.
@@ -58,10 +61,20 @@ func (p *Policy) Filter(l Diagnostics) Diagnostics {
 	}
 	out := l[:0:0]
 	for _, d := range l {
-		if d.Severity != Error && d.Pos.File == p.File && p.Ignores[d.Pos.Line][d.Code] {
+		if d.Severity != Error && d.Pos.File == p.File && p.ignored(d) {
 			continue
 		}
 		out = append(out, d)
 	}
 	return out
+}
+
+// ignored reports whether a kwl:ignore comment silences d.
+func (p *Policy) ignored(d Diagnostic) bool {
+	for _, ig := range p.Ignores {
+		if ig.Codes[d.Code] && ig.covers(d.Pos) {
+			return true
+		}
+	}
+	return false
 }

@@ -46,3 +46,36 @@ func TestFilter(t *testing.T) {
 		t.Errorf("Filter kept %v", got)
 	}
 }
+
+// TestIgnorePerStatement checks that a kwl:ignore comment silences one
+// statement: on a line of several, the one it trails; on its own line,
+// the one below it; not the others on the same line.
+func TestIgnorePerStatement(t *testing.T) {
+	const a, b = "knock 443 opens ssh for 60s", "knock 80 opens ssh for 60s"
+	for _, tc := range []struct {
+		name, src string
+		want      []int // the columns on line 2 of the L20s kept
+	}{
+		{"none", "\n" + a + "; " + b + "\n", []int{7, 36}},
+		{"trailing", "\n" + a + "; " + b + " # kwl:ignore L20\n", []int{7}},
+		{"own line", "# kwl:ignore L20\n" + a + "; " + b + "\n", []int{36}},
+		{"both", "# kwl:ignore L20\n" + a + "; " + b + " # kwl:ignore L20\n", nil},
+		{"other code", "\n" + a + "; " + b + " # kwl:ignore L21\n", []int{7, 36}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, diags := Load("p.kwl", []byte(tc.src))
+			var got []int
+			for _, d := range diags {
+				if d.Code == LintWellKnownKnock {
+					if d.Pos.Line != 2 {
+						t.Fatalf("L20 on line %d: %v", d.Pos.Line, d)
+					}
+					got = append(got, d.Pos.Col)
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("L20 kept at columns %v, want %v\n%v", got, tc.want, diags)
+			}
+		})
+	}
+}

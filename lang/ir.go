@@ -111,10 +111,25 @@ type Policy struct {
 	Allows   []*Allow
 	Tests    []*Test
 
-	// Ignores lists, by the line of a statement, the lint codes that a
+	// Ignores lists, by statement, the lint codes that a
 	// "# kwl:ignore CODE" comment silences there (see Filter); nil when
 	// there are none.
-	Ignores map[int]map[string]bool
+	Ignores []Ignore
+}
+
+// An Ignore is what the kwl:ignore comments of one statement silence:
+// the diagnostics with one of Codes at a position from the statement's
+// start (From) up to, not including, the start of the next statement
+// (To; the zero Pos when the statement is the last).
+type Ignore struct {
+	From, To Pos
+	Codes    map[Code]bool
+}
+
+// covers reports whether pos lies in the statement of ig.
+func (ig Ignore) covers(pos Pos) bool {
+	before := func(a, b Pos) bool { return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col }
+	return !before(pos, ig.From) && (!ig.To.IsValid() || before(pos, ig.To))
 }
 
 // Service is a named set of ports, either built in (ssh, http, ...) or

@@ -8,10 +8,10 @@ import (
 
 // lintCodes are the codes of lint.go and of the checks of single
 // statements that came with them.
-var lintCodes = []string{ErrSharedBan, ErrAllowAll, ErrDeadDoor, ErrForwardLocal, ErrMappedSource,
+var lintCodes = []Code{ErrSharedBan, ErrAllowAll, ErrDeadDoor, ErrForwardLocal, ErrMappedSource,
 	LintWellKnownKnock, LintCloseOnKnock, LintDuplicate, LintDuplicateTest, LintDoorFamily, LintForwardTakes, LintDeadLimit}
 
-func isLintCode(code string) bool {
+func isLintCode(code Code) bool {
 	for _, c := range lintCodes {
 		if c == code {
 			return true
@@ -25,9 +25,10 @@ func isLintCode(code string) bool {
 // (code empty: none of lintCodes is reported).
 func TestLints(t *testing.T) {
 	tests := []struct {
-		name, src, code string
-		line, col       int
-		msg, hint       string
+		name, src string
+		code      Code
+		line, col int
+		msg, hint string
 	}{
 		// E17: a ban on a shared counter must say shared.
 		{"shared ban", "limit https 100/1s ban 60s", "E17", 1, 20, "ban without per source: once one source spends the counter all sources share, every source that connects is banned",

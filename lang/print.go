@@ -128,7 +128,7 @@ func (l Diagnostics) MarshalJSON() ([]byte, error) {
 	out := make([]jsonDiag, 0, len(l))
 	for _, d := range l {
 		out = append(out, jsonDiag{File: d.Pos.File, Line: d.Pos.Line, Col: d.Pos.Col,
-			Severity: d.Severity.String(), Code: d.Code, Message: d.Message, Hint: d.Hint})
+			Severity: d.Severity.String(), Code: string(d.Code), Message: d.Message, Hint: d.Hint})
 	}
 	return json.Marshal(out)
 }

@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"time"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
@@ -195,7 +196,8 @@ func (s *Sim) cachedHash(pk *capture.Packet) (uint32, bool) {
 func New(backend string, p *lang.Policy, opts Options) (*Sim, lang.Diagnostics) {
 	switch backend {
 	case "nft":
-		rs, diags := nft.Lower(p)
+		rs, own := nft.Lower(p)
+		diags := compile.With(p, own)
 		if diags.HasErrors() {
 			return nil, diags
 		}
@@ -206,7 +208,8 @@ func New(backend string, p *lang.Policy, opts Options) (*Sim, lang.Diagnostics) 
 		}
 		return s, diags
 	case "iptables":
-		rs, diags := iptables.Lower(p)
+		rs, own := iptables.Lower(p)
+		diags := compile.With(p, own)
 		if diags.HasErrors() {
 			return nil, diags
 		}

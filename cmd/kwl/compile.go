@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
@@ -67,7 +68,7 @@ func iptablesRuleset(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, e
 	if !diags.HasErrors() {
 		var more lang.Diagnostics
 		_, more = iptables.Lower(pol)
-		diags = append(diags, pol.Filter(more)...)
+		diags = append(diags, pol.Filter(compile.With(pol, more))...)
 	}
 	printDiags(env, diags, map[string][]byte{file: src})
 	if diags.HasErrors() {
@@ -116,38 +117,41 @@ func runCompile(env *cmdEnv, args []string) int {
 		return code
 	}
 	var (
-		diags lang.Diagnostics
-		write func(w io.Writer)
+		diags  lang.Diagnostics
+		render func() (string, error)
 	)
 	switch *backend {
 	case "nft":
 		rs, ds := nft.Lower(pol)
-		diags = pol.Filter(ds)
-		write = func(w io.Writer) { io.WriteString(w, rs.Render()) }
+		diags = pol.Filter(compile.With(pol, ds))
+		render = rs.Render
 	case "iptables":
 		rs, ds := iptables.Lower(pol)
-		diags = pol.Filter(ds)
-		write = func(w io.Writer) {
-			v4, v6 := rs.RenderReload()
+		diags = pol.Filter(compile.With(pol, ds))
+		render = func() (string, error) {
+			both := rs.RenderReload
 			if *first {
-				v4, v6 = rs.Render()
+				both = rs.Render
 			}
+			v4, v6, err := both()
 			switch *family {
 			case "ipv4":
-				io.WriteString(w, v4)
+				return v4, err
 			case "ipv6":
-				io.WriteString(w, v6)
-			default:
-				io.WriteString(w, v4)
-				io.WriteString(w, "\n")
-				io.WriteString(w, v6)
+				return v6, err
 			}
+			return v4 + "\n" + v6, err
 		}
 	}
 	printDiags(env, diags, map[string][]byte{name: src})
 	if diags.HasErrors() {
 		return exitFail
 	}
-	write(env.stdout)
+	text, err := render()
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl compile: %s: cannot write the ruleset: %v\n", name, err)
+		return exitFail
+	}
+	io.WriteString(env.stdout, text)
 	return exitOK
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy"
 	"kwl.dev/kwl/lang"
@@ -29,7 +30,7 @@ import (
 func policyRuleset(env *cmdEnv, file string, src []byte, pol *lang.Policy, diags lang.Diagnostics) *nft.Ruleset {
 	srcs := map[string][]byte{file: src}
 	rs, more := nft.Lower(pol)
-	diags = append(diags, pol.Filter(more)...)
+	diags = append(diags, pol.Filter(compile.With(pol, more))...)
 	printDiags(env, diags, srcs)
 	if diags.HasErrors() || rs == nil {
 		return nil

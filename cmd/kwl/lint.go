@@ -1,6 +1,7 @@
 package main
 
 import (
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
@@ -10,16 +11,21 @@ func init() {
 	policyLints = append(policyLints, backendLints)
 }
 
-// backendLints lowers pol for each backend and returns the backends'
-// warnings, less those a kwl:ignore comment silences. A warning both
-// backends give (the checks they share) is reported once.
+// backendLints returns the warnings every backend shares
+// (compile.Warnings, computed once) and those of lowering pol for each
+// backend, less those a kwl:ignore comment silences. A warning two
+// backends give alike is reported once.
 func backendLints(pol *lang.Policy, backends []string) lang.Diagnostics {
 	type key struct {
-		pos       lang.Pos
-		code, msg string
+		pos  lang.Pos
+		code lang.Code
+		msg  string
 	}
 	seen := map[key]bool{}
 	var out lang.Diagnostics
+	if len(backends) > 0 {
+		out = compile.Warnings(pol)
+	}
 	for _, b := range backends {
 		var diags lang.Diagnostics
 		switch b {

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy"
@@ -186,7 +187,7 @@ func restorePolicy(env *cmdEnv, j *journal, o deploy.Options, r *record.Record) 
 		if !diags.HasErrors() {
 			var more lang.Diagnostics
 			rs, more = nft.Lower(pol)
-			diags = append(diags, pol.Filter(more)...)
+			diags = append(diags, pol.Filter(compile.With(pol, more))...)
 		}
 		if err := compileErrors(env, file, r.Text, diags); err != nil {
 			return err
@@ -200,7 +201,7 @@ func restorePolicy(env *cmdEnv, j *journal, o deploy.Options, r *record.Record) 
 		if !diags.HasErrors() {
 			var more lang.Diagnostics
 			rs, more = iptables.Lower(pol)
-			diags = append(diags, pol.Filter(more)...)
+			diags = append(diags, pol.Filter(compile.With(pol, more))...)
 		}
 		if err := compileErrors(env, file, r.Text, diags); err != nil {
 			return err
@@ -241,7 +242,8 @@ func loadClosed(env *cmdEnv, o deploy.Options, c *record.Closed, file string) er
 	o.Table = c.Table
 	switch c.Backend {
 	case "nft":
-		rs, diags := nft.Lower(pol)
+		rs, own := nft.Lower(pol)
+		diags := compile.With(pol, own)
 		if diags.HasErrors() || rs == nil {
 			printDiags(env, diags, nil)
 			return errors.New("the fail-closed policy does not compile")
@@ -249,7 +251,8 @@ func loadClosed(env *cmdEnv, o deploy.Options, c *record.Closed, file string) er
 		o.Policy, o.Guarded = "fail-closed", guarded(pol)
 		_, err = deploy.Apply(context.Background(), o, rs)
 	case "iptables":
-		rs, diags := iptables.Lower(pol)
+		rs, own := iptables.Lower(pol)
+		diags := compile.With(pol, own)
 		if diags.HasErrors() || rs == nil {
 			printDiags(env, diags, nil)
 			return errors.New("the fail-closed policy does not compile")

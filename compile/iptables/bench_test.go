@@ -24,7 +24,7 @@ func benchLower(b *testing.B, src []byte, units int, unit string) {
 		if diags.HasErrors() {
 			b.Fatal(diags)
 		}
-		_, _ = rs.Render()
+		_, _, _ = rs.Render()
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(units), "ns/"+unit)

@@ -39,7 +39,8 @@ const (
 // family, built like Shorewall's SSHKnock and Limit actions: recent lists
 // for doors, sequence stages, per-source counters and bans. The
 // diagnostics are warnings where iptables cannot give a statement its
-// exact meaning, and errors where it cannot compile it.
+// exact meaning, and errors where it cannot compile it; the warnings of
+// every backend are compile.Warnings'.
 //
 // Chains (filter table): kwl-input, jumped to from the top of INPUT, runs
 // established/related accept, then kwl-knock (state updates of every
@@ -50,7 +51,6 @@ const (
 // table, from PREROUTING).
 func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
 	l := &lowerer{p: p, ids: plan.Assign(p), warned: map[string]bool{}}
-	l.diags = append(l.diags, plan.Warnings(p)...)
 	rs := &Ruleset{V4: l.family(plan.V4), V6: l.family(plan.V6)}
 	l.diags.Sort()
 	return rs, l.diags
@@ -63,7 +63,7 @@ type lowerer struct {
 	warned map[string]bool // warnings given once though both families are lowered
 }
 
-func (l *lowerer) warn(pos lang.Pos, sev lang.Severity, code, msg, hint string) {
+func (l *lowerer) warn(pos lang.Pos, sev lang.Severity, code lang.Code, msg, hint string) {
 	k := fmt.Sprintf("%v|%s|%s", pos, code, msg)
 	if l.warned[k] {
 		return
@@ -228,7 +228,7 @@ func notSYN() *TCPFlags { return &TCPFlags{Mask: SYN | ACK, Comp: SYN, Invert: t
 func (b *fam) seconds(d time.Duration, pos lang.Pos, what string) int {
 	if d <= 0 || d%time.Second != 0 {
 		up := max(1, (d+time.Second-1)/time.Second)
-		b.l.warn(pos, lang.Error, "L10",
+		b.l.warn(pos, lang.Error, lang.LintTiming,
 			fmt.Sprintf("the recent match counts whole seconds: iptables cannot express %s of %s", what, plan.Dur(d)),
 			fmt.Sprintf("write a whole number of seconds (%s), or use --backend nft", plan.Dur(up*time.Second)))
 		return int(up)
@@ -321,7 +321,7 @@ func (b *fam) doorRules(c *Chain, d *lang.Door) {
 	}
 	final := []*Recent{{Name: b.doorList(d), Op: Set}}
 	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.From, d.Pos, final, comment("knock", d.Service, d.Pos))
-	b.l.warn(d.Pos, lang.Warning, "L07", fmt.Sprintf(
+	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
 }

@@ -23,7 +23,7 @@ func chainText(f *Family, name string) string {
 		for _, c := range t.Chains {
 			if c.Name == name {
 				for _, r := range c.Rules {
-					b.WriteString(RuleString(r, f.IPv6) + "\n")
+					b.WriteString(ruleText(r, f.IPv6) + "\n")
 				}
 			}
 		}
@@ -218,7 +218,7 @@ func TestWarnings(t *testing.T) {
 	_, diags := Lower(b.P)
 	codes := map[string]int{}
 	for _, d := range diags {
-		codes[d.Code+"/"+d.Severity.String()]++
+		codes[string(d.Code)+"/"+d.Severity.String()]++
 	}
 	for code, n := range map[string]int{"L10/error": 1, "L13/warning": 0, "L07/warning": 3} {
 		if codes[code] != n {
@@ -301,7 +301,10 @@ func TestGolden(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			v4, v6 := rs.Render()
+			v4, v6, err := rs.Render()
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, g := range []struct{ ext, text string }{{".rules", v4}, {".rules6", v6}} {
 				path := filepath.Join("testdata", name+g.ext)
 				if *update {

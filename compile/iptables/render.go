@@ -17,8 +17,11 @@ import (
 //
 // Loaded twice, it inserts the jumps twice: for a host where they are in
 // place, use RenderReload.
-func (r *Ruleset) Render() (v4, v6 string) {
-	return r.V4.render(insertJumps), r.V6.render(insertJumps)
+//
+// A rule with a target, recent operation or rate unit that iptables has
+// no word for is an error (RuleString), never a guess.
+func (r *Ruleset) Render() (v4, v6 string, err error) {
+	return r.renderBoth(insertJumps)
 }
 
 // RenderReload is Render for a host where the jumps are in place: each
@@ -29,24 +32,35 @@ func (r *Ruleset) Render() (v4, v6 string) {
 // committing the table. A fixed text cannot do both: every -I adds a
 // rule and every -D removes one, whatever the chain holds, so kwl deploy
 // writes its input from the live rules instead.
-func (r *Ruleset) RenderReload() (v4, v6 string) {
-	return r.V4.render(replaceJumps), r.V6.render(replaceJumps)
+func (r *Ruleset) RenderReload() (v4, v6 string, err error) {
+	return r.renderBoth(replaceJumps)
 }
 
 // RenderChains is Render without the jumps from the builtin chains: it
 // reloads kwl's own chains and nothing else.
-func (r *Ruleset) RenderChains() (v4, v6 string) {
-	return r.V4.render(noJumps), r.V6.render(noJumps)
+func (r *Ruleset) RenderChains() (v4, v6 string, err error) {
+	return r.renderBoth(noJumps)
+}
+
+// renderBoth renders both families in mode.
+func (r *Ruleset) renderBoth(mode jumpMode) (v4, v6 string, err error) {
+	if v4, err = r.V4.render(mode); err != nil {
+		return "", "", err
+	}
+	if v6, err = r.V6.render(mode); err != nil {
+		return "", "", err
+	}
+	return v4, v6, nil
 }
 
 // Jumps returns, per table, the rules of the builtin chains that lead
 // into kwl's chains, as iptables arguments without the command
 // ("INPUT -j kwl-input"), for a caller that checks (-C) and inserts (-I)
-// them itself.
-func (f *Family) Jumps() map[string][]string {
+// them itself. A jump that cannot be written is an error (RuleString).
+func (f *Family) Jumps() (map[string][]string, error) {
 	out := map[string][]string{}
 	if f == nil {
-		return out
+		return out, nil
 	}
 	for _, t := range f.Tables {
 		for _, c := range t.Chains {
@@ -54,11 +68,15 @@ func (f *Family) Jumps() map[string][]string {
 				continue
 			}
 			for _, r := range c.Rules {
-				out[t.Name] = append(out[t.Name], c.Name+" "+RuleString(r, f.IPv6))
+				s, err := RuleString(r, f.IPv6)
+				if err != nil {
+					return nil, fmt.Errorf("chain %s: %w", c.Name, err)
+				}
+				out[t.Name] = append(out[t.Name], c.Name+" "+s)
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // jumpMode says what a rendering does with the jumps from the builtin
@@ -73,7 +91,7 @@ const (
 
 // Render returns the family's ruleset as restore input; with jumps, the
 // jumps from the builtin chains are inserted too (Ruleset.Render).
-func (f *Family) Render(jumps bool) string {
+func (f *Family) Render(jumps bool) (string, error) {
 	if jumps {
 		return f.render(insertJumps)
 	}
@@ -82,9 +100,9 @@ func (f *Family) Render(jumps bool) string {
 
 // RenderReload returns the family's ruleset as restore input that
 // replaces the jumps (Ruleset.RenderReload).
-func (f *Family) RenderReload() string { return f.render(replaceJumps) }
+func (f *Family) RenderReload() (string, error) { return f.render(replaceJumps) }
 
-func (f *Family) render(mode jumpMode) string {
+func (f *Family) render(mode jumpMode) (string, error) {
 	var b strings.Builder
 	tool := "iptables-restore"
 	if f != nil && f.IPv6 {
@@ -92,7 +110,21 @@ func (f *Family) render(mode jumpMode) string {
 	}
 	fmt.Fprintf(&b, "# kwl: load with %s --noflush\n", tool)
 	if f == nil {
-		return b.String()
+		return b.String(), nil
+	}
+	// rule writes one rule of chain c of table t after cmd (-A, -D,
+	// -I), keeping the first error.
+	var err error
+	rule := func(cmd string, t *Table, c *Chain, r *Rule) {
+		if err != nil {
+			return
+		}
+		var s string
+		if s, err = RuleString(r, f.IPv6); err != nil {
+			err = fmt.Errorf("table %s, chain %s: %w", t.Name, c.Name, err)
+			return
+		}
+		fmt.Fprintf(&b, "%s %s %s\n", cmd, c.Name, s)
 	}
 	for _, t := range f.Tables {
 		fmt.Fprintf(&b, "*%s\n", t.Name)
@@ -107,7 +139,7 @@ func (f *Family) render(mode jumpMode) string {
 			for _, c := range t.Chains {
 				if c.Builtin {
 					for _, r := range c.Rules {
-						fmt.Fprintf(&b, "-D %s %s\n", c.Name, RuleString(r, f.IPv6))
+						rule("-D", t, c, r)
 					}
 				}
 			}
@@ -117,7 +149,7 @@ func (f *Family) render(mode jumpMode) string {
 				continue
 			}
 			for _, r := range c.Rules {
-				fmt.Fprintf(&b, "-A %s %s\n", c.Name, RuleString(r, f.IPv6))
+				rule("-A", t, c, r)
 			}
 		}
 		if mode != noJumps {
@@ -128,13 +160,16 @@ func (f *Family) render(mode jumpMode) string {
 				// -I without a number inserts at the top: in reverse,
 				// the rules keep their order.
 				for i := len(c.Rules) - 1; i >= 0; i-- {
-					fmt.Fprintf(&b, "-I %s %s\n", c.Name, RuleString(c.Rules[i], f.IPv6))
+					rule("-I", t, c, c.Rules[i])
 				}
 			}
 		}
 		b.WriteString("COMMIT\n")
 	}
-	return b.String()
+	if err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
 func (t *Table) hasJumps() bool {
@@ -147,7 +182,9 @@ func (t *Table) hasJumps() bool {
 }
 
 // RuleString returns a rule's matches and target as iptables arguments.
-func RuleString(r *Rule, v6 bool) string {
+// A target kind, recent operation or limit unit that iptables has no word
+// for is an error.
+func RuleString(r *Rule, v6 bool) (string, error) {
 	var a []string
 	add := func(s ...string) { a = append(a, s...) }
 	if len(r.Src) > 0 {
@@ -198,6 +235,11 @@ func RuleString(r *Rule, v6 bool) string {
 		if rc.Invert {
 			add("!")
 		}
+		switch rc.Op {
+		case Set, Rcheck, Update, Remove:
+		default:
+			return "", fmt.Errorf("unknown recent operation %q", rc.Op)
+		}
 		add(string(rc.Op))
 		if rc.Seconds > 0 {
 			add("--seconds", fmt.Sprint(rc.Seconds))
@@ -217,6 +259,11 @@ func RuleString(r *Rule, v6 bool) string {
 		add("--rsource")
 	}
 	if l := r.Limit; l != nil {
+		switch l.Unit {
+		case "second", "minute", "hour", "day":
+		default:
+			return "", fmt.Errorf("limit unit %q: iptables knows second, minute, hour and day", l.Unit)
+		}
 		add("-m", "limit", "--limit", fmt.Sprintf("%d/%s", l.Rate, l.Unit))
 		if l.Burst > 0 {
 			add("--limit-burst", fmt.Sprint(l.Burst))
@@ -247,10 +294,12 @@ func RuleString(r *Rule, v6 bool) string {
 			to += fmt.Sprintf(":%d", t.ToPort)
 		}
 		add("-j", "DNAT", "--to-destination", to)
-	default:
+	case ACCEPT, DROP, REJECT, RETURN:
 		add("-j", string(t.Kind))
+	default:
+		return "", fmt.Errorf("unknown target %q", t.Kind)
 	}
-	return strings.Join(a, " ")
+	return strings.Join(a, " "), nil
 }
 
 // tcpFlagNames are iptables' names of the TCP flags, in the order of

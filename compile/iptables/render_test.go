@@ -16,14 +16,20 @@ func TestRenderReload(t *testing.T) {
 		if diags.HasErrors() {
 			t.Fatal(diags)
 		}
-		first4, first6 := rs.Render()
-		again4, again6 := rs.RenderReload()
+		first4, first6, err := rs.Render()
+		if err != nil {
+			t.Fatal(err)
+		}
+		again4, again6, err := rs.RenderReload()
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, f := range []struct {
 			tool, first, again string
 			fam                *Family
 		}{{"iptables", first4, again4, rs.V4}, {"ip6tables", first6, again6, rs.V6}} {
 			jumps := 0
-			for _, js := range f.fam.Jumps() {
+			for _, js := range mustJumps(t, f.fam) {
 				jumps += len(js)
 			}
 			if jumps == 0 {
@@ -64,7 +70,7 @@ func TestRenderReload(t *testing.T) {
 				}
 			}
 			s := save()
-			for table, js := range f.fam.Jumps() {
+			for table, js := range mustJumps(t, f.fam) {
 				for _, j := range js {
 					if n := strings.Count(s, "-A "+j+"\n"); n != 1 {
 						t.Errorf("%s %s table %s: %d jumps -A %s after three loads:\n%s", name, f.tool, table, n, j, s)

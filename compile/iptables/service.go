@@ -161,7 +161,7 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 		over, overLog = Target{Kind: JUMP, Chain: oc.Name}, nil
 	}
 	if !lim.PerSource && len(plan.Families(lim.Family, nil, s)) == 2 {
-		b.l.warn(lim.Pos, lang.Error, "L13",
+		b.l.warn(lim.Pos, lang.Error, lang.LintSharedFamilies,
 			fmt.Sprintf("iptables cannot share one limit between IPv4 and IPv6: xt_recent keeps the two families' entries apart, so %d/%s would admit %d in any %s for each family",
 				lim.Count, plan.Dur(lim.Window), lim.Count, plan.Dur(lim.Window)),
 			"limit each family on its own (family ipv4, family ipv6), or use --backend nft")
@@ -179,7 +179,7 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 	b.emit(c, &Rule{CtState: newState(), Recent: key(Rcheck), Origin: lim.Pos, Comment: cm}, over, overLog, "limit", s)
 	c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: key(Set), Origin: lim.Pos, Comment: cm})
 	if lim.PerSource {
-		b.l.warn(lim.Pos, lang.Warning, "L07", fmt.Sprintf(
+		b.l.warn(lim.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 			"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: %d other sources in quick succession wipe a source's count (and ban), and the limit starts afresh for it",
 			ListTot, ListTot), "")
 	}

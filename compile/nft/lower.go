@@ -30,7 +30,8 @@ const DefaultSetSize = 0xffff
 
 // Lower turns a checked policy into kwl's nftables ruleset: one table
 // inet kwl. The diagnostics are warnings where nftables cannot give a
-// statement its exact meaning, and errors where it cannot compile it.
+// statement its exact meaning, and errors where it cannot compile it; the
+// warnings of every backend are compile.Warnings'.
 //
 // The input chain runs, in order: established and related packets accept;
 // the knock chain (state updates of every knock, sequence and close
@@ -44,7 +45,6 @@ const DefaultSetSize = 0xffff
 func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
 	l := &lowerer{p: p, ids: plan.Assign(p)}
 	l.t = &Table{Family: "inet", Name: "kwl"}
-	l.diags = append(l.diags, plan.Warnings(p)...)
 	l.millis()
 	l.lower()
 	l.diags.Sort()
@@ -76,7 +76,7 @@ func (l *lowerer) millis() {
 			return
 		}
 		up := (d + time.Millisecond - 1).Truncate(time.Millisecond)
-		l.diags.Add(pos, lang.Error, "L10",
+		l.diags.Add(pos, lang.Error, lang.LintTiming,
 			fmt.Sprintf("nftables keeps timeouts in whole milliseconds: it cannot express %s of %s", what, plan.Dur(d)),
 			fmt.Sprintf("write whole milliseconds (%s)", plan.Dur(up)))
 	}

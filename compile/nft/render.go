@@ -16,8 +16,9 @@ import (
 // sets are not carried over; kwl deploy does that over netlink.)
 //
 // Rendering is a function of the data only: what the simulator executes is
-// what this text loads.
-func (r *Ruleset) Render() string {
+// what this text loads. A rule that holds an expression, key, rate unit or
+// verdict that nft syntax has no word for is an error, never a guess.
+func (r *Ruleset) Render() (string, error) {
 	var b strings.Builder
 	t := r.Table
 	if t == nil {
@@ -38,10 +39,12 @@ func (r *Ruleset) Render() string {
 	}
 	for _, c := range t.Chains {
 		b.WriteByte('\n')
-		renderChain(&b, c)
+		if err := renderChain(&b, c); err != nil {
+			return "", err
+		}
 	}
 	b.WriteString("}\n")
-	return b.String()
+	return b.String(), nil
 }
 
 func renderSet(b *strings.Builder, s *Set) {
@@ -60,7 +63,7 @@ func renderSet(b *strings.Builder, s *Set) {
 	b.WriteString("\t}\n")
 }
 
-func renderChain(b *strings.Builder, c *Chain) {
+func renderChain(b *strings.Builder, c *Chain) error {
 	fmt.Fprintf(b, "\tchain %s {\n", c.Name)
 	if c.Hook != "" {
 		typ := c.Type
@@ -73,26 +76,40 @@ func renderChain(b *strings.Builder, c *Chain) {
 		}
 		fmt.Fprintf(b, "\t\ttype %s hook %s priority %d; policy %s;\n", typ, c.Hook, c.Priority, pol)
 	}
-	for _, r := range c.Rules {
-		fmt.Fprintf(b, "\t\t%s\n", RuleString(r))
+	for i, r := range c.Rules {
+		s, err := RuleString(r)
+		if err != nil {
+			return fmt.Errorf("chain %s, rule %d: %w", c.Name, i+1, err)
+		}
+		fmt.Fprintf(b, "\t\t%s\n", s)
 	}
 	b.WriteString("\t}\n")
+	return nil
 }
 
-// RuleString returns one rule as nft writes it, with its comment.
-func RuleString(r *Rule) string {
+// RuleString returns one rule as nft writes it, with its comment, or the
+// error of its first expression that cannot be written (ExprString).
+func RuleString(r *Rule) (string, error) {
 	parts := make([]string, 0, len(r.Exprs)+1)
 	for _, e := range r.Exprs {
-		parts = append(parts, ExprString(e))
+		s, err := ExprString(e)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, s)
 	}
 	if r.Comment != "" {
 		parts = append(parts, "comment "+quote(r.Comment))
 	}
-	return strings.Join(parts, " ")
+	return strings.Join(parts, " "), nil
 }
 
-// ExprString returns one expression as nft writes it.
-func ExprString(e Expr) string {
+// ExprString returns one expression as nft writes it. An expression of a
+// type this package does not define, a set key other than a source
+// address or the conntrack state, a rate unit other than a second,
+// minute, hour, day or week, and an unknown verdict or dynset operation
+// are errors.
+func ExprString(e Expr) (string, error) {
 	switch e := e.(type) {
 	case *Match:
 		op := ""
@@ -104,9 +121,9 @@ func ExprString(e Expr) string {
 			for i, v := range e.Values {
 				vals[i] = value(v)
 			}
-			return fmt.Sprintf("%s %s%s", e.Field, op, strings.Join(vals, ","))
+			return fmt.Sprintf("%s %s%s", e.Field, op, strings.Join(vals, ",")), nil
 		}
-		return fmt.Sprintf("%s %s%s", e.Field, op, values(e.Values))
+		return fmt.Sprintf("%s %s%s", e.Field, op, values(e.Values)), nil
 	case *TCPFlags:
 		op := "=="
 		if e.Neg {
@@ -116,33 +133,53 @@ func ExprString(e Expr) string {
 		if strings.Contains(mask, " ") {
 			mask = "(" + mask + ")"
 		}
-		return fmt.Sprintf("tcp flags & %s %s %s", mask, op, flagNames(e.Value))
+		return fmt.Sprintf("tcp flags & %s %s %s", mask, op, flagNames(e.Value)), nil
 	case *Lookup:
 		op := ""
 		if e.Neg {
 			op = "!= "
 		}
-		return fmt.Sprintf("%s %s@%s", keyString(e.Key), op, e.Set)
+		k, err := keyString(e.Key)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s %s@%s", k, op, e.Set), nil
 	case *Dynset:
-		var in []string
-		in = append(in, keyString(e.Key))
+		switch e.Op {
+		case Add, Update, Delete:
+		default:
+			return "", fmt.Errorf("dynset of set %s: unknown operation %q", e.Set, e.Op)
+		}
+		k, err := keyString(e.Key)
+		if err != nil {
+			return "", err
+		}
+		in := []string{k}
 		if e.Timeout > 0 {
 			in = append(in, "timeout "+nftDur(e.Timeout))
 		}
 		if e.Limit != nil {
-			in = append(in, ExprString(e.Limit))
+			l, err := ExprString(e.Limit)
+			if err != nil {
+				return "", err
+			}
+			in = append(in, l)
 		}
-		return fmt.Sprintf("%s @%s { %s }", e.Op, e.Set, strings.Join(in, " "))
+		return fmt.Sprintf("%s @%s { %s }", e.Op, e.Set, strings.Join(in, " ")), nil
 	case *Limit:
 		over := ""
 		if e.Over {
 			over = "over "
 		}
-		s := fmt.Sprintf("limit rate %s%d/%s", over, e.Rate, unitName(e.Unit))
+		unit, err := unitName(e.Unit)
+		if err != nil {
+			return "", err
+		}
+		s := fmt.Sprintf("limit rate %s%d/%s", over, e.Rate, unit)
 		if e.Burst > 0 {
 			s += fmt.Sprintf(" burst %d packets", e.Burst)
 		}
-		return s
+		return s, nil
 	case *Log:
 		s := "log"
 		if e.Prefix != "" {
@@ -151,9 +188,9 @@ func ExprString(e Expr) string {
 		if e.Level != "" {
 			s += " level " + e.Level
 		}
-		return s
+		return s, nil
 	case *Counter:
-		return "counter"
+		return "counter", nil
 	case *NAT:
 		a := e.Addr.Unmap()
 		fam, addr := "ip", a.String()
@@ -166,14 +203,17 @@ func ExprString(e Expr) string {
 		if e.Port != 0 {
 			addr += fmt.Sprintf(":%d", e.Port)
 		}
-		return fmt.Sprintf("dnat %s to %s", fam, addr)
+		return fmt.Sprintf("dnat %s to %s", fam, addr), nil
 	case *Verdict:
-		if e.Kind == Jump || e.Kind == Goto {
-			return fmt.Sprintf("%s %s", e.Kind, e.Chain)
+		switch e.Kind {
+		case Jump, Goto:
+			return fmt.Sprintf("%s %s", e.Kind, e.Chain), nil
+		case Accept, Drop, Reject, Return, Continue:
+			return string(e.Kind), nil
 		}
-		return string(e.Kind)
+		return "", fmt.Errorf("unknown verdict %q", e.Kind)
 	}
-	return fmt.Sprintf("# unknown expression %T", e)
+	return "", fmt.Errorf("unknown expression %T", e)
 }
 
 // tcpFlagNames are nft's names of the TCP flags, in the order of their bits.
@@ -194,16 +234,21 @@ func flagNames(f uint8) string {
 	return strings.Join(names, " | ")
 }
 
-func keyString(k Key) string {
+func keyString(k Key) (string, error) {
+	switch k.Field {
+	case IPSaddr, IP6Saddr, CtState:
+	default:
+		return "", fmt.Errorf("unknown set key %q", k.Field)
+	}
 	if k.Prefix <= 0 || k.Field == CtState {
-		return string(k.Field)
+		return string(k.Field), nil
 	}
 	bits := 32
 	if k.Field == IP6Saddr || k.Field == IP6Daddr {
 		bits = 128
 	}
 	if k.Prefix >= bits {
-		return string(k.Field)
+		return string(k.Field), nil
 	}
 	mask := netip.PrefixFrom(zeroAddr(bits), 0)
 	b := mask.Addr().AsSlice()
@@ -211,7 +256,7 @@ func keyString(k Key) string {
 		b[i/8] |= 0x80 >> (i % 8)
 	}
 	m, _ := netip.AddrFromSlice(b)
-	return fmt.Sprintf("%s and %s", k.Field, m)
+	return fmt.Sprintf("%s and %s", k.Field, m), nil
 }
 
 func zeroAddr(bits int) netip.Addr {
@@ -250,20 +295,20 @@ func value(v any) string {
 	return fmt.Sprint(v)
 }
 
-func unitName(u time.Duration) string {
+func unitName(u time.Duration) (string, error) {
 	switch u {
 	case time.Second:
-		return "second"
+		return "second", nil
 	case time.Minute:
-		return "minute"
+		return "minute", nil
 	case time.Hour:
-		return "hour"
+		return "hour", nil
 	case 24 * time.Hour:
-		return "day"
+		return "day", nil
 	case 7 * 24 * time.Hour:
-		return "week"
+		return "week", nil
 	}
-	return "second"
+	return "", fmt.Errorf("rate unit %s: nft knows second, minute, hour, day and week", u)
 }
 
 // nftDur writes a duration as nft reads it (1d2h3m4s500ms). nft keeps

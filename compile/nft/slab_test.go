@@ -97,7 +97,7 @@ func TestSlabThousandServices(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	cost := loadCost(t, rs.Render())
+	cost := loadCost(t, mustRender(t, rs))
 	t.Logf("1,000 services: %d sets, %d chains; %d kB of slab", len(rs.Table.Sets), len(rs.Table.Chains), cost)
 	const budget = 96 << 10
 	if cost > budget {

@@ -151,8 +151,8 @@ func TestNetlinkMatchesGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rs.Render() != string(golden) {
-				t.Fatalf("%s is not Render() of its policy (compile/nft's TestGolden says more)", f)
+			if mustRender(t, rs) != string(golden) {
+				t.Fatalf("%s is not Render() of its policy (TestGolden says more)", f)
 			}
 			n, err := Convert(rs)
 			if err != nil {
@@ -198,4 +198,14 @@ func lineDiff(a, b string) string {
 		}
 	}
 	return sb.String()
+}
+
+// mustRender renders rs as nft -f text, failing the test on an error.
+func mustRender(t *testing.T, rs *nft.Ruleset) string {
+	t.Helper()
+	s, err := rs.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -55,7 +55,10 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 				s.Size = setSize
 			}
 		}
-		text := rs.Render()
+		text, err := rs.Render()
+		if err != nil {
+			return Target{}, err
+		}
 		return Target{
 			Backend: backend,
 			Load: func(l *Lab) error {
@@ -71,7 +74,10 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 		if diags.HasErrors() {
 			return Target{}, diags.Err()
 		}
-		v4, v6 := rs.Render()
+		v4, v6, err := rs.Render()
+		if err != nil {
+			return Target{}, err
+		}
 		return Target{
 			Backend: backend,
 			Load: func(l *Lab) error {

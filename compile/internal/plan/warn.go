@@ -27,32 +27,32 @@ func Warnings(p *lang.Policy) lang.Diagnostics {
 	for _, d := range p.Doors {
 		if !guarded[d.Service] && monotonic(d.Sequence) {
 			if len(d.Sequence) == 1 {
-				ds.Add(d.Pos, lang.Warning, "L05",
+				ds.Add(d.Pos, lang.Warning, lang.LintScanKnock,
 					fmt.Sprintf("a port scan that reaches %s opens %s for the scanner, and %s has no close ports to stop it",
 						portName(d.Sequence[0]), d.Service.Name, d.Service.Name),
 					fmt.Sprintf("guard the knock port on both sides, as Shorewall's SSHKnock does: close %s on %s",
 						d.Service.Name, neighbours(d.Sequence[0])))
 			} else {
-				ds.Add(d.Pos, lang.Warning, "L05",
+				ds.Add(d.Pos, lang.Warning, lang.LintScanKnock,
 					fmt.Sprintf("knock ports %s are in %s order and %s has no close ports: a sequential port scan completes the sequence",
 						portList(d.Sequence), order(d.Sequence), d.Service.Name),
 					fmt.Sprintf("knock the ports out of order, or add guard ports: close %s on PORT, ...", d.Service.Name))
 			}
 		}
 		if len(d.Sequence) > 1 && d.Within < synRetransmit {
-			ds.Add(d.Pos, lang.Warning, "L10",
+			ds.Add(d.Pos, lang.Warning, lang.LintTiming,
 				fmt.Sprintf("each knock must follow the previous one within %s, shorter than TCP's first SYN retransmission (1s): a lost or reordered knock cannot be made up", Dur(d.Within)),
 				"give within at least 1s")
 		}
 		if d.Lifetime < 3*synRetransmit {
-			ds.Add(d.Pos, lang.Warning, "L10",
+			ds.Add(d.Pos, lang.Warning, lang.LintTiming,
 				fmt.Sprintf("the door stays open for %s only: a client whose first SYN is lost retransmits it after 1s and 3s (include/net/tcp.h, TCP_TIMEOUT_INIT)", Dur(d.Lifetime)),
 				"open the door for at least 3s")
 		}
 	}
 	for _, r := range p.Revokes {
 		if len(r.Sequence) > 1 && r.Within < synRetransmit {
-			ds.Add(r.Pos, lang.Warning, "L10",
+			ds.Add(r.Pos, lang.Warning, lang.LintTiming,
 				fmt.Sprintf("each knock must follow the previous one within %s, shorter than TCP's first SYN retransmission (1s)", Dur(r.Within)),
 				"give within at least 1s")
 		}
@@ -64,7 +64,7 @@ func Warnings(p *lang.Policy) lang.Diagnostics {
 			if !l.PerSource {
 				what = "IPv6 bans"
 			}
-			ds.Add(l.Pos, lang.Warning, "L09",
+			ds.Add(l.Pos, lang.Warning, lang.LintIPv6Key,
 				fmt.Sprintf("%s are whole /128 addresses: a host usually holds a /64 and can change address at every attempt", what),
 				"key IPv6 sources by /64: per source/32/64")
 		}

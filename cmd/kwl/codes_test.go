@@ -1,0 +1,29 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"testing"
+
+	"kwl.dev/kwl/lang"
+)
+
+// TestHelpCodes checks that the commands' help and the README name only
+// registered diagnostic codes (lang.Code).
+func TestHelpCodes(t *testing.T) {
+	code := regexp.MustCompile(`\b[EL][0-9]{2}\b`)
+	texts := map[string]string{}
+	for name, c := range commands {
+		texts["kwl help "+name] = c.usage + "\n" + c.long
+	}
+	if readme, err := os.ReadFile("../../README.md"); err == nil {
+		texts["README.md"] = string(readme)
+	}
+	for where, text := range texts {
+		for _, m := range code.FindAllString(text, -1) {
+			if !lang.Code(m).Known() {
+				t.Errorf("%s names %s, which is not a registered code", where, m)
+			}
+		}
+	}
+}

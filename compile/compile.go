@@ -1,0 +1,31 @@
+// Package compile holds what the backends (compile/nft, compile/iptables)
+// share for their callers: the lints that hold whatever the backend.
+//
+// A backend's Lower returns only its own diagnostics, what that backend
+// cannot express exactly; a caller that reports on a policy adds the
+// shared Warnings once, however many backends it lowers for.
+package compile
+
+import (
+	"kwl.dev/kwl/compile/internal/plan"
+	"kwl.dev/kwl/lang"
+)
+
+// Warnings returns the warnings that hold on every backend, in the order
+// of their positions: scan-completable knock sequences
+// (lang.LintScanKnock), per-source IPv6 keys at /128 (lang.LintIPv6Key),
+// and windows too short for TCP's retransmissions (lang.LintTiming).
+func Warnings(p *lang.Policy) lang.Diagnostics {
+	ds := plan.Warnings(p)
+	ds.Sort()
+	return ds
+}
+
+// With returns the shared Warnings of p followed by a backend's own
+// diagnostics, in the order of their positions; at one position, the
+// shared ones come first.
+func With(p *lang.Policy, own lang.Diagnostics) lang.Diagnostics {
+	ds := append(Warnings(p), own...)
+	ds.Sort()
+	return ds
+}
