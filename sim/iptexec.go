@@ -353,7 +353,7 @@ func (e *iptEngine) matches(s *Sim, p *pkt, r *irule) bool {
 	if len(r.dports) > 0 && !hasPort(r.dports, p.dport) {
 		return false
 	}
-	if f := r.tcpFlags; f != nil && (uint8(p.flags)&f.Mask == f.Comp) == f.Invert {
+	if f := r.tcpFlags; f != nil && (p.flags&f.Mask == f.Comp) == f.Invert {
 		return false
 	}
 	if r.dstLocal && !s.isLocal(p.dst, p.dnat) {

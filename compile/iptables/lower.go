@@ -214,12 +214,12 @@ func synOnly(p lang.Proto) *TCPFlags {
 	if p != lang.TCP {
 		return nil
 	}
-	return &TCPFlags{Mask: SYN | ACK, Comp: SYN}
+	return &TCPFlags{Mask: lang.SYN | lang.ACK, Comp: lang.SYN}
 }
 
 // notSYN matches, with -p tcp, a TCP packet that is not a connection
 // attempt: the complement of synOnly.
-func notSYN() *TCPFlags { return &TCPFlags{Mask: SYN | ACK, Comp: SYN, Invert: true} }
+func notSYN() *TCPFlags { return &TCPFlags{Mask: lang.SYN | lang.ACK, Comp: lang.SYN, Invert: true} }
 
 // seconds converts a duration to --seconds. xt_recent counts whole
 // seconds (net/netfilter/xt_recent.c, recent_mt_check: seconds is an

@@ -320,7 +320,7 @@ func tcpFlagsArgs(f *TCPFlags) []string {
 		}
 		return strings.Join(ns, ",")
 	}
-	a := []string{"--tcp-flags", names(f.Mask), names(f.Comp)}
+	a := []string{"--tcp-flags", names(uint8(f.Mask)), names(uint8(f.Comp))}
 	if f.Invert {
 		a = append([]string{"!"}, a...)
 	}

@@ -68,24 +68,11 @@ type Rule struct {
 	Comment string
 }
 
-// The TCP flags, with the bits they have in the header's flags byte
-// (include/net/tcp.h, TCPHDR_FIN ... TCPHDR_CWR).
-const (
-	FIN uint8 = 0x01
-	SYN uint8 = 0x02
-	RST uint8 = 0x04
-	PSH uint8 = 0x08
-	ACK uint8 = 0x10
-	URG uint8 = 0x20
-	ECE uint8 = 0x40
-	CWR uint8 = 0x80
-)
-
 // TCPFlags is the tcp match's --tcp-flags MASK COMP (xt_tcpudp): the
 // packet's flags, masked with Mask, equal Comp, or differ from it with
 // Invert ("! --tcp-flags SYN,ACK SYN").
 type TCPFlags struct {
-	Mask, Comp uint8
+	Mask, Comp lang.TCPFlags
 	Invert     bool
 }
 
