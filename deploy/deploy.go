@@ -231,14 +231,7 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	handedOver := false
-	defer func() {
-		if handedOver {
-			lk.close() // the watchdog holds the lock now
-		} else {
-			lk.release()
-		}
-	}()
+	defer lk.end()
 	t, err := openTarget(o.NetNS)
 	if err != nil {
 		return nil, err
@@ -300,7 +293,6 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		handedOver = true
 		defer wd.conn.Close()
 	}
 	if err := t.send(b); err != nil {

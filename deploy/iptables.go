@@ -243,14 +243,7 @@ func ApplyIptables(ctx context.Context, o Options, rs *iptables.Ruleset) (*Iptab
 	if err != nil {
 		return nil, err
 	}
-	handedOver := false
-	defer func() {
-		if handedOver {
-			lk.close() // the watchdog holds the lock now
-		} else {
-			lk.release()
-		}
-	}()
+	defer lk.end()
 	cur, err := readIptables(&o)
 	if err != nil {
 		return nil, err
@@ -296,7 +289,6 @@ func ApplyIptables(ctx context.Context, o Options, rs *iptables.Ruleset) (*Iptab
 			os.Remove(file)
 			return res, err
 		}
-		handedOver = true
 		defer wd.conn.Close()
 	}
 	done, rolledBack, err := change(&o, cur, want)

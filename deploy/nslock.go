@@ -59,6 +59,9 @@ type nsLock struct {
 	f    *os.File
 	key  string
 	path string
+	// handed is set once a watchdog holds the lock: end then only
+	// closes this process's copy of it.
+	handed bool
 }
 
 // lockNS takes the deploy lock of o's namespace, failing at once if
@@ -109,6 +112,16 @@ func (l *nsLock) release() {
 // close closes this process's handle without unlocking: a watchdog that
 // inherited the file keeps the lock.
 func (l *nsLock) close() { l.f.Close() }
+
+// end gives the lock back, or, when a watchdog holds it, closes this
+// process's copy of it.
+func (l *nsLock) end() {
+	if l.handed {
+		l.close()
+	} else {
+		l.release()
+	}
+}
 
 // lock takes the deploy lock of o's namespace; release gives it back.
 func lock(o *Options) (release func(), err error) {

@@ -194,6 +194,7 @@ func startWatchdog(o *Options, lk *nsLock, t *target, job *watchJob) (*watchdog,
 		os.Remove(jobPath)
 		return nil, fmt.Errorf("starting the watchdog: %w", err)
 	}
+	lk.handed = true
 	lk.note(fmt.Sprintf("pid %d, waiting for confirmation", cmd.Process.Pid))
 	cmd.Process.Release()
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: job.Socket, Net: "unix"})
