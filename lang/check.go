@@ -447,7 +447,7 @@ func (c *checker) logRate(l *LogOpt, out *Log) {
 		c.errorf(l.after("/", l.Position()), ErrLogRate, "write the rate over a day or less: 1/1d is 1/24h", "the log rate's window %s is longer than a day", l.Per)
 		return
 	}
-	for _, u := range []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour} {
+	for _, u := range LogRateUnits {
 		if (time.Duration(n)*u)%per == 0 {
 			out.Rate, out.Per = n, per
 			return

@@ -83,6 +83,11 @@ const (
 	DefaultLogPer  = time.Minute
 )
 
+// LogRateUnits are the units a log rate is counted in, shortest first:
+// both kernels' token buckets (nft limit, xt_limit) count whole packets
+// per second, minute, hour or day.
+var LogRateUnits = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
+
 // MaxLogPrefix is the longest log prefix: iptables' LOG target keeps 29
 // characters (nft 127), and a prefix means the same on every backend.
 const MaxLogPrefix = 29

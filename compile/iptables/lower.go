@@ -247,7 +247,7 @@ func (b *fam) emit(c *Chain, r *Rule, t Target, lg *lang.Log, kind string, s *la
 		return
 	}
 	logT := b.logTarget(lg, kind, s, r.Origin)
-	rate, unit, burst := plan.LogRate(lg, xtUnitDurs)
+	rate, unit, burst := plan.LogRate(lg)
 	limit := &Limit{Rate: int(rate), Unit: xtUnitName[unit], Burst: burst}
 	stateful := r.Limit != nil || r.Recent != nil && r.Recent.Op != Rcheck
 	if !stateful {
@@ -269,11 +269,9 @@ func (b *fam) logTarget(lg *lang.Log, kind string, s *lang.Service, pos lang.Pos
 	return Target{Kind: LOG, LogLevel: lg.Level, LogPrefix: plan.LogPrefix(lg, kind, s)}
 }
 
-// The limit match's units, which a log's rate is written in.
-var (
-	xtUnitDurs = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
-	xtUnitName = map[time.Duration]string{time.Second: "second", time.Minute: "minute", time.Hour: "hour", 24 * time.Hour: "day"}
-)
+// xtUnitName names the limit match's units, in which a log's rate is
+// written.
+var xtUnitName = map[time.Duration]string{time.Second: "second", time.Minute: "minute", time.Hour: "hour", 24 * time.Hour: "day"}
 
 // knockRules fills kwl-knock: the state updates of every statement in
 // source order, on SYNs alone for TCP ports, then each statement's drop

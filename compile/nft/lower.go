@@ -177,12 +177,9 @@ func logExpr(lg *lang.Log, kind string, s *lang.Service) []Expr {
 	if lg == nil {
 		return nil
 	}
-	rate, unit, burst := plan.LogRate(lg, units)
+	rate, unit, burst := plan.LogRate(lg)
 	return []Expr{&Limit{Rate: rate, Unit: unit, Burst: uint32(burst)}, &Log{Level: lg.Level, Prefix: plan.LogPrefix(lg, kind, s)}}
 }
-
-// units are nftables' limit units, shortest first.
-var units = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
 
 // limitLogs gives every rule that logs a rule of its own for the log, so
 // that the log's limit decides only whether a line is written, never the

@@ -331,9 +331,10 @@ func (ids *IDs) RevokeLog(r *lang.Revoke) *lang.Log {
 }
 
 // LogRate returns a log's rate as a token bucket in whole lines per
-// unit, the first of units that gives a whole number (lang checks that
-// one does), and its burst.
-func LogRate(l *lang.Log, units []time.Duration) (rate uint64, unit time.Duration, burst int) {
+// unit, the first of lang.LogRateUnits that gives a whole number (lang
+// checks that one does), and its burst.
+func LogRate(l *lang.Log) (rate uint64, unit time.Duration, burst int) {
+	units := lang.LogRateUnits
 	n, per := l.Rate, l.Per
 	if n <= 0 || per <= 0 {
 		n, per = lang.DefaultLogRate, lang.DefaultLogPer
