@@ -73,8 +73,15 @@ func textToPcap(text string) ([]byte, error) {
 			continue
 		}
 		bad := func(why string) error { return fmt.Errorf("line %d: %s: %q", i+1, why, line) }
+		// A last word "frag" sends an IPv4 packet as two fragments, the
+		// first with 8 bytes of its transport header, 1 ms apart;
+		// "firstfrag" sends only the first of them.
+		frag := ""
+		if n := len(f); n > 5 && (f[n-1] == "frag" || f[n-1] == "firstfrag") {
+			frag, f = f[n-1], f[:n-1]
+		}
 		if len(f) < 5 || f[2] != ">" {
-			return nil, bad("want TIME SRC:PORT > DST:PORT tcp|udp [FLAGS]")
+			return nil, bad("want TIME SRC:PORT > DST:PORT tcp|udp [FLAGS] [frag|firstfrag]")
 		}
 		d, err := time.ParseDuration(f[0])
 		if err != nil {
@@ -109,14 +116,33 @@ func textToPcap(text string) ([]byte, error) {
 		binary.BigEndian.PutUint16(l4[0:], src.Port())
 		binary.BigEndian.PutUint16(l4[2:], dst.Port())
 		var frame []byte
+		var frames [][]byte
 		if src.Addr().Is4() {
-			ip := make([]byte, 20)
-			ip[0], ip[8], ip[9] = 0x45, 64, proto
-			binary.BigEndian.PutUint16(ip[2:], uint16(20+len(l4)))
-			s, d := src.Addr().As4(), dst.Addr().As4()
-			copy(ip[12:], s[:])
-			copy(ip[16:], d[:])
-			frame = append(append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0}, ip...), l4...)
+			v4 := func(payload []byte, off int, more bool) []byte {
+				ip := make([]byte, 20)
+				ip[0], ip[8], ip[9] = 0x45, 64, proto
+				binary.BigEndian.PutUint16(ip[2:], uint16(20+len(payload)))
+				binary.BigEndian.PutUint16(ip[4:], uint16(i+1)) // id
+				fo := uint16(off / 8)
+				if more {
+					fo |= 0x2000
+				}
+				binary.BigEndian.PutUint16(ip[6:], fo)
+				s, d := src.Addr().As4(), dst.Addr().As4()
+				copy(ip[12:], s[:])
+				copy(ip[16:], d[:])
+				return append(append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0}, ip...), payload...)
+			}
+			switch frag {
+			case "frag":
+				frames = [][]byte{v4(l4[:8], 0, true), v4(l4[8:], 8, false)}
+			case "firstfrag":
+				frames = [][]byte{v4(l4[:8], 0, true)}
+			default:
+				frame = v4(l4, 0, false)
+			}
+		} else if frag != "" {
+			return nil, bad("fragments are IPv4 only")
 		} else {
 			ip := make([]byte, 40)
 			ip[0], ip[6], ip[7] = 0x60, proto, 64
@@ -126,12 +152,17 @@ func textToPcap(text string) ([]byte, error) {
 			copy(ip[24:], d[:])
 			frame = append(append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd}, ip...), l4...)
 		}
-		t := base.Add(d)
-		b = le.AppendUint32(b, uint32(t.Unix()))
-		b = le.AppendUint32(b, uint32(t.Nanosecond()))
-		b = le.AppendUint32(b, uint32(len(frame)))
-		b = le.AppendUint32(b, uint32(len(frame)))
-		b = append(b, frame...)
+		if frames == nil {
+			frames = [][]byte{frame}
+		}
+		for k, fr := range frames {
+			t := base.Add(d + time.Duration(k)*time.Millisecond)
+			b = le.AppendUint32(b, uint32(t.Unix()))
+			b = le.AppendUint32(b, uint32(t.Nanosecond()))
+			b = le.AppendUint32(b, uint32(len(fr)))
+			b = le.AppendUint32(b, uint32(len(fr)))
+			b = append(b, fr...)
+		}
 	}
 	return b, nil
 }
