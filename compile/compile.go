@@ -1,5 +1,6 @@
 // Package compile holds what the backends (compile/nft, compile/iptables)
-// share for their callers: the lints that hold whatever the backend.
+// share for their callers: the registry of backends (Backends, Lookup),
+// and the lints that hold whatever the backend.
 //
 // A backend's Lower returns only its own diagnostics, what that backend
 // cannot express exactly; a caller that reports on a policy adds the
