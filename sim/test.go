@@ -104,8 +104,8 @@ func describePacket(p *capture.Packet) string {
 		netip.AddrPortFrom(p.Src, p.SPort), netip.AddrPortFrom(p.Dst, p.DPort))
 }
 
-// RunTest runs a test block of a checked policy on a backend ("nft" or
-// "iptables"), from an empty state. Each step is one packet: a New step a
+// RunTest runs a test block of a checked policy on a backend of the
+// registry (compile.Lookup), from an empty state. Each step is one packet: a New step a
 // TCP SYN or a UDP datagram from a fresh source port, a Data step a TCP
 // ACK (or a UDP datagram) on the latest flow from the same source to the
 // same port. After an accepted New step the server answers (SYN-ACK, or a
