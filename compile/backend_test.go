@@ -67,3 +67,47 @@ func TestBackendRender(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckBackendNames checks that a test step's verdict for a backend
+// the registry does not have is an error at the name, with a hint.
+func TestCheckBackendNames(t *testing.T) {
+	for _, tc := range []struct {
+		name, step string
+		col        int // of the error; 0 for none
+		msg, hint  string
+	}{
+		{"known", "expect drop iptables accept nft drop", 0, "", ""},
+		{"typo", "expect drop iptabels accept", 43, `unknown backend "iptabels"`, "did you mean 'iptables'?"},
+		{"unknown", "expect drop pf accept", 43, `unknown backend "pf"`, "the backends are nft and iptables"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "allow ssh\ntest \"t\" {\n  at 0s from 192.0.2.1 tcp/22 " + tc.step + "\n}\n"
+			pol, diags := lang.Load("t.kwl", []byte(src))
+			if diags.HasErrors() {
+				t.Fatalf("lang: %v", diags)
+			}
+			var errs lang.Diagnostics
+			for _, d := range compile.Check(pol) {
+				if d.Severity == lang.Error {
+					errs = append(errs, d)
+				}
+			}
+			if tc.col == 0 {
+				if len(errs) > 0 {
+					t.Errorf("errors: %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 {
+				t.Fatalf("errors: %v; want one", errs)
+			}
+			d := errs[0]
+			if d.Code != lang.ErrOverride || d.Pos.Line != 3 || d.Pos.Col != tc.col || d.Message != tc.msg || d.Hint != tc.hint {
+				t.Errorf("got %s %v %q %q; want E16 at 3:%d %q %q", d.Code, d.Pos, d.Message, d.Hint, tc.col, tc.msg, tc.hint)
+			}
+			if !compile.With(pol, nil).HasErrors() {
+				t.Error("With drops the error")
+			}
+		})
+	}
+}

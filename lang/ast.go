@@ -189,9 +189,10 @@ type TestStep struct {
 	Override []*Override `parser:"@@*"`
 }
 
-// Override is "BACKEND VERDICT" after a step's expected verdict.
+// Override is "BACKEND VERDICT" after a step's expected verdict. Any name
+// parses as a backend: which ones exist is compile's registry.
 type Override struct {
 	Node
-	Backend string `parser:"@('nft' | 'iptables')"`
+	Backend string `parser:"@Ident"`
 	Verdict string `parser:"@('accept' | 'drop' | 'reject')"`
 }

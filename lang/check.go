@@ -676,14 +676,16 @@ func (c *checker) testStmt(s *TestStmt) {
 				step.Flags, step.HasFlags = f, true
 			}
 		}
+	overrides:
 		for _, o := range st.Override {
-			if step.ExpectOn == nil {
-				step.ExpectOn = map[string]Verdict{}
+			for i, prev := range step.ExpectOn {
+				if prev.Backend == o.Backend {
+					c.errorf(o.Position(), ErrOverride, "", "the verdict for %s is given twice", o.Backend)
+					step.ExpectOn[i].Verdict = verdicts[o.Verdict]
+					continue overrides
+				}
 			}
-			if _, dup := step.ExpectOn[o.Backend]; dup {
-				c.errorf(o.Position(), ErrOverride, "", "the verdict for %s is given twice", o.Backend)
-			}
-			step.ExpectOn[o.Backend] = verdicts[o.Verdict]
+			step.ExpectOn = append(step.ExpectOn, BackendVerdict{Pos: o.Position(), Backend: o.Backend, Verdict: verdicts[o.Verdict]})
 		}
 		t.Steps = append(t.Steps, step)
 	}

@@ -175,7 +175,7 @@ test "t" {
 		Tests: []*Test{{Name: "t", Steps: []*Step{
 			{At: 0, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Expect: Drop},
 			{At: 1500 * time.Millisecond, Src: netip.MustParseAddr("198.51.100.10"), SPort: 40000, Dst: netip.MustParseAddr("192.0.2.1"),
-				Port: Port{TCP, 2222}, Kind: Data, Expect: Accept, ExpectOn: map[string]Verdict{"iptables": Drop}},
+				Port: Port{TCP, 2222}, Kind: Data, Expect: Accept, ExpectOn: []BackendVerdict{{Backend: "iptables", Verdict: Drop}}},
 			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 7000}, Flags: ACK, HasFlags: true, Expect: Drop},
 			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 7000}, HasFlags: true, Expect: Drop},
 			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Kind: Data, Flags: FIN | PSH | URG, HasFlags: true, Expect: Drop},

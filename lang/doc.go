@@ -149,7 +149,8 @@
 //	E14 address of a family the statement excludes; a step from one
 //	    family to the other
 //	E15 "opens" without "for DUR", or "closes" with it
-//	E16 a backend given twice in one step's expectations
+//	E16 a backend unknown (compile's registry), or given twice, in one
+//	    step's expectations
 //	E17 ban on a counter shared by all sources without "shared"
 //	E18 allow of every source (no from, or a /0) of a family in which a
 //	    door knocks the same service: the door guards nothing

@@ -320,10 +320,30 @@ type Step struct {
 	Flags    TCPFlags
 	HasFlags bool
 	Expect   Verdict
-	// ExpectOn overrides Expect for a named backend ("nft", "iptables"),
-	// for steps at a boundary where the kernels' mechanisms differ
-	// (expect drop, iptables accept).
-	ExpectOn map[string]Verdict
+	// ExpectOn overrides Expect for named backends, for steps at a
+	// boundary where the kernels' mechanisms differ (expect drop
+	// iptables accept), in the order written, each backend at most once.
+	// The names are the registry's (compile.Lookup), which compile.Check
+	// holds them to; the checker knows no backend.
+	ExpectOn []BackendVerdict
+}
+
+// BackendVerdict is a step's expected verdict on one backend.
+type BackendVerdict struct {
+	Pos     Pos
+	Backend string
+	Verdict Verdict
+}
+
+// ExpectFor returns the verdict the step expects on a backend: its
+// override for that backend, or Expect.
+func (s *Step) ExpectFor(backend string) Verdict {
+	for _, o := range s.ExpectOn {
+		if o.Backend == backend {
+			return o.Verdict
+		}
+	}
+	return s.Expect
 }
 
 func itoa(n int) string {

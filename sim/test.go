@@ -36,7 +36,7 @@ type TestResult struct {
 type StepResult struct {
 	Step    *lang.Step
 	Packet  capture.Packet // the packet the step sent
-	Expect  lang.Verdict   // Step.Expect, or Step.ExpectOn[backend]
+	Expect  lang.Verdict   // Step.ExpectFor(backend)
 	Verdict lang.Verdict
 	Rule    lang.Pos // the statement that decided; zero when none did
 	Comment string   // the deciding rule's comment, or the policy that decided
@@ -181,10 +181,7 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 			}
 		}
 		r := s.Eval(&pk)
-		expect := st.Expect
-		if v, ok := st.ExpectOn[s.backend]; ok {
-			expect = v
-		}
+		expect := st.ExpectFor(s.backend)
 		sr := StepResult{Step: st, Packet: pk, Expect: expect, Verdict: r.Verdict, Rule: r.Rule,
 			Comment: r.Comment, State: r.State, Explain: r.Explain(), OK: r.Verdict == expect}
 		res.Steps = append(res.Steps, sr)
