@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 )
 
@@ -11,19 +12,16 @@ import (
 // append to it in init.
 var policyLints []func(pol *lang.Policy, backends []string) lang.Diagnostics
 
-// allBackends are the backends check and test use when none is named.
-var allBackends = []string{"nft", "iptables"}
-
-// backendFlag returns the backends that a --backend value names, or an
-// error message.
+// backendFlag returns the backends that a --backend value names (all of
+// the registry's when it is empty), or an error message.
 func backendFlag(v string) ([]string, error) {
-	switch v {
-	case "":
-		return allBackends, nil
-	case "nft", "iptables":
-		return []string{v}, nil
+	if v == "" {
+		return compile.Names(), nil
 	}
-	return nil, fmt.Errorf("unknown backend %q (nft or iptables)", v)
+	if _, ok := compile.Lookup(v); !ok {
+		return nil, compile.UnknownError(v)
+	}
+	return []string{v}, nil
 }
 
 func init() {

@@ -91,10 +91,9 @@ func runCompile(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help compile' for more.\n", c.usage)
 		return exitUsage
 	}
-	switch *backend {
-	case "nft", "iptables":
-	default:
-		fmt.Fprintf(env.stderr, "kwl compile: unknown backend %q (nft or iptables)\n", *backend)
+	b, ok := compile.Lookup(*backend)
+	if !ok {
+		fmt.Fprintf(env.stderr, "kwl compile: %v\n", compile.UnknownError(*backend))
 		return exitUsage
 	}
 	switch *family {
@@ -103,11 +102,11 @@ func runCompile(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl compile: --family must be ipv4 or ipv6, not %q\n", *family)
 		return exitUsage
 	}
-	if *first && *backend == "nft" {
+	if *first && *backend == nft.Name {
 		fmt.Fprintf(env.stderr, "kwl compile: --first is for --backend iptables; the nft output replaces the table inet kwl whether or not it is loaded\n")
 		return exitUsage
 	}
-	if *family != "" && *backend == "nft" {
+	if *family != "" && *backend == nft.Name {
 		fmt.Fprintf(env.stderr, "kwl compile: --family selects one of the iptables rulesets; the nft table inet kwl serves both families\n")
 		return exitUsage
 	}
@@ -116,18 +115,10 @@ func runCompile(env *cmdEnv, args []string) int {
 	if pol == nil {
 		return code
 	}
-	var (
-		diags  lang.Diagnostics
-		render func() (string, error)
-	)
-	switch *backend {
-	case "nft":
-		rs, ds := nft.Lower(pol)
-		diags = pol.Filter(compile.With(pol, ds))
-		render = rs.Render
-	case "iptables":
-		rs, ds := iptables.Lower(pol)
-		diags = pol.Filter(compile.With(pol, ds))
+	rs, ds := b.Lower(pol)
+	diags := pol.Filter(compile.With(pol, ds))
+	render := func() (string, error) { return b.Render(rs) }
+	if rs, ok := rs.(*iptables.Ruleset); ok && (*first || *family != "") {
 		render = func() (string, error) {
 			both := rs.RenderReload
 			if *first {

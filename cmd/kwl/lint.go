@@ -2,8 +2,6 @@ package main
 
 import (
 	"kwl.dev/kwl/compile"
-	"kwl.dev/kwl/compile/iptables"
-	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
 )
 
@@ -12,7 +10,7 @@ func init() {
 }
 
 // backendLints returns the warnings every backend shares
-// (compile.Warnings, computed once) and those of lowering pol for each
+// (compile.Check, computed once) and those of lowering pol for each
 // backend, less those a kwl:ignore comment silences. A warning two
 // backends give alike is reported once.
 func backendLints(pol *lang.Policy, backends []string) lang.Diagnostics {
@@ -24,15 +22,12 @@ func backendLints(pol *lang.Policy, backends []string) lang.Diagnostics {
 	seen := map[key]bool{}
 	var out lang.Diagnostics
 	if len(backends) > 0 {
-		out = compile.Warnings(pol)
+		out = compile.Check(pol)
 	}
 	for _, b := range backends {
 		var diags lang.Diagnostics
-		switch b {
-		case "nft":
-			_, diags = nft.Lower(pol)
-		case "iptables":
-			_, diags = iptables.Lower(pol)
+		if be, ok := compile.Lookup(b); ok {
+			_, diags = be.Lower(pol)
 		}
 		for _, d := range diags {
 			k := key{d.Pos, d.Code, d.Message}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 	"kwl.dev/kwl/sim/replay"
@@ -121,8 +122,8 @@ func runSim(env *cmdEnv, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if *backend != "nft" && *backend != "iptables" {
-		fmt.Fprintf(env.stderr, "kwl sim: --backend must be nft or iptables, not %q\n", *backend)
+	if _, ok := compile.Lookup(*backend); !ok {
+		fmt.Fprintf(env.stderr, "kwl sim: --backend must be %s, not %q\n", compile.NameList(" or "), *backend)
 		return exitUsage
 	}
 	if *format != "text" && *format != "json" {
