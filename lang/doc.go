@@ -23,8 +23,8 @@
 //	OPTIONS = [family ipv4|ipv6] [log LEVEL [prefix "STR"] [rate COUNT/DUR]]
 //
 // PORTSPEC is 1600 (tcp), tcp/22 or udp/8000; SRC an address or a CIDR;
-// DUR a duration; VERDICT accept, drop or reject; BACKEND nft or
-// iptables; LEVEL a syslog level (emerg alert crit err warn notice info
+// DUR a duration; VERDICT accept, drop or reject; BACKEND a backend of
+// compile's registry (nft, iptables); LEVEL a syslog level (emerg alert crit err warn notice info
 // debug); FLAGS TCP flags as tcpdump and nmap print them, letters S (SYN),
 // A (ACK), F (FIN), R (RST), P (PSH), U (URG), E (ECE), W (CWR) in any
 // order, or none. The words of the statements (service, knock, opens, for, ...)
