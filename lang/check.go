@@ -102,6 +102,8 @@ type checker struct {
 	// ast maps IR elements back to the statements they came from, for
 	// the lints' positions and for what the IR does not keep.
 	ast astOf
+	// id numbers the statements in source order: their IR's ID.
+	id map[Stmt]int
 }
 
 type knockPort struct {
@@ -122,6 +124,12 @@ func (c *checker) warnf(pos Pos, code Code, hint, format string, args ...any) {
 func lpos(n Node) Pos { return n.Position() }
 
 func (c *checker) run() {
+	c.id = map[Stmt]int{}
+	for _, it := range c.file.Items {
+		if it.Stmt != nil {
+			c.id[it.Stmt] = len(c.id)
+		}
+	}
 	// Definitions first: a statement may name a service defined below it.
 	for _, it := range c.file.Items {
 		if s, ok := it.Stmt.(*ServiceStmt); ok {
@@ -157,7 +165,7 @@ func (c *checker) serviceStmt(s *ServiceStmt) {
 		c.errorf(pos, ErrNameLength, "name it in fewer words: a name becomes part of set, chain and list names, and of rule comments",
 			"service name of %d characters is longer than %d", len(s.Name), MaxNameLen)
 	}
-	svc := &Service{Pos: pos, Name: s.Name}
+	svc := &Service{ID: c.id[s], Pos: pos, Name: s.Name}
 	svc.Ports = c.portList(s.Ports, "service", false)
 	if s.Forward != nil {
 		if a, ok := c.addr(s.Forward, "the forward address"); ok {
@@ -188,7 +196,7 @@ func (c *checker) service(name string, pos Pos) *Service {
 			}
 			svc = c.builtin[name]
 			if svc == nil {
-				svc = &Service{Pos: pos, Name: name, Ports: append([]Port(nil), ports...)}
+				svc = &Service{ID: -1, Pos: pos, Name: name, Ports: append([]Port(nil), ports...)}
 				c.builtin[name] = svc
 			}
 		}
@@ -499,13 +507,13 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	}
 	if s.Action == "opens" {
 		svc.Guarded = true
-		d := &Door{Pos: pos, Service: svc, Sequence: seq, Within: within,
+		d := &Door{ID: c.id[s], Pos: pos, Service: svc, Sequence: seq, Within: within,
 			Lifetime: life, From: from, Family: fam, Log: lg}
 		c.pol.Doors = append(c.pol.Doors, d)
 		c.ast.doors[d] = s
 		return
 	}
-	r := &Revoke{Pos: pos, Service: svc, From: from, Family: fam, Log: lg}
+	r := &Revoke{ID: c.id[s], Pos: pos, Service: svc, From: from, Family: fam, Log: lg}
 	c.ast.revokes[r] = s.Ports
 	if len(seq) == 1 {
 		r.Ports = seq
@@ -532,7 +540,7 @@ func (c *checker) closeStmt(s *CloseStmt) {
 	if c.diags[n:].HasErrors() {
 		return
 	}
-	r := &Revoke{Pos: pos, Service: svc, Ports: ports, From: from, Family: fam, Log: lg}
+	r := &Revoke{ID: c.id[s], Pos: pos, Service: svc, Ports: ports, From: from, Family: fam, Log: lg}
 	c.pol.Revokes = append(c.pol.Revokes, r)
 	c.ast.revokes[r] = s.Ports
 }
@@ -542,7 +550,7 @@ func (c *checker) limitStmt(s *LimitStmt) {
 	n := len(c.diags)
 	svc := c.service(s.Service, s.after("limit", pos))
 	cpos := s.after(s.Service, pos)
-	l := &Limit{Pos: pos, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
+	l := &Limit{ID: c.id[s], Pos: pos, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
 	count, err := strconv.Atoi(s.Count)
 	switch {
 	case err != nil || count > MaxLimitCount:
@@ -607,7 +615,7 @@ func (c *checker) allowStmt(s *AllowStmt) {
 	if svc == nil || c.diags[n:].HasErrors() {
 		return
 	}
-	c.pol.Allows = append(c.pol.Allows, &Allow{Pos: pos, Service: svc, From: from, Family: fam, Log: lg})
+	c.pol.Allows = append(c.pol.Allows, &Allow{ID: c.id[s], Pos: pos, Service: svc, From: from, Family: fam, Log: lg})
 }
 
 var verdicts = map[string]Verdict{"accept": Accept, "drop": Drop, "reject": Reject}
@@ -618,7 +626,7 @@ func (c *checker) testStmt(s *TestStmt) {
 	if err != nil {
 		c.errorf(pos, ErrString, `escape only \" and \\ in strings`, "test name %s is not a valid string", s.Name)
 	}
-	t := &Test{Pos: pos, Name: name}
+	t := &Test{ID: c.id[s], Pos: pos, Name: name}
 	var last time.Duration
 	var lastPos Pos
 	for _, it := range s.Items {

@@ -277,26 +277,27 @@ func guards(p Port, seq []Port) string {
 // returns the repeated limits, which deadLimits leaves to L22.
 func (c *checker) duplicates() map[*Limit]bool {
 	type stmt struct {
+		id  int
 		pos Pos
 		key string
 	}
 	var all []stmt
 	for _, d := range c.pol.Doors {
-		all = append(all, stmt{d.Pos, fmt.Sprintf("door %p %v %d %d %s %d %s", d.Service, d.Sequence, d.Within, d.Lifetime, fromKey(d.From), d.Family, logKey(d.Log))})
+		all = append(all, stmt{d.ID, d.Pos, fmt.Sprintf("door %p %v %d %d %s %d %s", d.Service, d.Sequence, d.Within, d.Lifetime, fromKey(d.From), d.Family, logKey(d.Log))})
 	}
 	for _, r := range c.pol.Revokes {
-		all = append(all, stmt{r.Pos, fmt.Sprintf("revoke %p %v %v %d %s %d %s", r.Service, r.Ports, r.Sequence, r.Within, fromKey(r.From), r.Family, logKey(r.Log))})
+		all = append(all, stmt{r.ID, r.Pos, fmt.Sprintf("revoke %p %v %v %d %s %d %s", r.Service, r.Ports, r.Sequence, r.Within, fromKey(r.From), r.Family, logKey(r.Log))})
 	}
 	limits := map[string]*Limit{}
 	for _, l := range c.pol.Limits {
 		k := limitKey(l)
 		limits[k] = l
-		all = append(all, stmt{l.Pos, k})
+		all = append(all, stmt{l.ID, l.Pos, k})
 	}
 	for _, a := range c.pol.Allows {
-		all = append(all, stmt{a.Pos, fmt.Sprintf("allow %p %s %d %s", a.Service, fromKey(a.From), a.Family, logKey(a.Log))})
+		all = append(all, stmt{a.ID, a.Pos, fmt.Sprintf("allow %p %s %d %s", a.Service, fromKey(a.From), a.Family, logKey(a.Log))})
 	}
-	sort.SliceStable(all, func(i, j int) bool { return before(all[i].pos, all[j].pos) })
+	sort.SliceStable(all, func(i, j int) bool { return all[i].id < all[j].id })
 	first := map[string]Pos{}
 	dups := map[*Limit]bool{}
 	for _, s := range all {
