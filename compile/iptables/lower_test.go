@@ -274,28 +274,8 @@ func TestWholeSeconds(t *testing.T) {
 	}
 }
 
-func goldens(t *testing.T) map[string]*lang.Policy {
-	out := map[string]*lang.Policy{}
-	files, _ := filepath.Glob("../../examples/*.kwl")
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, diags := lang.Load(filepath.Base(f), src)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %v", f, diags)
-		}
-		out[strings.TrimSuffix(filepath.Base(f), ".kwl")] = p
-	}
-	for name, p := range irtest.Policies() {
-		out["ir_"+name] = p
-	}
-	return out
-}
-
 func TestGolden(t *testing.T) {
-	for name, p := range goldens(t) {
+	for name, p := range irtest.Goldens(t, "../../examples") {
 		t.Run(name, func(t *testing.T) {
 			rs, diags := Lower(p)
 			if diags.HasErrors() {
@@ -305,22 +285,8 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, g := range []struct{ ext, text string }{{".rules", v4}, {".rules6", v6}} {
-				path := filepath.Join("testdata", name+g.ext)
-				if *update {
-					if err := os.WriteFile(path, []byte(g.text), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatalf("%v (run go test -update)", err)
-				}
-				if g.text != string(want) {
-					t.Errorf("%s differs from the rendering; run go test -update and review the diff", path)
-				}
-			}
+			irtest.Golden(t, filepath.Join("testdata", name+".rules"), v4, *update)
+			irtest.Golden(t, filepath.Join("testdata", name+".rules6"), v6, *update)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package nft
 import (
 	"flag"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -385,49 +384,15 @@ func TestMilliseconds(t *testing.T) {
 
 // goldens returns the policies with golden files: every example (through
 // lang.Load) and the hand-built IR of irtest.
-func goldens(t *testing.T) map[string]*lang.Policy {
-	out := map[string]*lang.Policy{}
-	files, _ := filepath.Glob("../../examples/*.kwl")
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := strings.TrimSuffix(filepath.Base(f), ".kwl")
-		p, diags := lang.Load(filepath.Base(f), src)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %v", f, diags)
-		}
-		out[name] = p
-	}
-	for name, p := range irtest.Policies() {
-		out["ir_"+name] = p
-	}
-	return out
-}
 
 func TestGolden(t *testing.T) {
-	for name, p := range goldens(t) {
+	for name, p := range irtest.Goldens(t, "../../examples") {
 		t.Run(name, func(t *testing.T) {
 			rs, diags := Lower(p)
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			got := mustRender(t, rs)
-			path := filepath.Join("testdata", name+".nft")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("%s differs from the rendering; run go test -update and review the diff", path)
-			}
+			irtest.Golden(t, filepath.Join("testdata", name+".nft"), mustRender(t, rs), *update)
 		})
 	}
 }
