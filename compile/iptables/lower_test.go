@@ -246,30 +246,8 @@ func TestWholeSeconds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, diags := lang.Load("p.kwl", []byte(tc.src))
-			if diags.HasErrors() {
-				t.Fatal(diags)
-			}
-			_, diags = Lower(p)
-			var errs []lang.Diagnostic
-			for _, d := range diags {
-				if d.Severity == lang.Error {
-					errs = append(errs, d)
-				}
-			}
-			if tc.want == "" {
-				if len(errs) > 0 {
-					t.Fatalf("unexpected errors: %v", errs)
-				}
-				return
-			}
-			if len(errs) != 1 {
-				t.Fatalf("got %d errors, want 1:\n%v", len(errs), diags)
-			}
-			got := strings.TrimPrefix(errs[0].Pos.String(), "p.kwl:") + ": " + errs[0].Message
-			if !strings.HasPrefix(got, tc.want) || errs[0].Code != "L10" || !strings.Contains(errs[0].Hint, "--backend nft") {
-				t.Errorf("got  %s [%s] hint %q\nwant %s", got, errs[0].Code, errs[0].Hint, tc.want)
-			}
+			_, diags := Lower(irtest.Load(t, tc.src))
+			irtest.Refused(t, diags, tc.want, "L10", "--backend nft")
 		})
 	}
 }

@@ -2,7 +2,6 @@ package nft
 
 import (
 	"flag"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/internal/netns"
+	"kwl.dev/kwl/internal/polgen"
 	"kwl.dev/kwl/lang"
 )
 
@@ -349,41 +349,18 @@ func TestMilliseconds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, diags := lang.Load("p.kwl", []byte(tc.src))
-			if diags.HasErrors() {
-				t.Fatal(diags)
-			}
-			rs, diags := Lower(p)
-			var errs []lang.Diagnostic
-			for _, d := range diags {
-				if d.Severity == lang.Error {
-					errs = append(errs, d)
-				}
-			}
+			rs, diags := Lower(irtest.Load(t, tc.src))
+			irtest.Refused(t, diags, tc.want, "L10", "")
 			if tc.want == "" {
-				if len(errs) > 0 {
-					t.Fatalf("unexpected errors: %v", errs)
-				}
 				for _, s := range rs.Table.Sets {
 					if s.Timeout%time.Millisecond != 0 {
 						t.Errorf("set %s: timeout %v", s.Name, s.Timeout)
 					}
 				}
-				return
-			}
-			if len(errs) != 1 {
-				t.Fatalf("got %d errors, want 1:\n%v", len(errs), diags)
-			}
-			got := strings.TrimPrefix(errs[0].Pos.String(), "p.kwl:") + ": " + errs[0].Message
-			if !strings.HasPrefix(got, tc.want) || errs[0].Code != "L10" || errs[0].Hint == "" {
-				t.Errorf("got  %s [%s] hint %q\nwant %s", got, errs[0].Code, errs[0].Hint, tc.want)
 			}
 		})
 	}
 }
-
-// goldens returns the policies with golden files: every example (through
-// lang.Load) and the hand-built IR of irtest.
 
 func TestGolden(t *testing.T) {
 	for name, p := range irtest.Goldens(t, "../../examples") {
@@ -429,17 +406,7 @@ func TestGoldenLoads(t *testing.T) {
 // EFBIG). Package deploy/nftnl tests that the same ruleset converts to
 // netlink.
 func TestRulesStayBounded(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("knock ")
-	for i := 0; i < 1000; i++ {
-		fmt.Fprintf(&b, "%s%d", map[bool]string{true: ", "}[i > 0], 2000+i)
-	}
-	b.WriteString(" opens ssh for 60s\n")
-	for i := 0; i < 40; i++ {
-		fmt.Fprintf(&b, "knock %d opens ssh for 60s\n", 5000+i)
-	}
-	b.WriteString("knock 6001, 6002 closes ssh\nclose ssh on 6003\n")
-	pol, diags := lang.Load("big.kwl", []byte(b.String()))
+	pol, diags := lang.Load("big.kwl", polgen.Bounded())
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}

@@ -24,10 +24,6 @@ func needRoot(t *testing.T, tools ...string) { t.Helper(); netns.NeedRoot(t, too
 
 func newNS(t *testing.T) string { t.Helper(); return netns.ForTest(t, "kwlc-nft").Name }
 
-// goldens returns the policies compile/nft's golden files are rendered
-// from, by the golden file's name: the examples, and the hand-built IR
-// as ir_NAME.
-
 // sendBatch sends the messages of b to the namespace ns as one nfnetlink
 // batch and waits for the acknowledgement of its last message. It is the
 // bare minimum of what package deploy does, so that this package's tests
