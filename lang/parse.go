@@ -3,7 +3,6 @@ package lang
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -236,8 +235,6 @@ func (p *parser) errorAt(pos Pos, msg, hint string) {
 	p.diags.Add(pos, Error, "", msg, hint)
 }
 
-var reExpected = regexp.MustCompile(`\(expected (.*)\)$`)
-
 // syntaxError turns a participle error into a diagnostic in plain words:
 // `unexpected "opens"; expected a port`.
 func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
@@ -251,7 +248,7 @@ func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
 	want := ""
 	var ute *participle.UnexpectedTokenError
 	if errors.As(err, &ute) {
-		tok = ute.Unexpected
+		tok, want = ute.Unexpected, expected(ute)
 	} else {
 		for _, t := range chunk {
 			if t.Pos.Offset == pos.Offset {
@@ -259,9 +256,6 @@ func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
 				break
 			}
 		}
-	}
-	if m := reExpected.FindStringSubmatch(perr.Message()); m != nil {
-		want = m[1]
 	}
 	if k := slices.IndexFunc(chunk, func(t lexer.Token) bool { return t.Pos.Offset == tok.Pos.Offset }); k >= 0 && k+1 < len(chunk) &&
 		!inTest && tok.Type == tKeyword && durationClauses[chunk[0].Value] == tok.Value && chunk[k+1].Type != tDuration {
@@ -272,6 +266,28 @@ func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
 	}
 	msg, hint := explain(tok, want, chunk, inTest)
 	p.errorAt(posOf(tok.Pos), msg, hint)
+}
+
+// expected returns the grammar fragment, in participle's EBNF, that the
+// parser wanted where it met ute.Unexpected, or "" when it names none
+// (a word after a whole statement). Participle v2 keeps the fragment in
+// an unexported field and writes it only into the message, after the
+// unexpected token, so the message is cut where that format puts it,
+// never searched: a string token may itself hold "(expected ...)".
+// TestParticipleExpected fails if an upgrade changes the format.
+func expected(ute *participle.UnexpectedTokenError) string {
+	if ute.Expect != "" {
+		return ute.Expect
+	}
+	rest, ok := strings.CutPrefix(ute.Message(), fmt.Sprintf("unexpected token %q", ute.Unexpected))
+	if !ok {
+		return ""
+	}
+	rest, ok = strings.CutPrefix(rest, " (expected ")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSuffix(rest, ")")
 }
 
 // describe names a token for a message.

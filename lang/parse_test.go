@@ -1,8 +1,12 @@
 package lang
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/alecthomas/participle/v2"
+	"github.com/alecthomas/participle/v2/lexer"
 )
 
 // TestParseErrors: syntax errors in plain words, at the word at fault,
@@ -39,6 +43,7 @@ func TestParseErrors(t *testing.T) {
 		{"family", "allow ssh family ipv5", []string{`1:18: unexpected "ipv5"; expected "ipv4" or "ipv6"`}, "did you mean 'ipv4'?"},
 		{"unterminated string", `allow ssh log info prefix "abc`, []string{`1:27: string has no closing quote`}, ""},
 		{"stray character", "allow ssh @", []string{`1:11: unexpected "@"`}, ""},
+		{"string like participle's message", `knock 1600 opens ssh for "(expected x)"`, []string{`1:26: unexpected "\"(expected x)\""; expected a duration`}, ""},
 		{"stray brace", "}", []string{`1:1: unexpected "}"; expected a statement`}, ""},
 		{"test without name", "test {\n}", []string{`1:6: unexpected "{"; expected the test's name in quotes`}, ""},
 		{"test without brace", `test "t"`, []string{`1:9: unexpected end of statement; expected "{" after the test's name`}, ""},
@@ -68,6 +73,66 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("hint %q, want %q", diags[0].Hint, tc.hint)
 			}
 		})
+	}
+}
+
+// TestParticipleExpected pins what the syntax messages take from
+// participle's error: the unexpected token, and the grammar fragment it
+// wanted, which participle v2 writes only into its message. An upgrade
+// that changes either fails here rather than blurring every message.
+func TestParticipleExpected(t *testing.T) {
+	tests := []struct{ src, tok, want string }{
+		{"knock 1600 opens ssh for soon", "soon", "<duration>"},
+		{"knock opens ssh", "opens", "<number>"},
+		{"limit ssh 3/60s per", "", `"source" ("/" <number> ("/" <number>)?)?`},
+		{"knock 1600 within 60 opens ssh", "within", `("opens" | "closes") <ident> ("for" <duration>)? ("family" ("ipv4" | "ipv6"))? LogSyntax?`},
+		{"allow ssh please", "please", ""},
+	}
+	for _, tc := range tests {
+		toks, err := scan("p.kwl", tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lex, err := lexer.Upgrade(&sliceLexer{toks: toks})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = stmtParser.ParseFromLexer(lex)
+		var ute *participle.UnexpectedTokenError
+		if !errors.As(err, &ute) {
+			t.Errorf("%s: %T %v, want an UnexpectedTokenError", tc.src, err, err)
+			continue
+		}
+		if ute.Unexpected.Value != tc.tok || expected(ute) != tc.want {
+			t.Errorf("%s: unexpected %q, expected %q; want %q, %q", tc.src, ute.Unexpected.Value, expected(ute), tc.tok, tc.want)
+		}
+	}
+}
+
+// TestGrammarTerms: every production and token class the grammar's
+// EBNF names, which firstSet may hand to expectWords, has words there.
+// A keyword or a bare word is wanted only as a log level (the flags
+// clause has a message of its own).
+func TestGrammarTerms(t *testing.T) {
+	prevOf := map[string]lexer.Token{"<keyword>": {Type: tKeyword, Value: "log"}, "<word>": {Type: tKeyword, Value: "log"}}
+	for _, ebnf := range []string{stmtParser.String(), stepParser.String()} {
+		for _, prod := range strings.Split(ebnf, "\n") {
+			name, body, ok := strings.Cut(strings.TrimSuffix(prod, " ."), " = ")
+			if !ok {
+				t.Fatalf("production %q", prod)
+			}
+			if name == "StmtRoot" || name == "StmtSyntax" {
+				continue // the statement's first word, which explain names itself
+			}
+			for _, term := range ebnfTokens(body) {
+				if strings.HasPrefix(term, `"`) || strings.Contains("()|?*+", term) {
+					continue
+				}
+				if expectWords([]string{term}, prevOf[term], lexer.Token{})[0] == term {
+					t.Errorf("%s: expectWords has no words for %s", name, term)
+				}
+			}
+		}
 	}
 }
 
