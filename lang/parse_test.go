@@ -2,6 +2,7 @@ package lang
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -73,6 +74,49 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("hint %q, want %q", diags[0].Hint, tc.hint)
 			}
 		})
+	}
+}
+
+// TestPositions: every word and node of the AST spans its own text,
+// whatever the spacing; End is the column just after the last byte.
+func TestPositions(t *testing.T) {
+	src := "limit  ssh 3 /\t60s per source / 24 ban   5m  log\twarn # c\ntest \"t\" {\n\tat 1s  from 10.0.0.1 /  32 tcp / 22 flags  SA expect drop nft  accept\n}"
+	f, diags := Parse("p.kwl", []byte(src))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	l := f.Items[0].Stmt.(*LimitStmt)
+	ts := f.Items[1].Stmt.(*TestStmt)
+	st := ts.Items[0].Step
+	span := func(n Node) string { return fmt.Sprintf("%d:%d-%d:%d", n.Pos.Line, n.Pos.Col, n.End.Line, n.End.Col) }
+	for _, c := range []struct {
+		what string
+		got  Node
+		want string
+	}{
+		{"limit", l.Node, "1:1-1:54"},
+		{"service", l.Service.Node, "1:8-1:11"},
+		{"count", l.Count.Node, "1:12-1:13"},
+		{"window", l.Window.Node, "1:16-1:19"},
+		{"mask", l.Mask4.Node, "1:33-1:35"},
+		{"ban duration", l.Ban.Node, "1:42-1:44"},
+		{"log", l.Log.Node, "1:46-1:54"},
+		{"level", l.Log.Level.Node, "1:50-1:54"},
+		{"comment", f.Items[0].Trailing.Node, "1:55-1:58"},
+		{"test", ts.Node, "2:1-4:2"},
+		{"step", st.Node, "3:2-3:71"},
+		{"at", st.At.Node, "3:5-3:7"},
+		{"source", st.From.Node, "3:14-3:28"},
+		{"port", st.Port.Node, "3:29-3:37"},
+		{"flags", st.Flags.Node, "3:45-3:47"},
+		{"override", st.Override[0].Node, "3:60-3:71"},
+	} {
+		if got := span(c.got); got != c.want {
+			t.Errorf("%s at %s, want %s", c.what, got, c.want)
+		}
+	}
+	if l.BanPos.String() != "p.kwl:1:36" || ts.NamePos.String() != "p.kwl:2:6" {
+		t.Errorf(`"ban" at %s, the test's name at %s`, l.BanPos, ts.NamePos)
 	}
 }
 
