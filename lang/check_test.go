@@ -88,6 +88,57 @@ func TestCheckErrors(t *testing.T) {
 	}
 }
 
+// TestColumns: a diagnostic points at the word at fault however the
+// statement is spaced, with several spaces or tabs between the words.
+// word is the text the diagnostic must point at, its last occurrence on
+// the diagnostic's line.
+func TestColumns(t *testing.T) {
+	tests := []struct {
+		name, src string
+		code      Code
+		word      string
+	}{
+		{"log level after three spaces", "allow ssh log   warnin", ErrLogLevel, "warnin"},
+		{"log level after two tabs", "allow ssh log\t\twarnin", ErrLogLevel, "warnin"},
+		{"log level in a spaced statement", "knock  1600\topens ssh  for 60s   log \t  loud", ErrLogLevel, "loud"},
+		{"log prefix", "allow ssh log info prefix  \t\"" + strings.Repeat("a", MaxLogPrefix+1) + "\"", ErrLogPrefix, `"aaa`},
+		{"log rate count", "allow ssh log info rate   0 / 1m", ErrLogRate, "0 /"},
+		{"log rate window", "allow ssh log info rate 1 /  48h", ErrLogRate, "48h"},
+		{"unknown service", "allow    shh", ErrUnknownService, "shh"},
+		{"lifetime", "knock 1600 opens ssh for\t\t0s", ErrDuration, "0s"},
+		{"closing lifetime", "knock 1600 closes  ssh \t for 5s", ErrLifetime, "for"},
+		{"within", "knock 1, 2  within   0ms opens ssh for 5s", ErrDuration, "0ms"},
+		{"limit count", "limit  ssh   0 / 60s", ErrLimitCount, "0 /"},
+		{"limit window", "limit ssh 3 /\t-60s", ErrDuration, "-60s"},
+		{"mask v4 with spaces", "limit ssh 3/60s per source / 0", ErrMask, "0"},
+		{"mask v6 after spaces", "limit ssh 3/60s per source/24/  129", ErrMask, "129"},
+		{"mask v6 after a spaced v4", "limit ssh 3/60s per source /  24 / 129", ErrMask, "129"},
+		{"shared ban", "limit ssh 3/60s   ban  5m", ErrSharedBan, "ban"},
+		{"ban", "limit ssh 3/60s per source ban\t0s", ErrDuration, "0s"},
+		{"step time", "test \"t\" {\n\tat   -1s from 1.2.3.4 tcp/22 expect drop\n}", ErrDuration, "-1s"},
+		{"step source port", "test \"t\" {\n\tat 0s from 1.2.3.4 port   0  tcp/22 expect drop\n}", ErrPortRange, "0  tcp"},
+		{"step flags", "test \"t\" {\n\tat 0s from 1.2.3.4 tcp/22 flags \t SX expect drop\n}", ErrFlags, "SX"},
+		{"door family", "knock 1600 opens ssh for 60s family    ipv4", LintDoorFamily, "ipv4"},
+		{"dead ban", "limit ssh 3/60s per source\nlimit ssh 5/60s per source  \t ban 5m", LintDeadLimit, "ban"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, diags := Load("p.kwl", []byte(tc.src))
+			for _, d := range diags {
+				if d.Code != tc.code {
+					continue
+				}
+				line := strings.Split(tc.src, "\n")[d.Pos.Line-1]
+				if want := strings.LastIndex(line, tc.word) + 1; d.Pos.Col != want {
+					t.Errorf("%s at column %d, want %d (%q)", d, d.Pos.Col, want, tc.word)
+				}
+				return
+			}
+			t.Errorf("no %s; got %v", tc.code, diags)
+		})
+	}
+}
+
 func TestCheckWarnings(t *testing.T) {
 	_, diags := Load("p.kwl", []byte("limit https 10/1s\nknock 443 opens ssh for 60s\nclose ssh on 80\nallow http"))
 	if diags.HasErrors() {

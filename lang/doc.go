@@ -59,9 +59,10 @@
 // up to nine decimals and no trailing zeros: 1.373578999, 31536005.1s.
 //
 // Statements are parsed with a participle grammar (the struct tags in
-// ast.go), one statement at a time: the driver cuts the file at ';' and
-// newlines, frames test blocks and collects comments, so a syntax error
-// stops only its own statement (or test step).
+// grammar.go, converted into the AST of ast.go, where every word keeps
+// its own position), one statement at a time: the driver cuts the file
+// at ';' and newlines, frames test blocks and collects comments, so a
+// syntax error stops only its own statement (or test step).
 //
 // # Meaning
 //
