@@ -91,7 +91,13 @@
 // a single knock has Within 0. "in DUR" bounds the whole sequence: its
 // last knock at most DUR after its first, as knockd's seq_timeout does
 // (Span); with "in" and no "within", any gap up to DUR is allowed. A
-// first knock again starts the sequence, and its window, over. A closing knock of one port is a Revoke
+// first knock after a later one starts the sequence, and its window,
+// over. A knock on a port of the sequence that is not the next one resets
+// the attempt, except a knock on the port of the source's last counted
+// knock (a retransmitted or duplicated SYN), which changes nothing: TCP
+// resends an unanswered SYN after 1 s and 3 s, and some clients send
+// every knock twice, so that a reset would break the sequences of the
+// very clients that knock correctly. A closing knock of one port is a Revoke
 // with Ports (like close), of several a Revoke with Sequence. "per
 // source" keys counters by /32 and /128, "per source/24" by /24 and /128,
 // "per source/24/64" by /24 and /64; without "per" one counter is shared

@@ -385,21 +385,46 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 			reset.Rules = append(reset.Rules, &Rule{Recent: &Recent{Name: stages[k], Op: Remove}, Origin: pos, Comment: cm})
 		}
 	}
-	c.Rules = append(c.Rules,
-		base(ports[0], nil, Target{Kind: JUMP, Chain: reset.Name}),
-		base(ports[0], &Recent{Name: stages[1], Op: Set}, Target{}))
-	// The window of the whole sequence: the first knock (again) stamps
-	// the source in a list of its own, which no later knock stamps; a
-	// later knock advances only from a stamp within the window, checked
-	// first in the chain that advances (a rule has one recent match).
+	// A knock on the port of the source's last counted knock (at stage
+	// k, port k: a retransmitted or duplicated SYN) neither restarts,
+	// resets nor advances the attempt. A rule has one recent match, so
+	// the rules that would restart or reset jump to a chain that returns
+	// first for a source at stage k.
+	at := func(k int) *Recent { return &Recent{Name: stages[k], Op: Rcheck, Seconds: secs} }
+	// The first knock (again), from any stage but the first, restarts.
+	// The window of the whole sequence: it also stamps the source in a
+	// list of its own, which no later knock stamps; a later knock
+	// advances only from a stamp within the window, checked first in the
+	// chain that advances.
+	start := b.chain(b.filter, chainName(kind, id, "1"))
 	var outside *Rule
+	all := shorten("kwl_"+kind+"_"+id+"_in"+fmt.Sprintf("_%d", b.f), MaxListName)
 	if span > 0 {
-		all := shorten("kwl_"+kind+"_"+id+"_in"+fmt.Sprintf("_%d", b.f), MaxListName)
-		c.Rules = append(c.Rules, base(ports[0], &Recent{Name: all, Op: Set}, Target{}))
 		outside = &Rule{Recent: &Recent{Name: all, Op: Rcheck, Seconds: b.seconds(span, pos, "the window of the sequence"), Invert: true},
 			Target: Target{Kind: RETURN}, Origin: pos, Comment: cm}
 	}
+	if len(start.Rules) == 0 {
+		start.Rules = append(start.Rules,
+			&Rule{Target: Target{Kind: JUMP, Chain: reset.Name}, Origin: pos, Comment: cm},
+			&Rule{Recent: &Recent{Name: stages[1], Op: Set}, Origin: pos, Comment: cm})
+		if span > 0 {
+			start.Rules = append(start.Rules, &Rule{Recent: &Recent{Name: all, Op: Set}, Origin: pos, Comment: cm})
+		}
+	}
+	notAt1 := at(1)
+	notAt1.Invert = true
+	c.Rules = append(c.Rules, base(ports[0], notAt1, Target{Kind: JUMP, Chain: start.Name}))
 	for k := 2; k <= n; k++ {
+		miss := Target{Kind: JUMP, Chain: reset.Name}
+		if k < n {
+			again := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k), "again"))
+			if len(again.Rules) == 0 {
+				again.Rules = append(again.Rules,
+					&Rule{Recent: at(k), Target: Target{Kind: RETURN}, Origin: pos, Comment: cm},
+					&Rule{Target: miss, Origin: pos, Comment: cm})
+			}
+			miss = Target{Kind: JUMP, Chain: again.Name}
+		}
 		adv := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k)))
 		if len(adv.Rules) == 0 {
 			if outside != nil {
@@ -415,7 +440,7 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 			}
 		}
 		c.Rules = append(c.Rules,
-			base(ports[k-1], &Recent{Name: stages[k-1], Op: Rcheck, Seconds: secs, Invert: true}, Target{Kind: JUMP, Chain: reset.Name}),
+			base(ports[k-1], &Recent{Name: stages[k-1], Op: Rcheck, Seconds: secs, Invert: true}, miss),
 			base(ports[k-1], &Recent{Name: stages[k-1], Op: Rcheck, Seconds: secs}, Target{Kind: JUMP, Chain: adv.Name}))
 	}
 }

@@ -68,8 +68,7 @@ func TestLowerStatements(t *testing.T) {
 		policy: func(b *irtest.B) { b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.TCP(8000)) },
 		chain:  "kwl-knock",
 		want: []string{
-			"--dport 7000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-reset",
-			"--dport 7000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent --set --name kwl_seq_ssh_1_4",
+			"--dport 7000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent ! --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-1",
 			"--dport 8000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent ! --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-reset",
 			"--dport 8000 --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m recent --rcheck --seconds 5 --name kwl_seq_ssh_1_4 --rsource -m comment --comment \"knock ssh, line 1\" -j kwl-seq-ssh-2",
 		},
@@ -78,6 +77,20 @@ func TestLowerStatements(t *testing.T) {
 		policy: func(b *irtest.B) { b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.TCP(8000)) },
 		chain:  "kwl-seq-ssh-2",
 		want:   []string{"-m recent --remove --name kwl_seq_ssh_1_4", "-m recent --set --name kwl_door_ssh_4"},
+	}, {
+		name: "sequence: the first knock restarts, unless it repeats the last counted one",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.TCP(8000), irtest.TCP(9000))
+		},
+		chain: "kwl-seq-ssh-1",
+		want:  []string{"-j kwl-seq-ssh-reset", "-m recent --set --name kwl_seq_ssh_1_4"},
+	}, {
+		name: "sequence: a repeated middle knock returns before the reset",
+		policy: func(b *irtest.B) {
+			b.Door("ssh", 5*time.Second, time.Minute, irtest.TCP(7000), irtest.TCP(8000), irtest.TCP(9000))
+		},
+		chain: "kwl-seq-ssh-2-again",
+		want:  []string{"-m recent --rcheck --seconds 5 --name kwl_seq_ssh_2_4 --rsource -m comment --comment \"knock ssh, line 1\" -j RETURN", "-j kwl-seq-ssh-reset"},
 	}, {
 		name:   "per-source limit: Shorewall's Limit with a mask",
 		policy: func(b *irtest.B) { b.Limit("ssh", 3, time.Minute, 24, 64, 0) },

@@ -523,25 +523,35 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 	}
 	l.helpers = append(l.helpers, reset)
 	jumpReset := one(&Verdict{Kind: Jump, Chain: reset.Name})
+	// A knock on the port of the source's last counted knock (at stage
+	// k, port k: a retransmitted or duplicated SYN) neither restarts,
+	// resets nor advances the attempt: every rule of port k but the
+	// advance to stage k+1, which needs stage k-1, skips stage k.
+	notAt := func(k int) []Expr {
+		if k >= n {
+			return nil
+		}
+		return one(&Lookup{Set: stages[k], Key: key(f, 0), Neg: true})
+	}
 	// p1: restart.
-	c.Rules = append(c.Rules,
-		&Rule{Exprs: cat(knockBase(f, from, ports[0]), jumpReset), Origin: pos, Comment: cm},
-		&Rule{Exprs: cat(knockBase(f, from, ports[0]), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})), Origin: pos, Comment: cm})
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), jumpReset), Origin: pos, Comment: cm})
 	// The window of the whole sequence: the first knock (again) starts
 	// it in a set of its own, whose element no later knock refreshes;
-	// every later knock must find the source there.
+	// every later knock must find the source there. It comes before the
+	// update of stage 1, after which the source is at stage 1.
 	var inSpan []Expr
 	if span > 0 {
 		all := l.set(fmt.Sprintf("%s_%s_in%s", kind, id, fsuffix(f)), f, span, pos,
 			fmt.Sprintf("sources within the window of the sequence of line %d", pos.Line))
-		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), one(&Dynset{Op: Update, Set: all, Key: key(f, 0)})), Origin: pos, Comment: cm})
+		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: all, Key: key(f, 0)})), Origin: pos, Comment: cm})
 		inSpan = one(&Lookup{Set: all, Key: key(f, 0)})
 	}
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})), Origin: pos, Comment: cm})
 	for k := 2; k <= n; k++ {
 		prev := stages[k-1]
 		// Not at stage k-1 (or too late): the attempt is over.
 		c.Rules = append(c.Rules, &Rule{
-			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0), Neg: true}), jumpReset),
+			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0), Neg: true}), notAt(k), jumpReset),
 			Origin: pos, Comment: cm,
 		})
 		next := final

@@ -73,7 +73,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "sequence-whole-window",
-		Want:   "dddaddddddddadddddd",
+		Want:   "dddaddddddddddadddddd",
 		Policy: "knock 7000, udp/8000, 9000 in 2s opens ssh for 3s\nknock 9100, 9200 within 1s in 2s closes ssh\n",
 		Packets: Steps(`
 			0s     198.51.100.10 7000
@@ -85,6 +85,8 @@ func Catalog() []Scenario {
 			4.6s   198.51.100.20 9000
 			4.9s   198.51.100.20 22          # closed
 			5s     198.51.100.30 7000
+			5.4s   198.51.100.30 7000        # a repeated first knock changes nothing
+			5.8s   198.51.100.30 udp/8000
 			6.2s   198.51.100.30 7000        # starts it over: the window runs from 6.2s
 			7.3s   198.51.100.30 udp/8000
 			7.9s   198.51.100.30 9000        # 1.7s after 6.2s (2.9s after 5s)
@@ -98,7 +100,7 @@ func Catalog() []Scenario {
 		`),
 	}, {
 		Name:   "sequence-retransmitted-knocks",
-		Want:   "ddddaddddddddda",
+		Want:   "ddddaddddadddda",
 		Policy: "knock 7000, 8000, 9000 within 1s opens ssh for 3s\n",
 		Packets: Steps(`
 			0s     198.51.100.10:41000 7000
@@ -108,7 +110,7 @@ func Catalog() []Scenario {
 			800ms  198.51.100.10 22
 			1s     198.51.100.20:41010 7000
 			1.2s   198.51.100.20:41011 8000
-			1.4s   198.51.100.20:41011 8000  # a retransmitted middle knock
+			1.4s   198.51.100.20:41011 8000  # a retransmitted middle knock: ignored
 			1.6s   198.51.100.20:41012 9000
 			1.8s   198.51.100.20 22
 			2s     198.51.100.30:41020 7000
