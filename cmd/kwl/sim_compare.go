@@ -67,24 +67,26 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	if code >= 0 {
 		return code
 	}
-	r, counted, size, closeTrace, code := openTrace(env, trace)
-	if code >= 0 {
-		return code
+	tf, err := capture.OpenFile(trace, env.stdin)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+		return exitUsage
 	}
-	defer closeTrace()
+	defer tf.Close()
+	r := tf.Reader
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
 	rpOld, rpNew := replay.New(oldPol, oldEng), replay.New(newPol, newEng)
 	var prog *progressBar
 	if progress {
-		prog = newProgress(env.stderr, size, counted)
+		prog = newProgress(env.stderr, tf)
 	}
 	sources := map[netip.Addr]*access{}
 	differ := 0
 	var line []byte
 	// OLD's engine runs on a goroutine of its own; NEW's runs here,
 	// packet by packet, while the replay merges.
-	err := replay.Compare(r, rpOld, rpNew, func(p *capture.Packet, o1, o2 *replay.Outcome) {
+	err = replay.Compare(r, rpOld, rpNew, func(p *capture.Packet, o1, o2 *replay.Outcome) {
 		if prog != nil && p.N&0xffff == 0 {
 			prog.update(p.N)
 		}
