@@ -161,24 +161,10 @@ func runSim(env *cmdEnv, args []string) int {
 	defer tf.Close()
 	r := tf.Reader
 	explainText := *explain && *format == "text"
-	eng, bdiags := replay.NewEngine(*backend, pol, hosts, explainText)
-	// The backend's diagnostics repeat the policy's warnings; print the
-	// rest, but for those a kwl:ignore comment silences.
-	seen := map[lang.Diagnostic]bool{}
-	for _, d := range diags {
-		seen[d] = true
+	eng, code := simEngine(env, name, src, pol, diags, *backend, hosts, explainText)
+	if code >= 0 {
+		return code
 	}
-	var extra lang.Diagnostics
-	for _, d := range pol.Filter(bdiags) {
-		if !seen[d] {
-			extra = append(extra, d)
-		}
-	}
-	printDiags(env, extra, map[string][]byte{name: src})
-	if bdiags.HasErrors() {
-		return exitFail
-	}
-
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
 	rp := replay.New(pol, eng)
