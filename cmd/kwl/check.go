@@ -4,12 +4,8 @@ import (
 	"fmt"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim"
 )
-
-// policyLints are extra checks run on a policy that has no errors (the
-// backends' warnings, such as L13) for the backends named; their files
-// append to it in init.
-var policyLints []func(pol *lang.Policy, backends []string) lang.Diagnostics
 
 // allBackends are the backends check and test use when none is named.
 var allBackends = []string{"nft", "iptables"}
@@ -103,9 +99,7 @@ func runCheck(env *cmdEnv, args []string) int {
 		}
 		pol, diags := lang.Load(name, src)
 		if !diags.HasErrors() {
-			for _, lint := range policyLints {
-				diags = append(diags, lint(pol, backends)...)
-			}
+			diags = append(diags, sim.Lint(pol, backends)...)
 			diags.Sort()
 		}
 		if *format == "json" {
