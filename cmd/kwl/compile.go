@@ -112,9 +112,9 @@ func runCompile(env *cmdEnv, args []string) int {
 		return exitUsage
 	}
 	name := fs.Arg(0)
-	pol, src, code := loadPolicy(env, "compile", name)
-	if pol == nil {
-		return code
+	src, err := readSource(env, name)
+	if err != nil {
+		return ioError(env, "compile", err)
 	}
 	var (
 		diags  lang.Diagnostics
@@ -122,12 +122,12 @@ func runCompile(env *cmdEnv, args []string) int {
 	)
 	switch *backend {
 	case "nft":
-		rs, ds := nft.Lower(pol)
-		diags = pol.Filter(compile.With(pol, ds))
-		render = rs.Render
+		var rs *nft.Ruleset
+		_, rs, diags = compile.Load(name, src, nft.Lower)
+		render = func() (string, error) { return rs.Render() }
 	case "iptables":
-		rs, ds := iptables.Lower(pol)
-		diags = pol.Filter(compile.With(pol, ds))
+		var rs *iptables.Ruleset
+		_, rs, diags = compile.Load(name, src, iptables.Lower)
 		render = func() (string, error) {
 			both := rs.RenderReload
 			if *first {
