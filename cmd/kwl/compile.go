@@ -61,23 +61,6 @@ Examples:
 	})
 }
 
-// iptablesRuleset compiles a policy for the iptables backend: lang.Load,
-// then iptables.Lower. It prints the diagnostics with their lines.
-func iptablesRuleset(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, error) {
-	pol, diags := lang.Load(file, src)
-	if !diags.HasErrors() {
-		var more lang.Diagnostics
-		_, more = iptables.Lower(pol)
-		diags = append(diags, pol.Filter(compile.With(pol, more))...)
-	}
-	printDiags(env, diags, map[string][]byte{file: src})
-	if diags.HasErrors() {
-		return nil, fmt.Errorf("the policy has errors")
-	}
-	rs, _ := iptables.Lower(pol)
-	return rs, nil
-}
-
 func runCompile(env *cmdEnv, args []string) int {
 	c := commands["compile"]
 	fs := c.newFlags(env)
