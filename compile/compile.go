@@ -1,12 +1,15 @@
 // Package compile holds what the backends (compile/nft, compile/iptables)
-// share for their callers: the lints that hold whatever the backend.
+// share for their callers: the registry of backends (Backends, Lookup),
+// and the lints that hold whatever the backend.
 //
 // A backend's Lower returns only its own diagnostics, what that backend
 // cannot express exactly; a caller that reports on a policy adds the
-// shared Warnings once, however many backends it lowers for.
+// shared ones (Check) once, however many backends it lowers for.
 package compile
 
 import (
+	"fmt"
+
 	"kwl.dev/kwl/compile/internal/plan"
 	"kwl.dev/kwl/lang"
 )
@@ -21,11 +24,34 @@ func Warnings(p *lang.Policy) lang.Diagnostics {
 	return ds
 }
 
-// With returns the shared Warnings of p followed by a backend's own
-// diagnostics, in the order of their positions; at one position, the
-// shared ones come first.
+// Check returns what holds on every backend: the shared Warnings, and
+// an error (lang.ErrOverride) at each test step's verdict for a backend
+// that the registry does not have, in the order of their positions.
+func Check(p *lang.Policy) lang.Diagnostics {
+	ds := plan.Warnings(p)
+	names := Names()
+	for _, t := range p.Tests {
+		for _, st := range t.Steps {
+			for _, o := range st.ExpectOn {
+				if _, ok := Lookup(o.Backend); !ok {
+					hint := lang.DidYouMean(o.Backend, names)
+					if hint == "" {
+						hint = "the backends are " + NameList(" and ")
+					}
+					ds.Add(o.Pos, lang.Error, lang.ErrOverride, fmt.Sprintf("unknown backend %q", o.Backend), hint)
+				}
+			}
+		}
+	}
+	ds.Sort()
+	return ds
+}
+
+// With returns Check of p followed by a backend's own diagnostics, in
+// the order of their positions; at one position, the shared ones come
+// first.
 func With(p *lang.Policy, own lang.Diagnostics) lang.Diagnostics {
-	ds := append(Warnings(p), own...)
+	ds := append(Check(p), own...)
 	ds.Sort()
 	return ds
 }

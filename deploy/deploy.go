@@ -248,7 +248,7 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tabName := familyString(n.Table.Family) + " " + n.Table.Name
+	tabName := nftnl.FamilyName(n.Table.Family) + " " + n.Table.Name
 	if old != nil && old.mark == nil && !o.ForceForeign {
 		return nil, &ForeignTableError{Table: tabName, What: "replace"}
 	}
@@ -466,7 +466,7 @@ func rollback(t *target, family nftables.TableFamily, name string, old *live) er
 	if err != nil {
 		return err
 	}
-	tabName := familyString(family) + " " + name
+	tabName := nftnl.FamilyName(family) + " " + name
 	if cur != nil && cur.mark == nil {
 		return fmt.Errorf("table %s was replaced meanwhile by one kwl did not create; it is left as it is", tabName)
 	}

@@ -86,9 +86,7 @@ var expiresRE = regexp.MustCompile(`expires [0-9hms]+`)
 
 func TestForeignTablesUntouched(t *testing.T) {
 	ns := newNS(t, "foreign")
-	if _, err := ns.RunInput([]byte(foreign), "nft", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
+	mustInput(t, ns, []byte(foreign), "nft", "-f", "-")
 	before := listOthers(t, ns)
 	ctx := context.Background()
 	o := opts(t, ns)
@@ -134,16 +132,10 @@ func TestRedeployKeepsState(t *testing.T) {
 	ns := newNS(t, "state")
 	ctx := context.Background()
 	o := opts(t, ns)
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, sampleRuleset())
 	// A door opened 20 s ago (as a knock's update does) and a ban.
-	if _, err := ns.Run("nft", "add", "element", "inet", "kwl", "door_ssh_4", "{ 198.51.100.10 timeout 60s expires 40s }"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ns.Run("nft", "add", "element", "inet", "kwl", "ban_ssh_6", "{ 2001:db8::66 }"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "nft", "add", "element", "inet", "kwl", "door_ssh_4", "{ 198.51.100.10 timeout 60s expires 40s }")
+	must(t, ns, "nft", "add", "element", "inet", "kwl", "ban_ssh_6", "{ 2001:db8::66 }")
 	time.Sleep(1100 * time.Millisecond)
 	before, _ := expiry(t, ns, "door_ssh_4", "198.51.100.10")
 	res, err := Apply(ctx, o, modified())
@@ -169,9 +161,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	ns := newNS(t, "dry")
 	ctx := context.Background()
 	o := opts(t, ns)
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, sampleRuleset())
 	before := normalize(nftList(t, ns, "ruleset"))
 	o.DryRun = true
 	res, err := Apply(ctx, o, sampleRuleset())
@@ -204,13 +194,9 @@ func TestRejectedBatchKeepsPrevious(t *testing.T) {
 	ns := newNS(t, "reject")
 	ctx := context.Background()
 	o := opts(t, ns)
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ns.Run("nft", "add", "element", "inet", "kwl", "door_ssh_4", "{ 198.51.100.10 timeout 60s expires 40s }"); err != nil {
-		t.Fatal(err)
-	}
-	before := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "ruleset")), "expires X")
+	mustDeploy(t, o, sampleRuleset())
+	must(t, ns, "nft", "add", "element", "inet", "kwl", "door_ssh_4", "{ 198.51.100.10 timeout 60s expires 40s }")
+	before := masked(t, ns, "ruleset")
 	bad := modified()
 	in := bad.Table.Chains[0]
 	in.Rules = append(in.Rules, &nft.Rule{Origin: pos(42), Exprs: []nft.Expr{&nft.Verdict{Kind: nft.Jump, Chain: "no_such_chain"}}})
@@ -225,7 +211,7 @@ func TestRejectedBatchKeepsPrevious(t *testing.T) {
 	if !strings.Contains(err.Error(), "t.kwl:42:1") {
 		t.Errorf("error does not name the statement: %v", err)
 	}
-	after := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "ruleset")), "expires X")
+	after := masked(t, ns, "ruleset")
 	if after != before {
 		t.Errorf("a refused batch changed the kernel:\n%s\n---\n%s", before, after)
 	}
@@ -247,7 +233,7 @@ func TestRejectedBatchKeepsPrevious(t *testing.T) {
 	if !errors.As(err, &be) || be.Errs[0].Note.Origin != pos(77) {
 		t.Errorf("injected failure reported as %v", err)
 	}
-	if after := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "ruleset")), "expires X"); after != before {
+	if after := masked(t, ns, "ruleset"); after != before {
 		t.Errorf("a refused batch changed the kernel:\n%s\n---\n%s", before, after)
 	}
 	if _, ok := expiry(t, ns, "door_ssh_4", "198.51.100.10"); !ok {
@@ -259,13 +245,9 @@ func TestConfirm(t *testing.T) {
 	ns := newNS(t, "confirm")
 	ctx := context.Background()
 	o := opts(t, ns)
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ns.Run("nft", "add", "element", "inet", "kwl", "door_ssh_6", "{ 2001:db8::10 timeout 60s expires 50s }"); err != nil {
-		t.Fatal(err)
-	}
-	before := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "table", "inet", "kwl")), "expires X")
+	mustDeploy(t, o, sampleRuleset())
+	must(t, ns, "nft", "add", "element", "inet", "kwl", "door_ssh_6", "{ 2001:db8::10 timeout 60s expires 50s }")
+	before := masked(t, ns, "table", "inet", "kwl")
 	t.Run("timeout", func(t *testing.T) {
 		o := o
 		o.Confirm = 2 * time.Second
@@ -277,7 +259,7 @@ func TestConfirm(t *testing.T) {
 		if d := time.Since(start); d < 2*time.Second {
 			t.Errorf("rolled back after %v", d)
 		}
-		after := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "table", "inet", "kwl")), "expires X")
+		after := masked(t, ns, "table", "inet", "kwl")
 		if after != before {
 			t.Errorf("rollback did not restore the ruleset:\n%s\n---\n%s", before, after)
 		}
@@ -356,9 +338,7 @@ func TestLargePolicyOneTransaction(t *testing.T) {
 	}
 	t.Logf("10000 statements: %d messages in one batch", res.Messages)
 	ref := newNS(t, "largeref")
-	if _, err := ref.RunInput([]byte(text), "nft", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
+	mustInput(t, ref, []byte(text), "nft", "-f", "-")
 	if want := nftList(t, ref, "table", "inet", "kwl"); normalize(want) != normalize(out) {
 		t.Errorf("netlink load of the generated policy differs from nft -f")
 	}

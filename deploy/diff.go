@@ -140,7 +140,7 @@ type ruleInfo struct {
 
 // diff compares the live table with the converted ruleset.
 func diff(old *live, n *nftnl.Ruleset) (*Diff, error) {
-	d := &Diff{Table: familyString(n.Table.Family) + " " + n.Table.Name, Exists: old != nil}
+	d := &Diff{Table: nftnl.FamilyName(n.Table.Family) + " " + n.Table.Name, Exists: old != nil}
 	// Sets.
 	oldSets := map[string]*liveSet{}
 	if old != nil {

@@ -3,7 +3,6 @@
 package deploy
 
 import (
-	"context"
 	"os/exec"
 	"testing"
 	"time"
@@ -30,10 +29,7 @@ func TestEstablishedSurvivesRedeploy(t *testing.T) {
 	l := newLab(t)
 	l.echo(t, fwAddr+":22")
 	o := opts(t, l.fw)
-	ctx := context.Background()
-	if _, err := Apply(ctx, o, guarded("door")); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, guarded("door"))
 	mustRun(t, l.fw, "nft", "add", "element", "inet", "kwl", "door", "{ "+clAddr+" }")
 	conn, err := l.dial(22)
 	if err != nil {
@@ -45,9 +41,7 @@ func TestEstablishedSurvivesRedeploy(t *testing.T) {
 	}
 	// The new ruleset has another door set: the source's door is gone,
 	// so a new connection is dropped, but the established one goes on.
-	if _, err := Apply(ctx, o, guarded("door2")); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, guarded("door2"))
 	if err := exchange(conn, "after"); err != nil {
 		t.Fatalf("established connection cut by the redeploy: %v", err)
 	}
@@ -59,9 +53,7 @@ func TestEstablishedSurvivesRedeploy(t *testing.T) {
 
 func mustRun(t *testing.T, ns *netns.NS, args ...string) {
 	t.Helper()
-	if _, err := ns.Run(args[0], args[1:]...); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, args[0], args[1:]...)
 }
 
 func runCmd(args ...string) ([]byte, error) {

@@ -46,13 +46,9 @@ func iptNS(t *testing.T, role string) *netns.NS {
 		if _, err := ns.Run(cmd, "-P", "INPUT", "DROP"); err != nil {
 			t.Skipf("%s: %v", cmd, err)
 		}
-		if _, err := ns.Run(cmd, "-A", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "ACCEPT"); err != nil {
-			t.Fatal(err)
-		}
+		must(t, ns, cmd, "-A", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "ACCEPT")
 	}
-	if _, err := ns.Run("iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "8081", "-j", "RETURN"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "8081", "-j", "RETURN")
 	return ns
 }
 
@@ -164,9 +160,7 @@ func TestIptablesRecentKept(t *testing.T) {
 	ssh := example(t, "sshknock")
 	mustApply(t, o, example(t, "forward"))
 	mustApply(t, o, ssh)
-	if _, err := ns.Run("sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_ssh_4"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_ssh_4")
 	res := mustApply(t, o, ssh)
 	if res.Kept["kwl_door_ssh_4"] != 1 {
 		t.Errorf("kept %v, want kwl_door_ssh_4: 1", res.Kept)
@@ -265,9 +259,7 @@ func TestIptablesFamilyFailure(t *testing.T) {
 	ns := iptNS(t, "iptfail")
 	o := opts(t, ns)
 	mustApply(t, o, example(t, "forward"))
-	if _, err := ns.Run("sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4")
 	before := saved(t, ns)
 	iptablesInject = func(cmd, input string) string {
 		if cmd == "ip6tables" {
@@ -298,9 +290,7 @@ func TestIptablesConfirm(t *testing.T) {
 	ns := iptNS(t, "iptconf")
 	o := opts(t, ns)
 	mustApply(t, o, example(t, "forward"))
-	if _, err := ns.Run("sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4")
 	before := saved(t, ns)
 	o.Confirm = 300 * time.Millisecond
 	res, err := ApplyIptables(context.Background(), o, example(t, "sshknock"))
@@ -344,9 +334,7 @@ func TestIptablesSaveRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustApply(t, o, example(t, "limit"))
-	if _, err := ns.Run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9090", "-j", "ACCEPT"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9090", "-j", "ACCEPT")
 	if err := RestoreIptables(o, file); err != nil {
 		t.Fatal(err)
 	}
@@ -378,9 +366,7 @@ func TestIptablesForeignJump(t *testing.T) {
 	o := opts(t, ns)
 	mustApply(t, o, example(t, "forward"))
 	for _, args := range [][]string{{"-N", "host-chain"}, {"-A", "host-chain", "-j", "kwl-forward"}} {
-		if _, err := ns.Run("iptables", args...); err != nil {
-			t.Fatal(err)
-		}
+		must(t, ns, "iptables", args...)
 	}
 	before := saved(t, ns)
 	_, err := UndeployIptables(context.Background(), o)
@@ -411,9 +397,7 @@ func TestIptablesRestoreAfterKill(t *testing.T) {
 	ns := iptNS(t, "iptkill")
 	o := opts(t, ns)
 	mustApply(t, o, example(t, "forward"))
-	if _, err := ns.Run("sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4")
 	before := saved(t, ns)
 	cur, err := readIptables(&o)
 	if err != nil {
@@ -515,9 +499,7 @@ func TestIptablesRollbackAfterSIGKILL(t *testing.T) {
 	ns := iptNS(t, "iptsigkill")
 	o := opts(t, ns)
 	mustApply(t, o, example(t, "forward"))
-	if _, err := ns.Run("sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_door_inside_ssh_4")
 	before := saved(t, ns)
 	const confirm = 3 * time.Second
 	cmd := exec.Command(os.Args[0])

@@ -511,15 +511,3 @@ func (l *live) set(name string) *liveSet {
 	}
 	return nil
 }
-
-func familyString(f nftables.TableFamily) string {
-	switch f {
-	case nftables.TableFamilyINet:
-		return "inet"
-	case nftables.TableFamilyIPv4:
-		return "ip"
-	case nftables.TableFamilyIPv6:
-		return "ip6"
-	}
-	return fmt.Sprint(f)
-}

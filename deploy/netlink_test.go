@@ -3,6 +3,7 @@
 package deploy
 
 import (
+	"context"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -171,9 +172,7 @@ const sampleText = `table inet kwl {
 // nft -f into two namespaces and compares what nft lists.
 func TestNetlinkMatchesNftText(t *testing.T) {
 	a, b := newNS(t, "nl"), newNS(t, "txt")
-	if _, err := b.RunInput([]byte(sampleText), "nft", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
+	mustInput(t, b, []byte(sampleText), "nft", "-f", "-")
 	tg, err := openTarget(a.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -225,4 +224,41 @@ func stripDebug(s string) string {
 	}
 	flush()
 	return normalize(strings.Join(out, "\n"))
+}
+
+// must runs name with args in ns and fails the test if it fails.
+func must(t testing.TB, ns *netns.NS, name string, args ...string) string {
+	t.Helper()
+	out, err := ns.Run(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// mustInput is must with stdin as the command's standard input.
+func mustInput(t testing.TB, ns *netns.NS, stdin []byte, name string, args ...string) string {
+	t.Helper()
+	out, err := ns.RunInput(stdin, name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// mustDeploy loads rs with o and fails the test if that fails.
+func mustDeploy(t testing.TB, o Options, rs *nft.Ruleset) *Result {
+	t.Helper()
+	res, err := Apply(context.Background(), o, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// masked is nftList, normalized, with the time each element has left
+// masked, so that listings made seconds apart compare equal.
+func masked(t testing.TB, ns *netns.NS, args ...string) string {
+	t.Helper()
+	return expiresRE.ReplaceAllString(normalize(nftList(t, ns, args...)), "expires X")
 }

@@ -161,9 +161,7 @@ func TestKnockRedeployPipeline(t *testing.T) {
 	l.echo(t, fwAddr+":22")
 	o := opts(t, l.fw)
 	ctx := context.Background()
-	if _, err := Apply(ctx, o, compilePolicy(t, knockPolicy)); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, compilePolicy(t, knockPolicy))
 
 	if c, err := l.dial(22); err == nil {
 		c.Close()
@@ -265,9 +263,7 @@ func TestLargePolicyPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ref.RunInput([]byte(text), "nft", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
+	mustInput(t, ref, []byte(text), "nft", "-f", "-")
 	got, want := nftList(t, ns, "table", "inet", "kwl"), nftList(t, ref, "table", "inet", "kwl")
 	if n := strings.Count(got, "\n\tchain svc_"); n != 5000 {
 		t.Errorf("%d service chains loaded, want 5000", n)

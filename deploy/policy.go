@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"kwl.dev/kwl/compile/iptables"
+	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy/record"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim"
@@ -110,7 +112,7 @@ func RecordUndeploy(dir string, o Options, backend, kwl string) error {
 	}
 	backends := []string{backend}
 	if backend == "" {
-		backends = []string{"nft", "iptables"}
+		backends = []string{nft.Name, iptables.Name}
 	}
 	for _, b := range backends {
 		marked, err := record.MarkUndeployed(dir, b, table, kwl)

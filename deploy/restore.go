@@ -92,7 +92,7 @@ func restorePolicy(ctx context.Context, o Options, r *record.Record) error {
 	o.Table = r.Table
 	file := r.PolicyPath()
 	switch r.Backend {
-	case "nft":
+	case nft.Name:
 		pol, rs, diags := compile.Load(file, r.Text, nft.Lower)
 		if err := policyErrors(file, r.Text, diags); err != nil {
 			return err
@@ -100,7 +100,7 @@ func restorePolicy(ctx context.Context, o Options, r *record.Record) error {
 		o.Policy, o.Guarded = PolicyID(r.Text), Guarded(pol)
 		_, err := Apply(ctx, o, rs)
 		return err
-	case "iptables":
+	case iptables.Name:
 		_, rs, diags := compile.Load(file, r.Text, iptables.Lower)
 		if err := policyErrors(file, r.Text, diags); err != nil {
 			return err
@@ -134,7 +134,7 @@ func restoreClosed(ctx context.Context, o Options, c *record.Closed, file string
 	}
 	o.Table = c.Table
 	switch c.Backend {
-	case "nft":
+	case nft.Name:
 		rs, own := nft.Lower(pol)
 		diags := compile.With(pol, own)
 		if diags.HasErrors() || rs == nil {
@@ -142,7 +142,7 @@ func restoreClosed(ctx context.Context, o Options, c *record.Closed, file string
 		}
 		o.Policy, o.Guarded = "fail-closed", Guarded(pol)
 		_, err = Apply(ctx, o, rs)
-	case "iptables":
+	case iptables.Name:
 		rs, own := iptables.Lower(pol)
 		diags := compile.With(pol, own)
 		if diags.HasErrors() || rs == nil {

@@ -38,9 +38,7 @@ table inet kwl {
 
 func TestForeignTablesRefused(t *testing.T) {
 	ns := newNS(t, "owner")
-	if _, err := ns.RunInput([]byte(hostfw), "nft", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
+	mustInput(t, ns, []byte(hostfw), "nft", "-f", "-")
 	ctx := context.Background()
 	for _, name := range []string{"hostfw", "filter", "kwl"} {
 		before := nftList(t, ns, "table", "inet", name)
@@ -70,9 +68,7 @@ func TestForeignTablesRefused(t *testing.T) {
 	// Taken over deliberately, the table becomes kwl's.
 	o := opts(t, ns)
 	o.ForceForeign = true
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, sampleRuleset())
 	o.ForceForeign = false
 	if had, err := Undeploy(ctx, o); err != nil || !had {
 		t.Fatalf("undeploy of the table kwl replaced: %v %v", had, err)
@@ -84,9 +80,7 @@ func TestMarkAndUnguard(t *testing.T) {
 	ctx := context.Background()
 	o := opts(t, ns)
 	o.Policy, o.Guarded = "sha256:0123456789abcdef", []string{"ssh", "https"}
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, sampleRuleset())
 	out := nftList(t, ns, "table", "inet", "kwl")
 	if !strings.Contains(out, `comment "kwl policy sha256:0123456789abcdef"`) {
 		t.Errorf("no mark in the listing:\n%s", out)
@@ -105,9 +99,7 @@ func TestMarkAndUnguard(t *testing.T) {
 	}
 	// A redeploy that still guards both is fine; one that drops https
 	// is refused and changes nothing, unless forced.
-	if _, err := Apply(ctx, o, modified()); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, modified())
 	before := normalize(nftList(t, ns, "table", "inet", "kwl"))
 	o.Guarded = []string{"ssh"}
 	_, err = Apply(ctx, o, sampleRuleset())
@@ -152,15 +144,10 @@ func confirmChild(arg string) {
 
 func TestRollbackAfterSIGKILL(t *testing.T) {
 	ns := newNS(t, "kill")
-	ctx := context.Background()
 	o := opts(t, ns)
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ns.Run("nft", "add", "element", "inet", "kwl", "door_ssh_6", "{ 2001:db8::10 timeout 60s expires 50s }"); err != nil {
-		t.Fatal(err)
-	}
-	before := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "table", "inet", "kwl")), "expires X")
+	mustDeploy(t, o, sampleRuleset())
+	must(t, ns, "nft", "add", "element", "inet", "kwl", "door_ssh_6", "{ 2001:db8::10 timeout 60s expires 50s }")
+	before := masked(t, ns, "table", "inet", "kwl")
 	const confirm = 3 * time.Second
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+ns.Name+" "+o.StateDir+" "+confirm.String())
@@ -182,7 +169,7 @@ func TestRollbackAfterSIGKILL(t *testing.T) {
 	}
 	cmd.Wait()
 	for {
-		cur := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "table", "inet", "kwl")), "expires X")
+		cur := masked(t, ns, "table", "inet", "kwl")
 		if cur == before {
 			break
 		}
@@ -222,9 +209,7 @@ func TestConfirmNow(t *testing.T) {
 	ns := newNS(t, "confnow")
 	ctx := context.Background()
 	o := opts(t, ns)
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, sampleRuleset())
 	// A stale pid file of an old kwl, naming a process that SIGUSR1
 	// would kill, and a stale socket file: neither is signalled nor
 	// taken for a waiting deploy.
@@ -279,27 +264,19 @@ func TestConfirmNow(t *testing.T) {
 
 func TestRollbackLeavesForeignTables(t *testing.T) {
 	ns := newNS(t, "rbforeign")
-	if _, err := ns.RunInput([]byte(foreign), "nft", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
+	mustInput(t, ns, []byte(foreign), "nft", "-f", "-")
 	ctx := context.Background()
 	o := opts(t, ns)
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
-	before := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "table", "inet", "kwl")), "expires X")
+	mustDeploy(t, o, sampleRuleset())
+	before := masked(t, ns, "table", "inet", "kwl")
 	o.Confirm = 1500 * time.Millisecond
 	done := make(chan error, 1)
 	go func() { _, err := Apply(ctx, o, modified()); done <- err }()
 	time.Sleep(500 * time.Millisecond)
 	// During the confirm window the admin closes inet filter's input
 	// chain and deletes table ip nat.
-	if _, err := ns.Run("nft", "chain", "inet", "filter", "input", "{ policy drop ; }"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ns.Run("nft", "delete", "table", "ip", "nat"); err != nil {
-		t.Fatal(err)
-	}
+	must(t, ns, "nft", "chain", "inet", "filter", "input", "{ policy drop ; }")
+	must(t, ns, "nft", "delete", "table", "ip", "nat")
 	changed := listOthers(t, ns)
 	if err := <-done; !errors.Is(err, ErrRolledBack) {
 		t.Fatalf("want a rollback, got %v", err)
@@ -310,7 +287,7 @@ func TestRollbackLeavesForeignTables(t *testing.T) {
 	if !strings.Contains(listOthers(t, ns), "policy drop") {
 		t.Errorf("the admin's policy drop is gone")
 	}
-	if after := expiresRE.ReplaceAllString(normalize(nftList(t, ns, "table", "inet", "kwl")), "expires X"); after != before {
+	if after := masked(t, ns, "table", "inet", "kwl"); after != before {
 		t.Errorf("kwl's table is not restored:\n%s\n---\n%s", before, after)
 	}
 }
@@ -334,9 +311,7 @@ func TestLockOneNamespaceManyNames(t *testing.T) {
 	}
 	ctx := context.Background()
 	o := opts(t, ns)
-	if _, err := Apply(ctx, o, sampleRuleset()); err != nil {
-		t.Fatal(err)
-	}
+	mustDeploy(t, o, sampleRuleset())
 	o.Confirm = 2 * time.Second
 	done := make(chan error, 1)
 	go func() { _, err := Apply(ctx, o, modified()); done <- err }()

@@ -18,6 +18,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"kwl.dev/kwl/deploy/nftnl"
 )
 
 // A deploy with a confirmation delay hands its rollback to a watchdog: a
@@ -276,7 +278,7 @@ func watch(jobPath string) error {
 	}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "%s kwl watchdog (table %s %s, network namespace %s): %s\n", time.Now().Format(time.RFC3339),
-			familyString(job.Family), job.Table, displayNS(job.NetNS), fmt.Sprintf(format, args...))
+			nftnl.FamilyName(job.Family), job.Table, displayNS(job.NetNS), fmt.Sprintf(format, args...))
 	}
 	events := make(chan wdEvent)
 	go func() {

@@ -1,40 +1,36 @@
 package lang
 
-import "github.com/alecthomas/participle/v2/lexer"
-
 // This file holds the AST: the policy as written. It mirrors the text so
 // that Format can print it back with its comments; values stay as the
-// words the user typed (Check gives them meaning). The struct tags are the
-// participle grammar of statements and test steps; the driver in parse.go
-// cuts the file into statements, frames test blocks and gathers comments.
+// words the user typed (Check gives them meaning), each with where it
+// stands, so that a diagnostic points at the word at fault however the
+// statement is spaced. The grammar that fills it is in grammar.go; the
+// driver in parse.go cuts the file into statements, frames test blocks
+// and gathers comments.
 
-// Node carries the position of the first token of a syntax node. The
-// parser fills Pos; Position converts it.
+// Node is the extent of a syntax node: Pos is where its first token
+// starts, End the column just after its last one.
 type Node struct {
-	Pos lexer.Position
-}
-
-// tokens holds the tokens a statement or step was parsed from; the checker
-// uses them to point at the word at fault.
-type tokens struct {
-	Tokens []lexer.Token
-}
-
-// after returns the position of the token that follows the first token
-// spelled kw, or def when there is none.
-func (t tokens) after(kw string, def Pos) Pos {
-	for i, tok := range t.Tokens {
-		if tok.Value == kw && i+1 < len(t.Tokens) && !t.Tokens[i+1].EOF() {
-			p := t.Tokens[i+1].Pos
-			return Pos{File: p.Filename, Line: p.Line, Col: p.Column}
-		}
-	}
-	return def
+	Pos, End Pos
 }
 
 // Position returns where the node starts.
-func (n Node) Position() Pos {
-	return Pos{File: n.Pos.Filename, Line: n.Pos.Line, Col: n.Pos.Column}
+func (n Node) Position() Pos { return n.Pos }
+
+// Word is one word of a statement as the user wrote it: a name, a
+// number, a duration, a string with its quotes.
+type Word struct {
+	Node
+	Text string
+}
+
+// String returns the word as written, or "" for a nil Word (a clause
+// left out).
+func (w *Word) String() string {
+	if w == nil {
+		return ""
+	}
+	return w.Text
 }
 
 // File is a parsed policy file.
@@ -77,62 +73,59 @@ func (*TestStmt) stmt()    {}
 // PortSpec is "1600", "tcp/22" or "udp/8000".
 type PortSpec struct {
 	Node
-	Proto string `parser:"(@('tcp' | 'udp') '/')?"`
-	Num   string `parser:"@Number"`
+	Proto string // "tcp", "udp" or ""
+	Num   string
 }
 
 // Source is an address or a CIDR in a from clause.
 type Source struct {
 	Node
-	Addr string `parser:"@Addr"`
-	Bits string `parser:"('/' @Number)?"`
+	Addr string
+	Bits string // the prefix length, or ""
 }
 
 // Options are the clauses every rule statement may end with.
 type Options struct {
-	Family string  `parser:"('family' @('ipv4' | 'ipv6'))?"`
-	Log    *LogOpt `parser:"@@?"`
+	Family *Word // "ipv4" or "ipv6", or nil
+	Log    *LogOpt
 }
 
 // LogOpt is "log LEVEL [prefix STRING] [rate COUNT/DUR]".
 type LogOpt struct {
 	Node
-	tokens
-	Level  string `parser:"'log' @(Ident | Keyword | Word | Number)"`
-	Prefix string `parser:"('prefix' @String)?"`
-	Count  string `parser:"('rate' @Number '/'"`
-	Per    string `parser:" @Duration)?"`
+	Level  *Word
+	Prefix *Word // with its quotes, or nil
+	Count  *Word // of the rate, or nil
+	Per    *Word // the rate's window, or nil
 }
 
 // ServiceStmt is "service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]".
 type ServiceStmt struct {
 	Node
-	tokens
-	Name    string      `parser:"'service' @Ident '='"`
-	Ports   []*PortSpec `parser:"@@ (',' @@)*"`
-	Forward *Source     `parser:"('forward' 'to' @@)?"`
+	Name    string
+	Ports   []*PortSpec
+	Forward *Source
 }
 
 // KnockStmt is a knock, or a knock sequence, that opens or closes a service.
 type KnockStmt struct {
 	Node
-	tokens
-	Ports   []*PortSpec `parser:"'knock' @@ (',' @@)*"`
-	From    []*Source   `parser:"('from' @@ (',' @@)*)?"`
-	Within  string      `parser:"('within' @Duration)?"`
-	Action  string      `parser:"@('opens' | 'closes')"`
-	Service string      `parser:"@Ident"`
-	For     string      `parser:"('for' @Duration)?"`
+	Ports   []*PortSpec
+	From    []*Source
+	Within  *Word
+	Action  string // "opens" or "closes"
+	Service *Word
+	ForPos  Pos   // of "for", when For is set
+	For     *Word // the door's lifetime
 	Options
 }
 
 // CloseStmt is "close SVC on PORTSPEC {, PORTSPEC} ...".
 type CloseStmt struct {
 	Node
-	tokens
-	Service string      `parser:"'close' @Ident 'on'"`
-	Ports   []*PortSpec `parser:"@@ (',' @@)*"`
-	From    []*Source   `parser:"('from' @@ (',' @@)*)?"`
+	Service *Word
+	Ports   []*PortSpec
+	From    []*Source
 	Options
 }
 
@@ -141,34 +134,33 @@ type CloseStmt struct {
 // sources; it is the only way to write a ban on a shared counter.
 type LimitStmt struct {
 	Node
-	tokens
-	Service   string `parser:"'limit' @Ident"`
-	Count     string `parser:"@Number '/'"`
-	Window    string `parser:"@Duration"`
-	PerSource bool   `parser:"((@'per' 'source'"`
-	Mask4     string `parser:"  ('/' @Number"`
-	Mask6     string `parser:"   ('/' @Number)?)?)"`
-	Shared    bool   `parser:" | @'shared')?"`
-	Ban       string `parser:"('ban' @Duration)?"`
+	Service   *Word
+	Count     *Word
+	Window    *Word
+	PerSource bool
+	Mask4     *Word // after "per source/", or nil
+	Mask6     *Word // after Mask4, or nil
+	Shared    bool
+	BanPos    Pos // of "ban", when Ban is set
+	Ban       *Word
 	Options
 }
 
 // AllowStmt is "allow SVC [from SRC {, SRC}] ...".
 type AllowStmt struct {
 	Node
-	tokens
-	Service string    `parser:"'allow' @Ident"`
-	From    []*Source `parser:"('from' @@ (',' @@)*)?"`
+	Service *Word
+	From    []*Source
 	Options
 }
 
 // TestStmt is a test block. The driver frames it (test "NAME" { ... }) so
 // that a bad step does not hide the next one; each step is parsed by the
-// Step grammar.
+// step grammar.
 type TestStmt struct {
 	Node
 	Name    string // as written, with its quotes
-	NamePos lexer.Position
+	NamePos Pos
 	Comment *Comment // after "{" on the first line
 	Items   []*Item  // steps and comments
 }
@@ -177,21 +169,21 @@ type TestStmt struct {
 // "at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]".
 type TestStep struct {
 	Node
-	tokens
-	At       string      `parser:"'at' @Duration"`
-	From     *Source     `parser:"'from' @@"`
-	SPort    string      `parser:"('port' @Number)?"`
-	To       *Source     `parser:"('to' @@)?"`
-	Port     *PortSpec   `parser:"@@"`
-	Data     bool        `parser:"@'data'?"`
-	Flags    string      `parser:"('flags' @(Ident | Word | Number))?"`
-	Expect   string      `parser:"'expect' @('accept' | 'drop' | 'reject')"`
-	Override []*Override `parser:"@@*"`
+	At       *Word
+	From     *Source
+	SPort    *Word // the source port, or nil
+	To       *Source
+	Port     *PortSpec
+	Data     bool
+	Flags    *Word
+	Expect   string
+	Override []*Override
 }
 
-// Override is "BACKEND VERDICT" after a step's expected verdict.
+// Override is "BACKEND VERDICT" after a step's expected verdict. Any name
+// parses as a backend: which ones exist is compile's registry.
 type Override struct {
 	Node
-	Backend string `parser:"@('nft' | 'iptables')"`
-	Verdict string `parser:"@('accept' | 'drop' | 'reject')"`
+	Backend string
+	Verdict string
 }

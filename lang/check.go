@@ -3,6 +3,7 @@ package lang
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,6 +103,8 @@ type checker struct {
 	// ast maps IR elements back to the statements they came from, for
 	// the lints' positions and for what the IR does not keep.
 	ast astOf
+	// id numbers the statements in source order: their IR's ID.
+	id map[Stmt]int
 }
 
 type knockPort struct {
@@ -119,9 +122,13 @@ func (c *checker) warnf(pos Pos, code Code, hint, format string, args ...any) {
 	c.diags.Add(pos, Warning, code, fmt.Sprintf(format, args...), hint)
 }
 
-func lpos(n Node) Pos { return n.Position() }
-
 func (c *checker) run() {
+	c.id = map[Stmt]int{}
+	for _, it := range c.file.Items {
+		if it.Stmt != nil {
+			c.id[it.Stmt] = len(c.id)
+		}
+	}
 	// Definitions first: a statement may name a service defined below it.
 	for _, it := range c.file.Items {
 		if s, ok := it.Stmt.(*ServiceStmt); ok {
@@ -157,7 +164,7 @@ func (c *checker) serviceStmt(s *ServiceStmt) {
 		c.errorf(pos, ErrNameLength, "name it in fewer words: a name becomes part of set, chain and list names, and of rule comments",
 			"service name of %d characters is longer than %d", len(s.Name), MaxNameLen)
 	}
-	svc := &Service{Pos: pos, Name: s.Name}
+	svc := &Service{ID: c.id[s], Pos: pos, Name: s.Name}
 	svc.Ports = c.portList(s.Ports, "service", false)
 	if s.Forward != nil {
 		if a, ok := c.addr(s.Forward, "the forward address"); ok {
@@ -188,7 +195,7 @@ func (c *checker) service(name string, pos Pos) *Service {
 			}
 			svc = c.builtin[name]
 			if svc == nil {
-				svc = &Service{Pos: pos, Name: name, Ports: append([]Port(nil), ports...)}
+				svc = &Service{ID: -1, Pos: pos, Name: name, Ports: append([]Port(nil), ports...)}
 				c.builtin[name] = svc
 			}
 		}
@@ -342,7 +349,7 @@ func (c *checker) sources(list []*Source) []netip.Prefix {
 // concerns IPv4 only, and backends need not emit an IPv6 rule for it.
 func (c *checker) family(o Options, from []netip.Prefix, pos Pos, fromNodes []*Source) Family {
 	f := Both
-	switch o.Family {
+	switch o.Family.String() {
 	case "ipv4":
 		f = IPv4
 	case "ipv6":
@@ -361,7 +368,7 @@ func (c *checker) family(o Options, from []netip.Prefix, pos Pos, fromNodes []*S
 				at = fromNodes[i].Position()
 			}
 			c.errorf(at, ErrFamily, "drop the address or the family clause",
-				"%s can never match: the statement is restricted to %s", p, o.Family)
+				"%s can never match: the statement is restricted to %s", p, o.Family.Text)
 		}
 	}
 	if f == Both && len(from) > 0 {
@@ -379,32 +386,27 @@ func (c *checker) log(l *LogOpt) *Log {
 	if l == nil {
 		return nil
 	}
-	ok := false
-	for _, lv := range logLevels {
-		if l.Level == lv {
-			ok = true
-		}
-	}
-	out := &Log{Level: l.Level, Rate: DefaultLogRate, Per: DefaultLogPer}
-	if !ok {
-		hint := didYouMean(l.Level, logLevels)
-		if l.Level == "warning" || l.Level == "error" || l.Level == "emergency" || l.Level == "critical" {
-			hint = "did you mean '" + map[string]string{"warning": "warn", "error": "err", "emergency": "emerg", "critical": "crit"}[l.Level] + "'?"
+	level := l.Level.Text
+	out := &Log{Level: level, Rate: DefaultLogRate, Per: DefaultLogPer}
+	if !slices.Contains(logLevels, level) {
+		hint := didYouMean(level, logLevels)
+		if level == "warning" || level == "error" || level == "emergency" || level == "critical" {
+			hint = "did you mean '" + map[string]string{"warning": "warn", "error": "err", "emergency": "emerg", "critical": "crit"}[level] + "'?"
 		}
 		if hint == "" {
 			hint = "levels are " + strings.Join(logLevels, ", ")
 		}
-		c.errorf(Pos{File: l.Position().File, Line: l.Pos.Line, Col: l.Pos.Column + len("log ")}, ErrLogLevel, hint, "unknown log level %q", l.Level)
+		c.errorf(l.Level.Pos, ErrLogLevel, hint, "unknown log level %q", level)
 	}
-	if l.Prefix != "" {
-		s, err := strconv.Unquote(l.Prefix)
+	if l.Prefix != nil {
+		s, err := strconv.Unquote(l.Prefix.Text)
 		if err != nil {
-			c.errorf(l.Position(), ErrString, `escape only \" and \\ in strings`, "log prefix %s is not a valid string", l.Prefix)
+			c.errorf(l.Position(), ErrString, `escape only \" and \\ in strings`, "log prefix %s is not a valid string", l.Prefix.Text)
 		}
 		out.Prefix = s
-		c.logPrefix(s, l.after("prefix", l.Position()))
+		c.logPrefix(s, l.Prefix.Pos)
 	}
-	if l.Count != "" {
+	if l.Count != nil {
 		c.logRate(l, out)
 	}
 	return out
@@ -433,18 +435,17 @@ func (c *checker) logPrefix(s string, pos Pos) {
 // both backends' token buckets count in whole lines per second, minute,
 // hour or day.
 func (c *checker) logRate(l *LogOpt, out *Log) {
-	cpos := l.after("rate", l.Position())
-	n, err := strconv.Atoi(l.Count)
+	n, err := strconv.Atoi(l.Count.Text)
 	if err != nil || n < 1 || n > maxLogRate {
-		c.errorf(cpos, ErrLogRate, fmt.Sprintf("log at least 1 and at most %d lines per window", maxLogRate), "log rate %s is out of range", l.Count)
+		c.errorf(l.Count.Pos, ErrLogRate, fmt.Sprintf("log at least 1 and at most %d lines per window", maxLogRate), "log rate %s is out of range", l.Count.Text)
 		return
 	}
-	per, ok := c.duration(l.Per, l.after("/", l.Position()), "the log rate's window", false)
+	per, ok := c.duration(l.Per.Text, l.Per.Pos, "the log rate's window", false)
 	if !ok {
 		return
 	}
 	if per > 24*time.Hour {
-		c.errorf(l.after("/", l.Position()), ErrLogRate, "write the rate over a day or less: 1/1d is 1/24h", "the log rate's window %s is longer than a day", l.Per)
+		c.errorf(l.Per.Pos, ErrLogRate, "write the rate over a day or less: 1/1d is 1/24h", "the log rate's window %s is longer than a day", l.Per.Text)
 		return
 	}
 	for _, u := range LogRateUnits {
@@ -453,8 +454,8 @@ func (c *checker) logRate(l *LogOpt, out *Log) {
 			return
 		}
 	}
-	c.errorf(cpos, ErrLogRate, "the kernels count a log rate in whole lines per second, minute, hour or day: write it as such (3/1m, 1/20s)",
-		"log rate %s/%s is not a whole number of lines per second, minute, hour or day", l.Count, l.Per)
+	c.errorf(l.Count.Pos, ErrLogRate, "the kernels count a log rate in whole lines per second, minute, hour or day: write it as such (3/1m, 1/20s)",
+		"log rate %s/%s is not a whole number of lines per second, minute, hour or day", l.Count.Text, l.Per.Text)
 }
 
 // maxLogRate is the largest count of a log rate (xt_limit's burst is at
@@ -464,14 +465,14 @@ const maxLogRate = 10000
 func (c *checker) knockStmt(s *KnockStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service, s.after(s.Action, pos))
+	svc := c.service(s.Service.Text, s.Service.Pos)
 	seq := c.portList(s.Ports, "sequence", true)
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
 	lg := c.log(s.Log)
 	var within time.Duration
-	if s.Within != "" {
-		within, _ = c.duration(s.Within, s.after("within", pos), "the window between knocks", false)
+	if s.Within != nil {
+		within, _ = c.duration(s.Within.Text, s.Within.Pos, "the window between knocks", false)
 	} else if len(s.Ports) > 1 {
 		within = defaultWithin
 	}
@@ -480,13 +481,13 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	}
 	var life time.Duration
 	switch {
-	case s.Action == "opens" && s.For == "":
-		c.errorf(s.after("opens", pos), ErrLifetime, fmt.Sprintf("say how long the door stays open: knock ... opens %s for 60s", s.Service),
-			"knock opens %s but does not say for how long", s.Service)
+	case s.Action == "opens" && s.For == nil:
+		c.errorf(s.Service.Pos, ErrLifetime, fmt.Sprintf("say how long the door stays open: knock ... opens %s for 60s", s.Service.Text),
+			"knock opens %s but does not say for how long", s.Service.Text)
 	case s.Action == "opens":
-		life, _ = c.duration(s.For, s.after("for", pos), "the door's lifetime", false)
-	case s.For != "":
-		c.errorf(s.after(s.Service, pos), ErrLifetime, "drop \"for "+s.For+"\"", "a closing knock takes no lifetime")
+		life, _ = c.duration(s.For.Text, s.For.Pos, "the door's lifetime", false)
+	case s.For != nil:
+		c.errorf(s.ForPos, ErrLifetime, "drop \"for "+s.For.Text+"\"", "a closing knock takes no lifetime")
 	}
 	if svc == nil {
 		return
@@ -499,13 +500,13 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	}
 	if s.Action == "opens" {
 		svc.Guarded = true
-		d := &Door{Pos: pos, Service: svc, Sequence: seq, Within: within,
+		d := &Door{ID: c.id[s], Pos: pos, Service: svc, Sequence: seq, Within: within,
 			Lifetime: life, From: from, Family: fam, Log: lg}
 		c.pol.Doors = append(c.pol.Doors, d)
 		c.ast.doors[d] = s
 		return
 	}
-	r := &Revoke{Pos: pos, Service: svc, From: from, Family: fam, Log: lg}
+	r := &Revoke{ID: c.id[s], Pos: pos, Service: svc, From: from, Family: fam, Log: lg}
 	c.ast.revokes[r] = s.Ports
 	if len(seq) == 1 {
 		r.Ports = seq
@@ -518,7 +519,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 func (c *checker) closeStmt(s *CloseStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service, s.after("close", pos))
+	svc := c.service(s.Service.Text, s.Service.Pos)
 	ports := c.portList(s.Ports, "list", false)
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
@@ -532,7 +533,7 @@ func (c *checker) closeStmt(s *CloseStmt) {
 	if c.diags[n:].HasErrors() {
 		return
 	}
-	r := &Revoke{Pos: pos, Service: svc, Ports: ports, From: from, Family: fam, Log: lg}
+	r := &Revoke{ID: c.id[s], Pos: pos, Service: svc, Ports: ports, From: from, Family: fam, Log: lg}
 	c.pol.Revokes = append(c.pol.Revokes, r)
 	c.ast.revokes[r] = s.Ports
 }
@@ -540,41 +541,37 @@ func (c *checker) closeStmt(s *CloseStmt) {
 func (c *checker) limitStmt(s *LimitStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service, s.after("limit", pos))
-	cpos := s.after(s.Service, pos)
-	l := &Limit{Pos: pos, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
-	count, err := strconv.Atoi(s.Count)
+	svc := c.service(s.Service.Text, s.Service.Pos)
+	l := &Limit{ID: c.id[s], Pos: pos, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
+	count, err := strconv.Atoi(s.Count.Text)
 	switch {
 	case err != nil || count > MaxLimitCount:
-		c.errorf(cpos, ErrLimitCount, fmt.Sprintf("a limit counts at most %d connections per window; for a higher rate, write it over a shorter window (100/1s rather than 6000/1m)", MaxLimitCount),
-			"limit count %s is too large", s.Count)
+		c.errorf(s.Count.Pos, ErrLimitCount, fmt.Sprintf("a limit counts at most %d connections per window; for a higher rate, write it over a shorter window (100/1s rather than 6000/1m)", MaxLimitCount),
+			"limit count %s is too large", s.Count.Text)
 	case count < 1:
-		c.errorf(cpos, ErrLimitCount, "a limit admits at least 1 connection per window; to refuse all, guard the service with a knock",
-			"limit count must be at least 1, not %s", s.Count)
+		c.errorf(s.Count.Pos, ErrLimitCount, "a limit admits at least 1 connection per window; to refuse all, guard the service with a knock",
+			"limit count must be at least 1, not %s", s.Count.Text)
 	}
 	l.Count = count
-	wpos := s.after("/", pos)
-	l.Window, _ = c.duration(s.Window, wpos, "the limit's window", false)
+	l.Window, _ = c.duration(s.Window.Text, s.Window.Pos, "the limit's window", false)
 	if l.Window > MaxLimitWindow {
-		c.errorf(wpos, ErrDuration, "a limit's window is at most a day; write the rate over a shorter window",
-			"the limit's window %s is longer than a day", s.Window)
+		c.errorf(s.Window.Pos, ErrDuration, "a limit's window is at most a day; write the rate over a shorter window",
+			"the limit's window %s is longer than a day", s.Window.Text)
 	}
-	if s.Mask4 != "" {
-		m4 := s.after("source", pos)
-		l.Mask4 = c.mask(s.Mask4, 32, Pos{File: m4.File, Line: m4.Line, Col: m4.Col + 1}, "IPv4")
-		if s.Mask6 != "" {
-			l.Mask6 = c.mask(s.Mask6, 128, Pos{File: m4.File, Line: m4.Line, Col: m4.Col + 2 + len(s.Mask4)}, "IPv6")
-		}
+	if s.Mask4 != nil {
+		l.Mask4 = c.mask(s.Mask4, 32, "IPv4")
 	}
-	if s.Ban != "" {
-		bpos := s.after("ban", pos)
-		l.Ban, _ = c.duration(s.Ban, bpos, "the ban", false)
+	if s.Mask6 != nil {
+		l.Mask6 = c.mask(s.Mask6, 128, "IPv6")
+	}
+	if s.Ban != nil {
+		l.Ban, _ = c.duration(s.Ban.Text, s.Ban.Pos, "the ban", false)
 		if !s.PerSource && !s.Shared {
 			// One source that spends the shared counter would get every
 			// source after it banned: say so, or say "shared".
-			c.errorf(s.at("ban", pos), ErrSharedBan,
-				fmt.Sprintf("ban the sources that exceed their own count: limit %s %s/%s per source ban %s; or, to mean one counter for all, write limit %s %s/%s shared ban %s",
-					s.Service, s.Count, s.Window, s.Ban, s.Service, s.Count, s.Window, s.Ban),
+			c.errorf(s.BanPos, ErrSharedBan,
+				fmt.Sprintf("ban the sources that exceed their own count: limit %[1]s %[2]s/%[3]s per source ban %[4]s; or, to mean one counter for all, write limit %[1]s %[2]s/%[3]s shared ban %[4]s",
+					s.Service.Text, s.Count.Text, s.Window.Text, s.Ban.Text),
 				"ban without per source: once one source spends the counter all sources share, every source that connects is banned")
 		}
 	}
@@ -587,11 +584,11 @@ func (c *checker) limitStmt(s *LimitStmt) {
 	c.ast.limits[l] = s
 }
 
-func (c *checker) mask(word string, bits int, pos Pos, fam string) int {
-	m, err := strconv.Atoi(word)
+func (c *checker) mask(w *Word, bits int, fam string) int {
+	m, err := strconv.Atoi(w.Text)
 	if err != nil || m < 1 || m > bits {
-		c.errorf(pos, ErrMask, fmt.Sprintf("an %s source prefix runs from 1 to %d", fam, bits),
-			"per source/%s is out of range for %s", word, fam)
+		c.errorf(w.Pos, ErrMask, fmt.Sprintf("an %s source prefix runs from 1 to %d", fam, bits),
+			"per source/%s is out of range for %s", w.Text, fam)
 		return bits
 	}
 	return m
@@ -600,14 +597,14 @@ func (c *checker) mask(word string, bits int, pos Pos, fam string) int {
 func (c *checker) allowStmt(s *AllowStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service, s.after("allow", pos))
+	svc := c.service(s.Service.Text, s.Service.Pos)
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
 	lg := c.log(s.Log)
 	if svc == nil || c.diags[n:].HasErrors() {
 		return
 	}
-	c.pol.Allows = append(c.pol.Allows, &Allow{Pos: pos, Service: svc, From: from, Family: fam, Log: lg})
+	c.pol.Allows = append(c.pol.Allows, &Allow{ID: c.id[s], Pos: pos, Service: svc, From: from, Family: fam, Log: lg})
 }
 
 var verdicts = map[string]Verdict{"accept": Accept, "drop": Drop, "reject": Reject}
@@ -618,7 +615,7 @@ func (c *checker) testStmt(s *TestStmt) {
 	if err != nil {
 		c.errorf(pos, ErrString, `escape only \" and \\ in strings`, "test name %s is not a valid string", s.Name)
 	}
-	t := &Test{Pos: pos, Name: name}
+	t := &Test{ID: c.id[s], Pos: pos, Name: name}
 	var last time.Duration
 	var lastPos Pos
 	for _, it := range s.Items {
@@ -636,20 +633,20 @@ func (c *checker) testStmt(s *TestStmt) {
 		if st.Data {
 			step.Kind = Data
 		}
-		at, ok := c.duration(st.At, st.after("at", sp), "a step's time", true)
+		at, ok := c.duration(st.At.Text, st.At.Pos, "a step's time", true)
 		if ok {
 			if at < last {
 				c.errorf(sp, ErrTestTime, fmt.Sprintf("the step at line %d is at %s; steps run in order and time never goes back", lastPos.Line, last),
-					"step at %s comes before the previous step", st.At)
+					"step at %s comes before the previous step", st.At.Text)
 			}
 			last, lastPos = at, sp
 		}
 		step.At = at
 		step.Src, _ = c.addr(st.From, "a step's source")
-		if st.SPort != "" {
-			n, err := strconv.Atoi(st.SPort)
+		if st.SPort != nil {
+			n, err := strconv.Atoi(st.SPort.Text)
 			if err != nil || n < 1 || n > 65535 {
-				c.errorf(st.after("port", sp), ErrPortRange, "ports run from 1 to 65535", "source port %s is out of range", st.SPort)
+				c.errorf(st.SPort.Pos, ErrPortRange, "ports run from 1 to 65535", "source port %s is out of range", st.SPort.Text)
 			} else {
 				step.SPort = uint16(n)
 			}
@@ -661,29 +658,31 @@ func (c *checker) testStmt(s *TestStmt) {
 			}
 		}
 		step.Port, _ = c.port(st.Port)
-		if st.Flags != "" {
-			fp := st.after("flags", sp)
-			f, bad, ok := ParseTCPFlags(st.Flags)
+		if st.Flags != nil {
+			fp := st.Flags.Pos
+			f, bad, ok := ParseTCPFlags(st.Flags.Text)
 			switch {
 			case !ok && strings.Contains(flagLetters, bad):
-				c.errorf(fp, ErrFlags, "", "TCP flag %s is given twice in %q", bad, st.Flags)
+				c.errorf(fp, ErrFlags, "", "TCP flag %s is given twice in %q", bad, st.Flags.Text)
 			case !ok:
 				c.errorf(fp, ErrFlags, "flags are letters as tcpdump prints them: S (SYN), A (ACK), F (FIN), R (RST), P (PSH), U (URG), E (ECE), W (CWR), or none",
-					"%q is not a TCP flag in %q", bad, st.Flags)
+					"%q is not a TCP flag in %q", bad, st.Flags.Text)
 			case step.Port.Proto == UDP:
 				c.errorf(fp, ErrFlags, "drop the flags, or send to a TCP port", "a UDP datagram has no TCP flags")
 			default:
 				step.Flags, step.HasFlags = f, true
 			}
 		}
+	overrides:
 		for _, o := range st.Override {
-			if step.ExpectOn == nil {
-				step.ExpectOn = map[string]Verdict{}
+			for i, prev := range step.ExpectOn {
+				if prev.Backend == o.Backend {
+					c.errorf(o.Position(), ErrOverride, "", "the verdict for %s is given twice", o.Backend)
+					step.ExpectOn[i].Verdict = verdicts[o.Verdict]
+					continue overrides
+				}
 			}
-			if _, dup := step.ExpectOn[o.Backend]; dup {
-				c.errorf(o.Position(), ErrOverride, "", "the verdict for %s is given twice", o.Backend)
-			}
-			step.ExpectOn[o.Backend] = verdicts[o.Verdict]
+			step.ExpectOn = append(step.ExpectOn, BackendVerdict{Pos: o.Position(), Backend: o.Backend, Verdict: verdicts[o.Verdict]})
 		}
 		t.Steps = append(t.Steps, step)
 	}

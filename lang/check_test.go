@@ -88,6 +88,57 @@ func TestCheckErrors(t *testing.T) {
 	}
 }
 
+// TestColumns: a diagnostic points at the word at fault however the
+// statement is spaced, with several spaces or tabs between the words.
+// word is the text the diagnostic must point at, its last occurrence on
+// the diagnostic's line.
+func TestColumns(t *testing.T) {
+	tests := []struct {
+		name, src string
+		code      Code
+		word      string
+	}{
+		{"log level after three spaces", "allow ssh log   warnin", ErrLogLevel, "warnin"},
+		{"log level after two tabs", "allow ssh log\t\twarnin", ErrLogLevel, "warnin"},
+		{"log level in a spaced statement", "knock  1600\topens ssh  for 60s   log \t  loud", ErrLogLevel, "loud"},
+		{"log prefix", "allow ssh log info prefix  \t\"" + strings.Repeat("a", MaxLogPrefix+1) + "\"", ErrLogPrefix, `"aaa`},
+		{"log rate count", "allow ssh log info rate   0 / 1m", ErrLogRate, "0 /"},
+		{"log rate window", "allow ssh log info rate 1 /  48h", ErrLogRate, "48h"},
+		{"unknown service", "allow    shh", ErrUnknownService, "shh"},
+		{"lifetime", "knock 1600 opens ssh for\t\t0s", ErrDuration, "0s"},
+		{"closing lifetime", "knock 1600 closes  ssh \t for 5s", ErrLifetime, "for"},
+		{"within", "knock 1, 2  within   0ms opens ssh for 5s", ErrDuration, "0ms"},
+		{"limit count", "limit  ssh   0 / 60s", ErrLimitCount, "0 /"},
+		{"limit window", "limit ssh 3 /\t-60s", ErrDuration, "-60s"},
+		{"mask v4 with spaces", "limit ssh 3/60s per source / 0", ErrMask, "0"},
+		{"mask v6 after spaces", "limit ssh 3/60s per source/24/  129", ErrMask, "129"},
+		{"mask v6 after a spaced v4", "limit ssh 3/60s per source /  24 / 129", ErrMask, "129"},
+		{"shared ban", "limit ssh 3/60s   ban  5m", ErrSharedBan, "ban"},
+		{"ban", "limit ssh 3/60s per source ban\t0s", ErrDuration, "0s"},
+		{"step time", "test \"t\" {\n\tat   -1s from 1.2.3.4 tcp/22 expect drop\n}", ErrDuration, "-1s"},
+		{"step source port", "test \"t\" {\n\tat 0s from 1.2.3.4 port   0  tcp/22 expect drop\n}", ErrPortRange, "0  tcp"},
+		{"step flags", "test \"t\" {\n\tat 0s from 1.2.3.4 tcp/22 flags \t SX expect drop\n}", ErrFlags, "SX"},
+		{"door family", "knock 1600 opens ssh for 60s family    ipv4", LintDoorFamily, "ipv4"},
+		{"dead ban", "limit ssh 3/60s per source\nlimit ssh 5/60s per source  \t ban 5m", LintDeadLimit, "ban"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, diags := Load("p.kwl", []byte(tc.src))
+			for _, d := range diags {
+				if d.Code != tc.code {
+					continue
+				}
+				line := strings.Split(tc.src, "\n")[d.Pos.Line-1]
+				if want := strings.LastIndex(line, tc.word) + 1; d.Pos.Col != want {
+					t.Errorf("%s at column %d, want %d (%q)", d, d.Pos.Col, want, tc.word)
+				}
+				return
+			}
+			t.Errorf("no %s; got %v", tc.code, diags)
+		})
+	}
+}
+
 func TestCheckWarnings(t *testing.T) {
 	_, diags := Load("p.kwl", []byte("limit https 10/1s\nknock 443 opens ssh for 60s\nclose ssh on 80\nallow http"))
 	if diags.HasErrors() {
@@ -146,36 +197,36 @@ test "t" {
 	if len(diags) > 0 {
 		t.Fatalf("diagnostics: %v", diags)
 	}
-	ssh := &Service{Name: "ssh", Ports: []Port{{TCP, 2222}}, Guarded: true}
-	web := &Service{Name: "web", Ports: []Port{{TCP, 8080}, {UDP, 8081}}, Forward: netip.MustParseAddr("192.168.1.5"), Guarded: true}
-	https := &Service{Name: "https", Ports: []Port{{TCP, 443}}}
-	dns := &Service{Name: "dns", Ports: []Port{{UDP, 53}, {TCP, 53}}}
+	ssh := &Service{ID: 0, Name: "ssh", Ports: []Port{{TCP, 2222}}, Guarded: true}
+	web := &Service{ID: 1, Name: "web", Ports: []Port{{TCP, 8080}, {UDP, 8081}}, Forward: netip.MustParseAddr("192.168.1.5"), Guarded: true}
+	https := &Service{ID: -1, Name: "https", Ports: []Port{{TCP, 443}}}
+	dns := &Service{ID: -1, Name: "dns", Ports: []Port{{UDP, 53}, {TCP, 53}}}
 	pfx := netip.MustParsePrefix
 	want := &Policy{
 		Services: []*Service{ssh, web, https, dns},
 		Doors: []*Door{
-			{Service: ssh, Sequence: []Port{{TCP, 7000}, {UDP, 8000}, {TCP, 9000}}, Within: 5 * time.Second, Lifetime: 30 * time.Second},
-			{Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: ", Rate: DefaultLogRate, Per: DefaultLogPer}},
+			{ID: 2, Service: ssh, Sequence: []Port{{TCP, 7000}, {UDP, 8000}, {TCP, 9000}}, Within: 5 * time.Second, Lifetime: 30 * time.Second},
+			{ID: 3, Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: ", Rate: DefaultLogRate, Per: DefaultLogPer}},
 		},
 		Revokes: []*Revoke{
-			{Service: ssh, Sequence: []Port{{TCP, 9000}, {TCP, 8000}}, Within: 2 * time.Second},
-			{Service: ssh, Ports: []Port{{TCP, 1599}}},
-			{Service: web, Ports: []Port{{TCP, 1601}, {TCP, 1602}}, Family: IPv6},
+			{ID: 4, Service: ssh, Sequence: []Port{{TCP, 9000}, {TCP, 8000}}, Within: 2 * time.Second},
+			{ID: 5, Service: ssh, Ports: []Port{{TCP, 1599}}},
+			{ID: 6, Service: web, Ports: []Port{{TCP, 1601}, {TCP, 1602}}, Family: IPv6},
 		},
 		Limits: []*Limit{
-			{Service: https, Count: 100, Window: time.Second, Mask4: 32, Mask6: 128},
-			{Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 32, Mask6: 128},
-			{Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 128, Ban: 5 * time.Minute},
-			{Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 64},
+			{ID: 7, Service: https, Count: 100, Window: time.Second, Mask4: 32, Mask6: 128},
+			{ID: 8, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 32, Mask6: 128},
+			{ID: 9, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 128, Ban: 5 * time.Minute},
+			{ID: 10, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 64},
 		},
 		Allows: []*Allow{
-			{Service: ssh, From: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/8")}},
-			{Service: dns, From: []netip.Prefix{pfx("10.0.0.1/32")}, Family: IPv4},
+			{ID: 11, Service: ssh, From: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/8")}},
+			{ID: 12, Service: dns, From: []netip.Prefix{pfx("10.0.0.1/32")}, Family: IPv4},
 		},
-		Tests: []*Test{{Name: "t", Steps: []*Step{
+		Tests: []*Test{{ID: 13, Name: "t", Steps: []*Step{
 			{At: 0, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Expect: Drop},
 			{At: 1500 * time.Millisecond, Src: netip.MustParseAddr("198.51.100.10"), SPort: 40000, Dst: netip.MustParseAddr("192.0.2.1"),
-				Port: Port{TCP, 2222}, Kind: Data, Expect: Accept, ExpectOn: map[string]Verdict{"iptables": Drop}},
+				Port: Port{TCP, 2222}, Kind: Data, Expect: Accept, ExpectOn: []BackendVerdict{{Backend: "iptables", Verdict: Drop}}},
 			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 7000}, Flags: ACK, HasFlags: true, Expect: Drop},
 			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 7000}, HasFlags: true, Expect: Drop},
 			{At: 2 * time.Second, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Kind: Data, Flags: FIN | PSH | URG, HasFlags: true, Expect: Drop},

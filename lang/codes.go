@@ -28,7 +28,7 @@ const (
 	ErrString         Code = "E13" // a string with a bad escape
 	ErrFamily         Code = "E14" // an address of the family the statement excludes
 	ErrLifetime       Code = "E15" // "opens" without "for DUR", or "closes" with it
-	ErrOverride       Code = "E16" // a backend named twice in one step's expectations
+	ErrOverride       Code = "E16" // a backend unknown, or named twice, in one step's expectations
 	ErrSharedBan      Code = "E17" // a ban on a counter shared by all sources, without "shared"
 	ErrAllowAll       Code = "E18" // an allow of every source on a knocked service
 	ErrDeadDoor       Code = "E19" // a door whose last knock a later close of its service revokes
@@ -82,7 +82,7 @@ var codes = map[Code]codeInfo{
 	ErrString:         {"string with a bad escape", `test "a\q" { ... }`},
 	ErrFamily:         {"address of a family the statement excludes", "allow ssh from ::1 family ipv4"},
 	ErrLifetime:       {`"opens" without "for DUR", or "closes" with it`, "knock 1600 opens ssh"},
-	ErrOverride:       {"a backend given twice in one step's expectations", "expect accept (nft: drop, nft: accept)"},
+	ErrOverride:       {"a backend unknown, or given twice, in one step's expectations", "expect accept nft drop nft accept"},
 	ErrSharedBan:      {`ban on a counter shared by all sources without "shared"`, "limit ssh 3/60s ban 1h"},
 	ErrAllowAll:       {"allow of every source of a family in which a door knocks the same service", "knock 1600 opens ssh for 60s; allow ssh"},
 	ErrDeadDoor:       {"door that can never open: a later close of its service revokes it at once", "knock 1600 opens ssh for 60s; knock 1600 closes ssh"},

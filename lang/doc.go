@@ -23,8 +23,8 @@
 //	OPTIONS = [family ipv4|ipv6] [log LEVEL [prefix "STR"] [rate COUNT/DUR]]
 //
 // PORTSPEC is 1600 (tcp), tcp/22 or udp/8000; SRC an address or a CIDR;
-// DUR a duration; VERDICT accept, drop or reject; BACKEND nft or
-// iptables; LEVEL a syslog level (emerg alert crit err warn notice info
+// DUR a duration; VERDICT accept, drop or reject; BACKEND a backend of
+// compile's registry (nft, iptables); LEVEL a syslog level (emerg alert crit err warn notice info
 // debug); FLAGS TCP flags as tcpdump and nmap print them, letters S (SYN),
 // A (ACK), F (FIN), R (RST), P (PSH), U (URG), E (ECE), W (CWR) in any
 // order, or none. The words of the statements (service, knock, opens, for, ...)
@@ -59,9 +59,10 @@
 // up to nine decimals and no trailing zeros: 1.373578999, 31536005.1s.
 //
 // Statements are parsed with a participle grammar (the struct tags in
-// ast.go), one statement at a time: the driver cuts the file at ';' and
-// newlines, frames test blocks and collects comments, so a syntax error
-// stops only its own statement (or test step).
+// grammar.go, converted into the AST of ast.go, where every word keeps
+// its own position), one statement at a time: the driver cuts the file
+// at ';' and newlines, frames test blocks and collects comments, so a
+// syntax error stops only its own statement (or test step).
 //
 // # Meaning
 //
@@ -149,7 +150,8 @@
 //	E14 address of a family the statement excludes; a step from one
 //	    family to the other
 //	E15 "opens" without "for DUR", or "closes" with it
-//	E16 a backend given twice in one step's expectations
+//	E16 a backend unknown (compile's registry), or given twice, in one
+//	    step's expectations
 //	E17 ban on a counter shared by all sources without "shared"
 //	E18 allow of every source (no from, or a /0) of a family in which a
 //	    door knocks the same service: the door guards nothing

@@ -146,16 +146,16 @@ func (w *words) from(ss []*Source) {
 }
 
 func (w *words) options(o Options) {
-	if o.Family != "" {
-		w.add("family", o.Family)
+	if o.Family != nil {
+		w.add("family", o.Family.Text)
 	}
-	if o.Log != nil {
-		w.add("log", o.Log.Level)
-		if o.Log.Prefix != "" {
-			w.add("prefix", o.Log.Prefix)
+	if l := o.Log; l != nil {
+		w.add("log", l.Level.Text)
+		if l.Prefix != nil {
+			w.add("prefix", l.Prefix.Text)
 		}
-		if o.Log.Count != "" {
-			w.add("rate", o.Log.Count+"/"+canonicalDuration(o.Log.Per))
+		if l.Count != nil {
+			w.add("rate", l.Count.Text+"/"+canonicalDuration(l.Per.Text))
 		}
 	}
 }
@@ -172,26 +172,26 @@ func stmtText(s Stmt) string {
 	case *KnockStmt:
 		w.add("knock", portsText(s.Ports))
 		w.from(s.From)
-		if s.Within != "" {
-			w.add("within", canonicalDuration(s.Within))
+		if s.Within != nil {
+			w.add("within", canonicalDuration(s.Within.Text))
 		}
-		w.add(s.Action, s.Service)
-		if s.For != "" {
-			w.add("for", canonicalDuration(s.For))
+		w.add(s.Action, s.Service.Text)
+		if s.For != nil {
+			w.add("for", canonicalDuration(s.For.Text))
 		}
 		w.options(s.Options)
 	case *CloseStmt:
-		w.add("close", s.Service, "on", portsText(s.Ports))
+		w.add("close", s.Service.Text, "on", portsText(s.Ports))
 		w.from(s.From)
 		w.options(s.Options)
 	case *LimitStmt:
-		w.add("limit", s.Service, s.Count+"/"+canonicalDuration(s.Window))
+		w.add("limit", s.Service.Text, s.Count.Text+"/"+canonicalDuration(s.Window.Text))
 		if s.PerSource {
 			src := "source"
-			if s.Mask4 != "" {
-				src += "/" + s.Mask4
-				if s.Mask6 != "" {
-					src += "/" + s.Mask6
+			if s.Mask4 != nil {
+				src += "/" + s.Mask4.Text
+				if s.Mask6 != nil {
+					src += "/" + s.Mask6.Text
 				}
 			}
 			w.add("per", src)
@@ -199,12 +199,12 @@ func stmtText(s Stmt) string {
 		if s.Shared {
 			w.add("shared")
 		}
-		if s.Ban != "" {
-			w.add("ban", canonicalDuration(s.Ban))
+		if s.Ban != nil {
+			w.add("ban", canonicalDuration(s.Ban.Text))
 		}
 		w.options(s.Options)
 	case *AllowStmt:
-		w.add("allow", s.Service)
+		w.add("allow", s.Service.Text)
 		w.from(s.From)
 		w.options(s.Options)
 	}
@@ -213,9 +213,9 @@ func stmtText(s Stmt) string {
 
 func stepText(s *TestStep) string {
 	var w words
-	w.add("at", canonicalDuration(s.At), "from", sourceText(s.From))
-	if s.SPort != "" {
-		w.add("port", s.SPort)
+	w.add("at", canonicalDuration(s.At.Text), "from", sourceText(s.From))
+	if s.SPort != nil {
+		w.add("port", s.SPort.Text)
 	}
 	if s.To != nil {
 		w.add("to", sourceText(s.To))
@@ -224,8 +224,8 @@ func stepText(s *TestStep) string {
 	if s.Data {
 		w.add("data")
 	}
-	if s.Flags != "" {
-		w.add("flags", s.Flags)
+	if s.Flags != nil {
+		w.add("flags", s.Flags.Text)
 	}
 	w.add("expect", s.Expect)
 	for _, o := range s.Override {

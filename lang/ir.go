@@ -9,9 +9,10 @@ import (
 // This file holds the IR: what a checked policy means, independent of any
 // backend. Check builds it from the AST; compile/nft and compile/iptables
 // lower it into rulesets. Names are resolved, durations are time.Duration,
-// addresses are netip values, and every element keeps the Pos of the
-// statement it came from so that backends and the simulator can say which
-// statement decided a packet.
+// addresses are netip values. Every statement has an ID, its index among
+// the file's statements in source order (0 for the first), which orders
+// and identifies it, and keeps its Pos for messages, so that backends and
+// the simulator can say which statement decided a packet.
 
 // Proto is a transport protocol.
 type Proto uint8
@@ -140,6 +141,7 @@ func (ig Ignore) covers(pos Pos) bool {
 // Service is a named set of ports, either built in (ssh, http, ...) or
 // defined by a service statement.
 type Service struct {
+	ID      int // the service statement's; -1 for a built-in
 	Pos     Pos // the service statement, or the first use of a built-in
 	Name    string
 	Ports   []Port
@@ -153,6 +155,7 @@ type Service struct {
 // Door is a knock, or a sequence of knocks, that opens a service for one
 // source for a while. A single knock is a sequence of length one.
 type Door struct {
+	ID       int // the statement's index in source order
 	Pos      Pos
 	Service  *Service
 	Sequence []Port         // knock ports, in order; len >= 1
@@ -166,6 +169,7 @@ type Door struct {
 // Revoke closes a service's door for the source that sends it: any one of
 // the ports of a close statement, or a closing knock sequence.
 type Revoke struct {
+	ID      int // the statement's index in source order
 	Pos     Pos
 	Service *Service
 	// Ports lists ports any one of which revokes (close ssh on 1599, 1601).
@@ -182,6 +186,7 @@ type Revoke struct {
 
 // Limit caps the rate of new connections to a service.
 type Limit struct {
+	ID      int // the statement's index in source order
 	Pos     Pos
 	Service *Service
 	Count   int           // connections admitted ...
@@ -198,6 +203,7 @@ type Limit struct {
 
 // Allow lets sources reach a service without a knock and without limits.
 type Allow struct {
+	ID      int // the statement's index in source order
 	Pos     Pos
 	Service *Service
 	From    []netip.Prefix // empty means any source
@@ -228,6 +234,7 @@ func (v Verdict) String() string {
 // Test is a scenario: packets at times, each with an expected verdict.
 // Every test starts from an empty state.
 type Test struct {
+	ID    int // the statement's index in source order
 	Pos   Pos
 	Name  string
 	Steps []*Step
@@ -320,10 +327,30 @@ type Step struct {
 	Flags    TCPFlags
 	HasFlags bool
 	Expect   Verdict
-	// ExpectOn overrides Expect for a named backend ("nft", "iptables"),
-	// for steps at a boundary where the kernels' mechanisms differ
-	// (expect drop, iptables accept).
-	ExpectOn map[string]Verdict
+	// ExpectOn overrides Expect for named backends, for steps at a
+	// boundary where the kernels' mechanisms differ (expect drop
+	// iptables accept), in the order written, each backend at most once.
+	// The names are the registry's (compile.Lookup), which compile.Check
+	// holds them to; the checker knows no backend.
+	ExpectOn []BackendVerdict
+}
+
+// BackendVerdict is a step's expected verdict on one backend.
+type BackendVerdict struct {
+	Pos     Pos
+	Backend string
+	Verdict Verdict
+}
+
+// ExpectFor returns the verdict the step expects on a backend: its
+// override for that backend, or Expect.
+func (s *Step) ExpectFor(backend string) Verdict {
+	for _, o := range s.ExpectOn {
+		if o.Backend == backend {
+			return o.Verdict
+		}
+	}
+	return s.Expect
 }
 
 func itoa(n int) string {

@@ -35,16 +35,6 @@ func newAstOf() astOf {
 	}
 }
 
-// at returns the position of the first token spelled kw, or def.
-func (t tokens) at(kw string, def Pos) Pos {
-	for _, tok := range t.Tokens {
-		if tok.Value == kw && !tok.EOF() {
-			return Pos{File: tok.Pos.Filename, Line: tok.Pos.Line, Col: tok.Pos.Column}
-		}
-	}
-	return def
-}
-
 // specPos returns the position of the port spec of list that means p, or def.
 func specPos(list []*PortSpec, p Port, def Pos) Pos {
 	for _, ps := range list {
@@ -277,26 +267,27 @@ func guards(p Port, seq []Port) string {
 // returns the repeated limits, which deadLimits leaves to L22.
 func (c *checker) duplicates() map[*Limit]bool {
 	type stmt struct {
+		id  int
 		pos Pos
 		key string
 	}
 	var all []stmt
 	for _, d := range c.pol.Doors {
-		all = append(all, stmt{d.Pos, fmt.Sprintf("door %p %v %d %d %s %d %s", d.Service, d.Sequence, d.Within, d.Lifetime, fromKey(d.From), d.Family, logKey(d.Log))})
+		all = append(all, stmt{d.ID, d.Pos, fmt.Sprintf("door %p %v %d %d %s %d %s", d.Service, d.Sequence, d.Within, d.Lifetime, fromKey(d.From), d.Family, logKey(d.Log))})
 	}
 	for _, r := range c.pol.Revokes {
-		all = append(all, stmt{r.Pos, fmt.Sprintf("revoke %p %v %v %d %s %d %s", r.Service, r.Ports, r.Sequence, r.Within, fromKey(r.From), r.Family, logKey(r.Log))})
+		all = append(all, stmt{r.ID, r.Pos, fmt.Sprintf("revoke %p %v %v %d %s %d %s", r.Service, r.Ports, r.Sequence, r.Within, fromKey(r.From), r.Family, logKey(r.Log))})
 	}
 	limits := map[string]*Limit{}
 	for _, l := range c.pol.Limits {
 		k := limitKey(l)
 		limits[k] = l
-		all = append(all, stmt{l.Pos, k})
+		all = append(all, stmt{l.ID, l.Pos, k})
 	}
 	for _, a := range c.pol.Allows {
-		all = append(all, stmt{a.Pos, fmt.Sprintf("allow %p %s %d %s", a.Service, fromKey(a.From), a.Family, logKey(a.Log))})
+		all = append(all, stmt{a.ID, a.Pos, fmt.Sprintf("allow %p %s %d %s", a.Service, fromKey(a.From), a.Family, logKey(a.Log))})
 	}
-	sort.SliceStable(all, func(i, j int) bool { return before(all[i].pos, all[j].pos) })
+	sort.SliceStable(all, func(i, j int) bool { return all[i].id < all[j].id })
 	first := map[string]Pos{}
 	dups := map[*Limit]bool{}
 	for _, s := range all {
@@ -350,7 +341,7 @@ func limitKey(l *Limit) string {
 func (c *checker) doorFamily() {
 	for _, d := range c.pol.Doors {
 		s := c.ast.doors[d]
-		if s == nil || s.Family == "" || len(d.From) > 0 {
+		if s == nil || s.Family == nil || len(d.From) > 0 {
 			continue
 		}
 		other := famsOf(Both, d.Service) &^ famsOf(d.Family, d.Service)
@@ -367,11 +358,11 @@ func (c *checker) doorFamily() {
 		if open {
 			continue
 		}
-		c.warnf(s.after("family", d.Pos), LintDoorFamily,
+		c.warnf(s.Family.Pos, LintDoorFamily,
 			fmt.Sprintf("drop the family clause to open the door over both families, or add a door for %s: knock PORT opens %s for DUR family %s",
 				other, d.Service.Name, strings.ToLower(other.String())),
 			"family %s leaves %s closed to every %s source: %s is knocked, and no door opens it over %s",
-			s.Family, d.Service.Name, other, d.Service.Name, other)
+			s.Family.Text, d.Service.Name, other, d.Service.Name, other)
 	}
 }
 
@@ -450,14 +441,14 @@ func (c *checker) deadLimits(dups map[*Limit]bool) {
 		s2 := c.ast.limits[l2]
 		window, ban := dur(l2.Window), dur(l2.Ban)
 		if s2 != nil {
-			window, ban = s2.Window, s2.Ban
+			window, ban = s2.Window.Text, s2.Ban.String()
 		}
 		reach := fmt.Sprintf("the limit at line %d (%s) lets at most %d connection%s %s through in any %s, and this limit refuses only the %s",
 			by.Pos.Line, c.limitText(by), n, plural(n), keyPhrase(l2), window, ordinal(l2.Count+1))
 		if l2.Ban > 0 {
 			pos := l2.Pos
 			if s2 != nil {
-				pos = s2.at("ban", pos)
+				pos = s2.BanPos
 			}
 			c.warnf(pos, LintDeadLimit,
 				fmt.Sprintf("move this limit above the one at line %d, so that it counts the connections that one refuses, or drop the ban", by.Pos.Line),
@@ -511,7 +502,7 @@ func keyPhrase(l *Limit) string {
 func (c *checker) limitText(l *Limit) string {
 	w := dur(l.Window)
 	if s := c.ast.limits[l]; s != nil {
-		w = s.Window
+		w = s.Window.Text
 	}
 	s := itoa(l.Count) + "/" + w
 	switch {

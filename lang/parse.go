@@ -3,7 +3,6 @@ package lang
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -11,18 +10,13 @@ import (
 	"github.com/alecthomas/participle/v2/lexer"
 )
 
-// stmtRoot is the grammar's entry for one statement.
-type stmtRoot struct {
-	Stmt Stmt `parser:"@@"`
-}
-
 var (
 	stmtParser = participle.MustBuild[stmtRoot](
 		participle.Lexer(lexDef),
-		participle.Union[Stmt](&ServiceStmt{}, &KnockStmt{}, &CloseStmt{}, &LimitStmt{}, &AllowStmt{}),
+		participle.Union[stmtSyntax](&serviceSyntax{}, &knockSyntax{}, &closeSyntax{}, &limitSyntax{}, &allowSyntax{}),
 		participle.UseLookahead(2),
 	)
-	stepParser = participle.MustBuild[TestStep](
+	stepParser = participle.MustBuild[stepSyntax](
 		participle.Lexer(lexDef),
 		participle.UseLookahead(2),
 	)
@@ -100,7 +94,7 @@ func (p *parser) items(inTest bool) (items []*Item, closed bool) {
 			continue
 		case t.Type == tComment:
 			p.next()
-			c := &Comment{Node: Node{Pos: t.Pos}, Text: strings.TrimRight(t.Value, " \t\r\f\v")}
+			c := comment(t)
 			if lineHas && len(items) > 0 {
 				items[len(items)-1].Trailing = c
 			} else {
@@ -157,7 +151,7 @@ func (p *parser) parseStmt(chunk []lexer.Token) Stmt {
 		var root *stmtRoot
 		root, err = stmtParser.ParseFromLexer(lex)
 		if err == nil {
-			return root.Stmt
+			return root.Stmt.ast()
 		}
 	}
 	p.syntaxError(err, chunk, false)
@@ -167,10 +161,10 @@ func (p *parser) parseStmt(chunk []lexer.Token) Stmt {
 func (p *parser) parseStep(chunk []lexer.Token) *TestStep {
 	lex, err := lexer.Upgrade(&sliceLexer{toks: chunk})
 	if err == nil {
-		var st *TestStep
+		var st *stepSyntax
 		st, err = stepParser.ParseFromLexer(lex)
 		if err == nil {
-			return st
+			return st.ast()
 		}
 	}
 	p.syntaxError(err, chunk, true)
@@ -180,18 +174,18 @@ func (p *parser) parseStep(chunk []lexer.Token) *TestStep {
 // testBlock reads `test "NAME" { ... }`.
 func (p *parser) testBlock() *TestStmt {
 	t := p.next()
-	ts := &TestStmt{Node: Node{Pos: t.Pos}}
+	ts := &TestStmt{Node: Node{Pos: posOf(t.Pos), End: endOf(t)}}
 	name := p.peek()
 	switch {
 	case name.Type == tString:
 		p.next()
-		ts.Name, ts.NamePos = name.Value, name.Pos
+		ts.Name, ts.NamePos = name.Value, posOf(name.Pos)
 	case name.Type == tBadString:
-		p.errorAt(name.Pos, "the test's name has no closing quote", "")
+		p.errorAt(posOf(name.Pos), "the test's name has no closing quote", "")
 		p.chunk(false)
 		return nil
 	default:
-		p.errorAt(name.Pos, fmt.Sprintf("%s; expected the test's name in quotes", describe(name, false)),
+		p.errorAt(posOf(name.Pos), fmt.Sprintf("%s; expected the test's name in quotes", describe(name, false)),
 			`write: test "what it shows" {`)
 		if !isPunct(name, "{") {
 			p.chunk(false)
@@ -202,52 +196,59 @@ func (p *parser) testBlock() *TestStmt {
 		ts.Name = `""`
 	}
 	if b := p.peek(); !isPunct(b, "{") {
-		p.errorAt(b.Pos, fmt.Sprintf(`%s; expected "{" after the test's name`, describe(b, false)), "")
+		p.errorAt(posOf(b.Pos), fmt.Sprintf(`%s; expected "{" after the test's name`, describe(b, false)), "")
 		p.chunk(false)
 		return nil
 	}
 	p.next()
 	if c := p.peek(); c.Type == tComment {
 		p.next()
-		ts.Comment = &Comment{Node: Node{Pos: c.Pos}, Text: strings.TrimRight(c.Value, " \t\r\f\v")}
+		ts.Comment = comment(c)
 	}
 	items, closed := p.items(true)
 	ts.Items = items
+	ts.End = p.end()
 	if !closed {
 		p.errorAt(ts.Position(), fmt.Sprintf(`test %s has no closing "}"`, ts.Name), `end the block with "}" on its own line`)
 	}
 	return ts
 }
 
-func (p *parser) errorAt(pos any, msg, hint string) {
-	var lp Pos
-	switch v := pos.(type) {
-	case Pos:
-		lp = v
-	case lexer.Position:
-		lp = Pos{File: p.file, Line: v.Line, Col: v.Column}
-	}
-	if lp.File == "" {
-		lp.File = p.file
-	}
-	p.diags.Add(lp, Error, "", msg, hint)
+// comment converts a comment token; its text loses trailing spaces.
+func comment(t lexer.Token) *Comment {
+	t.Value = strings.TrimRight(t.Value, " \t\r\f\v")
+	return &Comment{Node: Node{Pos: posOf(t.Pos), End: endOf(t)}, Text: t.Value}
 }
 
-var reExpected = regexp.MustCompile(`\(expected (.*)\)$`)
+// end returns the end of the last token read that is not a separator.
+func (p *parser) end() Pos {
+	for i := p.i - 1; i >= 0; i-- {
+		if t := p.toks[i]; t.Type != tNL && t.Type != tSemi && t.Type != tEOF {
+			return endOf(t)
+		}
+	}
+	return Pos{}
+}
+
+func (p *parser) errorAt(pos Pos, msg, hint string) {
+	pos.File = p.file
+	p.diags.Add(pos, Error, "", msg, hint)
+}
 
 // syntaxError turns a participle error into a diagnostic in plain words:
 // `unexpected "opens"; expected a port`.
 func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
 	var perr participle.Error
 	if !errors.As(err, &perr) {
-		p.errorAt(chunk[0].Pos, err.Error(), "")
+		p.errorAt(posOf(chunk[0].Pos), err.Error(), "")
 		return
 	}
 	pos := perr.Position()
 	tok := lexer.EOFToken(pos)
+	want := ""
 	var ute *participle.UnexpectedTokenError
 	if errors.As(err, &ute) {
-		tok = ute.Unexpected
+		tok, want = ute.Unexpected, expected(ute)
 	} else {
 		for _, t := range chunk {
 			if t.Pos.Offset == pos.Offset {
@@ -255,10 +256,6 @@ func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
 				break
 			}
 		}
-	}
-	want := ""
-	if m := reExpected.FindStringSubmatch(perr.Message()); m != nil {
-		want = m[1]
 	}
 	if k := slices.IndexFunc(chunk, func(t lexer.Token) bool { return t.Pos.Offset == tok.Pos.Offset }); k >= 0 && k+1 < len(chunk) &&
 		!inTest && tok.Type == tKeyword && durationClauses[chunk[0].Value] == tok.Value && chunk[k+1].Type != tDuration {
@@ -268,7 +265,29 @@ func (p *parser) syntaxError(err error, chunk []lexer.Token, inTest bool) {
 		tok, want = chunk[k+1], "<duration>"
 	}
 	msg, hint := explain(tok, want, chunk, inTest)
-	p.errorAt(tok.Pos, msg, hint)
+	p.errorAt(posOf(tok.Pos), msg, hint)
+}
+
+// expected returns the grammar fragment, in participle's EBNF, that the
+// parser wanted where it met ute.Unexpected, or "" when it names none
+// (a word after a whole statement). Participle v2 keeps the fragment in
+// an unexported field and writes it only into the message, after the
+// unexpected token, so the message is cut where that format puts it,
+// never searched: a string token may itself hold "(expected ...)".
+// TestParticipleExpected fails if an upgrade changes the format.
+func expected(ute *participle.UnexpectedTokenError) string {
+	if ute.Expect != "" {
+		return ute.Expect
+	}
+	rest, ok := strings.CutPrefix(ute.Message(), fmt.Sprintf("unexpected token %q", ute.Unexpected))
+	if !ok {
+		return ""
+	}
+	rest, ok = strings.CutPrefix(rest, " (expected ")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSuffix(rest, ")")
 }
 
 // describe names a token for a message.
@@ -400,9 +419,9 @@ func expectWords(first []string, prev, prev2 lexer.Token) []string {
 			f = "<ident>"
 		}
 		switch f {
-		case "PortSpec":
+		case "PortSyntax":
 			w = "a port"
-		case "Source", "<addr>":
+		case "SourceSyntax", "<addr>":
 			w = "an address"
 		case "<duration>":
 			w = "a duration"
@@ -429,9 +448,9 @@ func expectWords(first []string, prev, prev2 lexer.Token) []string {
 			}
 		case "<string>":
 			w = "a string in quotes"
-		case "LogOpt":
+		case "LogSyntax":
 			w = `"log"`
-		case "Override":
+		case "OverrideSyntax":
 			w = "a backend and its verdict"
 		case "<eof>":
 			w = "end of statement"
@@ -506,7 +525,7 @@ func explain(tok lexer.Token, want string, chunk []lexer.Token, inTest bool) (ms
 				words = append(words, strings.Trim(a, `"`))
 			}
 		}
-		if slices.Contains(alts, "LogOpt") {
+		if slices.Contains(alts, "LogSyntax") {
 			words = append(words, "log")
 		}
 		hint = didYouMean(tok.Value, words)

@@ -1,8 +1,13 @@
 package lang
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/alecthomas/participle/v2"
+	"github.com/alecthomas/participle/v2/lexer"
 )
 
 // TestParseErrors: syntax errors in plain words, at the word at fault,
@@ -39,6 +44,7 @@ func TestParseErrors(t *testing.T) {
 		{"family", "allow ssh family ipv5", []string{`1:18: unexpected "ipv5"; expected "ipv4" or "ipv6"`}, "did you mean 'ipv4'?"},
 		{"unterminated string", `allow ssh log info prefix "abc`, []string{`1:27: string has no closing quote`}, ""},
 		{"stray character", "allow ssh @", []string{`1:11: unexpected "@"`}, ""},
+		{"string like participle's message", `knock 1600 opens ssh for "(expected x)"`, []string{`1:26: unexpected "\"(expected x)\""; expected a duration`}, ""},
 		{"stray brace", "}", []string{`1:1: unexpected "}"; expected a statement`}, ""},
 		{"test without name", "test {\n}", []string{`1:6: unexpected "{"; expected the test's name in quotes`}, ""},
 		{"test without brace", `test "t"`, []string{`1:9: unexpected end of statement; expected "{" after the test's name`}, ""},
@@ -68,6 +74,109 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("hint %q, want %q", diags[0].Hint, tc.hint)
 			}
 		})
+	}
+}
+
+// TestPositions: every word and node of the AST spans its own text,
+// whatever the spacing; End is the column just after the last byte.
+func TestPositions(t *testing.T) {
+	src := "limit  ssh 3 /\t60s per source / 24 ban   5m  log\twarn # c\ntest \"t\" {\n\tat 1s  from 10.0.0.1 /  32 tcp / 22 flags  SA expect drop nft  accept\n}"
+	f, diags := Parse("p.kwl", []byte(src))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	l := f.Items[0].Stmt.(*LimitStmt)
+	ts := f.Items[1].Stmt.(*TestStmt)
+	st := ts.Items[0].Step
+	span := func(n Node) string { return fmt.Sprintf("%d:%d-%d:%d", n.Pos.Line, n.Pos.Col, n.End.Line, n.End.Col) }
+	for _, c := range []struct {
+		what string
+		got  Node
+		want string
+	}{
+		{"limit", l.Node, "1:1-1:54"},
+		{"service", l.Service.Node, "1:8-1:11"},
+		{"count", l.Count.Node, "1:12-1:13"},
+		{"window", l.Window.Node, "1:16-1:19"},
+		{"mask", l.Mask4.Node, "1:33-1:35"},
+		{"ban duration", l.Ban.Node, "1:42-1:44"},
+		{"log", l.Log.Node, "1:46-1:54"},
+		{"level", l.Log.Level.Node, "1:50-1:54"},
+		{"comment", f.Items[0].Trailing.Node, "1:55-1:58"},
+		{"test", ts.Node, "2:1-4:2"},
+		{"step", st.Node, "3:2-3:71"},
+		{"at", st.At.Node, "3:5-3:7"},
+		{"source", st.From.Node, "3:14-3:28"},
+		{"port", st.Port.Node, "3:29-3:37"},
+		{"flags", st.Flags.Node, "3:45-3:47"},
+		{"override", st.Override[0].Node, "3:60-3:71"},
+	} {
+		if got := span(c.got); got != c.want {
+			t.Errorf("%s at %s, want %s", c.what, got, c.want)
+		}
+	}
+	if l.BanPos.String() != "p.kwl:1:36" || ts.NamePos.String() != "p.kwl:2:6" {
+		t.Errorf(`"ban" at %s, the test's name at %s`, l.BanPos, ts.NamePos)
+	}
+}
+
+// TestParticipleExpected pins what the syntax messages take from
+// participle's error: the unexpected token, and the grammar fragment it
+// wanted, which participle v2 writes only into its message. An upgrade
+// that changes either fails here rather than blurring every message.
+func TestParticipleExpected(t *testing.T) {
+	tests := []struct{ src, tok, want string }{
+		{"knock 1600 opens ssh for soon", "soon", "<duration>"},
+		{"knock opens ssh", "opens", "<number>"},
+		{"limit ssh 3/60s per", "", `"source" ("/" <number> ("/" <number>)?)?`},
+		{"knock 1600 within 60 opens ssh", "within", `("opens" | "closes") <ident> ("for" <duration>)? ("family" ("ipv4" | "ipv6"))? LogSyntax?`},
+		{"allow ssh please", "please", ""},
+	}
+	for _, tc := range tests {
+		toks, err := scan("p.kwl", tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lex, err := lexer.Upgrade(&sliceLexer{toks: toks})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = stmtParser.ParseFromLexer(lex)
+		var ute *participle.UnexpectedTokenError
+		if !errors.As(err, &ute) {
+			t.Errorf("%s: %T %v, want an UnexpectedTokenError", tc.src, err, err)
+			continue
+		}
+		if ute.Unexpected.Value != tc.tok || expected(ute) != tc.want {
+			t.Errorf("%s: unexpected %q, expected %q; want %q, %q", tc.src, ute.Unexpected.Value, expected(ute), tc.tok, tc.want)
+		}
+	}
+}
+
+// TestGrammarTerms: every production and token class the grammar's
+// EBNF names, which firstSet may hand to expectWords, has words there.
+// A keyword or a bare word is wanted only as a log level (the flags
+// clause has a message of its own).
+func TestGrammarTerms(t *testing.T) {
+	prevOf := map[string]lexer.Token{"<keyword>": {Type: tKeyword, Value: "log"}, "<word>": {Type: tKeyword, Value: "log"}}
+	for _, ebnf := range []string{stmtParser.String(), stepParser.String()} {
+		for _, prod := range strings.Split(ebnf, "\n") {
+			name, body, ok := strings.Cut(strings.TrimSuffix(prod, " ."), " = ")
+			if !ok {
+				t.Fatalf("production %q", prod)
+			}
+			if name == "StmtRoot" || name == "StmtSyntax" {
+				continue // the statement's first word, which explain names itself
+			}
+			for _, term := range ebnfTokens(body) {
+				if strings.HasPrefix(term, `"`) || strings.Contains("()|?*+", term) {
+					continue
+				}
+				if expectWords([]string{term}, prevOf[term], lexer.Token{})[0] == term {
+					t.Errorf("%s: expectWords has no words for %s", name, term)
+				}
+			}
+		}
 	}
 }
 

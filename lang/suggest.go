@@ -1,7 +1,9 @@
 package lang
 
-// didYouMean returns a hint naming the candidate closest to word, or ""
-// when none is close enough to be a likely typo.
+// DidYouMean returns a hint naming the candidate closest to word ("did
+// you mean 'ssh'?"), or "" when none is close enough to be a likely typo.
+func DidYouMean(word string, candidates []string) string { return didYouMean(word, candidates) }
+
 func didYouMean(word string, candidates []string) string {
 	best, bestD := "", -1
 	for _, c := range candidates {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 )
@@ -47,7 +48,7 @@ func eachExample(t *testing.T, f func(t *testing.T, pol *lang.Policy, backend st
 		if diags.HasErrors() {
 			t.Fatalf("%s: %v", file, diags)
 		}
-		for _, b := range Backends {
+		for _, b := range compile.Names() {
 			for _, hosts := range [][]netip.Addr{nil, {TestFirewall4, TestFirewall6}} {
 				t.Run(filepath.Base(file)+"/"+b, func(t *testing.T) { f(t, pol, b, hosts) })
 			}
@@ -120,5 +121,31 @@ func TestSetUse(t *testing.T) {
 	slices.Sort(e.setPorts)
 	if e.setsAlways || !slices.Equal(e.setPorts, []uint16{22, 1599, 1600, 1601}) {
 		t.Errorf("setsAlways %v, setPorts %v", e.setsAlways, e.setPorts)
+	}
+}
+
+// TestExecEveryBackend checks that the simulator has an executor for
+// every backend of the registry, and refuses what is no ruleset.
+func TestExecEveryBackend(t *testing.T) {
+	pol, diags := lang.Load("t.kwl", []byte("knock 1600 opens ssh for 60s\n"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for _, b := range compile.Backends() {
+		rs, _ := b.Lower(pol)
+		s, err := Exec(rs, Options{})
+		if err != nil {
+			t.Errorf("%s: %v", b.Name(), err)
+			continue
+		}
+		if s.Backend() != b.Name() {
+			t.Errorf("%s: the Sim says it runs %s", b.Name(), s.Backend())
+		}
+	}
+	if _, err := Exec("not a ruleset", Options{}); err == nil {
+		t.Error("Exec ran a string")
+	}
+	if s, diags := New("pf", pol, Options{}); s != nil || !diags.HasErrors() {
+		t.Errorf(`New("pf") = %v, %v; want an error`, s, diags)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 )
@@ -28,7 +29,7 @@ func TestExamples(t *testing.T) {
 		if diags.HasErrors() {
 			t.Fatalf("%s: %v", f, diags)
 		}
-		for _, b := range Backends {
+		for _, b := range compile.Names() {
 			for _, tt := range pol.Tests {
 				t.Run(filepath.Base(f)+"/"+b+"/"+tt.Name, func(t *testing.T) {
 					r := RunTest(pol, tt, b)
@@ -57,7 +58,7 @@ func TestEvalRandomTraffic(t *testing.T) {
 	for _, f := range files {
 		src, _ := os.ReadFile(f)
 		pol, _ := lang.Load(f, src)
-		for _, b := range Backends {
+		for _, b := range compile.Names() {
 			for _, hosts := range [][]netip.Addr{nil, {TestFirewall4, TestFirewall6}} {
 				s, diags := New(b, pol, Options{Hosts: hosts, Explain: rng.IntN(2) == 0})
 				if s == nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 )
 
@@ -34,7 +35,7 @@ func TestLimitWindowOracle(t *testing.T) {
 				r := rand.New(rand.NewPCG(uint64(n), uint64(win)))
 				for trial := 0; trial < 8; trial++ {
 					test := limitOracleTest(r, n, win, srcs, key)
-					for _, b := range Backends {
+					for _, b := range compile.Names() {
 						res := RunTest(pol, test, b)
 						if res.Err != nil {
 							t.Fatal(res.Err)
@@ -128,7 +129,7 @@ func TestLogRate(t *testing.T) {
 			test.Steps = append(test.Steps, &lang.Step{At: time.Duration(i) * time.Second,
 				Src: netip.MustParseAddr("198.51.100.10"), Port: lang.Port{Proto: lang.TCP, Num: 22}, Expect: v})
 		}
-		for _, b := range Backends {
+		for _, b := range compile.Names() {
 			s, diags := New(b, pol, Options{Explain: true})
 			if diags.HasErrors() {
 				t.Fatal(diags)

@@ -53,9 +53,6 @@ func jiffies(t time.Duration) int64 {
 	return int64(t / jiffy)
 }
 
-// Backends are the backends the simulator models, in the order tests run.
-var Backends = []string{"nft", "iptables"}
-
 // Options configure a Sim.
 type Options struct {
 	// Hosts are the firewall's own addresses. A packet to one of them
@@ -189,40 +186,41 @@ func (s *Sim) cachedHash(pk *capture.Packet) (uint32, bool) {
 	return 0, false
 }
 
-// New lowers a checked policy for backend ("nft" or "iptables") and
-// returns a simulator running the lowered ruleset. The diagnostics are the
-// lowering's; they hold errors only when the backend cannot compile the
-// policy, and then the Sim is nil.
+// New lowers a checked policy for a backend of the registry
+// (compile.Lookup) and returns a simulator running the lowered ruleset.
+// The diagnostics are the lowering's; they hold errors only when the
+// backend cannot compile the policy, and then the Sim is nil.
 func New(backend string, p *lang.Policy, opts Options) (*Sim, lang.Diagnostics) {
-	switch backend {
-	case "nft":
-		rs, own := nft.Lower(p)
-		diags := compile.With(p, own)
-		if diags.HasErrors() {
-			return nil, diags
-		}
-		s, err := NewNFT(rs, opts)
-		if err != nil {
-			diags.Add(lang.Pos{File: p.File}, lang.Error, "", err.Error(), "")
-			return nil, diags
-		}
-		return s, diags
-	case "iptables":
-		rs, own := iptables.Lower(p)
-		diags := compile.With(p, own)
-		if diags.HasErrors() {
-			return nil, diags
-		}
-		s, err := NewIptables(rs, opts)
-		if err != nil {
-			diags.Add(lang.Pos{File: p.File}, lang.Error, "", err.Error(), "")
-			return nil, diags
-		}
-		return s, diags
+	b, ok := compile.Lookup(backend)
+	if !ok {
+		var d lang.Diagnostics
+		d.Add(lang.Pos{File: p.File}, lang.Error, "", compile.UnknownError(backend).Error(), "")
+		return nil, d
 	}
-	var d lang.Diagnostics
-	d.Add(lang.Pos{File: p.File}, lang.Error, "", fmt.Sprintf("unknown backend %q (want nft or iptables)", backend), "")
-	return nil, d
+	rs, own := b.Lower(p)
+	diags := compile.With(p, own)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	s, err := Exec(rs, opts)
+	if err != nil {
+		diags.Add(lang.Pos{File: p.File}, lang.Error, "", err.Error(), "")
+		return nil, diags
+	}
+	return s, diags
+}
+
+// Exec returns a simulator running a ruleset of any backend of the
+// registry as it is; a ruleset the simulator has no executor for is an
+// error.
+func Exec(rs compile.Ruleset, opts Options) (*Sim, error) {
+	switch rs := rs.(type) {
+	case *nft.Ruleset:
+		return NewNFT(rs, opts)
+	case *iptables.Ruleset:
+		return NewIptables(rs, opts)
+	}
+	return nil, fmt.Errorf("sim: no executor for a %T", rs)
 }
 
 // NewNFT returns a simulator running an nft ruleset as it is (tests and the
@@ -232,7 +230,7 @@ func NewNFT(rs *nft.Ruleset, opts Options) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSim("nft", e, opts), nil
+	return newSim(nft.Name, e, opts), nil
 }
 
 // NewIptables returns a simulator running an iptables ruleset as it is.
@@ -241,7 +239,7 @@ func NewIptables(rs *iptables.Ruleset, opts Options) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSim("iptables", e, opts), nil
+	return newSim(iptables.Name, e, opts), nil
 }
 
 func newSim(backend string, e engine, opts Options) *Sim {
@@ -354,7 +352,7 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 	s.pf = pf
 }
 
-// Backend returns "nft" or "iptables".
+// Backend returns the name of the backend whose ruleset s runs.
 func (s *Sim) Backend() string { return s.backend }
 
 // Reset forgets all state: flows, set elements, recent lists, buckets.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 )
@@ -59,7 +60,7 @@ func TestSplitChangesNothing(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	for _, b := range Backends {
+	for _, b := range compile.Names() {
 		for _, hosts := range [][]netip.Addr{nil, {TestFirewall4, TestFirewall6}} {
 			t.Run("extra/"+b, func(t *testing.T) {
 				before := splits
@@ -90,7 +91,7 @@ func TestSplit(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	for _, b := range Backends {
+	for _, b := range compile.Names() {
 		s, _ := New(b, pol, Options{})
 		sp, ok := s.Split()
 		if !ok {
@@ -125,7 +126,7 @@ func TestSplitPorts(t *testing.T) {
 		t.Fatal(diags)
 	}
 	want := []uint16{22, 53, 80, 443, 1600, 1601, 7000, 8000, 9000}
-	for _, b := range Backends {
+	for _, b := range compile.Names() {
 		s, _ := New(b, pol, Options{})
 		sp, ok := s.Split()
 		if !ok {

@@ -36,7 +36,7 @@ type TestResult struct {
 type StepResult struct {
 	Step    *lang.Step
 	Packet  capture.Packet // the packet the step sent
-	Expect  lang.Verdict   // Step.Expect, or Step.ExpectOn[backend]
+	Expect  lang.Verdict   // Step.ExpectFor(backend)
 	Verdict lang.Verdict
 	Rule    lang.Pos // the statement that decided; zero when none did
 	Comment string   // the deciding rule's comment, or the policy that decided
@@ -104,8 +104,8 @@ func describePacket(p *capture.Packet) string {
 		netip.AddrPortFrom(p.Src, p.SPort), netip.AddrPortFrom(p.Dst, p.DPort))
 }
 
-// RunTest runs a test block of a checked policy on a backend ("nft" or
-// "iptables"), from an empty state. Each step is one packet: a New step a
+// RunTest runs a test block of a checked policy on a backend of the
+// registry (compile.Lookup), from an empty state. Each step is one packet: a New step a
 // TCP SYN or a UDP datagram from a fresh source port, a Data step a TCP
 // ACK (or a UDP datagram) on the latest flow from the same source to the
 // same port. After an accepted New step the server answers (SYN-ACK, or a
@@ -194,10 +194,7 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 			}
 		}
 		r := s.Eval(&pk)
-		expect := st.Expect
-		if v, ok := st.ExpectOn[s.backend]; ok {
-			expect = v
-		}
+		expect := st.ExpectFor(s.backend)
 		sr := StepResult{Step: st, Packet: pk, Expect: expect, Verdict: r.Verdict, Rule: r.Rule,
 			Comment: r.Comment, State: r.State, Explain: r.Explain(), OK: r.Verdict == expect}
 		res.Steps = append(res.Steps, sr)

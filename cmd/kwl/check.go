@@ -3,23 +3,20 @@ package main
 import (
 	"fmt"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
-	"kwl.dev/kwl/sim"
 )
 
-// allBackends are the backends check and test use when none is named.
-var allBackends = []string{"nft", "iptables"}
-
-// backendFlag returns the backends that a --backend value names, or an
-// error message.
+// backendFlag returns the backends that a --backend value names (all of
+// the registry's when it is empty), or an error message.
 func backendFlag(v string) ([]string, error) {
-	switch v {
-	case "":
-		return allBackends, nil
-	case "nft", "iptables":
-		return []string{v}, nil
+	if v == "" {
+		return compile.Names(), nil
 	}
-	return nil, fmt.Errorf("unknown backend %q (nft or iptables)", v)
+	if _, ok := compile.Lookup(v); !ok {
+		return nil, compile.UnknownError(v)
+	}
+	return []string{v}, nil
 }
 
 func init() {
@@ -99,7 +96,7 @@ func runCheck(env *cmdEnv, args []string) int {
 		}
 		pol, diags := lang.Load(name, src)
 		if !diags.HasErrors() {
-			diags = append(diags, sim.Lint(pol, backends)...)
+			diags = append(diags, compile.Lint(pol, backends)...)
 			diags.Sort()
 		}
 		if *format == "json" {

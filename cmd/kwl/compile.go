@@ -7,7 +7,6 @@ import (
 	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
-	"kwl.dev/kwl/lang"
 )
 
 func init() {
@@ -74,10 +73,9 @@ func runCompile(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help compile' for more.\n", c.usage)
 		return exitUsage
 	}
-	switch *backend {
-	case "nft", "iptables":
-	default:
-		fmt.Fprintf(env.stderr, "kwl compile: unknown backend %q (nft or iptables)\n", *backend)
+	b, ok := compile.Lookup(*backend)
+	if !ok {
+		fmt.Fprintf(env.stderr, "kwl compile: %v\n", compile.UnknownError(*backend))
 		return exitUsage
 	}
 	switch *family {
@@ -86,11 +84,11 @@ func runCompile(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl compile: --family must be ipv4 or ipv6, not %q\n", *family)
 		return exitUsage
 	}
-	if *first && *backend == "nft" {
+	if *first && *backend == nft.Name {
 		fmt.Fprintf(env.stderr, "kwl compile: --first is for --backend iptables; the nft output replaces the table inet kwl whether or not it is loaded\n")
 		return exitUsage
 	}
-	if *family != "" && *backend == "nft" {
+	if *family != "" && *backend == nft.Name {
 		fmt.Fprintf(env.stderr, "kwl compile: --family selects one of the iptables rulesets; the nft table inet kwl serves both families\n")
 		return exitUsage
 	}
@@ -99,18 +97,9 @@ func runCompile(env *cmdEnv, args []string) int {
 	if err != nil {
 		return ioError(env, "compile", err)
 	}
-	var (
-		diags  lang.Diagnostics
-		render func() (string, error)
-	)
-	switch *backend {
-	case "nft":
-		var rs *nft.Ruleset
-		_, rs, diags = compile.Load(name, src, nft.Lower)
-		render = func() (string, error) { return rs.Render() }
-	case "iptables":
-		var rs *iptables.Ruleset
-		_, rs, diags = compile.Load(name, src, iptables.Lower)
+	_, rs, diags := compile.Load(name, src, b.Lower)
+	render := func() (string, error) { return b.Render(rs) }
+	if rs, ok := rs.(*iptables.Ruleset); ok && (*first || *family != "") {
 		render = func() (string, error) {
 			both := rs.RenderReload
 			if *first {

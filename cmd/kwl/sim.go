@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 	"kwl.dev/kwl/sim/replay"
@@ -120,8 +121,8 @@ func runSim(env *cmdEnv, args []string) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if *backend != "nft" && *backend != "iptables" {
-		fmt.Fprintf(env.stderr, "kwl sim: --backend must be nft or iptables, not %q\n", *backend)
+	if _, ok := compile.Lookup(*backend); !ok {
+		fmt.Fprintf(env.stderr, "kwl sim: --backend must be %s, not %q\n", compile.NameList(" or "), *backend)
 		return exitUsage
 	}
 	if *format != "text" && *format != "json" {

@@ -246,56 +246,14 @@ func TestWholeSeconds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, diags := lang.Load("p.kwl", []byte(tc.src))
-			if diags.HasErrors() {
-				t.Fatal(diags)
-			}
-			_, diags = Lower(p)
-			var errs []lang.Diagnostic
-			for _, d := range diags {
-				if d.Severity == lang.Error {
-					errs = append(errs, d)
-				}
-			}
-			if tc.want == "" {
-				if len(errs) > 0 {
-					t.Fatalf("unexpected errors: %v", errs)
-				}
-				return
-			}
-			if len(errs) != 1 {
-				t.Fatalf("got %d errors, want 1:\n%v", len(errs), diags)
-			}
-			got := strings.TrimPrefix(errs[0].Pos.String(), "p.kwl:") + ": " + errs[0].Message
-			if !strings.HasPrefix(got, tc.want) || errs[0].Code != "L10" || !strings.Contains(errs[0].Hint, "--backend nft") {
-				t.Errorf("got  %s [%s] hint %q\nwant %s", got, errs[0].Code, errs[0].Hint, tc.want)
-			}
+			_, diags := Lower(irtest.Load(t, tc.src))
+			irtest.Refused(t, diags, tc.want, "L10", "--backend nft")
 		})
 	}
 }
 
-func goldens(t *testing.T) map[string]*lang.Policy {
-	out := map[string]*lang.Policy{}
-	files, _ := filepath.Glob("../../examples/*.kwl")
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, diags := lang.Load(filepath.Base(f), src)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %v", f, diags)
-		}
-		out[strings.TrimSuffix(filepath.Base(f), ".kwl")] = p
-	}
-	for name, p := range irtest.Policies() {
-		out["ir_"+name] = p
-	}
-	return out
-}
-
 func TestGolden(t *testing.T) {
-	for name, p := range goldens(t) {
+	for name, p := range irtest.Goldens(t, "../../examples") {
 		t.Run(name, func(t *testing.T) {
 			rs, diags := Lower(p)
 			if diags.HasErrors() {
@@ -305,22 +263,8 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, g := range []struct{ ext, text string }{{".rules", v4}, {".rules6", v6}} {
-				path := filepath.Join("testdata", name+g.ext)
-				if *update {
-					if err := os.WriteFile(path, []byte(g.text), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatalf("%v (run go test -update)", err)
-				}
-				if g.text != string(want) {
-					t.Errorf("%s differs from the rendering; run go test -update and review the diff", path)
-				}
-			}
+			irtest.Golden(t, filepath.Join("testdata", name+".rules"), v4, *update)
+			irtest.Golden(t, filepath.Join("testdata", name+".rules6"), v6, *update)
 		})
 	}
 }

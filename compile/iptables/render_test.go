@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"kwl.dev/kwl/internal/irtest"
 )
 
 // TestRenderReload loads every golden policy's first-load form, then its
@@ -11,7 +13,7 @@ import (
 // on a host without the jumps, fails and leaves the tables as they were.
 func TestRenderReload(t *testing.T) {
 	needRoot(t, "iptables-restore", "ip6tables-restore")
-	for name, p := range goldens(t) {
+	for name, p := range irtest.Goldens(t, "../../examples") {
 		rs, diags := Lower(p)
 		if diags.HasErrors() {
 			t.Fatal(diags)

@@ -12,6 +12,10 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
+// Name is the backend's name, as --backend and a test step's override
+// spell it (compile.Lookup).
+const Name = "iptables"
+
 // Ruleset is kwl's iptables ruleset: one for IPv4 (iptables-restore) and
 // one for IPv6 (ip6tables-restore). Lists of the recent match are shared by
 // the two, per network namespace, by name (net/netfilter/xt_recent.c).

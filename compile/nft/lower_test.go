@@ -2,17 +2,15 @@ package nft
 
 import (
 	"flag"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/internal/netns"
+	"kwl.dev/kwl/internal/polgen"
 	"kwl.dev/kwl/lang"
 )
 
@@ -334,32 +332,6 @@ func TestOriginsAndNames(t *testing.T) {
 	}
 }
 
-func TestWarnings(t *testing.T) {
-	b := irtest.New("w.kwl")
-	b.Door("ssh", 500*time.Millisecond, 2*time.Second, irtest.TCP(7000), irtest.TCP(8000))
-	b.Limit("ssh", 3, time.Minute, 32, 128, time.Minute)
-	b.Limit("https", 7, 13*time.Second, 0, 0, 0)
-	_, own := Lower(b.P)
-	diags := compile.With(b.P, own)
-	for _, d := range own {
-		if d.Code == lang.LintScanKnock || d.Code == lang.LintIPv6Key || d.Code == lang.LintTiming {
-			t.Errorf("Lower gives a warning of every backend, which compile.Warnings gives: %v", d)
-		}
-	}
-	codes := map[string]int{}
-	for _, d := range diags {
-		if d.Severity != lang.Warning || !d.Pos.IsValid() {
-			t.Errorf("not a positioned warning: %v", d)
-		}
-		codes[string(d.Code)]++
-	}
-	for code, n := range map[string]int{"L05": 1, "L10": 2, "L09": 1, "L13": 0, "L07": 1} {
-		if codes[code] != n {
-			t.Errorf("%s: %d warnings, want %d\n%v", code, codes[code], n, diags)
-		}
-	}
-}
-
 // TestMilliseconds: nftables keeps timeouts in whole milliseconds, so it
 // takes fractions of a second (for 1.5s) and refuses what is finer.
 func TestMilliseconds(t *testing.T) {
@@ -377,84 +349,27 @@ func TestMilliseconds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, diags := lang.Load("p.kwl", []byte(tc.src))
-			if diags.HasErrors() {
-				t.Fatal(diags)
-			}
-			rs, diags := Lower(p)
-			var errs []lang.Diagnostic
-			for _, d := range diags {
-				if d.Severity == lang.Error {
-					errs = append(errs, d)
-				}
-			}
+			rs, diags := Lower(irtest.Load(t, tc.src))
+			irtest.Refused(t, diags, tc.want, "L10", "")
 			if tc.want == "" {
-				if len(errs) > 0 {
-					t.Fatalf("unexpected errors: %v", errs)
-				}
 				for _, s := range rs.Table.Sets {
 					if s.Timeout%time.Millisecond != 0 {
 						t.Errorf("set %s: timeout %v", s.Name, s.Timeout)
 					}
 				}
-				return
-			}
-			if len(errs) != 1 {
-				t.Fatalf("got %d errors, want 1:\n%v", len(errs), diags)
-			}
-			got := strings.TrimPrefix(errs[0].Pos.String(), "p.kwl:") + ": " + errs[0].Message
-			if !strings.HasPrefix(got, tc.want) || errs[0].Code != "L10" || errs[0].Hint == "" {
-				t.Errorf("got  %s [%s] hint %q\nwant %s", got, errs[0].Code, errs[0].Hint, tc.want)
 			}
 		})
 	}
 }
 
-// goldens returns the policies with golden files: every example (through
-// lang.Load) and the hand-built IR of irtest.
-func goldens(t *testing.T) map[string]*lang.Policy {
-	out := map[string]*lang.Policy{}
-	files, _ := filepath.Glob("../../examples/*.kwl")
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := strings.TrimSuffix(filepath.Base(f), ".kwl")
-		p, diags := lang.Load(filepath.Base(f), src)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %v", f, diags)
-		}
-		out[name] = p
-	}
-	for name, p := range irtest.Policies() {
-		out["ir_"+name] = p
-	}
-	return out
-}
-
 func TestGolden(t *testing.T) {
-	for name, p := range goldens(t) {
+	for name, p := range irtest.Goldens(t, "../../examples") {
 		t.Run(name, func(t *testing.T) {
 			rs, diags := Lower(p)
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			got := mustRender(t, rs)
-			path := filepath.Join("testdata", name+".nft")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("%s differs from the rendering; run go test -update and review the diff", path)
-			}
+			irtest.Golden(t, filepath.Join("testdata", name+".nft"), mustRender(t, rs), *update)
 		})
 	}
 }
@@ -491,17 +406,7 @@ func TestGoldenLoads(t *testing.T) {
 // EFBIG). Package deploy/nftnl tests that the same ruleset converts to
 // netlink.
 func TestRulesStayBounded(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("knock ")
-	for i := 0; i < 1000; i++ {
-		fmt.Fprintf(&b, "%s%d", map[bool]string{true: ", "}[i > 0], 2000+i)
-	}
-	b.WriteString(" opens ssh for 60s\n")
-	for i := 0; i < 40; i++ {
-		fmt.Fprintf(&b, "knock %d opens ssh for 60s\n", 5000+i)
-	}
-	b.WriteString("knock 6001, 6002 closes ssh\nclose ssh on 6003\n")
-	pol, diags := lang.Load("big.kwl", []byte(b.String()))
+	pol, diags := lang.Load("big.kwl", polgen.Bounded())
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}

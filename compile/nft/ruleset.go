@@ -14,6 +14,10 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
+// Name is the backend's name, as --backend and a test step's override
+// spell it (compile.Lookup).
+const Name = "nft"
+
 // Ruleset is everything kwl loads: one table it owns.
 type Ruleset struct {
 	Table *Table

@@ -77,7 +77,7 @@ func (b *Batch) Add(n Note, f func(c *nftables.Conn) error) error {
 // table (created if missing, left as it is if present), named sets,
 // chains, and rules with their anonymous sets.
 func (b *Batch) AddRuleset(n *Ruleset) error {
-	fam := familyName(n.Table.Family)
+	fam := FamilyName(n.Table.Family)
 	if err := b.Add(Note{What: "add table " + fam + " " + n.Table.Name}, func(c *nftables.Conn) error {
 		c.AddTable(n.Table)
 		return nil
@@ -116,7 +116,8 @@ func (b *Batch) AddRuleset(n *Ruleset) error {
 	return nil
 }
 
-func familyName(f nftables.TableFamily) string {
+// FamilyName is how nft names a table family: inet, ip, ip6.
+func FamilyName(f nftables.TableFamily) string {
 	switch f {
 	case nftables.TableFamilyINet:
 		return "inet"

@@ -4,7 +4,6 @@ package nftnl_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
 	"kwl.dev/kwl/compile/nft"
@@ -31,17 +30,7 @@ func lower(tb testing.TB, src []byte) *nft.Ruleset {
 // TestRulesStayBounded (a sequence of 1000 ports, 41 doors of one
 // service, a close of them all) converts to netlink.
 func TestBoundedRulesetConverts(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("knock ")
-	for i := 0; i < 1000; i++ {
-		fmt.Fprintf(&b, "%s%d", map[bool]string{true: ", "}[i > 0], 2000+i)
-	}
-	b.WriteString(" opens ssh for 60s\n")
-	for i := 0; i < 40; i++ {
-		fmt.Fprintf(&b, "knock %d opens ssh for 60s\n", 5000+i)
-	}
-	b.WriteString("knock 6001, 6002 closes ssh\nclose ssh on 6003\n")
-	if _, err := nftnl.Convert(lower(t, []byte(b.String()))); err != nil {
+	if _, err := nftnl.Convert(lower(t, polgen.Bounded())); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@
 package nftnl
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -279,6 +280,18 @@ func (c *converter) rule(ch *nftables.Chain, r *nft.Rule) (*Rule, error) {
 
 func (rc *ruleConv) add(es ...expr.Any) { rc.exprs = append(rc.exprs, es...) }
 
+// set returns the set named name, for a lookup or an update of the key
+// key, which it loads into register 1. A set the ruleset does not
+// declare is left to the kernel to refuse (ENOENT), so that a rule naming
+// a missing set fails the batch like any other kernel error.
+func (rc *ruleConv) set(name string, key nft.Key) (*nftables.Set, error) {
+	s, ok := rc.c.named[name]
+	if !ok {
+		s = &nftables.Set{Name: name}
+	}
+	return s, rc.key(key)
+}
+
 func (rc *ruleConv) expr(e nft.Expr) error {
 	switch e := e.(type) {
 	case *nft.Match:
@@ -286,22 +299,14 @@ func (rc *ruleConv) expr(e nft.Expr) error {
 	case *nft.TCPFlags:
 		rc.tcpFlags(e)
 	case *nft.Lookup:
-		s, ok := rc.c.named[e.Set]
-		if !ok {
-			// Left to the kernel to refuse (ENOENT), so that a rule naming
-			// a missing set fails the batch like any other kernel error.
-			s = &nftables.Set{Name: e.Set}
-		}
-		if err := rc.key(e.Key); err != nil {
+		s, err := rc.set(e.Set, e.Key)
+		if err != nil {
 			return err
 		}
 		rc.add(&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: e.Neg})
 	case *nft.Dynset:
-		s, ok := rc.c.named[e.Set]
-		if !ok {
-			s = &nftables.Set{Name: e.Set}
-		}
-		if err := rc.key(e.Key); err != nil {
+		s, err := rc.set(e.Set, e.Key)
+		if err != nil {
 			return err
 		}
 		d := &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Timeout: e.Timeout}
@@ -631,23 +636,20 @@ func (rc *ruleConv) match(m *nft.Match) error {
 		}
 		return nil
 	}
-	slices.SortFunc(vals, compareBytes)
-	vals = slices.CompactFunc(vals, func(a, b []byte) bool { return compareBytes(a, b) == 0 })
+	rc.lookupAnon(fi.settype, false, distinctElems(vals), m.Neg)
+	return nil
+}
+
+// distinctElems returns the elements of an anonymous set of the keys
+// vals, sorted, each once, as nft sends them.
+func distinctElems(vals [][]byte) []nftables.SetElement {
+	slices.SortFunc(vals, bytes.Compare)
+	vals = slices.CompactFunc(vals, bytes.Equal)
 	elems := make([]nftables.SetElement, len(vals))
 	for i, v := range vals {
 		elems[i] = nftables.SetElement{Key: v}
 	}
-	rc.lookupAnon(fi.settype, false, elems, m.Neg)
-	return nil
-}
-
-func compareBytes(a, b []byte) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return len(a) - len(b)
+	return elems
 }
 
 func (rc *ruleConv) lookupAnon(t nftables.SetDatatype, interval bool, elems []nftables.SetElement, neg bool) {
@@ -829,13 +831,7 @@ func (rc *ruleConv) addrMatch(m *nft.Match, fi fieldInfo) error {
 		for i, p := range ps {
 			vals[i] = addrBytes(p.Addr())
 		}
-		slices.SortFunc(vals, compareBytes)
-		vals = slices.CompactFunc(vals, func(a, b []byte) bool { return compareBytes(a, b) == 0 })
-		elems := make([]nftables.SetElement, len(vals))
-		for i, v := range vals {
-			elems[i] = nftables.SetElement{Key: v}
-		}
-		rc.lookupAnon(fi.settype, false, elems, m.Neg)
+		rc.lookupAnon(fi.settype, false, distinctElems(vals), m.Neg)
 		return nil
 	}
 	rc.lookupAnon(fi.settype, true, intervalElems(ps, fi.size), m.Neg)
@@ -860,7 +856,7 @@ func intervalElems(ps []netip.Prefix, size int) []nftables.SetElement {
 		}
 		rs = append(rs, r)
 	}
-	slices.SortFunc(rs, func(a, b rng) int { return compareBytes(a.lo, b.lo) })
+	slices.SortFunc(rs, func(a, b rng) int { return bytes.Compare(a.lo, b.lo) })
 	merged := rs[:0:0]
 	for _, r := range rs {
 		if n := len(merged); n > 0 {
@@ -868,8 +864,8 @@ func intervalElems(ps []netip.Prefix, size int) []nftables.SetElement {
 			if last.hi == nil {
 				continue
 			}
-			if compareBytes(r.lo, last.hi) <= 0 {
-				if r.hi == nil || compareBytes(r.hi, last.hi) > 0 {
+			if bytes.Compare(r.lo, last.hi) <= 0 {
+				if r.hi == nil || bytes.Compare(r.hi, last.hi) > 0 {
 					last.hi = r.hi
 				}
 				continue
@@ -879,7 +875,7 @@ func intervalElems(ps []netip.Prefix, size int) []nftables.SetElement {
 	}
 	var elems []nftables.SetElement
 	zero := make([]byte, size)
-	if compareBytes(merged[0].lo, zero) != 0 {
+	if bytes.Compare(merged[0].lo, zero) != 0 {
 		elems = append(elems, nftables.SetElement{Key: zero, IntervalEnd: true})
 	}
 	for _, r := range merged {

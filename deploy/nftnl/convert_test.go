@@ -18,36 +18,11 @@ import (
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/internal/netns"
-	"kwl.dev/kwl/lang"
 )
 
 func needRoot(t *testing.T, tools ...string) { t.Helper(); netns.NeedRoot(t, tools...) }
 
 func newNS(t *testing.T) string { t.Helper(); return netns.ForTest(t, "kwlc-nft").Name }
-
-// goldens returns the policies compile/nft's golden files are rendered
-// from, by the golden file's name: the examples, and the hand-built IR
-// as ir_NAME.
-func goldens(t *testing.T) map[string]*lang.Policy {
-	out := map[string]*lang.Policy{}
-	files, _ := filepath.Glob("../../examples/*.kwl")
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := strings.TrimSuffix(filepath.Base(f), ".kwl")
-		p, diags := lang.Load(filepath.Base(f), src)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %v", f, diags)
-		}
-		out[name] = p
-	}
-	for name, p := range irtest.Policies() {
-		out["ir_"+name] = p
-	}
-	return out
-}
 
 // sendBatch sends the messages of b to the namespace ns as one nfnetlink
 // batch and waits for the acknowledgement of its last message. It is the
@@ -128,7 +103,7 @@ func sameBytecode(s string) string {
 // and compares what nft lists, text and bytecode.
 func TestNetlinkMatchesGolden(t *testing.T) {
 	needRoot(t, "nft")
-	pols := goldens(t)
+	pols := irtest.Goldens(t, "../../examples")
 	files, _ := filepath.Glob("../../compile/nft/testdata/*.nft")
 	if len(files) == 0 {
 		t.Fatal("no golden files")

@@ -23,10 +23,15 @@ func New(file string) *B {
 	return &B{P: &lang.Policy{File: file}, svcs: map[string]*lang.Service{}}
 }
 
+// pos returns the position of the next statement; its ID is b.id().
 func (b *B) pos() lang.Pos {
 	b.line++
 	return lang.Pos{File: b.P.File, Line: b.line, Col: 1}
 }
+
+// id is the ID of the latest statement: one statement a line, the first
+// at line 1 and ID 0.
+func (b *B) id() int { return b.line - 1 }
 
 // builtin ports of the services the tests use.
 var builtin = map[string][]lang.Port{
@@ -47,7 +52,7 @@ func (b *B) Svc(name string) *lang.Service {
 	if s, ok := b.svcs[name]; ok {
 		return s
 	}
-	s := &lang.Service{Pos: lang.Pos{File: b.P.File, Line: b.line + 1, Col: 1}, Name: name, Ports: builtin[name]}
+	s := &lang.Service{ID: -1, Pos: lang.Pos{File: b.P.File, Line: b.line + 1, Col: 1}, Name: name, Ports: builtin[name]}
 	b.svcs[name] = s
 	b.P.Services = append(b.P.Services, s)
 	return s
@@ -56,6 +61,7 @@ func (b *B) Svc(name string) *lang.Service {
 // Service defines a service (service NAME = PORTS [forward to ADDR]).
 func (b *B) Service(name string, fwd string, ports ...lang.Port) *lang.Service {
 	s := &lang.Service{Pos: b.pos(), Name: name, Ports: ports}
+	s.ID = b.id()
 	if fwd != "" {
 		s.Forward = netip.MustParseAddr(fwd)
 	}
@@ -69,6 +75,7 @@ func (b *B) Door(svc string, within, life time.Duration, ports ...lang.Port) *la
 	s := b.Svc(svc)
 	s.Guarded = true
 	d := &lang.Door{Pos: b.pos(), Service: s, Sequence: ports, Within: within, Lifetime: life}
+	d.ID = b.id()
 	b.P.Doors = append(b.P.Doors, d)
 	return d
 }
@@ -76,6 +83,7 @@ func (b *B) Door(svc string, within, life time.Duration, ports ...lang.Port) *la
 // Close adds a close statement (any of ports revokes).
 func (b *B) Close(svc string, ports ...lang.Port) *lang.Revoke {
 	r := &lang.Revoke{Pos: b.pos(), Service: b.Svc(svc), Ports: ports}
+	r.ID = b.id()
 	b.P.Revokes = append(b.P.Revokes, r)
 	return r
 }
@@ -83,6 +91,7 @@ func (b *B) Close(svc string, ports ...lang.Port) *lang.Revoke {
 // CloseSeq adds a closing knock sequence.
 func (b *B) CloseSeq(svc string, within time.Duration, ports ...lang.Port) *lang.Revoke {
 	r := &lang.Revoke{Pos: b.pos(), Service: b.Svc(svc), Sequence: ports, Within: within}
+	r.ID = b.id()
 	b.P.Revokes = append(b.P.Revokes, r)
 	return r
 }
@@ -91,6 +100,7 @@ func (b *B) CloseSeq(svc string, within time.Duration, ports ...lang.Port) *lang
 func (b *B) Limit(svc string, count int, window time.Duration, mask4, mask6 int, ban time.Duration) *lang.Limit {
 	l := &lang.Limit{Pos: b.pos(), Service: b.Svc(svc), Count: count, Window: window,
 		PerSource: mask4 > 0, Mask4: mask4, Mask6: mask6, Ban: ban}
+	l.ID = b.id()
 	if mask4 == 0 {
 		l.Mask4, l.Mask6 = 32, 128
 	}
@@ -101,6 +111,7 @@ func (b *B) Limit(svc string, count int, window time.Duration, mask4, mask6 int,
 // Allow adds an allow statement.
 func (b *B) Allow(svc string, from ...string) *lang.Allow {
 	a := &lang.Allow{Pos: b.pos(), Service: b.Svc(svc), From: Prefixes(from...)}
+	a.ID = b.id()
 	b.P.Allows = append(b.P.Allows, a)
 	return a
 }

@@ -29,12 +29,7 @@ func Statements(n int) []byte {
 func Sequence(n int) []byte {
 	var b strings.Builder
 	b.WriteString("knock ")
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%d", 100+i)
-	}
+	list(&b, n, func(i int) string { return fmt.Sprint(100 + i) })
 	b.WriteString(" within 5s opens ssh for 60s\n")
 	b.WriteString("test \"in order\" {\n")
 	for i := 0; i < n; i++ {
@@ -48,12 +43,32 @@ func Sequence(n int) []byte {
 func Sources(n int) []byte {
 	var b strings.Builder
 	b.WriteString("allow ssh from ")
-	for i := 0; i < n; i++ {
+	list(&b, n, func(i int) string { return fmt.Sprintf("10.%d.%d.%d", (i>>16)&255, (i>>8)&255, i&255) })
+	b.WriteString("\n")
+	return []byte(b.String())
+}
+
+// Bounded returns a policy whose rules would grow with its size if the
+// backends let them: a knock sequence of 1000 ports, 40 more doors of the
+// same service, and a closing sequence and close ports that shut them all.
+func Bounded() []byte {
+	var b strings.Builder
+	b.WriteString("knock ")
+	list(&b, 1000, func(i int) string { return fmt.Sprint(2000 + i) })
+	b.WriteString(" opens ssh for 60s\n")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&b, "knock %d opens ssh for 60s\n", 5000+i)
+	}
+	b.WriteString("knock 6001, 6002 closes ssh\nclose ssh on 6003\n")
+	return []byte(b.String())
+}
+
+// list writes item(0), ..., item(n-1) to b, separated by commas.
+func list(b *strings.Builder, n int, item func(i int) string) {
+	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "10.%d.%d.%d", (i>>16)&255, (i>>8)&255, i&255)
+		b.WriteString(item(i))
 	}
-	b.WriteString("\n")
-	return []byte(b.String())
 }

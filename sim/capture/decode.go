@@ -307,29 +307,19 @@ func decodeIPv6(b []byte, p *Packet, d *Defrag) {
 func walk6(next uint8, b []byte, plen, at int, p *Packet, d *Defrag) {
 	for {
 		switch next {
-		case ipv6HopByHop, ipv6Routing, ipv6DestOpts:
-			if plen < 8 || len(b) < 8 {
-				p.Proto = lang.Proto(next)
-				p.Skipped = "truncated IPv6 extension header"
-				return
+		case ipv6HopByHop, ipv6Routing, ipv6DestOpts, ipv6AH:
+			// An AH counts its length in 4-byte words, less 2 (RFC 4302);
+			// the others in 8-byte words, less 1 (RFC 8200).
+			what, words, extra, n := "extension header", 8, 1, 0
+			if next == ipv6AH {
+				what, words, extra = "authentication header", 4, 2
 			}
-			n := (int(b[1]) + 1) * 8
-			if n > plen || n > len(b) {
-				p.Proto = lang.Proto(next)
-				p.Skipped = "truncated IPv6 extension header"
-				return
+			if plen >= 8 && len(b) >= 8 {
+				n = (int(b[1]) + extra) * words
 			}
-			next, b, plen, at = b[0], b[n:], plen-n, at+n
-		case ipv6AH:
-			if plen < 8 || len(b) < 8 {
+			if n == 0 || n > plen || n > len(b) {
 				p.Proto = lang.Proto(next)
-				p.Skipped = "truncated IPv6 authentication header"
-				return
-			}
-			n := (int(b[1]) + 2) * 4
-			if n > plen || n > len(b) {
-				p.Proto = lang.Proto(next)
-				p.Skipped = "truncated IPv6 authentication header"
+				p.Skipped = "truncated IPv6 " + what
 				return
 			}
 			next, b, plen, at = b[0], b[n:], plen-n, at+n

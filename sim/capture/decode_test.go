@@ -101,6 +101,13 @@ func TestDecode(t *testing.T) {
 			b[41] = 200
 			return b
 		}(), Packet{}, "truncated IPv6 extension header"},
+		{"ipv6 AH past the payload", LinkRaw, func() []byte {
+			b := ipv6("2001:db8::10", "2001:db8::1", 6, syn, ext{typ: ipv6AH, body: 24})
+			b[41] = 200
+			return b
+		}(), Packet{}, "truncated IPv6 authentication header"},
+		{"ipv6 truncated AH", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 51, []byte{6, 0, 0, 0}),
+			Packet{}, "truncated IPv6 authentication header"},
 		// The kernel walks any number of extension headers
 		// (ipv6_skip_exthdr, ipv6_find_hdr): 17 of them are followed.
 		{"ipv6 17 extension headers", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 6, syn,

@@ -58,6 +58,32 @@ func synSegment(dport uint16, data int) []byte {
 	return append(tcpHdr(40000, dport, SYN), make([]byte, data)...)
 }
 
+// checkFrags decodes frames, fragments sent at the times at, one by one,
+// and checks each one's skip reason (skips, "" for the one that completes
+// the datagram, which must be want) and the statistics at the end.
+func checkFrags(t *testing.T, frames [][]byte, at []time.Duration, skips []string, want Packet, stats FragStats) {
+	t.Helper()
+	var d Defrag
+	for i, frame := range frames {
+		p := Packet{N: i + 1, Time: at[i]}
+		d.Decode(LinkRaw, frame, &p)
+		if skips[i] == "" {
+			if p.Skipped != "" {
+				t.Fatalf("fragment %d: skipped %q, want the datagram", i+1, p.Skipped)
+			}
+			want.N, want.Time = i+1, at[i]
+			if p != want {
+				t.Errorf("got  %+v\nwant %+v", p, want)
+			}
+		} else if !strings.Contains(p.Skipped, skips[i]) {
+			t.Errorf("fragment %d: Skipped = %q, want it to contain %q", i+1, p.Skipped, skips[i])
+		}
+	}
+	if s := d.Stats(); s != stats {
+		t.Errorf("stats %+v, want %+v", s, stats)
+	}
+}
+
 func TestDefrag4(t *testing.T) {
 	seg := synSegment(1600, 40) // 60 bytes of TCP
 	whole := func(frags int) Packet {
@@ -106,27 +132,12 @@ func TestDefrag4(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var d Defrag
-			var p Packet
-			for i, f := range tc.frags {
-				p = Packet{N: i + 1, Time: f.at}
-				d.Decode(LinkRaw, f.frame(seg), &p)
-				want := tc.skips[i]
-				if want == "" {
-					if p.Skipped != "" {
-						t.Fatalf("fragment %d: skipped %q, want the datagram", i+1, p.Skipped)
-					}
-					tc.want.N, tc.want.Time = i+1, f.at
-					if p != tc.want {
-						t.Errorf("got  %+v\nwant %+v", p, tc.want)
-					}
-				} else if !strings.Contains(p.Skipped, want) {
-					t.Errorf("fragment %d: Skipped = %q, want it to contain %q", i+1, p.Skipped, want)
-				}
+			var frames [][]byte
+			var at []time.Duration
+			for _, f := range tc.frags {
+				frames, at = append(frames, f.frame(seg)), append(at, f.at)
 			}
-			if s := d.Stats(); s != tc.stats {
-				t.Errorf("stats %+v, want %+v", s, tc.stats)
-			}
+			checkFrags(t, frames, at, tc.skips, tc.want, tc.stats)
 		})
 	}
 }
@@ -197,27 +208,12 @@ func TestDefrag6(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var d Defrag
-			var p Packet
-			for i, f := range tc.frags {
-				p = Packet{N: i + 1, Time: f.at}
-				d.Decode(LinkRaw, f.frame(6, seg), &p)
-				want := tc.skips[i]
-				if want == "" {
-					if p.Skipped != "" {
-						t.Fatalf("fragment %d: skipped %q, want the datagram", i+1, p.Skipped)
-					}
-					tc.want.N, tc.want.Time = i+1, f.at
-					if p != tc.want {
-						t.Errorf("got  %+v\nwant %+v", p, tc.want)
-					}
-				} else if !strings.Contains(p.Skipped, want) {
-					t.Errorf("fragment %d: Skipped = %q, want it to contain %q", i+1, p.Skipped, want)
-				}
+			var frames [][]byte
+			var at []time.Duration
+			for _, f := range tc.frags {
+				frames, at = append(frames, f.frame(6, seg)), append(at, f.at)
 			}
-			if s := d.Stats(); s != tc.stats {
-				t.Errorf("stats %+v, want %+v", s, tc.stats)
-			}
+			checkFrags(t, frames, at, tc.skips, tc.want, tc.stats)
 		})
 	}
 }

@@ -221,15 +221,7 @@ func (r *Reader) Next(p *Packet) error {
 		return r.nextPcap(p, off)
 	}
 	if err != nil {
-		if err == io.EOF {
-			r.err = io.EOF
-			return io.EOF
-		}
-		if err == io.ErrUnexpectedEOF {
-			err = ErrTruncated
-		}
-		r.err = &Error{N: r.n + 1, Offset: off, Err: explain(err)}
-		return r.err
+		return r.fail(err, off)
 	}
 	r.n++
 	if r.n == 1 {

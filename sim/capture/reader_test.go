@@ -175,16 +175,22 @@ func TestReaderTimestamps(t *testing.T) {
 	})
 }
 
+// pcapHeader is a pcap file header in byte order o with the magic number
+// magic: version 2.4, a snapshot length of 65535, Ethernet frames.
+func pcapHeader(o binary.AppendByteOrder, magic uint32) []byte {
+	b := o.AppendUint32(nil, magic)
+	b = o.AppendUint16(b, 2)
+	b = o.AppendUint16(b, 4)
+	b = append(b, make([]byte, 8)...)
+	b = o.AppendUint32(b, 65535)
+	return o.AppendUint32(b, 1)
+}
+
 // bigEndianPcap writes a big-endian microsecond pcap by hand: pcapgo
 // writes only little-endian.
 func bigEndianPcap(frames [][]byte, sec, usec []uint32) []byte {
 	be := binary.BigEndian
-	b := be.AppendUint32(nil, magicPcapMicro)
-	b = be.AppendUint16(b, 2)
-	b = be.AppendUint16(b, 4)
-	b = append(b, make([]byte, 8)...)
-	b = be.AppendUint32(b, 65535)
-	b = be.AppendUint32(b, 1)
+	b := pcapHeader(be, magicPcapMicro)
 	for i, f := range frames {
 		b = be.AppendUint32(b, sec[i])
 		b = be.AppendUint32(b, usec[i])
@@ -399,12 +405,7 @@ func TestReaderGzip(t *testing.T) {
 func TestReaderModifiedFormat(t *testing.T) {
 	frames := [][]byte{synFrom(1, 22), synFrom(2, 1600)}
 	le := binary.LittleEndian
-	b := le.AppendUint32(nil, magicPcapModified)
-	b = le.AppendUint16(b, 2)
-	b = le.AppendUint16(b, 4)
-	b = append(b, make([]byte, 8)...)
-	b = le.AppendUint32(b, 65535)
-	b = le.AppendUint32(b, 1)
+	b := pcapHeader(le, magicPcapModified)
 	for i, f := range frames {
 		b = le.AppendUint32(b, 100+uint32(i))
 		b = le.AppendUint32(b, 0)

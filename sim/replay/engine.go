@@ -56,8 +56,8 @@ func (e *simEngine) Split() (func(*capture.Packet) bool, bool) {
 	return sp.Inert, true
 }
 
-// NewEngine builds the simulator of a backend ("nft" or "iptables") for
-// pol: packets sent by hosts are taken in without being evaluated, and
+// NewEngine builds the simulator of a backend of the registry
+// (compile.Lookup) for pol: packets sent by hosts are taken in without being evaluated, and
 // with explain each result says what state the packet read and wrote. The
 // engine is nil when the backend's diagnostics have errors.
 func NewEngine(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (Engine, lang.Diagnostics) {

@@ -229,6 +229,14 @@ func (k Knock) Pos() lang.Pos {
 	return k.Revoke.Pos
 }
 
+// ID is the statement's ID, its index in source order.
+func (k Knock) ID() int {
+	if k.Door != nil {
+		return k.Door.ID
+	}
+	return k.Revoke.ID
+}
+
 // Knocks returns the doors and revokes of p in source order: the order in
 // which their state updates run on a packet to a shared port.
 func Knocks(p *lang.Policy) []Knock {
@@ -239,19 +247,8 @@ func Knocks(p *lang.Policy) []Knock {
 	for _, r := range p.Revokes {
 		ks = append(ks, Knock{Revoke: r})
 	}
-	sort.SliceStable(ks, func(i, j int) bool { return Before(ks[i].Pos(), ks[j].Pos()) })
+	sort.SliceStable(ks, func(i, j int) bool { return ks[i].ID() < ks[j].ID() })
 	return ks
-}
-
-// Before orders positions by file, line and column.
-func Before(a, b lang.Pos) bool {
-	if a.File != b.File {
-		return a.File < b.File
-	}
-	if a.Line != b.Line {
-		return a.Line < b.Line
-	}
-	return a.Col < b.Col
 }
 
 // DoorsOf returns the doors that open s, in policy order.

@@ -1,9 +1,10 @@
-package sim
+package compile_test
 
 import (
 	"strings"
 	"testing"
 
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 )
 
@@ -21,9 +22,9 @@ func TestLint(t *testing.T) {
 			[]string{"L09 ", "L07 each set holds"}},
 		{"iptables", "limit ssh 3/60s per source\n", []string{"iptables"},
 			[]string{"L09 ", "L07 xt_recent keeps"}},
-		{"both", "limit ssh 3/60s per source\n", Backends,
+		{"both", "limit ssh 3/60s per source\n", compile.Names(),
 			[]string{"L09 ", "L07 each set holds", "L07 xt_recent keeps"}},
-		{"ignored", "limit ssh 3/60s per source # kwl:ignore L07\n", Backends,
+		{"ignored", "limit ssh 3/60s per source # kwl:ignore L07\n", compile.Names(),
 			[]string{"L09 "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -31,7 +32,7 @@ func TestLint(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			got := Lint(p, tc.backends)
+			got := compile.Lint(p, tc.backends)
 			if len(got) != len(tc.want) {
 				t.Fatalf("Lint: %v, want %d warnings %q", got, len(tc.want), tc.want)
 			}
