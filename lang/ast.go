@@ -112,7 +112,8 @@ type KnockStmt struct {
 	Node
 	Ports   []*PortSpec
 	From    []*Source
-	Within  *Word
+	Within  *Word  // the window between consecutive knocks
+	In      *Word  // the window of the whole sequence, from its first knock
 	Action  string // "opens" or "closes"
 	Service *Word
 	ForPos  Pos   // of "for", when For is set

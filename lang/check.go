@@ -470,10 +470,21 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
 	lg := c.log(s.Log)
-	var within time.Duration
-	if s.Within != nil {
+	var within, span time.Duration
+	if s.In != nil {
+		span, _ = c.duration(s.In.Text, s.In.Pos, "the window of the sequence", false)
+		if len(s.Ports) == 1 {
+			c.errorf(s.In.Pos, ErrSpan, "drop \"in "+s.In.Text+"\", or knock more than one port",
+				"a single knock has no sequence to complete in %s", s.In.Text)
+		}
+	}
+	switch {
+	case s.Within != nil:
 		within, _ = c.duration(s.Within.Text, s.Within.Pos, "the window between knocks", false)
-	} else if len(s.Ports) > 1 {
+	case span > 0:
+		// The whole sequence's window bounds every gap in it.
+		within = span
+	case len(s.Ports) > 1:
 		within = defaultWithin
 	}
 	if len(s.Ports) == 1 {
@@ -500,7 +511,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	}
 	if s.Action == "opens" {
 		svc.Guarded = true
-		d := &Door{ID: c.id[s], Pos: pos, Service: svc, Sequence: seq, Within: within,
+		d := &Door{ID: c.id[s], Pos: pos, Service: svc, Sequence: seq, Within: within, Span: span,
 			Lifetime: life, From: from, Family: fam, Log: lg}
 		c.pol.Doors = append(c.pol.Doors, d)
 		c.ast.doors[d] = s
@@ -511,7 +522,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	if len(seq) == 1 {
 		r.Ports = seq
 	} else {
-		r.Sequence, r.Within = seq, within
+		r.Sequence, r.Within, r.Span = seq, within, span
 	}
 	c.pol.Revokes = append(c.pol.Revokes, r)
 }

@@ -26,6 +26,8 @@ func TestCheckErrors(t *testing.T) {
 		{"zero lifetime", "knock 1600 opens ssh for 0s", "E03", 1, 26, "must be positive, not 0s", ""},
 		{"negative window", "limit ssh 3/-60s", "E03", 1, 13, "must be positive", ""},
 		{"zero within", "knock 1, 2 within 0ms opens ssh for 5s", "E03", 1, 19, "must be positive", ""},
+		{"zero in", "knock 1, 2 in 0s opens ssh for 5s", "E03", 1, 15, "must be positive", ""},
+		{"in on one knock", "knock 1600 in 5s opens ssh for 60s", "E27", 1, 15, "no sequence", `drop "in 5s"`},
 		{"zero ban", "limit ssh 3/60s per source ban 0s", "E03", 1, 32, "must be positive", ""},
 		{"huge duration", "knock 1600 opens ssh for 9000000h", "E03", 1, 26, "too long", ""},
 		{"negative step time", `test "t" { at -1s from 1.2.3.4 tcp/22 expect drop }`, "E03", 1, 15, "must be positive", ""},
@@ -108,6 +110,7 @@ func TestColumns(t *testing.T) {
 		{"lifetime", "knock 1600 opens ssh for\t\t0s", ErrDuration, "0s"},
 		{"closing lifetime", "knock 1600 closes  ssh \t for 5s", ErrLifetime, "for"},
 		{"within", "knock 1, 2  within   0ms opens ssh for 5s", ErrDuration, "0ms"},
+		{"in", "knock 1, 2  in 	 0s opens ssh for 5s", ErrDuration, "0s"},
 		{"limit count", "limit  ssh   0 / 60s", ErrLimitCount, "0 /"},
 		{"limit window", "limit ssh 3 /\t-60s", ErrDuration, "-60s"},
 		{"mask v4 with spaces", "limit ssh 3/60s per source / 0", ErrMask, "0"},
@@ -279,6 +282,35 @@ func TestTCPFlags(t *testing.T) {
 		}
 		if ok && f.String() != tc.out {
 			t.Errorf("%q: String() = %q, want %q", tc.in, f.String(), tc.out)
+		}
+	}
+}
+
+// TestCheckSpan: "in DUR" is the window of the whole sequence; without
+// "within" it also bounds each gap, and with it each keeps its own.
+func TestCheckSpan(t *testing.T) {
+	tests := []struct {
+		src          string
+		within, span time.Duration
+	}{
+		{"knock 1, 2, 3 in 5s opens ssh for 60s", 5 * time.Second, 5 * time.Second},
+		{"knock 1, 2, 3 within 2s in 5s opens ssh for 60s", 2 * time.Second, 5 * time.Second},
+		{"knock 1, 2, 3 opens ssh for 60s", 5 * time.Second, 0},
+		{"knock 1, 2, 3 in 1m closes ssh", time.Minute, time.Minute},
+	}
+	for _, tc := range tests {
+		pol, diags := Load("p.kwl", []byte(tc.src))
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", tc.src, diags)
+		}
+		var within, span time.Duration
+		if len(pol.Doors) > 0 {
+			within, span = pol.Doors[0].Within, pol.Doors[0].Span
+		} else {
+			within, span = pol.Revokes[0].Within, pol.Revokes[0].Span
+		}
+		if within != tc.within || span != tc.span {
+			t.Errorf("%s: within %v in %v, want %v and %v", tc.src, within, span, tc.within, tc.span)
 		}
 	}
 }

@@ -39,6 +39,7 @@ const (
 	ErrFlags          Code = "E24" // TCP flags that are not letters of flags, or on a UDP step
 	ErrNameLength     Code = "E25" // a service name longer than MaxNameLen
 	ErrTestLength     Code = "E26" // a test of more than MaxTestSteps steps
+	ErrSpan           Code = "E27" // a window of the whole sequence ("in DUR") on a single knock
 )
 
 // The lint codes: the checker's, and the backends' (compile/nft,
@@ -93,6 +94,7 @@ var codes = map[Code]codeInfo{
 	ErrFlags:          {"a step's flags that are no TCP flags, or flags on a UDP step", "at 0s tcp from A to B:22 flags X"},
 	ErrNameLength:     {"service name longer than MaxNameLen characters", "service aaaa...(65 letters) = tcp 1"},
 	ErrTestLength:     {"test of more than MaxTestSteps steps", "test with 10001 steps"},
+	ErrSpan:           {"window of the whole sequence on a knock of one port", "knock 1600 in 5s opens ssh for 60s"},
 
 	LintKnockOnOtherService: {"knock or close port that is a port of another service the policy guards, allows or limits", "knock 80 opens ssh for 60s; allow http"},
 	LintScanKnock:           {"knock sequence a port scan completes", "knock 1600 opens ssh for 60s"},

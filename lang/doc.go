@@ -12,8 +12,8 @@
 //
 //	# comment to end of line; statements end at ';' or newline
 //	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] opens SVC for DUR [OPTIONS]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] closes SVC [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC for DUR [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
 //	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]] | shared] [ban DUR] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
@@ -88,7 +88,10 @@
 // flags (from a fresh port, or of the latest flow with data).
 //
 // A knock sequence of more than one port without "within" gets within 5s;
-// a single knock has Within 0. A closing knock of one port is a Revoke
+// a single knock has Within 0. "in DUR" bounds the whole sequence: its
+// last knock at most DUR after its first, as knockd's seq_timeout does
+// (Span); with "in" and no "within", any gap up to DUR is allowed. A
+// first knock again starts the sequence, and its window, over. A closing knock of one port is a Revoke
 // with Ports (like close), of several a Revoke with Sequence. "per
 // source" keys counters by /32 and /128, "per source/24" by /24 and /128,
 // "per source/24/64" by /24 and /64; without "per" one counter is shared
@@ -101,7 +104,7 @@
 //
 // A duration includes its last instant, on every backend: a door opened
 // at t for D admits a connection at t+D and refuses one a kernel tick
-// later; the same for within, ban and a limit's window.
+// later; the same for within, in, ban and a limit's window.
 //
 // A limit COUNT/DUR admits at most COUNT new connections of one key (a
 // masked source, or every source when shared) in any window of length
@@ -173,6 +176,7 @@
 //	    the kernel bounds
 //	E26 test of more than MaxTestSteps (10,000) steps: the fresh source
 //	    ports from 40000 up would run out
+//	E27 a window of the whole sequence ("in 5s") on a knock of one port
 //
 // # Bounds
 //

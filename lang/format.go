@@ -175,6 +175,9 @@ func stmtText(s Stmt) string {
 		if s.Within != nil {
 			w.add("within", canonicalDuration(s.Within.Text))
 		}
+		if s.In != nil {
+			w.add("in", canonicalDuration(s.In.Text))
+		}
 		w.add(s.Action, s.Service.Text)
 		if s.For != nil {
 			w.add("for", canonicalDuration(s.For.Text))

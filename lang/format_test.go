@@ -81,6 +81,7 @@ func TestFormat(t *testing.T) {
 		{"test block", "test \"t\" {  # c\nat 0s from ::1 tcp/22 expect drop # d\n\n\n  at 1s from ::1 port 5 to ::2 udp/53 data expect accept nft drop\n} # e\n",
 			"test \"t\" { # c\n    at 0s from ::1 tcp/22 expect drop # d\n\n    at 1s from ::1 port 5 to ::2 udp/53 data expect accept nft drop\n} # e\n"},
 		{"one-line test", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop }`, "test \"t\" {\n    at 0s from 1.2.3.4 tcp/22 expect drop\n}\n"},
+		{"in", "knock 1, 2   in 5.0s  opens ssh for 1m\nknock 2,1 within 1s in 1.5m closes ssh", "knock 1, 2 in 5s opens ssh for 1m\nknock 2, 1 within 1s in 1m30s closes ssh\n"},
 		{"durations", "knock 1600, 1601 within 1.50s opens ssh for 2.5m\nlimit ssh 3/0.5m per source ban 1h60m\nlimit http 3/90s ban 30s1m",
 			"knock 1600, 1601 within 1.5s opens ssh for 2m30s\nlimit ssh 3/30s per source ban 2h\nlimit http 3/90s ban 1m30s\n"},
 		{"step times", "test \"t\" {\n at 0.4s from ::1 tcp/22 expect drop\n at 1m0.50s from ::1 tcp/22 expect drop\n at 61.000s from ::1 tcp/22 expect drop\n}",

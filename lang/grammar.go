@@ -56,6 +56,7 @@ type knockSyntax struct {
 	Ports   []*portSyntax   `parser:"'knock' @@ (',' @@)*"`
 	From    []*sourceSyntax `parser:"('from' @@ (',' @@)*)?"`
 	Within  *lexer.Token    `parser:"('within' @Duration)?"`
+	In      *lexer.Token    `parser:"('in' @Duration)?"`
 	Action  *lexer.Token    `parser:"@('opens' | 'closes')"`
 	Service *lexer.Token    `parser:"@Ident"`
 	ForKw   *lexer.Token    `parser:"(@'for'"`
@@ -188,7 +189,7 @@ func (g *serviceSyntax) ast() Stmt {
 }
 
 func (g *knockSyntax) ast() Stmt {
-	s := &KnockStmt{Node: span(g.Tokens), Ports: ports(g.Ports), From: sources(g.From), Within: word(g.Within),
+	s := &KnockStmt{Node: span(g.Tokens), Ports: ports(g.Ports), From: sources(g.From), Within: word(g.Within), In: word(g.In),
 		Action: text(g.Action), Service: word(g.Service), For: word(g.For), Options: g.optionsSyntax.ast()}
 	if g.ForKw != nil {
 		s.ForPos = posOf(g.ForKw.Pos)

@@ -160,6 +160,7 @@ type Door struct {
 	Service  *Service
 	Sequence []Port         // knock ports, in order; len >= 1
 	Within   time.Duration  // max gap between consecutive knocks; 0 when len(Sequence) == 1
+	Span     time.Duration  // max time from the first knock to the last ("in 5s"); 0: none
 	Lifetime time.Duration  // how long the door stays open after the last knock
 	From     []netip.Prefix // sources allowed to knock; empty means any
 	Family   Family
@@ -179,6 +180,7 @@ type Revoke struct {
 	Ports    []Port
 	Sequence []Port
 	Within   time.Duration
+	Span     time.Duration // as Door's
 	From     []netip.Prefix
 	Family   Family
 	Log      *Log

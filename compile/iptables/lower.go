@@ -318,7 +318,7 @@ func (b *fam) doorRules(c *Chain, d *lang.Door) {
 		return
 	}
 	final := []*Recent{{Name: b.doorList(d), Op: Set}}
-	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.From, d.Pos, final, comment("knock", d.Service, d.Pos))
+	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, d.Pos, final, comment("knock", d.Service, d.Pos))
 	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
@@ -349,7 +349,7 @@ func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
 		}
 		return
 	}
-	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.From, r.Pos, final, cm)
+	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, r.Pos, final, cm)
 }
 
 // sequence emits the state rules of a knock sequence. Stage lists
@@ -361,7 +361,7 @@ func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
 // every source that should advance untouched, and --rcheck stamps nothing,
 // so the second test sees what the first saw. A source is in at most one
 // stage list at a time.
-func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within time.Duration,
+func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
 	from []netip.Prefix, pos lang.Pos, final []*Recent, cm string) {
 	src := plan.From(from, b.f)
 	base := func(p lang.Port, rc *Recent, t Target) *Rule {
@@ -388,9 +388,23 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within time
 	c.Rules = append(c.Rules,
 		base(ports[0], nil, Target{Kind: JUMP, Chain: reset.Name}),
 		base(ports[0], &Recent{Name: stages[1], Op: Set}, Target{}))
+	// The window of the whole sequence: the first knock (again) stamps
+	// the source in a list of its own, which no later knock stamps; a
+	// later knock advances only from a stamp within the window, checked
+	// first in the chain that advances (a rule has one recent match).
+	var outside *Rule
+	if span > 0 {
+		all := shorten("kwl_"+kind+"_"+id+"_in"+fmt.Sprintf("_%d", b.f), MaxListName)
+		c.Rules = append(c.Rules, base(ports[0], &Recent{Name: all, Op: Set}, Target{}))
+		outside = &Rule{Recent: &Recent{Name: all, Op: Rcheck, Seconds: b.seconds(span, pos, "the window of the sequence"), Invert: true},
+			Target: Target{Kind: RETURN}, Origin: pos, Comment: cm}
+	}
 	for k := 2; k <= n; k++ {
 		adv := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k)))
 		if len(adv.Rules) == 0 {
+			if outside != nil {
+				adv.Rules = append(adv.Rules, outside)
+			}
 			adv.Rules = append(adv.Rules, &Rule{Recent: &Recent{Name: stages[k-1], Op: Remove}, Origin: pos, Comment: cm})
 			next := final
 			if k < n {

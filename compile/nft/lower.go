@@ -82,10 +82,12 @@ func (l *lowerer) millis() {
 	}
 	for _, d := range l.p.Doors {
 		check(d.Pos, d.Within, "the window between knocks")
+		check(d.Pos, d.Span, "the window of the sequence")
 		check(d.Pos, d.Lifetime, "the door's lifetime")
 	}
 	for _, r := range l.p.Revokes {
 		check(r.Pos, r.Within, "the window between knocks")
+		check(r.Pos, r.Span, "the window of the sequence")
 	}
 	for _, lim := range l.p.Limits {
 		check(lim.Pos, lim.Window, "the limit's window")
@@ -452,7 +454,7 @@ func (l *lowerer) doorRules(c *Chain, d *lang.Door) {
 	for _, f := range plan.Families(d.Family, d.From, d.Service) {
 		door := l.doorSet(d, f)
 		final := []Expr{&Dynset{Op: Update, Set: door, Key: key(f, 0)}}
-		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.From, f, d.Pos, final, comment("knock", d.Service, d.Pos))
+		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, d.Pos, final, comment("knock", d.Service, d.Pos))
 	}
 }
 
@@ -488,7 +490,7 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 			}
 			continue
 		}
-		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.From, f, r.Pos, final, cm)
+		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, r.Pos, final, cm)
 	}
 }
 
@@ -506,7 +508,7 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 // size however long the sequence is. The kernel refuses a rule of more
 // than 128 expressions or of 4 kB of expression data (EFBIG,
 // nf_tables_newrule), which a rule deleting from 34 sets passes.
-func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within time.Duration,
+func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
 	from []netip.Prefix, f plan.Fam, pos lang.Pos, final []Expr, cm string) {
 	n := len(ports)
 	if n == 1 {
@@ -525,6 +527,16 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within 
 	c.Rules = append(c.Rules,
 		&Rule{Exprs: cat(knockBase(f, from, ports[0]), jumpReset), Origin: pos, Comment: cm},
 		&Rule{Exprs: cat(knockBase(f, from, ports[0]), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})), Origin: pos, Comment: cm})
+	// The window of the whole sequence: the first knock (again) starts
+	// it in a set of its own, whose element no later knock refreshes;
+	// every later knock must find the source there.
+	var inSpan []Expr
+	if span > 0 {
+		all := l.set(fmt.Sprintf("%s_%s_in%s", kind, id, fsuffix(f)), f, span, pos,
+			fmt.Sprintf("sources within the window of the sequence of line %d", pos.Line))
+		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), one(&Dynset{Op: Update, Set: all, Key: key(f, 0)})), Origin: pos, Comment: cm})
+		inSpan = one(&Lookup{Set: all, Key: key(f, 0)})
+	}
 	for k := 2; k <= n; k++ {
 		prev := stages[k-1]
 		// Not at stage k-1 (or too late): the attempt is over.
@@ -537,7 +549,7 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within 
 			next = one(&Dynset{Op: Update, Set: stages[k], Key: key(f, 0)})
 		}
 		c.Rules = append(c.Rules, &Rule{
-			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0)}, &Dynset{Op: Delete, Set: prev, Key: key(f, 0)}), next),
+			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0)}), inSpan, one(&Dynset{Op: Delete, Set: prev, Key: key(f, 0)}), next),
 			Origin: pos, Comment: cm,
 		})
 	}

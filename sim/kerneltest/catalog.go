@@ -72,6 +72,31 @@ func Catalog() []Scenario {
 			3.7s   198.51.100.30 22          # closed
 		`),
 	}, {
+		Name:   "sequence-whole-window",
+		Want:   "dddaddddddddadddddd",
+		Policy: "knock 7000, udp/8000, 9000 in 2s opens ssh for 3s\nknock 9100, 9200 within 1s in 2s closes ssh\n",
+		Packets: Steps(`
+			0s     198.51.100.10 7000
+			900ms  198.51.100.10 udp/8000
+			1.8s   198.51.100.10 9000        # 1.8s after the first: opens
+			2.1s   198.51.100.10 22          # open
+			2.2s   198.51.100.20 7000        # each gap 1.2s, the whole 2.4s > 2s
+			3.4s   198.51.100.20 udp/8000
+			4.6s   198.51.100.20 9000
+			4.9s   198.51.100.20 22          # closed
+			5s     198.51.100.30 7000
+			6.2s   198.51.100.30 7000        # starts it over: the window runs from 6.2s
+			7.3s   198.51.100.30 udp/8000
+			7.9s   198.51.100.30 9000        # 1.7s after 6.2s (2.9s after 5s)
+			8.2s   198.51.100.30 22          # open
+			8.3s   198.51.100.30 9100        # closing: 9100 then 9200 within 1s, in 2s
+			9.1s   198.51.100.30 9200
+			9.4s   198.51.100.30 22          # closed
+			9.5s   198.51.100.10 9100        # 10's door (open until 4.8s) is long gone
+			9.6s   198.51.100.10 9200
+			9.8s   198.51.100.10 22          # closed
+		`),
+	}, {
 		Name:   "sequence-retransmitted-knocks",
 		Want:   "ddddaddddddddda",
 		Policy: "knock 7000, 8000, 9000 within 1s opens ssh for 3s\n",
