@@ -3,6 +3,7 @@ package compile_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -62,4 +63,39 @@ func TestEveryWarningHasACode(t *testing.T) {
 		}
 	}
 	t.Logf("%d policies, %d codes", len(srcs), len(codes))
+}
+
+// TestLoad: a policy with errors is not lowered; one without is, and its
+// diagnostics are the load's, then the lowering's less those a kwl:ignore
+// comment silences.
+func TestLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		src     string
+		lowered bool
+		codes   []lang.Code
+	}{
+		{"load error", "knock 1600 opens shh for 60s\n", false, []lang.Code{"E01"}},
+		{"warnings", "limit ssh 3/60s per source\n", true, []lang.Code{"L09", "L07"}},
+		{"ignored", "limit ssh 3/60s per source # kwl:ignore L07 L09\n", true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			lower := func(p *lang.Policy) (*nft.Ruleset, lang.Diagnostics) {
+				calls++
+				return nft.Lower(p)
+			}
+			p, rs, diags := compile.Load("p.kwl", []byte(tc.src), lower)
+			if tc.lowered != (calls == 1) || tc.lowered != (p != nil) || tc.lowered != (rs != nil) {
+				t.Errorf("lowered %d times, policy %v, ruleset %v; want lowered %v", calls, p != nil, rs != nil, tc.lowered)
+			}
+			var codes []lang.Code
+			for _, d := range diags {
+				codes = append(codes, d.Code)
+			}
+			if !slices.Equal(codes, tc.codes) {
+				t.Errorf("codes %v, want %v", codes, tc.codes)
+			}
+		})
+	}
 }

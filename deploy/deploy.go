@@ -45,6 +45,12 @@
 // delay, it restores the previous table, state included, and only that
 // table: whether or not the deploying process is still alive.
 //
+// Before a deploy touches the kernel, Vet refuses a policy that would
+// expose what it means to guard (no statement, failing tests); PolicyID
+// and Guarded fill the mark. A deploy that loaded is kept by RecordDeploy
+// in a record (package deploy/record), which Restore loads again at boot,
+// or, when it cannot, the record's fail-closed policy.
+//
 // The iptables backend (ApplyIptables, UndeployIptables, IptablesStatus,
 // SaveIptables, RestoreIptables) owns the chains named kwl-* and the
 // jumps into them, found with iptables-save in every table of both

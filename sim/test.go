@@ -119,6 +119,19 @@ func RunTest(p *lang.Policy, t *lang.Test, backend string) TestResult {
 	return s.Run(t)
 }
 
+// RunTests runs every test block of a checked policy on each of the
+// backends, as RunTest does: the results are in the order of the tests
+// and, for each test, of backends.
+func RunTests(p *lang.Policy, backends []string) []TestResult {
+	var out []TestResult
+	for _, t := range p.Tests {
+		for _, b := range backends {
+			out = append(out, RunTest(p, t, b))
+		}
+	}
+	return out
+}
+
 // Run runs a test block on s from an empty state (s is reset first). The
 // Sim should have been made with Options.Hosts holding TestFirewall4 and
 // TestFirewall6, and Explain for explanations.

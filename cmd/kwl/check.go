@@ -7,11 +7,6 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
-// policyLints are extra checks run on a policy that has no errors (the
-// backends' warnings, such as L13) for the backends named; their files
-// append to it in init.
-var policyLints []func(pol *lang.Policy, backends []string) lang.Diagnostics
-
 // backendFlag returns the backends that a --backend value names (all of
 // the registry's when it is empty), or an error message.
 func backendFlag(v string) ([]string, error) {
@@ -101,9 +96,7 @@ func runCheck(env *cmdEnv, args []string) int {
 		}
 		pol, diags := lang.Load(name, src)
 		if !diags.HasErrors() {
-			for _, lint := range policyLints {
-				diags = append(diags, lint(pol, backends)...)
-			}
+			diags = append(diags, compile.Lint(pol, backends)...)
 			diags.Sort()
 		}
 		if *format == "json" {

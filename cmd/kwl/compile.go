@@ -7,7 +7,6 @@ import (
 	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
-	"kwl.dev/kwl/lang"
 )
 
 func init() {
@@ -61,23 +60,6 @@ Examples:
 	})
 }
 
-// iptablesRuleset compiles a policy for the iptables backend: lang.Load,
-// then iptables.Lower. It prints the diagnostics with their lines.
-func iptablesRuleset(env *cmdEnv, file string, src []byte) (*iptables.Ruleset, error) {
-	pol, diags := lang.Load(file, src)
-	if !diags.HasErrors() {
-		var more lang.Diagnostics
-		_, more = iptables.Lower(pol)
-		diags = append(diags, pol.Filter(compile.With(pol, more))...)
-	}
-	printDiags(env, diags, map[string][]byte{file: src})
-	if diags.HasErrors() {
-		return nil, fmt.Errorf("the policy has errors")
-	}
-	rs, _ := iptables.Lower(pol)
-	return rs, nil
-}
-
 func runCompile(env *cmdEnv, args []string) int {
 	c := commands["compile"]
 	fs := c.newFlags(env)
@@ -111,12 +93,11 @@ func runCompile(env *cmdEnv, args []string) int {
 		return exitUsage
 	}
 	name := fs.Arg(0)
-	pol, src, code := loadPolicy(env, "compile", name)
-	if pol == nil {
-		return code
+	src, err := readSource(env, name)
+	if err != nil {
+		return ioError(env, "compile", err)
 	}
-	rs, ds := b.Lower(pol)
-	diags := pol.Filter(compile.With(pol, ds))
+	_, rs, diags := compile.Load(name, src, b.Lower)
 	render := func() (string, error) { return b.Render(rs) }
 	if rs, ok := rs.(*iptables.Ruleset); ok && (*first || *family != "") {
 		render = func() (string, error) {

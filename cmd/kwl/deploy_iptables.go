@@ -6,17 +6,13 @@ import (
 	"context"
 	"fmt"
 
+	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/deploy"
 )
 
 // deployIptables loads the iptables backend's ruleset (kwl deploy
 // --backend iptables).
-func deployIptables(env *cmdEnv, o deploy.Options, file string, src []byte) int {
-	rs, err := iptablesRuleset(env, file, src)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl deploy: %s: %v; nothing was applied\n", file, err)
-		return exitFail
-	}
+func deployIptables(env *cmdEnv, o deploy.Options, rs *iptables.Ruleset) int {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	if o.Confirm > 0 && !o.DryRun {
@@ -45,15 +41,4 @@ func deployIptables(env *cmdEnv, o deploy.Options, file string, src []byte) int 
 		fmt.Fprintf(env.stderr, "kwl deploy: iptables rules loaded (%d change(s), one commit per table; %d recent list entr(ies) kept)\n", len(res.Changes), kept)
 	}
 	return exitOK
-}
-
-// undeployIptables removes kwl's iptables chains and jumps; it reports
-// whether there were any.
-func undeployIptables(env *cmdEnv, o deploy.Options) (bool, int) {
-	had, err := deploy.UndeployIptables(context.Background(), o)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl undeploy: %v\n", err)
-		return had, exitFail
-	}
-	return had, exitOK
 }

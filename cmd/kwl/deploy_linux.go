@@ -4,86 +4,34 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile"
+	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy"
-	"kwl.dev/kwl/lang"
 )
 
-// policyRuleset compiles a loaded policy into nft ruleset data with
-// nft.Lower. It prints the diagnostics of the load and of the backend
-// (errors and warnings) to stderr with their source lines, and returns
-// nil when there are errors.
-func policyRuleset(env *cmdEnv, file string, src []byte, pol *lang.Policy, diags lang.Diagnostics) *nft.Ruleset {
-	srcs := map[string][]byte{file: src}
-	rs, more := nft.Lower(pol)
-	diags = append(diags, pol.Filter(compile.With(pol, more))...)
-	printDiags(env, diags, srcs)
-	if diags.HasErrors() || rs == nil {
-		return nil
-	}
-	return rs
-}
-
-// statements counts the statements of pol that change what the
-// firewall does.
-func statements(pol *lang.Policy) int {
-	return len(pol.Doors) + len(pol.Revokes) + len(pol.Limits) + len(pol.Allows)
-}
-
-// guarded lists the services pol guards with knocks.
-func guarded(pol *lang.Policy) []string {
-	var out []string
-	for _, s := range pol.Services {
-		if s.Guarded {
-			out = append(out, s.Name)
-		}
-	}
-	return out
-}
-
-// policyID identifies a policy's source in kwl's table mark.
-func policyID(src []byte) string {
-	h := sha256.Sum256(src)
-	return "sha256:" + hex.EncodeToString(h[:8])
-}
-
-// refuseExposure refuses, before the kernel is touched, a policy that
-// would expose what it means to guard: one with no statement (it would
-// remove every guard), or one whose own tests fail on the backend. It
-// prints why and returns false.
-func refuseExposure(env *cmdEnv, file string, pol *lang.Policy, backend string, force bool) bool {
-	if statements(pol) == 0 && !force {
+// vetError prints why deploy.Vet refused the policy of file.
+func vetError(env *cmdEnv, file string, err error) {
+	var empty *deploy.EmptyPolicyError
+	var tests *deploy.TestError
+	switch {
+	case errors.As(err, &empty):
 		fmt.Fprintf(env.stderr, "kwl deploy: %s has no statement: deploying it would remove every guard kwl keeps; nothing was applied (kwl undeploy removes kwl's table; --force deploys an empty policy)\n", file)
-		return false
+	case errors.As(err, &tests):
+		writeTests(env.stderr, file, tests.Failed, false)
+		fmt.Fprintf(env.stderr, "kwl deploy: %s fails its own tests on the %s backend (kwl test --backend %s %s); nothing was applied\n", file, tests.Backend, tests.Backend, file)
+	default:
+		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
 	}
-	if len(pol.Tests) == 0 {
-		return true
-	}
-	var out bytes.Buffer
-	if runTests(&cmdEnv{stdin: env.stdin, stdout: &out, stderr: &out}, pol, []string{backend}) {
-		for _, line := range strings.SplitAfter(out.String(), "\n") {
-			if !strings.HasPrefix(line, "ok ") {
-				io.WriteString(env.stderr, line)
-			}
-		}
-		fmt.Fprintf(env.stderr, "kwl deploy: %s fails its own tests on the %s backend (kwl test --backend %s %s); nothing was applied\n", file, backend, backend, file)
-		return false
-	}
-	return true
 }
 
 func runDeploy(env *cmdEnv, args []string) int {
@@ -138,30 +86,38 @@ func runDeploy(env *cmdEnv, args []string) int {
 	if err != nil {
 		return ioError(env, "deploy", err)
 	}
-	pol, diags := lang.Load(file, src)
-	if diags.HasErrors() {
-		printDiags(env, diags, map[string][]byte{file: src})
-		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
-		return exitFail
-	}
 	if *backend == "iptables" {
-		if !refuseExposure(env, file, pol, *backend, *force) {
+		pol, rs, diags := compile.Load(file, src, iptables.Lower)
+		if pol == nil {
+			printDiags(env, diags, map[string][]byte{file: src})
+			fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
 			return exitFail
 		}
-		if code := deployIptables(env, o, file, src); code != exitOK {
+		if err := deploy.Vet(pol, *backend, *force); err != nil {
+			vetError(env, file, err)
+			return exitFail
+		}
+		printDiags(env, diags, map[string][]byte{file: src})
+		if diags.HasErrors() {
+			fmt.Fprintf(env.stderr, "kwl deploy: %s: the policy has errors; nothing was applied\n", file)
+			return exitFail
+		}
+		if code := deployIptables(env, o, rs); code != exitOK {
 			return code
 		}
-		return recordDeploy(env, *recDir, o, "iptables", file, src)
+		return recordDeploy(env, *recDir, o, "iptables", file, src, pol)
 	}
-	rs := policyRuleset(env, file, src, pol, diags)
-	if rs == nil {
+	pol, rs, diags := compile.Load(file, src, nft.Lower)
+	printDiags(env, diags, map[string][]byte{file: src})
+	if diags.HasErrors() || rs == nil {
 		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
 		return exitFail
 	}
-	if !refuseExposure(env, file, pol, *backend, *force) {
+	if err := deploy.Vet(pol, *backend, *force); err != nil {
+		vetError(env, file, err)
 		return exitFail
 	}
-	o.Policy, o.Guarded = policyID(src), guarded(pol)
+	o.Policy, o.Guarded = deploy.PolicyID(src), deploy.Guarded(pol)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	if *confirm > 0 {
@@ -184,7 +140,7 @@ func runDeploy(env *cmdEnv, args []string) int {
 		}
 		fmt.Fprintf(env.stderr, "kwl deploy: table %s loaded (%d netlink messages in one transaction; %d set element(s) carried over)\n",
 			res.Table, res.Messages, kept)
-		return recordDeploy(env, *recDir, o, "nft", file, src)
+		return recordDeploy(env, *recDir, o, "nft", file, src, pol)
 	}
 	return exitOK
 }

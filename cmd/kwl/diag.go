@@ -88,20 +88,3 @@ func printDiags(env *cmdEnv, diags lang.Diagnostics, srcs map[string][]byte) {
 		diags.Print(env.stderr, srcs)
 	}
 }
-
-// loadPolicy reads, parses and checks one policy file, prints its
-// diagnostics as text on stderr, and returns the policy (nil on errors)
-// and an exit code: 0, 1 for errors in the policy, 2 when the file could
-// not be read. Commands that take one policy (compile, sim, deploy) use it.
-func loadPolicy(env *cmdEnv, cmd, name string) (*lang.Policy, []byte, int) {
-	src, err := readSource(env, name)
-	if err != nil {
-		return nil, nil, ioError(env, cmd, err)
-	}
-	pol, diags := lang.Load(name, src)
-	printDiags(env, diags, map[string][]byte{name: src})
-	if diags.HasErrors() {
-		return nil, src, exitFail
-	}
-	return pol, src, exitOK
-}

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"kwl.dev/kwl/compile"
@@ -155,36 +154,24 @@ func runSim(env *cmdEnv, args []string) int {
 	if diags.HasErrors() {
 		return exitFail
 	}
-	r, counted, size, closeTrace, code := openTrace(env, trace)
+	tf, err := capture.OpenFile(trace, env.stdin)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+		return exitUsage
+	}
+	defer tf.Close()
+	r := tf.Reader
+	explainText := *explain && *format == "text"
+	eng, code := simEngine(env, name, src, pol, diags, *backend, hosts, explainText)
 	if code >= 0 {
 		return code
 	}
-	defer closeTrace()
-	explainText := *explain && *format == "text"
-	eng, bdiags := replay.NewEngine(*backend, pol, hosts, explainText)
-	// The backend's diagnostics repeat the policy's warnings; print the
-	// rest, but for those a kwl:ignore comment silences.
-	seen := map[lang.Diagnostic]bool{}
-	for _, d := range diags {
-		seen[d] = true
-	}
-	var extra lang.Diagnostics
-	for _, d := range pol.Filter(bdiags) {
-		if !seen[d] {
-			extra = append(extra, d)
-		}
-	}
-	printDiags(env, extra, map[string][]byte{name: src})
-	if bdiags.HasErrors() {
-		return exitFail
-	}
-
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
 	rp := replay.New(pol, eng)
 	var prog *progressBar
 	if *progress {
-		prog = newProgress(env.stderr, size, counted)
+		prog = newProgress(env.stderr, tf)
 	}
 	var second replay.Engine
 	if !noSplit && !explainText {
@@ -544,30 +531,16 @@ func writeSummary(w *bufio.Writer, rp *replay.Replay, trace string, r *capture.R
 	}
 }
 
-// countingReader counts the bytes of the capture file read so far, for
-// the progress indicator.
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64 // read by the progress indicator while the reader runs
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 // progressBar shows how far the replay is on a terminal's standard error.
 type progressBar struct {
 	w     io.Writer
-	size  int64
-	read  *countingReader
+	trace *capture.File
 	start time.Time
 	shown bool
 }
 
 // newProgress returns nil unless w is a terminal.
-func newProgress(w io.Writer, size int64, read *countingReader) *progressBar {
+func newProgress(w io.Writer, trace *capture.File) *progressBar {
 	f, ok := w.(*os.File)
 	if !ok {
 		return nil
@@ -576,7 +549,7 @@ func newProgress(w io.Writer, size int64, read *countingReader) *progressBar {
 	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
 		return nil
 	}
-	return &progressBar{w: w, size: size, read: read, start: time.Now()}
+	return &progressBar{w: w, trace: trace, start: time.Now()}
 }
 
 func (pb *progressBar) update(n int) {
@@ -587,8 +560,8 @@ func (pb *progressBar) update(n int) {
 	pps := float64(n) / el.Seconds()
 	var s strings.Builder
 	fmt.Fprintf(&s, "\rkwl sim: %d packets", n)
-	if pb.size > 0 {
-		fmt.Fprintf(&s, " (%.0f%%)", 100*float64(pb.read.n.Load())/float64(pb.size))
+	if pb.trace.Size > 0 {
+		fmt.Fprintf(&s, " (%.0f%%)", 100*float64(pb.trace.Offset())/float64(pb.trace.Size))
 	}
 	fmt.Fprintf(&s, ", %.2f M packets/s ", pps/1e6)
 	io.WriteString(pb.w, s.String())
@@ -599,39 +572,6 @@ func (pb *progressBar) done() {
 	if pb.shown {
 		io.WriteString(pb.w, "\r\033[K")
 	}
-}
-
-// openTrace opens the capture named trace ("-" for standard input). It
-// returns the reader, the byte counter under it (for progress), the file's
-// size (0 when unknown), a function that closes the file, and -1, or an
-// exit code after printing why the capture cannot be read.
-func openTrace(env *cmdEnv, trace string) (r *capture.Reader, counted *countingReader, size int64, closeTrace func(), code int) {
-	var in io.Reader = env.stdin
-	closeTrace = func() {}
-	if trace != "-" {
-		f, err := os.Open(trace)
-		if err != nil {
-			return nil, nil, 0, nil, ioError(env, "sim", err)
-		}
-		if st, err := f.Stat(); err == nil {
-			if st.IsDir() {
-				f.Close()
-				fmt.Fprintf(env.stderr, "kwl sim: %s: is a directory, not a capture\n", trace)
-				return nil, nil, 0, nil, exitUsage
-			}
-			size = st.Size()
-		}
-		in = f
-		closeTrace = func() { f.Close() }
-	}
-	counted = &countingReader{r: in}
-	r, err := capture.Open(counted)
-	if err != nil {
-		closeTrace()
-		fmt.Fprintf(env.stderr, "kwl sim: %s: %v\n", trace, err)
-		return nil, nil, 0, nil, exitUsage
-	}
-	return r, counted, size, closeTrace, -1
 }
 
 // appendPacketText writes the start of a text line about a packet:

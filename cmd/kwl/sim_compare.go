@@ -17,13 +17,6 @@ import (
 // blocked flows, reporting the packets whose verdict differs and the
 // sources whose access differs.
 
-// access counts, for one source, the packets whose verdict changed.
-type access struct {
-	gained int // dropped or rejected by OLD, accepted by NEW
-	lost   int // accepted by OLD, dropped or rejected by NEW
-	other  int // dropped by one, rejected by the other
-}
-
 // loadSimPolicy loads a policy and its simulator for kwl sim; code >= 0
 // means stop with that exit status.
 func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang.Policy, replay.Engine, int) {
@@ -36,7 +29,16 @@ func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang
 	if diags.HasErrors() {
 		return nil, nil, exitFail
 	}
-	eng, bdiags := replay.NewEngine(backend, pol, hosts, false)
+	eng, code := simEngine(env, name, src, pol, diags, backend, hosts, false)
+	return pol, eng, code
+}
+
+// simEngine builds the simulator of a loaded policy and prints the
+// backend's diagnostics but those of the load (diags), which they repeat,
+// and those a kwl:ignore comment silences; code >= 0 means stop with that
+// exit status.
+func simEngine(env *cmdEnv, name string, src []byte, pol *lang.Policy, diags lang.Diagnostics, backend string, hosts []netip.Addr, explain bool) (replay.Engine, int) {
+	eng, bdiags := replay.NewEngine(backend, pol, hosts, explain)
 	seen := map[lang.Diagnostic]bool{}
 	for _, d := range diags {
 		seen[d] = true
@@ -49,9 +51,9 @@ func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang
 	}
 	printDiags(env, extra, map[string][]byte{name: src})
 	if bdiags.HasErrors() {
-		return nil, nil, exitFail
+		return nil, exitFail
 	}
-	return pol, eng, -1
+	return eng, -1
 }
 
 func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, progress bool, oldName, newName, trace string) int {
@@ -67,43 +69,29 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	if code >= 0 {
 		return code
 	}
-	r, counted, size, closeTrace, code := openTrace(env, trace)
-	if code >= 0 {
-		return code
+	tf, err := capture.OpenFile(trace, env.stdin)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+		return exitUsage
 	}
-	defer closeTrace()
+	defer tf.Close()
+	r := tf.Reader
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
 	rpOld, rpNew := replay.New(oldPol, oldEng), replay.New(newPol, newEng)
 	var prog *progressBar
 	if progress {
-		prog = newProgress(env.stderr, size, counted)
+		prog = newProgress(env.stderr, tf)
 	}
-	sources := map[netip.Addr]*access{}
-	differ := 0
 	var line []byte
 	// OLD's engine runs on a goroutine of its own; NEW's runs here,
 	// packet by packet, while the replay merges.
-	err := replay.Compare(r, rpOld, rpNew, func(p *capture.Packet, o1, o2 *replay.Outcome) {
+	cmp, err := replay.Compare(r, rpOld, rpNew, func(p *capture.Packet, o1, o2 *replay.Outcome) {
 		if prog != nil && p.N&0xffff == 0 {
 			prog.update(p.N)
 		}
-		if o1.Skipped != "" || o2.Skipped != "" || o1.Verdict == o2.Verdict {
+		if !replay.Differs(o1, o2) {
 			return
-		}
-		differ++
-		a := sources[p.Src]
-		if a == nil {
-			a = &access{}
-			sources[p.Src] = a
-		}
-		switch {
-		case o2.Verdict == lang.Accept:
-			a.gained++
-		case o1.Verdict == lang.Accept:
-			a.lost++
-		default:
-			a.other++
 		}
 		if format == "json" {
 			line = appendCompareJSON(line[:0], p, o1, o2, rpOld, rpNew)
@@ -119,7 +107,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	if err != io.EOF {
 		readErr = err.Error()
 	}
-	addrs := sortedAddrs(sources)
+	addrs, differ := sortedAddrs(cmp.Sources), cmp.Differ
 	if format == "json" {
 		b := []byte(`{"summary":true,"compare":true,"old":`)
 		b = appendJSONString(b, oldName)
@@ -131,18 +119,18 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		b = strconv.AppendInt(b, int64(differ), 10)
 		b = append(b, `,"sources":[`...)
 		for i, s := range addrs {
-			a := sources[s]
+			a := cmp.Sources[s]
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, `{"src":"`...)
 			b = s.AppendTo(b)
 			b = append(b, `","gained":`...)
-			b = strconv.AppendInt(b, int64(a.gained), 10)
+			b = strconv.AppendInt(b, int64(a.Gained), 10)
 			b = append(b, `,"lost":`...)
-			b = strconv.AppendInt(b, int64(a.lost), 10)
+			b = strconv.AppendInt(b, int64(a.Lost), 10)
 			b = append(b, `,"other":`...)
-			b = strconv.AppendInt(b, int64(a.other), 10)
+			b = strconv.AppendInt(b, int64(a.Other), 10)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -164,10 +152,10 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 					fmt.Fprintf(out, "  ... and %d more (--format json lists them all)\n", len(addrs)-listMax)
 					break
 				}
-				a := sources[s]
-				fmt.Fprintf(out, "  %-40s %d now accepted, %d now refused", s, a.gained, a.lost)
-				if a.other > 0 {
-					fmt.Fprintf(out, ", %d drop/reject", a.other)
+				a := cmp.Sources[s]
+				fmt.Fprintf(out, "  %-40s %d now accepted, %d now refused", s, a.Gained, a.Lost)
+				if a.Other > 0 {
+					fmt.Fprintf(out, ", %d drop/reject", a.Other)
 				}
 				out.WriteString("\n")
 			}

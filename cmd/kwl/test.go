@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"kwl.dev/kwl/lang"
@@ -99,25 +100,29 @@ func runTest(env *cmdEnv, args []string) int {
 // per test and backend, with the failed steps under a FAIL line. It
 // returns whether every test passed.
 func testPolicy(env *cmdEnv, pol *lang.Policy, backends []string, verbose bool) bool {
+	return writeTests(env.stdout, pol.File, sim.RunTests(pol, backends), verbose)
+}
+
+// writeTests prints the results of the tests of file, one line per test
+// and backend, with the failed steps (every step when verbose) under it.
+// It returns whether every test passed.
+func writeTests(w io.Writer, file string, results []sim.TestResult, verbose bool) bool {
 	ok := true
-	for _, t := range pol.Tests {
-		for _, b := range backends {
-			r := sim.RunTest(pol, t, b)
-			if r.Passed() {
-				fmt.Fprintf(env.stdout, "ok   %s: %q (%s)\n", pol.File, t.Name, b)
-			} else {
-				ok = false
-				fmt.Fprintf(env.stdout, "FAIL %s: %q (%s)\n", pol.File, t.Name, b)
-			}
-			if r.Err != nil {
-				fmt.Fprintf(env.stdout, "    %s\n", indent(r.Err.Error()))
-				continue
-			}
-			for i := range r.Steps {
-				sr := &r.Steps[i]
-				if !sr.OK || verbose {
-					fmt.Fprintf(env.stdout, "    %s\n", indent(stepLine(sr)))
-				}
+	for _, r := range results {
+		if r.Passed() {
+			fmt.Fprintf(w, "ok   %s: %q (%s)\n", file, r.Test.Name, r.Backend)
+		} else {
+			ok = false
+			fmt.Fprintf(w, "FAIL %s: %q (%s)\n", file, r.Test.Name, r.Backend)
+		}
+		if r.Err != nil {
+			fmt.Fprintf(w, "    %s\n", indent(r.Err.Error()))
+			continue
+		}
+		for i := range r.Steps {
+			sr := &r.Steps[i]
+			if !sr.OK || verbose {
+				fmt.Fprintf(w, "    %s\n", indent(stepLine(sr)))
 			}
 		}
 	}

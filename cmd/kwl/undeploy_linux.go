@@ -46,9 +46,10 @@ func runUndeploy(env *cmdEnv, args []string) int {
 	}
 	// iptables: kwl's chains, found in what iptables-save shows.
 	if *backend != "nft" {
-		hadIpt, code := undeployIptables(env, o)
-		if code != exitOK {
-			return code
+		hadIpt, err := deploy.UndeployIptables(context.Background(), o)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "kwl undeploy: %v\n", err)
+			return exitFail
 		}
 		switch {
 		case *backend == "iptables" && !hadIpt:

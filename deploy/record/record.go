@@ -50,6 +50,17 @@ import (
 // network namespace, and where kwl restore reads it.
 const DefaultDir = "/var/lib/kwl/deployed"
 
+// DirFor returns the record directory of a deploy into the network
+// namespace netns ("" for the host's own): dir when it is set, else
+// DefaultDir for the host's namespace, else "": a named namespace does
+// not survive a reboot, and its deploys are recorded only where told.
+func DirFor(dir, netns string) string {
+	if dir != "" || netns != "" {
+		return dir
+	}
+	return DefaultDir
+}
+
 // The names of the record's files.
 const (
 	RecordFile = "record.json"

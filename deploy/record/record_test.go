@@ -277,3 +277,18 @@ func edit(t *testing.T, path, old, new string) {
 	}
 	write(t, path, strings.Replace(string(b), old, new, 1))
 }
+
+// TestDirFor: the default record is the host namespace's; a named
+// namespace has one only where told.
+func TestDirFor(t *testing.T) {
+	for _, tc := range []struct{ dir, netns, want string }{
+		{"", "", DefaultDir},
+		{"/tmp/rec", "", "/tmp/rec"},
+		{"", "lab", ""},
+		{"/tmp/rec", "lab", "/tmp/rec"},
+	} {
+		if got := DirFor(tc.dir, tc.netns); got != tc.want {
+			t.Errorf("DirFor(%q, %q) = %q, want %q", tc.dir, tc.netns, got, tc.want)
+		}
+	}
+}

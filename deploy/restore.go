@@ -1,0 +1,154 @@
+//go:build linux
+
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"kwl.dev/kwl/compile"
+	"kwl.dev/kwl/compile/iptables"
+	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy/record"
+	"kwl.dev/kwl/lang"
+)
+
+// A PolicyError is a policy that Restore could not compile.
+type PolicyError struct {
+	// File names the policy; Src is its text (nil for the fail-closed
+	// policy, which is made from the record, not read).
+	File string
+	Src  []byte
+	// Diags are what to show: a recorded policy's errors (its warnings
+	// were shown when it was deployed), or all the diagnostics of the
+	// fail-closed policy.
+	Diags lang.Diagnostics
+	// Closed is set for the fail-closed policy.
+	Closed bool
+}
+
+func (e *PolicyError) Error() string {
+	if e.Closed {
+		return "the fail-closed policy does not compile"
+	}
+	return e.File + " has errors"
+}
+
+// Restored says what Restore did.
+type Restored struct {
+	// Record is the record read from the directory; nil when there is
+	// none or it could not be read. When its State is record.Undeployed,
+	// nothing was loaded, and nothing had to be.
+	Record *record.Record
+	// Err says why the recorded policy was not loaded; nil when it was
+	// (or when the record says kwl was undeployed). A policy that does
+	// not compile is a *PolicyError.
+	Err error
+	// Closed is the fail-closed policy, loaded instead when Err is set
+	// and ClosedErr is not.
+	Closed *record.Closed
+	// ClosedErr says why the fail-closed policy could not be loaded
+	// either: then nothing was.
+	ClosedErr error
+}
+
+// Restore loads the policy that the record of dir names (see package
+// record), compiled again for the backend and table it was deployed with,
+// as Apply or ApplyIptables would; when it cannot, it loads the record's
+// fail-closed policy instead. o's Table is the record's.
+func Restore(ctx context.Context, o Options, dir string) *Restored {
+	res := &Restored{}
+	r, err := record.Load(dir)
+	if err == nil {
+		res.Record = r
+		if r.State == record.Undeployed {
+			return res
+		}
+		err = restorePolicy(ctx, o, r)
+		if err == nil {
+			return res
+		}
+	} else if errors.Is(err, os.ErrNotExist) {
+		err = fmt.Errorf("no record of a deploy: %w", err)
+	}
+	res.Err = err
+	c, err := record.LoadClosed(dir)
+	if err == nil {
+		err = restoreClosed(ctx, o, c, filepath.Join(dir, record.ClosedFile))
+	}
+	if err != nil {
+		res.ClosedErr = err
+		return res
+	}
+	res.Closed = c
+	return res
+}
+
+// restorePolicy compiles the recorded policy and loads it.
+func restorePolicy(ctx context.Context, o Options, r *record.Record) error {
+	o.Table = r.Table
+	file := r.PolicyPath()
+	switch r.Backend {
+	case nft.Name:
+		pol, rs, diags := compile.Load(file, r.Text, nft.Lower)
+		if err := policyErrors(file, r.Text, diags); err != nil {
+			return err
+		}
+		o.Policy, o.Guarded = PolicyID(r.Text), Guarded(pol)
+		_, err := Apply(ctx, o, rs)
+		return err
+	case iptables.Name:
+		_, rs, diags := compile.Load(file, r.Text, iptables.Lower)
+		if err := policyErrors(file, r.Text, diags); err != nil {
+			return err
+		}
+		_, err := ApplyIptables(ctx, o, rs)
+		return err
+	}
+	return nil
+}
+
+// policyErrors returns a *PolicyError with the errors of diags, or nil
+// when there are none.
+func policyErrors(file string, src []byte, diags lang.Diagnostics) error {
+	var errs lang.Diagnostics
+	for _, d := range diags {
+		if d.Severity == lang.Error {
+			errs = append(errs, d)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &PolicyError{File: file, Src: src, Diags: errs}
+}
+
+// restoreClosed loads a fail-closed policy, read from file.
+func restoreClosed(ctx context.Context, o Options, c *record.Closed, file string) error {
+	pol, err := c.Policy(file)
+	if err != nil {
+		return err
+	}
+	o.Table = c.Table
+	switch c.Backend {
+	case nft.Name:
+		rs, own := nft.Lower(pol)
+		diags := compile.With(pol, own)
+		if diags.HasErrors() || rs == nil {
+			return &PolicyError{File: file, Diags: diags, Closed: true}
+		}
+		o.Policy, o.Guarded = "fail-closed", Guarded(pol)
+		_, err = Apply(ctx, o, rs)
+	case iptables.Name:
+		rs, own := iptables.Lower(pol)
+		diags := compile.With(pol, own)
+		if diags.HasErrors() || rs == nil {
+			return &PolicyError{File: file, Diags: diags, Closed: true}
+		}
+		_, err = ApplyIptables(ctx, o, rs)
+	}
+	return err
+}
