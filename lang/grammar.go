@@ -7,7 +7,7 @@ import "github.com/alecthomas/participle/v2/lexer"
 // into the AST of ast.go. Every value is captured as its token, which
 // carries its position, and every node keeps the tokens it was parsed
 // from, whose first and last give its extent; participle's types stay
-// in this file and parse.go.
+// in this file, lex.go and parse.go.
 
 // stmtSyntax is a statement as participle parses it.
 type stmtSyntax interface {

@@ -220,10 +220,11 @@ func comment(t lexer.Token) *Comment {
 	return &Comment{Node: Node{Pos: posOf(t.Pos), End: endOf(t)}, Text: t.Value}
 }
 
-// end returns the end of the last token read that is not a separator.
+// end returns the end of the last token read that is neither a
+// separator nor a comment.
 func (p *parser) end() Pos {
 	for i := p.i - 1; i >= 0; i-- {
-		if t := p.toks[i]; t.Type != tNL && t.Type != tSemi && t.Type != tEOF {
+		if t := p.toks[i]; t.Type != tNL && t.Type != tSemi && t.Type != tEOF && t.Type != tComment {
 			return endOf(t)
 		}
 	}
