@@ -202,6 +202,8 @@ func runScenario(t *testing.T, ta *tally, sc Scenario) {
 			}
 			if len(res.Disagreements) > 0 {
 				t.Logf("reproduction (kwl test --backend %s):\n%s", tg.Backend, sc.Repro(tg.Backend, res.Outcomes))
+			}
+			if len(res.Disagreements) > 0 || len(cr.ds) > 0 {
 				path := filepath.Join(os.TempDir(), fmt.Sprintf("kwlk-%s-%s.pcap", strings.ReplaceAll(sc.Name, "/", "_"), tg.Backend))
 				if err := WritePcap(path, res.Capture); err == nil {
 					t.Logf("capture of the firewall's side: %s", path)
