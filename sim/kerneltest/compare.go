@@ -38,6 +38,11 @@ type Prediction struct {
 	Verdict lang.Verdict
 	Rule    lang.Pos
 	Explain string
+	// Blocked is the 1-based index of the dropped first packet of this
+	// packet's flow, or 0 (replay.Outcome.Blocked): kwl sim takes such a
+	// packet as never sent, while the harness sends it and the kernel
+	// evaluates it, and so does the model.
+	Blocked int
 }
 
 // Disagreement is a packet on which the kernel and the model differ.
@@ -96,12 +101,18 @@ func sentPackets(out []Outcome) []Packet {
 // Compare runs the model on the packets at their actual send times and
 // returns the packets on which it disagrees with the kernel.
 func Compare(m Model, out []Outcome) ([]Disagreement, error) {
+	ds, _, err := compare(m, out)
+	return ds, err
+}
+
+// compare is Compare, which also returns the predictions.
+func compare(m Model, out []Outcome) ([]Disagreement, []Prediction, error) {
 	pred, err := m.Predict(sentPackets(out))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(pred) != len(out) {
-		return nil, fmt.Errorf("model predicted %d packets of %d", len(pred), len(out))
+		return nil, nil, fmt.Errorf("model predicted %d packets of %d", len(pred), len(out))
 	}
 	var ds []Disagreement
 	for i, o := range out {
@@ -109,7 +120,7 @@ func Compare(m Model, out []Outcome) ([]Disagreement, error) {
 			ds = append(ds, Disagreement{N: i + 1, Packet: o.Packet, Sent: o.Sent, Kernel: k, Model: pred[i], Context: table(out, pred, i)})
 		}
 	}
-	return ds, nil
+	return ds, pred, nil
 }
 
 // table renders the packets up to and including the i-th with both
@@ -122,7 +133,11 @@ func table(out []Outcome, pred []Prediction, last int) string {
 		if kernelVerdict(o) != pred[i].Verdict {
 			mark = "!"
 		}
-		fmt.Fprintf(&b, "  %s %3d %-58s kernel %-6s sim %-6s %s\n", mark, i+1, describe(o.Packet, o.Sent), kernelVerdict(o), pred[i].Verdict, posString(pred[i].Rule))
+		blocked := ""
+		if n := pred[i].Blocked; n > 0 {
+			blocked = fmt.Sprintf(" (blocked flow of %d)", n)
+		}
+		fmt.Fprintf(&b, "  %s %3d %-58s kernel %-6s sim %-6s %s%s\n", mark, i+1, describe(o.Packet, o.Sent), kernelVerdict(o), pred[i].Verdict, posString(pred[i].Rule), blocked)
 	}
 	return b.String()
 }

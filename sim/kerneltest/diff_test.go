@@ -31,18 +31,25 @@ type tally struct {
 	reruns        map[string]int
 	capPackets    map[string]int
 	capDisagree   map[string]int
-	skipped       []string
+	// Packets of blocked flows, and those of them the kernel accepted:
+	// by the scenario's model and by the capture replay.
+	blocked, blockedAccepted       map[string]int
+	capBlocked, capBlockedAccepted map[string]int
+	skipped                        []string
 }
 
-func (ta *tally) addCapture(backend string, n, d int) {
+func (ta *tally) addCapture(backend string, cr capReplay) {
 	ta.mu.Lock()
 	defer ta.mu.Unlock()
-	ta.capPackets[backend] += n
-	ta.capDisagree[backend] += d
+	ta.capPackets[backend] += cr.compared
+	ta.capDisagree[backend] += len(cr.ds)
+	ta.capBlocked[backend] += cr.blocked
+	ta.capBlockedAccepted[backend] += cr.accepted
 }
 
 func newTally() *tally {
-	return &tally{scenarios: map[string]int{}, packets: map[string]int{}, disagreements: map[string]int{}, reruns: map[string]int{}, capPackets: map[string]int{}, capDisagree: map[string]int{}}
+	return &tally{scenarios: map[string]int{}, packets: map[string]int{}, disagreements: map[string]int{}, reruns: map[string]int{}, capPackets: map[string]int{}, capDisagree: map[string]int{},
+		blocked: map[string]int{}, blockedAccepted: map[string]int{}, capBlocked: map[string]int{}, capBlockedAccepted: map[string]int{}}
 }
 
 func (ta *tally) add(backend string, r *Result) {
@@ -52,6 +59,8 @@ func (ta *tally) add(backend string, r *Result) {
 	ta.packets[backend] += len(r.Outcomes)
 	ta.disagreements[backend] += len(r.Disagreements)
 	ta.reruns[backend] += r.Runs - 1
+	ta.blocked[backend] += r.Blocked
+	ta.blockedAccepted[backend] += r.BlockedAccepted
 }
 
 func (ta *tally) skip(why string) {
@@ -68,6 +77,8 @@ func (ta *tally) report(t *testing.T, elapsed time.Duration) {
 		t.Logf("%s: %d scenarios, %d packets compared, %d disagreements, %d runs repeated (sent too near a boundary)",
 			b, ta.scenarios[b], ta.packets[b], ta.disagreements[b], ta.reruns[b])
 		t.Logf("%s: capture replay through sim/capture: %d packets compared, %d disagreements", b, ta.capPackets[b], ta.capDisagree[b])
+		t.Logf("%s: of blocked flows (sent after their flow's first packet was dropped; kwl sim takes them as never sent): %d packets, %d accepted by the kernel; in the captures %d, %d accepted",
+			b, ta.blocked[b], ta.blockedAccepted[b], ta.capBlocked[b], ta.capBlockedAccepted[b])
 		parts = append(parts, fmt.Sprintf("%s %d packets %d disagreements (capture replay %d/%d)", b, ta.packets[b], ta.disagreements[b], ta.capPackets[b], ta.capDisagree[b]))
 	}
 	sort.Strings(ta.skipped)
@@ -181,16 +192,18 @@ func runScenario(t *testing.T, ta *tally, sc Scenario) {
 			for _, d := range res.Disagreements {
 				t.Errorf("kernel and simulator disagree on %s", d)
 			}
-			n, cds, err := replayCapture(tg.Model, pol, res)
+			cr, err := replayCapture(tg.Model, pol, res)
 			if err != nil {
 				t.Errorf("capture replay: %v", err)
 			}
-			ta.addCapture(tg.Backend, n, len(cds))
-			for _, d := range cds {
+			ta.addCapture(tg.Backend, cr)
+			for _, d := range cr.ds {
 				t.Errorf("capture replay: %s", d)
 			}
 			if len(res.Disagreements) > 0 {
 				t.Logf("reproduction (kwl test --backend %s):\n%s", tg.Backend, sc.Repro(tg.Backend, res.Outcomes))
+			}
+			if len(res.Disagreements) > 0 || len(cr.ds) > 0 {
 				path := filepath.Join(os.TempDir(), fmt.Sprintf("kwlk-%s-%s.pcap", strings.ReplaceAll(sc.Name, "/", "_"), tg.Backend))
 				if err := WritePcap(path, res.Capture); err == nil {
 					t.Logf("capture of the firewall's side: %s", path)

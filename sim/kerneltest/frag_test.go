@@ -3,18 +3,15 @@
 package kerneltest
 
 import (
-	"bytes"
 	"encoding/binary"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"kwl.dev/kwl/lang"
-	"kwl.dev/kwl/sim"
 	"kwl.dev/kwl/sim/capture"
+	"kwl.dev/kwl/sim/replay"
 )
 
 // fragPolicy is the seed's knock, alone.
@@ -96,9 +93,9 @@ func withDestOpts(frame []byte, n int) []byte {
 // first fragment holds only 8 bytes of TCP, lone first fragments whose
 // rest never comes, an IPv6 SYN in two fragments, overlapping fragments.
 // Then a connection attempt to ssh says whether the door opened. The
-// firewall's capture, read back by sim/capture (which reassembles), runs
-// through the simulator of the same ruleset, and its verdict on that
-// attempt must be the kernel's.
+// firewall's capture, read back by sim/capture (which reassembles), is
+// replayed as kwl sim replays it (sim/replay) through the simulator of
+// the same ruleset, and its verdict on that attempt must be the kernel's.
 func TestFragments(t *testing.T) {
 	needRoot(t)
 	pol, diags := lang.Load("frag.kwl", []byte(fragPolicy))
@@ -151,8 +148,8 @@ func TestFragments(t *testing.T) {
 }
 
 // fragRun sends frames from src, then a connection attempt to ssh, and
-// reports whether the kernel let the attempt in and whether the
-// simulator, replaying the firewall's capture, did.
+// reports whether the kernel let the attempt in and whether kwl sim's
+// replay of the firewall's capture did.
 func fragRun(t *testing.T, tg Target, src netip.Addr, frames [][]byte) (kernel, simulated bool) {
 	l, err := NewLab()
 	if err != nil {
@@ -181,47 +178,29 @@ func fragRun(t *testing.T, tg Target, src netip.Addr, frames [][]byte) (kernel, 
 	}
 	kernel = out[0].Passed
 
-	path := filepath.Join(t.TempDir(), "fw.pcap")
-	if err := WritePcap(path, l.Capture()); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd, err := capture.Open(bytes.NewReader(data))
+	rd, err := openFrames(l.Capture())
 	if err != nil {
 		t.Fatal(err)
 	}
 	sm := tg.Model.(*simModel)
-	opts := sim.Options{Hosts: []netip.Addr{FW4, FW6}}
-	var s *sim.Sim
-	if sm.nft != nil {
-		s, err = sim.NewNFT(sm.nft, opts)
-	} else {
-		s, err = sim.NewIptables(sm.ipt, opts)
-	}
+	rp, err := sm.replay(false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := false
-	var p capture.Packet
-	for {
-		if err := rd.Next(&p); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
+	err = rp.Run(rd, nil, func(p *capture.Packet, o *replay.Outcome) {
+		if o.Skipped != "" {
+			t.Logf("capture packet %d: skipped: %s", p.N, o.Skipped)
+			return
 		}
-		if p.Skipped != "" {
-			t.Logf("capture packet %d: skipped: %s", p.N, p.Skipped)
-			continue
-		}
-		r := s.Eval(&p)
-		t.Logf("capture packet %d: %v %v:%d > %v:%d flags %#x (%d fragments): %v", p.N, p.Proto, p.Src, p.SPort, p.Dst, p.DPort, p.Flags, p.Frags, r.Verdict)
+		t.Logf("capture packet %d: %v %v:%d > %v:%d flags %#x (%d fragments): %v", p.N, p.Proto, p.Src, p.SPort, p.Dst, p.DPort, p.Flags, p.Frags, o.Verdict)
 		if p.Src == src && p.SPort == 41000 && p.DPort == 22 && p.Flags == capture.SYN {
 			found = true
-			simulated = r.Verdict == lang.Accept
+			simulated = o.Verdict == lang.Accept
 		}
+	})
+	if err != io.EOF {
+		t.Fatal(err)
 	}
 	if !found {
 		t.Fatalf("the connection attempt to ssh is not in the firewall's capture")

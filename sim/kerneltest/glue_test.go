@@ -3,7 +3,6 @@
 package kerneltest
 
 import (
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim"
 	"kwl.dev/kwl/sim/capture"
+	"kwl.dev/kwl/sim/replay"
 )
 
 func init() {
@@ -20,13 +20,19 @@ func init() {
 	}
 }
 
-// simModel predicts with kwl's simulator running the very ruleset the
-// kernel was given (sim.NewNFT, sim.NewIptables). The firewall's answers
-// are fed to it as the lab's hosts send them: a SYN-ACK for an admitted
-// SYN, an echo for an admitted datagram, a RST for an admitted ACK of a
-// connection the host does not know, each a microsecond after the packet
-// it answers and from the address that serves the port (the inside host
-// for a forwarded service).
+// simModel predicts with kwl sim's replay (sim/replay) of the simulator
+// running the very ruleset the kernel was given (sim.NewNFT,
+// sim.NewIptables), with the firewall's addresses as hosts. The
+// firewall's answers are fed to it as the lab's hosts send them: a
+// SYN-ACK for an admitted SYN, an echo for an admitted datagram, a RST for
+// an admitted ACK of a connection the host does not know, each a
+// microsecond after the packet it answers and from the address that
+// serves the port (the inside host for a forwarded service).
+//
+// The scenario's packets are all sent, those of a flow whose first packet
+// was dropped too, and the kernel evaluates each: the replay evaluates
+// them as well (replay.Replay.EvalBlocked) and says which flow they are
+// of (Prediction.Blocked).
 type simModel struct {
 	backend string
 	pol     *lang.Policy
@@ -34,12 +40,31 @@ type simModel struct {
 	ipt     *iptables.Ruleset
 }
 
-func (m *simModel) newSim() (*sim.Sim, error) {
-	opts := sim.Options{Hosts: []netip.Addr{FW4, FW6}, Explain: true}
+// engine returns a fresh simulator of the model's ruleset as a replay
+// engine.
+func (m *simModel) engine(explain bool) (replay.Engine, error) {
+	opts := sim.Options{Hosts: []netip.Addr{FW4, FW6}, Explain: explain}
+	var s *sim.Sim
+	var err error
 	if m.nft != nil {
-		return sim.NewNFT(m.nft, opts)
+		s, err = sim.NewNFT(m.nft, opts)
+	} else {
+		s, err = sim.NewIptables(m.ipt, opts)
 	}
-	return sim.NewIptables(m.ipt, opts)
+	if err != nil {
+		return nil, err
+	}
+	return replay.SimEngine(s, explain), nil
+}
+
+// replay returns a replay of the model's ruleset, as kwl sim makes it
+// (replay.New), with explanations when explain is set.
+func (m *simModel) replay(explain bool) (*replay.Replay, error) {
+	eng, err := m.engine(explain)
+	if err != nil {
+		return nil, err
+	}
+	return replay.New(m.pol, eng), nil
 }
 
 // server returns the address that answers on the port: the inside host of
@@ -59,10 +84,11 @@ func (m *simModel) server(p Packet) netip.Addr {
 }
 
 func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
-	s, err := m.newSim()
+	rp, err := m.replay(true)
 	if err != nil {
 		return nil, err
 	}
+	rp.EvalBlocked = true
 	type flow struct {
 		src   netip.Addr
 		sport uint16
@@ -81,13 +107,18 @@ func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
 				cp.Flags = capture.TCPFlags(p.Flags)
 			}
 		}
-		r := s.Eval(cp)
-		out[i] = Prediction{Verdict: r.Verdict, Rule: r.Rule, Explain: fmt.Sprintf("%s, %s: %s", r.Hook, r.State, r.Explain())}
-		if r.Verdict != lang.Accept {
+		o := rp.Step(cp)
+		out[i] = Prediction{Verdict: o.Verdict, Rule: rp.Statement(&o), Explain: o.Explain, Blocked: o.Blocked}
+		if o.Skipped != "" {
+			out[i].Explain = "skipped: " + o.Skipped
+		}
+		if o.Verdict != lang.Accept || !o.Evaluated {
 			continue
 		}
 		f := flow{p.Src, p.SPort, p.Port}
-		reply := &capture.Packet{Time: p.At + time.Microsecond, Src: m.server(p), Dst: p.Src, Proto: p.Port.Proto, SPort: p.Port.Num, DPort: p.SPort, Len: 60}
+		// The answer carries the packet's number, as in kwl test: a host's
+		// packet is skipped by the replay, a forwarded one evaluated.
+		reply := &capture.Packet{N: i + 1, Time: p.At + time.Microsecond, Src: m.server(p), Dst: p.Src, Proto: p.Port.Proto, SPort: p.Port.Num, DPort: p.SPort, Len: 60}
 		switch {
 		case p.Port.Proto == lang.UDP:
 			// The echo answers every datagram.
@@ -108,7 +139,7 @@ func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
 			reply.Flags = capture.RST
 		}
 		answered[f] = true
-		s.Eval(reply)
+		rp.Step(reply)
 	}
 	return out, nil
 }

@@ -60,14 +60,23 @@
 //     compared and disagreements, then one summary line. A disagreement
 //     fails the test with the packets up to it, the simulator's
 //     explanation, a kwl test block with the kernel's verdicts
-//     (Scenario.Repro) and a pcap of the firewall's side.
+//     (Scenario.Repro) and a pcap of the firewall's side. The simulator's
+//     prediction is kwl sim's replay (sim/replay) of the scenario's
+//     packets with the lab hosts' answers, and the firewall's capture is
+//     replayed too. A packet of a flow whose first packet was dropped,
+//     which kwl sim reports as part of that blocked flow and never sent,
+//     is sent here all the same, and the kernel evaluates it (conntrack
+//     has no entry for it: a TCP packet without SYN is NEW, and a door
+//     opened since may accept it). The replays evaluate those packets too
+//     (replay.Replay.EvalBlocked), so every verdict is compared; the log
+//     counts them and those the kernel accepted.
 //   - TestCatalogKernel: the catalog on the kernel against SPEC.md's
 //     semantics (Scenario.Want), which tests the lowering alone.
 //   - TestKernelFacts: facts of KERNEL.md pinned with hand-written rulesets.
 //   - TestTcpdumpReplay: the seed policy with short windows, per
 //     backend, captured by a real tcpdump in the firewall's namespace and
-//     replayed by the kwl binary (`kwl sim --format json --host ...`),
-//     whose verdict on every packet the client sent must be the kernel's.
+//     replayed as `kwl sim --host ...` replays it (sim/replay), whose
+//     verdict on every packet the client sent must be the kernel's.
 //   - TestHarnessCatchesBrokenModel, TestDifferentialCatchesFlippedRule:
 //     the comparison fails when the model is wrong.
 //

@@ -6,59 +6,54 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 
 	"kwl.dev/kwl/lang"
-	"kwl.dev/kwl/sim"
 	"kwl.dev/kwl/sim/capture"
+	"kwl.dev/kwl/sim/replay"
 )
 
-// replayCapture feeds the firewall's capture of a run, as a pcap file read
-// back by sim/capture, to a fresh simulator of the same ruleset, with the
-// firewall's addresses as hosts (as `kwl sim --host` does), and compares
+// capReplay is what replayCapture found.
+type capReplay struct {
+	compared int      // the client's packets compared with the kernel
+	blocked  int      // of them, those of a flow whose first packet was dropped
+	accepted int      // of those, the ones the kernel accepted
+	ds       []string // the disagreements
+}
+
+// replayCapture replays the firewall's capture of a run, as a pcap file
+// read back by sim/capture, as kwl sim does (replay.Replay.Run, two lanes
+// when the ruleset allows), through fresh simulators of the same ruleset
+// with the firewall's addresses as hosts (`kwl sim --host`), and compares
 // the verdict of every packet the client sent with the kernel's. The
 // firewall's own answers in the capture are what the simulator learns
-// replies from, instead of the answers simModel makes up. Forwarded
-// services are left out: the capture holds their answers after the
-// reverse NAT, as the client sees them.
-func replayCapture(m Model, pol *lang.Policy, res *Result) (compared int, ds []string, err error) {
+// replies from, instead of the answers simModel makes up. The client's
+// packets of blocked flows were sent anyway, so the replay evaluates them
+// (EvalBlocked). Forwarded services are left out: the capture holds their
+// answers after the reverse NAT, as the client sees them.
+func replayCapture(m Model, pol *lang.Policy, res *Result) (cr capReplay, err error) {
 	sm, ok := m.(*simModel)
 	if !ok {
-		return 0, nil, nil
+		return cr, nil
 	}
 	for _, s := range pol.Services {
 		if s.Forward.IsValid() {
-			return 0, nil, nil
+			return cr, nil
 		}
 	}
-	dir, err := os.MkdirTemp("", "kwlk-cap")
+	rd, err := openFrames(res.Capture)
 	if err != nil {
-		return 0, nil, err
+		return cr, err
 	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "fw.pcap")
-	if err := WritePcap(path, res.Capture); err != nil {
-		return 0, nil, err
-	}
-	data, err := os.ReadFile(path)
+	rp, err := sm.replay(false)
 	if err != nil {
-		return 0, nil, err
+		return cr, err
 	}
-	rd, err := capture.Open(bytes.NewReader(data))
+	rp.EvalBlocked = true
+	second, err := sm.engine(false)
 	if err != nil {
-		return 0, nil, err
-	}
-	opts := sim.Options{Hosts: []netip.Addr{FW4, FW6}}
-	var s *sim.Sim
-	if sm.nft != nil {
-		s, err = sim.NewNFT(sm.nft, opts)
-	} else {
-		s, err = sim.NewIptables(sm.ipt, opts)
-	}
-	if err != nil {
-		return 0, nil, err
+		return cr, err
 	}
 	// The client's packets by tag, in the order they were sent.
 	byTag := map[tagKey]Outcome{}
@@ -66,32 +61,51 @@ func replayCapture(m Model, pol *lang.Policy, res *Result) (compared int, ds []s
 		byTag[res.Outcomes[i].key()] = res.Outcomes[i]
 	}
 	frames := res.Capture
-	var p capture.Packet
-	for i := 0; ; i++ {
-		if err := rd.Next(&p); err == io.EOF {
-			break
-		} else if err != nil {
-			return compared, ds, err
+	err = rp.Run(rd, second, func(p *capture.Packet, ro *replay.Outcome) {
+		if ro.Skipped != "" || p.N > len(frames) || frames[p.N-1].Out {
+			return
 		}
-		if p.Skipped != "" || i >= len(frames) {
-			continue
-		}
-		r := s.Eval(&p)
-		if frames[i].Out {
-			continue
-		}
-		q, ok := parseFrame(frames[i].Data)
+		q, ok := parseFrame(frames[p.N-1].Data)
 		if !ok {
-			continue
+			return
 		}
 		o, ok := byTag[q.key()]
 		if !ok {
-			continue
+			return
 		}
-		compared++
-		if k := kernelVerdict(o); k != r.Verdict {
-			ds = append(ds, fmt.Sprintf("capture packet %d (%s): kernel %s, kwl sim %s (%s)", i+1, describe(o.Packet, o.Sent), k, r.Verdict, r.Comment))
+		cr.compared++
+		k := kernelVerdict(o)
+		if ro.Blocked > 0 {
+			cr.blocked++
+			if k == lang.Accept {
+				cr.accepted++
+			}
 		}
+		if k != ro.Verdict {
+			cr.ds = append(cr.ds, fmt.Sprintf("capture packet %d (%s): kernel %s, kwl sim %s (rule %s)", p.N, describe(o.Packet, o.Sent), k, ro.Verdict, posString(rp.Statement(ro))))
+		}
+	})
+	if err != io.EOF {
+		return cr, err
 	}
-	return compared, ds, nil
+	return cr, nil
+}
+
+// openFrames writes frames as a pcap file (WritePcap) and opens it with
+// sim/capture, as kwl sim reads a capture.
+func openFrames(frames []Frame) (*capture.Reader, error) {
+	dir, err := os.MkdirTemp("", "kwlk-cap")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "fw.pcap")
+	if err := WritePcap(path, frames); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return capture.Open(bytes.NewReader(data))
 }

@@ -5,6 +5,8 @@ package kerneltest
 import (
 	"fmt"
 	"time"
+
+	"kwl.dev/kwl/lang"
 )
 
 // Target is one backend as the harness drives it: how to load a policy
@@ -33,6 +35,10 @@ type Result struct {
 	Labs []string
 	// Capture holds the frames on the firewall's side of the run compared.
 	Capture []Frame
+	// Blocked counts the packets the model found of a flow whose first
+	// packet was dropped (Prediction.Blocked), BlockedAccepted those of
+	// them the kernel accepted.
+	Blocked, BlockedAccepted int
 }
 
 // maxRuns bounds the repetitions of a drifting run.
@@ -82,11 +88,19 @@ func Run(tg Target, pkts []Packet, boundary bool) (*Result, error) {
 	}
 	res.Outcomes = out
 	res.Inconsistent = selfCheck(out)
-	ds, err := Compare(tg.Model, out)
+	ds, pred, err := compare(tg.Model, out)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", tg.Backend, err)
 	}
 	res.Disagreements = ds
+	for i, p := range pred {
+		if p.Blocked > 0 {
+			res.Blocked++
+			if kernelVerdict(out[i]) == lang.Accept {
+				res.BlockedAccepted++
+			}
+		}
+	}
 	return res, nil
 }
 

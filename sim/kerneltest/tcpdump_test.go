@@ -5,7 +5,6 @@ package kerneltest
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,8 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
+	"kwl.dev/kwl/sim/replay"
 )
 
 // tcpdumpPolicy is the seed (examples/sshknock.kwl) with windows short
@@ -65,10 +66,10 @@ const tcpdumpSteps = `
 
 // TestTcpdumpReplay captures a scenario with tcpdump on the firewall's
 // side of the veth, in the firewall's namespace, while real knocks and
-// connections cross the kwl ruleset, then replays the capture with the
-// kwl binary (`kwl sim --format json --host FW4 --host FW6`) and compares
-// its verdict on every packet the client sent with the kernel's, per
-// backend. The capture's packet n is tied to the scenario by the tag in
+// connections cross the kwl ruleset, then replays the capture file as
+// `kwl sim --host FW4 --host FW6` does (sim/capture and sim/replay, two
+// lanes when the ruleset allows) and compares its verdict on every packet
+// the client sent with the kernel's, per backend. The capture's packet n is tied to the scenario by the tag in
 // its IPv4 id / IPv6 flow label, read from the pcap itself.
 func TestTcpdumpReplay(t *testing.T) {
 	needRoot(t)
@@ -80,12 +81,7 @@ func TestTcpdumpReplay(t *testing.T) {
 		t.Skipf("tcpdump not installed: %v", err)
 	}
 	dir := t.TempDir()
-	kwl := buildKwl(t, dir)
-	polPath := filepath.Join(dir, "seed.kwl")
-	if err := os.WriteFile(polPath, []byte(tcpdumpPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pol, diags := lang.Load(polPath, []byte(tcpdumpPolicy))
+	pol, diags := lang.Load("seed.kwl", []byte(tcpdumpPolicy))
 	if diags.HasErrors() {
 		t.Fatalf("%v", diags)
 	}
@@ -135,27 +131,9 @@ func TestTcpdumpReplay(t *testing.T) {
 					t.Errorf("kernel and simulator disagree on %s", d)
 				}
 			}
-			compareKwlSim(t, kwl, tg.Backend, polPath, pcapPath, out)
+			compareKwlSim(t, tg, pcapPath, out)
 		})
 	}
-}
-
-// buildKwl builds the kwl command into dir, as a user would run it.
-func buildKwl(t *testing.T, dir string) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	bin := filepath.Join(dir, "kwl")
-	start := time.Now()
-	cmd := exec.Command(goTool, "build", "-o", bin, "kwl.dev/kwl/cmd/kwl")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build kwl.dev/kwl/cmd/kwl: %v\n%s", err, out)
-	}
-	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
-	return bin
 }
 
 // tcpdumpRun sends the packets through the target's ruleset in a fresh lab
@@ -317,120 +295,99 @@ func (td *tcpdumpProc) kill() {
 	}
 }
 
-// simLine is one object of `kwl sim --format json`.
-type simLine struct {
-	N       int    `json:"n"`
-	Src     string `json:"src"`
-	Dst     string `json:"dst"`
-	SPort   uint16 `json:"sport"`
-	DPort   uint16 `json:"dport"`
-	Verdict string `json:"verdict"`
-	Rule    string `json:"rule"`
-	Skipped string `json:"skipped"`
-}
-
-// compareKwlSim runs `kwl sim` on the capture and compares its verdict on
-// every packet of the scenario with the kernel's.
-func compareKwlSim(t *testing.T, kwl, backend, polPath, pcapPath string, out []Outcome) {
+// compareKwlSim replays the capture as kwl sim does and compares its
+// verdict on every packet of the scenario with the kernel's.
+func compareKwlSim(t *testing.T, tg Target, pcapPath string, out []Outcome) {
 	t.Helper()
 	frames, stamps, err := readPcapFrames(pcapPath)
 	if err != nil {
 		t.Fatalf("reading tcpdump's capture: %v", err)
 	}
-	cmd := exec.Command(kwl, "sim", "--backend", backend, "--format", "json",
-		"--host", FW4.String(), "--host", FW6.String(), polPath, pcapPath)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.Bytes())
+	sm, ok := tg.Model.(*simModel)
+	if !ok {
+		t.Fatalf("%s: no simulator", tg.Backend)
+	}
+	rp, err := sm.replay(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := sm.engine(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(pcapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := capture.Open(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("kwl sim: %v", err)
 	}
 	byTag := map[tagKey]int{}
 	for i := range out {
 		byTag[out[i].key()] = i
 	}
-	matched := make([]int, len(out)) // JSON line n per outcome
+	matched := make([]int, len(out)) // capture packet n per outcome
 	var lines, compared, disagree, host int
 	var others []string
 	var kernel [3]int
 	var maxSkew time.Duration
 	var base time.Time
-	summary := false
-	dec := json.NewDecoder(&stdout)
-	for {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("kwl sim output: %v", err)
-		}
-		// The summary object's fields are counts, not a packet's.
-		var head struct {
-			Summary bool `json:"summary"`
-		}
-		if err := json.Unmarshal(raw, &head); err != nil {
-			t.Fatalf("kwl sim output: %v: %s", err, raw)
-		}
-		if head.Summary {
-			summary = true
-			continue
-		}
-		var ln simLine
-		if err := json.Unmarshal(raw, &ln); err != nil {
-			t.Fatalf("kwl sim output: %v: %s", err, raw)
-		}
+	err = rp.Run(rd, second, func(p *capture.Packet, ro *replay.Outcome) {
 		lines++
-		if ln.N < 1 || ln.N > len(frames) {
-			t.Errorf("kwl sim: packet n=%d, the capture has %d", ln.N, len(frames))
-			continue
+		if p.N < 1 || p.N > len(frames) {
+			t.Errorf("kwl sim: packet n=%d, the capture has %d", p.N, len(frames))
+			return
 		}
-		q, ok := parseFrame(frames[ln.N-1])
+		q, ok := parseFrame(frames[p.N-1])
 		if !ok {
-			others = append(others, fmt.Sprintf("%d: not IP", ln.N))
-			continue
+			others = append(others, fmt.Sprintf("%d: not IP", p.N))
+			return
 		}
 		if q.src == FW4 || q.src == FW6 {
 			host++
-			if ln.Skipped == "" {
-				t.Errorf("kwl sim evaluated packet %d sent by the firewall (%s %s:%d > %s:%d): %s", ln.N, q.proto, q.src, q.sport, q.dst, q.dport, ln.Verdict)
+			if ro.Skipped == "" {
+				t.Errorf("kwl sim evaluated packet %d sent by the firewall (%s %s:%d > %s:%d): %s", p.N, q.proto, q.src, q.sport, q.dst, q.dport, ro.Verdict)
 			}
-			continue
+			return
 		}
 		i, ok := byTag[q.key()]
 		if !ok || q.tag == 0 || out[i].Src != q.src || out[i].SPort != q.sport || out[i].Port.Num != q.dport {
-			others = append(others, fmt.Sprintf("%d: %s %s > %s", ln.N, q.proto, q.src, q.dst))
-			continue
+			others = append(others, fmt.Sprintf("%d: %s %s > %s", p.N, q.proto, q.src, q.dst))
+			return
 		}
 		o := out[i]
 		if matched[i] != 0 {
-			t.Errorf("scenario packet %d is packets %d and %d of the capture", i+1, matched[i], ln.N)
-			continue
+			t.Errorf("scenario packet %d is packets %d and %d of the capture", i+1, matched[i], p.N)
+			return
 		}
-		matched[i] = ln.N
-		if ln.Src != q.src.String() || ln.Dst != q.dst.String() || ln.SPort != q.sport || ln.DPort != q.dport {
-			t.Errorf("kwl sim packet %d is %s:%d > %s:%d, the capture says %s:%d > %s:%d", ln.N, ln.Src, ln.SPort, ln.Dst, ln.DPort, q.src, q.sport, q.dst, q.dport)
+		matched[i] = p.N
+		if p.Src != q.src || p.Dst != q.dst || p.SPort != q.sport || p.DPort != q.dport {
+			t.Errorf("kwl sim packet %d is %s:%d > %s:%d, the capture says %s:%d > %s:%d", p.N, p.Src, p.SPort, p.Dst, p.DPort, q.src, q.sport, q.dst, q.dport)
 		}
 		// The two clocks side by side, from the first packet compared on.
 		if compared == 0 {
-			base = stamps[ln.N-1].Add(-o.Sent)
-		} else if d := stamps[ln.N-1].Sub(base) - o.Sent; d.Abs() > maxSkew {
+			base = stamps[p.N-1].Add(-o.Sent)
+		} else if d := stamps[p.N-1].Sub(base) - o.Sent; d.Abs() > maxSkew {
 			maxSkew = d.Abs()
 		}
 		compared++
-		kernel[kernelVerdict(o)]++
-		k := kernelVerdict(o).String()
-		if ln.Skipped != "" {
+		k := kernelVerdict(o)
+		kernel[k]++
+		switch {
+		case ro.Skipped != "":
 			disagree++
-			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim skipped it: %s", i+1, describe(o.Packet, o.Sent), ln.N, k, ln.Skipped)
-		} else if ln.Verdict != k {
+			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim skipped it: %s", i+1, describe(o.Packet, o.Sent), p.N, k, ro.Skipped)
+		case ro.Verdict != k:
 			disagree++
-			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim %s (rule %q)", i+1, describe(o.Packet, o.Sent), ln.N, k, ln.Verdict, ln.Rule)
+			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim %s (rule %s, blocked flow of %d)", i+1, describe(o.Packet, o.Sent), p.N, k, ro.Verdict, posString(rp.Statement(ro)), ro.Blocked)
 		}
+	})
+	if err != io.EOF {
+		t.Fatalf("kwl sim: %v", err)
 	}
-	if !summary {
-		t.Errorf("kwl sim printed no summary object")
-	}
-	if lines != len(frames) {
-		t.Errorf("kwl sim reported %d packets, the capture has %d", lines, len(frames))
+	if lines != len(frames) || rp.Packets != len(frames) {
+		t.Errorf("kwl sim replayed %d packets (counted %d), the capture has %d", lines, rp.Packets, len(frames))
 	}
 	for i, n := range matched {
 		if n == 0 {
@@ -438,7 +395,7 @@ func compareKwlSim(t *testing.T, kwl, backend, polPath, pcapPath string, out []O
 		}
 	}
 	t.Logf("%s: tcpdump captured %d packets: %d sent by the client compared with the kernel (%d accepted, %d dropped), %d disagreements; %d sent by the firewall (skipped by kwl sim); %d others %v; tcpdump and harness timestamps within %v",
-		backend, len(frames), compared, kernel[lang.Accept], kernel[lang.Drop], disagree, host, len(others), others, maxSkew)
+		tg.Backend, len(frames), compared, kernel[lang.Accept], kernel[lang.Drop], disagree, host, len(others), others, maxSkew)
 }
 
 // readPcapFrames returns the frames and timestamps of a pcap file, which

@@ -29,6 +29,9 @@ type lane struct {
 	sink    uint64    // what prefetch reads
 	pf64    []*uint64 // prefetch's addresses
 	pairs   [replayBatch]pairInfo
+	// evalBlocked: the packets of blocked flows are evaluated too
+	// (Replay.EvalBlocked).
+	evalBlocked bool
 }
 
 // pairInfo is a packet's pair key, its direction in it and the key's
@@ -103,6 +106,7 @@ func (l *lane) step(p *capture.Packet, pi *pairInfo) Outcome {
 			}
 		}
 	}
+	var blockedBy blockedFlow // the blocked flow p is of, when evaluated anyway
 	if es[0] != nil || es[1] != nil {
 		key, dir := pi.key, pi.dir
 		flow := func(d int) blockedFlow {
@@ -121,10 +125,12 @@ func (l *lane) step(p *capture.Packet, pi *pairInfo) Outcome {
 				b = flow(dir)
 			}
 			// A reply to a connection the firewall stopped never happens.
-			return l.blockedPacket(b)
+			blockedBy = b
+		} else if b := flow(dir); b.gen != 0 && !isNew(p) {
+			blockedBy = b
 		}
-		if b := flow(dir); b.gen != 0 && !isNew(p) {
-			return l.blockedPacket(b)
+		if blockedBy.gen != 0 && !l.evalBlocked {
+			return l.blockedPacket(blockedBy)
 		}
 	}
 	res := l.eng.Eval(p)
@@ -150,7 +156,7 @@ func (l *lane) step(p *capture.Packet, pi *pairInfo) Outcome {
 			}
 		}
 	}
-	return Outcome{Evaluated: true, Verdict: res.Verdict, Stmt: si, Explain: res.Explain}
+	return Outcome{Evaluated: true, Verdict: res.Verdict, Stmt: si, Explain: res.Explain, Blocked: blockedBy.first}
 }
 
 func (l *lane) blockedPacket(b blockedFlow) Outcome {

@@ -75,7 +75,7 @@ type Outcome struct {
 	Blocked   int    // n of the dropped first packet of this packet's flow, or 0
 	Stmt      int    // the deciding statement's index in the engine's statements
 	Verdict   lang.Verdict
-	Evaluated bool // the engine decided the packet (not skipped, not of a blocked flow)
+	Evaluated bool // the engine decided the packet (not skipped; of no blocked flow unless Replay.EvalBlocked)
 }
 
 // blockedFlow is a flow whose first packet was dropped.
@@ -114,6 +114,15 @@ type Replay struct {
 	lane  *lane // the first lane: all packets but those of a second
 	clock clock // for Step
 
+	// EvalBlocked has the packets of blocked flows evaluated as well,
+	// each with its Outcome.Blocked set, for packets that crossed the
+	// firewall after it had dropped their flow's first packet: a test
+	// harness that sends them anyway, or a capture taken at the firewall
+	// itself. The kernel evaluates such a packet (conntrack has no entry:
+	// a TCP packet without SYN is NEW or INVALID), where kwl sim takes
+	// it as never sent. Set it before the first Step or Run.
+	EvalBlocked bool
+
 	// Statements by index: the engine's numbering.
 	stmts    []lang.Pos
 	counts   [][3]int
@@ -127,7 +136,8 @@ type Replay struct {
 	// Verdicts counts the evaluated packets and those of blocked flows
 	// by verdict.
 	Verdicts [3]int
-	// BlockedPackets is how many packets were of a blocked flow.
+	// BlockedPackets is how many packets were of a blocked flow. With
+	// EvalBlocked they are among the Evaluated, with their verdicts.
 	BlockedPackets int
 	ruleText       map[lang.Pos][]byte
 	// Skips counts the skipped packets by reason.
@@ -260,6 +270,7 @@ func isNew(p *capture.Packet) bool {
 func (rp *Replay) Step(p *capture.Packet) Outcome {
 	rp.clock.keep(p)
 	var pi pairInfo
+	rp.lane.evalBlocked = rp.EvalBlocked
 	o := rp.lane.step(p, &pi)
 	rp.account(p, &o)
 	return o
@@ -275,8 +286,10 @@ func (rp *Replay) account(p *capture.Packet, o *Outcome) {
 	}
 	if o.Blocked > 0 {
 		rp.BlockedPackets++
-		rp.Verdicts[lang.Drop]++
-		return
+		if !o.Evaluated {
+			rp.Verdicts[lang.Drop]++
+			return
+		}
 	}
 	rp.Evaluated++
 	rp.Verdicts[o.Verdict]++

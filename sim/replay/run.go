@@ -22,6 +22,9 @@ func (rp *Replay) Run(r *capture.Reader, second Engine, each func(p *capture.Pac
 			lanes = append(lanes, newLane(second))
 		}
 	}
+	for _, l := range lanes {
+		l.evalBlocked = rp.EvalBlocked
+	}
 	return pipeline(r, lanes, split, &rp.clock, func(pt *part, i int) {
 		p, o := &pt.ps[i], &pt.out[i]
 		if i%replayBatch == 0 {
@@ -80,6 +83,7 @@ func (c *Comparison) add(p *capture.Packet, o1, o2 *Outcome) {
 // reader's error: io.EOF at the end; the clock's warnings are old's.
 func Compare(r *capture.Reader, old, new *Replay, each func(p *capture.Packet, o1, o2 *Outcome)) (*Comparison, error) {
 	c := &Comparison{Sources: map[netip.Addr]*Access{}}
+	old.lane.evalBlocked, new.lane.evalBlocked = old.EvalBlocked, new.EvalBlocked
 	err := pipeline(r, []*lane{old.lane}, nil, &old.clock, func(pt *part, i int) {
 		p, o1 := &pt.ps[i], &pt.out[i]
 		var pi pairInfo
