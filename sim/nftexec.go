@@ -234,7 +234,7 @@ type nset struct {
 	name    string
 	size    int
 	timeout int64 // jiffies; 0: elements never expire unless the rule gives a timeout
-	idx     addrTab
+	idx     addrIndex
 	elems   []nelem
 	free    []int32
 	n       int // elements the kernel counts (nelems): live, expired but not collected, and shadowed
@@ -648,7 +648,7 @@ func (e *nftEngine) statements() []lang.Pos { return e.stmts.list }
 func (e *nftEngine) reset() {
 	for i := range e.sets {
 		st := &e.sets[i]
-		st.idx.clear()
+		st.idx.Clear()
 		st.elems = st.elems[:0]
 		st.free = st.free[:0]
 		st.heap = st.heap[:0]
@@ -791,7 +791,7 @@ func (e *nftEngine) gc(s *Sim, now time.Duration) {
 				if s.opts.Explain {
 					s.note("%s: %s collected (expired at %s)", st.name, el.key, fmtJiffies(el.exp))
 				}
-				st.idx.del(keyOfAddr(el.key))
+				st.idx.Delete(keyOfAddr(el.key))
 				st.release(g.ix)
 				st.n--
 				continue
@@ -905,7 +905,7 @@ func (e *nftEngine) evalDynset(s *Sim, p *pkt, ex *nexpr) bool {
 	ix, expired := st.lookup(key, p.j)
 	if ex.op == nft.Delete {
 		if ix >= 0 {
-			st.idx.del(keyOfAddr(key))
+			st.idx.Delete(keyOfAddr(key))
 			st.release(ix)
 			st.n--
 			if s.opts.Explain {

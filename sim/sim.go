@@ -304,8 +304,8 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 			v4 := src.Is4()
 			for j := range sets {
 				st := &sets[j]
-				if t := &st.idx; t.n > 0 && (v4 && st.srcKey4 || !v4 && st.srcKey6) {
-					pf = append(pf, &t.slots[t.hash(k)&uint64(len(t.slots)-1)].key.lo)
+				if (v4 && st.srcKey4 || !v4 && st.srcKey6) && st.idx.Touch(k) {
+					s.sink++
 				}
 			}
 		}

@@ -44,7 +44,7 @@ type pairInfo struct {
 func (pi *pairInfo) of(p *capture.Packet) *pairInfo {
 	if !pi.ok {
 		key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
-		*pi = pairInfo{key: key, fh: key.hash(filterSeed), dir: dir, ok: true}
+		*pi = pairInfo{key: key, fh: key.Hash(filterSeed), dir: dir, ok: true}
 	}
 	return pi
 }

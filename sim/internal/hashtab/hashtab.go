@@ -127,6 +127,17 @@ func (t *Table[K, V]) Delete(k K) {
 	}
 }
 
+// Touch reads the slot where a lookup of k begins, changing nothing, and
+// reports whether it is in use. A caller with a batch of keys ahead
+// touches them all before looking them up, so that their cache misses
+// overlap instead of following one another.
+func (t *Table[K, V]) Touch(k K) bool {
+	if t.n == 0 {
+		return false
+	}
+	return t.slots[int(k.Hash(t.seed))&(len(t.slots)-1)].used
+}
+
 // Clear removes every key, keeping the memory.
 func (t *Table[K, V]) Clear() {
 	clear(t.slots)
