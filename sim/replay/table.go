@@ -138,7 +138,13 @@ type ientry[K hashtab.Key, V any] struct {
 
 func (t *itable[K, V]) len() int { return t.n }
 
-func (t *itable[K, V]) hash32(k K) uint32 { return uint32(k.Hash(t.seed) >> 32) }
+func (t *itable[K, V]) hash32(k K) uint32 { return hash32(k, t.seed) }
+
+// hash32 is the hash of k in an itable of the given seed.
+func hash32[K hashtab.Key](k K, seed uint64) uint32 { return uint32(k.Hash(seed) >> 32) }
+
+// blockedSeed seeds the hash of the blocked flows' tables.
+var blockedSeed = rand.Uint64()
 
 // find returns the slot holding k, or -1.
 func (t *itable[K, V]) find(k K, h uint32) int {
@@ -275,62 +281,5 @@ func (t *itable[K, V]) grow() {
 			i = (i + 1) & mask
 		}
 		t.slots[i] = uint64(h)<<32 | uint64(ix+1)
-	}
-}
-
-// genFilter is a filter in front of the blocked flows: a bit per hash
-// position and generation parity, set when a flow is blocked in that
-// generation and cleared two generations later, when nothing of it can
-// be seen any more. A clear bit in both parities means no visible entry,
-// so most packets skip the table; the filter is small enough (512 KiB)
-// to stay in the processor's cache.
-type genFilter struct {
-	words []uint64 // position p: bits 2*(p%32) (even generations) and 2*(p%32)+1 (odd), of word p/32
-}
-
-const filterBits = 21 // positions
-
-// filterSeed keys the filter's hash; the table has its own seed.
-var filterSeed = rand.Uint64()
-
-func (f *genFilter) pos(h uint64) (int, uint) {
-	p := int(h >> (64 - filterBits))
-	return p >> 5, uint(p&31) * 2
-}
-
-func (f *genFilter) add(h uint64, gen int32) {
-	if f.words == nil {
-		f.words = make([]uint64, 1<<filterBits/32)
-	}
-	w, b := f.pos(h)
-	f.words[w] |= 1 << (b + uint(gen&1))
-}
-
-// has reports whether a flow of h may have been blocked in a generation
-// of the given parity.
-func (f *genFilter) has(h uint64, parity int32) bool {
-	if f.words == nil {
-		return false
-	}
-	w, b := f.pos(h)
-	return f.words[w]&(1<<(b+uint(parity&1))) != 0
-}
-
-func (f *genFilter) mayHave(h uint64) bool {
-	if f.words == nil {
-		return false
-	}
-	w, b := f.pos(h)
-	return f.words[w]&(3<<b) != 0
-}
-
-// forget clears the bits of gen's parity, which held generation gen-2.
-func (f *genFilter) forget(gen int32) {
-	keep := uint64(0xaaaaaaaaaaaaaaaa) // odd bits
-	if gen&1 != 0 {
-		keep = 0x5555555555555555
-	}
-	for i := range f.words {
-		f.words[i] &= keep
 	}
 }
