@@ -366,9 +366,7 @@ func (ct *conntrack) track(s *Sim, p *pkt) {
 	if p.proto != lang.TCP && p.proto != lang.UDP {
 		t.sport, t.dport = 0, 0
 	}
-	if h, ok := s.cachedHash(p.pk); ok {
-		p.h, p.hOK = h, true
-	} else if ct.ix.slots != nil {
+	if ct.ix.slots != nil {
 		p.h, p.hOK = ct.ix.hash(&t), true
 	}
 	var c *conn

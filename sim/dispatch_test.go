@@ -108,22 +108,6 @@ func TestDispatchChangesNothing(t *testing.T) {
 	})
 }
 
-// TestSetUse checks which packets Prefetch reads set slots for on the
-// seed's policy: the knock chain and the service chain are reached only
-// by packets to their ports.
-func TestSetUse(t *testing.T) {
-	pol, diags := lang.Load("bench.kwl", []byte(benchPolicy))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	s, _ := New("nft", pol, Options{})
-	e := s.eng.(*nftEngine)
-	slices.Sort(e.setPorts)
-	if e.setsAlways || !slices.Equal(e.setPorts, []uint16{22, 1599, 1600, 1601}) {
-		t.Errorf("setsAlways %v, setPorts %v", e.setsAlways, e.setPorts)
-	}
-}
-
 // TestExecEveryBackend checks that the simulator has an executor for
 // every backend of the registry, and refuses what is no ruleset.
 func TestExecEveryBackend(t *testing.T) {

@@ -3,7 +3,6 @@ package sim
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"sort"
 	"time"
 
@@ -234,7 +233,7 @@ type nset struct {
 	name    string
 	size    int
 	timeout int64 // jiffies; 0: elements never expire unless the rule gives a timeout
-	idx     addrTab
+	idx     addrIndex
 	elems   []nelem
 	free    []int32
 	n       int // elements the kernel counts (nelems): live, expired but not collected, and shadowed
@@ -243,9 +242,6 @@ type nset struct {
 	// exp), so that GC visits only the elements due instead of the whole
 	// set every second.
 	heap []gcEntry
-	// srcKey4 and srcKey6 are set when a rule keys the set by the whole
-	// IPv4 or IPv6 source address (what Prefetch reads ahead).
-	srcKey4, srcKey6 bool
 }
 
 type nftEngine struct {
@@ -259,11 +255,6 @@ type nftEngine struct {
 	lastGC   int64 // the last whole second GC ran at
 	jumpBase [16]int
 	stmts    stmtTable
-	// Prefetch reads a packet's set slots only when some rule may use
-	// them: always when setsAlways, else when the packet is TCP or UDP
-	// to one of setPorts.
-	setsAlways bool
-	setPorts   []uint16
 }
 
 func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
@@ -327,58 +318,8 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 	for _, l := range [][]int{e.pre, e.input, e.forward} {
 		sort.SliceStable(l, func(a, b int) bool { return e.chains[l[a]].priority < e.chains[l[b]].priority })
 	}
-	e.noteSetUse()
 	e.reset()
 	return e, nil
-}
-
-// noteSetUse works out which packets may reach a rule that reads or
-// writes a set: any packet, when a base chain can get to one through
-// rules that are not port-guarded; else only those to the ports of the
-// chains (see dispatch).
-func (e *nftEngine) noteSetUse() {
-	// free[ci]: 1 when no packet outside the chain's ports reaches a set
-	// from it, 2 when one may, 3 while being worked out (a loop of
-	// jumps: taken as may).
-	free := make([]uint8, len(e.chains))
-	var may func(ci int) bool
-	may = func(ci int) bool {
-		switch free[ci] {
-		case 1:
-			return false
-		case 2, 3:
-			return true
-		}
-		free[ci] = 3
-		c := &e.chains[ci]
-		res := false
-		for i := range c.rules {
-			if c.disp.ports != nil && !slices.Contains(c.disp.rest, int32(i)) {
-				continue
-			}
-			for _, ex := range c.rules[i].exprs {
-				if ex.kind == exLookup || ex.kind == exDynset ||
-					(ex.kind == exVerdict && (ex.verdict == vJump || ex.verdict == vGoto) && may(ex.target)) {
-					res = true
-				}
-			}
-		}
-		free[ci] = 1
-		if res {
-			free[ci] = 2
-		}
-		return res
-	}
-	for ci := range e.chains {
-		if e.chains[ci].base && may(ci) {
-			e.setsAlways = true
-		}
-		for _, p := range e.chains[ci].disp.ports {
-			if !hasPort(e.setPorts, p) {
-				e.setPorts = append(e.setPorts, p)
-			}
-		}
-	}
 }
 
 // nftTimeout converts a timeout to jiffies as nf_msecs_to_jiffies64 does:
@@ -452,7 +393,6 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 		if err != nil {
 			return nexpr{}, err
 		}
-		e.noteKey(si, k)
 		return nexpr{kind: exLookup, set: si, key: k, neg: x.Neg}, nil
 	case *nft.Dynset:
 		si, ok := sets[x.Set]
@@ -463,7 +403,6 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 		if err != nil {
 			return nexpr{}, err
 		}
-		e.noteKey(si, k)
 		ex := nexpr{kind: exDynset, set: si, key: k, op: x.Op, timeout: nftTimeout(x.Timeout)}
 		switch x.Op {
 		case nft.Add, nft.Update, nft.Delete:
@@ -523,16 +462,6 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 		return nexpr{}, fmt.Errorf("nil expression")
 	}
 	return nexpr{}, fmt.Errorf("expression %T is not simulated", x)
-}
-
-// noteKey records that a rule keys set si by k.
-func (e *nftEngine) noteKey(si int, k nkey) {
-	switch {
-	case k.field == fIPSaddr && k.prefix == 32:
-		e.sets[si].srcKey4 = true
-	case k.field == fIP6Saddr && k.prefix == 128:
-		e.sets[si].srcKey6 = true
-	}
 }
 
 func compileKey(k nft.Key) (nkey, error) {
@@ -648,7 +577,7 @@ func (e *nftEngine) statements() []lang.Pos { return e.stmts.list }
 func (e *nftEngine) reset() {
 	for i := range e.sets {
 		st := &e.sets[i]
-		st.idx.clear()
+		st.idx.Clear()
 		st.elems = st.elems[:0]
 		st.free = st.free[:0]
 		st.heap = st.heap[:0]
@@ -791,7 +720,7 @@ func (e *nftEngine) gc(s *Sim, now time.Duration) {
 				if s.opts.Explain {
 					s.note("%s: %s collected (expired at %s)", st.name, el.key, fmtJiffies(el.exp))
 				}
-				st.idx.del(keyOfAddr(el.key))
+				st.idx.Delete(keyOfAddr(el.key))
 				st.release(g.ix)
 				st.n--
 				continue
@@ -905,7 +834,7 @@ func (e *nftEngine) evalDynset(s *Sim, p *pkt, ex *nexpr) bool {
 	ix, expired := st.lookup(key, p.j)
 	if ex.op == nft.Delete {
 		if ix >= 0 {
-			st.idx.del(keyOfAddr(key))
+			st.idx.Delete(keyOfAddr(key))
 			st.release(ix)
 			st.n--
 			if s.opts.Explain {

@@ -36,7 +36,7 @@ type recentTable struct {
 	ringMask int // nstamps_max_mask
 	entries  []recentEntry
 	stamps   []int64 // ringMask+1 per entry slot
-	idx      addrTab
+	idx      addrIndex
 	free     []int32
 	head     int32 // least recently seen
 	tail     int32
@@ -93,7 +93,7 @@ func roundupPow2(n int) int {
 }
 
 func (t *recentTable) reset() {
-	t.idx.clear()
+	t.idx.Clear()
 	t.entries = t.entries[:0]
 	t.stamps = t.stamps[:0]
 	t.free = t.free[:0]
@@ -148,7 +148,7 @@ func (t *recentTable) pushTail(ix int32) {
 
 func (t *recentTable) remove(ix int32) {
 	t.unlink(ix)
-	t.idx.del(keyOfAddr(t.entries[ix].addr))
+	t.idx.Delete(keyOfAddr(t.entries[ix].addr))
 	t.free = append(t.free, ix)
 	t.count--
 }

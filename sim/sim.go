@@ -166,24 +166,6 @@ type Sim struct {
 	pf      []*uint64     // Prefetch's addresses
 	pfc     []*conn       // the entries the sweep looks at next
 	pfEnd   int           // where the entries Prefetch read end
-	// The index hashes of the tuples of the packets Prefetch was given,
-	// which Eval takes instead of computing them again.
-	pfPks  []capture.Packet
-	pfNext int
-	pfH    [64]uint32
-	pfOK   [64]bool
-}
-
-// cachedHash returns the index hash Prefetch computed for pk, if it did.
-// Packets come to Eval in the order of the batch, some skipped.
-func (s *Sim) cachedHash(pk *capture.Packet) (uint32, bool) {
-	for i := s.pfNext; i < len(s.pfPks); i++ {
-		if &s.pfPks[i] == pk {
-			s.pfNext = i + 1
-			return s.pfH[i], s.pfOK[i]
-		}
-	}
-	return 0, false
 }
 
 // New lowers a checked policy for a backend of the registry
@@ -262,26 +244,14 @@ func (s *Sim) Statements() []lang.Pos {
 }
 
 // Prefetch reads the parts of the state that the packets of pks are
-// likely to need (the slot of their flow in the conntrack index, their
-// source's slots in the sets, the index slots of the flows the sweep will
-// remove next), changing nothing. A caller that has a batch of packets
-// ahead calls it before evaluating them, so that their cache misses
-// overlap instead of following one another. Eval reuses what Prefetch
-// computed for a packet of pks (its tuple's hash): the packets must not
-// change between the two calls, and at most 64 are taken.
+// likely to need (the slot of their flow in the conntrack index, the
+// index slots of the flows the sweep will remove next), changing
+// nothing. A caller that has a batch of packets ahead calls it before
+// evaluating them, so that their cache misses overlap instead of
+// following one another.
 func (s *Sim) Prefetch(pks []capture.Packet) {
 	pf := s.pf[:0]
 	x := &s.ct.ix
-	if len(pks) > len(s.pfOK) {
-		pks = pks[:len(s.pfOK)]
-	}
-	s.pfPks, s.pfNext = pks, 0
-	clear(s.pfOK[:])
-	var sets []nset
-	var ne *nftEngine
-	if e, ok := s.eng.(*nftEngine); ok {
-		sets, ne = e.sets, e
-	}
 	// First the addresses, then the reads in a loop of their own, so
 	// that many reads are in flight at once.
 	for i := range pks {
@@ -289,25 +259,12 @@ func (s *Sim) Prefetch(pks []capture.Packet) {
 		if !pk.Src.IsValid() || !pk.Dst.IsValid() {
 			continue
 		}
-		src := pk.Src.Unmap()
 		if x.slots != nil {
-			t := tuple{src: src, dst: pk.Dst.Unmap(), sport: pk.SPort, dport: pk.DPort, proto: pk.Proto}
+			t := tuple{src: pk.Src.Unmap(), dst: pk.Dst.Unmap(), sport: pk.SPort, dport: pk.DPort, proto: pk.Proto}
 			if t.proto != lang.TCP && t.proto != lang.UDP {
 				t.sport, t.dport = 0, 0
 			}
-			h := x.hash(&t)
-			s.pfH[i], s.pfOK[i] = h, true
-			pf = append(pf, &x.slots[int(h)&(len(x.slots)-1)])
-		}
-		if len(sets) > 0 && (ne.setsAlways || (pk.Proto == lang.TCP || pk.Proto == lang.UDP) && hasPort(ne.setPorts, pk.DPort)) {
-			k := keyOfAddr(src)
-			v4 := src.Is4()
-			for j := range sets {
-				st := &sets[j]
-				if t := &st.idx; t.n > 0 && (v4 && st.srcKey4 || !v4 && st.srcKey6) {
-					pf = append(pf, &t.slots[t.hash(k)&uint64(len(t.slots)-1)].key.lo)
-				}
-			}
+			pf = append(pf, &x.slots[int(x.hash(&t))&(len(x.slots)-1)])
 		}
 	}
 	// The sweep looks at sweepPerInsert entries per new flow: read the

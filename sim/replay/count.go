@@ -93,17 +93,17 @@ func radixSort(a, tmp []uint32) {
 // set, so that their cache misses overlap before they are added.
 func (d *distinctAddrs) prefetch(ps []capture.Packet) {
 	v6 := &d.v6.v6
-	if v6.n == 0 {
+	if v6.Len() == 0 {
 		return
 	}
-	var sum uint64
 	for i := range ps {
 		if a := ps[i].Src; a.Is6() && ps[i].Skipped == "" {
 			k := keyOfAddr(a)
-			sum += v6.slots[int(v6Key{k.hi, k.lo}.hash(v6.seed))&(len(v6.slots)-1)].key.lo
+			if v6.Touch(v6Key{k.hi, k.lo}) {
+				d.sink++
+			}
 		}
 	}
-	d.sink += sum
 }
 
 // len returns the number of distinct addresses added.

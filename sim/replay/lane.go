@@ -24,7 +24,6 @@ type lane struct {
 	// begins. The generation is a function of the packet's time alone, so
 	// that two lanes agree on it.
 	blocked [2]itable[pairKey, blockedPair]
-	filter  genFilter // says which pairs cannot be in the tables
 	gen     int32     // the current generation, from 2 (0 marks no flow)
 	sink    uint64    // what prefetch reads
 	pf64    []*uint64 // prefetch's addresses
@@ -35,11 +34,11 @@ type lane struct {
 }
 
 // pairInfo is a packet's pair key, its direction in it and the key's
-// hash with filterSeed, computed when first needed: a lane in which no
-// flow was ever blocked needs none of them.
+// hash in the blocked flows, computed when first needed: a lane with no
+// blocked flow needs none of them.
 type pairInfo struct {
 	key pairKey
-	fh  uint64
+	h   uint32
 	dir int
 	ok  bool
 }
@@ -47,16 +46,16 @@ type pairInfo struct {
 func (pi *pairInfo) of(p *capture.Packet) *pairInfo {
 	if !pi.ok {
 		key, dir := pairOf(p.Src, p.SPort, p.Dst, p.DPort, p.Proto)
-		*pi = pairInfo{key: key, fh: key.hash(filterSeed), dir: dir, ok: true}
+		*pi = pairInfo{key: key, h: hash32(key, blockedSeed), dir: dir, ok: true}
 	}
 	return pi
 }
 
 func newLane(eng Engine) *lane {
 	l := &lane{eng: eng, stmts: eng.Statements(), gen: 2}
-	// The blocked flows hash with the filter's seed, so that one hash of
-	// a packet's pair key serves both.
-	l.blocked[0].seed, l.blocked[1].seed = filterSeed, filterSeed
+	// Both tables hash with one seed, so that one hash of a packet's
+	// pair key serves both.
+	l.blocked[0].seed, l.blocked[1].seed = blockedSeed, blockedSeed
 	l.pf, _ = eng.(prefetcher)
 	return l
 }
@@ -88,21 +87,19 @@ func (l *lane) step(p *capture.Packet, pi *pairInfo) Outcome {
 	if g := generation(p.Time); g != l.gen {
 		if g > l.gen+1 {
 			// Nothing of the last generation is kept either.
-			l.filter.forget(g - 1)
 			l.blocked[(g-1)&1].reset()
 		}
-		l.filter.forget(g)
 		l.blocked[g&1].reset()
 		l.gen = g
 	}
 	// The pair's entries in this generation and the last one: a direction
 	// is blocked by the latest of them that names it.
 	var es [2]*blockedPair
-	if l.filter.words != nil && l.filter.mayHave(pi.of(p).fh) {
-		bh := uint32(pi.fh >> 32) // the key's hash in the blocked flows (same seed)
+	if l.blocked[0].n > 0 || l.blocked[1].n > 0 {
+		pi.of(p)
 		for k := range es {
-			if t := &l.blocked[(l.gen-int32(k))&1]; t.n > 0 && l.filter.has(pi.fh, l.gen-int32(k)) {
-				es[k] = t.getH(pi.key, bh)
+			if t := &l.blocked[(l.gen-int32(k))&1]; t.n > 0 {
+				es[k] = t.getH(pi.key, pi.h)
 			}
 		}
 	}
@@ -143,15 +140,14 @@ func (l *lane) step(p *capture.Packet, pi *pairInfo) Outcome {
 	}
 	if res.Verdict != lang.Accept && isNew(p) {
 		pi.of(p)
-		e := l.blocked[l.gen&1].putH(pi.key, uint32(pi.fh>>32))
+		e := l.blocked[l.gen&1].putH(pi.key, pi.h)
 		e.dir[pi.dir] = blockedFlow{first: p.N, stmt: int32(si), gen: l.gen}
-		l.filter.add(pi.fh, l.gen)
 	} else if res.Verdict == lang.Accept {
 		for k, e := range es {
 			if e != nil {
 				e.dir[pi.dir] = blockedFlow{}
 				if e.dir[1-pi.dir].gen == 0 {
-					l.blocked[(l.gen-int32(k))&1].delH(pi.key, uint32(pi.fh>>32))
+					l.blocked[(l.gen-int32(k))&1].delH(pi.key, pi.h)
 				}
 			}
 		}
@@ -170,17 +166,15 @@ func (l *lane) blockedPacket(b blockedFlow) Outcome {
 // the lane was blocked.
 func (l *lane) prefetch(ps []capture.Packet, pis []pairInfo) {
 	a64 := l.pf64[:0]
-	if f := &l.filter; f.words != nil {
+	if l.blocked[0].n > 0 || l.blocked[1].n > 0 {
 		for i := range ps {
 			if ps[i].Skipped != "" {
 				continue
 			}
-			h := pis[i].of(&ps[i]).fh
-			w, _ := f.pos(h)
-			a64 = append(a64, &f.words[w])
+			h := int(pis[i].of(&ps[i]).h)
 			for k := range l.blocked {
 				if t := &l.blocked[k]; t.n > 0 {
-					a64 = append(a64, &t.slots[int(uint32(h>>32))&(len(t.slots)-1)])
+					a64 = append(a64, &t.slots[h&(len(t.slots)-1)])
 				}
 			}
 		}

@@ -6,31 +6,16 @@ import (
 	"net/netip"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/internal/hashtab"
 )
 
-// This file holds the tables kwl sim updates for every packet: an
-// open-addressing hash table (linear probing, backward-shift deletion)
-// over keys without pointers, so that a packet costs a hash of a few
-// words and usually one cache line, and the collector has nothing to
-// scan. The seed is random per table so that a capture cannot be crafted
-// to collide.
+// This file holds the keys of the tables kwl sim updates for every
+// packet (hashtab.Table, and itable for the blocked flows): a packet
+// costs a hash of a few words and usually one cache line.
 
-// hashKey is a key of a table.
-type hashKey interface {
-	comparable
-	hash(seed uint64) uint64
-}
-
-func mix(h uint64) uint64 {
-	h ^= h >> 32
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 29
-	return h
-}
-
-// addrKey is an address as a key: its 16 bytes and whether it is a
-// 4-byte address (so that 1.2.3.4 and ::ffff:1.2.3.4 stay apart, as they
-// are in the capture).
+// addrKey is an address as two words and whether it is a 4-byte address
+// (so that 1.2.3.4 and ::ffff:1.2.3.4 stay apart, as they are in the
+// capture).
 type addrKey struct {
 	hi, lo uint64
 	is4    bool
@@ -46,57 +31,41 @@ func keyOfAddr(a netip.Addr) addrKey {
 	return addrKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), false}
 }
 
-func (k addrKey) addr() netip.Addr {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], k.hi)
-	binary.BigEndian.PutUint64(b[8:], k.lo)
-	a := netip.AddrFrom16(b)
-	if k.is4 {
-		a = a.Unmap()
-	}
-	return a
-}
-
-func (k addrKey) hash(seed uint64) uint64 {
-	h := (k.hi ^ seed) * 0x9e3779b97f4a7c15
-	h ^= k.lo
-	if k.is4 {
-		h ^= 1
-	}
-	return mix(h)
-}
-
 // v4Key is an IPv4 address as a key.
 type v4Key uint32
 
-func (k v4Key) hash(seed uint64) uint64 { return mix((uint64(k) ^ seed) * 0x9e3779b97f4a7c15) }
+// Hash hashes k for hashtab.
+func (k v4Key) Hash(seed uint64) uint64 {
+	return hashtab.Mix((uint64(k) ^ seed) * 0x9e3779b97f4a7c15)
+}
 
 // v6Key is a 16-byte address as a key.
 type v6Key struct{ hi, lo uint64 }
 
-func (k v6Key) hash(seed uint64) uint64 {
-	return mix(((k.hi^seed)*0x9e3779b97f4a7c15 ^ k.lo) * 0x9e3779b97f4a7c15)
+// Hash hashes k for hashtab.
+func (k v6Key) Hash(seed uint64) uint64 {
+	return hashtab.Mix(((k.hi^seed)*0x9e3779b97f4a7c15 ^ k.lo) * 0x9e3779b97f4a7c15)
 }
 
 // addrSet is a set of addresses: 4-byte ones in 8-byte slots, the rest
 // in 24-byte ones, so that a set of many IPv4 sources stays small enough
 // for the caches.
 type addrSet struct {
-	v4 table[v4Key, struct{}]
-	v6 table[v6Key, struct{}]
+	v4 hashtab.Table[v4Key, struct{}]
+	v6 hashtab.Table[v6Key, struct{}]
 }
 
 func (s *addrSet) add(a netip.Addr) {
 	if a.Is4() {
 		b := a.As4()
-		s.v4.put(v4Key(binary.BigEndian.Uint32(b[:])))
+		s.v4.Put(v4Key(binary.BigEndian.Uint32(b[:])))
 		return
 	}
 	k := keyOfAddr(a)
-	s.v6.put(v6Key{k.hi, k.lo})
+	s.v6.Put(v6Key{k.hi, k.lo})
 }
 
-func (s *addrSet) len() int { return s.v4.len() + s.v6.len() }
+func (s *addrSet) len() int { return s.v4.Len() + s.v6.Len() }
 
 // pairKey names the two endpoints of a flow in a canonical order (the
 // lesser first), so that a packet and its reply find the same entry.
@@ -107,13 +76,14 @@ type pairKey struct {
 	family uint8 // bit 0: a is a 4-byte address; bit 1: b is
 }
 
-func (k pairKey) hash(seed uint64) uint64 {
+// Hash hashes k for hashtab.
+func (k pairKey) Hash(seed uint64) uint64 {
 	h := (k.a.hi ^ seed) * 0x9e3779b97f4a7c15
 	h = (h ^ k.a.lo) * 0x9e3779b97f4a7c15
 	h = (h ^ k.b.hi) * 0x9e3779b97f4a7c15
 	h ^= k.b.lo
 	h ^= uint64(k.ports)<<32 | uint64(k.proto)<<8 | uint64(k.family)
-	return mix(h * 0x9e3779b97f4a7c15)
+	return hashtab.Mix(h * 0x9e3779b97f4a7c15)
 }
 
 // pairOf returns the pair key of a packet from src:sport to dst:dport
@@ -147,142 +117,12 @@ func endpointLess(a addrKey, ap uint16, b addrKey, bp uint16) bool {
 	return ap < bp
 }
 
-type slot[K hashKey, V any] struct {
-	key  K
-	val  V
-	used bool
-}
-
-// table is an open-addressing hash table from K to V.
-type table[K hashKey, V any] struct {
-	slots []slot[K, V]
-	n     int
-	seed  uint64
-}
-
-func (t *table[K, V]) len() int { return t.n }
-
-// get returns a pointer to k's value, or nil. The pointer is valid until
-// the next put or del.
-func (t *table[K, V]) get(k K) *V {
-	if t.n == 0 {
-		return nil
-	}
-	mask := len(t.slots) - 1
-	for i := int(k.hash(t.seed)) & mask; ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if !s.used {
-			return nil
-		}
-		if s.key == k {
-			return &s.val
-		}
-	}
-}
-
-// put returns a pointer to k's value, inserting a zero value when k is
-// not there (added is then true).
-func (t *table[K, V]) put(k K) (v *V, added bool) {
-	if (t.n+1)*2 > len(t.slots) {
-		t.grow()
-	}
-	mask := len(t.slots) - 1
-	for i := int(k.hash(t.seed)) & mask; ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if !s.used {
-			s.key, s.used = k, true
-			var zero V
-			s.val = zero
-			t.n++
-			return &s.val, true
-		}
-		if s.key == k {
-			return &s.val, false
-		}
-	}
-}
-
-// del removes k.
-func (t *table[K, V]) del(k K) {
-	if t.n == 0 {
-		return
-	}
-	mask := len(t.slots) - 1
-	i := int(k.hash(t.seed)) & mask
-	for {
-		s := &t.slots[i]
-		if !s.used {
-			return
-		}
-		if s.key == k {
-			break
-		}
-		i = (i + 1) & mask
-	}
-	t.delAt(i)
-}
-
-// delAt empties slot i and shifts back the entries after it in its probe
-// run.
-func (t *table[K, V]) delAt(i int) {
-	t.n--
-	mask := len(t.slots) - 1
-	for j := i; ; {
-		t.slots[i] = slot[K, V]{}
-		for {
-			j = (j + 1) & mask
-			s := &t.slots[j]
-			if !s.used {
-				return
-			}
-			home := int(s.key.hash(t.seed)) & mask
-			// s may stay where it is when its home lies cyclically in (i, j].
-			if (i <= j && i < home && home <= j) || (i > j && (i < home || home <= j)) {
-				continue
-			}
-			t.slots[i] = *s
-			i = j
-			break
-		}
-	}
-}
-
-// all calls f for every entry.
-func (t *table[K, V]) all(f func(K, *V)) {
-	for i := range t.slots {
-		if s := &t.slots[i]; s.used {
-			f(s.key, &s.val)
-		}
-	}
-}
-
-func (t *table[K, V]) grow() {
-	old := t.slots
-	n := 2 * len(old)
-	if n < 16 {
-		n = 16
-		t.seed = rand.Uint64()
-	}
-	t.slots = make([]slot[K, V], n)
-	mask := n - 1
-	for _, s := range old {
-		if !s.used {
-			continue
-		}
-		i := int(s.key.hash(t.seed)) & mask
-		for t.slots[i].used {
-			i = (i + 1) & mask
-		}
-		t.slots[i] = s
-	}
-}
-
 // itable is a hash table for large entries: the probed array holds only
 // 8-byte slots (32 bits of the hash, which also give the slot's home, and
 // the entry's index), and the entries live in a dense array with a free
 // list. A lookup that misses, the common case, reads one cache line of a
 // small array.
-type itable[K hashKey, V any] struct {
+type itable[K hashtab.Key, V any] struct {
 	slots   []uint64 // hash32<<32 | entry index+1; 0 marks an empty slot
 	entries []ientry[K, V]
 	free    []int32
@@ -290,7 +130,7 @@ type itable[K hashKey, V any] struct {
 	seed    uint64
 }
 
-type ientry[K hashKey, V any] struct {
+type ientry[K hashtab.Key, V any] struct {
 	key  K
 	val  V
 	used bool
@@ -298,7 +138,13 @@ type ientry[K hashKey, V any] struct {
 
 func (t *itable[K, V]) len() int { return t.n }
 
-func (t *itable[K, V]) hash32(k K) uint32 { return uint32(k.hash(t.seed) >> 32) }
+func (t *itable[K, V]) hash32(k K) uint32 { return hash32(k, t.seed) }
+
+// hash32 is the hash of k in an itable of the given seed.
+func hash32[K hashtab.Key](k K, seed uint64) uint32 { return uint32(k.Hash(seed) >> 32) }
+
+// blockedSeed seeds the hash of the blocked flows' tables.
+var blockedSeed = rand.Uint64()
 
 // find returns the slot holding k, or -1.
 func (t *itable[K, V]) find(k K, h uint32) int {
@@ -435,62 +281,5 @@ func (t *itable[K, V]) grow() {
 			i = (i + 1) & mask
 		}
 		t.slots[i] = uint64(h)<<32 | uint64(ix+1)
-	}
-}
-
-// genFilter is a filter in front of the blocked flows: a bit per hash
-// position and generation parity, set when a flow is blocked in that
-// generation and cleared two generations later, when nothing of it can
-// be seen any more. A clear bit in both parities means no visible entry,
-// so most packets skip the table; the filter is small enough (512 KiB)
-// to stay in the processor's cache.
-type genFilter struct {
-	words []uint64 // position p: bits 2*(p%32) (even generations) and 2*(p%32)+1 (odd), of word p/32
-}
-
-const filterBits = 21 // positions
-
-// filterSeed keys the filter's hash; the table has its own seed.
-var filterSeed = rand.Uint64()
-
-func (f *genFilter) pos(h uint64) (int, uint) {
-	p := int(h >> (64 - filterBits))
-	return p >> 5, uint(p&31) * 2
-}
-
-func (f *genFilter) add(h uint64, gen int32) {
-	if f.words == nil {
-		f.words = make([]uint64, 1<<filterBits/32)
-	}
-	w, b := f.pos(h)
-	f.words[w] |= 1 << (b + uint(gen&1))
-}
-
-// has reports whether a flow of h may have been blocked in a generation
-// of the given parity.
-func (f *genFilter) has(h uint64, parity int32) bool {
-	if f.words == nil {
-		return false
-	}
-	w, b := f.pos(h)
-	return f.words[w]&(1<<(b+uint(parity&1))) != 0
-}
-
-func (f *genFilter) mayHave(h uint64) bool {
-	if f.words == nil {
-		return false
-	}
-	w, b := f.pos(h)
-	return f.words[w]&(3<<b) != 0
-}
-
-// forget clears the bits of gen's parity, which held generation gen-2.
-func (f *genFilter) forget(gen int32) {
-	keep := uint64(0xaaaaaaaaaaaaaaaa) // odd bits
-	if gen&1 != 0 {
-		keep = 0x5555555555555555
-	}
-	for i := range f.words {
-		f.words[i] &= keep
 	}
 }
