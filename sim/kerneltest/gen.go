@@ -141,6 +141,11 @@ func genPolicyAndPackets(r *rand.Rand) genPlan {
 		if len(seq) > 1 {
 			stmt += " within " + secs(within)
 		}
+		if len(seq) == 3 && chance(30) {
+			// A window of the whole sequence, from as long as one gap to
+			// as long as both.
+			stmt += " in " + secs(within+pick(within+1))
+		}
 		stmt += " opens " + svc.name + " for " + secs(lifetime)
 		if family != "" {
 			stmt += " family " + family
