@@ -52,7 +52,9 @@ part of that blocked flow (verdict drop, "blocked_flow": the first
 packet's n), not evaluated as traffic of an established connection: the
 firewall would have stopped the connection before they existed. A new
 connection attempt (a TCP SYN, a UDP datagram) on the same addresses and
-ports is evaluated again.
+ports is evaluated again. A sender that goes on regardless (a scanner, a
+crafted packet) would reach the kernel, which takes such a packet as a
+new connection that is not a SYN: kwl sim does not evaluate it.
 
 --compare OLD NEW TRACE replays the capture through two policies in one
 pass and prints the packets whose verdict differs (old verdict and
