@@ -12,17 +12,9 @@ import (
 	"testing"
 
 	"kwl.dev/kwl/deploy/record"
+	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/lang"
 )
-
-func loaded(t *testing.T, src string) *lang.Policy {
-	t.Helper()
-	p, diags := lang.Load("p.kwl", []byte(src))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return p
-}
 
 const knockSSH = "knock 1600 opens ssh for 60s\nlimit https 10/1s per source\n"
 
@@ -33,7 +25,7 @@ func TestPolicyIDAndGuarded(t *testing.T) {
 	if PolicyID([]byte(knockSSH)) == PolicyID([]byte(knockSSH+"\n")) {
 		t.Error("two texts have one PolicyID")
 	}
-	if got := Guarded(loaded(t, knockSSH)); !slices.Equal(got, []string{"ssh"}) {
+	if got := Guarded(irtest.Load(t, knockSSH)); !slices.Equal(got, []string{"ssh"}) {
 		t.Errorf("Guarded = %q, want [ssh]: https is limited, not knocked", got)
 	}
 }
@@ -56,7 +48,7 @@ func TestVet(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, b := range []string{"nft", "iptables"} {
-				err := Vet(loaded(t, tc.src), b, tc.force)
+				err := Vet(irtest.Load(t, tc.src), b, tc.force)
 				var empty *EmptyPolicyError
 				var tests *TestError
 				switch tc.want.(type) {
@@ -83,7 +75,7 @@ func TestVet(t *testing.T) {
 func TestRecordDeploy(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rec")
 	o := Options{NetNS: "lab"}
-	if err := RecordDeploy(dir, o, "nft", "p.kwl", []byte(knockSSH), loaded(t, knockSSH), "v1"); err != nil {
+	if err := RecordDeploy(dir, o, "nft", "p.kwl", []byte(knockSSH), irtest.Load(t, knockSSH), "v1"); err != nil {
 		t.Fatal(err)
 	}
 	r, err := record.Load(dir)
@@ -135,7 +127,7 @@ func TestRestore(t *testing.T) {
 	o := opts(t, ns)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "rec")
-	if err := RecordDeploy(dir, o, "nft", "p.kwl", []byte(knockSSH), loaded(t, knockSSH), "v1"); err != nil {
+	if err := RecordDeploy(dir, o, "nft", "p.kwl", []byte(knockSSH), irtest.Load(t, knockSSH), "v1"); err != nil {
 		t.Fatal(err)
 	}
 	res := Restore(ctx, o, dir)
@@ -148,7 +140,7 @@ func TestRestore(t *testing.T) {
 	}
 
 	bad := []byte("knock 1600 opens ssh for 60s\nlimit ssh 0/60s\n")
-	if err := record.Save(dir, &record.Record{Backend: "nft", Table: "kwl", File: "p.kwl", Text: bad, Kwl: "old"}, record.ClosedOf(loaded(t, knockSSH), "nft", "kwl", []byte(knockSSH))); err != nil {
+	if err := record.Save(dir, &record.Record{Backend: "nft", Table: "kwl", File: "p.kwl", Text: bad, Kwl: "old"}, record.ClosedOf(irtest.Load(t, knockSSH), "nft", "kwl", []byte(knockSSH))); err != nil {
 		t.Fatal(err)
 	}
 	res = Restore(ctx, o, dir)

@@ -156,10 +156,9 @@ func runSim(env *cmdEnv, args []string) int {
 	if diags.HasErrors() {
 		return exitFail
 	}
-	tf, err := capture.OpenFile(trace, env.stdin)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
-		return exitUsage
+	tf, code := openTrace(env, trace)
+	if code >= 0 {
+		return code
 	}
 	defer tf.Close()
 	r := tf.Reader
@@ -595,4 +594,15 @@ func appendPacketText(b []byte, p *capture.Packet) []byte {
 	}
 	b = append(b, ": "...)
 	return b
+}
+
+// openTrace opens the capture of kwl sim, or says why it cannot (exit
+// status 2, as a bad argument): code is -1 when tf is open.
+func openTrace(env *cmdEnv, trace string) (tf *capture.File, code int) {
+	tf, err := capture.OpenFile(trace, env.stdin)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+		return nil, exitUsage
+	}
+	return tf, -1
 }

@@ -69,10 +69,9 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	if code >= 0 {
 		return code
 	}
-	tf, err := capture.OpenFile(trace, env.stdin)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
-		return exitUsage
+	tf, code := openTrace(env, trace)
+	if code >= 0 {
+		return code
 	}
 	defer tf.Close()
 	r := tf.Reader

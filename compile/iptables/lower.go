@@ -397,9 +397,10 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	// advances only from a stamp within the window, checked first in the
 	// chain that advances.
 	start := b.chain(b.filter, chainName(kind, id, "1"))
-	var outside *Rule
-	all := shorten("kwl_"+kind+"_"+id+"_in"+fmt.Sprintf("_%d", b.f), MaxListName)
+	var outside, stampAll *Rule
 	if span > 0 {
+		all := shorten("kwl_"+kind+"_"+id+"_in"+fmt.Sprintf("_%d", b.f), MaxListName)
+		stampAll = &Rule{Recent: &Recent{Name: all, Op: Set}, Origin: pos, Comment: cm}
 		outside = &Rule{Recent: &Recent{Name: all, Op: Rcheck, Seconds: b.seconds(span, pos, "the window of the sequence"), Invert: true},
 			Target: Target{Kind: RETURN}, Origin: pos, Comment: cm}
 	}
@@ -407,8 +408,8 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 		start.Rules = append(start.Rules,
 			&Rule{Target: Target{Kind: JUMP, Chain: reset.Name}, Origin: pos, Comment: cm},
 			&Rule{Recent: &Recent{Name: stages[1], Op: Set}, Origin: pos, Comment: cm})
-		if span > 0 {
-			start.Rules = append(start.Rules, &Rule{Recent: &Recent{Name: all, Op: Set}, Origin: pos, Comment: cm})
+		if stampAll != nil {
+			start.Rules = append(start.Rules, stampAll)
 		}
 	}
 	notAt1 := at(1)
