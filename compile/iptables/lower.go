@@ -374,7 +374,16 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 		}
 		return
 	}
-	secs := b.seconds(within, pos, "the window between knocks")
+	// Without "within", a whole window's gaps are bounded by the window
+	// itself: one refusal of it says all.
+	var spanSecs int
+	if span > 0 {
+		spanSecs = b.seconds(span, pos, "the window of the sequence")
+	}
+	secs := spanSecs
+	if within != span {
+		secs = b.seconds(within, pos, "the window between knocks")
+	}
 	stages := make([]string, n)
 	for k := 1; k < n; k++ {
 		stages[k] = b.listName(kind, id, k)
@@ -401,7 +410,7 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	if span > 0 {
 		all := shorten("kwl_"+kind+"_"+id+"_in"+fmt.Sprintf("_%d", b.f), MaxListName)
 		stampAll = &Rule{Recent: &Recent{Name: all, Op: Set}, Origin: pos, Comment: cm}
-		outside = &Rule{Recent: &Recent{Name: all, Op: Rcheck, Seconds: b.seconds(span, pos, "the window of the sequence"), Invert: true},
+		outside = &Rule{Recent: &Recent{Name: all, Op: Rcheck, Seconds: spanSecs, Invert: true},
 			Target: Target{Kind: RETURN}, Origin: pos, Comment: cm}
 	}
 	if len(start.Rules) == 0 {

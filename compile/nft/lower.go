@@ -81,12 +81,16 @@ func (l *lowerer) millis() {
 			fmt.Sprintf("write whole milliseconds (%s)", plan.Dur(up)))
 	}
 	for _, d := range l.p.Doors {
-		check(d.Pos, d.Within, "the window between knocks")
+		if d.Within != d.Span {
+			check(d.Pos, d.Within, "the window between knocks")
+		}
 		check(d.Pos, d.Span, "the window of the sequence")
 		check(d.Pos, d.Lifetime, "the door's lifetime")
 	}
 	for _, r := range l.p.Revokes {
-		check(r.Pos, r.Within, "the window between knocks")
+		if r.Within != r.Span {
+			check(r.Pos, r.Within, "the window between knocks")
+		}
 		check(r.Pos, r.Span, "the window of the sequence")
 	}
 	for _, lim := range l.p.Limits {
