@@ -310,7 +310,7 @@ func generated(n int) (*nft.Ruleset, string) {
 	for i := 0; i < n; i++ {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		port := uint16(1000 + i%50000)
-		ch.Rules = append(ch.Rules, &nft.Rule{Origin: lang.Pos{File: "gen.kwl", Line: i + 1, Col: 1}, Exprs: []nft.Expr{
+		ch.Rules = append(ch.Rules, &nft.Rule{Origin: lang.Ref{ID: i + 1, Pos: lang.Pos{File: "gen.kwl", Line: i + 1, Col: 1}}, Exprs: []nft.Expr{
 			&nft.Match{Field: nft.L4Proto, Values: []any{lang.TCP}},
 			&nft.Match{Field: nft.THDport, Values: []any{port}},
 			&nft.Match{Field: nft.IPSaddr, Values: []any{netip.PrefixFrom(a, 32)}},

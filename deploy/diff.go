@@ -320,7 +320,7 @@ func convRule(r *nftnl.Rule) (ruleInfo, error) {
 	ri.key, ri.text, err = exprsKey(data, nil)
 	ri.key = replaceAnon(ri.key, anon)
 	ri.text = replaceAnon(ri.text, anon)
-	if o := r.From.Origin; o.IsValid() {
+	if o := r.From.Origin; o.Pos.IsValid() {
 		ri.text += " (" + o.String() + ")"
 	}
 	if r.From.Comment != "" {

@@ -57,7 +57,10 @@ func normalize(s string) string {
 	return markRE.ReplaceAllString(handleRE.ReplaceAllString(s, ""), "")
 }
 
-func pos(line int) lang.Pos { return lang.Pos{File: "t.kwl", Line: line, Col: 1} }
+// pos is the Ref of a statement on line of t.kwl, one to a line.
+func pos(line int) lang.Ref {
+	return lang.Ref{ID: line, Pos: lang.Pos{File: "t.kwl", Line: line, Col: 1}}
+}
 
 // sampleRuleset uses every expression and field kwl's data model has.
 func sampleRuleset() *nft.Ruleset {

@@ -103,7 +103,7 @@ type checker struct {
 	// ast maps IR elements back to the statements they came from, for
 	// the lints' positions and for what the IR does not keep.
 	ast astOf
-	// id numbers the statements in source order: their IR's ID.
+	// id numbers the statements in source order, from 1: their IR's ID.
 	id map[Stmt]int
 }
 
@@ -126,7 +126,7 @@ func (c *checker) run() {
 	c.id = map[Stmt]int{}
 	for _, it := range c.file.Items {
 		if it.Stmt != nil {
-			c.id[it.Stmt] = len(c.id)
+			c.id[it.Stmt] = len(c.id) + 1
 		}
 	}
 	// Definitions first: a statement may name a service defined below it.
@@ -164,7 +164,7 @@ func (c *checker) serviceStmt(s *ServiceStmt) {
 		c.errorf(pos, ErrNameLength, "name it in fewer words: a name becomes part of set, chain and list names, and of rule comments",
 			"service name of %d characters is longer than %d", len(s.Name), MaxNameLen)
 	}
-	svc := &Service{ID: c.id[s], Pos: pos, Name: s.Name}
+	svc := &Service{Ref: Ref{c.id[s], pos}, Name: s.Name}
 	svc.Ports = c.portList(s.Ports, "service", false)
 	if s.Forward != nil {
 		if a, ok := c.addr(s.Forward, "the forward address"); ok {
@@ -195,7 +195,7 @@ func (c *checker) service(name string, pos Pos) *Service {
 			}
 			svc = c.builtin[name]
 			if svc == nil {
-				svc = &Service{ID: -1, Pos: pos, Name: name, Ports: append([]Port(nil), ports...)}
+				svc = &Service{Ref: Ref{Pos: pos}, Name: name, Ports: append([]Port(nil), ports...)}
 				c.builtin[name] = svc
 			}
 		}
@@ -511,13 +511,13 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	}
 	if s.Action == "opens" {
 		svc.Guarded = true
-		d := &Door{ID: c.id[s], Pos: pos, Service: svc, Sequence: seq, Within: within, Span: span,
+		d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
 			Lifetime: life, From: from, Family: fam, Log: lg}
 		c.pol.Doors = append(c.pol.Doors, d)
 		c.ast.doors[d] = s
 		return
 	}
-	r := &Revoke{ID: c.id[s], Pos: pos, Service: svc, From: from, Family: fam, Log: lg}
+	r := &Revoke{Ref: Ref{c.id[s], pos}, Service: svc, From: from, Family: fam, Log: lg}
 	c.ast.revokes[r] = s.Ports
 	if len(seq) == 1 {
 		r.Ports = seq
@@ -544,7 +544,7 @@ func (c *checker) closeStmt(s *CloseStmt) {
 	if c.diags[n:].HasErrors() {
 		return
 	}
-	r := &Revoke{ID: c.id[s], Pos: pos, Service: svc, Ports: ports, From: from, Family: fam, Log: lg}
+	r := &Revoke{Ref: Ref{c.id[s], pos}, Service: svc, Ports: ports, From: from, Family: fam, Log: lg}
 	c.pol.Revokes = append(c.pol.Revokes, r)
 	c.ast.revokes[r] = s.Ports
 }
@@ -553,7 +553,7 @@ func (c *checker) limitStmt(s *LimitStmt) {
 	pos := s.Position()
 	n := len(c.diags)
 	svc := c.service(s.Service.Text, s.Service.Pos)
-	l := &Limit{ID: c.id[s], Pos: pos, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
+	l := &Limit{Ref: Ref{c.id[s], pos}, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
 	count, err := strconv.Atoi(s.Count.Text)
 	switch {
 	case err != nil || count > MaxLimitCount:
@@ -615,7 +615,7 @@ func (c *checker) allowStmt(s *AllowStmt) {
 	if svc == nil || c.diags[n:].HasErrors() {
 		return
 	}
-	c.pol.Allows = append(c.pol.Allows, &Allow{ID: c.id[s], Pos: pos, Service: svc, From: from, Family: fam, Log: lg})
+	c.pol.Allows = append(c.pol.Allows, &Allow{Ref: Ref{c.id[s], pos}, Service: svc, From: from, Family: fam, Log: lg})
 }
 
 var verdicts = map[string]Verdict{"accept": Accept, "drop": Drop, "reject": Reject}
@@ -626,7 +626,7 @@ func (c *checker) testStmt(s *TestStmt) {
 	if err != nil {
 		c.errorf(pos, ErrString, `escape only \" and \\ in strings`, "test name %s is not a valid string", s.Name)
 	}
-	t := &Test{ID: c.id[s], Pos: pos, Name: name}
+	t := &Test{Ref: Ref{c.id[s], pos}, Name: name}
 	var last time.Duration
 	var lastPos Pos
 	for _, it := range s.Items {

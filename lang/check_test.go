@@ -200,33 +200,33 @@ test "t" {
 	if len(diags) > 0 {
 		t.Fatalf("diagnostics: %v", diags)
 	}
-	ssh := &Service{ID: 0, Name: "ssh", Ports: []Port{{TCP, 2222}}, Guarded: true}
-	web := &Service{ID: 1, Name: "web", Ports: []Port{{TCP, 8080}, {UDP, 8081}}, Forward: netip.MustParseAddr("192.168.1.5"), Guarded: true}
-	https := &Service{ID: -1, Name: "https", Ports: []Port{{TCP, 443}}}
-	dns := &Service{ID: -1, Name: "dns", Ports: []Port{{UDP, 53}, {TCP, 53}}}
+	ssh := &Service{Ref: Ref{ID: 1}, Name: "ssh", Ports: []Port{{TCP, 2222}}, Guarded: true}
+	web := &Service{Ref: Ref{ID: 2}, Name: "web", Ports: []Port{{TCP, 8080}, {UDP, 8081}}, Forward: netip.MustParseAddr("192.168.1.5"), Guarded: true}
+	https := &Service{Name: "https", Ports: []Port{{TCP, 443}}}
+	dns := &Service{Name: "dns", Ports: []Port{{UDP, 53}, {TCP, 53}}}
 	pfx := netip.MustParsePrefix
 	want := &Policy{
 		Services: []*Service{ssh, web, https, dns},
 		Doors: []*Door{
-			{ID: 2, Service: ssh, Sequence: []Port{{TCP, 7000}, {UDP, 8000}, {TCP, 9000}}, Within: 5 * time.Second, Lifetime: 30 * time.Second},
-			{ID: 3, Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: ", Rate: DefaultLogRate, Per: DefaultLogPer}},
+			{Ref: Ref{ID: 3}, Service: ssh, Sequence: []Port{{TCP, 7000}, {UDP, 8000}, {TCP, 9000}}, Within: 5 * time.Second, Lifetime: 30 * time.Second},
+			{Ref: Ref{ID: 4}, Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: ", Rate: DefaultLogRate, Per: DefaultLogPer}},
 		},
 		Revokes: []*Revoke{
-			{ID: 4, Service: ssh, Sequence: []Port{{TCP, 9000}, {TCP, 8000}}, Within: 2 * time.Second},
-			{ID: 5, Service: ssh, Ports: []Port{{TCP, 1599}}},
-			{ID: 6, Service: web, Ports: []Port{{TCP, 1601}, {TCP, 1602}}, Family: IPv6},
+			{Ref: Ref{ID: 5}, Service: ssh, Sequence: []Port{{TCP, 9000}, {TCP, 8000}}, Within: 2 * time.Second},
+			{Ref: Ref{ID: 6}, Service: ssh, Ports: []Port{{TCP, 1599}}},
+			{Ref: Ref{ID: 7}, Service: web, Ports: []Port{{TCP, 1601}, {TCP, 1602}}, Family: IPv6},
 		},
 		Limits: []*Limit{
-			{ID: 7, Service: https, Count: 100, Window: time.Second, Mask4: 32, Mask6: 128},
-			{ID: 8, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 32, Mask6: 128},
-			{ID: 9, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 128, Ban: 5 * time.Minute},
-			{ID: 10, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 64},
+			{Ref: Ref{ID: 8}, Service: https, Count: 100, Window: time.Second, Mask4: 32, Mask6: 128},
+			{Ref: Ref{ID: 9}, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 32, Mask6: 128},
+			{Ref: Ref{ID: 10}, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 128, Ban: 5 * time.Minute},
+			{Ref: Ref{ID: 11}, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 64},
 		},
 		Allows: []*Allow{
-			{ID: 11, Service: ssh, From: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/8")}},
-			{ID: 12, Service: dns, From: []netip.Prefix{pfx("10.0.0.1/32")}, Family: IPv4},
+			{Ref: Ref{ID: 12}, Service: ssh, From: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/8")}},
+			{Ref: Ref{ID: 13}, Service: dns, From: []netip.Prefix{pfx("10.0.0.1/32")}, Family: IPv4},
 		},
-		Tests: []*Test{{ID: 13, Name: "t", Steps: []*Step{
+		Tests: []*Test{{Ref: Ref{ID: 14}, Name: "t", Steps: []*Step{
 			{At: 0, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Expect: Drop},
 			{At: 1500 * time.Millisecond, Src: netip.MustParseAddr("198.51.100.10"), SPort: 40000, Dst: netip.MustParseAddr("192.0.2.1"),
 				Port: Port{TCP, 2222}, Kind: Data, Expect: Accept, ExpectOn: []BackendVerdict{{Backend: "iptables", Verdict: Drop}}},

@@ -9,10 +9,26 @@ import (
 // This file holds the IR: what a checked policy means, independent of any
 // backend. Check builds it from the AST; compile/nft and compile/iptables
 // lower it into rulesets. Names are resolved, durations are time.Duration,
-// addresses are netip values. Every statement has an ID, its index among
-// the file's statements in source order (0 for the first), which orders
-// and identifies it, and keeps its Pos for messages, so that backends and
-// the simulator can say which statement decided a packet.
+// addresses are netip values. Every statement has a Ref: its ID, its
+// number among the file's statements in source order (1 for the first),
+// which orders and identifies it, and its Pos for messages. The rules a
+// backend makes from a statement keep its Ref, so that the simulator can
+// say which statement decided a packet.
+
+// A Ref names a statement of a policy: its ID, its number in source
+// order from 1, and its position. It is what the rules and sets made
+// from a statement keep of it. The zero Ref names no statement: it is the
+// origin of the rules a ruleset needs whatever the policy says.
+type Ref struct {
+	ID  int
+	Pos Pos
+}
+
+// IsZero reports whether r names no statement.
+func (r Ref) IsZero() bool { return r.ID == 0 }
+
+// String returns the statement's position, "file:line:col".
+func (r Ref) String() string { return r.Pos.String() }
 
 // Proto is a transport protocol.
 type Proto uint8
@@ -123,6 +139,44 @@ type Policy struct {
 	Ignores []Ignore
 }
 
+// Refs returns the Refs of p's statements indexed by ID, so that a
+// caller can keep what it learns of a statement in a slice: index 0 is
+// the zero Ref, and an ID no statement of p has is the zero Ref too.
+func (p *Policy) Refs() []Ref {
+	var refs []Ref
+	put := func(r Ref) {
+		if r.IsZero() {
+			return
+		}
+		for len(refs) <= r.ID {
+			refs = append(refs, Ref{})
+		}
+		refs[r.ID] = r
+	}
+	for _, s := range p.Services {
+		put(s.Ref)
+	}
+	for _, d := range p.Doors {
+		put(d.Ref)
+	}
+	for _, r := range p.Revokes {
+		put(r.Ref)
+	}
+	for _, l := range p.Limits {
+		put(l.Ref)
+	}
+	for _, a := range p.Allows {
+		put(a.Ref)
+	}
+	for _, t := range p.Tests {
+		put(t.Ref)
+	}
+	if refs == nil {
+		refs = []Ref{{}}
+	}
+	return refs
+}
+
 // An Ignore is what the kwl:ignore comments of one statement silence:
 // the diagnostics with one of Codes at a position from the statement's
 // start (From) up to, not including, the start of the next statement
@@ -141,8 +195,9 @@ func (ig Ignore) covers(pos Pos) bool {
 // Service is a named set of ports, either built in (ssh, http, ...) or
 // defined by a service statement.
 type Service struct {
-	ID      int // the service statement's; -1 for a built-in
-	Pos     Pos // the service statement, or the first use of a built-in
+	// Ref is the service statement's; a built-in has ID 0 and the
+	// position of its first use.
+	Ref
 	Name    string
 	Ports   []Port
 	Forward netip.Addr // valid when the service runs on an internal host behind DNAT
@@ -155,8 +210,7 @@ type Service struct {
 // Door is a knock, or a sequence of knocks, that opens a service for one
 // source for a while. A single knock is a sequence of length one.
 type Door struct {
-	ID       int // the statement's index in source order
-	Pos      Pos
+	Ref
 	Service  *Service
 	Sequence []Port         // knock ports, in order; len >= 1
 	Within   time.Duration  // max gap between consecutive knocks; 0 when len(Sequence) == 1
@@ -170,8 +224,7 @@ type Door struct {
 // Revoke closes a service's door for the source that sends it: any one of
 // the ports of a close statement, or a closing knock sequence.
 type Revoke struct {
-	ID      int // the statement's index in source order
-	Pos     Pos
+	Ref
 	Service *Service
 	// Ports lists ports any one of which revokes (close ssh on 1599, 1601).
 	// Sequence lists ports that revoke only when knocked in order, each
@@ -188,8 +241,7 @@ type Revoke struct {
 
 // Limit caps the rate of new connections to a service.
 type Limit struct {
-	ID      int // the statement's index in source order
-	Pos     Pos
+	Ref
 	Service *Service
 	Count   int           // connections admitted ...
 	Window  time.Duration // ... per this window
@@ -205,8 +257,7 @@ type Limit struct {
 
 // Allow lets sources reach a service without a knock and without limits.
 type Allow struct {
-	ID      int // the statement's index in source order
-	Pos     Pos
+	Ref
 	Service *Service
 	From    []netip.Prefix // empty means any source
 	Family  Family
@@ -236,8 +287,7 @@ func (v Verdict) String() string {
 // Test is a scenario: packets at times, each with an expected verdict.
 // Every test starts from an empty state.
 type Test struct {
-	ID    int // the statement's index in source order
-	Pos   Pos
+	Ref
 	Name  string
 	Steps []*Step
 }

@@ -91,8 +91,7 @@ type irule struct {
 	logText     string
 	dnatAddr    netip.Addr
 	dnatPort    uint16
-	origin      lang.Pos
-	stmt        int32 // index of origin in the engine's statements
+	origin      lang.Ref
 	comment     string
 }
 
@@ -120,7 +119,6 @@ type iptEngine struct {
 	lists  []*recentTable
 	limits []ilimit
 	lstate []ilimitState
-	stmts  stmtTable
 }
 
 func compileIptables(rs *iptables.Ruleset) (*iptEngine, error) {
@@ -204,7 +202,7 @@ var ctstateBits = map[string]uint8{
 
 func (e *iptEngine) compileRule(r *iptables.Rule, it *itable, v6 bool, lists map[string]*recentTable) (irule, error) {
 	ir := irule{proto: r.Proto, dports: r.DPorts, ctOrigDport: r.CtOrigDport, dstLocal: r.DstLocal,
-		limit: -1, target: r.Target.Kind, chain: -1, origin: r.Origin, stmt: e.stmts.index(r.Origin), comment: r.Comment}
+		limit: -1, target: r.Target.Kind, chain: -1, origin: r.Origin, comment: r.Comment}
 	for _, p := range r.Src {
 		ir.src = append(ir.src, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked())
 	}
@@ -315,8 +313,6 @@ func newIlimit(l *iptables.Limit) (ilimit, error) {
 		desc: fmt.Sprintf("%d/%s burst %d", l.Rate, l.Unit, burst)}, nil
 }
 
-func (e *iptEngine) statements() []lang.Pos { return e.stmts.list }
-
 func (e *iptEngine) reset() {
 	for _, t := range e.lists {
 		t.reset()
@@ -412,7 +408,7 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 		}
 		if ri >= n {
 			if sp == 0 {
-				s.decide(lang.Pos{}, c.policyMsg)
+				s.decide(c.policyMsg)
 				return c.policy
 			}
 			sp--
@@ -437,13 +433,13 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 				s.note("%s", r.logText)
 			}
 		case iptables.ACCEPT:
-			s.decideRule(r.origin, r.stmt, r.comment)
+			s.decideRule(r.origin, r.comment)
 			return vAccept
 		case iptables.DROP:
-			s.decideRule(r.origin, r.stmt, r.comment)
+			s.decideRule(r.origin, r.comment)
 			return vDrop
 		case iptables.REJECT:
-			s.decideRule(r.origin, r.stmt, r.comment)
+			s.decideRule(r.origin, r.comment)
 			return vReject
 		case iptables.DNAT:
 			p.dst = r.dnatAddr
@@ -457,7 +453,7 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 			return vAccept
 		case iptables.RETURN:
 			if sp == 0 {
-				s.decide(lang.Pos{}, t.chains[base].policyMsg)
+				s.decide(t.chains[base].policyMsg)
 				return t.chains[base].policy
 			}
 			sp--
@@ -467,7 +463,7 @@ func (e *iptEngine) runChain(s *Sim, p *pkt, t *itable, base int) vkind {
 			}
 		case iptables.JUMP:
 			if sp == len(stack) {
-				s.decideRule(r.origin, r.stmt, "jump stack overflow")
+				s.decideRule(r.origin, "jump stack overflow")
 				return vDrop
 			}
 			next := t.chains[r.chain].disp.pick(p)
@@ -510,7 +506,7 @@ func (e *iptEngine) prerouting(s *Sim, p *pkt) (lang.Verdict, bool) {
 	if v != lang.Accept {
 		return v, true
 	}
-	s.res.Rule, s.res.Stmt, s.res.Comment = lang.Pos{}, 0, ""
+	s.res.Rule, s.res.Comment = lang.Ref{}, ""
 	return v, false
 }
 
@@ -521,7 +517,7 @@ func (e *iptEngine) filter(s *Sim, p *pkt, h Hook) lang.Verdict {
 		ci = f.forward
 	}
 	if ci < 0 {
-		s.decide(lang.Pos{}, "no chain on this hook")
+		s.decide("no chain on this hook")
 		return lang.Accept
 	}
 	return verdictOf(e.runChain(s, p, &f.filter, ci))

@@ -169,8 +169,7 @@ type nexpr struct {
 
 type nrule struct {
 	exprs   []nexpr
-	origin  lang.Pos
-	stmt    int32 // index of origin in the engine's statements
+	origin  lang.Ref
 	comment string
 }
 
@@ -254,7 +253,6 @@ type nftEngine struct {
 	buckets  []bucket
 	lastGC   int64 // the last whole second GC ran at
 	jumpBase [16]int
-	stmts    stmtTable
 }
 
 func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
@@ -285,7 +283,7 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 			nc.policy = vDrop
 		}
 		for _, r := range c.Rules {
-			nr := nrule{origin: r.Origin, stmt: e.stmts.index(r.Origin), comment: r.Comment}
+			nr := nrule{origin: r.Origin, comment: r.Comment}
 			for _, x := range r.Exprs {
 				ex, err := e.compileExpr(x, setIdx, chainIdx)
 				if err != nil {
@@ -571,8 +569,6 @@ func (ex *nexpr) addValue(v any) error {
 	}
 	return nil
 }
-
-func (e *nftEngine) statements() []lang.Pos { return e.stmts.list }
 
 func (e *nftEngine) reset() {
 	for i := range e.sets {
@@ -984,7 +980,7 @@ func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
 		}
 		if ri >= n {
 			if sp == 0 {
-				s.decide(lang.Pos{}, c.policyMsg)
+				s.decide(c.policyMsg)
 				return c.policy
 			}
 			sp--
@@ -1003,11 +999,11 @@ func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
 		switch v {
 		case vNone, vContinue:
 		case vAccept, vDrop, vReject:
-			s.decideRule(r.origin, r.stmt, r.comment)
+			s.decideRule(r.origin, r.comment)
 			return v
 		case vJump:
 			if sp == len(stack) {
-				s.decideRule(r.origin, r.stmt, "jump stack overflow")
+				s.decideRule(r.origin, "jump stack overflow")
 				return vDrop
 			}
 			next := e.chains[target].disp.pick(p)
@@ -1024,7 +1020,7 @@ func (e *nftEngine) runChain(s *Sim, p *pkt, base int) vkind {
 			order = e.chains[ci].disp.pick(p)
 		case vReturn:
 			if sp == 0 {
-				s.decide(lang.Pos{}, c.policyMsg)
+				s.decide(c.policyMsg)
 				return e.chains[base].policy
 			}
 			sp--
@@ -1061,7 +1057,7 @@ func (e *nftEngine) prerouting(s *Sim, p *pkt) (lang.Verdict, bool) {
 	if v != lang.Accept {
 		return v, true
 	}
-	s.res.Rule, s.res.Stmt, s.res.Comment = lang.Pos{}, 0, ""
+	s.res.Rule, s.res.Comment = lang.Ref{}, ""
 	return v, false
 }
 
@@ -1071,7 +1067,7 @@ func (e *nftEngine) filter(s *Sim, p *pkt, h Hook) lang.Verdict {
 		chains = e.forward
 	}
 	if len(chains) == 0 {
-		s.decide(lang.Pos{}, "no chain on this hook")
+		s.decide("no chain on this hook")
 		return lang.Accept
 	}
 	return e.runHook(s, p, chains, false)

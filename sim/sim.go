@@ -96,11 +96,7 @@ type Result struct {
 	// Rule is the statement whose rule gave the final verdict; zero when
 	// a chain policy decided or a rule that belongs to no statement did
 	// (the established-accept).
-	Rule lang.Pos
-	// Stmt is the index of Rule in (*Sim).Statements(): a small integer
-	// per statement, 0 when Rule is zero, so that callers can count by
-	// statement without hashing positions.
-	Stmt int
+	Rule lang.Ref
 	// Comment is the comment of the deciding rule, or "policy CHAIN".
 	Comment string
 	Hook    Hook
@@ -126,28 +122,6 @@ type engine interface {
 	// gc runs the periodic garbage collection due by now.
 	gc(s *Sim, now time.Duration)
 	reset()
-	// statements lists the rules' origins; index 0 is the zero Pos.
-	statements() []lang.Pos
-}
-
-// stmtTable numbers the statements the rules come from, at compile time.
-type stmtTable struct {
-	idx  map[lang.Pos]int32
-	list []lang.Pos
-}
-
-func (t *stmtTable) index(p lang.Pos) int32 {
-	if t.idx == nil {
-		t.idx = map[lang.Pos]int32{{}: 0}
-		t.list = []lang.Pos{{}}
-	}
-	if i, ok := t.idx[p]; ok {
-		return i
-	}
-	i := int32(len(t.list))
-	t.idx[p] = i
-	t.list = append(t.list, p)
-	return i
 }
 
 // Sim is a simulated firewall: a ruleset with its state (flows, sets,
@@ -231,16 +205,6 @@ func newSim(backend string, e engine, opts Options) *Sim {
 	}
 	s.ct.init()
 	return s
-}
-
-// Statements returns the positions of the statements the ruleset's rules
-// come from, indexed by Result.Stmt; index 0 is the zero Pos (no
-// statement). The slice must not be modified.
-func (s *Sim) Statements() []lang.Pos {
-	if l := s.eng.statements(); len(l) > 0 {
-		return l
-	}
-	return []lang.Pos{{}}
 }
 
 // Prefetch reads the parts of the state that the packets of pks are
@@ -339,11 +303,11 @@ func (s *Sim) Eval(pk *capture.Packet) Result {
 }
 
 // Decide is Eval for a caller that needs only the verdict, the deciding
-// statement's index (Result.Stmt) and whether the packet was sent by the
+// statement's ID (Result.Rule.ID) and whether the packet was sent by the
 // firewall (Result.Hook is HookOutput): it returns no Result to copy.
 func (s *Sim) Decide(pk *capture.Packet) (v lang.Verdict, stmt int, output bool) {
 	s.eval(pk)
-	return s.res.Verdict, s.res.Stmt, s.res.Hook == HookOutput
+	return s.res.Verdict, s.res.Rule.ID, s.res.Hook == HookOutput
 }
 
 // eval runs Eval and leaves the result in s.res.
@@ -409,16 +373,14 @@ func (s *Sim) finish() Result {
 }
 
 // decide records a final verdict that no statement gave.
-func (s *Sim) decide(origin lang.Pos, comment string) {
-	s.res.Rule = origin
-	s.res.Stmt = 0
+func (s *Sim) decide(comment string) {
+	s.res.Rule = lang.Ref{}
 	s.res.Comment = comment
 }
 
 // decideRule records the rule that gave a final verdict.
-func (s *Sim) decideRule(origin lang.Pos, stmt int32, comment string) {
+func (s *Sim) decideRule(origin lang.Ref, comment string) {
 	s.res.Rule = origin
-	s.res.Stmt = int(stmt)
 	s.res.Comment = comment
 }
 

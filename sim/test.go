@@ -38,7 +38,7 @@ type StepResult struct {
 	Packet  capture.Packet // the packet the step sent
 	Expect  lang.Verdict   // Step.ExpectFor(backend)
 	Verdict lang.Verdict
-	Rule    lang.Pos // the statement that decided; zero when none did
+	Rule    lang.Ref // the statement that decided; zero when none did
 	Comment string   // the deciding rule's comment, or the policy that decided
 	State   string   // conntrack state of the packet: new, established, invalid
 	Explain string   // what the packet read and wrote, "; "-separated
@@ -81,7 +81,7 @@ func (sr *StepResult) Message() string {
 	fmt.Fprintf(&b, "%sstep at %s: %s (ct %s): expected %s, got %s", pos, fmtTime(sr.Packet.Time),
 		describePacket(&sr.Packet), sr.State, sr.Expect, sr.Verdict)
 	switch {
-	case sr.Rule.IsValid():
+	case !sr.Rule.IsZero():
 		fmt.Fprintf(&b, " by the statement at %s", sr.Rule)
 		if sr.Comment != "" {
 			fmt.Fprintf(&b, " (%s)", sr.Comment)

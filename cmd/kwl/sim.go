@@ -322,12 +322,12 @@ func appendExplain(b []byte, p *capture.Packet, o *replay.Outcome, rp *replay.Re
 	if r := rp.RuleOf(o); len(r) > 0 {
 		b = append(b, " by "...)
 		b = append(b, r...)
-		if pos := rp.Statement(o); rp.Kind[pos] != "" {
-			k := rp.Kind[pos]
+		if pos := rp.Statement(o); rp.Kind(pos) != "" {
+			k := rp.Kind(pos)
 			b = append(b, " ("...)
 			b = append(b, k...)
 			b = append(b, ' ')
-			b = append(b, rp.Service[pos]...)
+			b = append(b, rp.Service(pos)...)
 			b = append(b, ')')
 		}
 	} else {
@@ -374,12 +374,12 @@ func appendSummaryJSON(b []byte, rp *replay.Replay, r *capture.Reader, readErr s
 			b = append(b, ',')
 		}
 		b = append(b, `{"rule":`...)
-		b = appendJSONString(b, rc.Pos.String())
-		if k := rp.Kind[rc.Pos]; k != "" {
+		b = appendJSONString(b, rc.Rule.String())
+		if k := rp.Kind(rc.Rule); k != "" {
 			b = append(b, `,"kind":"`...)
 			b = append(b, k...)
 			b = append(b, `","service":`...)
-			b = appendJSONString(b, rp.Service[rc.Pos])
+			b = appendJSONString(b, rp.Service(rc.Rule))
 		}
 		num("accept", rc.Counts[lang.Accept])
 		num("drop", rc.Counts[lang.Drop])
@@ -479,13 +479,13 @@ func writeSummary(w *bufio.Writer, rp *replay.Replay, trace string, r *capture.R
 	if rs := rp.Rules(); len(rs) > 0 {
 		fmt.Fprintf(w, "\nby statement:\n")
 		for _, rc := range rs {
-			name := rc.Pos.String()
+			name := rc.Rule.String()
 			if name == "" {
 				name = "(no statement)"
 			}
-			what := rp.Kind[rc.Pos]
+			what := rp.Kind(rc.Rule)
 			if what != "" {
-				what = " " + what + " " + rp.Service[rc.Pos]
+				what = " " + what + " " + rp.Service(rc.Rule)
 			}
 			fmt.Fprintf(w, "  %-24s%-20s accept %d, drop %d, reject %d\n", name, what, rc.Counts[lang.Accept], rc.Counts[lang.Drop], rc.Counts[lang.Reject])
 		}

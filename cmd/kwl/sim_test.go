@@ -171,10 +171,15 @@ func textToPcap(text string) ([]byte, error) {
 // opens tcp/22 for the source, forever; everything else is accepted.
 type knockEngine struct{ open map[netip.Addr]bool }
 
-var (
-	posKnock = lang.Pos{File: "p.kwl", Line: 1, Col: 1}
-	posSSH   = lang.Pos{File: "p.kwl", Line: 2, Col: 1}
-)
+// stubPolicy is the policy the stand-in engines decide by: statements
+// on the lines of file, one to a line, that guard nothing.
+func stubPolicy(file string, lines ...int) *lang.Policy {
+	p := &lang.Policy{File: file}
+	for i, l := range lines {
+		p.Services = append(p.Services, &lang.Service{Ref: lang.Ref{ID: i + 1, Pos: lang.Pos{File: file, Line: l, Col: 1}}, Name: fmt.Sprint("s", i+1)})
+	}
+	return p
+}
 
 func (e *knockEngine) Eval(p *capture.Packet) replay.Result {
 	switch {
@@ -189,8 +194,6 @@ func (e *knockEngine) Eval(p *capture.Packet) replay.Result {
 	}
 	return replay.Result{Verdict: lang.Accept}
 }
-
-func (e *knockEngine) Statements() []lang.Pos { return []lang.Pos{{}, posKnock, posSSH} }
 
 func TestReplayBlockedFlows(t *testing.T) {
 	trace, err := textToPcap(`
@@ -209,7 +212,7 @@ func TestReplayBlockedFlows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol := &lang.Policy{File: "p.kwl"}
+	pol := stubPolicy("p.kwl", 1, 2)
 	rp := replay.New(pol, &knockEngine{open: map[netip.Addr]bool{}})
 	var out []byte
 	var p capture.Packet
@@ -245,18 +248,8 @@ func TestReplayBlockedFlows(t *testing.T) {
 	}
 }
 
-// stmtsEngine is an engine of the statements it names that decides
-// nothing.
-type stmtsEngine []lang.Pos
-
-func (e stmtsEngine) Eval(p *capture.Packet) replay.Result {
-	return replay.Result{Verdict: lang.Accept}
-}
-
-func (e stmtsEngine) Statements() []lang.Pos { return e }
-
 func TestPacketJSONAllocs(t *testing.T) {
-	rp := replay.New(&lang.Policy{}, &knockEngine{open: map[netip.Addr]bool{}})
+	rp := replay.New(stubPolicy("p.kwl", 1, 2), &knockEngine{open: map[netip.Addr]bool{}})
 	p := capture.Packet{N: 1, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), Proto: lang.TCP, SPort: 1, DPort: 22, Flags: capture.SYN}
 	o := replay.Outcome{Evaluated: true, Verdict: lang.Drop, Stmt: 2}
 	buf := appendPacketJSON(nil, &p, &o, rp)
@@ -265,8 +258,7 @@ func TestPacketJSONAllocs(t *testing.T) {
 	}
 	// A rule whose text is longer than the compiler's stack buffer for
 	// conversions (32 bytes).
-	long := lang.Pos{File: "/a/long/directory/name/for/the/policy.kwl", Line: 12, Col: 1}
-	rp = replay.New(&lang.Policy{}, stmtsEngine{{}, long})
+	rp = replay.New(stubPolicy("/a/long/directory/name/for/the/policy.kwl", 12), &knockEngine{open: map[netip.Addr]bool{}})
 	o = replay.Outcome{Evaluated: true, Verdict: lang.Drop, Stmt: 1}
 	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line with a long rule", n)

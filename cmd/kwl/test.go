@@ -134,7 +134,7 @@ func stepLine(sr *sim.StepResult) string {
 		return sr.Message()
 	}
 	s := fmt.Sprintf("%s: %s", sr.Step.Pos, sr.Verdict)
-	if sr.Rule.IsValid() {
+	if !sr.Rule.IsZero() {
 		s += " by " + sr.Rule.String()
 	}
 	if sr.Explain != "" {

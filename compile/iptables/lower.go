@@ -166,7 +166,7 @@ func (l *lowerer) family(f plan.Fam) *Family {
 			}
 			for _, ports := range chunks(pp.Ports) {
 				prerouting.Rules = append(prerouting.Rules, &Rule{Proto: pp.Proto, DPorts: ports, DstLocal: true,
-					Target: Target{Kind: DNAT, ToDest: s.Forward.Unmap()}, Origin: s.Pos,
+					Target: Target{Kind: DNAT, ToDest: s.Forward.Unmap()}, Origin: s.Ref,
 					Comment: fmt.Sprintf("service %s forwarded to %s", s.Name, s.Forward.Unmap())})
 			}
 		}
@@ -198,8 +198,8 @@ func chunks(ports []uint16) [][]uint16 {
 	return append(out, ports)
 }
 
-func comment(kind string, s *lang.Service, pos lang.Pos) string {
-	return fmt.Sprintf("%s %s, line %d", kind, s.Name, pos.Line)
+func comment(kind string, s *lang.Service, r lang.Ref) string {
+	return fmt.Sprintf("%s %s, line %d", kind, s.Name, r.Pos.Line)
 }
 
 func newState() []string { return []string{"NEW"} }
@@ -246,7 +246,7 @@ func (b *fam) emit(c *Chain, r *Rule, t Target, lg *lang.Log, kind string, s *la
 		c.Rules = append(c.Rules, r)
 		return
 	}
-	logT := b.logTarget(lg, kind, s, r.Origin)
+	logT := b.logTarget(lg, kind, s)
 	rate, unit, burst := plan.LogRate(lg)
 	limit := &Limit{Rate: int(rate), Unit: xtUnitName[unit], Burst: burst}
 	stateful := r.Limit != nil || r.Recent != nil && r.Recent.Op != Rcheck
@@ -265,7 +265,7 @@ func (b *fam) emit(c *Chain, r *Rule, t Target, lg *lang.Log, kind string, s *la
 	c.Rules = append(c.Rules, r)
 }
 
-func (b *fam) logTarget(lg *lang.Log, kind string, s *lang.Service, pos lang.Pos) Target {
+func (b *fam) logTarget(lg *lang.Log, kind string, s *lang.Service) Target {
 	return Target{Kind: LOG, LogLevel: lg.Level, LogPrefix: plan.LogPrefix(lg, kind, s)}
 }
 
@@ -304,7 +304,7 @@ func (b *fam) knockRules(c *Chain, knocks []plan.Knock) {
 		}
 		for _, pp := range plan.ByProto(ports) {
 			for _, ps := range chunks(pp.Ports) {
-				b.emit(c, &Rule{Src: plan.From(from, b.f), Proto: pp.Proto, DPorts: ps, Origin: k.Pos(), Comment: comment(kind, s, k.Pos())},
+				b.emit(c, &Rule{Src: plan.From(from, b.f), Proto: pp.Proto, DPorts: ps, Origin: k.Ref(), Comment: comment(kind, s, k.Ref())},
 					Target{Kind: DROP}, lg, kind, s)
 			}
 		}
@@ -318,7 +318,7 @@ func (b *fam) doorRules(c *Chain, d *lang.Door) {
 		return
 	}
 	final := []*Recent{{Name: b.doorList(d), Op: Set}}
-	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, d.Pos, final, comment("knock", d.Service, d.Pos))
+	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, d.Ref, final, comment("knock", d.Service, d.Ref))
 	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
@@ -337,19 +337,19 @@ func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
 	if len(final) == 0 {
 		return
 	}
-	cm := comment("close", r.Service, r.Pos)
+	cm := comment("close", r.Service, r.Ref)
 	if len(r.Ports) > 0 {
 		for _, pp := range plan.ByProto(r.Ports) {
 			for _, ps := range chunks(pp.Ports) {
 				for _, rc := range final {
 					c.Rules = append(c.Rules, &Rule{Src: plan.From(r.From, b.f), Proto: pp.Proto, DPorts: ps, TCPFlags: synOnly(pp.Proto), CtState: newState(),
-						Recent: rc, Origin: r.Pos, Comment: cm})
+						Recent: rc, Origin: r.Ref, Comment: cm})
 				}
 			}
 		}
 		return
 	}
-	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, r.Pos, final, cm)
+	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, r.Ref, final, cm)
 }
 
 // sequence emits the state rules of a knock sequence. Stage lists
@@ -362,10 +362,10 @@ func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
 // so the second test sees what the first saw. A source is in at most one
 // stage list at a time.
 func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
-	from []netip.Prefix, pos lang.Pos, final []*Recent, cm string) {
+	from []netip.Prefix, ref lang.Ref, final []*Recent, cm string) {
 	src := plan.From(from, b.f)
 	base := func(p lang.Port, rc *Recent, t Target) *Rule {
-		return &Rule{Src: src, Proto: p.Proto, DPorts: []uint16{p.Num}, TCPFlags: synOnly(p.Proto), CtState: newState(), Recent: rc, Target: t, Origin: pos, Comment: cm}
+		return &Rule{Src: src, Proto: p.Proto, DPorts: []uint16{p.Num}, TCPFlags: synOnly(p.Proto), CtState: newState(), Recent: rc, Target: t, Origin: ref, Comment: cm}
 	}
 	n := len(ports)
 	if n == 1 {
@@ -378,11 +378,11 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	// itself: one refusal of it says all.
 	var spanSecs int
 	if span > 0 {
-		spanSecs = b.seconds(span, pos, "the window of the sequence")
+		spanSecs = b.seconds(span, ref.Pos, "the window of the sequence")
 	}
 	secs := spanSecs
 	if within != span {
-		secs = b.seconds(within, pos, "the window between knocks")
+		secs = b.seconds(within, ref.Pos, "the window between knocks")
 	}
 	stages := make([]string, n)
 	for k := 1; k < n; k++ {
@@ -391,7 +391,7 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	reset := b.chain(b.filter, chainName(kind, id, "reset"))
 	if len(reset.Rules) == 0 {
 		for k := 1; k < n; k++ {
-			reset.Rules = append(reset.Rules, &Rule{Recent: &Recent{Name: stages[k], Op: Remove}, Origin: pos, Comment: cm})
+			reset.Rules = append(reset.Rules, &Rule{Recent: &Recent{Name: stages[k], Op: Remove}, Origin: ref, Comment: cm})
 		}
 	}
 	// A knock on the port of the source's last counted knock (at stage
@@ -409,14 +409,14 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	var outside, stampAll *Rule
 	if span > 0 {
 		all := shorten("kwl_"+kind+"_"+id+"_in"+fmt.Sprintf("_%d", b.f), MaxListName)
-		stampAll = &Rule{Recent: &Recent{Name: all, Op: Set}, Origin: pos, Comment: cm}
+		stampAll = &Rule{Recent: &Recent{Name: all, Op: Set}, Origin: ref, Comment: cm}
 		outside = &Rule{Recent: &Recent{Name: all, Op: Rcheck, Seconds: spanSecs, Invert: true},
-			Target: Target{Kind: RETURN}, Origin: pos, Comment: cm}
+			Target: Target{Kind: RETURN}, Origin: ref, Comment: cm}
 	}
 	if len(start.Rules) == 0 {
 		start.Rules = append(start.Rules,
-			&Rule{Target: Target{Kind: JUMP, Chain: reset.Name}, Origin: pos, Comment: cm},
-			&Rule{Recent: &Recent{Name: stages[1], Op: Set}, Origin: pos, Comment: cm})
+			&Rule{Target: Target{Kind: JUMP, Chain: reset.Name}, Origin: ref, Comment: cm},
+			&Rule{Recent: &Recent{Name: stages[1], Op: Set}, Origin: ref, Comment: cm})
 		if stampAll != nil {
 			start.Rules = append(start.Rules, stampAll)
 		}
@@ -430,8 +430,8 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 			again := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k), "again"))
 			if len(again.Rules) == 0 {
 				again.Rules = append(again.Rules,
-					&Rule{Recent: at(k), Target: Target{Kind: RETURN}, Origin: pos, Comment: cm},
-					&Rule{Target: miss, Origin: pos, Comment: cm})
+					&Rule{Recent: at(k), Target: Target{Kind: RETURN}, Origin: ref, Comment: cm},
+					&Rule{Target: miss, Origin: ref, Comment: cm})
 			}
 			miss = Target{Kind: JUMP, Chain: again.Name}
 		}
@@ -440,13 +440,13 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 			if outside != nil {
 				adv.Rules = append(adv.Rules, outside)
 			}
-			adv.Rules = append(adv.Rules, &Rule{Recent: &Recent{Name: stages[k-1], Op: Remove}, Origin: pos, Comment: cm})
+			adv.Rules = append(adv.Rules, &Rule{Recent: &Recent{Name: stages[k-1], Op: Remove}, Origin: ref, Comment: cm})
 			next := final
 			if k < n {
 				next = []*Recent{{Name: stages[k], Op: Set}}
 			}
 			for _, rc := range next {
-				adv.Rules = append(adv.Rules, &Rule{Recent: rc, Origin: pos, Comment: cm})
+				adv.Rules = append(adv.Rules, &Rule{Recent: rc, Origin: ref, Comment: cm})
 			}
 		}
 		c.Rules = append(c.Rules,

@@ -68,7 +68,7 @@ type Rule struct {
 	Target   Target
 	// Origin is the statement that produced the rule; zero for rules that
 	// belong to none.
-	Origin  lang.Pos
+	Origin  lang.Ref
 	Comment string
 }
 

@@ -48,7 +48,7 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 	c := b.chain(b.filter, chainName("svc", l.ids.Service[s]))
 
 	for _, a := range famAllows {
-		b.emit(c, &Rule{Src: plan.From(a.From, b.f), Origin: a.Pos, Comment: comment("allow", s, a.Pos)},
+		b.emit(c, &Rule{Src: plan.From(a.From, b.f), Origin: a.Ref, Comment: comment("allow", s, a.Ref)},
 			Target{Kind: ACCEPT}, a.Log, "allow", s)
 	}
 
@@ -58,14 +58,14 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 		}
 		b.emit(c, &Rule{CtState: newState(), Recent: &Recent{Name: b.banList(lim), Op: Rcheck,
 			Seconds: b.seconds(lim.Ban, lim.Pos, "the ban"), Mask: b.mask(lim)},
-			Origin: lim.Pos, Comment: comment("ban", s, lim.Pos)}, Target{Kind: DROP}, lim.Log, "limit", s)
+			Origin: lim.Ref, Comment: comment("ban", s, lim.Ref)}, Target{Kind: DROP}, lim.Log, "limit", s)
 	}
 
 	if guarded {
-		var origin lang.Pos
+		var origin lang.Ref
 		var lg *lang.Log
 		if len(doors) > 0 {
-			origin, lg = doors[0].Pos, doors[0].Log
+			origin, lg = doors[0].Ref, doors[0].Log
 		}
 		cm := fmt.Sprintf("%s is knocked: no open door, no entry", s.Name)
 		switch len(famDoors) {
@@ -79,7 +79,7 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 			// Not in any door: each open door returns, what is left drops.
 			g := b.chain(b.filter, chainName("guard", l.ids.Service[s]))
 			for _, d := range famDoors {
-				g.Rules = append(g.Rules, &Rule{Recent: b.doorCheck(d, false), Target: Target{Kind: RETURN}, Origin: d.Pos, Comment: comment("knock", s, d.Pos)})
+				g.Rules = append(g.Rules, &Rule{Recent: b.doorCheck(d, false), Target: Target{Kind: RETURN}, Origin: d.Ref, Comment: comment("knock", s, d.Ref)})
 			}
 			b.emit(g, &Rule{Origin: origin, Comment: cm}, Target{Kind: DROP}, lg, "knock", s)
 			c.Rules = append(c.Rules, &Rule{CtState: newState(), Target: Target{Kind: JUMP, Chain: g.Name}, Origin: origin, Comment: cm})
@@ -98,12 +98,12 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 		}
 		if len(famDoors) > 0 {
 			for _, d := range famDoors {
-				b.emit(c, led(&Rule{CtState: newState(), Recent: b.doorCheck(d, false), Origin: d.Pos, Comment: comment("knock", s, d.Pos)}),
+				b.emit(c, led(&Rule{CtState: newState(), Recent: b.doorCheck(d, false), Origin: d.Ref, Comment: comment("knock", s, d.Ref)}),
 					Target{Kind: ACCEPT}, d.Log, "knock", s)
 			}
 		} else if !guarded && len(famLimits) > 0 {
 			lim := famLimits[0]
-			b.emit(c, led(&Rule{CtState: newState(), Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)}),
+			b.emit(c, led(&Rule{CtState: newState(), Origin: lim.Ref, Comment: comment("limit", s, lim.Ref)}),
 				Target{Kind: ACCEPT}, nil, "limit", s)
 		}
 	}
@@ -149,14 +149,14 @@ func (b *fam) mask(lim *lang.Limit) int {
 // 0.0.0.0 (or ::), so that every source is one entry.
 func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 	s := lim.Service
-	cm := comment("limit", s, lim.Pos)
+	cm := comment("limit", s, lim.Ref)
 	over := Target{Kind: DROP}
 	overLog := lim.Log
 	if lim.Ban > 0 {
 		oc := b.chain(b.filter, chainName("over", b.l.ids.Limit[lim]))
 		if len(oc.Rules) == 0 {
-			oc.Rules = append(oc.Rules, &Rule{Recent: &Recent{Name: b.banList(lim), Op: Set, Mask: b.mask(lim)}, Origin: lim.Pos, Comment: comment("ban", s, lim.Pos)})
-			b.emit(oc, &Rule{Origin: lim.Pos, Comment: cm}, Target{Kind: DROP}, lim.Log, "limit", s)
+			oc.Rules = append(oc.Rules, &Rule{Recent: &Recent{Name: b.banList(lim), Op: Set, Mask: b.mask(lim)}, Origin: lim.Ref, Comment: comment("ban", s, lim.Ref)})
+			b.emit(oc, &Rule{Origin: lim.Ref, Comment: cm}, Target{Kind: DROP}, lim.Log, "limit", s)
 		}
 		over, overLog = Target{Kind: JUMP, Chain: oc.Name}, nil
 	}
@@ -176,8 +176,8 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 		}
 		return r
 	}
-	b.emit(c, &Rule{CtState: newState(), Recent: key(Rcheck), Origin: lim.Pos, Comment: cm}, over, overLog, "limit", s)
-	c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: key(Set), Origin: lim.Pos, Comment: cm})
+	b.emit(c, &Rule{CtState: newState(), Recent: key(Rcheck), Origin: lim.Ref, Comment: cm}, over, overLog, "limit", s)
+	c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: key(Set), Origin: lim.Ref, Comment: cm})
 	if lim.PerSource {
 		b.l.warn(lim.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 			"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: %d other sources in quick succession wipe a source's count (and ban), and the limit starts afresh for it",

@@ -138,14 +138,14 @@ func fsuffix(f plan.Fam) string { return fmt.Sprintf("_%d", f) }
 const Tick = 4 * time.Millisecond
 
 // set declares (once) a set of family f whose elements live for d.
-func (l *lowerer) set(name string, f plan.Fam, d time.Duration, origin lang.Pos, comment string) string {
+func (l *lowerer) set(name string, f plan.Fam, d time.Duration, origin lang.Ref, comment string) string {
 	_, _, _, kt := famInfo(f)
 	return l.typedSet(name, kt, d, origin, comment)
 }
 
 // typedSet declares (once) a set of key type kt whose elements live for
 // d (see Tick).
-func (l *lowerer) typedSet(name string, kt KeyType, d time.Duration, origin lang.Pos, comment string) string {
+func (l *lowerer) typedSet(name string, kt KeyType, d time.Duration, origin lang.Ref, comment string) string {
 	if l.sets == nil {
 		l.sets = map[string]*Set{}
 	}
@@ -159,15 +159,15 @@ func (l *lowerer) typedSet(name string, kt KeyType, d time.Duration, origin lang
 }
 
 func (l *lowerer) doorSet(d *lang.Door, f plan.Fam) string {
-	return l.set("door_"+l.ids.Door[d]+fsuffix(f), f, d.Lifetime, d.Pos,
+	return l.set("door_"+l.ids.Door[d]+fsuffix(f), f, d.Lifetime, d.Ref,
 		fmt.Sprintf("sources with %s open, line %d", d.Service.Name, d.Pos.Line))
 }
 
 // stageSet is the set of sources that have knocked the first k ports of a
 // sequence; its elements live for the sequence's window.
-func (l *lowerer) stageSet(prefix, id string, k int, f plan.Fam, within time.Duration, pos lang.Pos) string {
-	return l.set(fmt.Sprintf("%s_%s_%d%s", prefix, id, k, fsuffix(f)), f, within, pos,
-		fmt.Sprintf("sources at knock %d of the sequence of line %d", k, pos.Line))
+func (l *lowerer) stageSet(prefix, id string, k int, f plan.Fam, within time.Duration, ref lang.Ref) string {
+	return l.set(fmt.Sprintf("%s_%s_%d%s", prefix, id, k, fsuffix(f)), f, within, ref,
+		fmt.Sprintf("sources at knock %d of the sequence of line %d", k, ref.Pos.Line))
 }
 
 func (l *lowerer) chain(c *Chain) *Chain {
@@ -175,8 +175,8 @@ func (l *lowerer) chain(c *Chain) *Chain {
 	return c
 }
 
-func comment(kind string, s *lang.Service, pos lang.Pos) string {
-	return fmt.Sprintf("%s %s, line %d", kind, s.Name, pos.Line)
+func comment(kind string, s *lang.Service, r lang.Ref) string {
+	return fmt.Sprintf("%s %s, line %d", kind, s.Name, r.Pos.Line)
 }
 
 func logExpr(lg *lang.Log, kind string, s *lang.Service) []Expr {
@@ -350,7 +350,7 @@ func (l *lowerer) lower() {
 			prerouting.Rules = append(prerouting.Rules, &Rule{
 				Exprs: cat(one(nfproto(f), &Match{Field: FibDaddrType, Values: []any{"local"}}),
 					portMatches(pp, THDport), one(&NAT{Addr: s.Forward.Unmap()})),
-				Origin:  s.Pos,
+				Origin:  s.Ref,
 				Comment: fmt.Sprintf("service %s forwarded to %s", s.Name, s.Forward.Unmap()),
 			})
 		}
@@ -398,7 +398,7 @@ func (l *lowerer) knockRules(c *Chain, knocks []plan.Knock) {
 			lg    *lang.Log
 			kind  = "knock"
 			s     *lang.Service
-			pos   = k.Pos()
+			ref   = k.Ref()
 		)
 		if d := k.Door; d != nil {
 			ports, from, fam, lg, s = d.Sequence, d.From, d.Family, d.Log, d.Service
@@ -421,8 +421,8 @@ func (l *lowerer) knockRules(c *Chain, knocks []plan.Knock) {
 			for _, pp := range plan.ByProto(ports) {
 				c.Rules = append(c.Rules, &Rule{
 					Exprs:   cat(pre, portMatches(pp, THDport), logExpr(lg, kind, s), one(&Verdict{Kind: Drop})),
-					Origin:  pos,
-					Comment: comment(kind, s, pos),
+					Origin:  ref,
+					Comment: comment(kind, s, ref),
 				})
 			}
 		}
@@ -458,7 +458,7 @@ func (l *lowerer) doorRules(c *Chain, d *lang.Door) {
 	for _, f := range plan.Families(d.Family, d.From, d.Service) {
 		door := l.doorSet(d, f)
 		final := []Expr{&Dynset{Op: Update, Set: door, Key: key(f, 0)}}
-		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, d.Pos, final, comment("knock", d.Service, d.Pos))
+		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, d.Ref, final, comment("knock", d.Service, d.Ref))
 	}
 }
 
@@ -473,13 +473,13 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 		if len(final) == 0 {
 			continue // no door of this family to close; the ports are still dropped
 		}
-		cm := comment("close", r.Service, r.Pos)
+		cm := comment("close", r.Service, r.Ref)
 		if len(final) > 1 {
 			// One delete a rule, in a chain of its own: the rule that
 			// closes stays the same size however many doors there are.
 			cc := &Chain{Name: fmt.Sprintf("close_%s%s", l.ids.Revoke[r], fsuffix(f))}
 			for _, e := range final {
-				cc.Rules = append(cc.Rules, &Rule{Exprs: one(e), Origin: r.Pos, Comment: cm})
+				cc.Rules = append(cc.Rules, &Rule{Exprs: one(e), Origin: r.Ref, Comment: cm})
 			}
 			l.helpers = append(l.helpers, cc)
 			final = one(&Verdict{Kind: Jump, Chain: cc.Name})
@@ -488,13 +488,13 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 			for _, pp := range plan.ByProto(r.Ports) {
 				c.Rules = append(c.Rules, &Rule{
 					Exprs:   cat(one(nfproto(f)), srcMatch(r.From, f), one(ctNew()), portMatches(pp, THDport), synOnly(pp.Proto), final),
-					Origin:  r.Pos,
+					Origin:  r.Ref,
 					Comment: cm,
 				})
 			}
 			continue
 		}
-		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, r.Pos, final, cm)
+		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, r.Ref, final, cm)
 	}
 }
 
@@ -513,17 +513,17 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 // than 128 expressions or of 4 kB of expression data (EFBIG,
 // nf_tables_newrule), which a rule deleting from 34 sets passes.
 func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
-	from []netip.Prefix, f plan.Fam, pos lang.Pos, final []Expr, cm string) {
+	from []netip.Prefix, f plan.Fam, ref lang.Ref, final []Expr, cm string) {
 	n := len(ports)
 	if n == 1 {
-		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), final), Origin: pos, Comment: cm})
+		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), final), Origin: ref, Comment: cm})
 		return
 	}
 	stages := make([]string, n) // stages[k]: set of sources at stage k, 1 <= k < n
 	reset := &Chain{Name: fmt.Sprintf("%s_%s_reset%s", kind, id, fsuffix(f))}
 	for k := 1; k < n; k++ {
-		stages[k] = l.stageSet(kind, id, k, f, within, pos)
-		reset.Rules = append(reset.Rules, &Rule{Exprs: one(&Dynset{Op: Delete, Set: stages[k], Key: key(f, 0)}), Origin: pos, Comment: cm})
+		stages[k] = l.stageSet(kind, id, k, f, within, ref)
+		reset.Rules = append(reset.Rules, &Rule{Exprs: one(&Dynset{Op: Delete, Set: stages[k], Key: key(f, 0)}), Origin: ref, Comment: cm})
 	}
 	l.helpers = append(l.helpers, reset)
 	jumpReset := one(&Verdict{Kind: Jump, Chain: reset.Name})
@@ -538,25 +538,25 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 		return one(&Lookup{Set: stages[k], Key: key(f, 0), Neg: true})
 	}
 	// p1: restart.
-	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), jumpReset), Origin: pos, Comment: cm})
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), jumpReset), Origin: ref, Comment: cm})
 	// The window of the whole sequence: the first knock (again) starts
 	// it in a set of its own, whose element no later knock refreshes;
 	// every later knock must find the source there. It comes before the
 	// update of stage 1, after which the source is at stage 1.
 	var inSpan []Expr
 	if span > 0 {
-		all := l.set(fmt.Sprintf("%s_%s_in%s", kind, id, fsuffix(f)), f, span, pos,
-			fmt.Sprintf("sources within the window of the sequence of line %d", pos.Line))
-		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: all, Key: key(f, 0)})), Origin: pos, Comment: cm})
+		all := l.set(fmt.Sprintf("%s_%s_in%s", kind, id, fsuffix(f)), f, span, ref,
+			fmt.Sprintf("sources within the window of the sequence of line %d", ref.Pos.Line))
+		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: all, Key: key(f, 0)})), Origin: ref, Comment: cm})
 		inSpan = one(&Lookup{Set: all, Key: key(f, 0)})
 	}
-	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})), Origin: pos, Comment: cm})
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})), Origin: ref, Comment: cm})
 	for k := 2; k <= n; k++ {
 		prev := stages[k-1]
 		// Not at stage k-1 (or too late): the attempt is over.
 		c.Rules = append(c.Rules, &Rule{
 			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0), Neg: true}), notAt(k), jumpReset),
-			Origin: pos, Comment: cm,
+			Origin: ref, Comment: cm,
 		})
 		next := final
 		if k < n {
@@ -564,7 +564,7 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 		}
 		c.Rules = append(c.Rules, &Rule{
 			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0)}), inSpan, one(&Dynset{Op: Delete, Set: prev, Key: key(f, 0)}), next),
-			Origin: pos, Comment: cm,
+			Origin: ref, Comment: cm,
 		})
 	}
 }

@@ -324,7 +324,7 @@ func TestOriginsAndNames(t *testing.T) {
 				}
 				// Every drop and accept but the established-accept is
 				// attributed to a statement.
-				if decides && !r.Origin.IsValid() && !strings.Contains(r.Comment, "established") {
+				if decides && r.Origin.IsZero() && !strings.Contains(r.Comment, "established") {
 					t.Errorf("%s: chain %s: rule without origin: %s", name, c.Name, ruleText(r))
 				}
 			}

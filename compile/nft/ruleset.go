@@ -56,7 +56,7 @@ type Set struct {
 	// without a timeout of their own never expire.
 	Timeout time.Duration
 	// Origin is the statement the set serves.
-	Origin lang.Pos
+	Origin lang.Ref
 	// Comment says what the set holds ("doors to ssh", "ban for ssh").
 	Comment string
 }
@@ -89,7 +89,7 @@ type Rule struct {
 	// Origin is the statement that produced the rule, reported by the
 	// simulator as the rule that decided a packet. Zero for rules that
 	// belong to no statement (the established-accept).
-	Origin  lang.Pos
+	Origin  lang.Ref
 	Comment string
 }
 

@@ -34,7 +34,7 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 	for _, a := range allows {
 		for _, pre := range l.famPrefixes(a.Family, a.From, s) {
 			add(&Rule{Exprs: cat(pre, logExpr(a.Log, "allow", s), one(&Verdict{Kind: Accept})),
-				Origin: a.Pos, Comment: comment("allow", s, a.Pos)})
+				Origin: a.Ref, Comment: comment("allow", s, a.Ref)})
 		}
 	}
 
@@ -46,7 +46,7 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 			add(&Rule{
 				Exprs: cat(one(nfproto(f), ctNew(), &Lookup{Set: l.banSet(lim, f), Key: key(f, plan.Mask(lim, f))}),
 					logExpr(lim.Log, "limit", s), one(&Verdict{Kind: Drop})),
-				Origin: lim.Pos, Comment: comment("ban", s, lim.Pos),
+				Origin: lim.Ref, Comment: comment("ban", s, lim.Ref),
 			})
 		}
 	}
@@ -59,10 +59,10 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 					open = append(open, &Lookup{Set: l.doorSet(d, f), Key: key(f, 0)})
 				}
 			}
-			var origin lang.Pos
+			var origin lang.Ref
 			var lg *lang.Log
 			if len(doors) > 0 {
-				origin, lg = doors[0].Pos, doors[0].Log
+				origin, lg = doors[0].Ref, doors[0].Log
 			}
 			cm := fmt.Sprintf("%s is knocked: no open door, no entry", s.Name)
 			drop := cat(logExpr(lg, "knock", s), one(&Verdict{Kind: Drop}))
@@ -115,7 +115,7 @@ func (l *lowerer) accepts(c *Chain, s *lang.Service, doors []*lang.Door, limits 
 			for _, f := range plan.Families(d.Family, d.From, d.Service) {
 				add(&Rule{
 					Exprs:  cat(one(nfproto(f), ctNew(), &Lookup{Set: l.doorSet(d, f), Key: key(f, 0)}), logExpr(d.Log, "knock", s), one(&Verdict{Kind: Accept})),
-					Origin: d.Pos, Comment: comment("knock", s, d.Pos),
+					Origin: d.Ref, Comment: comment("knock", s, d.Ref),
 				})
 			}
 		}
@@ -134,12 +134,12 @@ func (l *lowerer) accepts(c *Chain, s *lang.Service, doors []*lang.Door, limits 
 		if len(svcFams) == 2 && first[plan.V4] != nil && first[plan.V4] == first[plan.V6] {
 			lim := first[plan.V4]
 			add(&Rule{Exprs: one(ctNew(), &Verdict{Kind: Accept}),
-				Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)})
+				Origin: lim.Ref, Comment: comment("limit", s, lim.Ref)})
 		} else {
 			for _, f := range svcFams {
 				if lim := first[f]; lim != nil {
 					add(&Rule{Exprs: one(nfproto(f), ctNew(), &Verdict{Kind: Accept}),
-						Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)})
+						Origin: lim.Ref, Comment: comment("limit", s, lim.Ref)})
 				}
 			}
 		}
@@ -162,7 +162,7 @@ func (l *lowerer) famPrefixes(fam lang.Family, from []netip.Prefix, s *lang.Serv
 }
 
 func (l *lowerer) banSet(lim *lang.Limit, f plan.Fam) string {
-	return l.set("ban_"+l.ids.Limit[lim]+fsuffix(f), f, lim.Ban, lim.Pos,
+	return l.set("ban_"+l.ids.Limit[lim]+fsuffix(f), f, lim.Ban, lim.Ref,
 		fmt.Sprintf("sources banned from %s, line %d", lim.Service.Name, lim.Pos.Line))
 }
 
@@ -187,14 +187,14 @@ func (l *lowerer) banSet(lim *lang.Limit, f plan.Fam) string {
 func (l *lowerer) limitRules(c *Chain, lim *lang.Limit) {
 	s := lim.Service
 	id := l.ids.Limit[lim]
-	cm := comment("limit", s, lim.Pos)
+	cm := comment("limit", s, lim.Ref)
 	lc := &Chain{Name: "lim_" + id}
 	slot := func(k int, f plan.Fam) (string, Key) {
 		what := fmt.Sprintf("slot %d of %d of the limit of %s, line %d", k, lim.Count, s.Name, lim.Pos.Line)
 		if !lim.PerSource {
-			return l.typedSet(fmt.Sprintf("lim_%s_%d", id, k), CtStateKey, lim.Window, lim.Pos, what), Key{Field: CtState}
+			return l.typedSet(fmt.Sprintf("lim_%s_%d", id, k), CtStateKey, lim.Window, lim.Ref, what), Key{Field: CtState}
 		}
-		return l.set(fmt.Sprintf("lim_%s_%d%s", id, k, fsuffix(f)), f, lim.Window, lim.Pos, what), key(f, plan.Mask(lim, f))
+		return l.set(fmt.Sprintf("lim_%s_%d%s", id, k, fsuffix(f)), f, lim.Window, lim.Ref, what), key(f, plan.Mask(lim, f))
 	}
 	fams := plan.Families(lim.Family, nil, s)
 	var pre []Expr
@@ -207,7 +207,7 @@ func (l *lowerer) limitRules(c *Chain, lim *lang.Limit) {
 				set, key := slot(k, f)
 				lc.Rules = append(lc.Rules, &Rule{
 					Exprs:  one(nfproto(f), &Dynset{Op: Add, Set: set, Key: key, Limit: slotLimit()}, &Verdict{Kind: Return}),
-					Origin: lim.Pos, Comment: cm,
+					Origin: lim.Ref, Comment: cm,
 				})
 			}
 		}
@@ -216,13 +216,13 @@ func (l *lowerer) limitRules(c *Chain, lim *lang.Limit) {
 			set, key := slot(k, 0)
 			lc.Rules = append(lc.Rules, &Rule{
 				Exprs:  cat(pre, one(&Dynset{Op: Add, Set: set, Key: key, Limit: slotLimit()}, &Verdict{Kind: Return})),
-				Origin: lim.Pos, Comment: cm,
+				Origin: lim.Ref, Comment: cm,
 			})
 		}
 	}
-	lc.Rules = append(lc.Rules, &Rule{Exprs: l.overVerdict(lim), Origin: lim.Pos, Comment: cm})
+	lc.Rules = append(lc.Rules, &Rule{Exprs: l.overVerdict(lim), Origin: lim.Ref, Comment: cm})
 	l.overChains = append(l.overChains, lc)
-	c.Rules = append(c.Rules, &Rule{Exprs: cat(pre, one(ctNew(), &Verdict{Kind: Jump, Chain: lc.Name})), Origin: lim.Pos, Comment: cm})
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(pre, one(ctNew(), &Verdict{Kind: Jump, Chain: lc.Name})), Origin: lim.Ref, Comment: cm})
 	if lim.PerSource || lim.Ban > 0 {
 		what := "a full slot set refuses new sources"
 		if lim.Ban > 0 {
@@ -255,11 +255,11 @@ func (l *lowerer) overVerdict(lim *lang.Limit) []Expr {
 	for _, f := range plan.Families(lim.Family, nil, s) {
 		c.Rules = append(c.Rules, &Rule{
 			Exprs:  one(nfproto(f), &Dynset{Op: Update, Set: l.banSet(lim, f), Key: key(f, plan.Mask(lim, f))}),
-			Origin: lim.Pos, Comment: comment("ban", s, lim.Pos),
+			Origin: lim.Ref, Comment: comment("ban", s, lim.Ref),
 		})
 	}
 	c.Rules = append(c.Rules, &Rule{Exprs: cat(logExpr(lim.Log, "limit", s), one(&Verdict{Kind: Drop})),
-		Origin: lim.Pos, Comment: comment("limit", s, lim.Pos)})
+		Origin: lim.Ref, Comment: comment("limit", s, lim.Ref)})
 	l.overChains = append(l.overChains, c)
 	return one(&Verdict{Kind: Goto, Chain: c.Name})
 }

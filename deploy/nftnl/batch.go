@@ -30,7 +30,7 @@ type Batch struct {
 // Note says what one message of a batch does.
 type Note struct {
 	What   string   // "add table inet kwl", "add rule to chain input", ...
-	Origin lang.Pos // the statement a rule comes from; zero for the rest
+	Origin lang.Ref // the statement a rule comes from; zero for the rest
 	Chain  string   // for rules: the chain and the rule's position in it (from 0)
 	Index  int
 }

@@ -63,7 +63,7 @@ type AnonSet struct {
 // of the wrong type for its field, an unknown field or verdict. It names
 // the statement the rule comes from.
 type Error struct {
-	Origin lang.Pos
+	Origin lang.Ref
 	Chain  string
 	Index  int
 	Err    error
@@ -72,7 +72,7 @@ type Error struct {
 // Error says which rule could not be converted, and where its statement is.
 func (e *Error) Error() string {
 	where := fmt.Sprintf("chain %s rule %d", e.Chain, e.Index+1)
-	if e.Origin != (lang.Pos{}) {
+	if !e.Origin.IsZero() {
 		return fmt.Sprintf("%s: %s: %v", e.Origin, where, e.Err)
 	}
 	return fmt.Sprintf("%s: %v", where, e.Err)

@@ -186,6 +186,13 @@ func (c *Closed) Policy(file string) (*lang.Policy, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	p := &lang.Policy{File: file}
+	// The record's statements have no source; they are numbered in the
+	// order the record lists them, so that each keeps its own identity.
+	id := 0
+	ref := func() lang.Ref {
+		id++
+		return lang.Ref{ID: id, Pos: lang.Pos{File: file}}
+	}
 	byName := map[string]*lang.Service{}
 	for _, cs := range c.Services {
 		if cs.Name == "" || byName[cs.Name] != nil {
@@ -194,7 +201,7 @@ func (c *Closed) Policy(file string) (*lang.Policy, error) {
 		if len(cs.Ports) == 0 {
 			return nil, fmt.Errorf("%s: service %s has no ports", file, cs.Name)
 		}
-		s := &lang.Service{Pos: lang.Pos{File: file}, Name: cs.Name, Guarded: true}
+		s := &lang.Service{Ref: ref(), Name: cs.Name, Guarded: true}
 		for _, ps := range cs.Ports {
 			pt, err := parsePort(ps)
 			if err != nil {
@@ -217,7 +224,7 @@ func (c *Closed) Policy(file string) (*lang.Policy, error) {
 		if s == nil {
 			return nil, fmt.Errorf("%s: allow of unknown service %q", file, ca.Service)
 		}
-		a := &lang.Allow{Pos: lang.Pos{File: file}, Service: s}
+		a := &lang.Allow{Ref: ref(), Service: s}
 		switch ca.Family {
 		case "":
 		case "ipv4":

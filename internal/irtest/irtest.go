@@ -23,15 +23,12 @@ func New(file string) *B {
 	return &B{P: &lang.Policy{File: file}, svcs: map[string]*lang.Service{}}
 }
 
-// pos returns the position of the next statement; its ID is b.id().
-func (b *B) pos() lang.Pos {
+// ref returns the Ref of the next statement: one line each, the first
+// on line 1, so that its ID is its line.
+func (b *B) ref() lang.Ref {
 	b.line++
-	return lang.Pos{File: b.P.File, Line: b.line, Col: 1}
+	return lang.Ref{ID: b.line, Pos: lang.Pos{File: b.P.File, Line: b.line, Col: 1}}
 }
-
-// id is the ID of the latest statement: one statement a line, the first
-// at line 1 and ID 0.
-func (b *B) id() int { return b.line - 1 }
 
 // builtin ports of the services the tests use.
 var builtin = map[string][]lang.Port{
@@ -52,7 +49,7 @@ func (b *B) Svc(name string) *lang.Service {
 	if s, ok := b.svcs[name]; ok {
 		return s
 	}
-	s := &lang.Service{ID: -1, Pos: lang.Pos{File: b.P.File, Line: b.line + 1, Col: 1}, Name: name, Ports: builtin[name]}
+	s := &lang.Service{Ref: lang.Ref{Pos: lang.Pos{File: b.P.File, Line: b.line + 1, Col: 1}}, Name: name, Ports: builtin[name]}
 	b.svcs[name] = s
 	b.P.Services = append(b.P.Services, s)
 	return s
@@ -60,8 +57,7 @@ func (b *B) Svc(name string) *lang.Service {
 
 // Service defines a service (service NAME = PORTS [forward to ADDR]).
 func (b *B) Service(name string, fwd string, ports ...lang.Port) *lang.Service {
-	s := &lang.Service{Pos: b.pos(), Name: name, Ports: ports}
-	s.ID = b.id()
+	s := &lang.Service{Ref: b.ref(), Name: name, Ports: ports}
 	if fwd != "" {
 		s.Forward = netip.MustParseAddr(fwd)
 	}
@@ -74,33 +70,29 @@ func (b *B) Service(name string, fwd string, ports ...lang.Port) *lang.Service {
 func (b *B) Door(svc string, within, life time.Duration, ports ...lang.Port) *lang.Door {
 	s := b.Svc(svc)
 	s.Guarded = true
-	d := &lang.Door{Pos: b.pos(), Service: s, Sequence: ports, Within: within, Lifetime: life}
-	d.ID = b.id()
+	d := &lang.Door{Ref: b.ref(), Service: s, Sequence: ports, Within: within, Lifetime: life}
 	b.P.Doors = append(b.P.Doors, d)
 	return d
 }
 
 // Close adds a close statement (any of ports revokes).
 func (b *B) Close(svc string, ports ...lang.Port) *lang.Revoke {
-	r := &lang.Revoke{Pos: b.pos(), Service: b.Svc(svc), Ports: ports}
-	r.ID = b.id()
+	r := &lang.Revoke{Ref: b.ref(), Service: b.Svc(svc), Ports: ports}
 	b.P.Revokes = append(b.P.Revokes, r)
 	return r
 }
 
 // CloseSeq adds a closing knock sequence.
 func (b *B) CloseSeq(svc string, within time.Duration, ports ...lang.Port) *lang.Revoke {
-	r := &lang.Revoke{Pos: b.pos(), Service: b.Svc(svc), Sequence: ports, Within: within}
-	r.ID = b.id()
+	r := &lang.Revoke{Ref: b.ref(), Service: b.Svc(svc), Sequence: ports, Within: within}
 	b.P.Revokes = append(b.P.Revokes, r)
 	return r
 }
 
 // Limit adds a limit statement; per source when mask4 > 0.
 func (b *B) Limit(svc string, count int, window time.Duration, mask4, mask6 int, ban time.Duration) *lang.Limit {
-	l := &lang.Limit{Pos: b.pos(), Service: b.Svc(svc), Count: count, Window: window,
+	l := &lang.Limit{Ref: b.ref(), Service: b.Svc(svc), Count: count, Window: window,
 		PerSource: mask4 > 0, Mask4: mask4, Mask6: mask6, Ban: ban}
-	l.ID = b.id()
 	if mask4 == 0 {
 		l.Mask4, l.Mask6 = 32, 128
 	}
@@ -110,8 +102,7 @@ func (b *B) Limit(svc string, count int, window time.Duration, mask4, mask6 int,
 
 // Allow adds an allow statement.
 func (b *B) Allow(svc string, from ...string) *lang.Allow {
-	a := &lang.Allow{Pos: b.pos(), Service: b.Svc(svc), From: Prefixes(from...)}
-	a.ID = b.id()
+	a := &lang.Allow{Ref: b.ref(), Service: b.Svc(svc), From: Prefixes(from...)}
 	b.P.Allows = append(b.P.Allows, a)
 	return a
 }

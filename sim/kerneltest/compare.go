@@ -36,7 +36,7 @@ type Model interface {
 // Prediction is the model's verdict on one packet and why.
 type Prediction struct {
 	Verdict lang.Verdict
-	Rule    lang.Pos
+	Rule    lang.Ref
 	Explain string
 	// Blocked is the 1-based index of the dropped first packet of this
 	// packet's flow, or 0 (replay.Outcome.Blocked): kwl sim takes such a
@@ -57,14 +57,14 @@ type Disagreement struct {
 
 func (d Disagreement) String() string {
 	return fmt.Sprintf("packet %d (%s): kernel %s, simulator %s (rule %s; %s)\n%s",
-		d.N, describe(d.Packet, d.Sent), d.Kernel, d.Model.Verdict, posString(d.Model.Rule), d.Model.Explain, d.Context)
+		d.N, describe(d.Packet, d.Sent), d.Kernel, d.Model.Verdict, ruleString(d.Model.Rule), d.Model.Explain, d.Context)
 }
 
-func posString(p lang.Pos) string {
-	if p == (lang.Pos{}) {
+func ruleString(r lang.Ref) string {
+	if r.IsZero() {
 		return "none"
 	}
-	return fmt.Sprint(p)
+	return r.String()
 }
 
 func describe(p Packet, sent time.Duration) string {
@@ -137,7 +137,7 @@ func table(out []Outcome, pred []Prediction, last int) string {
 		if n := pred[i].Blocked; n > 0 {
 			blocked = fmt.Sprintf(" (blocked flow of %d)", n)
 		}
-		fmt.Fprintf(&b, "  %s %3d %-58s kernel %-6s sim %-6s %s%s\n", mark, i+1, describe(o.Packet, o.Sent), kernelVerdict(o), pred[i].Verdict, posString(pred[i].Rule), blocked)
+		fmt.Fprintf(&b, "  %s %3d %-58s kernel %-6s sim %-6s %s%s\n", mark, i+1, describe(o.Packet, o.Sent), kernelVerdict(o), pred[i].Verdict, ruleString(pred[i].Rule), blocked)
 	}
 	return b.String()
 }

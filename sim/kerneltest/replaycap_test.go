@@ -82,7 +82,7 @@ func replayCapture(m Model, pol *lang.Policy, res *Result) (cr capReplay, err er
 			}
 		}
 		if k != ro.Verdict {
-			cr.ds = append(cr.ds, fmt.Sprintf("capture packet %d (%s): kernel %s, kwl sim %s (rule %s)", p.N, describe(o.Packet, o.Sent), k, ro.Verdict, posString(rp.Statement(ro))))
+			cr.ds = append(cr.ds, fmt.Sprintf("capture packet %d (%s): kernel %s, kwl sim %s (rule %s)", p.N, describe(o.Packet, o.Sent), k, ro.Verdict, ruleString(rp.Statement(ro))))
 		}
 	})
 	if err != io.EOF {

@@ -380,7 +380,7 @@ func compareKwlSim(t *testing.T, tg Target, pcapPath string, out []Outcome) {
 			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim skipped it: %s", i+1, describe(o.Packet, o.Sent), p.N, k, ro.Skipped)
 		case ro.Verdict != k:
 			disagree++
-			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim %s (rule %s, blocked flow of %d)", i+1, describe(o.Packet, o.Sent), p.N, k, ro.Verdict, posString(rp.Statement(ro)), ro.Blocked)
+			t.Errorf("scenario packet %d (%s), capture packet %d: kernel %s, kwl sim %s (rule %s, blocked flow of %d)", i+1, describe(o.Packet, o.Sent), p.N, k, ro.Verdict, ruleString(rp.Statement(ro)), ro.Blocked)
 		}
 	})
 	if err != io.EOF {

@@ -33,8 +33,6 @@ func (e *byPortEngine) Eval(p *capture.Packet) Result {
 	return Result{Verdict: lang.Accept, Stmt: 2}
 }
 
-func (e *byPortEngine) Statements() []lang.Pos { return []lang.Pos{{}, posKnock, posSSH} }
-
 // synPcap writes a pcap of TCP SYNs to 192.0.2.1, one per packet a
 // second apart: from src[i] port 40000+i to dport[i].
 func synPcap(t *testing.T, src []string, dport []uint16) *capture.Reader {
@@ -75,7 +73,7 @@ func TestCompare(t *testing.T) {
 	r := synPcap(t,
 		[]string{c1, c4, c4, c3, c1},
 		[]uint16{22, 1600, 22, 22, 22})
-	pol := &lang.Policy{File: "p.kwl"}
+	pol := stubPolicy()
 	old := New(pol, &knockEngine{open: map[netip.Addr]bool{}})
 	new := New(pol, &byPortEngine{drop: netip.MustParseAddr(c4), reject: netip.MustParseAddr(c3)})
 	var seen, differ []int

@@ -30,7 +30,7 @@ func (e *simEngine) Eval(p *capture.Packet) Result {
 		// Sent by the firewall: conntrack learned from it, no rule ran.
 		return Result{Verdict: r.Verdict, Skip: sentByHost}
 	}
-	out := Result{Verdict: r.Verdict, Stmt: r.Stmt}
+	out := Result{Verdict: r.Verdict, Stmt: r.Rule.ID}
 	out.Explain = r.State + " " + r.Hook.String()
 	if r.Comment != "" {
 		out.Explain += ", " + r.Comment
@@ -43,9 +43,6 @@ func (e *simEngine) Eval(p *capture.Packet) Result {
 
 // Prefetch reads the state the packets will need (see sim.Sim.Prefetch).
 func (e *simEngine) Prefetch(ps []capture.Packet) { e.s.Prefetch(ps) }
-
-// Statements numbers the statements for Result.Stmt.
-func (e *simEngine) Statements() []lang.Pos { return e.s.Statements() }
 
 // Split divides the packets between two simulators (see sim.Split).
 func (e *simEngine) Split() (func(*capture.Packet) bool, bool) {

@@ -30,7 +30,7 @@ func TestEvalBlocked(t *testing.T) {
 		{Evaluated: true, Verdict: lang.Drop, Stmt: 1, Blocked: 3},
 		{Evaluated: true, Verdict: lang.Accept},
 	}
-	rp := New(&lang.Policy{File: "p.kwl"}, &knockEngine{open: map[netip.Addr]bool{}})
+	rp := New(stubPolicy(), &knockEngine{open: map[netip.Addr]bool{}})
 	rp.EvalBlocked = true
 	for i := range ps {
 		if got := rp.Step(&ps[i]); got != want[i] {

@@ -15,7 +15,7 @@ import (
 type lane struct {
 	eng   Engine
 	pf    prefetcher // eng, when it can prefetch
-	stmts []lang.Pos // the engine's statements, read-only
+	stmts int        // how many statement IDs there are
 	// Blocked flows, in generations of flowGen of capture time: a flow
 	// is remembered while its generation is the current or the previous
 	// one, so that memory follows the traffic of the last minutes and not
@@ -51,8 +51,10 @@ func (pi *pairInfo) of(p *capture.Packet) *pairInfo {
 	return pi
 }
 
-func newLane(eng Engine) *lane {
-	l := &lane{eng: eng, stmts: eng.Statements(), gen: 2}
+// newLane returns a lane of eng, whose results name statements with IDs
+// below stmts.
+func newLane(eng Engine, stmts int) *lane {
+	l := &lane{eng: eng, stmts: stmts, gen: 2}
 	// Both tables hash with one seed, so that one hash of a packet's
 	// pair key serves both.
 	l.blocked[0].seed, l.blocked[1].seed = blockedSeed, blockedSeed
@@ -135,8 +137,8 @@ func (l *lane) step(p *capture.Packet, pi *pairInfo) Outcome {
 		return Outcome{Skipped: res.Skip}
 	}
 	si := res.Stmt
-	if si < 0 || si >= len(l.stmts) {
-		si = 0 // an engine that does not number its statements
+	if si < 0 || si >= l.stmts {
+		si = 0 // not a statement of the policy
 	}
 	if res.Verdict != lang.Accept && isNew(p) {
 		pi.of(p)

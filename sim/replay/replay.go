@@ -12,7 +12,6 @@ package replay
 
 import (
 	"net/netip"
-	"sort"
 	"time"
 
 	"kwl.dev/kwl/lang"
@@ -24,15 +23,12 @@ import (
 type Engine interface {
 	// Eval decides p. p.Time never decreases from one call to the next.
 	Eval(p *capture.Packet) Result
-	// Statements numbers the statements the results name:
-	// Result.Stmt indexes it, and index 0 is the zero Pos.
-	Statements() []lang.Pos
 }
 
 // Result is what an Engine reports of one evaluated packet.
 type Result struct {
 	Verdict lang.Verdict
-	Stmt    int    // the deciding statement's index in the engine's Statements(); 0 when none did
+	Stmt    int    // the deciding statement's ID (lang.Ref); 0 when none did
 	Explain string // state read and written, for --explain
 	// Skip is set when the engine took the packet in (conntrack learned
 	// from it) without evaluating it: "sent by the host".
@@ -73,7 +69,7 @@ type Outcome struct {
 	Skipped   string // why the packet was not evaluated
 	Explain   string // state read and written, for --explain
 	Blocked   int    // n of the dropped first packet of this packet's flow, or 0
-	Stmt      int    // the deciding statement's index in the engine's statements
+	Stmt      int    // the deciding statement's ID (lang.Ref); 0 when none did
 	Verdict   lang.Verdict
 	Evaluated bool // the engine decided the packet (not skipped; of no blocked flow unless Replay.EvalBlocked)
 }
@@ -98,7 +94,7 @@ type blockedPair struct {
 // unanswered SYN or a reply.
 const flowGen = 60 * time.Second
 
-// Kinds of statements, per statement index.
+// Kinds of statements, per statement ID.
 const (
 	kindNone uint8 = iota
 	kindKnock
@@ -106,6 +102,8 @@ const (
 	kindLimit
 	kindAllow
 )
+
+var kindName = [...]string{kindNone: "", kindKnock: "knock", kindClose: "close", kindLimit: "limit", kindAllow: "allow"}
 
 // A Replay runs packets through the lanes and keeps the counts. What it
 // updates per packet is indexed by statement number or kept in
@@ -123,11 +121,12 @@ type Replay struct {
 	// it as never sent. Set it before the first Step or Run.
 	EvalBlocked bool
 
-	// Statements by index: the engine's numbering.
-	stmts    []lang.Pos
+	// The policy's statements, by ID (lang.Policy.Refs).
+	stmts    []lang.Ref
 	counts   [][3]int
 	stmtText [][]byte
 	stmtKind []uint8
+	stmtSvc  []string
 
 	// Packets is how many packets were replayed: Evaluated by the
 	// engine, Skipped (not evaluated), and BlockedPackets (of blocked
@@ -139,14 +138,9 @@ type Replay struct {
 	// BlockedPackets is how many packets were of a blocked flow. With
 	// EvalBlocked they are among the Evaluated, with their verdicts.
 	BlockedPackets int
-	ruleText       map[lang.Pos][]byte
 	// Skips counts the skipped packets by reason.
 	Skips   map[string]int
 	sources distinctAddrs
-	// Kind says what a statement is: "knock", "close", "limit", "allow".
-	Kind map[lang.Pos]string
-	// Service is the service a statement guards.
-	Service map[lang.Pos]string
 	// Opened is each source's first admission through a door.
 	Opened map[netip.Addr]Admission
 	// Limited counts the drops by a limit, per source.
@@ -161,7 +155,7 @@ type Replay struct {
 type Admission struct {
 	N    int           // the packet's number
 	At   time.Duration // its time
-	Rule lang.Pos      // the door
+	Rule lang.Ref      // the door
 }
 
 // Sources is how many distinct sources sent evaluated packets.
@@ -174,64 +168,65 @@ func (rp *Replay) Knockers() int { return rp.knockers.len() }
 func (rp *Replay) HeldBack() int { return rp.clock.held }
 
 // Statement returns the statement that decided o.
-func (rp *Replay) Statement(o *Outcome) lang.Pos { return rp.stmts[o.Stmt] }
+func (rp *Replay) Statement(o *Outcome) lang.Ref { return rp.stmts[o.Stmt] }
+
+// Kind says what the statement r is: "knock", "close", "limit", "allow",
+// or "" for the others and the zero Ref.
+func (rp *Replay) Kind(r lang.Ref) string { return kindName[rp.stmtKind[rp.index(r)]] }
+
+// Service is the service the statement r guards; "" for the zero Ref.
+func (rp *Replay) Service(r lang.Ref) string { return rp.stmtSvc[rp.index(r)] }
+
+// index is r's index in the replay's tables: its ID, or 0 for a Ref
+// that is not the policy's.
+func (rp *Replay) index(r lang.Ref) int {
+	if r.ID <= 0 || r.ID >= len(rp.stmts) || rp.stmts[r.ID] != r {
+		return 0
+	}
+	return r.ID
+}
 
 // New returns a replay of the policy pol through eng, an engine of it.
 func New(pol *lang.Policy, eng Engine) *Replay {
 	rp := &Replay{
-		ruleText: map[lang.Pos][]byte{},
-		Skips:    map[string]int{},
-		Kind:     map[lang.Pos]string{},
-		Service:  map[lang.Pos]string{},
-		Opened:   map[netip.Addr]Admission{},
-		Limited:  map[netip.Addr]int{},
+		stmts:   pol.Refs(),
+		Skips:   map[string]int{},
+		Opened:  map[netip.Addr]Admission{},
+		Limited: map[netip.Addr]int{},
+	}
+	n := len(rp.stmts)
+	rp.counts = make([][3]int, n)
+	rp.stmtText = make([][]byte, n)
+	rp.stmtKind = make([]uint8, n)
+	rp.stmtSvc = make([]string, n)
+	for i, r := range rp.stmts {
+		if !r.IsZero() {
+			rp.stmtText[i] = []byte(r.String())
+		}
+	}
+	kind := func(r lang.Ref, k uint8, s *lang.Service) {
+		rp.stmtKind[r.ID], rp.stmtSvc[r.ID] = k, s.Name
 	}
 	for _, d := range pol.Doors {
-		rp.Kind[d.Pos], rp.Service[d.Pos] = "knock", d.Service.Name
+		kind(d.Ref, kindKnock, d.Service)
 		for _, p := range d.Sequence {
 			rp.setKnockPort(p)
 		}
 	}
 	for _, v := range pol.Revokes {
-		rp.Kind[v.Pos], rp.Service[v.Pos] = "close", v.Service.Name
+		kind(v.Ref, kindClose, v.Service)
 		for _, p := range append(append([]lang.Port(nil), v.Ports...), v.Sequence...) {
 			rp.setKnockPort(p)
 		}
 	}
 	for _, l := range pol.Limits {
-		rp.Kind[l.Pos], rp.Service[l.Pos] = "limit", l.Service.Name
+		kind(l.Ref, kindLimit, l.Service)
 	}
 	for _, a := range pol.Allows {
-		rp.Kind[a.Pos], rp.Service[a.Pos] = "allow", a.Service.Name
+		kind(a.Ref, kindAllow, a.Service)
 	}
-	rp.lane = newLane(eng)
-	for _, pos := range eng.Statements() {
-		rp.addStmt(pos)
-	}
-	if len(rp.stmts) == 0 {
-		rp.addStmt(lang.Pos{})
-	}
+	rp.lane = newLane(eng, n)
 	return rp
-}
-
-func (rp *Replay) addStmt(pos lang.Pos) int {
-	i := len(rp.stmts)
-	rp.stmts = append(rp.stmts, pos)
-	rp.counts = append(rp.counts, [3]int{})
-	rp.stmtText = append(rp.stmtText, []byte(pos.String()))
-	k := kindNone
-	switch rp.Kind[pos] {
-	case "knock":
-		k = kindKnock
-	case "close":
-		k = kindClose
-	case "limit":
-		k = kindLimit
-	case "allow":
-		k = kindAllow
-	}
-	rp.stmtKind = append(rp.stmtKind, k)
-	return i
 }
 
 func knockProto(p lang.Proto) int {
@@ -317,24 +312,18 @@ func (rp *Replay) account(p *capture.Packet, o *Outcome) {
 // RuleOf returns the text of the statement that decided o.
 func (rp *Replay) RuleOf(o *Outcome) []byte { return rp.stmtText[o.Stmt] }
 
-// RuleText returns the text of pos, made once.
-func (rp *Replay) RuleText(pos lang.Pos) []byte {
-	if t, ok := rp.ruleText[pos]; ok {
-		return t
-	}
-	t := []byte(pos.String())
-	rp.ruleText[pos] = t
-	return t
-}
+// RuleText returns the text of the statement r, "file:line:col", made
+// once.
+func (rp *Replay) RuleText(r lang.Ref) []byte { return rp.stmtText[rp.index(r)] }
 
 // A RuleCount is what a statement decided.
 type RuleCount struct {
-	Pos    lang.Pos
-	Counts [3]int // by verdict
+	Rule   lang.Ref // the zero Ref for the packets no statement decided
+	Counts [3]int   // by verdict
 }
 
-// Rules returns the statements that decided packets, in the order of
-// their positions.
+// Rules returns the statements that decided packets, in source order,
+// after the packets no statement decided.
 func (rp *Replay) Rules() []RuleCount {
 	var rs []RuleCount
 	for i, c := range rp.counts {
@@ -342,15 +331,5 @@ func (rp *Replay) Rules() []RuleCount {
 			rs = append(rs, RuleCount{rp.stmts[i], c})
 		}
 	}
-	sort.Slice(rs, func(i, j int) bool {
-		a, b := rs[i].Pos, rs[j].Pos
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Col < b.Col
-	})
 	return rs
 }

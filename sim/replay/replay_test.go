@@ -13,10 +13,14 @@ import (
 // source, forever; everything else is accepted.
 type knockEngine struct{ open map[netip.Addr]bool }
 
-var (
-	posKnock = lang.Pos{File: "p.kwl", Line: 1, Col: 1}
-	posSSH   = lang.Pos{File: "p.kwl", Line: 2, Col: 1}
-)
+// stubPolicy is the policy the stand-in engines decide by: two
+// statements, on lines 1 and 2 of p.kwl, that guard nothing.
+func stubPolicy() *lang.Policy {
+	return &lang.Policy{File: "p.kwl", Services: []*lang.Service{
+		{Ref: lang.Ref{ID: 1, Pos: lang.Pos{File: "p.kwl", Line: 1, Col: 1}}, Name: "knock"},
+		{Ref: lang.Ref{ID: 2, Pos: lang.Pos{File: "p.kwl", Line: 2, Col: 1}}, Name: "ssh"},
+	}}
+}
 
 func (e *knockEngine) Eval(p *capture.Packet) Result {
 	switch {
@@ -31,8 +35,6 @@ func (e *knockEngine) Eval(p *capture.Packet) Result {
 	}
 	return Result{Verdict: lang.Accept}
 }
-
-func (e *knockEngine) Statements() []lang.Pos { return []lang.Pos{{}, posKnock, posSSH} }
 
 // TestStepBlockedFlows replays a refused connection, its answer, a knock
 // and the retransmitted SYN one packet at a time.
@@ -59,7 +61,7 @@ func TestStepBlockedFlows(t *testing.T) {
 		{Evaluated: true, Verdict: lang.Accept},
 		{Evaluated: true, Verdict: lang.Accept},
 	}
-	rp := New(&lang.Policy{File: "p.kwl"}, &knockEngine{open: map[netip.Addr]bool{}})
+	rp := New(stubPolicy(), &knockEngine{open: map[netip.Addr]bool{}})
 	for i := range ps {
 		if got := rp.Step(&ps[i]); got != want[i] {
 			t.Errorf("packet %d: %+v, want %+v", ps[i].N, got, want[i])

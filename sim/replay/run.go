@@ -19,7 +19,7 @@ func (rp *Replay) Run(r *capture.Reader, second Engine, each func(p *capture.Pac
 	if sp, ok := rp.lane.eng.(splitter); ok && second != nil {
 		if f, ok := sp.Split(); ok {
 			split = f
-			lanes = append(lanes, newLane(second))
+			lanes = append(lanes, newLane(second, rp.lane.stmts))
 		}
 	}
 	for _, l := range lanes {

@@ -221,20 +221,12 @@ type Knock struct {
 	Revoke *lang.Revoke
 }
 
-// Pos is the statement's position.
-func (k Knock) Pos() lang.Pos {
+// Ref names the statement.
+func (k Knock) Ref() lang.Ref {
 	if k.Door != nil {
-		return k.Door.Pos
+		return k.Door.Ref
 	}
-	return k.Revoke.Pos
-}
-
-// ID is the statement's ID, its index in source order.
-func (k Knock) ID() int {
-	if k.Door != nil {
-		return k.Door.ID
-	}
-	return k.Revoke.ID
+	return k.Revoke.Ref
 }
 
 // Knocks returns the doors and revokes of p in source order: the order in
@@ -247,7 +239,7 @@ func Knocks(p *lang.Policy) []Knock {
 	for _, r := range p.Revokes {
 		ks = append(ks, Knock{Revoke: r})
 	}
-	sort.SliceStable(ks, func(i, j int) bool { return ks[i].ID() < ks[j].ID() })
+	sort.SliceStable(ks, func(i, j int) bool { return ks[i].Ref().ID < ks[j].Ref().ID })
 	return ks
 }
 
