@@ -128,6 +128,14 @@ func (o *Options) stateDir() string {
 	return DefaultStateDir
 }
 
+// table is the name of kwl's table: o.Table, or DefaultTable.
+func (o *Options) table() string {
+	if o.Table != "" {
+		return o.Table
+	}
+	return DefaultTable
+}
+
 func (o *Options) logf(format string, args ...any) {
 	if o.Log != nil {
 		fmt.Fprintf(o.Log, format, args...)
@@ -504,10 +512,7 @@ func Undeploy(ctx context.Context, o Options) (bool, error) {
 		return false, err
 	}
 	defer t.close()
-	name := o.Table
-	if name == "" {
-		name = DefaultTable
-	}
+	name := o.table()
 	l, err := t.readLive(nftables.TableFamilyINet, name, false)
 	if err != nil || l == nil {
 		return false, err

@@ -8,8 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"kwl.dev/kwl/compile/iptables"
-	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/deploy/record"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim"
@@ -90,10 +89,7 @@ func Vet(p *lang.Policy, backend string, force bool) error {
 // is the version of kwl that deployed it. A record that cannot be written
 // is an error: the next boot would load another policy.
 func RecordDeploy(dir string, o Options, backend, file string, src []byte, p *lang.Policy, kwl string) error {
-	table := o.Table
-	if table == "" {
-		table = DefaultTable
-	}
+	table := o.table()
 	name := file
 	if abs, err := filepath.Abs(file); err == nil && file != "-" {
 		name = abs
@@ -106,13 +102,10 @@ func RecordDeploy(dir string, o Options, backend, file string, src []byte, p *la
 // when it names what an undeploy of backend ("" for both) from o's table
 // removed; kwl is the version of kwl that undeployed.
 func RecordUndeploy(dir string, o Options, backend, kwl string) error {
-	table := o.Table
-	if table == "" {
-		table = DefaultTable
-	}
+	table := o.table()
 	backends := []string{backend}
 	if backend == "" {
-		backends = []string{nft.Name, iptables.Name}
+		backends = compile.Names()
 	}
 	for _, b := range backends {
 		marked, err := record.MarkUndeployed(dir, b, table, kwl)

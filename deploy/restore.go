@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 
 	"kwl.dev/kwl/compile"
-	"kwl.dev/kwl/compile/iptables"
-	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy/record"
 	"kwl.dev/kwl/lang"
 )
@@ -91,24 +89,17 @@ func Restore(ctx context.Context, o Options, dir string) *Restored {
 func restorePolicy(ctx context.Context, o Options, r *record.Record) error {
 	o.Table = r.Table
 	file := r.PolicyPath()
-	switch r.Backend {
-	case nft.Name:
-		pol, rs, diags := compile.Load(file, r.Text, nft.Lower)
-		if err := policyErrors(file, r.Text, diags); err != nil {
-			return err
-		}
-		o.Policy, o.Guarded = PolicyID(r.Text), Guarded(pol)
-		_, err := Apply(ctx, o, rs)
-		return err
-	case iptables.Name:
-		_, rs, diags := compile.Load(file, r.Text, iptables.Lower)
-		if err := policyErrors(file, r.Text, diags); err != nil {
-			return err
-		}
-		_, err := ApplyIptables(ctx, o, rs)
+	b, ok := compile.Lookup(r.Backend)
+	if !ok {
+		return compile.UnknownError(r.Backend)
+	}
+	pol, rs, diags := compile.Load(file, r.Text, b.Lower)
+	if err := policyErrors(file, r.Text, diags); err != nil {
 		return err
 	}
-	return nil
+	o.Policy = PolicyID(r.Text)
+	_, err := Load(ctx, o, r.Backend, pol, rs)
+	return err
 }
 
 // policyErrors returns a *PolicyError with the errors of diags, or nil
@@ -133,22 +124,15 @@ func restoreClosed(ctx context.Context, o Options, c *record.Closed, file string
 		return err
 	}
 	o.Table = c.Table
-	switch c.Backend {
-	case nft.Name:
-		rs, own := nft.Lower(pol)
-		diags := compile.With(pol, own)
-		if diags.HasErrors() || rs == nil {
-			return &PolicyError{File: file, Diags: diags, Closed: true}
-		}
-		o.Policy, o.Guarded = "fail-closed", Guarded(pol)
-		_, err = Apply(ctx, o, rs)
-	case iptables.Name:
-		rs, own := iptables.Lower(pol)
-		diags := compile.With(pol, own)
-		if diags.HasErrors() || rs == nil {
-			return &PolicyError{File: file, Diags: diags, Closed: true}
-		}
-		_, err = ApplyIptables(ctx, o, rs)
+	b, ok := compile.Lookup(c.Backend)
+	if !ok {
+		return compile.UnknownError(c.Backend)
 	}
+	rs, own := b.Lower(pol)
+	if diags := compile.With(pol, own); diags.HasErrors() {
+		return &PolicyError{File: file, Diags: diags, Closed: true}
+	}
+	o.Policy = "fail-closed"
+	_, err = Load(ctx, o, c.Backend, pol, rs)
 	return err
 }

@@ -63,10 +63,7 @@ func Status(ctx context.Context, o Options) (*State, error) {
 		return nil, err
 	}
 	defer t.close()
-	name := o.Table
-	if name == "" {
-		name = DefaultTable
-	}
+	name := o.table()
 	st := &State{Table: "inet " + name}
 	l, err := t.readLive(nftables.TableFamilyINet, name, true)
 	if err != nil || l == nil {

@@ -24,44 +24,7 @@ func init() {
 		name:  "check",
 		usage: "kwl check [--backend nft|iptables] [--format text|json] FILE...",
 		short: "parse, type-check and lint policies, and run their tests",
-		long: `Check reads each FILE, reports every syntax and type error and every
-warning in it, then runs its test blocks.
-
-A diagnostic names the file, line and column, shows the line and a caret,
-and often a hint:
-
-	policy.kwl:3:1: error: unknown service "shh" [E01]
-	    knock 1600 opens shh for 60s
-	    ^
-	    hint: did you mean 'ssh'?
-
-Errors have codes (E01...) and warnings lint codes (L04...); "go doc
-kwl.dev/kwl/lang" lists them. Warnings do not change the exit code.
-
-Besides the language's own checks, check lowers the policy for each
-backend (both, or the one named with --backend) and warns where the
-backend cannot give a statement its exact meaning, and refuses what it
-cannot do exactly: iptables counts whole seconds (L10) and cannot share
-one limit between IPv4 and IPv6 (L13); xt_recent keeps 100 sources per
-list (L07). The tests run on the same backends.
-
---format json prints the diagnostics of all files on stdout as one JSON
-array of objects with the fields file, line, col, severity, code, message
-and hint.
-
-FILE may be "-" for standard input. A file that is a directory, is not
-UTF-8 text (a NUL byte or bad UTF-8) or is larger than 4 MiB is refused
-as an I/O error.
-
-Exit status: 0 clean, 1 errors or failed tests, 2 bad usage or a file that
-could not be read.
-
-Examples:
-
-	kwl check examples/sshknock.kwl
-	kwl check --format json policy.kwl | jq '.[].message'
-	kwl check *.kwl`,
-		run: runCheck,
+		run:   runCheck,
 	})
 }
 

@@ -14,8 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile"
-	"kwl.dev/kwl/compile/iptables"
-	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy"
 )
 
@@ -72,12 +70,12 @@ func runDeploy(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl deploy: --confirm %v: the delay must be positive\n", *confirm)
 		return exitUsage
 	}
-	switch *backend {
-	case "nft", "iptables":
-	default:
-		fmt.Fprintf(env.stderr, "kwl deploy: unknown backend %q (nft or iptables)\n", *backend)
+	loader, err := deploy.LoaderFor(*backend)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
 		return exitUsage
 	}
+	be, _ := compile.Lookup(*backend)
 	// The policy is read, compiled and tested before the kernel is
 	// touched: a file that cannot be read (exit 2), a policy with errors
 	// or failing tests (exit 1) changes nothing.
@@ -86,30 +84,9 @@ func runDeploy(env *cmdEnv, args []string) int {
 	if err != nil {
 		return ioError(env, "deploy", err)
 	}
-	if *backend == "iptables" {
-		pol, rs, diags := compile.Load(file, src, iptables.Lower)
-		if pol == nil {
-			printDiags(env, diags, map[string][]byte{file: src})
-			fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
-			return exitFail
-		}
-		if err := deploy.Vet(pol, *backend, *force); err != nil {
-			vetError(env, file, err)
-			return exitFail
-		}
-		printDiags(env, diags, map[string][]byte{file: src})
-		if diags.HasErrors() {
-			fmt.Fprintf(env.stderr, "kwl deploy: %s: the policy has errors; nothing was applied\n", file)
-			return exitFail
-		}
-		if code := deployIptables(env, o, rs); code != exitOK {
-			return code
-		}
-		return recordDeploy(env, *recDir, o, "iptables", file, src, pol)
-	}
-	pol, rs, diags := compile.Load(file, src, nft.Lower)
+	pol, rs, diags := compile.Load(file, src, be.Lower)
 	printDiags(env, diags, map[string][]byte{file: src})
-	if diags.HasErrors() || rs == nil {
+	if diags.HasErrors() {
 		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
 		return exitFail
 	}
@@ -117,32 +94,27 @@ func runDeploy(env *cmdEnv, args []string) int {
 		vetError(env, file, err)
 		return exitFail
 	}
-	o.Policy, o.Guarded = deploy.PolicyID(src), deploy.Guarded(pol)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	if *confirm > 0 {
+	if *confirm > 0 && !*dry {
 		var stop func()
 		o.Confirmed, stop = confirmInput(env, cancel)
 		defer stop()
 	}
-	res, err := deploy.Apply(ctx, o, rs)
-	if res != nil && res.Changes != nil && *dry {
-		res.Changes.Write(env.stdout)
+	o.Policy = deploy.PolicyID(src)
+	rep, err := deploy.Load(ctx, o, loader.Name(), pol, rs)
+	if rep != nil && *dry {
+		rep.WriteChanges(env.stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
 		return exitFail
 	}
-	if !*dry {
-		kept := 0
-		for _, n := range res.Kept {
-			kept += n
-		}
-		fmt.Fprintf(env.stderr, "kwl deploy: table %s loaded (%d netlink messages in one transaction; %d set element(s) carried over)\n",
-			res.Table, res.Messages, kept)
-		return recordDeploy(env, *recDir, o, "nft", file, src, pol)
+	if *dry {
+		return exitOK
 	}
-	return exitOK
+	fmt.Fprintf(env.stderr, "kwl deploy: %s\n", rep)
+	return recordDeploy(env, *recDir, o, loader.Name(), file, src, pol)
 }
 
 // confirmInput returns the channel that confirms, from this process, a

@@ -16,33 +16,7 @@ func init() {
 		name:  "fmt",
 		usage: "kwl fmt [-w] [-d] [FILE...]",
 		short: "format policies in the canonical layout",
-		long: `Fmt prints each FILE in kwl's one layout: one statement per line, single
-spaces between words, statements joined by ';' split onto their own
-lines, one blank line at most between statements, test steps indented by
-four spaces, comments kept (trailing comments of consecutive lines are
-aligned), durations written from their value in the largest unit the
-word uses (2.5m is 2m30s, 1.50s is 1.5s, 0.4s is 400ms; 90s stays 90s).
-Formatting never changes what a policy means, and formatting formatted
-text changes nothing.
-
-Without FILE, fmt formats standard input to standard output.
-
-A file with syntax errors is not formatted: fmt reports the errors and
-goes on with the next file. Type errors (an unknown service, a bad port)
-do not stop it: run kwl check for those.
-
--w rewrites the files in place instead of printing them. -d prints a
-unified diff of the changes instead. As with gofmt, finding differences
-is not an error: the exit status is 0 when every file was formatted,
-1 when a file has syntax errors, 2 for bad usage or a file that could
-not be read or written.
-
-Examples:
-
-	kwl fmt policy.kwl            # print the formatted policy
-	kwl fmt -d examples/*.kwl     # show what would change
-	kwl fmt -w policy.kwl         # rewrite it in place`,
-		run: runFmt,
+		run:   runFmt,
 	})
 }
 

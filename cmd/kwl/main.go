@@ -6,6 +6,7 @@
 package main
 
 import (
+	"embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,7 +29,7 @@ type command struct {
 	name  string
 	usage string // "kwl check [flags] FILE..."
 	short string // one line for "kwl help"
-	long  string // what the command does, shown by --help
+	long  string // what the command does, shown by --help: help/NAME.txt
 	// run executes the command with its arguments (after the command
 	// name). It returns the exit code.
 	run func(env *cmdEnv, args []string) int
@@ -42,7 +43,21 @@ type cmdEnv struct {
 
 var commands = map[string]*command{}
 
-func register(c *command) { commands[c.name] = c }
+// helpTexts holds each command's long help, help/NAME.txt: plain text,
+// as --help prints it.
+//
+//go:embed help/*.txt
+var helpTexts embed.FS
+
+// register adds c to the commands, with its long help.
+func register(c *command) {
+	b, err := helpTexts.ReadFile("help/" + c.name + ".txt")
+	if err != nil {
+		panic("kwl " + c.name + " has no help text: " + err.Error())
+	}
+	c.long = string(b)
+	commands[c.name] = c
+}
 
 // newFlags returns a flag set for c whose usage message is c's help.
 func (c *command) newFlags(env *cmdEnv) *flag.FlagSet {

@@ -26,73 +26,7 @@ func init() {
 		name:  "sim",
 		usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
 		short: "replay a pcap or pcapng capture through a policy",
-		long: `Sim replays the packets of TRACE (pcap or pcapng, optionally gzip-compressed,
-"-" for standard input) through the policy FILE, as the chosen backend's
-kernel would evaluate them, and says what the policy would have done.
-
-The text format (default) prints a summary: packets, verdicts, what each
-statement decided, the sources a knock let in and when, the sources that
-hit a limit, and why packets were skipped. --explain adds one line per
-evaluated packet with the deciding statement and the state it read and
-wrote.
-
---format json prints JSON Lines: one object per packet in capture order,
-with n, time (seconds since the first packet), src, dst, proto, sport,
-dport, flags, verdict and rule ("file:line:col", or "" when no statement
-decided); a packet that was not evaluated has "skipped": "<reason>" and no
-verdict. A last object with "summary": true holds the counts (its
-"skipped_packets" is how many packets were not evaluated).
-
---host ADDR (repeatable) names the firewall's own addresses: packets they
-send are not evaluated ("sent by the host"). Without it every packet is
-taken as arriving at the firewall.
-
-Packets of a flow whose first packet the policy dropped are reported as
-part of that blocked flow (verdict drop, "blocked_flow": the first
-packet's n), not evaluated as traffic of an established connection: the
-firewall would have stopped the connection before they existed. A new
-connection attempt (a TCP SYN, a UDP datagram) on the same addresses and
-ports is evaluated again. A sender that goes on regardless (a scanner, a
-crafted packet) would reach the kernel, which takes such a packet as a
-new connection that is not a SYN: kwl sim does not evaluate it.
-
---compare OLD NEW TRACE replays the capture through two policies in one
-pass and prints the packets whose verdict differs (old verdict and
-statement -> new ones; with --format json, one object per packet with
-"old" and "new"), then the sources whose access differs: how many of
-their packets NEW accepts that OLD refused, and the reverse.
-
-IP fragments are reassembled as the kernel does before any rule sees
-them (nf_defrag_ipv4, nf_defrag_ipv6): a datagram is evaluated once, when
-its last fragment arrives, at that time ("fragments": how many in its
-JSON line); the other fragments are skipped ("held for reassembly").
-A datagram whose fragments do not all arrive within 30 s (IPv4) or 60 s
-(IPv6) of its first is never evaluated, as in the kernel; overlapping
-fragments discard it. IPv6 extension headers are followed to the
-transport header, however many there are. The summary counts the
-fragments and what became of their datagrams.
-
-Timestamps that go backwards (several interfaces, a clock step) are
-replayed at the latest time seen so far. Packets held back by more than
-a second are counted and warned about (standard error, and
-"held_back_packets" and "warnings" in the JSON summary): one timestamp
-far in the future holds back every packet after it.
-
-The replay uses two cores: one reads the capture and writes the output
-while the packets are simulated in two parts, those of flows on ports the
-policy names and the rest, which the ruleset keeps apart (--explain
-simulates them in one part). The results are the same either way.
-
-Exit status: 0 the capture was replayed, 1 errors in the policy, 2 bad
-usage or a capture that could not be read (what was read before the
-error is still reported).
-
-Examples:
-
-	kwl sim examples/sshknock.kwl capture.pcap
-	kwl sim --format json --host 192.0.2.1 policy.kwl trace.pcapng.gz | jq 'select(.verdict == "drop")'
-	tcpdump -i eth0 -w - | kwl sim policy.kwl -`,
-		run: runSim,
+		run:   runSim,
 	})
 }
 

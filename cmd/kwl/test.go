@@ -14,38 +14,7 @@ func init() {
 		name:  "test",
 		usage: "kwl test [--backend nft|iptables] [-v] FILE...",
 		short: "run the test blocks of policies in the simulator",
-		long: `Test runs every test block of each FILE in the simulator, on both
-backends (or the one named with --backend), each test from an empty
-state, and prints one line per test and backend:
-
-	ok   examples/sshknock.kwl: "the seed: 1600 opens ssh for 60 seconds" (nft)
-	FAIL policy.kwl: "limit" (iptables)
-	    policy.kwl:9:5: step at 3s: tcp SYN 198.51.100.10:40003 -> 198.51.100.1:22 (ct new): expected accept, got drop by the statement at policy.kwl:2:1 (limit ssh, line 2)
-	    because: recent kwl_lim_ssh_4: --update 198.51.100.10: 4 hits within 60s, needs 4 ...
-
-A step is one packet: a connection attempt (a TCP SYN or a UDP datagram
-from a fresh source port) or, with "data", a packet of the latest flow
-from the same source to the same port. "flags A" (letters S A F R P U E
-W, or none) sends a TCP packet with exactly those flags instead, as nmap's
-ACK, FIN, Xmas and null scans do: knocks, close ports and limits count
-SYNs only. An accepted connection attempt is answered by the server, so
-its flow becomes established. The simulator
-runs the ruleset that kwl compile prints, with the kernel's mechanisms:
-xt_recent lists for iptables, sets for nft. A statement means the same
-on both, to the kernel's tick: a door "for 60s" opened at 1s admits at
-61s and refuses at 61.004s on each. A step can still expect a verdict
-per backend: "expect drop iptables accept".
-
--v prints every step of every test with its verdict and explanation.
-
-Exit status: 0 all tests passed, 1 a test failed or a policy has errors,
-2 bad usage or a file that could not be read.
-
-Examples:
-
-	kwl test examples/*.kwl
-	kwl test --backend iptables -v examples/limit.kwl`,
-		run: runTest,
+		run:   runTest,
 	})
 }
 

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"kwl.dev/kwl/deploy"
 )
@@ -26,37 +27,32 @@ func runUndeploy(env *cmdEnv, args []string) int {
 		return exitUsage
 	}
 	o := deploy.Options{NetNS: *netns, Table: *table, StateDir: *stateDir, ForceForeign: *forceForeign}
-	switch *backend {
-	case "", "nft", "iptables":
-	default:
-		fmt.Fprintf(env.stderr, "kwl undeploy: unknown backend %q (nft or iptables)\n", *backend)
-		return exitUsage
+	loaders := deploy.Loaders()
+	if *backend != "" {
+		l, err := deploy.LoaderFor(*backend)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "kwl undeploy: %v\n", err)
+			return exitUsage
+		}
+		loaders = []deploy.Loader{l}
 	}
 	had := false
-	if *backend != "iptables" {
-		hadNft, err := deploy.Undeploy(context.Background(), o)
+	var what []string
+	for _, l := range loaders {
+		h, err := l.Unload(context.Background(), o)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "kwl undeploy: %v\n", err)
 			return exitFail
 		}
-		had = had || hadNft
-		if !hadNft && *backend == "nft" {
-			fmt.Fprintf(env.stderr, "kwl undeploy: table inet %s is not loaded; nothing to do\n", *table)
-		}
+		had = had || h
+		what = append(what, l.What(o))
 	}
-	// iptables: kwl's chains, found in what iptables-save shows.
-	if *backend != "nft" {
-		hadIpt, err := deploy.UndeployIptables(context.Background(), o)
-		if err != nil {
-			fmt.Fprintf(env.stderr, "kwl undeploy: %v\n", err)
-			return exitFail
-		}
-		switch {
-		case *backend == "iptables" && !hadIpt:
-			fmt.Fprintf(env.stderr, "kwl undeploy: kwl's iptables chains are not loaded; nothing to do\n")
-		case !had && !hadIpt:
-			fmt.Fprintf(env.stderr, "kwl undeploy: neither table inet %s nor kwl's iptables chains are loaded; nothing to do\n", *table)
-		}
+	switch {
+	case had:
+	case len(loaders) == 1:
+		fmt.Fprintf(env.stderr, "kwl undeploy: %s; nothing to do\n", loaders[0].Missing(o))
+	default:
+		fmt.Fprintf(env.stderr, "kwl undeploy: neither %s are loaded; nothing to do\n", strings.Join(what, " nor "))
 	}
 	return recordUndeploy(env, *recDir, o, *backend)
 }

@@ -15,14 +15,7 @@ func init() {
 		name:  "version",
 		usage: "kwl version",
 		short: "print kwl's version",
-		long: `Version prints kwl's version, the Go version it was built with and
-the platform, for bug reports.
-
-Example:
-
-	$ kwl version
-	kwl devel go1.26.8 linux/amd64`,
-		run: runVersion,
+		run:   runVersion,
 	})
 }
 
