@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strconv"
 
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 	"kwl.dev/kwl/sim/replay"
+	"kwl.dev/kwl/sim/report"
 )
 
 // This file is kwl sim --compare OLD NEW TRACE: the capture replayed
@@ -93,9 +93,9 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 			return
 		}
 		if format == "json" {
-			line = appendCompareJSON(line[:0], p, o1, o2, rpOld, rpNew)
+			line = report.AppendCompareJSON(line[:0], p, o1, o2, rpOld, rpNew)
 		} else {
-			line = appendCompareText(line[:0], p, o1, o2, rpOld, rpNew)
+			line = report.AppendCompareText(line[:0], p, o1, o2, rpOld, rpNew)
 		}
 		out.Write(line)
 	})
@@ -106,62 +106,12 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	if err != io.EOF {
 		readErr = err.Error()
 	}
-	addrs, differ := sortedAddrs(cmp.Sources), cmp.Differ
+	c := &report.Comparison{Run: report.Run{Replay: rpOld, Reader: r, Trace: trace, Backend: backend, Err: readErr},
+		New: rpNew, OldName: oldName, NewName: newName, Result: cmp}
 	if format == "json" {
-		b := []byte(`{"summary":true,"compare":true,"old":`)
-		b = appendJSONString(b, oldName)
-		b = append(b, `,"new":`...)
-		b = appendJSONString(b, newName)
-		b = append(b, `,"packets":`...)
-		b = strconv.AppendInt(b, int64(rpOld.Packets), 10)
-		b = append(b, `,"differ":`...)
-		b = strconv.AppendInt(b, int64(differ), 10)
-		b = append(b, `,"sources":[`...)
-		for i, s := range addrs {
-			a := cmp.Sources[s]
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"src":"`...)
-			b = s.AppendTo(b)
-			b = append(b, `","gained":`...)
-			b = strconv.AppendInt(b, int64(a.Gained), 10)
-			b = append(b, `,"lost":`...)
-			b = strconv.AppendInt(b, int64(a.Lost), 10)
-			b = append(b, `,"other":`...)
-			b = strconv.AppendInt(b, int64(a.Other), 10)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-		if readErr != "" {
-			b = append(b, `,"error":`...)
-			b = appendJSONString(b, readErr)
-		}
-		out.Write(append(b, "}\n"...))
+		out.Write(report.AppendCompareSummaryJSON(nil, c))
 	} else {
-		if differ > 0 {
-			out.WriteString("\n")
-		}
-		fmt.Fprintf(out, "%s (%s), backend %s: %s -> %s\n", trace, r.Format(), backend, oldName, newName)
-		fmt.Fprintf(out, "packets %d: verdict differs for %d\n", rpOld.Packets, differ)
-		if len(addrs) > 0 {
-			fmt.Fprintf(out, "\nsources whose access differs (%d):\n", len(addrs))
-			for i, s := range addrs {
-				if i == listMax {
-					fmt.Fprintf(out, "  ... and %d more (--format json lists them all)\n", len(addrs)-listMax)
-					break
-				}
-				a := cmp.Sources[s]
-				fmt.Fprintf(out, "  %-40s %d now accepted, %d now refused", s, a.Gained, a.Lost)
-				if a.Other > 0 {
-					fmt.Fprintf(out, ", %d drop/reject", a.Other)
-				}
-				out.WriteString("\n")
-			}
-		}
-		if readErr != "" {
-			fmt.Fprintf(out, "\nreading stopped: %s\n", readErr)
-		}
+		report.WriteCompareSummary(out, c)
 	}
 	if err := out.Flush(); err != nil {
 		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
@@ -175,65 +125,4 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		return exitUsage
 	}
 	return exitOK
-}
-
-func appendVerdictJSON(b []byte, o *replay.Outcome, rp *replay.Replay) []byte {
-	b = append(b, `{"verdict":"`...)
-	b = append(b, o.Verdict.String()...)
-	b = append(b, `","rule":`...)
-	b = appendJSONString(b, rp.RuleOf(o))
-	if o.Blocked > 0 {
-		b = append(b, `,"blocked_flow":`...)
-		b = strconv.AppendInt(b, int64(o.Blocked), 10)
-	}
-	return append(b, '}')
-}
-
-// appendCompareJSON writes a packet whose verdict differs: the packet as
-// kwl sim --format json has it, with "old" and "new" verdicts.
-func appendCompareJSON(b []byte, p *capture.Packet, o1, o2 *replay.Outcome, rpOld, rpNew *replay.Replay) []byte {
-	b = appendPacketJSON(b, p, o1, rpOld)
-	// Replace the single verdict by the pair: cut at ,"verdict".
-	if i := lastIndex(b, []byte(`,"verdict":`)); i >= 0 {
-		b = b[:i]
-	}
-	b = append(b, `,"old":`...)
-	b = appendVerdictJSON(b, o1, rpOld)
-	b = append(b, `,"new":`...)
-	b = appendVerdictJSON(b, o2, rpNew)
-	return append(b, "}\n"...)
-}
-
-func lastIndex(b, sep []byte) int {
-	for i := len(b) - len(sep); i >= 0; i-- {
-		if string(b[i:i+len(sep)]) == string(sep) {
-			return i
-		}
-	}
-	return -1
-}
-
-func appendVerdictText(b []byte, o *replay.Outcome, rp *replay.Replay) []byte {
-	b = append(b, o.Verdict.String()...)
-	if r := rp.RuleOf(o); len(r) > 0 {
-		b = append(b, " by "...)
-		b = append(b, r...)
-	} else {
-		b = append(b, " (chain policy)"...)
-	}
-	if o.Blocked > 0 {
-		b = append(b, " (blocked flow of packet "...)
-		b = strconv.AppendInt(b, int64(o.Blocked), 10)
-		b = append(b, ')')
-	}
-	return b
-}
-
-// appendCompareText writes a packet whose verdict differs as one line.
-func appendCompareText(b []byte, p *capture.Packet, o1, o2 *replay.Outcome, rpOld, rpNew *replay.Replay) []byte {
-	b = appendPacketText(b, p)
-	b = appendVerdictText(b, o1, rpOld)
-	b = append(b, " -> "...)
-	b = appendVerdictText(b, o2, rpNew)
-	return append(b, '\n')
 }

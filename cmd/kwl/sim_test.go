@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 	"kwl.dev/kwl/sim/replay"
+	"kwl.dev/kwl/sim/report"
 )
 
 // mkpcap is the testscript command "mkpcap IN OUT": it writes the pcap
@@ -218,7 +218,7 @@ func TestReplayBlockedFlows(t *testing.T) {
 	var p capture.Packet
 	for r.Next(&p) == nil {
 		o := rp.Step(&p)
-		out = appendPacketJSON(out, &p, &o, rp)
+		out = report.AppendPacketJSON(out, &p, &o, rp)
 	}
 	want := []string{
 		`{"n":1,"time":0,"src":"198.51.100.1","dst":"192.0.2.1","proto":"tcp","sport":40000,"dport":22,"flags":"S","verdict":"drop","rule":"p.kwl:2:1"}`,
@@ -238,7 +238,7 @@ func TestReplayBlockedFlows(t *testing.T) {
 			t.Errorf("not JSON: %s", l)
 		}
 	}
-	sum := appendSummaryJSON(nil, rp, r, "")
+	sum := report.AppendSummaryJSON(nil, &report.Run{Replay: rp, Reader: r})
 	var s map[string]any
 	if err := json.Unmarshal(sum, &s); err != nil {
 		t.Fatalf("summary %s: %v", sum, err)
@@ -252,61 +252,16 @@ func TestPacketJSONAllocs(t *testing.T) {
 	rp := replay.New(stubPolicy("p.kwl", 1, 2), &knockEngine{open: map[netip.Addr]bool{}})
 	p := capture.Packet{N: 1, Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), Proto: lang.TCP, SPort: 1, DPort: 22, Flags: capture.SYN}
 	o := replay.Outcome{Evaluated: true, Verdict: lang.Drop, Stmt: 2}
-	buf := appendPacketJSON(nil, &p, &o, rp)
-	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
+	buf := report.AppendPacketJSON(nil, &p, &o, rp)
+	if n := testing.AllocsPerRun(100, func() { buf = report.AppendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line", n)
 	}
 	// A rule whose text is longer than the compiler's stack buffer for
 	// conversions (32 bytes).
 	rp = replay.New(stubPolicy("/a/long/directory/name/for/the/policy.kwl", 12), &knockEngine{open: map[netip.Addr]bool{}})
 	o = replay.Outcome{Evaluated: true, Verdict: lang.Drop, Stmt: 1}
-	if n := testing.AllocsPerRun(100, func() { buf = appendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { buf = report.AppendPacketJSON(buf[:0], &p, &o, rp) }); n != 0 {
 		t.Errorf("%v allocations per JSON line with a long rule", n)
-	}
-}
-
-// TestAppendSeconds holds appendSeconds to the exact decimal of the
-// duration's seconds, built with strconv from the integer seconds and the
-// nine digits of nanoseconds, on times of every resolution and size. The
-// float64 of d.Seconds() is not the time: for 1373578999ns strconv's
-// shortest form of it is 1.3735789999999999.
-func TestAppendSeconds(t *testing.T) {
-	rng := rand.New(rand.NewPCG(6, 7))
-	ds := []time.Duration{0, 1, -1, time.Microsecond, time.Second, 999999999, 1<<22*time.Second - 1, 1 << 22 * time.Second,
-		1<<62 - 1, -1 << 62, 364940704 * time.Microsecond, 100*time.Millisecond + 3, 1373578999, 31536005100000000}
-	for n := 0; n < 63; n++ { // powers of two, where the float's spacing halves below
-		ds = append(ds, 1<<n-1, 1<<n, 1<<n+1, time.Duration(1<<n)*time.Microsecond)
-	}
-	for i := 0; i < 1_000_000; i++ {
-		var d time.Duration
-		switch i % 4 {
-		case 0: // microseconds within an hour
-			d = time.Duration(rng.Int64N(3600e6)) * time.Microsecond
-		case 1: // nanoseconds within a day
-			d = time.Duration(rng.Int64N(86400e9))
-		case 2: // any size
-			d = time.Duration(rng.Int64N(1<<63-1) >> rng.IntN(63))
-		case 3: // milliseconds
-			d = time.Duration(rng.Int64N(1e7)) * time.Millisecond
-		}
-		ds = append(ds, d)
-	}
-	for _, d := range ds {
-		a := uint64(d)
-		sign := ""
-		if d < 0 {
-			a, sign = -a, "-"
-		}
-		want := sign + strconv.FormatUint(a/1e9, 10)
-		if ns := a % 1e9; ns != 0 {
-			want += strings.TrimRight("."+strconv.FormatUint(1e9+ns, 10)[1:], "0")
-		}
-		if got := appendSeconds(nil, d); string(got) != want {
-			t.Fatalf("appendSeconds(%d) = %s, want %s", int64(d), got, want)
-		}
-	}
-	if got := string(appendSeconds(nil, 1373578999)); got != "1.373578999" {
-		t.Errorf("appendSeconds(1373578999ns) = %s", got)
 	}
 }
 
