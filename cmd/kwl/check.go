@@ -19,15 +19,6 @@ func backendFlag(v string) ([]string, error) {
 	return []string{v}, nil
 }
 
-func init() {
-	register(&command{
-		name:  "check",
-		usage: "kwl check [--backend nft|iptables] [--format text|json] FILE...",
-		short: "parse, type-check and lint policies, and run their tests",
-		run:   runCheck,
-	})
-}
-
 func runCheck(env *cmdEnv, args []string) int {
 	c := commands["check"]
 	fs := c.newFlags(env)

@@ -9,15 +9,6 @@ import (
 	"kwl.dev/kwl/compile/nft"
 )
 
-func init() {
-	register(&command{
-		name:  "compile",
-		usage: "kwl compile [--backend nft|iptables] [--family ipv4|ipv6] [--first] FILE",
-		short: "compile a policy to an nftables or iptables ruleset",
-		run:   runCompile,
-	})
-}
-
 func runCompile(env *cmdEnv, args []string) int {
 	c := commands["compile"]
 	fs := c.newFlags(env)

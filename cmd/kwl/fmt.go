@@ -11,15 +11,6 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
-func init() {
-	register(&command{
-		name:  "fmt",
-		usage: "kwl fmt [-w] [-d] [FILE...]",
-		short: "format policies in the canonical layout",
-		run:   runFmt,
-	})
-}
-
 func runFmt(env *cmdEnv, args []string) int {
 	c := commands["fmt"]
 	fs := c.newFlags(env)

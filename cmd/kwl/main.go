@@ -23,8 +23,9 @@ const (
 	exitUsage = 2 // bad usage, or a file that could not be read
 )
 
-// A command is one of kwl's subcommands. Each lives in its own file and
-// registers itself in init.
+// A command is one of kwl's subcommands: its run function lives in a file
+// of its name, its help in help/NAME.txt, and its entry in the list of
+// init below.
 type command struct {
 	name  string
 	usage string // "kwl check [flags] FILE..."
@@ -48,6 +49,33 @@ var commands = map[string]*command{}
 //
 //go:embed help/*.txt
 var helpTexts embed.FS
+
+func init() {
+	for _, c := range []*command{
+		{name: "check", usage: "kwl check [--backend nft|iptables] [--format text|json] FILE...",
+			short: "parse, type-check and lint policies, and run their tests", run: runCheck},
+		{name: "test", usage: "kwl test [--backend nft|iptables] [-v] FILE...",
+			short: "run the test blocks of policies in the simulator", run: runTest},
+		{name: "fmt", usage: "kwl fmt [-w] [-d] [FILE...]",
+			short: "format policies in the canonical layout", run: runFmt},
+		{name: "compile", usage: "kwl compile [--backend nft|iptables] [--family ipv4|ipv6] [--first] FILE",
+			short: "compile a policy to an nftables or iptables ruleset", run: runCompile},
+		{name: "sim", usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
+			short: "replay a pcap or pcapng capture through a policy", run: runSim},
+		{name: "deploy", usage: "kwl deploy [--dry-run] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
+			short: "load the policy into the running kernel, atomically", run: runDeploy},
+		{name: "status", usage: "kwl status [--format text|json] [--netns NAME] [--table NAME]",
+			short: "show the live doors, limits and bans", run: runStatus},
+		{name: "undeploy", usage: "kwl undeploy [--netns NAME] [--table NAME] [--force-foreign] [--backend nft|iptables]",
+			short: "remove kwl's table and chains from the kernel", run: runUndeploy},
+		{name: "restore", usage: "kwl restore [--record-dir DIR] [--netns NAME --record-dir DIR] [--state-dir DIR]",
+			short: "load the last deployed policy again (at boot)", run: runRestore},
+		{name: "version", usage: "kwl version",
+			short: "print kwl's version", run: runVersion},
+	} {
+		register(c)
+	}
+}
 
 // register adds c to the commands, with its long help.
 func register(c *command) {

@@ -20,15 +20,6 @@ import (
 // packets (tests compare the two).
 var noSplit bool
 
-func init() {
-	register(&command{
-		name:  "sim",
-		usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
-		short: "replay a pcap or pcapng capture through a policy",
-		run:   runSim,
-	})
-}
-
 // hostList is the repeatable --host flag.
 type hostList []netip.Addr
 

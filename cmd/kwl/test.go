@@ -9,15 +9,6 @@ import (
 	"kwl.dev/kwl/sim"
 )
 
-func init() {
-	register(&command{
-		name:  "test",
-		usage: "kwl test [--backend nft|iptables] [-v] FILE...",
-		short: "run the test blocks of policies in the simulator",
-		run:   runTest,
-	})
-}
-
 // runTests runs the test blocks of a checked policy and reports them on
 // env's streams; it returns whether a test failed.
 func runTests(env *cmdEnv, pol *lang.Policy, backends []string) (failed bool) {

@@ -10,15 +10,6 @@ import (
 // empty, the module version of the build is used.
 var version = ""
 
-func init() {
-	register(&command{
-		name:  "version",
-		usage: "kwl version",
-		short: "print kwl's version",
-		run:   runVersion,
-	})
-}
-
 func runVersion(env *cmdEnv, args []string) int {
 	c := commands["version"]
 	fs := c.newFlags(env)

@@ -1,9 +1,9 @@
 package report
 
 import (
-	"bytes"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 
 	"kwl.dev/kwl/sim/capture"
@@ -19,32 +19,16 @@ type Comparison struct {
 	Result           *replay.Comparison
 }
 
-// appendVerdictJSON appends one side of a compared packet, as JSON.
-func appendVerdictJSON(b []byte, o *replay.Outcome, rp *replay.Replay) []byte {
-	b = append(b, `{"verdict":"`...)
-	b = append(b, o.Verdict.String()...)
-	b = append(b, `","rule":`...)
-	b = appendJSONString(b, rp.RuleOf(o))
-	if o.Blocked > 0 {
-		b = append(b, `,"blocked_flow":`...)
-		b = strconv.AppendInt(b, int64(o.Blocked), 10)
-	}
-	return append(b, '}')
-}
-
 // AppendCompareJSON writes a packet whose verdict differs: the packet as
-// kwl sim --format json has it, with "old" and "new" verdicts.
+// kwl sim --format json has it, with "old" and "new" verdicts in place of
+// its one.
 func AppendCompareJSON(b []byte, p *capture.Packet, o1, o2 *replay.Outcome, rpOld, rpNew *replay.Replay) []byte {
-	b = AppendPacketJSON(b, p, o1, rpOld)
-	// Replace the single verdict by the pair: cut at ,"verdict".
-	if i := bytes.LastIndex(b, []byte(`,"verdict":`)); i >= 0 {
-		b = b[:i]
-	}
-	b = append(b, `,"old":`...)
-	b = appendVerdictJSON(b, o1, rpOld)
-	b = append(b, `,"new":`...)
-	b = appendVerdictJSON(b, o2, rpNew)
-	return append(b, "}\n"...)
+	b = appendPacketFields(b, p)
+	b = append(b, `,"old":{`...)
+	b = appendVerdictFields(b, o1, rpOld)
+	b = append(b, `},"new":{`...)
+	b = appendVerdictFields(b, o2, rpNew)
+	return append(b, "}}\n"...)
 }
 
 // appendVerdictText writes one side of a compared packet, as text.
@@ -119,21 +103,15 @@ func WriteCompareSummary(w io.Writer, c *Comparison) {
 	}
 	fmt.Fprintf(w, "%s (%s), backend %s: %s -> %s\n", c.Trace, c.Reader.Format(), c.Backend, c.OldName, c.NewName)
 	fmt.Fprintf(w, "packets %d: verdict differs for %d\n", c.Replay.Packets, cmp.Differ)
-	if addrs := sortedAddrs(cmp.Sources); len(addrs) > 0 {
-		fmt.Fprintf(w, "\nsources whose access differs (%d):\n", len(addrs))
-		for i, s := range addrs {
-			if i == listMax {
-				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(addrs)-listMax)
-				break
-			}
-			a := cmp.Sources[s]
-			fmt.Fprintf(w, "  %-40s %d now accepted, %d now refused", s, a.Gained, a.Lost)
-			if a.Other > 0 {
-				fmt.Fprintf(w, ", %d drop/reject", a.Other)
-			}
-			io.WriteString(w, "\n")
+	addrs := sortedAddrs(cmp.Sources)
+	writeSources(w, fmt.Sprintf("sources whose access differs (%d):", len(addrs)), addrs, func(s netip.Addr) {
+		a := cmp.Sources[s]
+		fmt.Fprintf(w, "  %-40s %d now accepted, %d now refused", s, a.Gained, a.Lost)
+		if a.Other > 0 {
+			fmt.Fprintf(w, ", %d drop/reject", a.Other)
 		}
-	}
+		io.WriteString(w, "\n")
+	})
 	if c.Err != "" {
 		fmt.Fprintf(w, "\nreading stopped: %s\n", c.Err)
 	}

@@ -12,6 +12,20 @@ import (
 // AppendPacketJSON writes one packet's JSON line by hand: no reflection
 // and no allocation per packet.
 func AppendPacketJSON(b []byte, p *capture.Packet, o *replay.Outcome, rp *replay.Replay) []byte {
+	b = appendPacketFields(b, p)
+	if o.Skipped != "" {
+		b = append(b, `,"skipped":`...)
+		b = appendJSONString(b, o.Skipped)
+		return append(b, "}\n"...)
+	}
+	b = append(b, ',')
+	b = appendVerdictFields(b, o, rp)
+	return append(b, "}\n"...)
+}
+
+// appendPacketFields opens a packet's JSON object with what the capture
+// says of the packet.
+func appendPacketFields(b []byte, p *capture.Packet) []byte {
 	b = append(b, `{"n":`...)
 	b = strconv.AppendInt(b, int64(p.N), 10)
 	b = append(b, `,"time":`...)
@@ -40,12 +54,13 @@ func AppendPacketJSON(b []byte, p *capture.Packet, o *replay.Outcome, rp *replay
 			b = strconv.AppendUint(b, uint64(p.Frags), 10)
 		}
 	}
-	if o.Skipped != "" {
-		b = append(b, `,"skipped":`...)
-		b = appendJSONString(b, o.Skipped)
-		return append(b, "}\n"...)
-	}
-	b = append(b, `,"verdict":"`...)
+	return b
+}
+
+// appendVerdictFields writes what became of an evaluated packet: its
+// verdict, the deciding statement, and the blocked flow it is part of.
+func appendVerdictFields(b []byte, o *replay.Outcome, rp *replay.Replay) []byte {
+	b = append(b, `"verdict":"`...)
 	b = append(b, o.Verdict.String()...)
 	b = append(b, `","rule":`...)
 	b = appendJSONString(b, rp.RuleOf(o))
@@ -53,7 +68,7 @@ func AppendPacketJSON(b []byte, p *capture.Packet, o *replay.Outcome, rp *replay
 		b = append(b, `,"blocked_flow":`...)
 		b = strconv.AppendInt(b, int64(o.Blocked), 10)
 	}
-	return append(b, "}\n"...)
+	return b
 }
 
 // AppendExplain writes one --explain line.

@@ -8,6 +8,8 @@
 package report
 
 import (
+	"fmt"
+	"io"
 	"net/netip"
 	"sort"
 	"time"
@@ -75,4 +77,20 @@ func sortedAddrs[V any](m map[netip.Addr]V) []netip.Addr {
 	}
 	sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
 	return as
+}
+
+// writeSources writes, when there are addrs, a heading and a line per
+// address (line writes it), at most listMax of them.
+func writeSources(w io.Writer, heading string, addrs []netip.Addr, line func(a netip.Addr)) {
+	if len(addrs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s\n", heading)
+	for i, a := range addrs {
+		if i == listMax {
+			fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(addrs)-listMax)
+			break
+		}
+		line(a)
+	}
 }

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strconv"
 
@@ -162,27 +163,13 @@ func WriteSummary(w io.Writer, run *Run) {
 			fmt.Fprintf(w, "  %-24s%-20s accept %d, drop %d, reject %d\n", name, what, rc.Counts[lang.Accept], rc.Counts[lang.Drop], rc.Counts[lang.Reject])
 		}
 	}
-	if len(rp.Opened) > 0 {
-		fmt.Fprintf(w, "\nlet in by a knock (%d sources, first admission):\n", len(rp.Opened))
-		for i, a := range sortedAddrs(rp.Opened) {
-			if i == listMax {
-				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(rp.Opened)-listMax)
-				break
-			}
-			ad := rp.Opened[a]
-			fmt.Fprintf(w, "  %-40s at %ss (packet %d, %s)\n", a, appendSeconds(nil, ad.At), ad.N, ad.Rule)
-		}
-	}
-	if len(rp.Limited) > 0 {
-		fmt.Fprintf(w, "\nlimited (%d sources):\n", len(rp.Limited))
-		for i, a := range sortedAddrs(rp.Limited) {
-			if i == listMax {
-				fmt.Fprintf(w, "  ... and %d more (--format json lists them all)\n", len(rp.Limited)-listMax)
-				break
-			}
-			fmt.Fprintf(w, "  %-40s %d dropped\n", a, rp.Limited[a])
-		}
-	}
+	writeSources(w, fmt.Sprintf("let in by a knock (%d sources, first admission):", len(rp.Opened)), sortedAddrs(rp.Opened), func(a netip.Addr) {
+		ad := rp.Opened[a]
+		fmt.Fprintf(w, "  %-40s at %ss (packet %d, %s)\n", a, appendSeconds(nil, ad.At), ad.N, ad.Rule)
+	})
+	writeSources(w, fmt.Sprintf("limited (%d sources):", len(rp.Limited)), sortedAddrs(rp.Limited), func(a netip.Addr) {
+		fmt.Fprintf(w, "  %-40s %d dropped\n", a, rp.Limited[a])
+	})
 	if len(rp.Skips) > 0 {
 		fmt.Fprintf(w, "\nskipped:\n")
 		reasons := make([]string, 0, len(rp.Skips))
