@@ -87,6 +87,7 @@ type Source struct {
 // Options are the clauses every rule statement may end with.
 type Options struct {
 	Family *Word // "ipv4" or "ipv6", or nil
+	Reject *Word // "reject", or nil
 	Log    *LogOpt
 }
 

@@ -470,6 +470,9 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
 	lg := c.log(s.Log)
+	if s.Action == "closes" {
+		c.noReject(s.Options, "a closing knock drops its knocks, which must not answer")
+	}
 	var within, span time.Duration
 	if s.In != nil {
 		span, _ = c.duration(s.In.Text, s.In.Pos, "the window of the sequence", false)
@@ -512,7 +515,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	if s.Action == "opens" {
 		svc.Guarded = true
 		d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
-			Lifetime: life, From: from, Family: fam, Log: lg}
+			Lifetime: life, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
 		c.pol.Doors = append(c.pol.Doors, d)
 		c.ast.doors[d] = s
 		return
@@ -535,6 +538,7 @@ func (c *checker) closeStmt(s *CloseStmt) {
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
 	lg := c.log(s.Log)
+	c.noReject(s.Options, "a close drops its knocks, which must not answer")
 	if svc == nil {
 		return
 	}
@@ -587,12 +591,40 @@ func (c *checker) limitStmt(s *LimitStmt) {
 		}
 	}
 	l.Family = c.family(s.Options, nil, pos, nil)
+	l.Reject = s.Reject != nil
 	l.Log = c.log(s.Log)
 	if svc == nil || c.diags[n:].HasErrors() {
 		return
 	}
 	c.pol.Limits = append(c.pol.Limits, l)
 	c.ast.limits[l] = s
+}
+
+// noReject reports a reject clause on a statement that refuses nothing
+// (why says what it does instead).
+func (c *checker) noReject(o Options, why string) {
+	if o.Reject != nil {
+		c.errorf(o.Reject.Pos, ErrReject, "drop \"reject\": it belongs on the knock that opens the service, or on a limit",
+			"reject on a statement that refuses no connection: %s", why)
+	}
+}
+
+// rejectDoors reports the doors of a service that do not refuse as its
+// first door does: a service has one guard, which drops or rejects.
+func (c *checker) rejectDoors() {
+	first := map[*Service]*Door{}
+	for _, d := range c.pol.Doors {
+		f, ok := first[d.Service]
+		if !ok {
+			first[d.Service] = d
+			continue
+		}
+		if f.Reject != d.Reject {
+			say := map[bool]string{true: "rejects", false: "drops"}
+			c.errorf(d.Pos, ErrRejectDoors, fmt.Sprintf("a service has one guard: write reject on every door of %s, or on none", d.Service.Name),
+				"this door of %s %s connections while no door is open, the door at line %d %s them", d.Service.Name, say[d.Reject], f.Pos.Line, say[f.Reject])
+		}
+	}
 }
 
 func (c *checker) mask(w *Word, bits int, fam string) int {
@@ -612,6 +644,7 @@ func (c *checker) allowStmt(s *AllowStmt) {
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
 	lg := c.log(s.Log)
+	c.noReject(s.Options, "an allow admits and never refuses")
 	if svc == nil || c.diags[n:].HasErrors() {
 		return
 	}
@@ -705,6 +738,7 @@ func (c *checker) testStmt(s *TestStmt) {
 // knock would be taken by the service, or a client of the service would
 // knock without meaning to).
 func (c *checker) crossChecks() {
+	c.rejectDoors()
 	type owner struct {
 		svc  *Service
 		what string

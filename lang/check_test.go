@@ -2,6 +2,7 @@ package lang
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,10 @@ func TestCheckErrors(t *testing.T) {
 		{"flags on udp", `test "t" { at 0s from 1.2.3.4 udp/53 flags A expect drop }`, "E24", 1, 44, "a UDP datagram has no TCP flags", ""},
 		{"long name", "service " + strings.Repeat("a", 65) + " = 2222", "E25", 1, 1, "service name of 65 characters is longer than 64", "fewer words"},
 		{"long test", "test \"t\" {\n" + strings.Repeat("at 0s from 1.2.3.4 tcp/22 expect drop\n", MaxTestSteps+1) + "}", "E26", MaxTestSteps + 2, 1, `test "t" has more than 10000 steps`, "split"},
+		{"reject on close", "knock 1600 opens ssh for 60s\nclose ssh on 1599 reject", "E28", 2, 19, "refuses no connection: a close drops its knocks", `drop "reject"`},
+		{"reject on closing knock", "knock 1600 opens ssh for 60s\nknock 1599 closes ssh reject", "E28", 2, 23, "a closing knock", `drop "reject"`},
+		{"reject on allow", "allow ssh family ipv4 reject", "E28", 1, 23, "an allow admits", `drop "reject"`},
+		{"doors disagree", "knock 1600 opens ssh for 60s reject\nknock 1700 opens ssh for 60s", "E29", 2, 1, "this door of ssh drops connections while no door is open, the door at line 1 rejects", "reject on every door of ssh"},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
 	}
 	for _, tc := range tests {
@@ -312,5 +317,26 @@ func TestCheckSpan(t *testing.T) {
 		if within != tc.within || span != tc.span {
 			t.Errorf("%s: within %v in %v, want %v and %v", tc.src, within, span, tc.within, tc.span)
 		}
+	}
+}
+
+// TestCheckReject: a reject clause sets Reject on the door or the limit
+// it is written on, and on nothing else.
+func TestCheckReject(t *testing.T) {
+	src := "knock 1600 opens ssh for 60s reject\nknock 1700 opens ssh for 5s reject\nknock 1800 opens http for 60s\n" +
+		"limit ssh 3/60s per source ban 1m reject\nlimit http 3/60s"
+	pol, diags := Load("p.kwl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var got []bool
+	for _, d := range pol.Doors {
+		got = append(got, d.Reject)
+	}
+	for _, l := range pol.Limits {
+		got = append(got, l.Reject)
+	}
+	if want := []bool{true, true, false, true, false}; !slices.Equal(got, want) {
+		t.Errorf("Reject of doors and limits: %v, want %v", got, want)
 	}
 }

@@ -40,6 +40,8 @@ const (
 	ErrNameLength     Code = "E25" // a service name longer than MaxNameLen
 	ErrTestLength     Code = "E26" // a test of more than MaxTestSteps steps
 	ErrSpan           Code = "E27" // a window of the whole sequence ("in DUR") on a single knock
+	ErrReject         Code = "E28" // reject on a statement that refuses no connection
+	ErrRejectDoors    Code = "E29" // doors of one service that disagree on reject
 )
 
 // The lint codes: the checker's, and the backends' (compile/nft,
@@ -95,6 +97,8 @@ var codes = map[Code]codeInfo{
 	ErrNameLength:     {"service name longer than MaxNameLen characters", "service aaaa...(65 letters) = tcp 1"},
 	ErrTestLength:     {"test of more than MaxTestSteps steps", "test with 10001 steps"},
 	ErrSpan:           {"window of the whole sequence on a knock of one port", "knock 1600 in 5s opens ssh for 60s"},
+	ErrReject:         {"reject on a statement that refuses no connection: a close, a closing knock, an allow", "close ssh on 1599 reject"},
+	ErrRejectDoors:    {"doors of one service that disagree on reject", "knock 1600 opens ssh for 60s reject; knock 1700 opens ssh for 60s"},
 
 	LintKnockOnOtherService: {"knock or close port that is a port of another service the policy guards, allows or limits", "knock 80 opens ssh for 60s; allow http"},
 	LintScanKnock:           {"knock sequence a port scan completes", "knock 1600 opens ssh for 60s"},

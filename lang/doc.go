@@ -20,7 +20,7 @@
 //	test "NAME" {
 //	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]
 //	}
-//	OPTIONS = [family ipv4|ipv6] [log LEVEL [prefix "STR"] [rate COUNT/DUR]]
+//	OPTIONS = [family ipv4|ipv6] [reject] [log LEVEL [prefix "STR"] [rate COUNT/DUR]]
 //
 // PORTSPEC is 1600 (tcp), tcp/22 or udp/8000; SRC an address or a CIDR;
 // DUR a duration; VERDICT accept, drop or reject; BACKEND a backend of
@@ -118,6 +118,17 @@
 // a ban starts at the first refused connection. COUNT is at most
 // MaxLimitCount (100) and DUR at most MaxLimitWindow (a day).
 //
+// A reject clause on a knock that opens a service, or on a limit, refuses
+// with a reject instead of a drop: a new TCP connection gets a TCP reset,
+// any other new packet an ICMP (IPv4) or ICMPv6 port unreachable, as a
+// closed port answers (nft's "reject with tcp reset" and "reject with
+// icmpx port-unreachable"; iptables' REJECT --reject-with tcp-reset,
+// icmp-port-unreachable, icmp6-port-unreachable). On a knock it is how
+// the service refuses while no door is open for the source, so every door
+// of a service says the same (E29); on a limit it covers the limit's
+// refusals and its ban. Knock and close ports are always dropped: an
+// answer would show a scanner where they are.
+//
 // A log clause logs what its statement refuses (a limit, a ban), or, on
 // a knock, every knock, close of its service, admission and refusal; on
 // an allow, the admissions. Each rule that logs writes at most Rate lines
@@ -183,6 +194,10 @@
 //	E26 test of more than MaxTestSteps (10,000) steps: the fresh source
 //	    ports from 40000 up would run out
 //	E27 a window of the whole sequence ("in 5s") on a knock of one port
+//	E28 reject on a statement that refuses no connection: a close or a
+//	    closing knock (its knocks are dropped, never answered), an allow
+//	E29 doors of one service that disagree on reject: a service has one
+//	    guard, which drops or rejects
 //
 // # Bounds
 //

@@ -149,6 +149,9 @@ func (w *words) options(o Options) {
 	if o.Family != nil {
 		w.add("family", o.Family.Text)
 	}
+	if o.Reject != nil {
+		w.add("reject")
+	}
 	if l := o.Log; l != nil {
 		w.add("log", l.Level.Text)
 		if l.Prefix != nil {

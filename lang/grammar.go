@@ -33,6 +33,7 @@ type sourceSyntax struct {
 
 type optionsSyntax struct {
 	Family *lexer.Token `parser:"('family' @('ipv4' | 'ipv6'))?"`
+	Reject *lexer.Token `parser:"@'reject'?"`
 	Log    *logSyntax   `parser:"@@?"`
 }
 
@@ -176,7 +177,7 @@ func sources(gs []*sourceSyntax) []*Source {
 }
 
 func (g *optionsSyntax) ast() Options {
-	o := Options{Family: word(g.Family)}
+	o := Options{Family: word(g.Family), Reject: word(g.Reject)}
 	if g.Log != nil {
 		o.Log = &LogOpt{Node: span(g.Log.Tokens), Level: word(g.Log.Level), Prefix: word(g.Log.Prefix),
 			Count: word(g.Log.Count), Per: word(g.Log.Per)}

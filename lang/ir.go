@@ -218,7 +218,12 @@ type Door struct {
 	Lifetime time.Duration  // how long the door stays open after the last knock
 	From     []netip.Prefix // sources allowed to knock; empty means any
 	Family   Family
-	Log      *Log
+	// Reject refuses a new connection to the service, when no door of it
+	// is open for the source, with a reject (a TCP reset, an ICMP port
+	// unreachable) rather than a drop. Every door of a service says the
+	// same (E29).
+	Reject bool
+	Log    *Log
 }
 
 // Revoke closes a service's door for the source that sends it: any one of
@@ -252,7 +257,10 @@ type Limit struct {
 	Mask6     int           // IPv6 prefix length of the per-source key, 128 by default
 	Ban       time.Duration // when > 0, exceeders are dropped for this long
 	Family    Family
-	Log       *Log
+	// Reject refuses what the limit and its ban refuse with a reject (a
+	// TCP reset, an ICMP port unreachable) rather than a drop.
+	Reject bool
+	Log    *Log
 }
 
 // Allow lets sources reach a service without a knock and without limits.

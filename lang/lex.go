@@ -34,7 +34,7 @@ var keywords = map[string]bool{
 	"close": true, "on": true,
 	"limit": true, "per": true, "source": true, "shared": true, "ban": true,
 	"allow":  true,
-	"family": true, "log": true, "prefix": true, "rate": true,
+	"family": true, "reject": true, "log": true, "prefix": true, "rate": true,
 	"test": true, "at": true, "port": true, "data": true, "flags": true, "expect": true,
 }
 
