@@ -82,7 +82,7 @@ func TestBoundaryKernel(t *testing.T) {
 						}
 						var got strings.Builder
 						for _, p := range pr {
-							got.WriteByte("ad"[p.Verdict])
+							got.WriteByte("adr"[p.Verdict])
 						}
 						if got.String() != want {
 							t.Errorf("simulator: got %s, want %s", got.String(), want)
@@ -101,7 +101,7 @@ func TestBoundaryKernel(t *testing.T) {
 						}
 						var got strings.Builder
 						for _, o := range out {
-							got.WriteByte("ad"[kernelVerdict(o)])
+							got.WriteByte("adr"[kernelVerdict(o)])
 						}
 						if got.String() != want {
 							t.Errorf("kernel: got %s, want %s\n%s", got.String(), want, sc.Repro(tg.Backend, out))

@@ -43,7 +43,7 @@ func TestCatalogKernel(t *testing.T) {
 					var got strings.Builder
 					bad := false
 					for i, o := range out {
-						c := "ad"[kernelVerdict(o)]
+						c := "adr"[kernelVerdict(o)]
 						got.WriteByte(c)
 						if want[i] != '?' && want[i] != c {
 							bad = true

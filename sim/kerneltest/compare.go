@@ -78,11 +78,16 @@ func describe(p Packet, sent time.Duration) string {
 	return fmt.Sprintf("at %v from %s port %d %s %s", sent.Round(time.Millisecond), p.Src, p.SPort, p.Port, kind)
 }
 
-// kernelVerdict is the kernel's verdict as the probe saw it. kwl's rules
-// drop and never reject, so a packet that did not pass was dropped.
+// kernelVerdict is the kernel's verdict as the probe and the capture saw
+// it: a packet that passed was accepted, one that the firewall answered
+// with a reset or a port unreachable was rejected, and any other was
+// dropped.
 func kernelVerdict(o Outcome) lang.Verdict {
-	if o.Passed {
+	switch {
+	case o.Passed:
 		return lang.Accept
+	case o.Rejected:
+		return lang.Reject
 	}
 	return lang.Drop
 }

@@ -150,7 +150,7 @@ COMMIT
 			}
 			var got strings.Builder
 			for _, o := range out {
-				got.WriteByte("ad"[kernelVerdict(o)])
+				got.WriteByte("adr"[kernelVerdict(o)])
 			}
 			if got.String() != tc.want {
 				t.Errorf("verdicts\n got %s\nwant %s", got.String(), tc.want)

@@ -177,6 +177,19 @@ func NewLab() (l *Lab, err error) {
 	if _, err = l.Client.Run("ip", "link", "set", clIf, "up"); err != nil {
 		return l, err
 	}
+	// The firewall answers every reject: the kernel rate-limits the ICMP
+	// errors it sends, per destination (net.ipv4.icmp_ratelimit, 1s, and
+	// net.ipv6.icmp.ratelimit: icmpv4_xrlim_allow, icmpv6_xrlim_allow)
+	// and for the whole namespace (icmp_msgs_per_sec and icmp_msgs_burst,
+	// 1000 and 50: icmp_global_allow), which would make a rejected packet
+	// look dropped. TCP resets are not limited. The settings are the
+	// namespace's own (net/ipv4/sysctl_net_ipv4.c, per-net tables).
+	for _, kv := range []string{"net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000"} {
+		if _, err = l.FW.Run("sysctl", "-q", "-w", kv); err != nil {
+			return l, err
+		}
+	}
 	if _, err = l.FW.RunInput([]byte(probeRuleset), "nft", "-f", "-"); err != nil {
 		return l, err
 	}

@@ -3,6 +3,7 @@
 package kerneltest
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -49,6 +50,10 @@ type Outcome struct {
 	Seen   bool          // the firewall's capture has the packet (and Sent is its timestamp)
 	Tag    uint32        // the IPv4 id / IPv6 flow label it carried
 	Passed bool          // kwl did not drop it (the probe saw it)
+	// Rejected reports, for a packet that did not pass, that the firewall
+	// answered it as a reject does: a TCP reset on its flow, or an ICMP
+	// or ICMPv6 port unreachable quoting it.
+	Rejected bool
 	// SynAck reports, for a TCP connection attempt, whether the firewall
 	// answered the flow with a SYN-ACK by the end of the scenario.
 	SynAck bool
@@ -216,15 +221,29 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	// until every connection attempt that passed has its SYN-ACK, each for
 	// at most settleWait.
 	time.Sleep(50 * time.Millisecond)
+	//
+	// A reject's answer is sent from its packet's receive path, so it
+	// follows the packet in the capture; the last packet's answer is
+	// known to have been read once a frame sent after it has: the
+	// capture is awaited until it holds the end marker.
+	if _, err := l.wire.send(endMarker()); err != nil {
+		return nil, err
+	}
 	rx := map[tagKey]time.Time{}
 	sent := map[tagKey]bool{}
 	for i := range out {
 		sent[out[i].key()] = true
 	}
+	var frames []Frame
 	settle(func() bool {
-		for _, f := range l.capture.Frames() {
+		frames = l.capture.Frames()
+		end := false
+		for _, f := range frames {
 			if f.Out {
 				continue
+			}
+			if isEndMarker(f.Data) {
+				end = true
 			}
 			if q, ok := parseFrame(f.Data); ok && (q.proto == lang.TCP || q.proto == lang.UDP) {
 				k := q.key()
@@ -233,8 +252,9 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 				}
 			}
 		}
-		return len(rx) == len(sent)
+		return len(rx) == len(sent) && end
 	})
+	rejected := rejects(frames)
 	v4, v6, err := l.Passed()
 	if err != nil {
 		return nil, err
@@ -250,6 +270,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 		} else {
 			o.Passed = v6[o.Tag]
 		}
+		o.Rejected = !o.Passed && rejected[o.key()]
 	}
 	settle(func() bool {
 		all := true
@@ -263,6 +284,86 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 		return all
 	})
 	return out, nil
+}
+
+// endEtherType is the EtherType of the frame that ends a replay: 0x88b5,
+// IEEE 802's for local experiments, which no protocol of the firewall
+// takes, so the kernel drops it after its capture sees it.
+const endEtherType = 0x88b5
+
+// endMarker returns the frame that ends a replay.
+func endMarker() []byte {
+	f := make([]byte, 60)
+	copy(f[0:], fwMAC)
+	copy(f[6:], clMAC)
+	binary.BigEndian.PutUint16(f[12:], endEtherType)
+	copy(f[14:], "kwl end of replay")
+	return f
+}
+
+func isEndMarker(f []byte) bool {
+	return len(f) >= 14 && binary.BigEndian.Uint16(f[12:]) == endEtherType
+}
+
+// rejects returns the packets the firewall answered as a reject does,
+// from its capture: a TCP reset it sent on a flow answers the flow's
+// latest packet before it, and an ICMP destination unreachable (port
+// unreachable, code 3) or ICMPv6 one (code 4) quotes the packet's header,
+// tag included (nf_send_reset, nf_send_unreach, nf_send_unreach6).
+func rejects(frames []Frame) map[tagKey]bool {
+	latest := map[flowKey]tagKey{}
+	out := map[tagKey]bool{}
+	for _, f := range frames {
+		p, ok := parseFrame(f.Data)
+		if !ok {
+			continue
+		}
+		switch {
+		case !f.Out && (p.proto == lang.TCP || p.proto == lang.UDP):
+			latest[flowKey{src: p.src, sport: p.sport, dst: p.dst, dport: p.dport, proto: p.proto}] = p.key()
+		case f.Out && p.proto == lang.TCP && p.flags&flagRST != 0:
+			if k, ok := latest[flowKey{src: p.dst, sport: p.dport, dst: p.src, dport: p.sport, proto: lang.TCP}]; ok {
+				out[k] = true
+			}
+		case f.Out:
+			if k, ok := unreachable(f.Data); ok {
+				out[k] = true
+			}
+		}
+	}
+	return out
+}
+
+// unreachable returns the tag of the packet an ICMP port unreachable or
+// ICMPv6 port unreachable frame quotes (RFC 792, RFC 4443 3.1: the type,
+// the code, a checksum, 4 unused bytes, then the packet from its IP
+// header on).
+func unreachable(f []byte) (tagKey, bool) {
+	if len(f) < 14 {
+		return tagKey{}, false
+	}
+	b := f[14:]
+	switch binary.BigEndian.Uint16(f[12:]) {
+	case 0x0800:
+		if len(b) < 20 || b[9] != 1 {
+			return tagKey{}, false
+		}
+		icmp := b[int(b[0]&0xf)*4:]
+		if len(icmp) < 8+20 || icmp[0] != 3 || icmp[1] != 3 {
+			return tagKey{}, false
+		}
+		return tagKey{false, uint32(binary.BigEndian.Uint16(icmp[8+4:]))}, true
+	case 0x86dd:
+		if len(b) < 40 || b[6] != 58 {
+			return tagKey{}, false
+		}
+		icmp := b[40:]
+		if len(icmp) < 8+40 || icmp[0] != 1 || icmp[1] != 4 {
+			return tagKey{}, false
+		}
+		return tagKey{true, binary.BigEndian.Uint32(icmp[8:]) & 0xfffff}, true
+	}
+	return tagKey{}, false
 }
 
 // settleWait bounds how long Replay waits for the packet sockets' readers
