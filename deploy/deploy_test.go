@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -368,4 +370,42 @@ func BenchmarkDeploy10k(b *testing.B) {
 	b.ReportMetric(float64(nftTime.Milliseconds())/float64(b.N), "nft-f-ms/op")
 	b.ReportMetric(float64(netlinkTime)/float64(nftTime), "deploy/nft-f")
 	_ = strconv.Itoa
+}
+
+// TestExamplesOverThemselves: every shipped example, loaded, is no change
+// to a dry run of itself, whatever the kernel leaves out of its dumps (a
+// TCP reset's ICMP code).
+func TestExamplesOverThemselves(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "examples", "*.kwl"))
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	ns := newNS(t, "self")
+	ctx := context.Background()
+	for _, file := range files {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol, diags := lang.Load(file, src)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		rs, diags := nft.Lower(pol)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		o := opts(t, ns)
+		mustDeploy(t, o, rs)
+		o.DryRun = true
+		res, err := Apply(ctx, o, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Changes.Empty() {
+			var b strings.Builder
+			res.Changes.Write(&b)
+			t.Errorf("%s over itself changes:\n%s", file, b.String())
+		}
+	}
 }

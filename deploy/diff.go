@@ -379,6 +379,10 @@ func exprKey(name string, attrs []netlink.Attribute, anon func([]byte) string) (
 	var setRef string
 	// Dumps order attributes as the kernel writes them.
 	sort.SliceStable(attrs, func(i, j int) bool { return attrs[i].Type&^unix.NLA_F_NESTED < attrs[j].Type&^unix.NLA_F_NESTED })
+	// A TCP reset has no ICMP code: the kernel dumps none
+	// (nft_reject_dump), google/nftables sends one.
+	tcpReset := name == "reject" && len(attrs) > 0 && attrs[0].Type&^unix.NLA_F_NESTED == unix.NFTA_REJECT_TYPE &&
+		len(attrs[0].Data) == 4 && be32(attrs[0].Data) == unix.NFT_REJECT_TCP_RST
 	for _, a := range attrs {
 		typ := a.Type &^ unix.NLA_F_NESTED
 		v := a.Data
@@ -402,6 +406,8 @@ func exprKey(name string, attrs []netlink.Attribute, anon func([]byte) string) (
 			continue
 		case name == "counter":
 			continue // packets and bytes
+		case tcpReset && typ == unix.NFTA_REJECT_ICMP_CODE:
+			continue
 		case name == "lookup" && typ == unix.NFTA_LOOKUP_SET_ID,
 			name == "dynset" && typ == unix.NFTA_DYNSET_SET_ID:
 			if anon == nil && setRef == "" {

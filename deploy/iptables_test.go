@@ -243,7 +243,7 @@ func TestIptablesDryRun(t *testing.T) {
 	}
 	// A policy as it is loaded is no change, whatever iptables-save
 	// adds (a /32, a --mask) or splits (-s A,B).
-	for _, name := range []string{"forward", "sources", "sshknock", "limit", "sequence", "oneliner"} {
+	for _, name := range []string{"forward", "sources", "sshknock", "limit", "sequence", "oneliner", "ufw"} {
 		o.DryRun = false
 		mustApply(t, o, example(t, name))
 		o.DryRun = true

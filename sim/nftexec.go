@@ -436,7 +436,7 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 			ex.verdict = vAccept
 		case nft.Drop:
 			ex.verdict = vDrop
-		case nft.Reject:
+		case nft.Reject, nft.RejectTCPReset:
 			ex.verdict = vReject
 		case nft.Return:
 			ex.verdict = vReturn

@@ -294,7 +294,12 @@ func RuleString(r *Rule, v6 bool) (string, error) {
 			to += fmt.Sprintf(":%d", t.ToPort)
 		}
 		add("-j", "DNAT", "--to-destination", to)
-	case ACCEPT, DROP, REJECT, RETURN:
+	case REJECT:
+		add("-j", "REJECT")
+		if t.RejectWith != "" {
+			add("--reject-with", t.RejectWith)
+		}
+	case ACCEPT, DROP, RETURN:
 		add("-j", string(t.Kind))
 	default:
 		return "", fmt.Errorf("unknown target %q", t.Kind)

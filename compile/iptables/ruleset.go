@@ -142,4 +142,7 @@ type Target struct {
 	LogPrefix string     // for LOG
 	ToDest    netip.Addr // for DNAT
 	ToPort    uint16     // for DNAT, 0: keep
+	// RejectWith is REJECT's --reject-with: "tcp-reset" (in a rule that
+	// matches -p tcp), "icmp-port-unreachable" or "icmp6-port-unreachable".
+	RejectWith string
 }

@@ -56,32 +56,33 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 		if lim.Ban <= 0 {
 			continue
 		}
-		b.emit(c, &Rule{CtState: newState(), Recent: &Recent{Name: b.banList(lim), Op: Rcheck,
+		b.refuse(c, &Rule{CtState: newState(), Recent: &Recent{Name: b.banList(lim), Op: Rcheck,
 			Seconds: b.seconds(lim.Ban, lim.Pos, "the ban"), Mask: b.mask(lim)},
-			Origin: lim.Ref, Comment: comment("ban", s, lim.Ref)}, Target{Kind: DROP}, lim.Log, "limit", s)
+			Origin: lim.Ref, Comment: comment("ban", s, lim.Ref)}, lim.Reject, lim.Log, "limit", s)
 	}
 
 	if guarded {
 		var origin lang.Ref
 		var lg *lang.Log
+		reject := false
 		if len(doors) > 0 {
-			origin, lg = doors[0].Ref, doors[0].Log
+			origin, lg, reject = doors[0].Ref, doors[0].Log, doors[0].Reject
 		}
 		cm := fmt.Sprintf("%s is knocked: no open door, no entry", s.Name)
 		switch len(famDoors) {
 		case 0:
-			b.emit(c, &Rule{CtState: newState(), Origin: origin, Comment: cm}, Target{Kind: DROP}, lg, "knock", s)
+			b.refuse(c, &Rule{CtState: newState(), Origin: origin, Comment: cm}, reject, lg, "knock", s)
 		case 1:
 			d := famDoors[0]
-			b.emit(c, &Rule{CtState: newState(), Recent: b.doorCheck(d, true), Origin: origin, Comment: cm},
-				Target{Kind: DROP}, lg, "knock", s)
+			b.refuse(c, &Rule{CtState: newState(), Recent: b.doorCheck(d, true), Origin: origin, Comment: cm},
+				reject, lg, "knock", s)
 		default:
-			// Not in any door: each open door returns, what is left drops.
+			// Not in any door: each open door returns, what is left is refused.
 			g := b.chain(b.filter, chainName("guard", l.ids.Service[s]))
 			for _, d := range famDoors {
 				g.Rules = append(g.Rules, &Rule{Recent: b.doorCheck(d, false), Target: Target{Kind: RETURN}, Origin: d.Ref, Comment: comment("knock", s, d.Ref)})
 			}
-			b.emit(g, &Rule{Origin: origin, Comment: cm}, Target{Kind: DROP}, lg, "knock", s)
+			b.refuse(g, &Rule{Origin: origin, Comment: cm}, reject, lg, "knock", s)
 			c.Rules = append(c.Rules, &Rule{CtState: newState(), Target: Target{Kind: JUMP, Chain: g.Name}, Origin: origin, Comment: cm})
 		}
 	}
@@ -150,15 +151,13 @@ func (b *fam) mask(lim *lang.Limit) int {
 func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 	s := lim.Service
 	cm := comment("limit", s, lim.Ref)
-	over := Target{Kind: DROP}
-	overLog := lim.Log
+	var over *Chain
 	if lim.Ban > 0 {
-		oc := b.chain(b.filter, chainName("over", b.l.ids.Limit[lim]))
-		if len(oc.Rules) == 0 {
-			oc.Rules = append(oc.Rules, &Rule{Recent: &Recent{Name: b.banList(lim), Op: Set, Mask: b.mask(lim)}, Origin: lim.Ref, Comment: comment("ban", s, lim.Ref)})
-			b.emit(oc, &Rule{Origin: lim.Ref, Comment: cm}, Target{Kind: DROP}, lim.Log, "limit", s)
+		over = b.chain(b.filter, chainName("over", b.l.ids.Limit[lim]))
+		if len(over.Rules) == 0 {
+			over.Rules = append(over.Rules, &Rule{Recent: &Recent{Name: b.banList(lim), Op: Set, Mask: b.mask(lim)}, Origin: lim.Ref, Comment: comment("ban", s, lim.Ref)})
+			b.refuse(over, &Rule{Origin: lim.Ref, Comment: cm}, lim.Reject, lim.Log, "limit", s)
 		}
-		over, overLog = Target{Kind: JUMP, Chain: oc.Name}, nil
 	}
 	if !lim.PerSource && len(plan.Families(lim.Family, nil, s)) == 2 {
 		b.l.warn(lim.Pos, lang.Error, lang.LintSharedFamilies,
@@ -176,11 +175,46 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 		}
 		return r
 	}
-	b.emit(c, &Rule{CtState: newState(), Recent: key(Rcheck), Origin: lim.Ref, Comment: cm}, over, overLog, "limit", s)
+	if over != nil {
+		c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: key(Rcheck), Target: Target{Kind: JUMP, Chain: over.Name}, Origin: lim.Ref, Comment: cm})
+	} else {
+		b.refuse(c, &Rule{CtState: newState(), Recent: key(Rcheck), Origin: lim.Ref, Comment: cm}, lim.Reject, lim.Log, "limit", s)
+	}
 	c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: key(Set), Origin: lim.Ref, Comment: cm})
 	if lim.PerSource {
 		b.l.warn(lim.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 			"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: %d other sources in quick succession wipe a source's count (and ban), and the limit starts afresh for it",
 			ListTot, ListTot), "")
+	}
+}
+
+// refuse emits r as a refusal of a new connection to s, after lg logs
+// it: a drop, or with reject what a closed port answers, a TCP reset to
+// TCP (-p tcp, as REJECT requires) and an ICMP or ICMPv6 port unreachable
+// to anything else (ipt_REJECT.c, ip6t_REJECT.c). For a service of both
+// protocols the reset comes first, in a copy of r after the log, so that
+// a packet logs once; r's matches must then be stateless, since a packet
+// may run them twice.
+func (b *fam) refuse(c *Chain, r *Rule, reject bool, lg *lang.Log, kind string, s *lang.Service) {
+	if !reject {
+		b.emit(c, r, Target{Kind: DROP}, lg, kind, s)
+		return
+	}
+	reset := Target{Kind: REJECT, RejectWith: "tcp-reset"}
+	if !plan.HasProto(s, lang.UDP) {
+		r.Proto = lang.TCP
+		b.emit(c, r, reset, lg, kind, s)
+		return
+	}
+	unreach := Target{Kind: REJECT, RejectWith: "icmp-port-unreachable"}
+	if b.f == plan.V6 {
+		unreach.RejectWith = "icmp6-port-unreachable"
+	}
+	tcp := *r
+	b.emit(c, r, unreach, lg, kind, s)
+	if plan.HasProto(s, lang.TCP) {
+		tcp.Proto, tcp.Target = lang.TCP, reset
+		n := len(c.Rules) - 1
+		c.Rules = append(c.Rules[:n], &tcp, c.Rules[n])
 	}
 }

@@ -208,7 +208,7 @@ func ExprString(e Expr) (string, error) {
 		switch e.Kind {
 		case Jump, Goto:
 			return fmt.Sprintf("%s %s", e.Kind, e.Chain), nil
-		case Accept, Drop, Reject, Return, Continue:
+		case Accept, Drop, Reject, RejectTCPReset, Return, Continue:
 			return string(e.Kind), nil
 		}
 		return "", fmt.Errorf("unknown verdict %q", e.Kind)

@@ -227,13 +227,16 @@ type VerdictKind string
 
 // The verdicts.
 const (
-	Accept   VerdictKind = "accept"
-	Drop     VerdictKind = "drop"
-	Reject   VerdictKind = "reject"
-	Jump     VerdictKind = "jump"
-	Goto     VerdictKind = "goto"
-	Return   VerdictKind = "return"
-	Continue VerdictKind = "continue"
+	Accept VerdictKind = "accept"
+	Drop   VerdictKind = "drop"
+	Reject VerdictKind = "reject" // an ICMP or ICMPv6 port unreachable (nft's icmpx)
+	// RejectTCPReset answers a TCP packet with a reset; a rule that ends
+	// with it matches TCP only.
+	RejectTCPReset VerdictKind = "reject with tcp reset"
+	Jump           VerdictKind = "jump"
+	Goto           VerdictKind = "goto"
+	Return         VerdictKind = "return"
+	Continue       VerdictKind = "continue"
 )
 
 // Verdict ends the rule with a verdict; Chain names the target of Jump and Goto.

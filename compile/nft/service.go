@@ -43,11 +43,9 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 			continue
 		}
 		for _, f := range plan.Families(lim.Family, nil, s) {
-			add(&Rule{
-				Exprs: cat(one(nfproto(f), ctNew(), &Lookup{Set: l.banSet(lim, f), Key: key(f, plan.Mask(lim, f))}),
-					logExpr(lim.Log, "limit", s), one(&Verdict{Kind: Drop})),
-				Origin: lim.Ref, Comment: comment("ban", s, lim.Ref),
-			})
+			c.Rules = append(c.Rules, refuse(s, lim.Reject,
+				one(nfproto(f), ctNew(), &Lookup{Set: l.banSet(lim, f), Key: key(f, plan.Mask(lim, f))}),
+				logExpr(lim.Log, "limit", s), lim.Ref, comment("ban", s, lim.Ref))...)
 		}
 	}
 
@@ -61,11 +59,11 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 			}
 			var origin lang.Ref
 			var lg *lang.Log
+			reject := false
 			if len(doors) > 0 {
-				origin, lg = doors[0].Ref, doors[0].Log
+				origin, lg, reject = doors[0].Ref, doors[0].Log, doors[0].Reject
 			}
 			cm := fmt.Sprintf("%s is knocked: no open door, no entry", s.Name)
-			drop := cat(logExpr(lg, "knock", s), one(&Verdict{Kind: Drop}))
 			if len(open) <= maxInlineDoors {
 				es := one(nfproto(f), ctNew())
 				for _, e := range open {
@@ -73,16 +71,16 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 					lk.Neg = true
 					es = append(es, &lk)
 				}
-				add(&Rule{Exprs: cat(es, drop), Origin: origin, Comment: cm})
+				c.Rules = append(c.Rules, refuse(s, reject, es, logExpr(lg, "knock", s), origin, cm)...)
 				continue
 			}
 			// Many doors: a chain returns for a source with an open door
-			// and drops the rest, so that no rule grows with the doors.
+			// and refuses the rest, so that no rule grows with the doors.
 			gc := &Chain{Name: fmt.Sprintf("guard_%s%s", l.ids.Service[s], fsuffix(f))}
 			for _, e := range open {
 				gc.Rules = append(gc.Rules, &Rule{Exprs: one(e, &Verdict{Kind: Return}), Origin: origin, Comment: cm})
 			}
-			gc.Rules = append(gc.Rules, &Rule{Exprs: drop, Origin: origin, Comment: cm})
+			gc.Rules = append(gc.Rules, refuse(s, reject, nil, logExpr(lg, "knock", s), origin, cm)...)
 			l.helpers = append(l.helpers, gc)
 			add(&Rule{Exprs: one(nfproto(f), ctNew(), &Verdict{Kind: Jump, Chain: gc.Name}), Origin: origin, Comment: cm})
 		}
@@ -220,7 +218,7 @@ func (l *lowerer) limitRules(c *Chain, lim *lang.Limit) {
 			})
 		}
 	}
-	lc.Rules = append(lc.Rules, &Rule{Exprs: l.overVerdict(lim), Origin: lim.Ref, Comment: cm})
+	lc.Rules = append(lc.Rules, l.overRules(lim, cm)...)
 	l.overChains = append(l.overChains, lc)
 	c.Rules = append(c.Rules, &Rule{Exprs: cat(pre, one(ctNew(), &Verdict{Kind: Jump, Chain: lc.Name})), Origin: lim.Ref, Comment: cm})
 	if lim.PerSource || lim.Ban > 0 {
@@ -242,14 +240,15 @@ func slotLimit() *Limit {
 	return &Limit{Rate: 1, Unit: 7 * 24 * time.Hour, Burst: 1}
 }
 
-// overVerdict is the end of an over-limit rule: log and drop, or a jump to
-// a chain that bans the source, logs and drops. The ban is a chain of its
-// own so that one global bucket serves both families, and so that a full
-// ban set (where add does not match) still drops.
-func (l *lowerer) overVerdict(lim *lang.Limit) []Expr {
+// overRules end a limit's chain, for a connection over the limit: log
+// and refuse, or a goto to a chain that bans the source, logs and refuses.
+// The ban is a chain of its own so that one global bucket serves both
+// families, and so that a full ban set (where add does not match) still
+// refuses.
+func (l *lowerer) overRules(lim *lang.Limit, cm string) []*Rule {
 	s := lim.Service
 	if lim.Ban <= 0 {
-		return cat(logExpr(lim.Log, "limit", s), one(&Verdict{Kind: Drop}))
+		return refuse(s, lim.Reject, nil, logExpr(lim.Log, "limit", s), lim.Ref, cm)
 	}
 	c := &Chain{Name: "over_" + l.ids.Limit[lim]}
 	for _, f := range plan.Families(lim.Family, nil, s) {
@@ -258,8 +257,41 @@ func (l *lowerer) overVerdict(lim *lang.Limit) []Expr {
 			Origin: lim.Ref, Comment: comment("ban", s, lim.Ref),
 		})
 	}
-	c.Rules = append(c.Rules, &Rule{Exprs: cat(logExpr(lim.Log, "limit", s), one(&Verdict{Kind: Drop})),
-		Origin: lim.Ref, Comment: comment("limit", s, lim.Ref)})
+	c.Rules = append(c.Rules, refuse(s, lim.Reject, nil, logExpr(lim.Log, "limit", s), lim.Ref, comment("limit", s, lim.Ref))...)
 	l.overChains = append(l.overChains, c)
-	return one(&Verdict{Kind: Goto, Chain: c.Name})
+	return []*Rule{{Exprs: one(&Verdict{Kind: Goto, Chain: c.Name}), Origin: lim.Ref, Comment: cm}}
 }
+
+// refuse returns the rules that refuse a new connection to s that pre
+// matches, after lg logs it: a drop, or with reject what a closed port
+// answers, a TCP reset to TCP and an ICMP or ICMPv6 port unreachable to
+// anything else (net/netfilter/nft_reject_inet.c). A service of both
+// protocols takes two rules, the second for what the first's protocol
+// match lets through; lg is in the first only, so it logs once (limitLogs
+// gives it a rule of its own). pre must be stateless, since a packet may
+// run it twice.
+func refuse(s *lang.Service, reject bool, pre, lg []Expr, origin lang.Ref, comment string) []*Rule {
+	var tails [][]Expr
+	switch {
+	case !reject:
+		tails = [][]Expr{{&Verdict{Kind: Drop}}}
+	case !plan.HasProto(s, lang.TCP):
+		tails = [][]Expr{{&Verdict{Kind: Reject}}}
+	case !plan.HasProto(s, lang.UDP):
+		tails = [][]Expr{{tcpOnly(), &Verdict{Kind: RejectTCPReset}}}
+	default:
+		tails = [][]Expr{{tcpOnly(), &Verdict{Kind: RejectTCPReset}}, {&Verdict{Kind: Reject}}}
+	}
+	var rules []*Rule
+	for i, t := range tails {
+		var log []Expr
+		if i == 0 {
+			log = lg
+		}
+		rules = append(rules, &Rule{Exprs: cat(pre, log, t), Origin: origin, Comment: comment})
+	}
+	return rules
+}
+
+// tcpOnly matches TCP packets: the dependency of a TCP reset.
+func tcpOnly() *Match { return &Match{Field: L4Proto, Values: []any{lang.TCP}} }

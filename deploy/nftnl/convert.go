@@ -426,6 +426,9 @@ func (rc *ruleConv) verdict(v *nft.Verdict) error {
 		// which the kernel turns into ICMP or ICMPv6 (nft_reject_inet.c).
 		rc.add(&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
 		return nil
+	case nft.RejectTCPReset:
+		rc.add(&expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
+		return nil
 	case nft.Jump:
 		k = expr.VerdictJump
 	case nft.Goto:

@@ -393,6 +393,56 @@ func Catalog() []Scenario {
 			1s     198.51.100.10 22               # the third SYN is over
 			1.2s   198.51.100.10 22 flags A
 		`),
+	}, {
+		// A knocked service that rejects: a reset to a SYN, and to a bare
+		// ACK new to conntrack, from a source with no open door, on both
+		// families; the knock itself is still dropped.
+		Name:   "reject-while-closed",
+		Want:   "rdardaarr",
+		Policy: "knock 1600 opens ssh for 2s reject\n",
+		Packets: Steps(`
+			0s     198.51.100.10 22
+			200ms  198.51.100.10 1600            # the knock: dropped, never answered
+			400ms  198.51.100.10:41000 22        # open
+			600ms  198.51.100.20 22              # not for another source
+			800ms  2001:db8:51::10 1600
+			1s     2001:db8:51::10 22
+			1.2s   198.51.100.10:41000 22 data   # established
+			1.4s   2001:db8:51::11 22 flags A    # an ACK scan gets a reset too
+			2.8s   198.51.100.10 22              # the door has closed
+		`),
+	}, {
+		// A limit with a ban that rejects, on a service of both protocols:
+		// a reset for TCP, an ICMP or ICMPv6 port unreachable for UDP,
+		// over the limit and while banned.
+		Name:   "reject-limit-and-ban-both-protocols",
+		Want:   "aarr" + "aarr" + "r",
+		Policy: "service dual = tcp/5000, udp/5000\nlimit dual 2/3s per source ban 2s reject\n",
+		Packets: Steps(`
+			0s     198.51.100.10 tcp/5000
+			200ms  198.51.100.10 udp/5000
+			400ms  198.51.100.10 tcp/5000       # over: banned until 2.4s
+			600ms  198.51.100.10 udp/5000       # banned
+			800ms  2001:db8:51::10 udp/5000
+			1s     2001:db8:51::10 tcp/5000
+			1.2s   2001:db8:51::10 udp/5000     # over: banned until 3.2s
+			1.4s   2001:db8:51::10 tcp/5000     # banned
+			2.7s   198.51.100.10 udp/5000       # the ban is over, the limit still full
+		`),
+	}, {
+		// A forwarded service that rejects: the firewall answers for the
+		// inside host, from the forward hook, on both protocols.
+		Name:   "reject-forwarded",
+		Want:   "rdarar",
+		Policy: "service inside = tcp/2222, udp/2222 forward to 192.168.1.5\nknock 1600 opens inside for 2s reject\n",
+		Packets: Steps(`
+			0s     198.51.100.10 tcp/2222
+			200ms  198.51.100.10 1600
+			400ms  198.51.100.10 tcp/2222
+			600ms  198.51.100.20 udp/2222
+			800ms  198.51.100.10 udp/2222
+			1s     198.51.100.20 tcp/2222
+		`),
 	}}
 }
 
