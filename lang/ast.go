@@ -117,6 +117,7 @@ type KnockStmt struct {
 	In      *Word  // the window of the whole sequence, from its first knock
 	Action  string // "opens" or "closes"
 	Service *Word
+	Once    *Word // "once": the door admits one connection
 	ForPos  Pos   // of "for", when For is set
 	For     *Word // the door's lifetime
 	Options

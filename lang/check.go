@@ -503,6 +503,9 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	case s.For != nil:
 		c.errorf(s.ForPos, ErrLifetime, "drop \"for "+s.For.Text+"\"", "a closing knock takes no lifetime")
 	}
+	if s.Action == "closes" && s.Once != nil {
+		c.errorf(s.Once.Pos, ErrOnce, "drop \"once\": it belongs on a knock that opens", "a closing knock opens no door to use once")
+	}
 	if svc == nil {
 		return
 	}
@@ -512,10 +515,15 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	if len(c.diags) > n && c.diags[n:].HasErrors() {
 		return
 	}
+	if s.Action == "opens" && s.Once != nil && slices.ContainsFunc(svc.Ports, func(p Port) bool { return p.Proto == UDP }) {
+		c.errorf(s.Once.Pos, ErrOnceUDP, fmt.Sprintf("drop \"once\", or give it a service of TCP ports only (%s has UDP ports)", svc.Name),
+			"a single-use door cannot guard UDP: a flow's datagrams are new to conntrack until the server answers, so the second one would find the door used up")
+		return
+	}
 	if s.Action == "opens" {
 		svc.Guarded = true
 		d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
-			Lifetime: life, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
+			Lifetime: life, Once: s.Once != nil, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
 		c.pol.Doors = append(c.pol.Doors, d)
 		c.ast.doors[d] = s
 		return

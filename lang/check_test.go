@@ -65,6 +65,8 @@ func TestCheckErrors(t *testing.T) {
 		{"reject on closing knock", "knock 1600 opens ssh for 60s\nknock 1599 closes ssh reject", "E28", 2, 23, "a closing knock", `drop "reject"`},
 		{"reject on allow", "allow ssh family ipv4 reject", "E28", 1, 23, "an allow admits", `drop "reject"`},
 		{"doors disagree", "knock 1600 opens ssh for 60s reject\nknock 1700 opens ssh for 60s", "E29", 2, 1, "this door of ssh drops connections while no door is open, the door at line 1 rejects", "reject on every door of ssh"},
+		{"once on a closing knock", "knock 1600 opens ssh for 60s\nknock 1599 closes ssh once", "E30", 2, 23, "opens no door to use once", `drop "once"`},
+		{"once on udp", "knock 1600 opens wireguard once for 60s", "E31", 1, 28, "cannot guard UDP", "TCP ports only (wireguard has UDP ports)"},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
 	}
 	for _, tc := range tests {
@@ -338,5 +340,16 @@ func TestCheckReject(t *testing.T) {
 	}
 	if want := []bool{true, true, false, true, false}; !slices.Equal(got, want) {
 		t.Errorf("Reject of doors and limits: %v, want %v", got, want)
+	}
+}
+
+// TestCheckOnce: "once" makes a door single-use, and no other.
+func TestCheckOnce(t *testing.T) {
+	pol, diags := Load("p.kwl", []byte("knock 1600 opens ssh once for 60s\nknock 1700 opens ssh for 60s"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if !pol.Doors[0].Once || pol.Doors[1].Once {
+		t.Errorf("Once of the doors: %v, %v; want true, false", pol.Doors[0].Once, pol.Doors[1].Once)
 	}
 }

@@ -42,6 +42,8 @@ const (
 	ErrSpan           Code = "E27" // a window of the whole sequence ("in DUR") on a single knock
 	ErrReject         Code = "E28" // reject on a statement that refuses no connection
 	ErrRejectDoors    Code = "E29" // doors of one service that disagree on reject
+	ErrOnce           Code = "E30" // "once" on a knock that closes
+	ErrOnceUDP        Code = "E31" // "once" on a service with UDP ports
 )
 
 // The lint codes: the checker's, and the backends' (compile/nft,
@@ -99,6 +101,8 @@ var codes = map[Code]codeInfo{
 	ErrSpan:           {"window of the whole sequence on a knock of one port", "knock 1600 in 5s opens ssh for 60s"},
 	ErrReject:         {"reject on a statement that refuses no connection: a close, a closing knock, an allow", "close ssh on 1599 reject"},
 	ErrRejectDoors:    {"doors of one service that disagree on reject", "knock 1600 opens ssh for 60s reject; knock 1700 opens ssh for 60s"},
+	ErrOnce:           {`"once" on a knock that closes`, "knock 1599 closes ssh once"},
+	ErrOnceUDP:        {`"once" on a service with UDP ports`, "knock 1600 opens wireguard once for 60s"},
 
 	LintKnockOnOtherService: {"knock or close port that is a port of another service the policy guards, allows or limits", "knock 80 opens ssh for 60s; allow http"},
 	LintScanKnock:           {"knock sequence a port scan completes", "knock 1600 opens ssh for 60s"},

@@ -12,7 +12,7 @@
 //
 //	# comment to end of line; statements end at ';' or newline
 //	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC for DUR [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC [once] for DUR [OPTIONS]
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
 //	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]] | shared] [ban DUR] [OPTIONS]
@@ -118,6 +118,18 @@
 // a ban starts at the first refused connection. COUNT is at most
 // MaxLimitCount (100) and DUR at most MaxLimitWindow (a day).
 //
+// A door opened "once" admits one connection: the TCP SYN it accepts
+// closes it for the source, which must knock again for the next one; the connection
+// itself goes on. A TCP packet that conntrack calls new without being a
+// SYN (an ACK scan, a flow picked up mid-stream) does not use it up, as it
+// does not count towards a limit. A connection refused by a limit does
+// not use it up either. Until it admits one, the door closes at the end
+// of its lifetime as any other (Shorewall Events' "reset", nfknock). A
+// SYN retransmitted before the server answers finds the door used up; one
+// retransmitted after it (the SYN-ACK lost on the way) belongs to an
+// established connection. A service with UDP ports cannot be opened once
+// (E31).
+//
 // A reject clause on a knock that opens a service, or on a limit, refuses
 // with a reject instead of a drop: a new TCP connection gets a TCP reset,
 // any other new packet an ICMP (IPv4) or ICMPv6 port unreachable, as a
@@ -198,6 +210,10 @@
 //	    closing knock (its knocks are dropped, never answered), an allow
 //	E29 doors of one service that disagree on reject: a service has one
 //	    guard, which drops or rejects
+//	E30 "once" on a knock that closes
+//	E31 "once" on a service with UDP ports: a flow's datagrams are new
+//	    to conntrack until the server answers, so the second would find
+//	    the door used up
 //
 // # Bounds
 //

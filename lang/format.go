@@ -182,6 +182,9 @@ func stmtText(s Stmt) string {
 			w.add("in", canonicalDuration(s.In.Text))
 		}
 		w.add(s.Action, s.Service.Text)
+		if s.Once != nil {
+			w.add("once")
+		}
 		if s.For != nil {
 			w.add("for", canonicalDuration(s.For.Text))
 		}

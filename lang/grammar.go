@@ -60,6 +60,7 @@ type knockSyntax struct {
 	In      *lexer.Token    `parser:"('in' @Duration)?"`
 	Action  *lexer.Token    `parser:"@('opens' | 'closes')"`
 	Service *lexer.Token    `parser:"@Ident"`
+	Once    *lexer.Token    `parser:"@'once'?"`
 	ForKw   *lexer.Token    `parser:"(@'for'"`
 	For     *lexer.Token    `parser:" @Duration)?"`
 	optionsSyntax
@@ -191,7 +192,7 @@ func (g *serviceSyntax) ast() Stmt {
 
 func (g *knockSyntax) ast() Stmt {
 	s := &KnockStmt{Node: span(g.Tokens), Ports: ports(g.Ports), From: sources(g.From), Within: word(g.Within), In: word(g.In),
-		Action: text(g.Action), Service: word(g.Service), For: word(g.For), Options: g.optionsSyntax.ast()}
+		Action: text(g.Action), Service: word(g.Service), Once: word(g.Once), For: word(g.For), Options: g.optionsSyntax.ast()}
 	if g.ForKw != nil {
 		s.ForPos = posOf(g.ForKw.Pos)
 	}

@@ -212,12 +212,15 @@ type Service struct {
 type Door struct {
 	Ref
 	Service  *Service
-	Sequence []Port         // knock ports, in order; len >= 1
-	Within   time.Duration  // max gap between consecutive knocks; 0 when len(Sequence) == 1
-	Span     time.Duration  // max time from the first knock to the last ("in 5s"); 0: none
-	Lifetime time.Duration  // how long the door stays open after the last knock
-	From     []netip.Prefix // sources allowed to knock; empty means any
-	Family   Family
+	Sequence []Port        // knock ports, in order; len >= 1
+	Within   time.Duration // max gap between consecutive knocks; 0 when len(Sequence) == 1
+	Span     time.Duration // max time from the first knock to the last ("in 5s"); 0: none
+	Lifetime time.Duration // how long the door stays open after the last knock
+	// Once closes the door for the source when it admits a connection
+	// (a TCP SYN): a single-use grant. Only for TCP services (E31).
+	Once   bool
+	From   []netip.Prefix // sources allowed to knock; empty means any
+	Family Family
 	// Reject refuses a new connection to the service, when no door of it
 	// is open for the source, with a reject (a TCP reset, an ICMP port
 	// unreachable) rather than a drop. Every door of a service says the

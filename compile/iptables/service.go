@@ -99,8 +99,12 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 		}
 		if len(famDoors) > 0 {
 			for _, d := range famDoors {
+				t := Target{Kind: ACCEPT}
+				if d.Once && lead == nil {
+					t = Target{Kind: JUMP, Chain: b.onceChain(d).Name}
+				}
 				b.emit(c, led(&Rule{CtState: newState(), Recent: b.doorCheck(d, false), Origin: d.Ref, Comment: comment("knock", s, d.Ref)}),
-					Target{Kind: ACCEPT}, d.Log, "knock", s)
+					t, d.Log, "knock", s)
 			}
 		} else if !guarded && len(famLimits) > 0 {
 			lim := famLimits[0]
@@ -109,16 +113,29 @@ func (b *fam) serviceChain(s *lang.Service) *Chain {
 		}
 	}
 
-	// Limits count connection attempts. A TCP packet that conntrack
-	// calls NEW without being a SYN (a flow picked up mid-stream, an ACK
-	// scan) goes past them to the accepts, as if there were no limit.
-	if len(famLimits) > 0 && plan.HasProto(s, lang.TCP) {
+	// Limits count connection attempts, and a single-use door admits
+	// one. A TCP packet that conntrack calls NEW without being a SYN (a
+	// flow picked up mid-stream, an ACK scan) goes past the limits to the
+	// accepts, as if there were no limit, and leaves the door as it is.
+	if (len(famLimits) > 0 || plan.AnyOnce(famDoors)) && plan.HasProto(s, lang.TCP) {
 		accepts(&Rule{Proto: lang.TCP, TCPFlags: notSYN()})
 	}
 	for _, lim := range famLimits {
 		b.limitRules(c, lim)
 	}
 	accepts(nil)
+	return c
+}
+
+// onceChain is the chain that admits a connection through a single-use
+// door: it removes the source from the door's list (--remove matches, the
+// source being in it) and accepts.
+func (b *fam) onceChain(d *lang.Door) *Chain {
+	c := b.chain(b.filter, chainName("once", b.l.ids.Door[d]))
+	if len(c.Rules) == 0 {
+		c.Rules = append(c.Rules, &Rule{Recent: &Recent{Name: b.doorList(d), Op: Remove}, Target: Target{Kind: ACCEPT},
+			Origin: d.Ref, Comment: comment("knock", d.Service, d.Ref)})
+	}
 	return c
 }
 

@@ -86,10 +86,11 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 		}
 	}
 
-	// Limits count connection attempts. A TCP packet that conntrack
-	// calls new without being a SYN (a flow picked up mid-stream, an
-	// ACK scan) goes past them to the accepts, as if there were no limit.
-	if len(limits) > 0 && plan.HasProto(s, lang.TCP) {
+	// Limits count connection attempts, and a single-use door admits
+	// one. A TCP packet that conntrack calls new without being a SYN (a
+	// flow picked up mid-stream, an ACK scan) goes past the limits to the
+	// accepts, as if there were no limit, and leaves the door as it is.
+	if (len(limits) > 0 || plan.AnyOnce(doors)) && plan.HasProto(s, lang.TCP) {
 		l.accepts(c, s, doors, limits, notSYN())
 	}
 	for _, lim := range limits {
@@ -101,7 +102,9 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 
 // accepts emits the end of a service chain, each rule led by pre: open
 // doors accept, or, for a service that is only limited, any new
-// connection that got past the limits.
+// connection that got past the limits. Without pre, the rules take
+// connection attempts, which close a single-use door (delete the source
+// from its set) as they are accepted.
 func (l *lowerer) accepts(c *Chain, s *lang.Service, doors []*lang.Door, limits []*lang.Limit, pre []Expr) {
 	add := func(r *Rule) {
 		r.Exprs = cat(pre, r.Exprs)
@@ -111,8 +114,12 @@ func (l *lowerer) accepts(c *Chain, s *lang.Service, doors []*lang.Door, limits 
 	if len(doors) > 0 {
 		for _, d := range doors {
 			for _, f := range plan.Families(d.Family, d.From, d.Service) {
+				es := one(nfproto(f), ctNew(), &Lookup{Set: l.doorSet(d, f), Key: key(f, 0)})
+				if d.Once && pre == nil {
+					es = append(es, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, 0)})
+				}
 				add(&Rule{
-					Exprs:  cat(one(nfproto(f), ctNew(), &Lookup{Set: l.doorSet(d, f), Key: key(f, 0)}), logExpr(d.Log, "knock", s), one(&Verdict{Kind: Accept})),
+					Exprs:  cat(es, logExpr(d.Log, "knock", s), one(&Verdict{Kind: Accept})),
 					Origin: d.Ref, Comment: comment("knock", s, d.Ref),
 				})
 			}

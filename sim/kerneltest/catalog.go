@@ -443,6 +443,28 @@ func Catalog() []Scenario {
 			800ms  198.51.100.10 udp/2222
 			1s     198.51.100.20 tcp/2222
 		`),
+	}, {
+		// A single-use door: the SYN it admits deletes the source from
+		// the door's set (nft) or list (iptables); a bare ACK new to
+		// conntrack goes through without using it up; an unused door
+		// still expires.
+		Name:   "once",
+		Want:   "dada" + "dd" + "daad" + "dd",
+		Policy: "knock 1600 opens ssh once for 2s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 1600
+			200ms  198.51.100.10:41000 22
+			400ms  198.51.100.10 22               # used up
+			600ms  198.51.100.10:41000 22 data    # the session goes on
+			800ms  2001:db8:51::10 1600
+			1s     2001:db8:51::11 22             # another source
+			1.2s   198.51.100.10 1600
+			1.4s   198.51.100.10 22 flags A       # does not use it up
+			1.6s   198.51.100.10 22
+			1.8s   198.51.100.10 22
+			3.3s   2001:db8:51::10 22             # its door expired unused
+			3.5s   198.51.100.10 22
+		`),
 	}}
 }
 

@@ -262,6 +262,16 @@ func HasProto(s *lang.Service, p lang.Proto) bool {
 	return false
 }
 
+// AnyOnce reports whether any of the doors is single-use.
+func AnyOnce(doors []*lang.Door) bool {
+	for _, d := range doors {
+		if d.Once {
+			return true
+		}
+	}
+	return false
+}
+
 // ByProto groups ports by protocol, TCP first, keeping their order and
 // dropping repeats.
 func ByProto(ports []lang.Port) []ProtoPorts {
