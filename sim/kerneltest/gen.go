@@ -80,12 +80,16 @@ type genPlan struct {
 func Generate(seed uint64, attempt int) Scenario {
 	r := rand.New(rand.NewPCG(seed, 0x6b776c))
 	plan := genPolicyAndPackets(r)
-	// A reject on the door or the limit, drawn apart from the rest, so
-	// that adding it left every seed's scenario as it was.
+	// A reject on the door or the limit, and a single-use door on a TCP
+	// service, drawn apart from the rest, so that adding them left every
+	// seed's scenario as it was.
 	rj := rand.New(rand.NewPCG(seed, 0x72656a))
 	for i, st := range plan.policy {
 		if (strings.Contains(st, " opens ") || strings.HasPrefix(st, "limit ")) && rj.IntN(100) < 30 {
 			plan.policy[i] += " reject"
+		}
+		if strings.Contains(st, " opens ") && !strings.Contains(st, " opens game ") && rj.IntN(100) < 25 {
+			plan.policy[i] = strings.Replace(plan.policy[i], " for ", " once for ", 1)
 		}
 	}
 	tr := rand.New(rand.NewPCG(seed, uint64(attempt)+1))
