@@ -34,6 +34,21 @@ var builtinServices = map[string][]Port{
 	"wireguard":  {{UDP, 51820}},
 }
 
+// BuiltinName returns the built-in service whose one port is p, if any
+// (the first by name when several are).
+func BuiltinName(p Port) (string, bool) {
+	var names []string
+	for name, ports := range builtinServices {
+		if len(ports) == 1 && ports[0] == p {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "", false
+	}
+	return slices.Min(names), true
+}
+
 // BuiltinService returns the ports of a built-in service name.
 func BuiltinService(name string) ([]Port, bool) {
 	p, ok := builtinServices[name]

@@ -58,6 +58,8 @@ func init() {
 			short: "run the test blocks of policies in the simulator", run: runTest},
 		{name: "fmt", usage: "kwl fmt [-w] [-d] [FILE...]",
 			short: "format policies in the canonical layout", run: runFmt},
+		{name: "import", usage: "kwl import FILE",
+			short: "translate a knockd.conf into a kwl policy", run: runImport},
 		{name: "compile", usage: "kwl compile [--backend nft|iptables] [--family ipv4|ipv6] [--first] FILE",
 			short: "compile a policy to an nftables or iptables ruleset", run: runCompile},
 		{name: "sim", usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
