@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy/nftnl"
+	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/lang"
 )
@@ -372,25 +372,13 @@ func BenchmarkDeploy10k(b *testing.B) {
 	_ = strconv.Itoa
 }
 
-// TestExamplesOverThemselves: every shipped example, loaded, is no change
-// to a dry run of itself, whatever the kernel leaves out of its dumps (a
-// TCP reset's ICMP code).
+// TestExamplesOverThemselves: every policy of the golden files (the
+// shipped examples among them), loaded, is no change to a dry run of
+// itself, whatever the kernel leaves out of its dumps (a TCP reset's ICMP
+// code).
 func TestExamplesOverThemselves(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("..", "examples", "*.kwl"))
-	if len(files) == 0 {
-		t.Fatal("no examples")
-	}
 	ns := newNS(t, "self")
-	ctx := context.Background()
-	for _, file := range files {
-		src, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pol, diags := lang.Load(file, src)
-		if diags.HasErrors() {
-			t.Fatal(diags)
-		}
+	for name, pol := range irtest.Goldens(t, filepath.Join("..", "examples")) {
 		rs, diags := nft.Lower(pol)
 		if diags.HasErrors() {
 			t.Fatal(diags)
@@ -398,14 +386,11 @@ func TestExamplesOverThemselves(t *testing.T) {
 		o := opts(t, ns)
 		mustDeploy(t, o, rs)
 		o.DryRun = true
-		res, err := Apply(ctx, o, rs)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := mustDeploy(t, o, rs)
 		if !res.Changes.Empty() {
 			var b strings.Builder
 			res.Changes.Write(&b)
-			t.Errorf("%s over itself changes:\n%s", file, b.String())
+			t.Errorf("%s over itself changes:\n%s", name, b.String())
 		}
 	}
 }

@@ -127,20 +127,16 @@ func translateSection(b *strings.Builder, s *section, services map[string]bool) 
 			if seq, ok = sequence(l.value); !ok {
 				note(l, "not a list of PORT[:tcp|udp]")
 			}
-		case "seq_timeout":
+		case "seq_timeout", "cmd_timeout":
 			n, err := strconv.Atoi(l.value)
-			if err != nil || n <= 0 {
+			switch {
+			case err != nil || n <= 0:
 				note(l, "not a positive number of seconds")
-				continue
+			case l.key == "seq_timeout":
+				timeout = n
+			default:
+				life = n
 			}
-			timeout = n
-		case "cmd_timeout":
-			n, err := strconv.Atoi(l.value)
-			if err != nil || n <= 0 {
-				note(l, "not a positive number of seconds")
-				continue
-			}
-			life = n
 		case "tcpflags":
 			if f := strings.ReplaceAll(strings.ToLower(l.value), " ", ""); f != "syn" {
 				note(l, "kwl counts TCP knocks that are SYNs, as tcpflags = syn does: the client must knock with SYNs")
