@@ -74,7 +74,7 @@ func (ta *tally) report(t *testing.T, elapsed time.Duration) {
 	defer ta.mu.Unlock()
 	var parts []string
 	for _, b := range Backends {
-		t.Logf("%s: %d scenarios, %d packets compared, %d disagreements, %d runs repeated (sent too near a boundary)",
+		t.Logf("%s: %d scenarios, %d packets compared, %d disagreements, %d runs repeated (sent too near a boundary, or a flow answered late)",
 			b, ta.scenarios[b], ta.packets[b], ta.disagreements[b], ta.reruns[b])
 		t.Logf("%s: capture replay through sim/capture: %d packets compared, %d disagreements", b, ta.capPackets[b], ta.capDisagree[b])
 		t.Logf("%s: of blocked flows (sent after their flow's first packet was dropped; kwl sim takes them as never sent): %d packets, %d accepted by the kernel; in the captures %d, %d accepted",

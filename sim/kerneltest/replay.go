@@ -57,6 +57,7 @@ type Outcome struct {
 	// SynAck reports, for a TCP connection attempt, whether the firewall
 	// answered the flow with a SYN-ACK by the end of the scenario.
 	SynAck bool
+	rx     time.Time // the firewall's receive timestamp, when Seen
 }
 
 // tagKey names a packet the client sent by what its frames carry: its
@@ -264,6 +265,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 		if t, ok := rx[o.key()]; ok {
 			o.Sent = t.Sub(wallStart)
 			o.Seen = true
+			o.rx = t
 		}
 		if o.Src.Unmap().Is4() {
 			o.Passed = v4[o.Tag]

@@ -23,7 +23,8 @@ type Result struct {
 	Disagreements []Disagreement
 	// Runs counts kernel runs: more than one when the packets of a run
 	// were sent so late that they came within SentMargin of a timing
-	// boundary, and the run was repeated.
+	// boundary, or a flow was answered after its next packet (see
+	// unanswered), and the run was repeated.
 	Runs  int
 	Drift time.Duration // of the run compared
 	// Inconsistent lists harness self-check failures: a TCP connection
@@ -70,7 +71,14 @@ func Run(tg Target, pkts []Packet, boundary bool) (*Result, error) {
 			return nil, err
 		}
 		res.Drift = Drift(out)
+		// An unanswered flow breaks the premise of every verdict after
+		// it, boundary scenarios included.
+		if w := unanswered(out, res.Capture); w != "" {
+			why = w
+			continue
+		}
 		if boundary {
+			why = ""
 			break
 		}
 		ok, w, err := Robust(tg.Model, sentPackets(out), SentMargin)
@@ -81,10 +89,10 @@ func Run(tg Target, pkts []Packet, boundary bool) (*Result, error) {
 			why = ""
 			break
 		}
-		why = w
+		why = fmt.Sprintf("the packets never left far enough from a timing boundary (last run up to %v late: %s)", res.Drift, w)
 	}
 	if why != "" {
-		return nil, fmt.Errorf("%s: in %d runs the packets never left far enough from a timing boundary (last run up to %v late: %s): machine too busy", tg.Backend, res.Runs, res.Drift, why)
+		return nil, fmt.Errorf("%s: in %d runs %s: machine too busy", tg.Backend, res.Runs, why)
 	}
 	res.Outcomes = out
 	res.Inconsistent = selfCheck(out)
@@ -123,6 +131,43 @@ func runOnce(tg Target, pkts []Packet, labs *[]string) (out []Outcome, capture [
 	}
 	out, err = l.Replay(pkts)
 	return out, l.Capture(), err
+}
+
+// unanswered checks the premise of the model's verdicts on the packets of
+// an established flow: the firewall (or the host behind it) answered the
+// flow's admitted first packet before the next packet of the flow reached
+// it, since that answer is what makes conntrack take the flow as
+// established. A listener that a busy machine runs late breaks it: a UDP
+// datagram sent before the echo is still ct new to the kernel, and counts
+// against a limit a second time. It returns what went wrong, or "".
+func unanswered(out []Outcome, capture []Frame) string {
+	answered := map[flowKey]time.Time{}
+	for _, f := range capture {
+		if !f.Out {
+			continue
+		}
+		p, ok := parseFrame(f.Data)
+		if !ok || (p.proto != lang.TCP && p.proto != lang.UDP) {
+			continue
+		}
+		k := flowKey{src: p.dst, sport: p.dport, dst: p.src, dport: p.sport, proto: p.proto}
+		if _, seen := answered[k]; !seen {
+			answered[k] = f.Time
+		}
+	}
+	passed := map[flowKey]bool{}
+	for i, o := range out {
+		k := flowKey{src: o.Src, sport: o.SPort, dst: o.Dst, dport: o.Port.Num, proto: o.Port.Proto}
+		if o.Kind == lang.Data && passed[k] && o.Seen {
+			if t, ok := answered[k]; !ok || !t.Before(o.rx) {
+				return fmt.Sprintf("packet %d (%s) reached the firewall before its flow was answered", i+1, describe(o.Packet, o.Sent))
+			}
+		}
+		if o.Passed {
+			passed[k] = true
+		}
+	}
+	return ""
 }
 
 // selfCheck compares the probe with the answers the client saw.

@@ -38,7 +38,7 @@ type wire struct {
 // Frame is one frame seen on the wire, for a capture of the scenario.
 type Frame struct {
 	Time time.Time // the kernel's receive timestamp (wall clock)
-	Out  bool      // sent by the client
+	Out  bool      // sent from this end: by the firewall, on its capture
 	Data []byte
 }
 
