@@ -132,7 +132,7 @@ type CloseStmt struct {
 	Options
 }
 
-// LimitStmt is "limit SVC COUNT/DUR [per source[/N[/M]] | shared] [ban DUR] ...".
+// LimitStmt is "limit SVC COUNT/DUR [per source[/N[/M]] | shared] [ban DUR [all]] ...".
 // Shared says in words what no per clause means, one counter for all
 // sources; it is the only way to write a ban on a shared counter.
 type LimitStmt struct {
@@ -146,6 +146,7 @@ type LimitStmt struct {
 	Shared    bool
 	BanPos    Pos // of "ban", when Ban is set
 	Ban       *Word
+	BanAll    *Word // "all" after the ban's duration, or nil
 	Options
 }
 

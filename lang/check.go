@@ -615,6 +615,13 @@ func (c *checker) limitStmt(s *LimitStmt) {
 	}
 	l.Family = c.family(s.Options, nil, pos, nil)
 	l.Reject = s.Reject != nil
+	l.BanAll = s.BanAll != nil
+	if l.BanAll && l.Reject {
+		// A reject answers what it refuses; on every port and protocol
+		// of a banned source that would make the host answer a flood.
+		c.errorf(s.Reject.Pos, ErrBanAllReject, "drop \"reject\", or ban from the service alone (drop \"all\")",
+			"reject with a ban on all traffic: the host would answer every packet of a banned source, on every port")
+	}
 	l.Log = c.log(s.Log)
 	if svc == nil || c.diags[n:].HasErrors() {
 		return

@@ -67,6 +67,7 @@ func TestCheckErrors(t *testing.T) {
 		{"doors disagree", "knock 1600 opens ssh for 60s reject\nknock 1700 opens ssh for 60s", "E29", 2, 1, "this door of ssh drops connections while no door is open, the door at line 1 rejects", "reject on every door of ssh"},
 		{"once on a closing knock", "knock 1600 opens ssh for 60s\nknock 1599 closes ssh once", "E30", 2, 23, "opens no door to use once", `drop "once"`},
 		{"once on udp", "knock 1600 opens wireguard once for 60s", "E31", 1, 28, "cannot guard UDP", "TCP ports only (wireguard has UDP ports)"},
+		{"reject on a ban of all", "limit ssh 3/60s per source ban 1h all reject", "E32", 1, 39, "the host would answer every packet of a banned source", `drop "reject"`},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
 	}
 	for _, tc := range tests {
@@ -191,7 +192,7 @@ knock 1599 closes ssh
 close web on 1601, 1602 family ipv6
 limit https 100/1s
 limit ssh 3/60s per source
-limit ssh 3/60s per source/24 ban 5m
+limit ssh 3/60s per source/24 ban 5m all
 limit ssh 3/60s per source/24/64
 allow ssh from 10.0.0.0/8, fd00::/8
 allow dns from 10.0.0.1
@@ -226,7 +227,7 @@ test "t" {
 		Limits: []*Limit{
 			{Ref: Ref{ID: 8}, Service: https, Count: 100, Window: time.Second, Mask4: 32, Mask6: 128},
 			{Ref: Ref{ID: 9}, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 32, Mask6: 128},
-			{Ref: Ref{ID: 10}, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 128, Ban: 5 * time.Minute},
+			{Ref: Ref{ID: 10}, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 128, Ban: 5 * time.Minute, BanAll: true},
 			{Ref: Ref{ID: 11}, Service: ssh, Count: 3, Window: time.Minute, PerSource: true, Mask4: 24, Mask6: 64},
 		},
 		Allows: []*Allow{

@@ -44,6 +44,7 @@ const (
 	ErrRejectDoors    Code = "E29" // doors of one service that disagree on reject
 	ErrOnce           Code = "E30" // "once" on a knock that closes
 	ErrOnceUDP        Code = "E31" // "once" on a service with UDP ports
+	ErrBanAllReject   Code = "E32" // "reject" on a limit whose ban covers all traffic
 )
 
 // The lint codes: the checker's, and the backends' (compile/nft,
@@ -103,6 +104,7 @@ var codes = map[Code]codeInfo{
 	ErrRejectDoors:    {"doors of one service that disagree on reject", "knock 1600 opens ssh for 60s reject; knock 1700 opens ssh for 60s"},
 	ErrOnce:           {`"once" on a knock that closes`, "knock 1599 closes ssh once"},
 	ErrOnceUDP:        {`"once" on a service with UDP ports`, "knock 1600 opens wireguard once for 60s"},
+	ErrBanAllReject:   {`"reject" on a limit whose ban covers all traffic`, "limit ssh 3/60s per source ban 1h all reject"},
 
 	LintKnockOnOtherService: {"knock or close port that is a port of another service the policy guards, allows or limits", "knock 80 opens ssh for 60s; allow http"},
 	LintScanKnock:           {"knock sequence a port scan completes", "knock 1600 opens ssh for 60s"},

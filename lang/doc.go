@@ -15,7 +15,7 @@
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC [once] for DUR [OPTIONS]
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
-//	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]] | shared] [ban DUR] [OPTIONS]
+//	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
 //	test "NAME" {
 //	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]
@@ -118,6 +118,17 @@
 // a ban starts at the first refused connection. COUNT is at most
 // MaxLimitCount (100) and DUR at most MaxLimitWindow (a day).
 //
+// A ban holds a source (its key: a masked source, or everyone when
+// shared) for its duration from the connection that went over the limit. It refuses
+// the source's new connections to the service; with "all" (Shorewall's
+// AutoBL, pf's overload table) it drops every packet the source sends to
+// the host itself, on every port and protocol, its knocks included, and
+// allowed services too: allow exempts a source from its service's knocks
+// and limits, not from a ban earned elsewhere. A ban never cuts the
+// source's established connections, and "all" does not reach the
+// services the host forwards (each is banned by its own limits). A ban on
+// all traffic drops; it cannot reject (E32).
+//
 // A door opened "once" admits one connection: the TCP SYN it accepts
 // closes it for the source, which must knock again for the next one; the connection
 // itself goes on. A TCP packet that conntrack calls new without being a
@@ -214,6 +225,8 @@
 //	E31 "once" on a service with UDP ports: a flow's datagrams are new
 //	    to conntrack until the server answers, so the second would find
 //	    the door used up
+//	E32 "reject" on a limit whose ban covers all traffic: the host would
+//	    answer every packet of a banned source, on every port
 //
 // # Bounds
 //

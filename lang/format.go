@@ -210,6 +210,9 @@ func stmtText(s Stmt) string {
 		}
 		if s.Ban != nil {
 			w.add("ban", canonicalDuration(s.Ban.Text))
+			if s.BanAll != nil {
+				w.add("all")
+			}
 		}
 		w.options(s.Options)
 	case *AllowStmt:

@@ -84,7 +84,8 @@ type limitSyntax struct {
 	Mask6     *lexer.Token `parser:"   ('/' @Number)?)?)"`
 	Shared    bool         `parser:" | @'shared')?"`
 	BanKw     *lexer.Token `parser:"(@'ban'"`
-	Ban       *lexer.Token `parser:" @Duration)?"`
+	Ban       *lexer.Token `parser:" @Duration"`
+	BanAll    *lexer.Token `parser:" @'all'?)?"`
 	optionsSyntax
 }
 
@@ -207,6 +208,7 @@ func (g *closeSyntax) ast() Stmt {
 func (g *limitSyntax) ast() Stmt {
 	s := &LimitStmt{Node: span(g.Tokens), Service: word(g.Service), Count: word(g.Count), Window: word(g.Window),
 		PerSource: g.PerSource, Mask4: word(g.Mask4), Mask6: word(g.Mask6), Shared: g.Shared, Ban: word(g.Ban),
+		BanAll:  word(g.BanAll),
 		Options: g.optionsSyntax.ast()}
 	if g.BanKw != nil {
 		s.BanPos = posOf(g.BanKw.Pos)

@@ -259,7 +259,11 @@ type Limit struct {
 	Mask4     int           // IPv4 prefix length of the per-source key, 32 by default
 	Mask6     int           // IPv6 prefix length of the per-source key, 128 by default
 	Ban       time.Duration // when > 0, exceeders are dropped for this long
-	Family    Family
+	// BanAll makes the ban cover every packet the banned source sends to
+	// the host itself, on every port and protocol, not only new
+	// connections to the service. Its established connections stay.
+	BanAll bool
+	Family Family
 	// Reject refuses what the limit and its ban refuse with a reject (a
 	// TCP reset, an ICMP port unreachable) rather than a drop.
 	Reject bool

@@ -330,7 +330,7 @@ func logKey(l *Log) string {
 }
 
 func limitKey(l *Limit) string {
-	return fmt.Sprintf("limit %p %d %d %v %d %d %d %d %s", l.Service, l.Count, l.Window, l.PerSource, l.Mask4, l.Mask6, l.Ban, l.Family, logKey(l.Log))
+	return fmt.Sprintf("limit %p %d %d %v %d %d %d %v %d %s", l.Service, l.Count, l.Window, l.PerSource, l.Mask4, l.Mask6, l.Ban, l.BanAll, l.Family, logKey(l.Log))
 }
 
 // doorFamily warns of a door whose family clause leaves its service

@@ -127,6 +127,7 @@ func (l *lowerer) family(f plan.Fam) *Family {
 			Comment: "established connections are never cut"}
 	}
 	input.Rules = append(input.Rules, established())
+	b.banAllRules(input)
 	if knocks := plan.Knocks(l.p); len(knocks) > 0 {
 		knock := b.chain(b.filter, "kwl-knock")
 		input.Rules = append(input.Rules, &Rule{Target: Target{Kind: JUMP, Chain: knock.Name}, Comment: "knock ports"})

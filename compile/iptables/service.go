@@ -212,6 +212,22 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 // protocols the reset comes first, in a copy of r after the log, so that
 // a packet logs once; r's matches must then be stateless, since a packet
 // may run them twice.
+// banAllRules appends to the input chain the drops of a ban on all
+// traffic: every packet of a banned source, on every port and protocol,
+// after the established accept and before the knocks (see the nft
+// backend's banAllRules).
+func (b *fam) banAllRules(input *Chain) {
+	for _, lim := range b.l.p.Limits {
+		s := lim.Service
+		if lim.Ban <= 0 || !lim.BanAll || !plan.Covers(plan.Families(lim.Family, nil, s), b.f) {
+			continue
+		}
+		b.emit(input, &Rule{Recent: &Recent{Name: b.banList(lim), Op: Rcheck,
+			Seconds: b.seconds(lim.Ban, lim.Pos, "the ban"), Mask: b.mask(lim)},
+			Origin: lim.Ref, Comment: comment("ban", s, lim.Ref) + ": every port"}, Target{Kind: DROP}, lim.Log, "limit", s)
+	}
+}
+
 func (b *fam) refuse(c *Chain, r *Rule, reject bool, lg *lang.Log, kind string, s *lang.Service) {
 	if !reject {
 		b.emit(c, r, Target{Kind: DROP}, lg, kind, s)

@@ -312,6 +312,7 @@ func (l *lowerer) lower() {
 	}
 	input := &Chain{Name: "input", Type: "filter", Hook: Input, Priority: Priority, Policy: Accept}
 	input.Rules = append(input.Rules, established)
+	input.Rules = append(input.Rules, l.banAllRules()...)
 	if knock != nil {
 		input.Rules = append(input.Rules, &Rule{Exprs: one(&Verdict{Kind: Jump, Chain: knock.Name}), Comment: "knock ports"})
 	}

@@ -300,5 +300,27 @@ func refuse(s *lang.Service, reject bool, pre, lg []Expr, origin lang.Ref, comme
 	return rules
 }
 
+// banAllRules drop every packet from a source that a ban on all traffic
+// holds, on every port and protocol: they run in the input chain after
+// the established accept (a banned source's open connections stay) and
+// before the knocks (its knocks count for nothing while it is banned).
+func (l *lowerer) banAllRules() []*Rule {
+	var rules []*Rule
+	for _, lim := range l.p.Limits {
+		if lim.Ban <= 0 || !lim.BanAll {
+			continue
+		}
+		s := lim.Service
+		for _, f := range plan.Families(lim.Family, nil, s) {
+			rules = append(rules, &Rule{
+				Exprs: cat(one(nfproto(f), &Lookup{Set: l.banSet(lim, f), Key: key(f, plan.Mask(lim, f))}),
+					logExpr(lim.Log, "limit", s), one(&Verdict{Kind: Drop})),
+				Origin: lim.Ref, Comment: comment("ban", s, lim.Ref) + ": every port",
+			})
+		}
+	}
+	return rules
+}
+
 // tcpOnly matches TCP packets: the dependency of a TCP reset.
 func tcpOnly() *Match { return &Match{Field: L4Proto, Values: []any{lang.TCP}} }

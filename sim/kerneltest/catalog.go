@@ -465,6 +465,30 @@ func Catalog() []Scenario {
 			3.3s   2001:db8:51::10 22             # its door expired unused
 			3.5s   198.51.100.10 22
 		`),
+	}, {
+		// A ban on all traffic: the /24 that went over the ssh limit is
+		// dropped on every port and protocol, its knocks count for
+		// nothing, its open session goes on; other sources and the
+		// other family are untouched.
+		Name:   "ban-all",
+		Want:   "aada" + "dddd" + "aa" + "dada",
+		Policy: "service web = tcp/8080\nknock 1600 opens web for 3s\nlimit ssh 2/2s per source/24 ban 2s all\n",
+		Packets: Steps(`
+			0s     198.51.100.10:41000 22
+			200ms  198.51.100.10 22
+			400ms  198.51.100.11 22               # over: 198.51.100.0/24 banned until 2.4s
+			600ms  198.51.100.10:41000 22 data    # the session goes on
+			800ms  198.51.100.12 25               # every port
+			1s     198.51.100.10 udp/5353         # every protocol
+			1.2s   198.51.100.10 1600             # a knock that counts for nothing
+			1.4s   198.51.100.10 8080
+			1.6s   203.0.113.5 25                 # another source
+			1.8s   2001:db8:51::10 22             # the other family
+			2.6s   198.51.100.10 8080             # the ban is over; no door
+			2.8s   198.51.100.10 25
+			3s     198.51.100.10 1600
+			3.2s   198.51.100.10 8080
+		`),
 	}}
 }
 

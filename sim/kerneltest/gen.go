@@ -82,10 +82,17 @@ func Generate(seed uint64, attempt int) Scenario {
 	plan := genPolicyAndPackets(r)
 	// A reject on the door or the limit, and a single-use door on a TCP
 	// service, drawn apart from the rest, so that adding them left every
-	// seed's scenario as it was.
+	// other seed's scenario as it was.
+	// A ban on all traffic is drawn apart too, and takes no reject (E32).
+	ba := rand.New(rand.NewPCG(seed, 0x616c6c))
+	for i, st := range plan.policy {
+		if strings.HasPrefix(st, "limit ") && strings.Contains(st, " ban ") && ba.IntN(100) < 40 {
+			plan.policy[i] += " all"
+		}
+	}
 	rj := rand.New(rand.NewPCG(seed, 0x72656a))
 	for i, st := range plan.policy {
-		if (strings.Contains(st, " opens ") || strings.HasPrefix(st, "limit ")) && rj.IntN(100) < 30 {
+		if (strings.Contains(st, " opens ") || strings.HasPrefix(st, "limit ")) && rj.IntN(100) < 30 && !strings.HasSuffix(plan.policy[i], " all") {
 			plan.policy[i] += " reject"
 		}
 		if strings.Contains(st, " opens ") && !strings.Contains(st, " opens game ") && rj.IntN(100) < 25 {
