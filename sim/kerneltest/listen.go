@@ -7,6 +7,9 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/lang"
 )
@@ -90,6 +93,41 @@ func (ls *listeners) echo(pc net.PacketConn) {
 			return
 		}
 		pc.WriteTo(buf[:n], from)
+	}
+}
+
+// pump answers, from the calling goroutine, every datagram waiting on
+// the UDP servers, and returns at once. The replay calls it right after
+// each packet it sends: the datagram reaches the server's socket in the
+// receive path of the frame, within the send, and an echo left to the
+// server's goroutine comes as late as a busy Go scheduler runs it
+// (hundreds of milliseconds were seen), while the model takes every
+// admitted datagram as answered before the next packet, which a
+// retransmit at the same instant puts to the test. The goroutine stays
+// for what the pump misses (a receive deferred to ksoftirqd).
+func (ls *listeners) pump() {
+	ls.mu.Lock()
+	udp := ls.udp
+	ls.mu.Unlock()
+	var buf [2048]byte
+	for _, pc := range udp {
+		sc, ok := pc.(syscall.Conn)
+		if !ok {
+			continue
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			continue
+		}
+		rc.Control(func(fd uintptr) {
+			for {
+				n, from, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_DONTWAIT)
+				if err != nil {
+					return
+				}
+				unix.Sendto(int(fd), buf[:n], unix.MSG_DONTWAIT, from)
+			}
+		})
 	}
 }
 

@@ -171,9 +171,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	for i, p := range pkts {
 		// Sleep first: a Data packet's acknowledgment number comes from
 		// the SYN-ACK, which may arrive just before its time.
-		if d := time.Until(start.Add(p.At)); d > 0 {
-			time.Sleep(d)
-		}
+		l.waitUntil(start.Add(p.At))
 		tag := uint32(i + 1)
 		q := pkt{src: p.Src, dst: p.Dst, proto: p.Port.Proto, sport: p.SPort, dport: p.Port.Num, tag: tag}
 		k := flowKey{src: p.Src, sport: p.SPort, dst: p.Dst, dport: p.Port.Num, proto: p.Port.Proto}
@@ -212,6 +210,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 		if err != nil {
 			return nil, err
 		}
+		l.pump()
 		out[i] = Outcome{Packet: p, Sent: at.Sub(start), SentBy: at.Sub(start), Tag: tag}
 	}
 	// The probe and the answers are written in the receive path of the
@@ -221,7 +220,7 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 	// capture is awaited until it holds every packet sent, and the answers
 	// until every connection attempt that passed has its SYN-ACK, each for
 	// at most settleWait.
-	time.Sleep(50 * time.Millisecond)
+	l.waitUntil(time.Now().Add(50 * time.Millisecond))
 	//
 	// A reject's answer is sent from its packet's receive path, so it
 	// follows the packet in the capture; the last packet's answer is
@@ -374,6 +373,26 @@ const settleWait = 3 * time.Second
 
 // settle calls done until it reports true, every few milliseconds, for at
 // most settleWait.
+// pump answers the datagrams waiting on the lab's UDP servers (see
+// listeners.pump).
+func (l *Lab) pump() {
+	if l.listeners != nil {
+		l.listeners.pump()
+	}
+}
+
+// waitUntil sleeps until t, answering datagrams every millisecond.
+func (l *Lab) waitUntil(t time.Time) {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return
+		}
+		time.Sleep(min(d, time.Millisecond))
+		l.pump()
+	}
+}
+
 func settle(done func() bool) {
 	deadline := time.Now().Add(settleWait)
 	for !done() && time.Now().Before(deadline) {

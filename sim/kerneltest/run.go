@@ -135,9 +135,9 @@ func runOnce(tg Target, pkts []Packet, labs *[]string) (out []Outcome, capture [
 
 // unanswered checks the premise of the model's verdicts on the packets of
 // an established flow: the firewall (or the host behind it) answered the
-// flow's admitted first packet before the next packet of the flow reached
-// it, since that answer is what makes conntrack take the flow as
-// established. A listener that a busy machine runs late breaks it: a UDP
+// flow's admitted packet before the next packet of the flow (data, or a
+// retransmitted connection attempt) reached it, since that answer is
+// what makes conntrack take the flow as established. A listener that a busy machine runs late breaks it: a UDP
 // datagram sent before the echo is still ct new to the kernel, and counts
 // against a limit a second time. It returns what went wrong, or "".
 func unanswered(out []Outcome, capture []Frame) string {
@@ -158,12 +158,13 @@ func unanswered(out []Outcome, capture []Frame) string {
 	passed := map[flowKey]bool{}
 	for i, o := range out {
 		k := flowKey{src: o.Src, sport: o.SPort, dst: o.Dst, dport: o.Port.Num, proto: o.Port.Proto}
-		if o.Kind == lang.Data && passed[k] && o.Seen {
+		if passed[k] && o.Seen {
 			if t, ok := answered[k]; !ok || !t.Before(o.rx) {
 				return fmt.Sprintf("packet %d (%s) reached the firewall before its flow was answered", i+1, describe(o.Packet, o.Sent))
 			}
 		}
-		if o.Passed {
+		// What the servers answer: a datagram, a connection attempt.
+		if o.Passed && (o.Port.Proto == lang.UDP && o.Kind == lang.New || o.attempt()) {
 			passed[k] = true
 		}
 	}
