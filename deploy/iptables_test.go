@@ -37,6 +37,20 @@ func example(t *testing.T, name string) *iptables.Ruleset {
 	return rs
 }
 
+// lowered compiles policy text for iptables.
+func lowered(t *testing.T, src string) *iptables.Ruleset {
+	t.Helper()
+	pol, diags := lang.Load("p.kwl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	rs, diags := iptables.Lower(pol)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return rs
+}
+
 // iptNS creates a namespace with a host rule and policy of its own in
 // both families, which no kwl command may change.
 func iptNS(t *testing.T, role string) *netns.NS {
@@ -181,6 +195,28 @@ func TestIptablesRecentKept(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("status lists %+v, want kwl_door_ssh_4 with 198.51.100.10", st.Lists)
+	}
+}
+
+// TestIptablesRekeyedList: a redeploy that changes a limit's key (per
+// source to per source/24) counts by the new key. The kernel keeps a
+// list's --mask from the rule that created it for as long as a rule
+// uses the list, so the new key is a new list, created by the new rules;
+// the old one goes with its last rule.
+func TestIptablesRekeyedList(t *testing.T) {
+	ns := iptNS(t, "iptkey")
+	o := opts(t, ns)
+	mustApply(t, o, lowered(t, "limit ssh 3/60s per source\n"))
+	must(t, ns, "sh", "-c", "echo +198.51.100.10 > /proc/net/xt_recent/kwl_lim_ssh_4")
+	mustApply(t, o, lowered(t, "limit ssh 3/60s per source/24\n"))
+	if s := saved(t, ns); !strings.Contains(s, "--name kwl_lim_ssh_m24_4 --mask 255.255.255.0") || strings.Contains(s, "kwl_lim_ssh_4 ") {
+		t.Errorf("after the redeploy the rules are:\n%s\nwant them on kwl_lim_ssh_m24_4 alone", kwlLines(s))
+	}
+	if lists, err := ns.Run("ls", "/proc/net/xt_recent"); err != nil || strings.Contains(string(lists), "kwl_lim_ssh_4\n") {
+		t.Errorf("lists %q, %v: the list of the old key outlived its rules", lists, err)
+	}
+	if out, err := ns.Run("cat", "/proc/net/xt_recent/kwl_lim_ssh_m24_4"); err != nil || len(out) != 0 {
+		t.Errorf("the list of the new key: %q, %v; want a fresh, empty list", out, err)
 	}
 }
 

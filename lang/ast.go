@@ -120,6 +120,12 @@ type KnockStmt struct {
 	Once    *Word // "once": the door admits one connection
 	ForPos  Pos   // of "for", when For is set
 	For     *Word // the door's lifetime
+	// PerSource is set by "per source[/N[/M]]" after the lifetime: the
+	// door opens for the knocker's prefix, Mask4 and Mask6 its lengths.
+	PerSource bool
+	PerPos    Pos   // of "per", when PerSource is set
+	Mask4     *Word // after "per source/", or nil
+	Mask6     *Word // after Mask4, or nil
 	Options
 }
 

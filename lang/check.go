@@ -518,6 +518,17 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	case s.For != nil:
 		c.errorf(s.ForPos, ErrLifetime, "drop \"for "+s.For.Text+"\"", "a closing knock takes no lifetime")
 	}
+	mask4, mask6 := 32, 128
+	if s.PerSource && s.Action == "closes" {
+		c.errorf(s.PerPos, ErrPerClose, "drop \"per source\": a close closes each door of the service by the door's own key",
+			"a closing knock opens no door to key by source prefix")
+	}
+	if s.Mask4 != nil {
+		mask4 = c.mask(s.Mask4, 32, "IPv4")
+	}
+	if s.Mask6 != nil {
+		mask6 = c.mask(s.Mask6, 128, "IPv6")
+	}
 	if s.Action == "closes" && s.Once != nil {
 		c.errorf(s.Once.Pos, ErrOnce, "drop \"once\": it belongs on a knock that opens", "a closing knock opens no door to use once")
 	}
@@ -538,7 +549,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	if s.Action == "opens" {
 		svc.Guarded = true
 		d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
-			Lifetime: life, Once: s.Once != nil, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
+			Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
 		c.pol.Doors = append(c.pol.Doors, d)
 		c.ast.doors[d] = s
 		return

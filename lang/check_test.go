@@ -68,6 +68,8 @@ func TestCheckErrors(t *testing.T) {
 		{"once on a closing knock", "knock 1600 opens ssh for 60s\nknock 1599 closes ssh once", "E30", 2, 23, "opens no door to use once", `drop "once"`},
 		{"once on udp", "knock 1600 opens wireguard once for 60s", "E31", 1, 28, "cannot guard UDP", "TCP ports only (wireguard has UDP ports)"},
 		{"reject on a ban of all", "limit ssh 3/60s per source ban 1h all reject", "E32", 1, 39, "the host would answer every packet of a banned source", `drop "reject"`},
+		{"per source on a closing knock", "knock 1600 opens ssh for 60s\nknock 1599 closes ssh per source/24", "E33", 2, 23, "a closing knock opens no door to key by source prefix", `drop "per source"`},
+		{"door mask out of range", "knock 1600 opens ssh for 60s per source/33", "E12", 1, 41, "per source/33 is out of range for IPv4", ""},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
 	}
 	for _, tc := range tests {
@@ -185,7 +187,7 @@ func TestCheckAllErrors(t *testing.T) {
 func TestCheckIR(t *testing.T) {
 	src := `service ssh = tcp/2222
 service web = tcp/8080, udp/8081 forward to 192.168.1.5
-knock 7000, udp/8000, 9000 opens ssh for 30s
+knock 7000, udp/8000, 9000 opens ssh for 30s per source/24/64
 knock 1600 from 203.0.113.0/24 opens web for 1m log info prefix "door: "
 knock 9000, 8000 within 2s closes ssh
 knock 1599 closes ssh
@@ -216,8 +218,8 @@ test "t" {
 	want := &Policy{
 		Services: []*Service{ssh, web, https, dns},
 		Doors: []*Door{
-			{Ref: Ref{ID: 3}, Service: ssh, Sequence: []Port{{TCP, 7000}, {UDP, 8000}, {TCP, 9000}}, Within: 5 * time.Second, Lifetime: 30 * time.Second},
-			{Ref: Ref{ID: 4}, Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: ", Rate: DefaultLogRate, Per: DefaultLogPer}},
+			{Ref: Ref{ID: 3}, Service: ssh, Sequence: []Port{{TCP, 7000}, {UDP, 8000}, {TCP, 9000}}, Within: 5 * time.Second, Lifetime: 30 * time.Second, Mask4: 24, Mask6: 64},
+			{Ref: Ref{ID: 4}, Service: web, Sequence: []Port{{TCP, 1600}}, Lifetime: time.Minute, Mask4: 32, Mask6: 128, From: []netip.Prefix{pfx("203.0.113.0/24")}, Family: IPv4, Log: &Log{Level: "info", Prefix: "door: ", Rate: DefaultLogRate, Per: DefaultLogPer}},
 		},
 		Revokes: []*Revoke{
 			{Ref: Ref{ID: 5}, Service: ssh, Sequence: []Port{{TCP, 9000}, {TCP, 8000}}, Within: 2 * time.Second},

@@ -12,7 +12,7 @@
 //
 //	# comment to end of line; statements end at ';' or newline
 //	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC [once] for DUR [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC [once] for DUR [per source[/V4BITS[/V6BITS]]] [OPTIONS]
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
 //	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
@@ -141,6 +141,14 @@
 // established connection. A service with UDP ports cannot be opened once
 // (E31).
 //
+// A door is opened for the address that knocked. With "per source/24"
+// (or /24/64) after its lifetime it is keyed by the knocker's prefix:
+// the knocks of its sequence, the door and a connection through it may
+// come from any addresses of one /24 (or IPv6 /64), as from clients
+// behind a carrier NAT; a close or a closing knock from any address of
+// the prefix closes it, and a door opened once is used up by the prefix.
+// "from" still says who may knock. A closing knock keys nothing (E33).
+//
 // A reject clause on a knock that opens a service, or on a limit, refuses
 // with a reject instead of a drop: a new TCP connection gets a TCP reset,
 // any other new packet an ICMP (IPv4) or ICMPv6 port unreachable, as a
@@ -227,6 +235,8 @@
 //	    the door used up
 //	E32 "reject" on a limit whose ban covers all traffic: the host would
 //	    answer every packet of a banned source, on every port
+//	E33 "per source" on a knock that closes: a close closes each door
+//	    of the service by the door's own key
 //
 // # Bounds
 //

@@ -188,6 +188,9 @@ func stmtText(s Stmt) string {
 		if s.For != nil {
 			w.add("for", canonicalDuration(s.For.Text))
 		}
+		if s.PerSource {
+			w.add("per", perSource(s.Mask4, s.Mask6))
+		}
 		w.options(s.Options)
 	case *CloseStmt:
 		w.add("close", s.Service.Text, "on", portsText(s.Ports))
@@ -196,14 +199,7 @@ func stmtText(s Stmt) string {
 	case *LimitStmt:
 		w.add("limit", s.Service.Text, s.Count.Text+"/"+canonicalDuration(s.Window.Text))
 		if s.PerSource {
-			src := "source"
-			if s.Mask4 != nil {
-				src += "/" + s.Mask4.Text
-				if s.Mask6 != nil {
-					src += "/" + s.Mask6.Text
-				}
-			}
-			w.add("per", src)
+			w.add("per", perSource(s.Mask4, s.Mask6))
 		}
 		if s.Shared {
 			w.add("shared")
@@ -221,6 +217,18 @@ func stmtText(s Stmt) string {
 		w.options(s.Options)
 	}
 	return w.String()
+}
+
+// perSource writes the key of "per source[/N[/M]]".
+func perSource(mask4, mask6 *Word) string {
+	src := "source"
+	if mask4 != nil {
+		src += "/" + mask4.Text
+		if mask6 != nil {
+			src += "/" + mask6.Text
+		}
+	}
+	return src
 }
 
 func stepText(s *TestStep) string {

@@ -63,6 +63,9 @@ type knockSyntax struct {
 	Once    *lexer.Token    `parser:"@'once'?"`
 	ForKw   *lexer.Token    `parser:"(@'for'"`
 	For     *lexer.Token    `parser:" @Duration)?"`
+	PerKw   *lexer.Token    `parser:"(@'per' 'source'"`
+	Mask4   *lexer.Token    `parser:" ('/' @Number"`
+	Mask6   *lexer.Token    `parser:"  ('/' @Number)?)?)?"`
 	optionsSyntax
 }
 
@@ -193,9 +196,13 @@ func (g *serviceSyntax) ast() Stmt {
 
 func (g *knockSyntax) ast() Stmt {
 	s := &KnockStmt{Node: span(g.Tokens), Ports: ports(g.Ports), From: sources(g.From), Within: word(g.Within), In: word(g.In),
-		Action: text(g.Action), Service: word(g.Service), Once: word(g.Once), For: word(g.For), Options: g.optionsSyntax.ast()}
+		Action: text(g.Action), Service: word(g.Service), Once: word(g.Once), For: word(g.For), PerSource: g.PerKw != nil, Mask4: word(g.Mask4), Mask6: word(g.Mask6),
+		Options: g.optionsSyntax.ast()}
 	if g.ForKw != nil {
 		s.ForPos = posOf(g.ForKw.Pos)
+	}
+	if g.PerKw != nil {
+		s.PerPos = posOf(g.PerKw.Pos)
 	}
 	return s
 }

@@ -218,9 +218,15 @@ type Door struct {
 	Lifetime time.Duration // how long the door stays open after the last knock
 	// Once closes the door for the source when it admits a connection
 	// (a TCP SYN): a single-use grant. Only for TCP services (E31).
-	Once   bool
-	From   []netip.Prefix // sources allowed to knock; empty means any
-	Family Family
+	Once bool
+	// Mask4 and Mask6 are the prefix lengths the door is keyed by (per
+	// source/24/64): the knock, its sequence and the door count for the
+	// knocker's whole prefix, for clients behind a carrier NAT whose
+	// knocks and connection leave from different addresses. 32 and 128
+	// by default.
+	Mask4, Mask6 int
+	From         []netip.Prefix // sources allowed to knock; empty means any
+	Family       Family
 	// Reject refuses a new connection to the service, when no door of it
 	// is open for the source, with a reject (a TCP reset, an ICMP port
 	// unreachable) rather than a drop. Every door of a service says the

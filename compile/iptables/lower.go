@@ -80,6 +80,12 @@ type fam struct {
 	nat    *Table
 	chains map[string]*Chain
 	logN   int
+	// masks holds the prefix length of every list keyed by a prefix (a
+	// door per source/24, its sequence's stages). xt_recent copies a
+	// list's --mask when a rule creates the list and ignores it in every
+	// later rule, so each rule on such a list carries the same one:
+	// keyMasks writes it on them all.
+	masks map[string]int
 }
 
 // shorten keeps a name within max characters, replacing its tail by a
@@ -99,14 +105,6 @@ func chainName(parts ...string) string {
 		n += "-" + p
 	}
 	return shorten(n, MaxChainName)
-}
-
-func (b *fam) listName(kind, id string, k int) string {
-	n := "kwl_" + kind + "_" + id
-	if k > 0 {
-		n += fmt.Sprintf("_%d", k)
-	}
-	return shorten(n+fmt.Sprintf("_%d", b.f), MaxListName)
 }
 
 func (b *fam) chain(t *Table, name string) *Chain {
@@ -172,6 +170,7 @@ func (l *lowerer) family(f plan.Fam) *Family {
 			}
 		}
 	}
+	b.keyMasks()
 	fam := &Family{IPv6: f == plan.V6}
 	if b.nat != nil {
 		b.nat.Chains = append([]*Chain{{Name: "PREROUTING", Builtin: true, Policy: "ACCEPT",
@@ -187,6 +186,47 @@ func (l *lowerer) family(f plan.Fam) *Family {
 	b.filter.Chains = append(builtins, b.filter.Chains...)
 	fam.Tables = append(fam.Tables, b.filter)
 	return fam
+}
+
+// keyMasks gives every recent match on a list keyed by a prefix that
+// prefix (see fam.masks).
+func (b *fam) keyMasks() {
+	for _, c := range b.filter.Chains {
+		for _, r := range c.Rules {
+			if r.Recent != nil {
+				if m, ok := b.masks[r.Recent.Name]; ok {
+					r.Recent.Mask = m
+				}
+			}
+		}
+	}
+}
+
+// keyedList names a list keyed by prefixes of length bits, or, when
+// shared, by one entry for every source, and records its mask (see
+// fam.masks). The key is part of the name ("_m24", "_shared"): since the
+// kernel keeps a list's first mask for as long as a rule uses it, a
+// redeploy that changed the key under the same name would go on counting
+// by the old one.
+func (b *fam) keyedList(kind, id string, k, bits int, shared bool) string {
+	n := "kwl_" + kind + "_" + id
+	if k > 0 {
+		n += fmt.Sprintf("_%d", k)
+	}
+	switch {
+	case shared:
+		n += "_shared"
+	case bits < b.f.Bits():
+		n += fmt.Sprintf("_m%d", bits)
+	}
+	n = shorten(n+fmt.Sprintf("_%d", b.f), MaxListName)
+	if bits < b.f.Bits() && !shared {
+		if b.masks == nil {
+			b.masks = map[string]int{}
+		}
+		b.masks[n] = bits
+	}
+	return n
 }
 
 // chunks splits ports into groups one multiport match holds.
@@ -312,14 +352,16 @@ func (b *fam) knockRules(c *Chain, knocks []plan.Knock) {
 	}
 }
 
-func (b *fam) doorList(d *lang.Door) string { return b.listName("door", b.l.ids.Door[d], 0) }
+func (b *fam) doorList(d *lang.Door) string {
+	return b.keyedList("door", b.l.ids.Door[d], 0, plan.DoorMask(d, b.f), false)
+}
 
 func (b *fam) doorRules(c *Chain, d *lang.Door) {
 	if !plan.Covers(plan.Families(d.Family, d.From, d.Service), b.f) {
 		return
 	}
 	final := []*Recent{{Name: b.doorList(d), Op: Set}}
-	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, d.Ref, final, comment("knock", d.Service, d.Ref))
+	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, plan.DoorMask(d, b.f), d.Ref, final, comment("knock", d.Service, d.Ref))
 	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
@@ -350,7 +392,7 @@ func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
 		}
 		return
 	}
-	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, r.Ref, final, cm)
+	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, b.f.Bits(), r.Ref, final, cm)
 }
 
 // sequence emits the state rules of a knock sequence. Stage lists
@@ -361,9 +403,10 @@ func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
 // Sk, or runs final for the last port. The reset runs first: it leaves
 // every source that should advance untouched, and --rcheck stamps nothing,
 // so the second test sees what the first saw. A source is in at most one
-// stage list at a time.
+// stage list at a time. The stage lists are keyed by prefixes of bits,
+// as the door the sequence opens.
 func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
-	from []netip.Prefix, ref lang.Ref, final []*Recent, cm string) {
+	from []netip.Prefix, bits int, ref lang.Ref, final []*Recent, cm string) {
 	src := plan.From(from, b.f)
 	base := func(p lang.Port, rc *Recent, t Target) *Rule {
 		return &Rule{Src: src, Proto: p.Proto, DPorts: []uint16{p.Num}, TCPFlags: synOnly(p.Proto), CtState: newState(), Recent: rc, Target: t, Origin: ref, Comment: cm}
@@ -387,7 +430,7 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	}
 	stages := make([]string, n)
 	for k := 1; k < n; k++ {
-		stages[k] = b.listName(kind, id, k)
+		stages[k] = b.keyedList(kind, id, k, bits, false)
 	}
 	reset := b.chain(b.filter, chainName(kind, id, "reset"))
 	if len(reset.Rules) == 0 {
@@ -409,7 +452,7 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	start := b.chain(b.filter, chainName(kind, id, "1"))
 	var outside, stampAll *Rule
 	if span > 0 {
-		all := shorten("kwl_"+kind+"_"+id+"_in"+fmt.Sprintf("_%d", b.f), MaxListName)
+		all := b.keyedList(kind, id+"_in", 0, bits, false)
 		stampAll = &Rule{Recent: &Recent{Name: all, Op: Set}, Origin: ref, Comment: cm}
 		outside = &Rule{Recent: &Recent{Name: all, Op: Rcheck, Seconds: spanSecs, Invert: true},
 			Target: Target{Kind: RETURN}, Origin: ref, Comment: cm}

@@ -97,8 +97,8 @@ func TestLowerStatements(t *testing.T) {
 		chain:  "kwl-svc-ssh",
 		want: []string{
 			"-p tcp -m tcp ! --tcp-flags SYN,ACK SYN -m conntrack --ctstate NEW -m comment --comment \"limit ssh, line 1\" -j ACCEPT",
-			"--ctstate NEW -m recent --rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource -m comment --comment \"limit ssh, line 1\" -j DROP",
-			"--ctstate NEW -m recent --set --name kwl_lim_ssh_4 --mask 255.255.255.0 --rsource",
+			"--ctstate NEW -m recent --rcheck --seconds 60 --hitcount 3 --name kwl_lim_ssh_m24_4 --mask 255.255.255.0 --rsource -m comment --comment \"limit ssh, line 1\" -j DROP",
+			"--ctstate NEW -m recent --set --name kwl_lim_ssh_m24_4 --mask 255.255.255.0 --rsource",
 			"--ctstate NEW -m comment --comment \"limit ssh, line 1\" -j ACCEPT",
 		},
 	}, {
@@ -119,7 +119,7 @@ func TestLowerStatements(t *testing.T) {
 		policy: func(b *irtest.B) { b.Limit("ssh", 3, time.Minute, 24, 64, 0) },
 		v6:     true,
 		chain:  "kwl-svc-ssh",
-		want:   []string{"--name kwl_lim_ssh_6 --mask ffff:ffff:ffff:ffff:: --rsource"},
+		want:   []string{"--name kwl_lim_ssh_m64_6 --mask ffff:ffff:ffff:ffff:: --rsource"},
 	}, {
 		name: "global limit: one entry for every source of the family",
 		policy: func(b *irtest.B) {
@@ -128,8 +128,8 @@ func TestLowerStatements(t *testing.T) {
 		},
 		chain: "kwl-svc-https",
 		want: []string{
-			"-m recent --rcheck --seconds 20 --hitcount 3 --name kwl_lim_https_4 --mask 0.0.0.0 --rsource -m comment --comment \"limit https, line 1\" -j DROP",
-			"-m recent --set --name kwl_lim_https_4 --mask 0.0.0.0 --rsource",
+			"-m recent --rcheck --seconds 20 --hitcount 3 --name kwl_lim_https_shared_4 --mask 0.0.0.0 --rsource -m comment --comment \"limit https, line 1\" -j DROP",
+			"-m recent --set --name kwl_lim_https_shared_4 --mask 0.0.0.0 --rsource",
 		},
 	}, {
 		name:   "ban: checked first, set over the limit",

@@ -145,7 +145,9 @@ func (b *fam) doorCheck(d *lang.Door, invert bool) *Recent {
 	return &Recent{Name: b.doorList(d), Op: Rcheck, Seconds: b.seconds(d.Lifetime, d.Pos, "the door's lifetime"), Invert: invert}
 }
 
-func (b *fam) banList(lim *lang.Limit) string { return b.listName("ban", b.l.ids.Limit[lim], 0) }
+func (b *fam) banList(lim *lang.Limit) string {
+	return b.keyedList("ban", b.l.ids.Limit[lim], 0, plan.Mask(lim, b.f), false)
+}
 
 // mask is the --mask of a limit's lists. The kernel copies it when the
 // list is created, so every rule on the list carries the same one.
@@ -183,7 +185,7 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 			"limit each family on its own (family ipv4, family ipv6), or use --backend nft")
 		return
 	}
-	list := b.listName("lim", b.l.ids.Limit[lim], 0)
+	list := b.keyedList("lim", b.l.ids.Limit[lim], 0, plan.Mask(lim, b.f), !lim.PerSource)
 	secs := b.seconds(lim.Window, lim.Pos, "the limit's window")
 	key := func(op RecentOp) *Recent {
 		r := &Recent{Name: list, Op: op, Mask: b.mask(lim), Shared: !lim.PerSource}

@@ -458,8 +458,9 @@ func notSYN() []Expr {
 func (l *lowerer) doorRules(c *Chain, d *lang.Door) {
 	for _, f := range plan.Families(d.Family, d.From, d.Service) {
 		door := l.doorSet(d, f)
-		final := []Expr{&Dynset{Op: Update, Set: door, Key: key(f, 0)}}
-		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, d.Ref, final, comment("knock", d.Service, d.Ref))
+		k := key(f, plan.DoorMask(d, f))
+		final := []Expr{&Dynset{Op: Update, Set: door, Key: k}}
+		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, d.Ref, final, comment("knock", d.Service, d.Ref))
 	}
 }
 
@@ -468,7 +469,7 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 		var final []Expr
 		for _, d := range l.ids.DoorsOf(r.Service) {
 			if plan.Covers(plan.Families(d.Family, d.From, d.Service), f) {
-				final = append(final, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, 0)})
+				final = append(final, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, plan.DoorMask(d, f))})
 			}
 		}
 		if len(final) == 0 {
@@ -495,7 +496,7 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 			}
 			continue
 		}
-		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, r.Ref, final, cm)
+		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, key(f, 0), r.Ref, final, cm)
 	}
 }
 
@@ -508,13 +509,16 @@ func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
 // is in at most one stage set at a time, so an advance deletes it from
 // s(k-1) alone.
 //
+// The stage sets are keyed by sk, the key of the door the sequence opens
+// (a source, or its prefix with per source/N).
+//
 // A reset deletes the source from every stage set. It is a chain of its
 // own, one delete a rule, which the rules jump to: a rule stays the same
 // size however long the sequence is. The kernel refuses a rule of more
 // than 128 expressions or of 4 kB of expression data (EFBIG,
 // nf_tables_newrule), which a rule deleting from 34 sets passes.
 func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
-	from []netip.Prefix, f plan.Fam, ref lang.Ref, final []Expr, cm string) {
+	from []netip.Prefix, f plan.Fam, sk Key, ref lang.Ref, final []Expr, cm string) {
 	n := len(ports)
 	if n == 1 {
 		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), final), Origin: ref, Comment: cm})
@@ -524,7 +528,7 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 	reset := &Chain{Name: fmt.Sprintf("%s_%s_reset%s", kind, id, fsuffix(f))}
 	for k := 1; k < n; k++ {
 		stages[k] = l.stageSet(kind, id, k, f, within, ref)
-		reset.Rules = append(reset.Rules, &Rule{Exprs: one(&Dynset{Op: Delete, Set: stages[k], Key: key(f, 0)}), Origin: ref, Comment: cm})
+		reset.Rules = append(reset.Rules, &Rule{Exprs: one(&Dynset{Op: Delete, Set: stages[k], Key: sk}), Origin: ref, Comment: cm})
 	}
 	l.helpers = append(l.helpers, reset)
 	jumpReset := one(&Verdict{Kind: Jump, Chain: reset.Name})
@@ -536,7 +540,7 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 		if k >= n {
 			return nil
 		}
-		return one(&Lookup{Set: stages[k], Key: key(f, 0), Neg: true})
+		return one(&Lookup{Set: stages[k], Key: sk, Neg: true})
 	}
 	// p1: restart.
 	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), jumpReset), Origin: ref, Comment: cm})
@@ -548,23 +552,23 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 	if span > 0 {
 		all := l.set(fmt.Sprintf("%s_%s_in%s", kind, id, fsuffix(f)), f, span, ref,
 			fmt.Sprintf("sources within the window of the sequence of line %d", ref.Pos.Line))
-		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: all, Key: key(f, 0)})), Origin: ref, Comment: cm})
-		inSpan = one(&Lookup{Set: all, Key: key(f, 0)})
+		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: all, Key: sk})), Origin: ref, Comment: cm})
+		inSpan = one(&Lookup{Set: all, Key: sk})
 	}
-	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: stages[1], Key: key(f, 0)})), Origin: ref, Comment: cm})
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: stages[1], Key: sk})), Origin: ref, Comment: cm})
 	for k := 2; k <= n; k++ {
 		prev := stages[k-1]
 		// Not at stage k-1 (or too late): the attempt is over.
 		c.Rules = append(c.Rules, &Rule{
-			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0), Neg: true}), notAt(k), jumpReset),
+			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: sk, Neg: true}), notAt(k), jumpReset),
 			Origin: ref, Comment: cm,
 		})
 		next := final
 		if k < n {
-			next = one(&Dynset{Op: Update, Set: stages[k], Key: key(f, 0)})
+			next = one(&Dynset{Op: Update, Set: stages[k], Key: sk})
 		}
 		c.Rules = append(c.Rules, &Rule{
-			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: key(f, 0)}), inSpan, one(&Dynset{Op: Delete, Set: prev, Key: key(f, 0)}), next),
+			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: sk}), inSpan, one(&Dynset{Op: Delete, Set: prev, Key: sk}), next),
 			Origin: ref, Comment: cm,
 		})
 	}

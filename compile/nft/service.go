@@ -54,7 +54,7 @@ func (l *lowerer) serviceChain(s *lang.Service) *Chain {
 			var open []Expr
 			for _, d := range doors {
 				if plan.Covers(plan.Families(d.Family, d.From, d.Service), f) {
-					open = append(open, &Lookup{Set: l.doorSet(d, f), Key: key(f, 0)})
+					open = append(open, &Lookup{Set: l.doorSet(d, f), Key: key(f, plan.DoorMask(d, f))})
 				}
 			}
 			var origin lang.Ref
@@ -114,9 +114,9 @@ func (l *lowerer) accepts(c *Chain, s *lang.Service, doors []*lang.Door, limits 
 	if len(doors) > 0 {
 		for _, d := range doors {
 			for _, f := range plan.Families(d.Family, d.From, d.Service) {
-				es := one(nfproto(f), ctNew(), &Lookup{Set: l.doorSet(d, f), Key: key(f, 0)})
+				es := one(nfproto(f), ctNew(), &Lookup{Set: l.doorSet(d, f), Key: key(f, plan.DoorMask(d, f))})
 				if d.Once && pre == nil {
-					es = append(es, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, 0)})
+					es = append(es, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, plan.DoorMask(d, f))})
 				}
 				add(&Rule{
 					Exprs:  cat(es, logExpr(d.Log, "knock", s), one(&Verdict{Kind: Accept})),

@@ -489,6 +489,28 @@ func Catalog() []Scenario {
 			3s     198.51.100.10 1600
 			3.2s   198.51.100.10 8080
 		`),
+	}, {
+		// A door keyed by prefix: the knocks of a sequence and the
+		// connection may come from different addresses of one /24 (or
+		// /64), as behind a carrier NAT; a close from any of them closes
+		// the prefix's door.
+		Name:   "door-per-prefix",
+		Want:   "ddad" + "ddad" + "ddad",
+		Policy: "knock 1600, 1700 opens ssh for 3s per source/24/64\nclose ssh on 1599\n",
+		Packets: Steps(`
+			0s     198.51.100.10 1600
+			200ms  198.51.100.77 1700             # the same /24 goes on with the sequence
+			400ms  198.51.100.200 22
+			600ms  203.0.113.10 22                # another /24
+			800ms  2001:db8:51::10 1600
+			1s     2001:db8:51:0:ffff::1 1700     # the same /64
+			1.2s   2001:db8:51::99 22
+			1.4s   2001:db8:51:1::10 22           # another /64
+			1.6s   198.51.100.3 1599              # closes the door of the /24
+			1.8s   198.51.100.10 22
+			2s     2001:db8:51::10 22             # the /64's door is still open
+			4.5s   2001:db8:51::10 22             # and closed 3s after its last knock
+		`),
 	}}
 }
 

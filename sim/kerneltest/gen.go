@@ -83,11 +83,22 @@ func Generate(seed uint64, attempt int) Scenario {
 	// A reject on the door or the limit, and a single-use door on a TCP
 	// service, drawn apart from the rest, so that adding them left every
 	// other seed's scenario as it was.
-	// A ban on all traffic is drawn apart too, and takes no reject (E32).
+	// A ban on all traffic is drawn apart too, and takes no reject (E32);
+	// so is a door keyed by prefix.
 	ba := rand.New(rand.NewPCG(seed, 0x616c6c))
 	for i, st := range plan.policy {
 		if strings.HasPrefix(st, "limit ") && strings.Contains(st, " ban ") && ba.IntN(100) < 40 {
 			plan.policy[i] += " all"
+		}
+	}
+	pk := rand.New(rand.NewPCG(seed, 0x706572))
+	for i, st := range plan.policy {
+		if strings.Contains(st, " opens ") && pk.IntN(100) < 25 {
+			// After the lifetime, before the options.
+			per := []string{" per source/24", " per source/24/64"}[pk.IntN(2)]
+			at := strings.Index(st, " for ") + len(" for ")
+			at += strings.IndexByte(st[at:]+" ", ' ')
+			plan.policy[i] = st[:at] + per + st[at:]
 		}
 	}
 	rj := rand.New(rand.NewPCG(seed, 0x72656a))

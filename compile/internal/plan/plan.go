@@ -115,10 +115,16 @@ func unmapBits(p netip.Prefix) int {
 
 // Mask returns the prefix length of a limit's per-source key in family f;
 // the full address when the policy gives none.
-func Mask(l *lang.Limit, f Fam) int {
-	m := l.Mask4
+func Mask(l *lang.Limit, f Fam) int { return prefixLen(l.Mask4, l.Mask6, f) }
+
+// DoorMask is Mask for a door: the prefix length of family f that the
+// door, its knocks and its sequence are keyed by.
+func DoorMask(d *lang.Door, f Fam) int { return prefixLen(d.Mask4, d.Mask6, f) }
+
+func prefixLen(m4, m6 int, f Fam) int {
+	m := m4
 	if f == V6 {
-		m = l.Mask6
+		m = m6
 	}
 	if m <= 0 || m > f.Bits() {
 		return f.Bits()
