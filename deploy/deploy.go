@@ -329,13 +329,13 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 }
 
 // limited returns the sets that a dynset of n updates with a per-element
-// limit: their elements must carry that limit, which cannot be read back
-// with its state.
+// limit or connection count: their elements must carry it, and it cannot
+// be read back with its state.
 func limited(n *nftnl.Ruleset) map[string]bool {
 	m := map[string]bool{}
 	for _, r := range n.Rules {
 		for _, e := range r.From.Exprs {
-			if d, ok := e.(*nft.Dynset); ok && d.Limit != nil {
+			if d, ok := e.(*nft.Dynset); ok && (d.Limit != nil || d.Connlimit != nil) {
 				m[d.Set] = true
 			}
 		}

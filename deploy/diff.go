@@ -425,7 +425,10 @@ func exprKey(name string, attrs []netlink.Attribute, anon func([]byte) string) (
 			setRef = "@" + n
 			continue
 		case (name == "lookup" && typ == unix.NFTA_LOOKUP_FLAGS) || (name == "dynset" && typ == unix.NFTA_DYNSET_FLAGS) ||
-			(name == "limit" && typ == unix.NFTA_LIMIT_FLAGS):
+			(name == "limit" && typ == unix.NFTA_LIMIT_FLAGS) ||
+			// The kernel dumps a connlimit's flags only when set
+			// (nft_connlimit_do_dump); google/nftables always sends them.
+			(name == "connlimit" && typ == expr.NFTA_CONNLIMIT_FLAGS):
 			if zero {
 				continue
 			}

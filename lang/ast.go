@@ -138,21 +138,22 @@ type CloseStmt struct {
 	Options
 }
 
-// LimitStmt is "limit SVC COUNT/DUR [per source[/N[/M]] | shared] [ban DUR [all]] ...".
+// LimitStmt is "limit SVC COUNT/DUR|COUNT concurrent [per source[/N[/M]] | shared] [ban DUR [all]] ...".
 // Shared says in words what no per clause means, one counter for all
 // sources; it is the only way to write a ban on a shared counter.
 type LimitStmt struct {
 	Node
-	Service   *Word
-	Count     *Word
-	Window    *Word
-	PerSource bool
-	Mask4     *Word // after "per source/", or nil
-	Mask6     *Word // after Mask4, or nil
-	Shared    bool
-	BanPos    Pos // of "ban", when Ban is set
-	Ban       *Word
-	BanAll    *Word // "all" after the ban's duration, or nil
+	Service    *Word
+	Count      *Word
+	Window     *Word // nil for a cap of concurrent connections
+	Concurrent *Word // "concurrent", or nil
+	PerSource  bool
+	Mask4      *Word // after "per source/", or nil
+	Mask6      *Word // after Mask4, or nil
+	Shared     bool
+	BanPos     Pos // of "ban", when Ban is set
+	Ban        *Word
+	BanAll     *Word // "all" after the ban's duration, or nil
 	Options
 }
 

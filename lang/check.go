@@ -72,6 +72,11 @@ const maxDuration = 365 * 24 * time.Hour
 // kernels before 6.11 cap at 255).
 const MaxLimitCount = 100
 
+// MaxConcurrent is the largest count of a cap of concurrent connections
+// ("limit ssh 10 concurrent"): the count is one number in the kernel
+// (nft_connlimit, xt_connlimit), not one slot per connection.
+const MaxConcurrent = 65535
+
 // MaxLimitWindow is the longest window of a limit. An nft limit slot
 // holds one token, refilled after a week, which must come only after
 // the slot's element has expired.
@@ -593,8 +598,12 @@ func (c *checker) limitStmt(s *LimitStmt) {
 	svc := c.service(s.Service.Text, s.Service.Pos)
 	l := &Limit{Ref: Ref{c.id[s], pos}, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
 	count, err := strconv.Atoi(s.Count.Text)
+	l.Concurrent = s.Concurrent != nil
 	switch {
-	case err != nil || count > MaxLimitCount:
+	case l.Concurrent && (err != nil || count > MaxConcurrent):
+		c.errorf(s.Count.Pos, ErrLimitCount, fmt.Sprintf("a cap holds at most %d concurrent connections", MaxConcurrent),
+			"limit count %s is too large", s.Count.Text)
+	case !l.Concurrent && (err != nil || count > MaxLimitCount):
 		c.errorf(s.Count.Pos, ErrLimitCount, fmt.Sprintf("a limit counts at most %d connections per window; for a higher rate, write it over a shorter window (100/1s rather than 6000/1m)", MaxLimitCount),
 			"limit count %s is too large", s.Count.Text)
 	case count < 1:
@@ -602,7 +611,9 @@ func (c *checker) limitStmt(s *LimitStmt) {
 			"limit count must be at least 1, not %s", s.Count.Text)
 	}
 	l.Count = count
-	l.Window, _ = c.duration(s.Window.Text, s.Window.Pos, "the limit's window", false)
+	if s.Window != nil {
+		l.Window, _ = c.duration(s.Window.Text, s.Window.Pos, "the limit's window", false)
+	}
 	if l.Window > MaxLimitWindow {
 		c.errorf(s.Window.Pos, ErrDuration, "a limit's window is at most a day; write the rate over a shorter window",
 			"the limit's window %s is longer than a day", s.Window.Text)
@@ -619,8 +630,8 @@ func (c *checker) limitStmt(s *LimitStmt) {
 			// One source that spends the shared counter would get every
 			// source after it banned: say so, or say "shared".
 			c.errorf(s.BanPos, ErrSharedBan,
-				fmt.Sprintf("ban the sources that exceed their own count: limit %[1]s %[2]s/%[3]s per source ban %[4]s; or, to mean one counter for all, write limit %[1]s %[2]s/%[3]s shared ban %[4]s",
-					s.Service.Text, s.Count.Text, s.Window.Text, s.Ban.Text),
+				fmt.Sprintf("ban the sources that exceed their own count: limit %[1]s %[2]s per source ban %[3]s; or, to mean one counter for all, write limit %[1]s %[2]s shared ban %[3]s",
+					s.Service.Text, countText(s), s.Ban.Text),
 				"ban without per source: once one source spends the counter all sources share, every source that connects is banned")
 		}
 	}
@@ -639,6 +650,15 @@ func (c *checker) limitStmt(s *LimitStmt) {
 	}
 	c.pol.Limits = append(c.pol.Limits, l)
 	c.ast.limits[l] = s
+}
+
+// countText writes a limit's count as the policy does: 3/60s, or 10
+// concurrent.
+func countText(s *LimitStmt) string {
+	if s.Concurrent != nil {
+		return s.Count.Text + " concurrent"
+	}
+	return s.Count.Text + "/" + s.Window.Text
 }
 
 // noReject reports a reject clause on a statement that refuses nothing

@@ -70,6 +70,8 @@ func TestCheckErrors(t *testing.T) {
 		{"reject on a ban of all", "limit ssh 3/60s per source ban 1h all reject", "E32", 1, 39, "the host would answer every packet of a banned source", `drop "reject"`},
 		{"per source on a closing knock", "knock 1600 opens ssh for 60s\nknock 1599 closes ssh per source/24", "E33", 2, 23, "a closing knock opens no door to key by source prefix", `drop "per source"`},
 		{"door mask out of range", "knock 1600 opens ssh for 60s per source/33", "E12", 1, 41, "per source/33 is out of range for IPv4", ""},
+		{"cap too large", "limit ssh 70000 concurrent", "E08", 1, 11, "limit count 70000 is too large", "a cap holds at most 65535 concurrent connections"},
+		{"shared ban on a cap", "limit ssh 10 concurrent ban 1h", "E17", 1, 25, "ban without per source", "limit ssh 10 concurrent per source ban 1h"},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
 	}
 	for _, tc := range tests {
@@ -354,5 +356,17 @@ func TestCheckOnce(t *testing.T) {
 	}
 	if !pol.Doors[0].Once || pol.Doors[1].Once {
 		t.Errorf("Once of the doors: %v, %v; want true, false", pol.Doors[0].Once, pol.Doors[1].Once)
+	}
+}
+
+// TestCheckCap checks a cap of concurrent connections into the IR.
+func TestCheckCap(t *testing.T) {
+	pol, diags := Load("p.kwl", []byte("limit ssh 15 concurrent per source/24 ban 1h all\n"))
+	if diags.HasErrors() || len(pol.Limits) != 1 {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	l := pol.Limits[0]
+	if !l.Concurrent || l.Count != 15 || l.Window != 0 || !l.PerSource || l.Mask4 != 24 || l.Ban != time.Hour || !l.BanAll {
+		t.Errorf("cap = %+v", l)
 	}
 }

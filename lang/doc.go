@@ -15,7 +15,7 @@
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC [once] for DUR [per source[/V4BITS[/V6BITS]]] [OPTIONS]
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
-//	limit SVC COUNT/DUR [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
+//	limit SVC COUNT/DUR|COUNT concurrent [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
 //	test "NAME" {
 //	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]
@@ -117,6 +117,14 @@
 // DUR, the window's ends included; refused connections do not count, and
 // a ban starts at the first refused connection. COUNT is at most
 // MaxLimitCount (100) and DUR at most MaxLimitWindow (a day).
+//
+// A cap, "limit SVC COUNT concurrent", admits a new connection while
+// fewer than COUNT connections of its key are open (at most
+// MaxConcurrent). A connection counts from the attempt the cap admitted
+// until conntrack forgets it, a TCP one until it closes (TIME_WAIT or
+// CLOSE); an attempt the cap or a later statement refused stops counting
+// at the key's next connection two kernel ticks on (nf_conncount). Caps
+// and rate limits of a service run in order, as limits do; a cap may ban.
 //
 // A ban holds a source (its key: a masked source, or everyone when
 // shared) for its duration from the connection that went over the limit. It refuses

@@ -197,7 +197,11 @@ func stmtText(s Stmt) string {
 		w.from(s.From)
 		w.options(s.Options)
 	case *LimitStmt:
-		w.add("limit", s.Service.Text, s.Count.Text+"/"+canonicalDuration(s.Window.Text))
+		if s.Concurrent != nil {
+			w.add("limit", s.Service.Text, s.Count.Text, "concurrent")
+		} else {
+			w.add("limit", s.Service.Text, s.Count.Text+"/"+canonicalDuration(s.Window.Text))
+		}
 		if s.PerSource {
 			w.add("per", perSource(s.Mask4, s.Mask6))
 		}

@@ -80,8 +80,9 @@ type closeSyntax struct {
 type limitSyntax struct {
 	Tokens    []lexer.Token
 	Service   *lexer.Token `parser:"'limit' @Ident"`
-	Count     *lexer.Token `parser:"@Number '/'"`
-	Window    *lexer.Token `parser:"@Duration"`
+	Count     *lexer.Token `parser:"@Number"`
+	Window    *lexer.Token `parser:"('/' @Duration"`
+	Conc      *lexer.Token `parser:" | @'concurrent')"`
 	PerSource bool         `parser:"((@'per' 'source'"`
 	Mask4     *lexer.Token `parser:"  ('/' @Number"`
 	Mask6     *lexer.Token `parser:"   ('/' @Number)?)?)"`
@@ -213,7 +214,7 @@ func (g *closeSyntax) ast() Stmt {
 }
 
 func (g *limitSyntax) ast() Stmt {
-	s := &LimitStmt{Node: span(g.Tokens), Service: word(g.Service), Count: word(g.Count), Window: word(g.Window),
+	s := &LimitStmt{Node: span(g.Tokens), Service: word(g.Service), Count: word(g.Count), Window: word(g.Window), Concurrent: word(g.Conc),
 		PerSource: g.PerSource, Mask4: word(g.Mask4), Mask6: word(g.Mask6), Shared: g.Shared, Ban: word(g.Ban),
 		BanAll:  word(g.BanAll),
 		Options: g.optionsSyntax.ast()}

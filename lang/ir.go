@@ -258,7 +258,10 @@ type Limit struct {
 	Ref
 	Service *Service
 	Count   int           // connections admitted ...
-	Window  time.Duration // ... per this window
+	Window  time.Duration // ... per this window, or 0 for a cap
+	// Concurrent makes the limit a cap: at most Count connections of
+	// the key open at once (nft ct count, iptables connlimit).
+	Concurrent bool
 	// PerSource gives each source (after masking) its own counter; when
 	// false all sources share one.
 	PerSource bool

@@ -330,7 +330,7 @@ func logKey(l *Log) string {
 }
 
 func limitKey(l *Limit) string {
-	return fmt.Sprintf("limit %p %d %d %v %d %d %d %v %d %s", l.Service, l.Count, l.Window, l.PerSource, l.Mask4, l.Mask6, l.Ban, l.BanAll, l.Family, logKey(l.Log))
+	return fmt.Sprintf("limit %p %d %d %v %v %d %d %d %v %d %s", l.Service, l.Count, l.Window, l.Concurrent, l.PerSource, l.Mask4, l.Mask6, l.Ban, l.BanAll, l.Family, logKey(l.Log))
 }
 
 // doorFamily warns of a door whose family clause leaves its service
@@ -416,8 +416,8 @@ func sortedBuiltins() []string {
 // family; the limit is dead when it is dead in every family it covers.
 func (c *checker) deadLimits(dups map[*Limit]bool) {
 	for j, l2 := range c.pol.Limits {
-		if dups[l2] {
-			continue
+		if dups[l2] || l2.Concurrent {
+			continue // a cap counts what is open, not what came: no rate bounds it
 		}
 		var by *Limit
 		dead := true
@@ -464,7 +464,7 @@ func (c *checker) deadLimits(dups map[*Limit]bool) {
 // before it, that keeps l2 from ever refusing in family f, or nil.
 func stricter(earlier []*Limit, l2 *Limit, f fams) *Limit {
 	for _, l1 := range earlier {
-		if l1.Service != l2.Service || famsOf(l1.Family, l1.Service)&f == 0 || keyBits(l1, f) > keyBits(l2, f) {
+		if l1.Service != l2.Service || l1.Concurrent || famsOf(l1.Family, l1.Service)&f == 0 || keyBits(l1, f) > keyBits(l2, f) {
 			continue
 		}
 		// l1 admits at most Count·⌈T2/T1⌉ in any window of l2.
@@ -500,11 +500,12 @@ func keyPhrase(l *Limit) string {
 
 // limitText writes a limit's count, window and key as the policy does.
 func (c *checker) limitText(l *Limit) string {
-	w := dur(l.Window)
-	if s := c.ast.limits[l]; s != nil {
-		w = s.Window.Text
+	s := itoa(l.Count) + "/" + dur(l.Window)
+	if st := c.ast.limits[l]; st != nil {
+		s = countText(st)
+	} else if l.Concurrent {
+		s = itoa(l.Count) + " concurrent"
 	}
-	s := itoa(l.Count) + "/" + w
 	switch {
 	case !l.PerSource:
 		return s + " shared"

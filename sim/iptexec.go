@@ -85,6 +85,7 @@ type irule struct {
 	ctOrigDport uint16
 	dstLocal    bool
 	recent      *irecent
+	connlimit   *iconnlimit
 	limit       int // index in iptEngine.limits, -1 none
 	target      iptables.TargetKind
 	chain       int
@@ -114,11 +115,36 @@ type ifam struct {
 	input, forward, pre int // chain indexes, -1 when absent
 }
 
+// iconnlimit is a connlimit match: its own tree of keys (the masked
+// source), each with its list of connections (see conncount.go).
+type iconnlimit struct {
+	above int
+	bits  int
+	keys  map[netip.Addr]*ccList
+}
+
+// match counts the packet's connection and reports whether its key has
+// more than above.
+func (c *iconnlimit) match(s *Sim, p *pkt) bool {
+	k := netip.PrefixFrom(p.src, c.bits).Masked().Addr()
+	l := c.keys[k]
+	if l == nil {
+		l = newCCList(p.j) // insert_tree: a new key's list
+		c.keys[k] = l
+	}
+	n := l.add(&s.ct, p)
+	if s.opts.Explain {
+		s.note("connlimit %s/%d: %d connections, above %d: %v", k, c.bits, n, c.above, n > c.above)
+	}
+	return n > c.above
+}
+
 type iptEngine struct {
-	fam    [2]ifam
-	lists  []*recentTable
-	limits []ilimit
-	lstate []ilimitState
+	fam        [2]ifam
+	connlimits []*iconnlimit
+	lists      []*recentTable
+	limits     []ilimit
+	lstate     []ilimitState
 }
 
 func compileIptables(rs *iptables.Ruleset) (*iptEngine, error) {
@@ -262,6 +288,17 @@ func (e *iptEngine) compileRule(r *iptables.Rule, it *itable, v6 bool, lists map
 		ir.recent = &irecent{list: t, op: rc.Op, seconds: int64(rc.Seconds) * HZ, secs: rc.Seconds,
 			hitcount: rc.Hitcount, reap: rc.Reap, invert: rc.Invert}
 	}
+	if cl := r.Connlimit; cl != nil {
+		bits := 32
+		if v6 {
+			bits = 128
+		}
+		if cl.Mask < 0 || cl.Mask > bits || cl.Above < 0 {
+			return irule{}, fmt.Errorf("connlimit --connlimit-above %d --connlimit-mask %d is refused by the kernel", cl.Above, cl.Mask)
+		}
+		ir.connlimit = &iconnlimit{above: cl.Above, bits: cl.Mask}
+		e.connlimits = append(e.connlimits, ir.connlimit)
+	}
 	if l := r.Limit; l != nil {
 		il, err := newIlimit(l)
 		if err != nil {
@@ -317,6 +354,9 @@ func (e *iptEngine) reset() {
 	for _, t := range e.lists {
 		t.reset()
 	}
+	for _, c := range e.connlimits {
+		c.keys = map[netip.Addr]*ccList{}
+	}
 	e.lstate = make([]ilimitState, len(e.limits))
 	for i, l := range e.limits {
 		// Credits full when the rule is loaded (limit_mt_check).
@@ -371,6 +411,9 @@ func (e *iptEngine) matches(s *Sim, p *pkt, r *irule) bool {
 		}
 	}
 	if r.recent != nil && !r.recent.match(s, p) {
+		return false
+	}
+	if r.connlimit != nil && !r.connlimit.match(s, p) {
 		return false
 	}
 	if r.limit >= 0 {

@@ -81,6 +81,7 @@ const (
 	exLookup
 	exDynset
 	exLimit
+	exConnlimit
 	exLog
 	exCounter
 	exNAT
@@ -157,6 +158,12 @@ type nexpr struct {
 	timeout int64 // jiffies, 0: the set's
 	limit   *nlimit
 	bucket  int // global limit: index in nftEngine.buckets
+	// ct count: per element (Dynset) or the rule's own list (ccList, an
+	// index in nftEngine.cc)
+	cc      bool
+	ccCount int
+	ccOver  bool
+	ccList  int
 	// log
 	logText string
 	// nat
@@ -215,8 +222,9 @@ type nelem struct {
 	exp    int64 // jiffies
 	lim    *nlimit
 	b      bucket
-	gen    uint32 // bumped when the slot is freed or reused, to tell stale GC entries
-	qexp   int64  // the expiration its live entry in the GC heap is keyed by
+	cc     *ccList // the element's connections, for ct count
+	gen    uint32  // bumped when the slot is freed or reused, to tell stale GC entries
+	qexp   int64   // the expiration its live entry in the GC heap is keyed by
 }
 
 // gcEntry is an element waiting for the set's garbage collection, keyed
@@ -251,7 +259,9 @@ type nftEngine struct {
 	sets     []nset
 	limits   []*nlimit // global limit parameters, by bucket index
 	buckets  []bucket
-	lastGC   int64 // the last whole second GC ran at
+	ncc      int       // rules' own ct count lists
+	cc       []*ccList // by ccList index
+	lastGC   int64     // the last whole second GC ran at
 	jumpBase [16]int
 }
 
@@ -412,7 +422,13 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 				return nexpr{}, err
 			}
 		}
+		if x.Connlimit != nil {
+			ex.cc, ex.ccCount, ex.ccOver = true, int(x.Connlimit.Count), x.Connlimit.Over
+		}
 		return ex, nil
+	case *nft.Connlimit:
+		e.ncc++
+		return nexpr{kind: exConnlimit, cc: true, ccCount: int(x.Count), ccOver: x.Over, ccList: e.ncc - 1}, nil
 	case *nft.Limit:
 		l, err := newNlimit(x)
 		if err != nil {
@@ -583,6 +599,12 @@ func (e *nftEngine) reset() {
 	for i, l := range e.limits {
 		// A rule's bucket is full when the rule is loaded (time 0).
 		e.buckets[i] = bucket{tokens: l.max}
+	}
+	// A rule's list is created when the rule is loaded, before any
+	// packet.
+	e.cc = make([]*ccList, e.ncc)
+	for i := range e.cc {
+		e.cc[i] = newCCList(-1)
 	}
 	e.lastGC = 0
 }
@@ -853,6 +875,9 @@ func (e *nftEngine) evalDynset(s *Sim, p *pkt, ex *nexpr) bool {
 			return false
 		}
 		ix = st.create(key, p.j, timeout, ex.limit, p.now, expired)
+		if ex.cc {
+			st.elems[ix].cc = newCCList(p.j)
+		}
 		if s.opts.Explain {
 			if el := &st.elems[ix]; el.hasExp {
 				s.note("%s: added %s, expires at %s", st.name, key, fmtJiffies(el.exp))
@@ -877,6 +902,9 @@ func (e *nftEngine) evalDynset(s *Sim, p *pkt, ex *nexpr) bool {
 		}
 	}
 	el := &st.elems[ix]
+	if ex.cc && el.cc != nil {
+		return ex.count(s, p, el.cc, fmt.Sprintf("%s %s: ", st.name, key))
+	}
 	if el.lim != nil {
 		took := el.b.take(el.lim, p.now)
 		if s.opts.Explain {
@@ -889,6 +917,18 @@ func (e *nftEngine) evalDynset(s *Sim, p *pkt, ex *nexpr) bool {
 		return took != el.lim.over
 	}
 	return true
+}
+
+// count adds the packet's connection to a ct count list and reports
+// whether the expression matches: at most ccCount connections, the
+// packet's included (more, with over).
+func (ex *nexpr) count(s *Sim, p *pkt, l *ccList, what string) bool {
+	n := l.add(&s.ct, p)
+	match := (n <= ex.ccCount) != ex.ccOver
+	if s.opts.Explain {
+		s.note("%sct count: %d connections of at most %d", what, n, ex.ccCount)
+	}
+	return match
 }
 
 // evalRule runs a rule's expressions and returns its verdict (vNone when
@@ -937,6 +977,10 @@ func (e *nftEngine) evalRule(s *Sim, p *pkt, r *nrule) (vkind, int) {
 				}
 			}
 			if took == ex.limit.over {
+				return vNone, 0
+			}
+		case exConnlimit:
+			if !ex.count(s, p, e.cc[ex.ccList], "") {
 				return vNone, 0
 			}
 		case exLog:

@@ -258,6 +258,10 @@ func RuleString(r *Rule, v6 bool) (string, error) {
 		}
 		add("--rsource")
 	}
+	if cl := r.Connlimit; cl != nil {
+		// As iptables-save prints it.
+		add("-m", "connlimit", "--connlimit-above", fmt.Sprint(cl.Above), "--connlimit-mask", fmt.Sprint(cl.Mask), "--connlimit-saddr")
+	}
 	if l := r.Limit; l != nil {
 		switch l.Unit {
 		case "second", "minute", "hour", "day":

@@ -62,10 +62,11 @@ type Rule struct {
 	CtOrigDport uint16
 	// DstLocal is -m addrtype --dst-type LOCAL: the packet is addressed
 	// to the host itself.
-	DstLocal bool
-	Recent   *Recent
-	Limit    *Limit
-	Target   Target
+	DstLocal  bool
+	Recent    *Recent
+	Connlimit *Connlimit
+	Limit     *Limit
+	Target    Target
 	// Origin is the statement that produced the rule; zero for rules that
 	// belong to none.
 	Origin  lang.Ref
@@ -107,6 +108,16 @@ type Recent struct {
 	Shared bool
 	Reap   bool
 	Invert bool // ! --set etc.
+}
+
+// Connlimit is the connlimit match (xt_connlimit over nf_conncount) on
+// the source address: it counts the packet's connection among those of
+// its key, the source masked to Mask bits (0: every source of the family
+// is one key), and matches when the key has more than Above live ones,
+// the packet's own included.
+type Connlimit struct {
+	Above int
+	Mask  int
 }
 
 // Limit is the limit match (xt_limit): a token bucket of Burst packets

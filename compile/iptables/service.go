@@ -168,6 +168,10 @@ func (b *fam) mask(lim *lang.Limit) int {
 // connections count, as on nft. For all sources the list's --mask is
 // 0.0.0.0 (or ::), so that every source is one entry.
 func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
+	if lim.Concurrent {
+		b.capRules(c, lim)
+		return
+	}
 	s := lim.Service
 	cm := comment("limit", s, lim.Ref)
 	var over *Chain
@@ -205,6 +209,36 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 			"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: %d other sources in quick succession wipe a source's count (and ban), and the limit starts afresh for it",
 			ListTot, ListTot), "")
 	}
+}
+
+// capRules emits a cap of concurrent connections: the connlimit match
+// (xt_connlimit over nf_conncount, the counter of nft's ct count too)
+// sends a new connection over the cap to a chain that bans the source
+// (with ban), logs and refuses. The match adds the packet's connection
+// to its key's list as it runs, so it runs once a packet, in one rule:
+// the refusal, which may take two rules, is the chain's.
+func (b *fam) capRules(c *Chain, lim *lang.Limit) {
+	s := lim.Service
+	cm := comment("limit", s, lim.Ref)
+	if !lim.PerSource && len(plan.Families(lim.Family, nil, s)) == 2 {
+		b.l.warn(lim.Pos, lang.Error, lang.LintSharedFamilies,
+			fmt.Sprintf("iptables cannot share one cap between IPv4 and IPv6: connlimit counts each family's connections apart, so %d concurrent would admit %d for each family", lim.Count, lim.Count),
+			"cap each family on its own (family ipv4, family ipv6), or use --backend nft")
+		return
+	}
+	over := b.chain(b.filter, chainName("over", b.l.ids.Limit[lim]))
+	if len(over.Rules) == 0 {
+		if lim.Ban > 0 {
+			over.Rules = append(over.Rules, &Rule{Recent: &Recent{Name: b.banList(lim), Op: Set, Mask: b.mask(lim)}, Origin: lim.Ref, Comment: comment("ban", s, lim.Ref)})
+		}
+		b.refuse(over, &Rule{Origin: lim.Ref, Comment: cm}, lim.Reject, lim.Log, "limit", s)
+	}
+	mask := plan.Mask(lim, b.f)
+	if !lim.PerSource {
+		mask = 0
+	}
+	c.Rules = append(c.Rules, &Rule{CtState: newState(), Connlimit: &Connlimit{Above: lim.Count, Mask: mask},
+		Target: Target{Kind: JUMP, Chain: over.Name}, Origin: lim.Ref, Comment: cm})
 }
 
 // refuse emits r as a refusal of a new connection to s, after lg logs

@@ -94,7 +94,9 @@ func (l *lowerer) millis() {
 		check(r.Pos, r.Span, "the window of the sequence")
 	}
 	for _, lim := range l.p.Limits {
-		check(lim.Pos, lim.Window, "the limit's window")
+		if !lim.Concurrent {
+			check(lim.Pos, lim.Window, "the limit's window")
+		}
 		check(lim.Pos, lim.Ban, "the ban")
 	}
 }
@@ -155,6 +157,13 @@ func (l *lowerer) typedSet(name string, kt KeyType, d time.Duration, origin lang
 	s := &Set{Name: name, Type: kt, Timeout: d + Tick, Origin: origin, Comment: comment}
 	l.sets[name] = s
 	l.t.Sets = append(l.t.Sets, s)
+	return name
+}
+
+// untimedSet declares (once) a set of family f without timeouts.
+func (l *lowerer) untimedSet(name string, f plan.Fam, origin lang.Ref, comment string) string {
+	name = l.set(name, f, 0, origin, comment)
+	l.sets[name].Timeout = 0
 	return name
 }
 

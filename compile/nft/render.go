@@ -53,9 +53,11 @@ func renderSet(b *strings.Builder, s *Set) {
 	if s.Size > 0 {
 		fmt.Fprintf(b, "\t\tsize %d\n", s.Size)
 	}
-	b.WriteString("\t\tflags dynamic,timeout\n")
 	if s.Timeout > 0 {
+		b.WriteString("\t\tflags dynamic,timeout\n")
 		fmt.Fprintf(b, "\t\ttimeout %s\n", nftDur(s.Timeout))
+	} else {
+		b.WriteString("\t\tflags dynamic\n")
 	}
 	if s.Comment != "" {
 		fmt.Fprintf(b, "\t\tcomment %s\n", quote(s.Comment))
@@ -165,7 +167,19 @@ func ExprString(e Expr) (string, error) {
 			}
 			in = append(in, l)
 		}
+		if e.Connlimit != nil {
+			l, err := ExprString(e.Connlimit)
+			if err != nil {
+				return "", err
+			}
+			in = append(in, l)
+		}
 		return fmt.Sprintf("%s @%s { %s }", e.Op, e.Set, strings.Join(in, " ")), nil
+	case *Connlimit:
+		if e.Over {
+			return fmt.Sprintf("ct count over %d", e.Count), nil
+		}
+		return fmt.Sprintf("ct count %d", e.Count), nil
 	case *Limit:
 		over := ""
 		if e.Over {

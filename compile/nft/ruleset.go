@@ -52,8 +52,8 @@ type Set struct {
 	// 65535 (nft_dynset binds an unsized set with size 0xffff). When the
 	// set is full, add and update create nothing and the rule does not match.
 	Size int
-	// Timeout is the default element lifetime; 0 means elements added
-	// without a timeout of their own never expire.
+	// Timeout is the default element lifetime; 0 means a set without
+	// timeouts (flags dynamic alone), whose elements never expire.
 	Timeout time.Duration
 	// Origin is the statement the set serves.
 	Origin lang.Ref
@@ -194,6 +194,20 @@ type Dynset struct {
 	// Limit is a stateful expression kept per element: each element has
 	// its own token bucket, created full.
 	Limit *Limit
+	// Connlimit is a stateful expression kept per element: each element
+	// counts its own connections. A set of such elements has no timeout
+	// (the kernel refuses one: nft_dynset_expr_alloc, NFT_EXPR_GC).
+	Connlimit *Connlimit
+}
+
+// Connlimit is "ct count N" (net/netfilter/nft_connlimit.c over
+// nf_conncount): it adds the packet's connection to its list of
+// connections and matches when the list holds at most Count live ones,
+// the packet's own included; Over inverts the match. A connection is
+// live while conntrack keeps it, a TCP one until TIME_WAIT or CLOSE.
+type Connlimit struct {
+	Count uint32
+	Over  bool
 }
 
 // Limit is a token bucket (net/netfilter/nft_limit.c). It starts full with
@@ -245,12 +259,13 @@ type Verdict struct {
 	Chain string
 }
 
-func (*Match) isExpr()    {}
-func (*TCPFlags) isExpr() {}
-func (*Lookup) isExpr()   {}
-func (*Dynset) isExpr()   {}
-func (*Limit) isExpr()    {}
-func (*Log) isExpr()      {}
-func (*Counter) isExpr()  {}
-func (*NAT) isExpr()      {}
-func (*Verdict) isExpr()  {}
+func (*Match) isExpr()     {}
+func (*TCPFlags) isExpr()  {}
+func (*Lookup) isExpr()    {}
+func (*Dynset) isExpr()    {}
+func (*Limit) isExpr()     {}
+func (*Connlimit) isExpr() {}
+func (*Log) isExpr()       {}
+func (*Counter) isExpr()   {}
+func (*NAT) isExpr()       {}
+func (*Verdict) isExpr()   {}

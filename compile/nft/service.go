@@ -190,6 +190,10 @@ func (l *lowerer) banSet(lim *lang.Limit, f plan.Fam) string {
 // for all sources it is ct state, which is "new" for every packet that
 // reaches the limit, so one set per slot serves both families.
 func (l *lowerer) limitRules(c *Chain, lim *lang.Limit) {
+	if lim.Concurrent {
+		l.capRules(c, lim)
+		return
+	}
 	s := lim.Service
 	id := l.ids.Limit[lim]
 	cm := comment("limit", s, lim.Ref)
@@ -237,6 +241,49 @@ func (l *lowerer) limitRules(c *Chain, lim *lang.Limit) {
 			fmt.Sprintf("each set holds %d sources: an add that finds the set full creates nothing and does not match (nft_dynset), so %s", DefaultSetSize, what),
 			"")
 	}
+}
+
+// capRules emits a cap of concurrent connections: a chain that returns
+// when the key holds at most Count connections, the new one included, and
+// refuses (or bans) the others, as a limit's chain does. The count is ct
+// count's (net/netfilter/nft_connlimit.c, nf_conncount.c): per source an
+// element of a set without timeouts, whose list of connections the kernel
+// keeps with it (a set with timeouts is refused for it); for all sources
+// the rule's own list. A connection counts while conntrack keeps it, a TCP
+// one until TIME_WAIT or CLOSE.
+func (l *lowerer) capRules(c *Chain, lim *lang.Limit) {
+	s := lim.Service
+	id := l.ids.Limit[lim]
+	cm := comment("limit", s, lim.Ref)
+	lc := &Chain{Name: "lim_" + id}
+	fams := plan.Families(lim.Family, nil, s)
+	var pre []Expr
+	if len(fams) == 1 && len(plan.ServiceFamilies(s)) == 2 {
+		pre = one(nfproto(fams[0]))
+	}
+	count := &Connlimit{Count: uint32(lim.Count)}
+	if lim.PerSource {
+		for _, f := range fams {
+			set := l.untimedSet("cap_"+id+fsuffix(f), f, lim.Ref,
+				fmt.Sprintf("connections of each source to %s, line %d", s.Name, lim.Pos.Line))
+			lc.Rules = append(lc.Rules, &Rule{
+				Exprs:  one(nfproto(f), &Dynset{Op: Add, Set: set, Key: key(f, plan.Mask(lim, f)), Connlimit: count}, &Verdict{Kind: Return}),
+				Origin: lim.Ref, Comment: cm,
+			})
+		}
+		what := "a full cap set refuses new sources"
+		if lim.Ban > 0 {
+			what += ", and a full ban set bans no more sources (their connections are still refused)"
+		}
+		l.diags.Add(lim.Pos, lang.Warning, lang.LintCapacity,
+			fmt.Sprintf("each set holds %d sources: an add that finds the set full creates nothing and does not match (nft_dynset), so %s", DefaultSetSize, what),
+			"")
+	} else {
+		lc.Rules = append(lc.Rules, &Rule{Exprs: cat(pre, one(count, &Verdict{Kind: Return})), Origin: lim.Ref, Comment: cm})
+	}
+	lc.Rules = append(lc.Rules, l.overRules(lim, cm)...)
+	l.overChains = append(l.overChains, lc)
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(pre, one(ctNew(), &Verdict{Kind: Jump, Chain: lc.Name})), Origin: lim.Ref, Comment: cm})
 }
 
 // slotLimit is the bucket of a limit slot's element: one token, which

@@ -194,10 +194,11 @@ func (c *converter) set(s *nft.Set) (*nftables.Set, error) {
 		Table: c.n.Table,
 		ID:    c.id(),
 		Name:  s.Name,
-		// Every kwl set is filled from the packet path (flags dynamic)
-		// and its elements carry timeouts (flags timeout).
+		// Every kwl set is filled from the packet path (flags dynamic),
+		// and its elements carry timeouts (flags timeout) but where they
+		// count connections.
 		Dynamic:      true,
-		HasTimeout:   true,
+		HasTimeout:   s.Timeout > 0,
 		Timeout:      s.Timeout,
 		KeyType:      kt,
 		KeyByteOrder: order,
@@ -327,7 +328,12 @@ func (rc *ruleConv) expr(e nft.Expr) error {
 			}
 			d.Exprs = []expr.Any{l}
 		}
+		if e.Connlimit != nil {
+			d.Exprs = append(d.Exprs, connlimitExpr(e.Connlimit))
+		}
 		rc.add(d)
+	case *nft.Connlimit:
+		rc.add(connlimitExpr(e))
 	case *nft.Limit:
 		l, err := limitExpr(e)
 		if err != nil {
@@ -368,6 +374,14 @@ var logLevels = map[string]expr.LogLevel{
 	"emerg": expr.LogLevelEmerg, "alert": expr.LogLevelAlert, "crit": expr.LogLevelCrit,
 	"err": expr.LogLevelErr, "warn": expr.LogLevelWarning, "notice": expr.LogLevelNotice,
 	"info": expr.LogLevelInfo, "debug": expr.LogLevelDebug,
+}
+
+func connlimitExpr(c *nft.Connlimit) *expr.Connlimit {
+	e := &expr.Connlimit{Count: c.Count}
+	if c.Over {
+		e.Flags = expr.NFT_CONNLIMIT_F_INV
+	}
+	return e
 }
 
 func limitExpr(l *nft.Limit) (*expr.Limit, error) {

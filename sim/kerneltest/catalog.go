@@ -511,6 +511,28 @@ func Catalog() []Scenario {
 			2s     2001:db8:51::10 22             # the /64's door is still open
 			4.5s   2001:db8:51::10 22             # and closed 3s after its last knock
 		`),
+	}, {
+		// Caps of concurrent connections: per /24 on ssh, one shared by
+		// all IPv4 sources on https. An open connection counts until it
+		// closes (here by the client's reset); a refused one stops
+		// counting at the next connection two jiffies on.
+		Name:   "caps",
+		Want:   "aaad" + "aaad" + "a" + "ara",
+		Policy: "limit ssh 2 concurrent per source/24\nlimit https 1 concurrent family ipv4 reject\n",
+		Packets: Steps(`
+			0s     198.51.100.10:41000 22
+			200ms  198.51.100.10:41000 22 data
+			400ms  198.51.100.11 22               # the same /24: two open
+			600ms  198.51.100.12 22               # a third: refused
+			800ms  203.0.113.5 22                 # another /24
+			1s     198.51.100.10:41000 22 data flags R # the first one closes
+			1.2s   198.51.100.12 22
+			1.4s   198.51.100.10 22
+			1.6s   2001:db8:51::10 22             # IPv6 sources by /128
+			1.8s   198.51.100.10 443
+			2s     203.0.113.5 443                # the shared cap is full: reset
+			2.2s   2001:db8:51::10 443            # IPv6 is not capped
+		`),
 	}}
 }
 

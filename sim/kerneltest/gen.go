@@ -84,7 +84,15 @@ func Generate(seed uint64, attempt int) Scenario {
 	// service, drawn apart from the rest, so that adding them left every
 	// other seed's scenario as it was.
 	// A ban on all traffic is drawn apart too, and takes no reject (E32);
-	// so is a door keyed by prefix.
+	// so are a door keyed by prefix and a cap in place of a rate.
+	cp := rand.New(rand.NewPCG(seed, 0x636170))
+	for i, st := range plan.policy {
+		if f := strings.Fields(st); len(f) > 2 && f[0] == "limit" && cp.IntN(100) < 30 {
+			n, _, _ := strings.Cut(f[2], "/")
+			f[2] = n + " concurrent"
+			plan.policy[i] = strings.Join(f, " ")
+		}
+	}
 	ba := rand.New(rand.NewPCG(seed, 0x616c6c))
 	for i, st := range plan.policy {
 		if strings.HasPrefix(st, "limit ") && strings.Contains(st, " ban ") && ba.IntN(100) < 40 {
