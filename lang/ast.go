@@ -117,9 +117,10 @@ type KnockStmt struct {
 	In      *Word  // the window of the whole sequence, from its first knock
 	Action  string // "opens" or "closes"
 	Service *Word
-	Once    *Word // "once": the door admits one connection
-	ForPos  Pos   // of "for", when For is set
-	For     *Word // the door's lifetime
+	Also    []*Word // the services after the first: "opens ssh, https"
+	Once    *Word   // "once": the door admits one connection
+	ForPos  Pos     // of "for", when For is set
+	For     *Word   // the door's lifetime
 	// PerSource is set by "per source[/N[/M]]" after the lifetime: the
 	// door opens for the knocker's prefix, Mask4 and Mask6 its lengths.
 	PerSource bool

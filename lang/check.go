@@ -485,7 +485,14 @@ const maxLogRate = 10000
 func (c *checker) knockStmt(s *KnockStmt) {
 	pos := s.Position()
 	n := len(c.diags)
-	svc := c.service(s.Service.Text, s.Service.Pos)
+	svcs := []*Service{c.service(s.Service.Text, s.Service.Pos)}
+	for _, w := range s.Also {
+		sv := c.service(w.Text, w.Pos)
+		if sv != nil && slices.Contains(svcs, sv) {
+			c.errorf(w.Pos, ErrNamedTwice, "name each service once", "%s is named twice", w.Text)
+		}
+		svcs = append(svcs, sv)
+	}
 	seq := c.portList(s.Ports, "sequence", true)
 	from := c.sources(s.From)
 	fam := c.family(s.Options, from, pos, s.From)
@@ -537,36 +544,47 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	if s.Action == "closes" && s.Once != nil {
 		c.errorf(s.Once.Pos, ErrOnce, "drop \"once\": it belongs on a knock that opens", "a closing knock opens no door to use once")
 	}
-	if svc == nil {
+	if slices.Contains(svcs, nil) {
 		return
 	}
-	for i, p := range seq {
-		c.knockPorts = append(c.knockPorts, knockPort{port: p, pos: s.Ports[min(i, len(s.Ports)-1)].Position(), service: svc, kind: "knock"})
+	for _, svc := range svcs {
+		for i, p := range seq {
+			c.knockPorts = append(c.knockPorts, knockPort{port: p, pos: s.Ports[min(i, len(s.Ports)-1)].Position(), service: svc, kind: "knock"})
+		}
 	}
 	if len(c.diags) > n && c.diags[n:].HasErrors() {
 		return
 	}
-	if s.Action == "opens" && s.Once != nil && slices.ContainsFunc(svc.Ports, func(p Port) bool { return p.Proto == UDP }) {
-		c.errorf(s.Once.Pos, ErrOnceUDP, fmt.Sprintf("drop \"once\", or give it a service of TCP ports only (%s has UDP ports)", svc.Name),
-			"a single-use door cannot guard UDP: a flow's datagrams are new to conntrack until the server answers, so the second one would find the door used up")
-		return
+	if s.Action == "opens" && s.Once != nil {
+		for _, svc := range svcs {
+			if slices.ContainsFunc(svc.Ports, func(p Port) bool { return p.Proto == UDP }) {
+				c.errorf(s.Once.Pos, ErrOnceUDP, fmt.Sprintf("drop \"once\", or give it a service of TCP ports only (%s has UDP ports)", svc.Name),
+					"a single-use door cannot guard UDP: a flow's datagrams are new to conntrack until the server answers, so the second one would find the door used up")
+				return
+			}
+		}
 	}
-	if s.Action == "opens" {
-		svc.Guarded = true
-		d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
-			Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
-		c.pol.Doors = append(c.pol.Doors, d)
-		c.ast.doors[d] = s
-		return
+	// A statement of several services is a door (or a revoke) of each,
+	// in the order named, all with the statement's Ref: one sequence
+	// opens (or closes) them all.
+	for _, svc := range svcs {
+		if s.Action == "opens" {
+			svc.Guarded = true
+			d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
+				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
+			c.pol.Doors = append(c.pol.Doors, d)
+			c.ast.doors[d] = s
+			continue
+		}
+		r := &Revoke{Ref: Ref{c.id[s], pos}, Service: svc, From: from, Family: fam, Log: lg}
+		c.ast.revokes[r] = s.Ports
+		if len(seq) == 1 {
+			r.Ports = seq
+		} else {
+			r.Sequence, r.Within, r.Span = seq, within, span
+		}
+		c.pol.Revokes = append(c.pol.Revokes, r)
 	}
-	r := &Revoke{Ref: Ref{c.id[s], pos}, Service: svc, From: from, Family: fam, Log: lg}
-	c.ast.revokes[r] = s.Ports
-	if len(seq) == 1 {
-		r.Ports = seq
-	} else {
-		r.Sequence, r.Within, r.Span = seq, within, span
-	}
-	c.pol.Revokes = append(c.pol.Revokes, r)
 }
 
 func (c *checker) closeStmt(s *CloseStmt) {

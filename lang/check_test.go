@@ -72,6 +72,8 @@ func TestCheckErrors(t *testing.T) {
 		{"door mask out of range", "knock 1600 opens ssh for 60s per source/33", "E12", 1, 41, "per source/33 is out of range for IPv4", ""},
 		{"cap too large", "limit ssh 70000 concurrent", "E08", 1, 11, "limit count 70000 is too large", "a cap holds at most 65535 concurrent connections"},
 		{"shared ban on a cap", "limit ssh 10 concurrent ban 1h", "E17", 1, 25, "ban without per source", "limit ssh 10 concurrent per source ban 1h"},
+		{"service named twice", "knock 1600 opens ssh, https, ssh for 60s", "E34", 1, 30, "ssh is named twice", "name each service once"},
+		{"once on udp among several", "knock 1600 opens ssh, wireguard once for 60s", "E31", 1, 33, "cannot guard UDP", "wireguard has UDP ports"},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
 	}
 	for _, tc := range tests {

@@ -46,6 +46,7 @@ const (
 	ErrOnceUDP        Code = "E31" // "once" on a service with UDP ports
 	ErrBanAllReject   Code = "E32" // "reject" on a limit whose ban covers all traffic
 	ErrPerClose       Code = "E33" // "per source" on a knock that closes
+	ErrNamedTwice     Code = "E34" // a knock that names a service twice
 )
 
 // The lint codes: the checker's, and the backends' (compile/nft,
@@ -107,6 +108,7 @@ var codes = map[Code]codeInfo{
 	ErrOnceUDP:        {`"once" on a service with UDP ports`, "knock 1600 opens wireguard once for 60s"},
 	ErrBanAllReject:   {`"reject" on a limit whose ban covers all traffic`, "limit ssh 3/60s per source ban 1h all reject"},
 	ErrPerClose:       {`"per source" on a knock that closes`, "knock 1599 closes ssh per source/24"},
+	ErrNamedTwice:     {"knock that names a service twice", "knock 1600 opens ssh, ssh for 60s"},
 
 	LintKnockOnOtherService: {"knock or close port that is a port of another service the policy guards, allows or limits", "knock 80 opens ssh for 60s; allow http"},
 	LintScanKnock:           {"knock sequence a port scan completes", "knock 1600 opens ssh for 60s"},

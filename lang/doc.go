@@ -12,8 +12,8 @@
 //
 //	# comment to end of line; statements end at ';' or newline
 //	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC [once] for DUR [per source[/V4BITS[/V6BITS]]] [OPTIONS]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC {, SVC} [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
 //	limit SVC COUNT/DUR|COUNT concurrent [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
@@ -149,6 +149,11 @@
 // established connection. A service with UDP ports cannot be opened once
 // (E31).
 //
+// A knock of several services ("opens ssh, https") is a Door of each,
+// alike but for the service and all with the statement's Ref: one
+// sequence opens them all (a closing knock of several, a Revoke of
+// each). A service named twice is an error (E34).
+//
 // A door is opened for the address that knocked. With "per source/24"
 // (or /24/64) after its lifetime it is keyed by the knocker's prefix:
 // the knocks of its sequence, the door and a connection through it may
@@ -245,6 +250,7 @@
 //	    answer every packet of a banned source, on every port
 //	E33 "per source" on a knock that closes: a close closes each door
 //	    of the service by the door's own key
+//	E34 knock that names a service twice
 //
 // # Bounds
 //

@@ -181,7 +181,11 @@ func stmtText(s Stmt) string {
 		if s.In != nil {
 			w.add("in", canonicalDuration(s.In.Text))
 		}
-		w.add(s.Action, s.Service.Text)
+		svcs := s.Service.Text
+		for _, a := range s.Also {
+			svcs += ", " + a.Text
+		}
+		w.add(s.Action, svcs)
 		if s.Once != nil {
 			w.add("once")
 		}

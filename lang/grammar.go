@@ -60,6 +60,7 @@ type knockSyntax struct {
 	In      *lexer.Token    `parser:"('in' @Duration)?"`
 	Action  *lexer.Token    `parser:"@('opens' | 'closes')"`
 	Service *lexer.Token    `parser:"@Ident"`
+	Also    []*nameSyntax   `parser:"(',' @@)*"`
 	Once    *lexer.Token    `parser:"@'once'?"`
 	ForKw   *lexer.Token    `parser:"(@'for'"`
 	For     *lexer.Token    `parser:" @Duration)?"`
@@ -67,6 +68,11 @@ type knockSyntax struct {
 	Mask4   *lexer.Token    `parser:" ('/' @Number"`
 	Mask6   *lexer.Token    `parser:"  ('/' @Number)?)?)?"`
 	optionsSyntax
+}
+
+// nameSyntax is one more name in a list of them.
+type nameSyntax struct {
+	Name *lexer.Token `parser:"@Ident"`
 }
 
 type closeSyntax struct {
@@ -199,6 +205,9 @@ func (g *knockSyntax) ast() Stmt {
 	s := &KnockStmt{Node: span(g.Tokens), Ports: ports(g.Ports), From: sources(g.From), Within: word(g.Within), In: word(g.In),
 		Action: text(g.Action), Service: word(g.Service), Once: word(g.Once), For: word(g.For), PerSource: g.PerKw != nil, Mask4: word(g.Mask4), Mask6: word(g.Mask6),
 		Options: g.optionsSyntax.ast()}
+	for _, n := range g.Also {
+		s.Also = append(s.Also, word(n.Name))
+	}
 	if g.ForKw != nil {
 		s.ForPos = posOf(g.ForKw.Pos)
 	}

@@ -320,9 +320,9 @@ var xtUnitName = map[time.Duration]string{time.Second: "second", time.Minute: "m
 func (b *fam) knockRules(c *Chain, knocks []plan.Knock) {
 	for _, k := range knocks {
 		if k.Door != nil {
-			b.doorRules(c, k.Door)
+			b.doorRules(c, k.Doors)
 		} else {
-			b.revokeRules(c, k.Revoke)
+			b.revokeRules(c, k.Revokes)
 		}
 	}
 	for _, k := range knocks {
@@ -356,25 +356,39 @@ func (b *fam) doorList(d *lang.Door) string {
 	return b.keyedList("door", b.l.ids.Door[d], 0, plan.DoorMask(d, b.f), false)
 }
 
-func (b *fam) doorRules(c *Chain, d *lang.Door) {
-	if !plan.Covers(plan.Families(d.Family, d.From, d.Service), b.f) {
+// doorRules emits the knocks of a statement that opens the doors ds
+// (one per service it names): one sequence, whose last knock opens
+// every door of the family.
+func (b *fam) doorRules(c *Chain, ds []*lang.Door) {
+	d := ds[0]
+	var final []*Recent
+	for _, e := range ds {
+		if plan.Covers(plan.Families(e.Family, e.From, e.Service), b.f) {
+			final = append(final, &Recent{Name: b.doorList(e), Op: Set})
+		}
+	}
+	if len(final) == 0 {
 		return
 	}
-	final := []*Recent{{Name: b.doorList(d), Op: Set}}
 	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, plan.DoorMask(d, b.f), d.Ref, final, comment("knock", d.Service, d.Ref))
 	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
 }
 
-func (b *fam) revokeRules(c *Chain, r *lang.Revoke) {
+// revokeRules emits the knocks of a statement that closes the doors of
+// the services of rs (one revoke per service it names).
+func (b *fam) revokeRules(c *Chain, rs []*lang.Revoke) {
+	r := rs[0]
 	if !plan.Covers(plan.Families(r.Family, r.From, nil), b.f) {
 		return
 	}
 	var final []*Recent
-	for _, d := range b.l.ids.DoorsOf(r.Service) {
-		if plan.Covers(plan.Families(d.Family, d.From, d.Service), b.f) {
-			final = append(final, &Recent{Name: b.doorList(d), Op: Remove})
+	for _, rv := range rs {
+		for _, d := range b.l.ids.DoorsOf(rv.Service) {
+			if plan.Covers(plan.Families(d.Family, d.From, d.Service), b.f) {
+				final = append(final, &Recent{Name: b.doorList(d), Op: Remove})
+			}
 		}
 	}
 	if len(final) == 0 {

@@ -395,9 +395,9 @@ func (l *lowerer) lower() {
 func (l *lowerer) knockRules(c *Chain, knocks []plan.Knock) {
 	for _, k := range knocks {
 		if k.Door != nil {
-			l.doorRules(c, k.Door)
+			l.doorRules(c, k.Doors)
 		} else {
-			l.revokeRules(c, k.Revoke)
+			l.revokeRules(c, k.Revokes)
 		}
 	}
 	for _, k := range knocks {
@@ -464,21 +464,48 @@ func notSYN() []Expr {
 	return one(&Match{Field: L4Proto, Values: []any{lang.TCP}}, &TCPFlags{Mask: TCPSyn | TCPAck, Value: TCPSyn, Neg: true})
 }
 
-func (l *lowerer) doorRules(c *Chain, d *lang.Door) {
-	for _, f := range plan.Families(d.Family, d.From, d.Service) {
-		door := l.doorSet(d, f)
+// doorRules emits the knocks of a statement that opens the doors ds
+// (one per service it names, alike but for the service): one sequence,
+// whose last knock opens every door of the family; several doors open in
+// a chain of their own, one update a rule, so that a full set keeps no
+// other door shut.
+func (l *lowerer) doorRules(c *Chain, ds []*lang.Door) {
+	d := ds[0]
+	for _, f := range plan.Families(d.Family, d.From, nil) {
 		k := key(f, plan.DoorMask(d, f))
-		final := []Expr{&Dynset{Op: Update, Set: door, Key: k}}
-		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, d.Ref, final, comment("knock", d.Service, d.Ref))
+		var final []Expr
+		for _, e := range ds {
+			if plan.Covers(plan.Families(e.Family, e.From, e.Service), f) {
+				final = append(final, &Dynset{Op: Update, Set: l.doorSet(e, f), Key: k})
+			}
+		}
+		if len(final) == 0 {
+			continue
+		}
+		cm := comment("knock", d.Service, d.Ref)
+		if len(final) > 1 {
+			oc := &Chain{Name: fmt.Sprintf("open_%s%s", l.ids.Door[d], fsuffix(f))}
+			for _, e := range final {
+				oc.Rules = append(oc.Rules, &Rule{Exprs: one(e), Origin: d.Ref, Comment: cm})
+			}
+			l.helpers = append(l.helpers, oc)
+			final = one(&Verdict{Kind: Jump, Chain: oc.Name})
+		}
+		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, d.Ref, final, cm)
 	}
 }
 
-func (l *lowerer) revokeRules(c *Chain, r *lang.Revoke) {
+// revokeRules emits the knocks of a statement that closes the doors of
+// the services of rs (one revoke per service it names).
+func (l *lowerer) revokeRules(c *Chain, rs []*lang.Revoke) {
+	r := rs[0]
 	for _, f := range plan.Families(r.Family, r.From, nil) {
 		var final []Expr
-		for _, d := range l.ids.DoorsOf(r.Service) {
-			if plan.Covers(plan.Families(d.Family, d.From, d.Service), f) {
-				final = append(final, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, plan.DoorMask(d, f))})
+		for _, rv := range rs {
+			for _, d := range l.ids.DoorsOf(rv.Service) {
+				if plan.Covers(plan.Families(d.Family, d.From, d.Service), f) {
+					final = append(final, &Dynset{Op: Delete, Set: l.doorSet(d, f), Key: key(f, plan.DoorMask(d, f))})
+				}
 			}
 		}
 		if len(final) == 0 {

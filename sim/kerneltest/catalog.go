@@ -533,6 +533,26 @@ func Catalog() []Scenario {
 			2s     203.0.113.5 443                # the shared cap is full: reset
 			2.2s   2001:db8:51::10 443            # IPv6 is not capped
 		`),
+	}, {
+		// One sequence that opens two services, and one knock that
+		// closes both.
+		Name:   "knock-opens-two",
+		Want:   "ddaad" + "ddd" + "ddad",
+		Policy: "service web = tcp/8080\nknock 1600, 1700 opens ssh, web for 2s\nknock 1599 closes ssh, web\n",
+		Packets: Steps(`
+			0s     198.51.100.10 1600
+			200ms  198.51.100.10 1700
+			400ms  198.51.100.10 22
+			600ms  198.51.100.10 8080
+			800ms  198.51.100.20 8080             # another source
+			1s     198.51.100.10 1599             # closes both
+			1.2s   198.51.100.10 22
+			1.4s   198.51.100.10 8080
+			1.6s   2001:db8:51::10 1600
+			1.8s   2001:db8:51::10 1700
+			2s     2001:db8:51::10 8080
+			4.2s   2001:db8:51::10 22             # both expired 2s after the knock
+		`),
 	}}
 }
 

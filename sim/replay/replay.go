@@ -205,6 +205,11 @@ func New(pol *lang.Policy, eng Engine) *Replay {
 		}
 	}
 	kind := func(r lang.Ref, k uint8, s *lang.Service) {
+		// A statement of several services names them all.
+		if rp.stmtSvc[r.ID] != "" && rp.stmtKind[r.ID] == k {
+			rp.stmtSvc[r.ID] += ", " + s.Name
+			return
+		}
 		rp.stmtKind[r.ID], rp.stmtSvc[r.ID] = k, s.Name
 	}
 	for _, d := range pol.Doors {

@@ -222,9 +222,14 @@ func Sanitize(s string) string {
 }
 
 // Knock is a statement that reacts to knock ports: a door or a revoke.
+// A statement of several services ("knock 1600 opens ssh, https") is
+// one Knock: Door (or Revoke) is its first service's, and Doors (or
+// Revokes) holds every one, in the order named.
 type Knock struct {
-	Door   *lang.Door
-	Revoke *lang.Revoke
+	Door    *lang.Door
+	Revoke  *lang.Revoke
+	Doors   []*lang.Door
+	Revokes []*lang.Revoke
 }
 
 // Ref names the statement.
@@ -240,10 +245,19 @@ func (k Knock) Ref() lang.Ref {
 func Knocks(p *lang.Policy) []Knock {
 	var ks []Knock
 	for _, d := range p.Doors {
-		ks = append(ks, Knock{Door: d})
+		if n := len(ks); n > 0 && ks[n-1].Door.Ref == d.Ref {
+			ks[n-1].Doors = append(ks[n-1].Doors, d)
+			continue
+		}
+		ks = append(ks, Knock{Door: d, Doors: []*lang.Door{d}})
 	}
+	m := len(ks)
 	for _, r := range p.Revokes {
-		ks = append(ks, Knock{Revoke: r})
+		if n := len(ks); n > m && ks[n-1].Revoke.Ref == r.Ref {
+			ks[n-1].Revokes = append(ks[n-1].Revokes, r)
+			continue
+		}
+		ks = append(ks, Knock{Revoke: r, Revokes: []*lang.Revoke{r}})
 	}
 	sort.SliceStable(ks, func(i, j int) bool { return ks[i].Ref().ID < ks[j].Ref().ID })
 	return ks
