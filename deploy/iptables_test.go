@@ -26,21 +26,18 @@ func example(t *testing.T, name string) *iptables.Ruleset {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, diags := lang.Load(file, src)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	rs, diags := iptables.Lower(pol)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return rs
+	return loweredFile(t, file, string(src))
 }
 
 // lowered compiles policy text for iptables.
 func lowered(t *testing.T, src string) *iptables.Ruleset {
 	t.Helper()
-	pol, diags := lang.Load("p.kwl", []byte(src))
+	return loweredFile(t, "p.kwl", src)
+}
+
+func loweredFile(t *testing.T, file, src string) *iptables.Ruleset {
+	t.Helper()
+	pol, diags := lang.Load(file, []byte(src))
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}

@@ -484,15 +484,23 @@ func (l *lowerer) doorRules(c *Chain, ds []*lang.Door) {
 		}
 		cm := comment("knock", d.Service, d.Ref)
 		if len(final) > 1 {
-			oc := &Chain{Name: fmt.Sprintf("open_%s%s", l.ids.Door[d], fsuffix(f))}
-			for _, e := range final {
-				oc.Rules = append(oc.Rules, &Rule{Exprs: one(e), Origin: d.Ref, Comment: cm})
-			}
-			l.helpers = append(l.helpers, oc)
-			final = one(&Verdict{Kind: Jump, Chain: oc.Name})
+			final = l.oneEach(fmt.Sprintf("open_%s%s", l.ids.Door[d], fsuffix(f)), final, d.Ref, cm)
 		}
 		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, d.Ref, final, cm)
 	}
+}
+
+// oneEach puts the set operations es in a helper chain of that name, one
+// a rule, and returns the jump to it: the rule that runs them stays the
+// same size however many doors there are, and a full set keeps no other
+// door as it was.
+func (l *lowerer) oneEach(name string, es []Expr, origin lang.Ref, cm string) []Expr {
+	c := &Chain{Name: name}
+	for _, e := range es {
+		c.Rules = append(c.Rules, &Rule{Exprs: one(e), Origin: origin, Comment: cm})
+	}
+	l.helpers = append(l.helpers, c)
+	return one(&Verdict{Kind: Jump, Chain: c.Name})
 }
 
 // revokeRules emits the knocks of a statement that closes the doors of
@@ -513,14 +521,7 @@ func (l *lowerer) revokeRules(c *Chain, rs []*lang.Revoke) {
 		}
 		cm := comment("close", r.Service, r.Ref)
 		if len(final) > 1 {
-			// One delete a rule, in a chain of its own: the rule that
-			// closes stays the same size however many doors there are.
-			cc := &Chain{Name: fmt.Sprintf("close_%s%s", l.ids.Revoke[r], fsuffix(f))}
-			for _, e := range final {
-				cc.Rules = append(cc.Rules, &Rule{Exprs: one(e), Origin: r.Ref, Comment: cm})
-			}
-			l.helpers = append(l.helpers, cc)
-			final = one(&Verdict{Kind: Jump, Chain: cc.Name})
+			final = l.oneEach(fmt.Sprintf("close_%s%s", l.ids.Revoke[r], fsuffix(f)), final, r.Ref, cm)
 		}
 		if len(r.Ports) > 0 {
 			for _, pp := range plan.ByProto(r.Ports) {

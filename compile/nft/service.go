@@ -233,14 +233,19 @@ func (l *lowerer) limitRules(c *Chain, lim *lang.Limit) {
 	l.overChains = append(l.overChains, lc)
 	c.Rules = append(c.Rules, &Rule{Exprs: cat(pre, one(ctNew(), &Verdict{Kind: Jump, Chain: lc.Name})), Origin: lim.Ref, Comment: cm})
 	if lim.PerSource || lim.Ban > 0 {
-		what := "a full slot set refuses new sources"
-		if lim.Ban > 0 {
-			what += ", and a full ban set bans no more sources (their connections are still refused)"
-		}
-		l.diags.Add(lim.Pos, lang.Warning, lang.LintCapacity,
-			fmt.Sprintf("each set holds %d sources: an add that finds the set full creates nothing and does not match (nft_dynset), so %s", DefaultSetSize, what),
-			"")
+		l.setsFull(lim, "a full slot set refuses new sources")
 	}
+}
+
+// setsFull warns (L07) of what a limit's sets do when full: what, and a
+// full ban set's.
+func (l *lowerer) setsFull(lim *lang.Limit, what string) {
+	if lim.Ban > 0 {
+		what += ", and a full ban set bans no more sources (their connections are still refused)"
+	}
+	l.diags.Add(lim.Pos, lang.Warning, lang.LintCapacity,
+		fmt.Sprintf("each set holds %d sources: an add that finds the set full creates nothing and does not match (nft_dynset), so %s", DefaultSetSize, what),
+		"")
 }
 
 // capRules emits a cap of concurrent connections: a chain that returns
@@ -271,13 +276,7 @@ func (l *lowerer) capRules(c *Chain, lim *lang.Limit) {
 				Origin: lim.Ref, Comment: cm,
 			})
 		}
-		what := "a full cap set refuses new sources"
-		if lim.Ban > 0 {
-			what += ", and a full ban set bans no more sources (their connections are still refused)"
-		}
-		l.diags.Add(lim.Pos, lang.Warning, lang.LintCapacity,
-			fmt.Sprintf("each set holds %d sources: an add that finds the set full creates nothing and does not match (nft_dynset), so %s", DefaultSetSize, what),
-			"")
+		l.setsFull(lim, "a full cap set refuses new sources")
 	} else {
 		lc.Rules = append(lc.Rules, &Rule{Exprs: cat(pre, one(count, &Verdict{Kind: Return})), Origin: lim.Ref, Comment: cm})
 	}
