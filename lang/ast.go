@@ -127,6 +127,7 @@ type KnockStmt struct {
 	PerPos    Pos   // of "per", when PerSource is set
 	Mask4     *Word // after "per source/", or nil
 	Mask6     *Word // after Mask4, or nil
+	Pass      *Word // "pass": the knocks go on instead of being dropped
 	Options
 }
 

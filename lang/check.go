@@ -132,6 +132,7 @@ type knockPort struct {
 	pos     Pos
 	service *Service
 	kind    string // "knock" or "close"
+	pass    bool   // the knocks go on: the port is meant to be in use
 }
 
 func (c *checker) errorf(pos Pos, code Code, hint, format string, args ...any) {
@@ -549,7 +550,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	}
 	for _, svc := range svcs {
 		for i, p := range seq {
-			c.knockPorts = append(c.knockPorts, knockPort{port: p, pos: s.Ports[min(i, len(s.Ports)-1)].Position(), service: svc, kind: "knock"})
+			c.knockPorts = append(c.knockPorts, knockPort{port: p, pos: s.Ports[min(i, len(s.Ports)-1)].Position(), service: svc, kind: "knock", pass: s.Pass != nil})
 		}
 	}
 	if len(c.diags) > n && c.diags[n:].HasErrors() {
@@ -571,12 +572,12 @@ func (c *checker) knockStmt(s *KnockStmt) {
 		if s.Action == "opens" {
 			svc.Guarded = true
 			d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
-				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
+				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, Pass: s.Pass != nil, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
 			c.pol.Doors = append(c.pol.Doors, d)
 			c.ast.doors[d] = s
 			continue
 		}
-		r := &Revoke{Ref: Ref{c.id[s], pos}, Service: svc, From: from, Family: fam, Log: lg}
+		r := &Revoke{Ref: Ref{c.id[s], pos}, Service: svc, Pass: s.Pass != nil, From: from, Family: fam, Log: lg}
 		c.ast.revokes[r] = s.Ports
 		if len(seq) == 1 {
 			r.Ports = seq
@@ -851,7 +852,7 @@ func (c *checker) crossChecks() {
 			}
 		}
 		for _, o := range ports[k.port] {
-			if o.svc != k.service {
+			if o.svc != k.service && !k.pass {
 				c.warnf(k.pos, LintKnockOnOtherService, "pick a port no service uses",
 					"%s port %s is also the port of %s service %s", k.kind, k.port, o.what, o.svc.Name)
 			}

@@ -12,8 +12,8 @@
 //
 //	# comment to end of line; statements end at ';' or newline
 //	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [OPTIONS]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC {, SVC} [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [pass] [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC {, SVC} [pass] [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
 //	limit SVC COUNT/DUR|COUNT concurrent [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
@@ -153,6 +153,10 @@
 // alike but for the service and all with the statement's Ref: one
 // sequence opens them all (a closing knock of several, a Revoke of
 // each). A service named twice is an error (E34).
+//
+// A knock statement with "pass" leaves its knocks to the rest of the
+// ruleset instead of dropping them (Shorewall's SetEvent with ACCEPT): a
+// knock on a port in use. Without it the knock ports are dropped.
 //
 // A door is opened for the address that knocked. With "per source/24"
 // (or /24/64) after its lifetime it is keyed by the knocker's prefix:

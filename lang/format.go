@@ -195,6 +195,9 @@ func stmtText(s Stmt) string {
 		if s.PerSource {
 			w.add("per", perSource(s.Mask4, s.Mask6))
 		}
+		if s.Pass != nil {
+			w.add("pass")
+		}
 		w.options(s.Options)
 	case *CloseStmt:
 		w.add("close", s.Service.Text, "on", portsText(s.Ports))

@@ -225,8 +225,12 @@ type Door struct {
 	// knocks and connection leave from different addresses. 32 and 128
 	// by default.
 	Mask4, Mask6 int
-	From         []netip.Prefix // sources allowed to knock; empty means any
-	Family       Family
+	// Pass lets the knocks go on to the rest of the ruleset (the
+	// service on the knock port, the host's rules) instead of dropping
+	// them: a knock on a port in use (Shorewall's SetEvent with ACCEPT).
+	Pass   bool
+	From   []netip.Prefix // sources allowed to knock; empty means any
+	Family Family
 	// Reject refuses a new connection to the service, when no door of it
 	// is open for the source, with a reject (a TCP reset, an ICMP port
 	// unreachable) rather than a drop. Every door of a service says the
@@ -248,6 +252,7 @@ type Revoke struct {
 	Sequence []Port
 	Within   time.Duration
 	Span     time.Duration // as Door's
+	Pass     bool          // as Door's: the knocks go on
 	From     []netip.Prefix
 	Family   Family
 	Log      *Log

@@ -166,6 +166,12 @@ func (c *checker) wellKnownKnock(k knockPort) {
 		if k.kind == "close" {
 			what = "closes the door"
 		}
+		if k.pass {
+			c.warnf(k.pos, LintWellKnownKnock, "pick a port nothing listens on, such as 1600",
+				"%s port %s is the well-known port of %s: if this host serves %s, every %s client %s",
+				k.kind, k.port, n, n, n, what)
+			return
+		}
 		c.warnf(k.pos, LintWellKnownKnock, "pick a port nothing listens on, such as 1600",
 			"%s port %s is the well-known port of %s: if this host serves %s, its packets are dropped and every %s client %s",
 			k.kind, k.port, n, n, n, what)

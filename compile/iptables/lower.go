@@ -343,10 +343,18 @@ func (b *fam) knockRules(c *Chain, knocks []plan.Knock) {
 		if !plan.Covers(plan.Families(fm, from, nil), b.f) {
 			continue
 		}
+		// A knock that passes goes on, logged if the statement logs.
+		verdict := Target{Kind: DROP}
+		if k.Pass() {
+			if lg == nil {
+				continue
+			}
+			verdict = Target{Kind: NONE}
+		}
 		for _, pp := range plan.ByProto(ports) {
 			for _, ps := range chunks(pp.Ports) {
 				b.emit(c, &Rule{Src: plan.From(from, b.f), Proto: pp.Proto, DPorts: ps, Origin: k.Ref(), Comment: comment(kind, s, k.Ref())},
-					Target{Kind: DROP}, lg, kind, s)
+					verdict, lg, kind, s)
 			}
 		}
 	}

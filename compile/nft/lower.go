@@ -427,10 +427,18 @@ func (l *lowerer) knockRules(c *Chain, knocks []plan.Knock) {
 				prefixes = append(prefixes, cat(one(nfproto(f)), srcMatch(from, f)))
 			}
 		}
+		// A knock that passes goes on, logged if the statement logs.
+		verdict := one(&Verdict{Kind: Drop})
+		if k.Pass() {
+			if lg == nil {
+				continue
+			}
+			verdict = nil
+		}
 		for _, pre := range prefixes {
 			for _, pp := range plan.ByProto(ports) {
 				c.Rules = append(c.Rules, &Rule{
-					Exprs:   cat(pre, portMatches(pp, THDport), logExpr(lg, kind, s), one(&Verdict{Kind: Drop})),
+					Exprs:   cat(pre, portMatches(pp, THDport), logExpr(lg, kind, s), verdict),
 					Origin:  ref,
 					Comment: comment(kind, s, ref),
 				})

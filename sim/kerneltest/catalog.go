@@ -553,6 +553,20 @@ func Catalog() []Scenario {
 			2s     2001:db8:51::10 8080
 			4.2s   2001:db8:51::10 22             # both expired 2s after the knock
 		`),
+	}, {
+		// Knocks that pass: the web server answers them, and the
+		// sequence still opens ssh.
+		Name:   "knock-passes",
+		Want:   "aaad" + "ad",
+		Policy: "service web = tcp/8080\nknock 8080, 1700 opens ssh for 2s pass\n",
+		Packets: Steps(`
+			0s     198.51.100.10 8080
+			200ms  198.51.100.10 1700
+			400ms  198.51.100.10 22
+			600ms  198.51.100.20 22
+			800ms  198.51.100.20 1700             # out of order: passes, opens nothing
+			1s     198.51.100.20 22
+		`),
 	}}
 }
 

@@ -240,6 +240,15 @@ func (k Knock) Ref() lang.Ref {
 	return k.Revoke.Ref
 }
 
+// Pass reports whether the statement's knocks go on to the rest of the
+// ruleset instead of being dropped.
+func (k Knock) Pass() bool {
+	if k.Door != nil {
+		return k.Door.Pass
+	}
+	return k.Revoke.Pass
+}
+
 // Knocks returns the doors and revokes of p in source order: the order in
 // which their state updates run on a packet to a shared port.
 func Knocks(p *lang.Policy) []Knock {
