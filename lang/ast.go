@@ -127,6 +127,8 @@ type KnockStmt struct {
 	PerPos    Pos   // of "per", when PerSource is set
 	Mask4     *Word // after "per source/", or nil
 	Mask6     *Word // after Mask4, or nil
+	IgnorePos Pos   // of "ignore", when Ignore is set
+	Ignore    *Word // how long a source that knocks out of order is ignored, or nil
 	Pass      *Word // "pass": the knocks go on instead of being dropped
 	Options
 }

@@ -531,6 +531,17 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	case s.For != nil:
 		c.errorf(s.ForPos, ErrLifetime, "drop \"for "+s.For.Text+"\"", "a closing knock takes no lifetime")
 	}
+	var ignore time.Duration
+	if s.Ignore != nil {
+		ignore, _ = c.duration(s.Ignore.Text, s.Ignore.Pos, "the time a source is ignored", false)
+		switch {
+		case s.Action == "closes":
+			c.errorf(s.IgnorePos, ErrIgnore, "drop \"ignore "+s.Ignore.Text+"\": it belongs on a sequence that opens", "a closing knock ignores no source")
+		case len(s.Ports) == 1:
+			c.errorf(s.IgnorePos, ErrIgnore, "drop \"ignore "+s.Ignore.Text+"\", or knock more than one port",
+				"a single knock is never out of order: nothing to ignore")
+		}
+	}
 	mask4, mask6 := 32, 128
 	if s.PerSource && s.Action == "closes" {
 		c.errorf(s.PerPos, ErrPerClose, "drop \"per source\": a close closes each door of the service by the door's own key",
@@ -572,7 +583,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 		if s.Action == "opens" {
 			svc.Guarded = true
 			d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
-				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, Pass: s.Pass != nil, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
+				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, Pass: s.Pass != nil, Ignore: ignore, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
 			c.pol.Doors = append(c.pol.Doors, d)
 			c.ast.doors[d] = s
 			continue

@@ -47,6 +47,7 @@ const (
 	ErrBanAllReject   Code = "E32" // "reject" on a limit whose ban covers all traffic
 	ErrPerClose       Code = "E33" // "per source" on a knock that closes
 	ErrNamedTwice     Code = "E34" // a knock that names a service twice
+	ErrIgnore         Code = "E35" // "ignore" on a closing knock or a knock of one port
 )
 
 // The lint codes: the checker's, and the backends' (compile/nft,
@@ -109,6 +110,7 @@ var codes = map[Code]codeInfo{
 	ErrBanAllReject:   {`"reject" on a limit whose ban covers all traffic`, "limit ssh 3/60s per source ban 1h all reject"},
 	ErrPerClose:       {`"per source" on a knock that closes`, "knock 1599 closes ssh per source/24"},
 	ErrNamedTwice:     {"knock that names a service twice", "knock 1600 opens ssh, ssh for 60s"},
+	ErrIgnore:         {`"ignore" on a closing knock or on a knock of one port`, "knock 1600 opens ssh for 60s ignore 1m"},
 
 	LintKnockOnOtherService: {"knock or close port that is a port of another service the policy guards, allows or limits", "knock 80 opens ssh for 60s; allow http"},
 	LintScanKnock:           {"knock sequence a port scan completes", "knock 1600 opens ssh for 60s"},

@@ -12,7 +12,7 @@
 //
 //	# comment to end of line; statements end at ';' or newline
 //	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [pass] [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [ignore DUR] [pass] [OPTIONS]
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC {, SVC} [pass] [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
 //	limit SVC COUNT/DUR|COUNT concurrent [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
@@ -255,6 +255,8 @@
 //	E33 "per source" on a knock that closes: a close closes each door
 //	    of the service by the door's own key
 //	E34 knock that names a service twice
+//	E35 "ignore" on a closing knock or on a knock of one port: neither
+//	    can be knocked out of order
 //
 // # Bounds
 //

@@ -195,6 +195,9 @@ func stmtText(s Stmt) string {
 		if s.PerSource {
 			w.add("per", perSource(s.Mask4, s.Mask6))
 		}
+		if s.Ignore != nil {
+			w.add("ignore", canonicalDuration(s.Ignore.Text))
+		}
 		if s.Pass != nil {
 			w.add("pass")
 		}

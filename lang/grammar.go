@@ -67,6 +67,8 @@ type knockSyntax struct {
 	PerKw   *lexer.Token    `parser:"(@'per' 'source'"`
 	Mask4   *lexer.Token    `parser:" ('/' @Number"`
 	Mask6   *lexer.Token    `parser:"  ('/' @Number)?)?)?"`
+	IgnKw   *lexer.Token    `parser:"(@'ignore'"`
+	Ignore  *lexer.Token    `parser:" @Duration)?"`
 	Pass    *lexer.Token    `parser:"@'pass'?"`
 	optionsSyntax
 }
@@ -205,7 +207,10 @@ func (g *serviceSyntax) ast() Stmt {
 func (g *knockSyntax) ast() Stmt {
 	s := &KnockStmt{Node: span(g.Tokens), Ports: ports(g.Ports), From: sources(g.From), Within: word(g.Within), In: word(g.In),
 		Action: text(g.Action), Service: word(g.Service), Once: word(g.Once), For: word(g.For), PerSource: g.PerKw != nil, Mask4: word(g.Mask4), Mask6: word(g.Mask6),
-		Pass: word(g.Pass), Options: g.optionsSyntax.ast()}
+		Ignore: word(g.Ignore), Pass: word(g.Pass), Options: g.optionsSyntax.ast()}
+	if g.IgnKw != nil {
+		s.IgnorePos = posOf(g.IgnKw.Pos)
+	}
 	for _, n := range g.Also {
 		s.Also = append(s.Also, word(n.Name))
 	}

@@ -228,7 +228,12 @@ type Door struct {
 	// Pass lets the knocks go on to the rest of the ruleset (the
 	// service on the knock port, the host's rules) instead of dropping
 	// them: a knock on a port in use (Shorewall's SetEvent with ACCEPT).
-	Pass   bool
+	Pass bool
+	// Ignore, when > 0, makes a source that knocks out of order (a knock
+	// on a later port of the sequence, not the next one) count for
+	// nothing for that long: its knocks of the sequence neither start,
+	// advance nor reset an attempt (nfknock's ignored list).
+	Ignore time.Duration
 	From   []netip.Prefix // sources allowed to knock; empty means any
 	Family Family
 	// Reject refuses a new connection to the service, when no door of it

@@ -279,7 +279,7 @@ func (c *checker) duplicates() map[*Limit]bool {
 	}
 	var all []stmt
 	for _, d := range c.pol.Doors {
-		all = append(all, stmt{d.ID, d.Pos, fmt.Sprintf("door %p %v %d %d %d %s %d %s", d.Service, d.Sequence, d.Within, d.Span, d.Lifetime, fromKey(d.From), d.Family, logKey(d.Log))})
+		all = append(all, stmt{d.ID, d.Pos, fmt.Sprintf("door %p %v %d %d %d %v %d %d %v %d %s %d %s", d.Service, d.Sequence, d.Within, d.Span, d.Lifetime, d.Once, d.Mask4, d.Mask6, d.Pass, d.Ignore, fromKey(d.From), d.Family, logKey(d.Log))})
 	}
 	for _, r := range c.pol.Revokes {
 		all = append(all, stmt{r.ID, r.Pos, fmt.Sprintf("revoke %p %v %v %d %d %s %d %s", r.Service, r.Ports, r.Sequence, r.Within, r.Span, fromKey(r.From), r.Family, logKey(r.Log))})

@@ -129,7 +129,7 @@ func TestParticipleExpected(t *testing.T) {
 		{"knock 1600 opens ssh for soon", "soon", "<duration>"},
 		{"knock opens ssh", "opens", "<number>"},
 		{"limit ssh 3/60s per", "", `"source" ("/" <number> ("/" <number>)?)?`},
-		{"knock 1600 within 60 opens ssh", "within", `("opens" | "closes") <ident> ("," NameSyntax)* "once"? ("for" <duration>)? ("per" "source" ("/" <number> ("/" <number>)?)?)? "pass"? ("family" ("ipv4" | "ipv6"))? "reject"? LogSyntax?`},
+		{"knock 1600 within 60 opens ssh", "within", `("opens" | "closes") <ident> ("," NameSyntax)* "once"? ("for" <duration>)? ("per" "source" ("/" <number> ("/" <number>)?)?)? ("ignore" <duration>)? "pass"? ("family" ("ipv4" | "ipv6"))? "reject"? LogSyntax?`},
 		{"allow ssh please", "please", ""},
 	}
 	for _, tc := range tests {

@@ -378,7 +378,7 @@ func (b *fam) doorRules(c *Chain, ds []*lang.Door) {
 	if len(final) == 0 {
 		return
 	}
-	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, plan.DoorMask(d, b.f), d.Ref, final, comment("knock", d.Service, d.Ref))
+	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, plan.DoorMask(d, b.f), d.Ignore, d.Ref, final, comment("knock", d.Service, d.Ref))
 	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
@@ -414,7 +414,7 @@ func (b *fam) revokeRules(c *Chain, rs []*lang.Revoke) {
 		}
 		return
 	}
-	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, b.f.Bits(), r.Ref, final, cm)
+	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, b.f.Bits(), 0, r.Ref, final, cm)
 }
 
 // sequence emits the state rules of a knock sequence. Stage lists
@@ -428,8 +428,25 @@ func (b *fam) revokeRules(c *Chain, rs []*lang.Revoke) {
 // stage list at a time. The stage lists are keyed by prefixes of bits,
 // as the door the sequence opens.
 func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
-	from []netip.Prefix, bits int, ref lang.Ref, final []*Recent, cm string) {
+	from []netip.Prefix, bits int, ignore time.Duration, ref lang.Ref, final []*Recent, cm string) {
 	src := plan.From(from, b.f)
+	// A sequence that ignores a source after a knock out of order runs
+	// in a chain of its own, which returns at once for an ignored source
+	// (a rule has one recent match, and each rule of the sequence has
+	// one already); the knock chain jumps to it on the sequence's ports.
+	var ignList string
+	if ignore > 0 && len(ports) > 1 {
+		ignList = b.keyedList(kind, id+"_ign", 0, bits, false)
+		own := b.chain(b.filter, chainName(kind, id, "knocks"))
+		own.Rules = append(own.Rules, &Rule{Recent: &Recent{Name: ignList, Op: Rcheck, Seconds: b.seconds(ignore, ref.Pos, "the time a source is ignored")},
+			Target: Target{Kind: RETURN}, Origin: ref, Comment: cm})
+		for _, pp := range plan.ByProto(ports) {
+			for _, ps := range chunks(pp.Ports) {
+				c.Rules = append(c.Rules, &Rule{Src: src, Proto: pp.Proto, DPorts: ps, Target: Target{Kind: JUMP, Chain: own.Name}, Origin: ref, Comment: cm})
+			}
+		}
+		c = own
+	}
 	base := func(p lang.Port, rc *Recent, t Target) *Rule {
 		return &Rule{Src: src, Proto: p.Proto, DPorts: []uint16{p.Num}, TCPFlags: synOnly(p.Proto), CtState: newState(), Recent: rc, Target: t, Origin: ref, Comment: cm}
 	}
@@ -490,8 +507,19 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	notAt1 := at(1)
 	notAt1.Invert = true
 	c.Rules = append(c.Rules, base(ports[0], notAt1, Target{Kind: JUMP, Chain: start.Name}))
+	// A knock out of order resets the attempt and, with ignore, stamps
+	// the source as ignored.
+	wrong := Target{Kind: JUMP, Chain: reset.Name}
+	if ignList != "" {
+		wc := b.chain(b.filter, chainName(kind, id, "wrong"))
+		if len(wc.Rules) == 0 {
+			wc.Rules = append(wc.Rules, &Rule{Target: wrong, Origin: ref, Comment: cm},
+				&Rule{Recent: &Recent{Name: ignList, Op: Set}, Origin: ref, Comment: cm})
+		}
+		wrong = Target{Kind: JUMP, Chain: wc.Name}
+	}
 	for k := 2; k <= n; k++ {
-		miss := Target{Kind: JUMP, Chain: reset.Name}
+		miss := wrong
 		if k < n {
 			again := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k), "again"))
 			if len(again.Rules) == 0 {

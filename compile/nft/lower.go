@@ -86,6 +86,7 @@ func (l *lowerer) millis() {
 		}
 		check(d.Pos, d.Span, "the window of the sequence")
 		check(d.Pos, d.Lifetime, "the door's lifetime")
+		check(d.Pos, d.Ignore, "the time a source is ignored")
 	}
 	for _, r := range l.p.Revokes {
 		if r.Within != r.Span {
@@ -494,9 +495,18 @@ func (l *lowerer) doorRules(c *Chain, ds []*lang.Door) {
 		if len(final) > 1 {
 			final = l.oneEach(fmt.Sprintf("open_%s%s", l.ids.Door[d], fsuffix(f)), final, d.Ref, cm)
 		}
-		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, d.Ref, final, cm)
+		var ign *ignoreSet
+		if d.Ignore > 0 {
+			ign = &ignoreSet{name: l.set("ign_"+l.ids.Door[d]+fsuffix(f), f, d.Ignore, d.Ref,
+				fmt.Sprintf("sources ignored after a knock out of order, line %d", d.Pos.Line))}
+		}
+		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, ign, d.Ref, final, cm)
 	}
 }
+
+// ignoreSet is the set of sources a sequence ignores after a knock out
+// of order (Door.Ignore).
+type ignoreSet struct{ name string }
 
 // oneEach puts the set operations es in a helper chain of that name, one
 // a rule, and returns the jump to it: the rule that runs them stays the
@@ -541,7 +551,7 @@ func (l *lowerer) revokeRules(c *Chain, rs []*lang.Revoke) {
 			}
 			continue
 		}
-		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, key(f, 0), r.Ref, final, cm)
+		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, key(f, 0), nil, r.Ref, final, cm)
 	}
 }
 
@@ -563,8 +573,18 @@ func (l *lowerer) revokeRules(c *Chain, rs []*lang.Revoke) {
 // than 128 expressions or of 4 kB of expression data (EFBIG,
 // nf_tables_newrule), which a rule deleting from 34 sets passes.
 func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
-	from []netip.Prefix, f plan.Fam, sk Key, ref lang.Ref, final []Expr, cm string) {
+	from []netip.Prefix, f plan.Fam, sk Key, ign *ignoreSet, ref lang.Ref, final []Expr, cm string) {
 	n := len(ports)
+	// An ignored source's knocks match no rule of the sequence; a knock
+	// out of order puts the source there (wrong, below).
+	var notIgnored, wrong []Expr
+	if ign != nil {
+		notIgnored = one(&Lookup{Set: ign.name, Key: sk, Neg: true})
+		wrong = one(&Dynset{Op: Update, Set: ign.name, Key: sk})
+	}
+	knockBase := func(f plan.Fam, from []netip.Prefix, p lang.Port) []Expr {
+		return cat(knockBase(f, from, p), notIgnored)
+	}
 	if n == 1 {
 		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), final), Origin: ref, Comment: cm})
 		return
@@ -608,6 +628,14 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: sk, Neg: true}), notAt(k), jumpReset),
 			Origin: ref, Comment: cm,
 		})
+		if wrong != nil {
+			// After the reset, so that a full set of the ignored (where
+			// update does not match) still resets the attempt.
+			c.Rules = append(c.Rules, &Rule{
+				Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: sk, Neg: true}), notAt(k), wrong),
+				Origin: ref, Comment: cm,
+			})
+		}
 		next := final
 		if k < n {
 			next = one(&Dynset{Op: Update, Set: stages[k], Key: sk})

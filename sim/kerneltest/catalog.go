@@ -567,6 +567,31 @@ func Catalog() []Scenario {
 			800ms  198.51.100.20 1700             # out of order: passes, opens nothing
 			1s     198.51.100.20 22
 		`),
+	}, {
+		// A knock out of order gets the source ignored for 1s: its
+		// knocks of the sequence count for nothing, nor do they make the
+		// ignoring last longer.
+		Name:   "sequence-ignore",
+		Want:   "ddddd" + "ddda" + "ddddddd",
+		Policy: "knock 7000, 8000, 9000 opens ssh for 3s ignore 1s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 8000             # out of order: ignored until 1s
+			200ms  198.51.100.10 7000
+			400ms  198.51.100.10 8000
+			600ms  198.51.100.10 9000
+			800ms  198.51.100.10 22
+			1.3s   198.51.100.10 7000
+			1.5s   198.51.100.10 8000
+			1.7s   198.51.100.10 9000
+			1.9s   198.51.100.10 22
+			2.1s   198.51.100.20 7000
+			2.3s   198.51.100.20 9000             # out of order: ignored until 3.3s
+			2.5s   198.51.100.20 7000
+			2.7s   198.51.100.20 8000
+			2.9s   198.51.100.20 9000
+			3.1s   198.51.100.20 22
+			3.6s   198.51.100.20 22
+		`),
 	}}
 }
 
