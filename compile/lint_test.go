@@ -26,6 +26,13 @@ func TestLint(t *testing.T) {
 			[]string{"L09 ", "L07 each set holds", "L07 xt_recent keeps"}},
 		{"ignored", "limit ssh 3/60s per source # kwl:ignore L07\n", compile.Names(),
 			[]string{"L09 "}},
+		{"ascending", "knock 7000, 8000, 9000 opens ssh for 30s\n", []string{"nft"},
+			[]string{"L05 knock ports 7000, 8000, 9000 are in ascending order"}},
+		{"ascending but strict", "knock 7000, 8000, 9000 strict opens ssh for 30s\n", []string{"nft"}, nil},
+		{"adjacent and strict", "knock 7002, 7001, 7000 strict opens ssh for 30s\n", []string{"nft"},
+			[]string{"L05 knock ports 7002, 7001, 7000 are in descending order"}},
+		{"ascending and exclusive", "knock 7000, 8000 exclusive opens ssh for 30s\n", []string{"nft"},
+			[]string{"L05 knock ports 7000, 8000 are in ascending order"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, diags := lang.Load("p.kwl", []byte(tc.src))

@@ -1,7 +1,9 @@
 // Package knockd translates knockd.conf (knockd(1)) into a kwl policy.
 //
 // A section such as [openSSH] becomes a knock statement: its sequence,
-// its seq_timeout as the window of the whole sequence ("in"), the door's
+// its seq_timeout as the window of the whole sequence ("in"), knockd's
+// one attempt per source ("exclusive": a knock of another section's
+// sequence starts it over), the door's
 // service from its start command when that is a plain iptables accept of
 // %IP% to one port, and its cmd_timeout as the door's lifetime. A section
 // whose command deletes that accept (iptables -D) is a closing knock.
@@ -169,7 +171,9 @@ func translateSection(b *strings.Builder, s *section, services map[string]bool) 
 		}
 		stmt := "knock " + strings.Join(seq, ", ")
 		if len(seq) > 1 {
-			stmt += " in " + seconds(timeout)
+			// knockd keeps one attempt per source: a knock on a port of
+			// another section's sequence ends it.
+			stmt += " in " + seconds(timeout) + " exclusive"
 		}
 		if cmd.delete {
 			stmt += " closes " + svc

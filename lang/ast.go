@@ -115,6 +115,7 @@ type KnockStmt struct {
 	From    []*Source
 	Within  *Word  // the window between consecutive knocks
 	In      *Word  // the window of the whole sequence, from its first knock
+	Reset   *Word  // "strict" or "exclusive": what else resets an attempt, or nil
 	Action  string // "opens" or "closes"
 	Service *Word
 	Also    []*Word // the services after the first: "opens ssh, https"

@@ -531,6 +531,17 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	case s.For != nil:
 		c.errorf(s.ForPos, ErrLifetime, "drop \"for "+s.For.Text+"\"", "a closing knock takes no lifetime")
 	}
+	reset := ResetOwn
+	if s.Reset != nil {
+		reset = ResetAny
+		if s.Reset.Text == "exclusive" {
+			reset = ResetKnocks
+		}
+		if len(s.Ports) == 1 {
+			c.errorf(s.Reset.Pos, ErrResetOne, "drop \""+s.Reset.Text+"\", or knock more than one port",
+				"a single knock has no attempt in progress to start over")
+		}
+	}
 	var ignore time.Duration
 	if s.Ignore != nil {
 		ignore, _ = c.duration(s.Ignore.Text, s.Ignore.Pos, "the time a source is ignored", false)
@@ -583,7 +594,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 		if s.Action == "opens" {
 			svc.Guarded = true
 			d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
-				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, Pass: s.Pass != nil, Ignore: ignore, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
+				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, Pass: s.Pass != nil, Ignore: ignore, Reset: reset, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
 			c.pol.Doors = append(c.pol.Doors, d)
 			c.ast.doors[d] = s
 			continue
@@ -593,7 +604,7 @@ func (c *checker) knockStmt(s *KnockStmt) {
 		if len(seq) == 1 {
 			r.Ports = seq
 		} else {
-			r.Sequence, r.Within, r.Span = seq, within, span
+			r.Sequence, r.Within, r.Span, r.Reset = seq, within, span, reset
 		}
 		c.pol.Revokes = append(c.pol.Revokes, r)
 	}

@@ -12,8 +12,8 @@
 //
 //	# comment to end of line; statements end at ';' or newline
 //	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [ignore DUR] [pass] [OPTIONS]
-//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] closes SVC {, SVC} [pass] [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] [strict|exclusive] opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [ignore DUR] [pass] [OPTIONS]
+//	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] [strict|exclusive] closes SVC {, SVC} [pass] [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
 //	limit SVC COUNT/DUR|COUNT concurrent [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
@@ -97,7 +97,14 @@
 // knock (a retransmitted or duplicated SYN), which changes nothing: TCP
 // resends an unanswered SYN after 1 s and 3 s, and some clients send
 // every knock twice, so that a reset would break the sequences of the
-// very clients that knock correctly. A closing knock of one port is a Revoke
+// very clients that knock correctly. That is the default (Reset
+// ResetOwn): a scanner's other traffic leaves the attempt alone, and so
+// do a client's own connections while it knocks. "exclusive"
+// (ResetKnocks) also starts the attempt over on a knock of any other
+// knock or close statement, as knockd keeps one attempt per source;
+// "strict" (ResetAny) on any other packet from the source to the host
+// that conntrack calls new. Neither resets on the source's last counted
+// knock again. A closing knock of one port is a Revoke
 // with Ports (like close), of several a Revoke with Sequence. "per
 // source" keys counters by /32 and /128, "per source/24" by /24 and /128,
 // "per source/24/64" by /24 and /64; without "per" one counter is shared
@@ -257,6 +264,8 @@
 //	E34 knock that names a service twice
 //	E35 "ignore" on a closing knock or on a knock of one port: neither
 //	    can be knocked out of order
+//	E36 "strict" or "exclusive" on a knock of one port: a single knock
+//	    has no attempt in progress to start over
 //
 // # Bounds
 //

@@ -181,6 +181,9 @@ func stmtText(s Stmt) string {
 		if s.In != nil {
 			w.add("in", canonicalDuration(s.In.Text))
 		}
+		if s.Reset != nil {
+			w.add(s.Reset.Text)
+		}
 		svcs := s.Service.Text
 		for _, a := range s.Also {
 			svcs += ", " + a.Text

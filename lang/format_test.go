@@ -81,6 +81,8 @@ func TestFormat(t *testing.T) {
 		{"door per prefix", "knock 1600 opens ssh  for 60s per  source / 24/64 reject", "knock 1600 opens ssh for 60s per source/24/64 reject\n"},
 		{"cap", "limit ssh  15   concurrent per source/24 ban 1h all", "limit ssh 15 concurrent per source/24 ban 1h all\n"},
 		{"several services", "knock 1600 opens ssh ,https,  http once for 1m\nknock 1599 closes ssh,https", "knock 1600 opens ssh, https, http once for 1m\nknock 1599 closes ssh, https\n"},
+		{"strict", "knock 1, 2   within 2s  strict opens ssh for 60s", "knock 1, 2 within 2s strict opens ssh for 60s\n"},
+		{"exclusive", "knock 1, 2  exclusive   closes ssh", "knock 1, 2 exclusive closes ssh\n"},
 		{"ignore", "knock 1, 2 opens ssh for 60s  ignore 1.5m   pass", "knock 1, 2 opens ssh for 60s ignore 1m30s pass\n"},
 		{"pass", "knock 8080 opens ssh for 60s  pass reject\nknock 8081  closes ssh pass", "knock 8080 opens ssh for 60s pass reject\nknock 8081 closes ssh pass\n"},
 		{"ban all", "limit ssh 3/60s per source  ban 1h   all  log info", "limit ssh 3/60s per source ban 1h all log info\n"},

@@ -58,6 +58,7 @@ type knockSyntax struct {
 	From    []*sourceSyntax `parser:"('from' @@ (',' @@)*)?"`
 	Within  *lexer.Token    `parser:"('within' @Duration)?"`
 	In      *lexer.Token    `parser:"('in' @Duration)?"`
+	Reset   *lexer.Token    `parser:"@('strict' | 'exclusive')?"`
 	Action  *lexer.Token    `parser:"@('opens' | 'closes')"`
 	Service *lexer.Token    `parser:"@Ident"`
 	Also    []*nameSyntax   `parser:"(',' @@)*"`
@@ -205,7 +206,7 @@ func (g *serviceSyntax) ast() Stmt {
 }
 
 func (g *knockSyntax) ast() Stmt {
-	s := &KnockStmt{Node: span(g.Tokens), Ports: ports(g.Ports), From: sources(g.From), Within: word(g.Within), In: word(g.In),
+	s := &KnockStmt{Node: span(g.Tokens), Ports: ports(g.Ports), From: sources(g.From), Within: word(g.Within), In: word(g.In), Reset: word(g.Reset),
 		Action: text(g.Action), Service: word(g.Service), Once: word(g.Once), For: word(g.For), PerSource: g.PerKw != nil, Mask4: word(g.Mask4), Mask6: word(g.Mask6),
 		Ignore: word(g.Ignore), Pass: word(g.Pass), Options: g.optionsSyntax.ast()}
 	if g.IgnKw != nil {

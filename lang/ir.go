@@ -234,6 +234,9 @@ type Door struct {
 	// nothing for that long: its knocks of the sequence neither start,
 	// advance nor reset an attempt (nfknock's ignored list).
 	Ignore time.Duration
+	// Reset says what else than a knock of the sequence out of order
+	// starts an attempt over.
+	Reset  Reset
 	From   []netip.Prefix // sources allowed to knock; empty means any
 	Family Family
 	// Reject refuses a new connection to the service, when no door of it
@@ -243,6 +246,26 @@ type Door struct {
 	Reject bool
 	Log    *Log
 }
+
+// Reset is what makes a source's attempt at a knock sequence start over,
+// besides its own knocks.
+type Reset int
+
+// The resets of a sequence. Each one resets on what the one before it
+// does, and more.
+const (
+	// ResetOwn: a knock on a port of the sequence that is not the next
+	// one (nor the source's last counted knock, again). The default.
+	ResetOwn Reset = iota
+	// ResetKnocks ("exclusive"): also a knock on a port of any other
+	// knock or close statement of the policy: one attempt in progress
+	// per source, as knockd keeps.
+	ResetKnocks
+	// ResetAny ("strict"): any other packet from the source to the
+	// host that conntrack calls new: a connection attempt to any port,
+	// a UDP datagram, a ping.
+	ResetAny
+)
 
 // Revoke closes a service's door for the source that sends it: any one of
 // the ports of a close statement, or a closing knock sequence.
@@ -257,6 +280,7 @@ type Revoke struct {
 	Sequence []Port
 	Within   time.Duration
 	Span     time.Duration // as Door's
+	Reset    Reset         // as Door's
 	Pass     bool          // as Door's: the knocks go on
 	From     []netip.Prefix
 	Family   Family

@@ -544,7 +544,7 @@ var durationClauses = map[string]string{"knock": "within"}
 // stmtUsage shows each statement's clauses in their order, for hints.
 var stmtUsage = map[string]string{
 	"service": "service NAME = PORT, ... [forward to ADDR]",
-	"knock":   "knock PORT, ... [from SRC, ...] [within DUR] [in DUR] opens SVC, ... [once] for DUR [per source[/N[/M]]] [ignore DUR] [pass]|closes SVC, ... [pass] [family F] [reject] [log LEVEL [prefix \"S\"]]",
+	"knock":   "knock PORT, ... [from SRC, ...] [within DUR] [in DUR] [strict|exclusive] opens SVC, ... [once] for DUR [per source[/N[/M]]] [ignore DUR] [pass]|closes SVC, ... [pass] [family F] [reject] [log LEVEL [prefix \"S\"]]",
 	"close":   "close SVC on PORT, ... [from SRC, ...] [family F] [log LEVEL [prefix \"S\"]]",
 	"limit":   "limit SVC COUNT/DUR [per source[/N[/M]] | shared] [ban DUR [all]] [family F] [reject] [log LEVEL [prefix \"S\"]]",
 	"allow":   "allow SVC [from SRC, ...] [family F] [log LEVEL [prefix \"S\"]]",

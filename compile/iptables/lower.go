@@ -378,7 +378,7 @@ func (b *fam) doorRules(c *Chain, ds []*lang.Door) {
 	if len(final) == 0 {
 		return
 	}
-	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, plan.DoorMask(d, b.f), d.Ignore, d.Ref, final, comment("knock", d.Service, d.Ref))
+	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, plan.DoorMask(d, b.f), d.Ignore, d.Reset, d.Ref, final, comment("knock", d.Service, d.Ref))
 	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
@@ -414,7 +414,38 @@ func (b *fam) revokeRules(c *Chain, rs []*lang.Revoke) {
 		}
 		return
 	}
-	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, b.f.Bits(), 0, r.Ref, final, cm)
+	b.sequence(c, "rseq", b.l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, b.f.Bits(), 0, r.Reset, r.Ref, final, cm)
+}
+
+// otherResets emits the rules by which a strict or exclusive sequence
+// (lang.ResetAny, lang.ResetKnocks) starts over on a packet that is
+// none of its knocks: for each stage k, in the knock chain, before the
+// sequence's own rules, a rule sends the packets it resets on from a
+// source at stage k to a chain that returns for the knocks the attempt
+// expects (the next port) or shrugs off (port k again, a
+// retransmission) and resets it otherwise.
+func (b *fam) otherResets(c *Chain, kind, id string, ports []lang.Port, rs lang.Reset, at func(int) *Recent,
+	knock func(lang.Port, *Recent, Target) *Rule, reset string, ref lang.Ref, cm string) {
+	for k := 1; k < len(ports); k++ {
+		h := b.chain(b.filter, chainName(kind, id, "other", fmt.Sprint(k)))
+		if len(h.Rules) == 0 {
+			h.Rules = append(h.Rules,
+				knock(ports[k-1], nil, Target{Kind: RETURN}),
+				knock(ports[k], nil, Target{Kind: RETURN}),
+				&Rule{Target: Target{Kind: JUMP, Chain: reset}, Origin: ref, Comment: cm})
+		}
+		to := Target{Kind: JUMP, Chain: h.Name}
+		if rs == lang.ResetAny {
+			c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: at(k), Target: to, Origin: ref, Comment: cm})
+			continue
+		}
+		for _, pp := range plan.KnockPorts(b.l.p) {
+			for _, ps := range chunks(pp.Ports) {
+				c.Rules = append(c.Rules, &Rule{Proto: pp.Proto, DPorts: ps, TCPFlags: synOnly(pp.Proto), CtState: newState(),
+					Recent: at(k), Target: to, Origin: ref, Comment: cm})
+			}
+		}
+	}
 }
 
 // sequence emits the state rules of a knock sequence. Stage lists
@@ -428,8 +459,9 @@ func (b *fam) revokeRules(c *Chain, rs []*lang.Revoke) {
 // stage list at a time. The stage lists are keyed by prefixes of bits,
 // as the door the sequence opens.
 func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
-	from []netip.Prefix, bits int, ignore time.Duration, ref lang.Ref, final []*Recent, cm string) {
+	from []netip.Prefix, bits int, ignore time.Duration, rs lang.Reset, ref lang.Ref, final []*Recent, cm string) {
 	src := plan.From(from, b.f)
+	knocks := c
 	// A sequence that ignores a source after a knock out of order runs
 	// in a chain of its own, which returns at once for an ignored source
 	// (a rule has one recent match, and each rule of the sequence has
@@ -483,6 +515,9 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 	// the rules that would restart or reset jump to a chain that returns
 	// first for a source at stage k.
 	at := func(k int) *Recent { return &Recent{Name: stages[k], Op: Rcheck, Seconds: secs} }
+	if rs != lang.ResetOwn {
+		b.otherResets(knocks, kind, id, ports, rs, at, base, reset.Name, ref, cm)
+	}
 	// The first knock (again), from any stage but the first, restarts.
 	// The window of the whole sequence: it also stamps the source in a
 	// list of its own, which no later knock stamps; a later knock

@@ -500,7 +500,46 @@ func (l *lowerer) doorRules(c *Chain, ds []*lang.Door) {
 			ign = &ignoreSet{name: l.set("ign_"+l.ids.Door[d]+fsuffix(f), f, d.Ignore, d.Ref,
 				fmt.Sprintf("sources ignored after a knock out of order, line %d", d.Pos.Line))}
 		}
-		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, ign, d.Ref, final, cm)
+		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, ign, d.Reset, d.Ref, final, cm)
+	}
+}
+
+// otherResets emits the rules by which a strict or exclusive sequence
+// (lang.ResetAny, lang.ResetKnocks) starts over on a packet that is
+// none of its knocks. For each stage k a rule sends the packets it
+// resets on, from a source at stage k, to a chain that returns for the
+// knocks the attempt expects (the next port, k+1) or shrugs off (port
+// k again, a retransmission) and resets it otherwise. They come before
+// the sequence's own rules, which then see the attempt as the packet
+// left it.
+func (l *lowerer) otherResets(c *Chain, kind, id string, ports []lang.Port, from []netip.Prefix, f plan.Fam, sk Key,
+	rs lang.Reset, stages []string, jumpReset []Expr, knock func(plan.Fam, []netip.Prefix, lang.Port) []Expr, ref lang.Ref, cm string) {
+	if rs == lang.ResetOwn {
+		return
+	}
+	// What resets: any new packet, or a knock of the policy.
+	var on [][]Expr
+	if rs == lang.ResetAny {
+		on = [][]Expr{nil}
+	} else {
+		for _, pp := range plan.KnockPorts(l.p) {
+			on = append(on, cat(portMatches(pp, THDport), synOnly(pp.Proto)))
+		}
+	}
+	for k := 1; k < len(ports); k++ {
+		h := &Chain{Name: fmt.Sprintf("%s_%s_other_%d%s", kind, id, k, fsuffix(f))}
+		h.Rules = []*Rule{
+			{Exprs: cat(knock(f, from, ports[k-1]), one(&Verdict{Kind: Return})), Origin: ref, Comment: cm},
+			{Exprs: cat(knock(f, from, ports[k]), one(&Verdict{Kind: Return})), Origin: ref, Comment: cm},
+			{Exprs: jumpReset, Origin: ref, Comment: cm},
+		}
+		l.helpers = append(l.helpers, h)
+		for _, m := range on {
+			c.Rules = append(c.Rules, &Rule{
+				Exprs:  cat(one(nfproto(f)), one(ctNew()), m, one(&Lookup{Set: stages[k], Key: sk}), one(&Verdict{Kind: Jump, Chain: h.Name})),
+				Origin: ref, Comment: cm,
+			})
+		}
 	}
 }
 
@@ -551,7 +590,7 @@ func (l *lowerer) revokeRules(c *Chain, rs []*lang.Revoke) {
 			}
 			continue
 		}
-		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, key(f, 0), nil, r.Ref, final, cm)
+		l.sequence(c, "rseq", l.ids.Revoke[r], r.Sequence, r.Within, r.Span, r.From, f, key(f, 0), nil, r.Reset, r.Ref, final, cm)
 	}
 }
 
@@ -573,7 +612,7 @@ func (l *lowerer) revokeRules(c *Chain, rs []*lang.Revoke) {
 // than 128 expressions or of 4 kB of expression data (EFBIG,
 // nf_tables_newrule), which a rule deleting from 34 sets passes.
 func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within, span time.Duration,
-	from []netip.Prefix, f plan.Fam, sk Key, ign *ignoreSet, ref lang.Ref, final []Expr, cm string) {
+	from []netip.Prefix, f plan.Fam, sk Key, ign *ignoreSet, rs lang.Reset, ref lang.Ref, final []Expr, cm string) {
 	n := len(ports)
 	// An ignored source's knocks match no rule of the sequence; a knock
 	// out of order puts the source there (wrong, below).
@@ -607,6 +646,7 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 		}
 		return one(&Lookup{Set: stages[k], Key: sk, Neg: true})
 	}
+	l.otherResets(c, kind, id, ports, from, f, sk, rs, stages, jumpReset, knockBase, ref, cm)
 	// p1: restart.
 	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), jumpReset), Origin: ref, Comment: cm})
 	// The window of the whole sequence: the first knock (again) starts

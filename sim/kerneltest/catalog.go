@@ -592,6 +592,72 @@ func Catalog() []Scenario {
 			3.1s   198.51.100.20 22
 			3.6s   198.51.100.20 22
 		`),
+	}, {
+		// A strict sequence starts over on any other packet new to
+		// conntrack from the source: a connection to another port, a
+		// bare ACK, a datagram; not on its last knock again, nor on
+		// another source's packets.
+		Name:   "sequence-strict",
+		Want:   "dddadd" + "ddda" + "daddd" + "daddd" + "ddada",
+		Policy: "knock 7000, 8000, 9000 within 1s strict opens ssh for 3s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 7000
+			200ms  198.51.100.10 7000             # again: no reset
+			400ms  198.51.100.10 8000
+			600ms  198.51.100.10 80               # starts over
+			800ms  198.51.100.10 9000
+			1s     198.51.100.10 22
+			1.2s   198.51.100.20 7000
+			1.4s   198.51.100.20 8000
+			1.6s   198.51.100.20 9000
+			1.8s   198.51.100.20 22
+			2s     198.51.100.30 7000
+			2.2s   198.51.100.30 80 flags A       # new to conntrack: starts over
+			2.4s   198.51.100.30 8000
+			2.6s   198.51.100.30 9000
+			2.8s   198.51.100.30 22
+			3s     198.51.100.40 7000
+			3.2s   198.51.100.40 udp/53           # starts over
+			3.4s   198.51.100.40 8000
+			3.6s   198.51.100.40 9000
+			3.8s   198.51.100.40 22
+			4s     2001:db8:51::10 7000
+			4.2s   2001:db8:51::10 8000
+			4.4s   2001:db8:51::11 80             # another source
+			4.6s   2001:db8:51::10 9000
+			4.8s   2001:db8:51::10 22
+		`),
+	}, {
+		// An exclusive sequence starts over on a knock of another
+		// statement (knockd's one attempt per source), a close port
+		// included, and not on other traffic nor on a packet to a knock
+		// port that is no knock (a bare ACK).
+		Name:   "sequence-exclusive",
+		Want:   "ddada" + "ddddda" + "ddddd" + "dddda",
+		Policy: "knock 7000, 8000, 9000 within 1s exclusive opens ssh for 3s\nknock 1600 opens https for 3s\nclose ssh on 1599\n",
+		Packets: Steps(`
+			0s     198.51.100.10 7000
+			200ms  198.51.100.10 8000
+			400ms  198.51.100.10 80               # no knock: goes on
+			600ms  198.51.100.10 9000
+			800ms  198.51.100.10 22
+			1s     198.51.100.20 7000
+			1.2s   198.51.100.20 1600             # another door's knock: starts over
+			1.4s   198.51.100.20 8000
+			1.6s   198.51.100.20 9000
+			1.8s   198.51.100.20 22
+			2s     198.51.100.20 443
+			2.2s   198.51.100.30 7000
+			2.4s   198.51.100.30 1599             # a close port: starts over
+			2.6s   198.51.100.30 8000
+			2.8s   198.51.100.30 9000
+			3s     198.51.100.30 22
+			3.2s   198.51.100.40 7000
+			3.4s   198.51.100.40 1600 flags A
+			3.6s   198.51.100.40 8000
+			3.8s   198.51.100.40 9000
+			4s     198.51.100.40 22
+		`),
 	}}
 }
 

@@ -118,6 +118,19 @@ func Generate(seed uint64, attempt int) Scenario {
 			plan.policy[i] = strings.Replace(plan.policy[i], " for ", " once for ", 1)
 		}
 	}
+	sx := rand.New(rand.NewPCG(seed, 0x737472))
+	for i, st := range plan.policy {
+		// A sequence (a knock with a window between knocks) that starts
+		// over on any other new packet, or on another statement's knock.
+		if strings.HasPrefix(st, "knock ") && strings.Contains(st, " within ") && sx.IntN(100) < 25 {
+			word := []string{" strict", " exclusive"}[sx.IntN(2)]
+			at := strings.Index(st, " opens ")
+			if at < 0 {
+				at = strings.Index(st, " closes ")
+			}
+			plan.policy[i] = st[:at] + word + st[at:]
+		}
+	}
 	tr := rand.New(rand.NewPCG(seed, uint64(attempt)+1))
 	var at time.Duration
 	pkts := make([]Packet, len(plan.pkts))

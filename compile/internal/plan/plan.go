@@ -324,6 +324,20 @@ func ByProto(ports []lang.Port) []ProtoPorts {
 	return out
 }
 
+// KnockPorts returns every port that a knock or close statement of p
+// knocks on, grouped by protocol: the knocks that start an exclusive
+// sequence over (lang.ResetKnocks).
+func KnockPorts(p *lang.Policy) []ProtoPorts {
+	var ports []lang.Port
+	for _, d := range p.Doors {
+		ports = append(ports, d.Sequence...)
+	}
+	for _, r := range p.Revokes {
+		ports = append(append(ports, r.Ports...), r.Sequence...)
+	}
+	return ByProto(ports)
+}
+
 // ProtoPorts is a protocol and port numbers.
 type ProtoPorts struct {
 	Proto lang.Proto

@@ -25,7 +25,11 @@ func Warnings(p *lang.Policy) lang.Diagnostics {
 		}
 	}
 	for _, d := range p.Doors {
-		if !guarded[d.Service] && monotonic(d.Sequence) {
+		// A strict sequence starts over on every probe of a scan between
+		// two knocks: a sequential scan completes it only when its ports
+		// follow one another.
+		scanned := monotonic(d.Sequence) && (d.Reset != lang.ResetAny || adjacent(d.Sequence))
+		if !guarded[d.Service] && scanned {
 			if len(d.Sequence) == 1 {
 				ds.Add(d.Pos, lang.Warning, lang.LintScanKnock,
 					fmt.Sprintf("a port scan that reaches %s opens %s for the scanner, and %s has no close ports to stop it",
@@ -86,6 +90,19 @@ func monotonic(ps []lang.Port) bool {
 		}
 	}
 	return up || down
+}
+
+// adjacent reports whether each port of ps is the previous one's
+// neighbour, of the same protocol, all in one direction: what a
+// sequential scan sends back to back.
+func adjacent(ps []lang.Port) bool {
+	for i := 1; i < len(ps); i++ {
+		d := int(ps[i].Num) - int(ps[i-1].Num)
+		if ps[i].Proto != ps[0].Proto || d != 1 && d != -1 || d != int(ps[1].Num)-int(ps[0].Num) {
+			return false
+		}
+	}
+	return true
 }
 
 func order(ps []lang.Port) string {
