@@ -129,6 +129,13 @@ func translateSection(b *strings.Builder, s *section, services map[string]bool) 
 			if seq, ok = sequence(l.value); !ok {
 				note(l, "not a list of PORT[:tcp|udp]")
 			}
+			for i := 1; i < len(seq); i++ {
+				if seq[i] == seq[i-1] {
+					note(l, fmt.Sprintf("it knocks %s twice in a row, and kwl takes a knock right after one on the same port for its retransmission", seq[i]))
+					seq = nil
+					break
+				}
+			}
 		case "seq_timeout", "cmd_timeout":
 			n, err := strconv.Atoi(l.value)
 			switch {

@@ -262,15 +262,22 @@ func (c *checker) port(ps *PortSpec) (Port, bool) {
 // portList checks a list of ports; what names the list in messages.
 // Repeats are errors in sequences and in lists alike: a repeated knock
 // can never advance a sequence, and a repeat in a list is a slip.
-func (c *checker) portList(list []*PortSpec, what string, _ bool) []Port {
+func (c *checker) portList(list []*PortSpec, what string, seq bool) []Port {
 	var out []Port
 	seen := map[Port]bool{}
-	for _, ps := range list {
+	for i, ps := range list {
 		p, ok := c.port(ps)
 		if !ok {
 			continue
 		}
-		if seen[p] {
+		// A sequence may come back to a port, but not knock it twice in
+		// a row: the second knock would be a retransmission of the first.
+		if seq && i > 0 && len(out) > 0 && out[len(out)-1] == p {
+			c.errorf(ps.Position(), ErrRepeatedPort, "knock another port in between: a knock right after one on the same port is taken for its retransmission",
+				"port %s is repeated in this %s", p, what)
+			continue
+		}
+		if seen[p] && !seq {
 			c.errorf(ps.Position(), ErrRepeatedPort, "a port may appear once in a "+what,
 				"port %s is repeated in this %s", p, what)
 			continue

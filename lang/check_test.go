@@ -43,7 +43,7 @@ func TestCheckErrors(t *testing.T) {
 		{"defined twice", "service a = 1\nservice a = 2", "E07", 2, 1, `service "a" is defined twice`, "line 1"},
 		{"limit zero", "limit ssh 0/60s", "E08", 1, 11, "at least 1, not 0", ""},
 		{"limit huge", "limit ssh 99999999999999999999/60s", "E08", 1, 11, "too large", ""},
-		{"repeated knock", "knock 1, 2, 1 opens ssh for 60s", "E09", 1, 13, "tcp/1 is repeated in this sequence", ""},
+		{"repeated knock", "knock 1, 2, 2 opens ssh for 60s", "E09", 1, 13, "tcp/2 is repeated in this sequence", "knock another port in between"},
 		{"repeated close port", "close ssh on 1, udp/1, 1", "E09", 1, 24, "repeated in this list", ""},
 		{"time goes back", "test \"t\" {\n    at 5s from 1.2.3.4 tcp/22 expect drop\n    at 4s from 1.2.3.4 tcp/22 expect drop\n}", "E10", 3, 5, "step at 4s comes before the previous step", "line 2 is at 5s"},
 		{"log level", "allow ssh log warning", "E11", 1, 15, `unknown log level "warning"`, "did you mean 'warn'?"},

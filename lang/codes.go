@@ -21,7 +21,7 @@ const (
 	ErrKnockOnService Code = "E06" // a knock or close port that is a port of the service itself
 	ErrServiceTwice   Code = "E07" // service defined twice
 	ErrLimitCount     Code = "E08" // limit count below 1 or absurdly large
-	ErrRepeatedPort   Code = "E09" // a port twice in one sequence or list
+	ErrRepeatedPort   Code = "E09" // a port twice in a list, or twice in a row in a sequence
 	ErrTestTime       Code = "E10" // a test step earlier than the one before it
 	ErrLogLevel       Code = "E11" // unknown log level
 	ErrMask           Code = "E12" // per source/N out of range
@@ -85,7 +85,7 @@ var codes = map[Code]codeInfo{
 	ErrKnockOnService: {"knock or close port that is a port of the service itself", "knock 22 opens ssh for 60s"},
 	ErrServiceTwice:   {"service defined twice", "service web = tcp 8080; service web = tcp 8081"},
 	ErrLimitCount:     {"limit count below 1 or above MaxLimitCount", "limit ssh 0/60s per source"},
-	ErrRepeatedPort:   {"port repeated in one sequence or list", "knock 1600, 1600 opens ssh for 60s"},
+	ErrRepeatedPort:   {"port repeated in a list, or twice in a row in a sequence", "knock 1600, 1600 opens ssh for 60s"},
 	ErrTestTime:       {"test step earlier than the step before it", "at 5s ...; at 1s ..."},
 	ErrLogLevel:       {"unknown log level", "knock 1600 opens ssh for 60s log level loud"},
 	ErrMask:           {"per source/N out of range", "limit ssh 3/60s per source/33"},

@@ -97,7 +97,10 @@
 // knock (a retransmitted or duplicated SYN), which changes nothing: TCP
 // resends an unanswered SYN after 1 s and 3 s, and some clients send
 // every knock twice, so that a reset would break the sequences of the
-// very clients that knock correctly. That is the default (Reset
+// very clients that knock correctly. A sequence may come back to a port,
+// not twice in a row: a knock on it advances the attempt from each stage
+// whose next knock it is, is kept at each stage whose last knock it was,
+// and restarts or resets the attempt elsewhere. That is the default (Reset
 // ResetOwn): a scanner's other traffic leaves the attempt alone, and so
 // do a client's own connections while it knocks. "exclusive"
 // (ResetKnocks) also starts the attempt over on a knock of any other
@@ -217,7 +220,8 @@
 //	E07 service defined twice
 //	E08 limit count below 1 or above MaxLimitCount (100); a limit's window
 //	    over a day is an E03
-//	E09 port repeated in one sequence or list
+//	E09 port repeated in a list, or twice in a row in a sequence (the
+//	    second knock would be the first one's retransmission)
 //	E10 test step earlier than the step before it
 //	E11 unknown log level
 //	E12 per source/N out of range (IPv4 1..32, IPv6 1..128)

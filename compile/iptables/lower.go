@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"kwl.dev/kwl/compile/internal/plan"
@@ -539,9 +540,27 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 			start.Rules = append(start.Rules, stampAll)
 		}
 	}
-	notAt1 := at(1)
-	notAt1.Invert = true
-	c.Rules = append(c.Rules, base(ports[0], notAt1, Target{Kind: JUMP, Chain: start.Name}))
+	// A knock on the next port or on the source's last counted one
+	// again neither restarts nor resets (plan.Kept): a rule has one
+	// recent match, for the first such stage, and jumps to a chain that
+	// returns at the others before it runs miss.
+	unlessKept := func(k int, p lang.Port, miss Target) *Rule {
+		ks := plan.Kept(ports, p)
+		not := at(ks[0])
+		not.Invert = true
+		if len(ks) > 1 {
+			again := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k), "again"))
+			if len(again.Rules) == 0 {
+				for _, s := range ks[1:] {
+					again.Rules = append(again.Rules, &Rule{Recent: at(s), Target: Target{Kind: RETURN}, Origin: ref, Comment: cm})
+				}
+				again.Rules = append(again.Rules, &Rule{Target: miss, Origin: ref, Comment: cm})
+			}
+			miss = Target{Kind: JUMP, Chain: again.Name}
+		}
+		return base(p, not, miss)
+	}
+	c.Rules = append(c.Rules, unlessKept(1, ports[0], Target{Kind: JUMP, Chain: start.Name}))
 	// A knock out of order resets the attempt and, with ignore, stamps
 	// the source as ignored.
 	wrong := Target{Kind: JUMP, Chain: reset.Name}
@@ -554,15 +573,11 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 		wrong = Target{Kind: JUMP, Chain: wc.Name}
 	}
 	for k := 2; k <= n; k++ {
-		miss := wrong
-		if k < n {
-			again := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k), "again"))
-			if len(again.Rules) == 0 {
-				again.Rules = append(again.Rules,
-					&Rule{Recent: at(k), Target: Target{Kind: RETURN}, Origin: ref, Comment: cm},
-					&Rule{Target: miss, Origin: ref, Comment: cm})
-			}
-			miss = Target{Kind: JUMP, Chain: again.Name}
+		p := ports[k-1]
+		if !slices.Contains(ports[:k-1], p) {
+			// The attempt is over, unless the knock is kept; a port that
+			// comes back later in the sequence is reset once.
+			c.Rules = append(c.Rules, unlessKept(k, p, wrong))
 		}
 		adv := b.chain(b.filter, chainName(kind, id, fmt.Sprint(k)))
 		if len(adv.Rules) == 0 {
@@ -578,8 +593,6 @@ func (b *fam) sequence(c *Chain, kind, id string, ports []lang.Port, within, spa
 				adv.Rules = append(adv.Rules, &Rule{Recent: rc, Origin: ref, Comment: cm})
 			}
 		}
-		c.Rules = append(c.Rules,
-			base(ports[k-1], &Recent{Name: stages[k-1], Op: Rcheck, Seconds: secs, Invert: true}, miss),
-			base(ports[k-1], &Recent{Name: stages[k-1], Op: Rcheck, Seconds: secs}, Target{Kind: JUMP, Chain: adv.Name}))
+		c.Rules = append(c.Rules, base(p, at(k-1), Target{Kind: JUMP, Chain: adv.Name}))
 	}
 }

@@ -3,6 +3,7 @@ package nft
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"kwl.dev/kwl/compile/internal/plan"
@@ -638,17 +639,20 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 	jumpReset := one(&Verdict{Kind: Jump, Chain: reset.Name})
 	// A knock on the port of the source's last counted knock (at stage
 	// k, port k: a retransmitted or duplicated SYN) neither restarts,
-	// resets nor advances the attempt: every rule of port k but the
-	// advance to stage k+1, which needs stage k-1, skips stage k.
-	notAt := func(k int) []Expr {
-		if k >= n {
-			return nil
+	// resets nor advances the attempt; nor does a knock on the next port,
+	// which advances it. The rules that restart or reset skip those
+	// stages (plan.Kept); a port that comes back later in the sequence
+	// has them for each of its places, and is reset once.
+	notKept := func(p lang.Port) []Expr {
+		var es []Expr
+		for _, k := range plan.Kept(ports, p) {
+			es = append(es, &Lookup{Set: stages[k], Key: sk, Neg: true})
 		}
-		return one(&Lookup{Set: stages[k], Key: sk, Neg: true})
+		return es
 	}
 	l.otherResets(c, kind, id, ports, from, f, sk, rs, stages, jumpReset, knockBase, ref, cm)
 	// p1: restart.
-	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), jumpReset), Origin: ref, Comment: cm})
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notKept(ports[0]), jumpReset), Origin: ref, Comment: cm})
 	// The window of the whole sequence: the first knock (again) starts
 	// it in a set of its own, whose element no later knock refreshes;
 	// every later knock must find the source there. It comes before the
@@ -657,24 +661,22 @@ func (l *lowerer) sequence(c *Chain, kind, id string, ports []lang.Port, within,
 	if span > 0 {
 		all := l.set(fmt.Sprintf("%s_%s_in%s", kind, id, fsuffix(f)), f, span, ref,
 			fmt.Sprintf("sources within the window of the sequence of line %d", ref.Pos.Line))
-		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: all, Key: sk})), Origin: ref, Comment: cm})
+		c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notKept(ports[0]), one(&Dynset{Op: Update, Set: all, Key: sk})), Origin: ref, Comment: cm})
 		inSpan = one(&Lookup{Set: all, Key: sk})
 	}
-	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notAt(1), one(&Dynset{Op: Update, Set: stages[1], Key: sk})), Origin: ref, Comment: cm})
+	c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, ports[0]), notKept(ports[0]), one(&Dynset{Op: Update, Set: stages[1], Key: sk})), Origin: ref, Comment: cm})
 	for k := 2; k <= n; k++ {
 		prev := stages[k-1]
-		// Not at stage k-1 (or too late): the attempt is over.
-		c.Rules = append(c.Rules, &Rule{
-			Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: sk, Neg: true}), notAt(k), jumpReset),
-			Origin: ref, Comment: cm,
-		})
-		if wrong != nil {
-			// After the reset, so that a full set of the ignored (where
-			// update does not match) still resets the attempt.
-			c.Rules = append(c.Rules, &Rule{
-				Exprs:  cat(knockBase(f, from, ports[k-1]), one(&Lookup{Set: prev, Key: sk, Neg: true}), notAt(k), wrong),
-				Origin: ref, Comment: cm,
-			})
+		p := ports[k-1]
+		if !slices.Contains(ports[:k-1], p) {
+			// Neither at stage k-1 (or too late) nor where a knock on p
+			// is kept: the attempt is over.
+			c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, p), notKept(p), jumpReset), Origin: ref, Comment: cm})
+			if wrong != nil {
+				// After the reset, so that a full set of the ignored
+				// (where update does not match) still resets the attempt.
+				c.Rules = append(c.Rules, &Rule{Exprs: cat(knockBase(f, from, p), notKept(p), wrong), Origin: ref, Comment: cm})
+			}
 		}
 		next := final
 		if k < n {

@@ -658,6 +658,35 @@ func Catalog() []Scenario {
 			3.8s   198.51.100.40 9000
 			4s     198.51.100.40 22
 		`),
+	}, {
+		// A sequence that comes back to a port: a knock on it advances
+		// from each stage whose next knock it is, is a retransmission
+		// at each stage it was the last counted knock of, and restarts
+		// or resets elsewhere.
+		Name:   "sequence-repeat",
+		Want:   "dddda" + "ddd" + "dddddd" + "dddda",
+		Policy: "knock udp/15637, 9000, udp/15637, 8000 within 1s opens ssh for 3s\n",
+		Packets: Steps(`
+			0s     198.51.100.10 udp/15637
+			200ms  198.51.100.10 9000
+			400ms  198.51.100.10 udp/15637        # advances, does not restart
+			600ms  198.51.100.10 8000
+			800ms  198.51.100.10 22
+			1s     198.51.100.20 udp/15637
+			1.2s   198.51.100.20 8000             # out of order: reset
+			1.4s   198.51.100.20 22
+			1.6s   198.51.100.30 udp/15637
+			1.8s   198.51.100.30 9000
+			2s     198.51.100.30 9000             # again: kept
+			2.2s   198.51.100.30 udp/15637
+			2.4s   198.51.100.30 udp/15637        # again: kept
+			2.6s   198.51.100.30 9000             # out of order: reset
+			2.8s   198.51.100.40 udp/15637
+			3s     198.51.100.40 9000
+			3.2s   198.51.100.40 udp/15637
+			3.4s   198.51.100.40 8000
+			3.6s   198.51.100.40 22
+		`),
 	}}
 }
 

@@ -324,6 +324,23 @@ func ByProto(ports []lang.Port) []ProtoPorts {
 	return out
 }
 
+// Kept returns the stages of an attempt at the sequence seq (stage k:
+// the source has knocked its first k ports, 1 <= k < len(seq)) at which
+// a knock on p neither restarts nor resets the attempt: those whose next
+// knock is p, which it advances, and those whose last counted knock is
+// p, of which it is taken for a retransmission. Ascending. A port that
+// comes back later in the sequence has a stage of each kind for each
+// of its places.
+func Kept(seq []lang.Port, p lang.Port) []int {
+	var ks []int
+	for k := 1; k < len(seq); k++ {
+		if seq[k] == p || seq[k-1] == p {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
 // KnockPorts returns every port that a knock or close statement of p
 // knocks on, grouped by protocol: the knocks that start an exclusive
 // sequence over (lang.ResetKnocks).
