@@ -152,13 +152,17 @@ type LimitStmt struct {
 	Count      *Word
 	Window     *Word // nil for a cap of concurrent connections
 	Concurrent *Word // "concurrent", or nil
-	PerSource  bool
-	Mask4      *Word // after "per source/", or nil
-	Mask6      *Word // after Mask4, or nil
-	Shared     bool
-	BanPos     Pos // of "ban", when Ban is set
-	Ban        *Word
-	BanAll     *Word // "all" after the ban's duration, or nil
+	// Burst is the count of "burst N" after the rate, which the
+	// checker refuses (E37): a limit's count is its burst.
+	BurstPos  Pos
+	Burst     *Word
+	PerSource bool
+	Mask4     *Word // after "per source/", or nil
+	Mask6     *Word // after Mask4, or nil
+	Shared    bool
+	BanPos    Pos // of "ban", when Ban is set
+	Ban       *Word
+	BanAll    *Word // "all" after the ban's duration, or nil
 	Options
 }
 

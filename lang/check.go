@@ -647,6 +647,26 @@ func (c *checker) limitStmt(s *LimitStmt) {
 	l := &Limit{Ref: Ref{c.id[s], pos}, Service: svc, PerSource: s.PerSource, Mask4: 32, Mask6: 128}
 	count, err := strconv.Atoi(s.Count.Text)
 	l.Concurrent = s.Concurrent != nil
+	if s.Burst != nil {
+		// A token bucket's burst means one thing on nft (rate + burst
+		// tokens, refilled by the nanosecond) and another on iptables
+		// (burst credits, refilled by the jiffy); a limit is a sliding
+		// window, which admits its whole count at once.
+		hint := fmt.Sprintf("drop \"burst %s\"", s.Burst.Text)
+		b, berr := strconv.Atoi(s.Burst.Text)
+		n, nerr := strconv.Atoi(s.Count.Text)
+		if s.Window != nil && berr == nil && nerr == nil && b > 0 && n > 0 {
+			if w, _, err := parseDuration(s.Window.Text); err == nil && w > 0 {
+				hint += fmt.Sprintf("; to admit %d at once at the same rate, write %d/%s", b, b, FormatDuration(w*time.Duration(b)/time.Duration(n)))
+			}
+		}
+		what := "a cap has no burst: it counts open connections"
+		if s.Window != nil {
+			what = fmt.Sprintf("a limit has no burst: %s/%s admits up to %s at once, and at most %s in any %s",
+				s.Count.Text, s.Window.Text, s.Count.Text, s.Count.Text, s.Window.Text)
+		}
+		c.errorf(s.BurstPos, ErrBurst, hint, "%s", what)
+	}
 	switch {
 	case l.Concurrent && (err != nil || count > MaxConcurrent):
 		c.errorf(s.Count.Pos, ErrLimitCount, fmt.Sprintf("a cap holds at most %d concurrent connections", MaxConcurrent),

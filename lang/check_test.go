@@ -74,6 +74,8 @@ func TestCheckErrors(t *testing.T) {
 		{"shared ban on a cap", "limit ssh 10 concurrent ban 1h", "E17", 1, 25, "ban without per source", "limit ssh 10 concurrent per source ban 1h"},
 		{"service named twice", "knock 1600 opens ssh, https, ssh for 60s", "E34", 1, 30, "ssh is named twice", "name each service once"},
 		{"once on udp among several", "knock 1600 opens ssh, wireguard once for 60s", "E31", 1, 33, "cannot guard UDP", "wireguard has UDP ports"},
+		{"burst", "limit ssh 3/1m burst 5 per source", "E37", 1, 16, "a limit has no burst: 3/1m admits up to 3 at once, and at most 3 in any 1m", `write 5/1m40s`},
+		{"burst on a cap", "limit ssh 3 concurrent burst 5", "E37", 1, 24, "a cap has no burst", `drop "burst 5"`},
 		{"strict on one knock", "knock 1600 strict opens ssh for 60s", "E36", 1, 12, "a single knock has no attempt in progress", `drop "strict"`},
 		{"exclusive on one closing knock", "knock 1600, 1700 opens ssh for 60s\nknock 1599 exclusive closes ssh", "E36", 2, 12, "a single knock has no attempt", `drop "exclusive"`},
 		{"ignore on one knock", "knock 1600 opens ssh for 60s ignore 1m", "E35", 1, 30, "a single knock is never out of order", `drop "ignore 1m"`},

@@ -49,6 +49,7 @@ const (
 	ErrNamedTwice     Code = "E34" // a knock that names a service twice
 	ErrIgnore         Code = "E35" // "ignore" on a closing knock or a knock of one port
 	ErrResetOne       Code = "E36" // "strict" or "exclusive" on a knock of one port
+	ErrBurst          Code = "E37" // "burst N" on a limit
 )
 
 // The lint codes: the checker's, and the backends' (compile/nft,
@@ -113,6 +114,7 @@ var codes = map[Code]codeInfo{
 	ErrNamedTwice:     {"knock that names a service twice", "knock 1600 opens ssh, ssh for 60s"},
 	ErrIgnore:         {`"ignore" on a closing knock or on a knock of one port`, "knock 1600 opens ssh for 60s ignore 1m"},
 	ErrResetOne:       {`"strict" or "exclusive" on a knock of one port`, "knock 1600 strict opens ssh for 60s"},
+	ErrBurst:          {`"burst N" on a limit: its count is its burst`, "limit ssh 3/1m burst 5"},
 
 	LintKnockOnOtherService: {"knock or close port that is a port of another service the policy guards, allows or limits", "knock 80 opens ssh for 60s; allow http"},
 	LintScanKnock:           {"knock sequence a port scan completes", "knock 1600 opens ssh for 60s"},

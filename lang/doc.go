@@ -270,6 +270,9 @@
 //	    can be knocked out of order
 //	E36 "strict" or "exclusive" on a knock of one port: a single knock
 //	    has no attempt in progress to start over
+//	E37 "burst N" on a limit: a limit COUNT/DUR admits COUNT at once, its
+//	    burst; a token bucket's burst differs between nft_limit (rate +
+//	    burst tokens) and xt_limit (burst credits), so kwl has none
 //
 // # Bounds
 //

@@ -215,6 +215,9 @@ func stmtText(s Stmt) string {
 		} else {
 			w.add("limit", s.Service.Text, s.Count.Text+"/"+canonicalDuration(s.Window.Text))
 		}
+		if s.Burst != nil {
+			w.add("burst", s.Burst.Text)
+		}
 		if s.PerSource {
 			w.add("per", perSource(s.Mask4, s.Mask6))
 		}

@@ -93,6 +93,8 @@ type limitSyntax struct {
 	Count     *lexer.Token `parser:"@Number"`
 	Window    *lexer.Token `parser:"('/' @Duration"`
 	Conc      *lexer.Token `parser:" | @'concurrent')"`
+	BurstKw   *lexer.Token `parser:"(@'burst'"`
+	Burst     *lexer.Token `parser:" @Number)?"`
 	PerSource bool         `parser:"((@'per' 'source'"`
 	Mask4     *lexer.Token `parser:"  ('/' @Number"`
 	Mask6     *lexer.Token `parser:"   ('/' @Number)?)?)"`
@@ -232,8 +234,11 @@ func (g *closeSyntax) ast() Stmt {
 func (g *limitSyntax) ast() Stmt {
 	s := &LimitStmt{Node: span(g.Tokens), Service: word(g.Service), Count: word(g.Count), Window: word(g.Window), Concurrent: word(g.Conc),
 		PerSource: g.PerSource, Mask4: word(g.Mask4), Mask6: word(g.Mask6), Shared: g.Shared, Ban: word(g.Ban),
-		BanAll:  word(g.BanAll),
+		BanAll: word(g.BanAll), Burst: word(g.Burst),
 		Options: g.optionsSyntax.ast()}
+	if g.BurstKw != nil {
+		s.BurstPos = posOf(g.BurstKw.Pos)
+	}
 	if g.BanKw != nil {
 		s.BanPos = posOf(g.BanKw.Pos)
 	}
