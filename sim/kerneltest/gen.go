@@ -131,6 +131,20 @@ func Generate(seed uint64, attempt int) Scenario {
 			plan.policy[i] = st[:at] + word + st[at:]
 		}
 	}
+	ig := rand.New(rand.NewPCG(seed, 0x69676e))
+	for i, st := range plan.policy {
+		// A sequence that opens ignores a source that knocks out of
+		// order: after the lifetime and its key, before the options.
+		if strings.HasPrefix(st, "knock ") && strings.Contains(st, " within ") && strings.Contains(st, " opens ") && ig.IntN(100) < 25 {
+			at := strings.Index(st, " for ") + len(" for ")
+			at += strings.IndexByte(st[at:]+" ", ' ')
+			if strings.HasPrefix(st[at:], " per source") {
+				at += len(" per source")
+				at += strings.IndexByte(st[at:]+" ", ' ')
+			}
+			plan.policy[i] = st[:at] + " ignore " + secs(1+ig.IntN(2)) + st[at:]
+		}
+	}
 	tr := rand.New(rand.NewPCG(seed, uint64(attempt)+1))
 	var at time.Duration
 	pkts := make([]Packet, len(plan.pkts))
