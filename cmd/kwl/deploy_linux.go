@@ -44,7 +44,7 @@ func runDeploy(env *cmdEnv, args []string) int {
 	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of the previous table while a deploy waits for confirmation")
 	force := fs.Bool("force", false, "deploy an empty policy, or one that unguards a service the live table guards")
 	forceForeign := fs.Bool("force-foreign", false, "replace a table of that name that kwl did not create")
-	recDir := recordDirFlag(fs)
+	recDir := recordDirFlag(fs.FlagSet)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}

@@ -16,6 +16,8 @@ func runFmt(env *cmdEnv, args []string) int {
 	fs := c.newFlags(env)
 	write := fs.Bool("w", false, "rewrite the files instead of printing them")
 	showDiff := fs.Bool("d", false, "print a unified diff instead of the formatted text")
+	list := fs.Bool("l", false, "list the files whose formatting differs instead of printing them")
+	check := fs.Bool("check", false, "change nothing; exit 1 when a file's formatting differs (for CI)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -28,6 +30,10 @@ func runFmt(env *cmdEnv, args []string) int {
 		files = []string{"-"}
 	}
 	code := exitOK
+	files, err := expandDirs(files)
+	if err != nil {
+		return ioError(env, "fmt", err)
+	}
 	for _, name := range files {
 		src, err := readSource(env, name)
 		if err != nil {
@@ -41,6 +47,18 @@ func runFmt(env *cmdEnv, args []string) int {
 			continue
 		}
 		out := lang.Format(f)
+		differs := !bytes.Equal(src, out)
+		if differs && *check {
+			code = max(code, exitFail)
+		}
+		if *list {
+			if differs {
+				fmt.Fprintln(env.stdout, name)
+			}
+			if !*write {
+				continue
+			}
+		}
 		if *showDiff {
 			if d := diff.Diff(name+".orig", src, name, out); len(d) > 0 {
 				env.stdout.Write(d)
@@ -54,11 +72,37 @@ func runFmt(env *cmdEnv, args []string) int {
 			}
 			continue
 		}
-		if !*showDiff {
+		if !*showDiff && !*check {
 			env.stdout.Write(out)
 		}
 	}
 	return code
+}
+
+// expandDirs replaces each directory of names by the .kwl files under
+// it, in lexical order, as gofmt does with .go files.
+func expandDirs(names []string) ([]string, error) {
+	var out []string
+	for _, name := range names {
+		st, err := os.Stat(name)
+		if name == "-" || err != nil || !st.IsDir() {
+			out = append(out, name) // an unreadable file is reported when read
+			continue
+		}
+		err = filepath.WalkDir(name, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && filepath.Ext(path) == ".kwl" {
+				out = append(out, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // writeFile replaces name's content through a temporary file and a

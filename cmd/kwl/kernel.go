@@ -8,7 +8,8 @@ func needLinux(env *cmdEnv, name string, args []string) int {
 	for _, a := range args {
 		switch a {
 		case "-h", "-help", "--help":
-			commands[name].newFlags(env).Usage()
+			c := commands[name]
+			c.help(env.stdout, c.newFlags(env).FlagSet)
 			return exitOK
 		}
 	}

@@ -22,8 +22,8 @@ func TestNeedLinux(t *testing.T) {
 		if code := needLinux(env, name, []string{"--help"}); code != exitOK {
 			t.Errorf("%s --help: exit %d, want %d", name, code, exitOK)
 		}
-		if !strings.Contains(errb.String(), "usage: kwl "+name) {
-			t.Errorf("%s --help: no usage in %q", name, errb.String())
+		if !strings.Contains(out.String(), "usage: kwl "+name) {
+			t.Errorf("%s --help: no usage on stdout in %q", name, out.String())
 		}
 	}
 }

@@ -56,7 +56,7 @@ func init() {
 			short: "parse, type-check and lint policies, and run their tests", run: runCheck},
 		{name: "test", usage: "kwl test [--backend nft|iptables] [-v] FILE...",
 			short: "run the test blocks of policies in the simulator", run: runTest},
-		{name: "fmt", usage: "kwl fmt [-w] [-d] [FILE...]",
+		{name: "fmt", usage: "kwl fmt [-w] [-d] [-l] [--check] [FILE|DIR...]",
 			short: "format policies in the canonical layout", run: runFmt},
 		{name: "import", usage: "kwl import FILE",
 			short: "translate a knockd.conf into a kwl policy", run: runImport},
@@ -89,33 +89,70 @@ func register(c *command) {
 	commands[c.name] = c
 }
 
-// newFlags returns a flag set for c whose usage message is c's help.
-func (c *command) newFlags(env *cmdEnv) *flag.FlagSet {
-	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.stderr, "usage: %s\n\n%s\n", c.usage, strings.TrimSpace(c.long))
-		var hasFlags bool
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintf(env.stderr, "\nflags:\n")
-			fs.PrintDefaults()
-		}
-	}
-	return fs
+// flagSet is a command's flags: a flag.FlagSet that knows its command,
+// so that --help prints the command's help to stdout and a bad flag a
+// short usage to stderr.
+type flagSet struct {
+	*flag.FlagSet
+	c   *command
+	env *cmdEnv
 }
 
-// parseFlags parses args with fs. It returns -1 to go on, or the exit code
-// to return at once (0 for --help, 2 for bad usage).
-func parseFlags(fs *flag.FlagSet, args []string) int {
-	err := fs.Parse(args)
-	if err == nil {
-		return -1
+// newFlags returns a flag set for c.
+func (c *command) newFlags(env *cmdEnv) *flagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	fs.Usage = func() {} // parseFlags says what went wrong
+	return &flagSet{FlagSet: fs, c: c, env: env}
+}
+
+// help writes c's usage, help and flags to w: what --help and
+// "kwl help COMMAND" print.
+func (c *command) help(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", c.usage, strings.TrimSpace(c.long))
+	var hasFlags bool
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprintf(w, "\nflags:\n")
+		out := fs.Output()
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(out)
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
+}
+
+// parseFlags parses args with fs. Flags may come after the arguments
+// (kwl check policy.kwl --strict), as in the tools admins know; "--"
+// ends the flags. It returns -1 to go on, or the exit code to return at
+// once: 0 for --help (the help on stdout), 2 for bad usage (what is
+// wrong and the usage line on stderr).
+func parseFlags(fs *flagSet, args []string) int {
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.c.help(fs.env.stdout, fs.FlagSet)
+			return exitOK
+		}
+		if err != nil {
+			fmt.Fprintf(fs.env.stderr, "usage: %s\nRun 'kwl help %s' for more.\n", fs.c.usage, fs.c.name)
+			return exitUsage
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
-	return exitUsage
+	// Parse once more for Args: the flags are set, "--" keeps a
+	// positional "-x" from being read as one.
+	fs.Parse(append([]string{"--"}, pos...))
+	return -1
 }
 
 func main() {
@@ -135,8 +172,8 @@ func run(env *cmdEnv, args []string) int {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {
-				c.newFlags(env).Usage()
-				return exitOK
+				// The command's flags are those its run function defines.
+				return c.run(env, []string{"--help"})
 			}
 			fmt.Fprintf(env.stderr, "kwl help: unknown command %q\n", args[1])
 			return exitUsage

@@ -98,7 +98,7 @@ func (j *journal) printf(prio int, format string, args ...any) {
 func runRestore(env *cmdEnv, args []string) int {
 	c := commands["restore"]
 	fs := c.newFlags(env)
-	dirFlag := recordDirFlag(fs)
+	dirFlag := recordDirFlag(fs.FlagSet)
 	netns := fs.String("netns", "", "work in network namespace `NAME` (/run/netns/NAME)")
 	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of the lock file")
 	if code := parseFlags(fs, args); code >= 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -80,11 +81,32 @@ func runSim(env *cmdEnv, args []string) int {
 	if diags.HasErrors() {
 		return exitFail
 	}
-	tf, code := openTrace(env, trace)
+	// A capture that arrives as it is made (tcpdump -w - | kwl sim P -)
+	// is replayed packet by packet, a line for each; output to a pipe or
+	// a terminal is flushed line by line. An interrupt ends the replay
+	// with its summary: standard input is read through a pipe of kwl's
+	// own, which the interrupt closes, since a read of a blocking file
+	// cannot be cut short.
+	live := trace == "-" && isStream(env.stdin)
+	flushEach := isStream(env.stdout)
+	traceEnv := env
+	stop := func() {}
+	if live {
+		pr, pw := io.Pipe()
+		go func() { _, err := io.Copy(pw, env.stdin); pw.CloseWithError(err) }()
+		traceEnv = &cmdEnv{stdin: pr, stdout: env.stdout, stderr: env.stderr}
+		stop = func() { pw.CloseWithError(errInterrupted) }
+	}
+	tf, code := openTrace(traceEnv, trace)
 	if code >= 0 {
 		return code
 	}
 	defer tf.Close()
+	if !live {
+		stop = func() { tf.Close() }
+	}
+	interrupted, stopSignals := onInterrupt(stop)
+	defer stopSignals()
 	r := tf.Reader
 	explainText := *explain && *format == "text"
 	eng, code := simEngine(env, name, src, pol, diags, *backend, hosts, explainText)
@@ -94,6 +116,7 @@ func runSim(env *cmdEnv, args []string) int {
 	out := bufio.NewWriterSize(env.stdout, 256<<10)
 	defer out.Flush()
 	rp := replay.New(pol, eng)
+	rp.Live = live
 	var prog *progressBar
 	if *progress {
 		prog = newProgress(env.stderr, tf)
@@ -106,12 +129,15 @@ func runSim(env *cmdEnv, args []string) int {
 	}
 	var line []byte
 	err = rp.Run(r, second, func(p *capture.Packet, o *replay.Outcome) {
+		line = line[:0]
 		if *format == "json" {
-			line = report.AppendPacketJSON(line[:0], p, o, rp)
-			out.Write(line)
-		} else if *explain && o.Evaluated {
-			line = report.AppendExplain(line[:0], p, o, rp)
-			out.Write(line)
+			line = report.AppendPacketJSON(line, p, o, rp)
+		} else if (*explain || live) && o.Evaluated {
+			line = report.AppendExplain(line, p, o, rp)
+		}
+		out.Write(line)
+		if flushEach && len(line) > 0 {
+			out.Flush()
 		}
 		if prog != nil && p.N&0xffff == 0 {
 			prog.update(p.N)
@@ -121,14 +147,16 @@ func runSim(env *cmdEnv, args []string) int {
 		prog.done()
 	}
 	readErr := ""
-	if err != io.EOF {
+	if interrupted() {
+		fmt.Fprintf(env.stderr, "kwl sim: interrupted: the summary covers the packets read until then\n")
+	} else if err != io.EOF {
 		readErr = err.Error()
 	}
 	run := &report.Run{Replay: rp, Reader: r, Trace: trace, Backend: *backend, Err: readErr}
 	if *format == "json" {
 		out.Write(report.AppendSummaryJSON(nil, run))
 	} else {
-		if *explain {
+		if *explain || live {
 			out.WriteString("\n")
 		}
 		report.WriteSummary(out, run)
@@ -146,6 +174,20 @@ func runSim(env *cmdEnv, args []string) int {
 	}
 	return exitOK
 }
+
+// isStream reports whether f is a pipe, a socket or a terminal: a
+// stream read or written as it goes, not a file.
+func isStream(f any) bool {
+	osf, ok := f.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := osf.Stat()
+	return err == nil && st.Mode()&(os.ModeNamedPipe|os.ModeSocket|os.ModeCharDevice) != 0
+}
+
+// errInterrupted ends the reading of a live capture on an interrupt.
+var errInterrupted = errors.New("interrupted")
 
 // progressBar shows how far the replay is on a terminal's standard error.
 type progressBar struct {

@@ -18,7 +18,7 @@ func runUndeploy(env *cmdEnv, args []string) int {
 	backend := fs.String("backend", "", "remove only the `nft` or iptables part (default both)")
 	stateDir := fs.String("state-dir", deploy.DefaultStateDir, "directory of kwl's state")
 	forceForeign := fs.Bool("force-foreign", false, "delete a table of that name that kwl did not create")
-	recDir := recordDirFlag(fs)
+	recDir := recordDirFlag(fs.FlagSet)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}

@@ -96,7 +96,11 @@ func (c *clock) warning() string {
 // clk keeps the packets' times from going back; it is the caller's
 // again when pipeline returns.
 // pipeline returns the reader's error: io.EOF at the end.
-func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool, clk *clock, merge func(pt *part, i int)) error {
+func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool, clk *clock, live bool, merge func(pt *part, i int)) error {
+	limit := chunkSize
+	if live {
+		limit = 1
+	}
 	free := make(chan *chunk, chunksAhead)
 	for range chunksAhead {
 		free <- new(chunk)
@@ -126,7 +130,7 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 			for k := range c.parts {
 				c.parts[k].n = 0
 			}
-			for c.n < chunkSize {
+			for c.n < limit {
 				if c.err = r.Next(&tmp); c.err != nil {
 					break
 				}

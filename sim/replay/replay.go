@@ -120,6 +120,10 @@ type Replay struct {
 	// a TCP packet without SYN is NEW or INVALID), where kwl sim takes
 	// it as never sent. Set it before the first Step or Run.
 	EvalBlocked bool
+	// Live has each packet evaluated, and handed to Run's or Compare's
+	// callback, as soon as it is read, rather than in batches: for a
+	// capture that arrives as it is made (tcpdump -w - | kwl sim).
+	Live bool
 
 	// The policy's statements, by ID (lang.Policy.Refs).
 	stmts    []lang.Ref

@@ -25,7 +25,7 @@ func (rp *Replay) Run(r *capture.Reader, second Engine, each func(p *capture.Pac
 	for _, l := range lanes {
 		l.evalBlocked = rp.EvalBlocked
 	}
-	return pipeline(r, lanes, split, &rp.clock, func(pt *part, i int) {
+	return pipeline(r, lanes, split, &rp.clock, rp.Live, func(pt *part, i int) {
 		p, o := &pt.ps[i], &pt.out[i]
 		if i%replayBatch == 0 {
 			rp.sources.prefetch(pt.ps[i:min(i+replayBatch, pt.n)])
@@ -84,7 +84,7 @@ func (c *Comparison) add(p *capture.Packet, o1, o2 *Outcome) {
 func Compare(r *capture.Reader, old, new *Replay, each func(p *capture.Packet, o1, o2 *Outcome)) (*Comparison, error) {
 	c := &Comparison{Sources: map[netip.Addr]*Access{}}
 	old.lane.evalBlocked, new.lane.evalBlocked = old.EvalBlocked, new.EvalBlocked
-	err := pipeline(r, []*lane{old.lane}, nil, &old.clock, func(pt *part, i int) {
+	err := pipeline(r, []*lane{old.lane}, nil, &old.clock, old.Live || new.Live, func(pt *part, i int) {
 		p, o1 := &pt.ps[i], &pt.out[i]
 		var pi pairInfo
 		o2 := new.lane.step(p, &pi)
