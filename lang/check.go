@@ -104,7 +104,7 @@ func Check(f *File) (*Policy, Diagnostics) {
 		ast:     newAstOf(),
 	}
 	c.run()
-	c.pol.Ignores = collectIgnores(f)
+	c.pol.Ignores = collectIgnores(f, &c.diags)
 	c.diags = c.pol.Filter(c.diags)
 	c.diags.Sort()
 	return c.pol, c.diags

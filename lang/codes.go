@@ -68,6 +68,7 @@ const (
 	LintDoorFamily          Code = "L24" // a door restricted to one family leaves the other closed
 	LintForwardTakes        Code = "L25" // a forwarded well-known port takes the firewall's own service
 	LintDeadLimit           Code = "L26" // a limit (or its ban) that an earlier limit keeps from refusing
+	LintIgnoreDirective     Code = "L27" // a kwl:ignore comment that silences nothing as written
 )
 
 // codeInfo is what the registry knows of a code.
@@ -128,6 +129,7 @@ var codes = map[Code]codeInfo{
 	LintDuplicateTest:       {"test with the name of an earlier test", `test "a" { ... } test "a" { ... }`},
 	LintDoorFamily:          {"door with a family clause that leaves its service closed to the other family", "knock 1600 opens ssh for 60s family ipv4"},
 	LintForwardTakes:        {"forwarded port that is the port of a built-in service", "forward tcp 22 to 10.0.0.2:22"},
+	LintIgnoreDirective:     {"kwl:ignore comment that silences nothing as written: a space, a lowercase or unknown code, an error's code", "knock 1600 opens ssh for 60s # kwl: ignore L05"},
 	LintDeadLimit:           {"limit that never refuses, or ban that never fires, because an earlier limit admits fewer", "limit ssh 3/60s per source; limit ssh 5/60s per source"},
 }
 

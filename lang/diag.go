@@ -33,15 +33,15 @@ type Severity int
 
 // The severities, least to most severe.
 const (
-	Info Severity = iota
+	Note Severity = iota // a fact of the backend that holds for every policy (set sizes)
 	Warning
 	Error
 )
 
 func (s Severity) String() string {
 	switch s {
-	case Info:
-		return "info"
+	case Note:
+		return "note"
 	case Warning:
 		return "warning"
 	}

@@ -305,6 +305,9 @@
 //	    service on it can no longer be reached
 //	L26 limit that never refuses, or ban that never fires, because an
 //	    earlier limit of the service admits fewer (see Meaning)
+//	L27 kwl:ignore comment that silences nothing as written: "kwl:
+//	    ignore" with a space, a code in lower case, an unknown code, or
+//	    an error's code (errors cannot be silenced)
 //
 // The backends (compile/nft, compile/iptables) add the lints of what they
 // cannot express exactly, or of what no backend can hide:

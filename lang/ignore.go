@@ -1,6 +1,9 @@
 package lang
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // A comment "# kwl:ignore L13" silences warnings and notes with those
 // codes (several may be listed, separated by spaces or commas) for one
@@ -9,15 +12,18 @@ import "strings"
 // follows it. Errors cannot be silenced.
 const ignoreDirective = "kwl:ignore"
 
-// collectIgnores reads the kwl:ignore comments of f.
-func collectIgnores(f *File) []Ignore {
+// collectIgnores reads the kwl:ignore comments of f. A directive that
+// silences nothing as written (a space in "kwl: ignore", a code that is
+// not a lint code) is a warning in ds.
+func collectIgnores(f *File, ds *Diagnostics) []Ignore {
 	var igs []Ignore
+	ignoreCodes := func(c *Comment) []string { return directiveCodes(c, ds) }
 	var pending []string // codes of own-line directives waiting for a statement
 	last := -1           // index in igs of the previous statement's Ignore, or -1
 	for _, it := range f.Items {
 		switch {
 		case it.Stmt == nil && it.Comment != nil:
-			pending = append(pending, ignoreCodes(it.Comment.Text)...)
+			pending = append(pending, ignoreCodes(it.Comment)...)
 		case it.Stmt != nil:
 			pos := it.Stmt.Position()
 			if last >= 0 {
@@ -27,7 +33,7 @@ func collectIgnores(f *File) []Ignore {
 			codes := pending
 			pending = nil
 			if it.Trailing != nil {
-				codes = append(codes, ignoreCodes(it.Trailing.Text)...)
+				codes = append(codes, ignoreCodes(it.Trailing)...)
 			}
 			if len(codes) == 0 {
 				continue
@@ -43,14 +49,43 @@ func collectIgnores(f *File) []Ignore {
 	return igs
 }
 
-// ignoreCodes returns the codes a comment's kwl:ignore directive names.
-func ignoreCodes(comment string) []string {
-	text := strings.TrimSpace(strings.TrimPrefix(comment, "#"))
+// directiveCodes returns the codes a comment's kwl:ignore directive
+// names, and warns in ds of what the directive cannot silence.
+func directiveCodes(c *Comment, ds *Diagnostics) []string {
+	text := strings.TrimSpace(strings.TrimPrefix(c.Text, "#"))
 	rest, ok := strings.CutPrefix(text, ignoreDirective)
 	if !ok {
+		// "kwl: ignore L09", "KWL:IGNORE L09", "kwl ignore L09".
+		squeezed := strings.ToLower(strings.Join(strings.Fields(strings.ReplaceAll(text, ":", ": ")), ""))
+		if strings.HasPrefix(squeezed, "kwl:ignore") || strings.HasPrefix(squeezed, "kwlignore") {
+			rest := text[strings.Index(strings.ToLower(text), "ignore")+len("ignore"):]
+			ds.Add(c.Position(), Warning, LintIgnoreDirective, "this comment silences nothing: the directive is written kwl:ignore, in lower case and without spaces",
+				"# kwl:ignore"+rest)
+		}
 		return nil
 	}
-	return strings.FieldsFunc(rest, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' })
+	words := strings.FieldsFunc(rest, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' })
+	var codes []string
+	for _, w := range words {
+		code := Code(w)
+		switch {
+		case code.Known() && code.IsLint():
+			codes = append(codes, w)
+		case Code(strings.ToUpper(w)).Known() && Code(strings.ToUpper(w)).IsLint():
+			ds.Add(c.Position(), Warning, LintIgnoreDirective, fmt.Sprintf("kwl:ignore %s silences nothing: codes are written in capitals", w),
+				"# kwl:ignore "+strings.ToUpper(w))
+		case code.Known():
+			ds.Add(c.Position(), Warning, LintIgnoreDirective, fmt.Sprintf("kwl:ignore %s silences nothing: errors cannot be silenced", w),
+				"fix the error instead")
+		default:
+			ds.Add(c.Position(), Warning, LintIgnoreDirective, fmt.Sprintf("kwl:ignore %s silences nothing: there is no such lint code", w),
+				"kwl help lints lists the codes")
+		}
+	}
+	if len(words) == 0 {
+		ds.Add(c.Position(), Warning, LintIgnoreDirective, "kwl:ignore names no code: it silences nothing", "# kwl:ignore L09")
+	}
+	return codes
 }
 
 // Filter returns l without the warnings and notes that a kwl:ignore

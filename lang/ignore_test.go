@@ -2,6 +2,7 @@ package lang
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -9,23 +10,38 @@ func TestIgnoreCodes(t *testing.T) {
 	tests := []struct {
 		name, comment string
 		want          []string
+		warn          string // the L27 warning's message, or ""
 	}{
-		{"one", "# kwl:ignore L13", []string{"L13"}},
-		{"several", "#kwl:ignore L13, L07 L09", []string{"L13", "L07", "L09"}},
-		{"other comment", "# knock first", nil},
-		{"not at the start", "# see kwl:ignore L13", nil},
+		{"one", "# kwl:ignore L13", []string{"L13"}, ""},
+		{"several", "#kwl:ignore L13, L07 L09", []string{"L13", "L07", "L09"}, ""},
+		{"other comment", "# knock first", nil, ""},
+		{"not at the start", "# see kwl:ignore L13", nil, ""},
+		{"a space", "# kwl: ignore L13", nil, "the directive is written kwl:ignore"},
+		{"capitals", "# KWL:IGNORE L13", nil, "the directive is written kwl:ignore"},
+		{"lower case code", "# kwl:ignore l13", nil, "codes are written in capitals"},
+		{"unknown code", "# kwl:ignore L99 L13", []string{"L13"}, "no such lint code"},
+		{"an error's code", "# kwl:ignore E01", nil, "errors cannot be silenced"},
+		{"no code", "# kwl:ignore", nil, "names no code"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := ignoreCodes(tc.comment); !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("ignoreCodes(%q) = %q, want %q", tc.comment, got, tc.want)
+			var ds Diagnostics
+			got := directiveCodes(&Comment{Text: tc.comment}, &ds)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("directiveCodes(%q) = %q, want %q", tc.comment, got, tc.want)
+			}
+			switch {
+			case tc.warn == "" && len(ds) > 0:
+				t.Errorf("directiveCodes(%q): unexpected %v", tc.comment, ds)
+			case tc.warn != "" && (len(ds) != 1 || ds[0].Code != LintIgnoreDirective || !strings.Contains(ds[0].Message, tc.warn)):
+				t.Errorf("directiveCodes(%q): %v, want one L27 saying %q", tc.comment, ds, tc.warn)
 			}
 		})
 	}
 }
 
 func TestFilter(t *testing.T) {
-	src := "# kwl:ignore L04\nknock 22 opens http for 60s\nlimit ssh 3/60s # kwl:ignore L99\n"
+	src := "# kwl:ignore L04\nknock 22 opens http for 60s\nlimit ssh 3/60s # kwl:ignore L26\n"
 	pol, diags := Load("p.kwl", []byte(src))
 	if diags.HasErrors() {
 		t.Fatal(diags)
@@ -36,10 +52,10 @@ func TestFilter(t *testing.T) {
 		}
 	}
 	in := Diagnostics{
-		{Pos: Pos{File: "p.kwl", Line: 3, Col: 1}, Severity: Warning, Code: "L99"},
+		{Pos: Pos{File: "p.kwl", Line: 3, Col: 1}, Severity: Warning, Code: "L26"},
 		{Pos: Pos{File: "p.kwl", Line: 3, Col: 1}, Severity: Warning, Code: "L13"},
-		{Pos: Pos{File: "p.kwl", Line: 3, Col: 1}, Severity: Error, Code: "L99"},
-		{Pos: Pos{File: "q.kwl", Line: 3, Col: 1}, Severity: Warning, Code: "L99"},
+		{Pos: Pos{File: "p.kwl", Line: 3, Col: 1}, Severity: Error, Code: "L26"},
+		{Pos: Pos{File: "q.kwl", Line: 3, Col: 1}, Severity: Warning, Code: "L26"},
 	}
 	got := pol.Filter(in)
 	if len(got) != 3 || got[0].Code != "L13" || got[1].Severity != Error || got[2].Pos.File != "q.kwl" {

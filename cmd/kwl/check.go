@@ -24,8 +24,13 @@ func runCheck(env *cmdEnv, args []string) int {
 	fs := c.newFlags(env)
 	format := fs.String("format", "text", "diagnostics as `text` or json")
 	backend := fs.String("backend", "", "lint and test for `nft` or iptables only (default both)")
+	lf := addLintFlags(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if msg := lf.parse(); msg != "" {
+		fmt.Fprintf(env.stderr, "kwl check: %s\n", msg)
+		return exitUsage
 	}
 	backends, err := backendFlag(*backend)
 	if err != nil {
@@ -53,6 +58,7 @@ func runCheck(env *cmdEnv, args []string) int {
 			diags = append(diags, compile.Lint(pol, backends)...)
 			diags.Sort()
 		}
+		diags = lf.filter(diags)
 		if *format == "json" {
 			all = append(all, diags...)
 		} else {
@@ -68,6 +74,11 @@ func runCheck(env *cmdEnv, args []string) int {
 			tenv = &cmdEnv{stdin: env.stdin, stdout: env.stderr, stderr: env.stderr}
 		}
 		if runTests(tenv, pol, backends) {
+			code = max(code, exitFail)
+			continue
+		}
+		if lf.fails(diags) {
+			fmt.Fprintf(env.stderr, "kwl check: %s: warnings fail with --strict\n", name)
 			code = max(code, exitFail)
 			continue
 		}

@@ -15,8 +15,13 @@ func runCompile(env *cmdEnv, args []string) int {
 	backend := fs.String("backend", "nft", "`nft` or iptables")
 	family := fs.String("family", "", "with --backend iptables, print only the `ipv4` or ipv6 ruleset")
 	first := fs.Bool("first", false, "with --backend iptables, insert the jumps instead of replacing them (a first load)")
+	lf := addLintFlags(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if msg := lf.parse(); msg != "" {
+		fmt.Fprintf(env.stderr, "kwl compile: %s\n", msg)
+		return exitUsage
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help compile' for more.\n", c.usage)
@@ -64,8 +69,9 @@ func runCompile(env *cmdEnv, args []string) int {
 			return v4 + "\n" + v6, err
 		}
 	}
+	diags = lf.filter(diags)
 	printDiags(env, diags, map[string][]byte{name: src})
-	if diags.HasErrors() {
+	if lf.fails(diags) {
 		return exitFail
 	}
 	text, err := render()

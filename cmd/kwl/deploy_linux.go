@@ -45,8 +45,13 @@ func runDeploy(env *cmdEnv, args []string) int {
 	force := fs.Bool("force", false, "deploy an empty policy, or one that unguards a service the live table guards")
 	forceForeign := fs.Bool("force-foreign", false, "replace a table of that name that kwl did not create")
 	recDir := recordDirFlag(fs.FlagSet)
+	lf := addLintFlags(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if msg := lf.parse(); msg != "" {
+		fmt.Fprintf(env.stderr, "kwl deploy: %s\n", msg)
+		return exitUsage
 	}
 	o := deploy.Options{NetNS: *netns, Table: *table, StateDir: *stateDir, DryRun: *dry, Confirm: *confirm, Log: env.stderr,
 		Force: *force, ForceForeign: *forceForeign}
@@ -85,9 +90,14 @@ func runDeploy(env *cmdEnv, args []string) int {
 		return ioError(env, "deploy", err)
 	}
 	pol, rs, diags := compile.Load(file, src, be.Lower)
+	diags = lf.filter(diags)
 	printDiags(env, diags, map[string][]byte{file: src})
 	if diags.HasErrors() {
 		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
+		return exitFail
+	}
+	if lf.fails(diags) {
+		fmt.Fprintf(env.stderr, "kwl deploy: %s has warnings, which fail with --strict; nothing was applied\n", file)
 		return exitFail
 	}
 	if err := deploy.Vet(pol, *backend, *force); err != nil {

@@ -380,7 +380,7 @@ func (b *fam) doorRules(c *Chain, ds []*lang.Door) {
 		return
 	}
 	b.sequence(c, "seq", b.l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, plan.DoorMask(d, b.f), d.Ignore, d.Reset, d.Ref, final, comment("knock", d.Service, d.Ref))
-	b.l.warn(d.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
+	b.l.warn(d.Pos, lang.Note, lang.LintCapacity, fmt.Sprintf(
 		"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: past %d knocking sources, open doors are forgotten (a door that is only checked ages toward eviction while in use)",
 		ListTot, ListTot), "")
 }

@@ -233,7 +233,7 @@ func TestWarnings(t *testing.T) {
 	for _, d := range diags {
 		codes[string(d.Code)+"/"+d.Severity.String()]++
 	}
-	for code, n := range map[string]int{"L10/error": 1, "L13/warning": 0, "L07/warning": 3} {
+	for code, n := range map[string]int{"L10/error": 1, "L13/warning": 0, "L07/note": 3} {
 		if codes[code] != n {
 			t.Errorf("%s: %d, want %d\n%v", code, codes[code], n, diags)
 		}

@@ -205,7 +205,7 @@ func (b *fam) limitRules(c *Chain, lim *lang.Limit) {
 	}
 	c.Rules = append(c.Rules, &Rule{CtState: newState(), Recent: key(Set), Origin: lim.Ref, Comment: cm})
 	if lim.PerSource {
-		b.l.warn(lim.Pos, lang.Warning, lang.LintCapacity, fmt.Sprintf(
+		b.l.warn(lim.Pos, lang.Note, lang.LintCapacity, fmt.Sprintf(
 			"xt_recent keeps at most %d sources per list and evicts the least recently seen for a new one, whatever its age: %d other sources in quick succession wipe a source's count (and ban), and the limit starts afresh for it",
 			ListTot, ListTot), "")
 	}

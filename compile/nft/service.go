@@ -243,7 +243,7 @@ func (l *lowerer) setsFull(lim *lang.Limit, what string) {
 	if lim.Ban > 0 {
 		what += ", and a full ban set bans no more sources (their connections are still refused)"
 	}
-	l.diags.Add(lim.Pos, lang.Warning, lang.LintCapacity,
+	l.diags.Add(lim.Pos, lang.Note, lang.LintCapacity,
 		fmt.Sprintf("each set holds %d sources: an add that finds the set full creates nothing and does not match (nft_dynset), so %s", DefaultSetSize, what),
 		"")
 }

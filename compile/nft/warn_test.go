@@ -24,8 +24,8 @@ func TestWarnings(t *testing.T) {
 	}
 	codes := map[string]int{}
 	for _, d := range diags {
-		if d.Severity != lang.Warning || !d.Pos.IsValid() {
-			t.Errorf("not a positioned warning: %v", d)
+		if d.Severity == lang.Error || !d.Pos.IsValid() || (d.Severity == lang.Note) != (d.Code == lang.LintCapacity) {
+			t.Errorf("not a positioned warning or note: %v", d)
 		}
 		codes[string(d.Code)]++
 	}
