@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"kwl.dev/kwl/lang"
@@ -24,6 +25,20 @@ func TestHelpCodes(t *testing.T) {
 			if !lang.Code(m).Known() {
 				t.Errorf("%s names %s, which is not a registered code", where, m)
 			}
+		}
+	}
+}
+
+// TestExplainExamples checks that the example of every code has the
+// code, so that kwl explain shows what kwl check says of it. Two codes
+// are of sizes no example line can show.
+func TestExplainExamples(t *testing.T) {
+	inWords := map[lang.Code]bool{lang.ErrNameLength: true, lang.ErrTestLength: true}
+	for _, c := range lang.Codes() {
+		var b strings.Builder
+		explainCode(&b, c)
+		if says := strings.Contains(b.String(), "kwl check says:"); says == inWords[c] {
+			t.Errorf("kwl explain %s: the example does not show the code:\n%s", c, b.String())
 		}
 	}
 }

@@ -72,6 +72,8 @@ func init() {
 			short: "remove kwl's table and chains from the kernel", run: runUndeploy},
 		{name: "restore", usage: "kwl restore [--record-dir DIR] [--netns NAME --record-dir DIR] [--state-dir DIR]",
 			short: "load the last deployed policy again (at boot)", run: runRestore},
+		{name: "explain", usage: "kwl explain [CODE...]",
+			short: "say what a diagnostic code means, with an example and its fix", run: runExplain},
 		{name: "version", usage: "kwl version",
 			short: "print kwl's version", run: runVersion},
 	} {
@@ -171,6 +173,10 @@ func run(env *cmdEnv, args []string) int {
 	switch name {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
+			if args[1] == "lints" || args[1] == "codes" {
+				printCodes(env.stdout)
+				return exitOK
+			}
 			if c, ok := commands[args[1]]; ok {
 				// The command's flags are those its run function defines.
 				return c.run(env, []string{"--help"})
@@ -214,5 +220,5 @@ commands:
 	for _, n := range names {
 		fmt.Fprintf(w, "\t%-10s %s\n", n, commands[n].short)
 	}
-	fmt.Fprintf(w, "\nRun 'kwl help COMMAND' for more about a command.\n")
+	fmt.Fprintf(w, "\nRun 'kwl help COMMAND' for more about a command, 'kwl help lints' for the\ndiagnostic codes.\n")
 }
