@@ -28,6 +28,7 @@ func TestLint(t *testing.T) {
 			[]string{"L09 "}},
 		{"ascending", "knock 7000, 8000, 9000 opens ssh for 30s\n", []string{"nft"},
 			[]string{"L05 knock ports 7000, 8000, 9000 are in ascending order"}},
+		{"ascending but of two protocols", "knock 7000, udp/8000, 9000 opens ssh for 30s\n", []string{"nft"}, nil},
 		{"ascending but strict", "knock 7000, 8000, 9000 strict opens ssh for 30s\n", []string{"nft"}, nil},
 		{"adjacent and strict", "knock 7002, 7001, 7000 strict opens ssh for 30s\n", []string{"nft"},
 			[]string{"L05 knock ports 7002, 7001, 7000 are in descending order"}},

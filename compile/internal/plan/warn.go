@@ -76,12 +76,18 @@ func Warnings(p *lang.Policy) lang.Diagnostics {
 	return ds
 }
 
+// monotonic reports whether a sequential scan sends the ports of ps in
+// their order: all of one protocol (a scanner scans TCP and UDP one after
+// the other, as nmap's scan types run), ascending or descending.
 func monotonic(ps []lang.Port) bool {
 	if len(ps) <= 1 {
 		return true
 	}
 	up, down := true, true
 	for i := 1; i < len(ps); i++ {
+		if ps[i].Proto != ps[0].Proto {
+			return false
+		}
 		if ps[i].Num <= ps[i-1].Num {
 			up = false
 		}
