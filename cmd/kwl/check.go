@@ -62,7 +62,7 @@ func runCheck(env *cmdEnv, args []string) int {
 		if *format == "json" {
 			all = append(all, diags...)
 		} else {
-			printDiags(env, diags, map[string][]byte{name: src})
+			printShown(env, diags, map[string][]byte{name: src})
 		}
 		if diags.HasErrors() {
 			code = max(code, exitFail)

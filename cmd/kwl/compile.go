@@ -70,7 +70,7 @@ func runCompile(env *cmdEnv, args []string) int {
 		}
 	}
 	diags = lf.filter(diags)
-	printDiags(env, diags, map[string][]byte{name: src})
+	printShown(env, diags, map[string][]byte{name: src})
 	if lf.fails(diags) {
 		return exitFail
 	}

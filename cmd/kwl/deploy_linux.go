@@ -91,7 +91,7 @@ func runDeploy(env *cmdEnv, args []string) int {
 	}
 	pol, rs, diags := compile.Load(file, src, be.Lower)
 	diags = lf.filter(diags)
-	printDiags(env, diags, map[string][]byte{file: src})
+	printShown(env, diags, map[string][]byte{file: src})
 	if diags.HasErrors() {
 		fmt.Fprintf(env.stderr, "kwl deploy: %s has errors; nothing was applied\n", file)
 		return exitFail

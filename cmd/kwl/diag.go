@@ -82,8 +82,15 @@ func trimErr(err error) string {
 	return s
 }
 
-// printDiags prints diagnostics as text on stderr, with source lines.
+// printDiags prints diagnostics but notes (lang.Note: what check,
+// compile and deploy show with --notes) as text on stderr, with source
+// lines.
 func printDiags(env *cmdEnv, diags lang.Diagnostics, srcs map[string][]byte) {
+	printShown(env, (*lintFlags)(nil).filter(diags), srcs)
+}
+
+// printShown prints diagnostics as text on stderr, with source lines.
+func printShown(env *cmdEnv, diags lang.Diagnostics, srcs map[string][]byte) {
 	if len(diags) > 0 {
 		diags.Print(env.stderr, srcs)
 	}

@@ -44,10 +44,11 @@ func (lf *lintFlags) parse() string {
 }
 
 // filter returns the diagnostics the command shows: without the codes
-// --ignore names, and without notes unless --notes.
+// --ignore names, and without notes unless --notes. A nil lintFlags
+// drops the notes only.
 func (lf *lintFlags) filter(ds lang.Diagnostics) lang.Diagnostics {
 	if lf == nil {
-		return ds
+		lf = &lintFlags{}
 	}
 	out := ds[:0:0]
 	for _, d := range ds {

@@ -127,8 +127,14 @@ func runSim(env *cmdEnv, args []string) int {
 		// one lane.
 		second, _ = replay.NewEngine(*backend, pol, hosts, false)
 	}
+	// --host naming one family's addresses only leaves the other
+	// family's packets to be taken as routed through the firewall.
+	unnamed, unnamedN := hostsMissing(hosts), 0
 	var line []byte
 	err = rp.Run(r, second, func(p *capture.Packet, o *replay.Outcome) {
+		if unnamed != 0 && p.Src.Is4() == (unnamed == 4) {
+			unnamedN++
+		}
 		line = line[:0]
 		if *format == "json" {
 			line = report.AppendPacketJSON(line, p, o, rp)
@@ -168,11 +174,32 @@ func runSim(env *cmdEnv, args []string) int {
 	for _, w := range rp.Warnings(r) {
 		fmt.Fprintf(env.stderr, "kwl sim: %s: warning: %s\n", trace, w)
 	}
+	if unnamedN > 0 {
+		fmt.Fprintf(env.stderr, "kwl sim: %s: warning: --host names no IPv%d address of the firewall: %d IPv%d packets were taken as routed through it, not addressed to it\n",
+			trace, unnamed, unnamedN, unnamed)
+	}
 	if readErr != "" {
 		fmt.Fprintf(env.stderr, "kwl sim: %s: %s\n", trace, readErr)
 		return exitUsage
 	}
 	return exitOK
+}
+
+// hostsMissing returns the family (4 or 6) of which hosts names no
+// address while naming some of the other, or 0.
+func hostsMissing(hosts []netip.Addr) int {
+	var has4, has6 bool
+	for _, h := range hosts {
+		has4 = has4 || h.Is4()
+		has6 = has6 || !h.Is4()
+	}
+	switch {
+	case has4 && !has6:
+		return 6
+	case has6 && !has4:
+		return 4
+	}
+	return 0
 }
 
 // isStream reports whether f is a pipe, a socket or a terminal: a

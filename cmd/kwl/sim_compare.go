@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
@@ -82,6 +83,22 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 	if progress {
 		prog = newProgress(env.stderr, tf)
 	}
+	// The text report puts the summary first: the packets that differ
+	// wait in a temporary file (there may be millions) until it is out.
+	pkts := io.Writer(out)
+	var spillFile *os.File
+	var spillBuf *bufio.Writer
+	if format == "text" {
+		spill, err := os.CreateTemp("", "kwl-compare-*")
+		if err != nil {
+			fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+			return exitUsage
+		}
+		defer os.Remove(spill.Name())
+		defer spill.Close()
+		spillFile, spillBuf = spill, bufio.NewWriterSize(spill, 256<<10)
+		pkts = spillBuf
+	}
 	var line []byte
 	// OLD's engine runs on a goroutine of its own; NEW's runs here,
 	// packet by packet, while the replay merges.
@@ -97,7 +114,7 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		} else {
 			line = report.AppendCompareText(line[:0], p, o1, o2, rpOld, rpNew)
 		}
-		out.Write(line)
+		pkts.Write(line)
 	})
 	if prog != nil {
 		prog.done()
@@ -112,6 +129,13 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		out.Write(report.AppendCompareSummaryJSON(nil, c))
 	} else {
 		report.WriteCompareSummary(out, c)
+		if cmp.Differ > 0 {
+			fmt.Fprintf(out, "\npackets whose verdicts differ:\n")
+			if err := copySpill(out, spillFile, spillBuf); err != nil {
+				fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
+				return exitUsage
+			}
+		}
 	}
 	if err := out.Flush(); err != nil {
 		fmt.Fprintf(env.stderr, "kwl sim: %v\n", err)
@@ -125,4 +149,16 @@ func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, prog
 		return exitUsage
 	}
 	return exitOK
+}
+
+// copySpill writes the lines kept in spill (through buf) to w.
+func copySpill(w io.Writer, spill *os.File, buf *bufio.Writer) error {
+	if err := buf.Flush(); err != nil {
+		return err
+	}
+	if _, err := spill.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := io.Copy(w, spill)
+	return err
 }

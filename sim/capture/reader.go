@@ -175,6 +175,16 @@ func swap32(v uint32) uint32 {
 // "pcapng", ... with ", gzip" when it was compressed.
 func (r *Reader) Format() string { return r.format }
 
+// Start returns the time of the capture's first packet, in UTC: the
+// time that Packet.Time counts from. It is the zero time before the
+// first packet is read.
+func (r *Reader) Start() time.Time {
+	if r.n == 0 {
+		return time.Time{}
+	}
+	return r.first.UTC()
+}
+
 // Warnings lists what the reader passed over without failing (a pcapng
 // section of an unknown version), each with its byte offset.
 func (r *Reader) Warnings() []string { return r.warnings }
@@ -293,6 +303,7 @@ func (r *Reader) nextPcap(p *Packet, off int64) error {
 	r.n++
 	if r.n == 1 {
 		r.firstNs = ns
+		r.first = time.Unix(0, ns)
 	}
 	p.N = r.n
 	p.Time = time.Duration(ns - r.firstNs)

@@ -8,27 +8,32 @@ import (
 	"kwl.dev/kwl/sim/capture"
 )
 
-// sentByHost is the skip reason of a packet the firewall sent.
-const sentByHost = "sent by the host"
+// sentByHost is the skip reason of a packet the firewall sent; without
+// --host, of a reply of a flow the firewall is taken to terminate.
+const (
+	sentByHost = "sent by the host"
+	replyOf    = "a reply, taken as sent by the host (name its addresses with --host)"
+)
 
 // simEngine adapts package sim to an Engine.
 type simEngine struct {
 	s       *sim.Sim
 	explain bool
+	output  string // the skip reason of a packet the firewall sent
 }
 
 func (e *simEngine) Eval(p *capture.Packet) Result {
 	if !e.explain {
 		v, stmt, output := e.s.Decide(p)
 		if output {
-			return Result{Verdict: v, Skip: sentByHost}
+			return Result{Verdict: v, Skip: e.output}
 		}
 		return Result{Verdict: v, Stmt: stmt}
 	}
 	r := e.s.Eval(p)
 	if r.Hook == sim.HookOutput {
 		// Sent by the firewall: conntrack learned from it, no rule ran.
-		return Result{Verdict: r.Verdict, Skip: sentByHost}
+		return Result{Verdict: r.Verdict, Skip: e.output}
 	}
 	out := Result{Verdict: r.Verdict, Stmt: r.Rule.ID}
 	out.Explain = r.State + " " + r.Hook.String()
@@ -62,5 +67,9 @@ func NewEngine(backend string, pol *lang.Policy, hosts []netip.Addr, explain boo
 	if s == nil {
 		return nil, diags
 	}
-	return &simEngine{s: s, explain: explain}, diags
+	output := sentByHost
+	if len(hosts) == 0 {
+		output = replyOf
+	}
+	return &simEngine{s: s, explain: explain, output: output}, diags
 }

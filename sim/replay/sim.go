@@ -7,5 +7,5 @@ import "kwl.dev/kwl/sim"
 // made with Options.Explain when explain is set. Packets from s's hosts
 // are taken in without being evaluated, as with NewEngine.
 func SimEngine(s *sim.Sim, explain bool) Engine {
-	return &simEngine{s: s, explain: explain}
+	return &simEngine{s: s, explain: explain, output: sentByHost}
 }

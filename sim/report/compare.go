@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"sort"
 	"strconv"
 
 	"kwl.dev/kwl/sim/capture"
@@ -98,13 +99,12 @@ func AppendCompareSummaryJSON(b []byte, c *Comparison) []byte {
 // default, after the packets whose verdict differs.
 func WriteCompareSummary(w io.Writer, c *Comparison) {
 	cmp := c.Result
-	if cmp.Differ > 0 {
-		io.WriteString(w, "\n")
-	}
 	fmt.Fprintf(w, "%s (%s), backend %s: %s -> %s\n", c.Trace, c.Reader.Format(), c.Backend, c.OldName, c.NewName)
 	fmt.Fprintf(w, "packets %d: verdict differs for %d\n", c.Replay.Packets, cmp.Differ)
 	addrs := sortedAddrs(cmp.Sources)
-	writeSources(w, fmt.Sprintf("sources whose access differs (%d):", len(addrs)), addrs, func(s netip.Addr) {
+	n := func(a *replay.Access) int { return a.Gained + a.Lost + a.Other }
+	sort.SliceStable(addrs, func(i, j int) bool { return n(cmp.Sources[addrs[i]]) > n(cmp.Sources[addrs[j]]) })
+	writeSources(w, fmt.Sprintf("sources whose access differs (%d, most packets first):", len(addrs)), addrs, func(s netip.Addr) {
 		a := cmp.Sources[s]
 		fmt.Fprintf(w, "  %-40s %d now accepted, %d now refused", s, a.Gained, a.Lost)
 		if a.Other > 0 {

@@ -87,7 +87,8 @@ func AppendExplain(b []byte, p *capture.Packet, o *replay.Outcome, rp *replay.Re
 			b = append(b, ')')
 		}
 	} else {
-		b = append(b, " (no statement: chain policy)"...)
+		b = append(b, " "...)
+		b = append(b, NoStatement...)
 	}
 	if o.Explain != "" {
 		b = append(b, "; "...)

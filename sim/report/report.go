@@ -23,6 +23,11 @@ import (
 const listMax = 20
 
 // protoName names a protocol as the text and JSON lines do.
+// NoStatement names, in text, what decided a packet that no statement
+// of the policy decided: kwl's chains accept it, and the host's own
+// rules decide.
+const NoStatement = "(no statement: left to the host's rules)"
+
 func protoName(p lang.Proto) string {
 	switch p {
 	case 58:

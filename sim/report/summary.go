@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"time"
 
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
@@ -33,6 +34,11 @@ func AppendSummaryJSON(b []byte, run *Run) []byte {
 	}
 	b = append(b, `{"summary":true,"format":`...)
 	b = appendJSONString(b, r.Format())
+	if start := r.Start(); !start.IsZero() {
+		// The packets' "time" counts from it.
+		b = append(b, `,"start":`...)
+		b = appendJSONString(b, start.Format(time.RFC3339Nano))
+	}
 	num("packets", rp.Packets)
 	num("evaluated", rp.Evaluated)
 	num("skipped_packets", rp.Skipped)
@@ -136,6 +142,10 @@ func AppendSummaryJSON(b []byte, run *Run) []byte {
 func WriteSummary(w io.Writer, run *Run) {
 	rp, r, readErr, trace, backend := run.Replay, run.Reader, run.Err, run.Trace, run.Backend
 	fmt.Fprintf(w, "%s (%s), backend %s\n", trace, r.Format(), backend)
+	start := r.Start()
+	if !start.IsZero() {
+		fmt.Fprintf(w, "first packet at %s; times below are seconds since then\n", start.Format(time.RFC3339Nano))
+	}
 	fmt.Fprintf(w, "packets %d: %d evaluated, %d skipped", rp.Packets, rp.Evaluated, rp.Skipped)
 	if rp.BlockedPackets > 0 {
 		fmt.Fprintf(w, ", %d in blocked flows", rp.BlockedPackets)
@@ -151,24 +161,35 @@ func WriteSummary(w io.Writer, run *Run) {
 	}
 	if rs := rp.Rules(); len(rs) > 0 {
 		fmt.Fprintf(w, "\nby statement:\n")
-		for _, rc := range rs {
-			name := rc.Rule.String()
-			if name == "" {
-				name = "(no statement)"
+		names := make([]string, len(rs))
+		width := 44
+		for i, rc := range rs {
+			names[i] = rc.Rule.String()
+			if names[i] == "" {
+				names[i] = NoStatement
+			} else if k := rp.Kind(rc.Rule); k != "" {
+				names[i] += " " + k + " " + rp.Service(rc.Rule)
 			}
-			what := rp.Kind(rc.Rule)
-			if what != "" {
-				what = " " + what + " " + rp.Service(rc.Rule)
-			}
-			fmt.Fprintf(w, "  %-24s%-20s accept %d, drop %d, reject %d\n", name, what, rc.Counts[lang.Accept], rc.Counts[lang.Drop], rc.Counts[lang.Reject])
+			width = max(width, len(names[i]))
+		}
+		for i, rc := range rs {
+			fmt.Fprintf(w, "  %-*s accept %d, drop %d, reject %d\n", width, names[i], rc.Counts[lang.Accept], rc.Counts[lang.Drop], rc.Counts[lang.Reject])
 		}
 	}
-	writeSources(w, fmt.Sprintf("let in by a knock (%d sources, first admission):", len(rp.Opened)), sortedAddrs(rp.Opened), func(a netip.Addr) {
+	opened := sortedAddrs(rp.Opened)
+	sort.SliceStable(opened, func(i, j int) bool { return rp.Opened[opened[i]].N < rp.Opened[opened[j]].N })
+	writeSources(w, fmt.Sprintf("let in by a knock (%d sources, by their first admission, earliest first):", len(rp.Opened)), opened, func(a netip.Addr) {
 		ad := rp.Opened[a]
-		fmt.Fprintf(w, "  %-40s at %ss (packet %d, %s)\n", a, appendSeconds(nil, ad.At), ad.N, ad.Rule)
+		fmt.Fprintf(w, "  %-40s at %ss", a, appendSeconds(nil, ad.At))
+		if !start.IsZero() {
+			fmt.Fprintf(w, " (%s)", start.Add(ad.At).Format(time.RFC3339Nano))
+		}
+		fmt.Fprintf(w, ", packet %d, %s\n", ad.N, ad.Rule)
 	})
-	writeSources(w, fmt.Sprintf("limited (%d sources):", len(rp.Limited)), sortedAddrs(rp.Limited), func(a netip.Addr) {
-		fmt.Fprintf(w, "  %-40s %d dropped\n", a, rp.Limited[a])
+	limited := sortedAddrs(rp.Limited)
+	sort.SliceStable(limited, func(i, j int) bool { return rp.Limited[limited[i]] > rp.Limited[limited[j]] })
+	writeSources(w, fmt.Sprintf("limited (%d sources, most refused first):", len(rp.Limited)), limited, func(a netip.Addr) {
+		fmt.Fprintf(w, "  %-40s %d refused\n", a, rp.Limited[a])
 	})
 	if len(rp.Skips) > 0 {
 		fmt.Fprintf(w, "\nskipped:\n")
