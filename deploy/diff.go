@@ -41,6 +41,10 @@ type Change struct {
 // Empty reports whether nothing would change.
 func (d *Diff) Empty() bool { return len(d.Sets)+len(d.Chains)+len(d.Rules) == 0 }
 
+// Pending reports whether a deploy would change the kernel: the table
+// is not loaded, or differs.
+func (d *Diff) Pending() bool { return !d.Exists || !d.Empty() }
+
 // Write prints the diff for people.
 func (d *Diff) Write(w io.Writer) {
 	if !d.Exists {
@@ -55,11 +59,24 @@ func (d *Diff) Write(w io.Writer) {
 			}
 		}
 	}
-	if d.Empty() && d.Exists {
+	if !d.Pending() {
 		fmt.Fprintf(w, "no changes: table %s is loaded as the policy says (%d rules)\n", d.Table, d.Same)
-	} else {
-		fmt.Fprintf(w, "%d rules unchanged\n", d.Same)
+		return
 	}
+	var add, del, chg int
+	for _, cs := range [][]Change{d.Sets, d.Chains, d.Rules} {
+		for _, c := range cs {
+			switch c.Op {
+			case '+':
+				add++
+			case '-':
+				del++
+			default:
+				chg++
+			}
+		}
+	}
+	fmt.Fprintf(w, "plan: %d to add, %d to change, %d to remove; %d rules unchanged\n", add, chg, del, d.Same)
 }
 
 var typeNames = map[uint32]string{7: "ipv4_addr", 8: "ipv6_addr", 12: "inet_proto", 13: "inet_service", 2: "nf_proto"}
@@ -133,9 +150,10 @@ func newChain(c *nftables.Chain) chainInfo {
 }
 
 type ruleInfo struct {
-	chain string
-	key   string // normalized expressions: equal keys, equal rules
-	text  string
+	chain  string
+	key    string // normalized expressions: equal keys, equal rules
+	text   string
+	origin string // "file:line" of the statement of a new rule
 }
 
 // diff compares the live table with the converted ruleset.
@@ -231,7 +249,11 @@ func diff(old *live, n *nftnl.Ruleset) (*Diff, error) {
 			d.Same++
 			continue
 		}
-		d.Rules = append(d.Rules, Change{'+', "rule in chain " + r.chain, r.text})
+		what := "rule in chain " + r.chain
+		if r.origin != "" {
+			what += ", " + r.origin
+		}
+		d.Rules = append(d.Rules, Change{'+', what, r.text})
 	}
 	for _, r := range oldRules {
 		k := r.chain + "\x00" + r.key
@@ -320,11 +342,15 @@ func convRule(r *nftnl.Rule) (ruleInfo, error) {
 	ri.key, ri.text, err = exprsKey(data, nil)
 	ri.key = replaceAnon(ri.key, anon)
 	ri.text = replaceAnon(ri.text, anon)
-	if o := r.From.Origin; o.Pos.IsValid() {
-		ri.text += " (" + o.String() + ")"
-	}
-	if r.From.Comment != "" {
+	// In the plan, a new rule is written as nft writes it, after the
+	// statement it comes from.
+	if s, err := nft.RuleString(r.From); err == nil {
+		ri.text = s
+	} else if r.From.Comment != "" {
 		ri.text += fmt.Sprintf(" comment %q", r.From.Comment)
+	}
+	if o := r.From.Origin; o.Pos.IsValid() {
+		ri.origin = fmt.Sprintf("%s:%d", o.Pos.File, o.Pos.Line)
 	}
 	return ri, err
 }

@@ -37,6 +37,9 @@ type Loader interface {
 type Report interface {
 	// WriteChanges writes a dry run's changes to w.
 	WriteChanges(w io.Writer)
+	// Pending reports whether a dry run found changes to make: the
+	// live rules differ from the policy's (drift), or are not loaded.
+	Pending() bool
 	// String says in one line what was loaded.
 	String() string
 }
@@ -100,6 +103,9 @@ func (r *Result) WriteChanges(w io.Writer) {
 	}
 }
 
+// Pending reports whether the dry run found changes.
+func (r *Result) Pending() bool { return r.Changes != nil && r.Changes.Pending() }
+
 func (r *Result) String() string {
 	kept := 0
 	for _, n := range r.Kept {
@@ -142,6 +148,9 @@ func (r *IptablesResult) WriteChanges(w io.Writer) {
 		fmt.Fprintln(w, "no change")
 	}
 }
+
+// Pending reports whether the dry run found changes.
+func (r *IptablesResult) Pending() bool { return len(r.Changes) > 0 }
 
 func (r *IptablesResult) String() string {
 	kept := 0

@@ -46,8 +46,12 @@ func runDeploy(env *cmdEnv, args []string) int {
 	forceForeign := fs.Bool("force-foreign", false, "replace a table of that name that kwl did not create")
 	recDir := recordDirFlag(fs.FlagSet)
 	lf := addLintFlags(fs)
+	check := fs.Bool("check", false, "a dry run that exits 1 when the live rules differ from the policy (drift), 0 when they are as it says")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if *check {
+		*dry = true
 	}
 	if msg := lf.parse(); msg != "" {
 		fmt.Fprintf(env.stderr, "kwl deploy: %s\n", msg)
@@ -121,6 +125,10 @@ func runDeploy(env *cmdEnv, args []string) int {
 		return exitFail
 	}
 	if *dry {
+		if *check && rep.Pending() {
+			fmt.Fprintf(env.stderr, "kwl deploy: the live rules differ from %s\n", file)
+			return exitFail
+		}
 		return exitOK
 	}
 	fmt.Fprintf(env.stderr, "kwl deploy: %s\n", rep)

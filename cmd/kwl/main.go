@@ -64,7 +64,7 @@ func init() {
 			short: "compile a policy to an nftables or iptables ruleset", run: runCompile},
 		{name: "sim", usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
 			short: "replay a pcap or pcapng capture through a policy", run: runSim},
-		{name: "deploy", usage: "kwl deploy [--dry-run] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
+		{name: "deploy", usage: "kwl deploy [--dry-run|--check] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
 			short: "load the policy into the running kernel, atomically", run: runDeploy},
 		{name: "status", usage: "kwl status [--format text|json] [--netns NAME] [--table NAME]",
 			short: "show the live doors, limits and bans", run: runStatus},
