@@ -17,6 +17,58 @@ type IptablesState struct {
 	Loaded   bool              `json:"loaded"`
 	Families []*IptablesFamily `json:"families"`
 	Lists    []RecentList      `json:"lists"`
+	// Statements adds up, over both families, the counters of the rules
+	// that accept, drop or reject, by their comment.
+	Statements []StatementState `json:"statements"`
+}
+
+// iptablesStatements adds up the counters of fams' rules by statement:
+// by the rule's comment, admitted for a rule that ends -j ACCEPT,
+// refused for one that ends -j DROP or REJECT.
+func iptablesStatements(fams []*IptablesFamily) []StatementState {
+	by := map[string]*StatementState{}
+	for _, f := range fams {
+		for _, t := range f.Tables {
+			for _, c := range t.Chains {
+				for _, r := range c.Rules {
+					w, err := splitWords(r.Rule)
+					if err != nil {
+						continue
+					}
+					var name, target string
+					for i := 0; i+1 < len(w); i++ {
+						switch w[i] {
+						case "--comment":
+							name = w[i+1]
+						case "-j":
+							target = w[i+1]
+						}
+					}
+					if name == "" || target != "ACCEPT" && target != "DROP" && target != "REJECT" {
+						continue
+					}
+					s := by[name]
+					if s == nil {
+						s = &StatementState{Statement: name}
+						by[name] = s
+					}
+					if target == "ACCEPT" {
+						s.AdmittedPackets += r.Packets
+						s.AdmittedBytes += r.Bytes
+					} else {
+						s.RefusedPackets += r.Packets
+						s.RefusedBytes += r.Bytes
+					}
+				}
+			}
+		}
+	}
+	out := []StatementState{}
+	for _, s := range by {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Statement < out[j].Statement })
+	return out
 }
 
 // RecentList is an xt_recent list and its entries, as
@@ -61,6 +113,7 @@ func IptablesStatus(ctx context.Context, o Options) (*IptablesState, error) {
 			names[n] = true
 		}
 	}
+	st.Statements = iptablesStatements(st.Families)
 	var sorted []string
 	for n := range names {
 		sorted = append(sorted, n)

@@ -190,6 +190,23 @@ func TestKnockRedeployPipeline(t *testing.T) {
 	if err := exchange(conn, "before"); err != nil {
 		t.Fatal(err)
 	}
+	// The counters, per statement: the knock dropped (its SYN and the
+	// retransmissions of the dial), then admitted the connection; the
+	// guard refused the connection before the knock.
+	st, err := Status(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]StatementState{}
+	for _, s := range st.Statements {
+		got[s.Statement] = s
+	}
+	if k := got["knock ssh, line 1"]; k.AdmittedPackets != 1 || k.RefusedPackets < 1 || k.AdmittedBytes == 0 {
+		t.Errorf("knock's counters: %+v, want 1 admitted and its knocks refused", k)
+	}
+	if g := got["ssh is knocked: no open door, no entry"]; g.RefusedPackets < 1 || g.AdmittedPackets != 0 {
+		t.Errorf("guard's counters: %+v, want the connection before the knock refused", g)
+	}
 
 	// Let the door age, so that a refresh on redeploy would show.
 	time.Sleep(time.Second)

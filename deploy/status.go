@@ -23,6 +23,19 @@ type State struct {
 	Loaded bool        `json:"loaded"`
 	Sets   []SetState  `json:"sets"`
 	Rules  []RuleState `json:"rules"`
+	// Statements adds up the counters of the rules that decide for each
+	// statement, by the rules' comment ("limit ssh, line 6").
+	Statements []StatementState `json:"statements"`
+}
+
+// StatementState is what one statement's rules admitted and refused
+// since the table was loaded.
+type StatementState struct {
+	Statement       string `json:"statement"`
+	AdmittedPackets uint64 `json:"admitted_packets"`
+	AdmittedBytes   uint64 `json:"admitted_bytes"`
+	RefusedPackets  uint64 `json:"refused_packets"`
+	RefusedBytes    uint64 `json:"refused_bytes"`
 }
 
 // SetState is one named set and its live elements.
@@ -51,6 +64,7 @@ type RuleState struct {
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
 	Counter bool   `json:"counter"`
+	Verdict string `json:"verdict,omitempty"` // accept, drop or reject; "" for a rule that goes on
 }
 
 // Status reads kwl's table.
@@ -83,12 +97,33 @@ func Status(ctx context.Context, o Options) (*State, error) {
 		st.Sets = append(st.Sets, ss)
 	}
 	idx := map[string]int{}
+	byStmt := map[string]*StatementState{}
 	for _, m := range l.rules {
 		rs := ruleState(m)
 		rs.Index = idx[rs.Chain]
 		idx[rs.Chain]++
 		st.Rules = append(st.Rules, rs)
+		if !rs.Counter || rs.Verdict == "" || rs.Comment == "" {
+			continue
+		}
+		s := byStmt[rs.Comment]
+		if s == nil {
+			s = &StatementState{Statement: rs.Comment}
+			byStmt[rs.Comment] = s
+		}
+		if rs.Verdict == "accept" {
+			s.AdmittedPackets += rs.Packets
+			s.AdmittedBytes += rs.Bytes
+		} else {
+			s.RefusedPackets += rs.Packets
+			s.RefusedBytes += rs.Bytes
+		}
 	}
+	st.Statements = []StatementState{}
+	for _, s := range byStmt {
+		st.Statements = append(st.Statements, *s)
+	}
+	sort.Slice(st.Statements, func(i, j int) bool { return st.Statements[i].Statement < st.Statements[j].Statement })
 	return st, nil
 }
 
@@ -112,13 +147,26 @@ func ruleState(m netlink.Message) RuleState {
 			list, _ := netlink.UnmarshalAttributes(a.Data)
 			for _, el := range list {
 				ex, _ := netlink.UnmarshalAttributes(el.Data)
-				isCounter := false
+				var name string
 				for _, x := range ex {
-					if x.Type == unix.NFTA_EXPR_NAME && attrString(x.Data) == "counter" {
-						isCounter = true
+					if x.Type == unix.NFTA_EXPR_NAME {
+						name = attrString(x.Data)
 					}
 				}
-				if !isCounter {
+				switch name {
+				case "reject":
+					rs.Verdict = "reject"
+				case "immediate":
+					if v, ok := immVerdict(ex); ok {
+						switch v {
+						case nfAccept:
+							rs.Verdict = "accept"
+						case nfDrop:
+							rs.Verdict = "drop"
+						}
+					}
+				}
+				if name != "counter" {
 					continue
 				}
 				for _, x := range ex {
@@ -140,6 +188,41 @@ func ruleState(m netlink.Message) RuleState {
 		}
 	}
 	return rs
+}
+
+// The verdict codes of include/uapi/linux/netfilter.h.
+const (
+	nfDrop   = 0
+	nfAccept = 1
+)
+
+// immVerdict returns the verdict code of an immediate expression's
+// attributes, when it sets the verdict register.
+func immVerdict(ex []netlink.Attribute) (uint32, bool) {
+	for _, x := range ex {
+		if x.Type&^unix.NLA_F_NESTED != unix.NFTA_EXPR_DATA {
+			continue
+		}
+		in, _ := netlink.UnmarshalAttributes(x.Data)
+		for _, a := range in {
+			if a.Type&^unix.NLA_F_NESTED != unix.NFTA_IMMEDIATE_DATA {
+				continue
+			}
+			data, _ := netlink.UnmarshalAttributes(a.Data)
+			for _, d := range data {
+				if d.Type&^unix.NLA_F_NESTED != unix.NFTA_DATA_VERDICT {
+					continue
+				}
+				vs, _ := netlink.UnmarshalAttributes(d.Data)
+				for _, v := range vs {
+					if v.Type == unix.NFTA_VERDICT_CODE && len(v.Data) == 4 {
+						return uint32(v.Data[0])<<24 | uint32(v.Data[1])<<16 | uint32(v.Data[2])<<8 | uint32(v.Data[3]), true
+					}
+				}
+			}
+		}
+	}
+	return 0, false
 }
 
 // Write prints the state for people.
@@ -164,6 +247,13 @@ func (st *State) Write(w io.Writer) {
 				left += ", token bucket"
 			}
 			fmt.Fprintf(w, "\t%-40s %s\n", e.Key, left)
+		}
+	}
+	if len(st.Statements) > 0 {
+		fmt.Fprintf(w, "\nby statement (since the table was loaded):\n")
+		for _, s := range st.Statements {
+			fmt.Fprintf(w, "\t%-40s admitted %d packets (%d bytes), refused %d packets (%d bytes)\n",
+				s.Statement, s.AdmittedPackets, s.AdmittedBytes, s.RefusedPackets, s.RefusedBytes)
 		}
 	}
 	counted := false

@@ -13,7 +13,7 @@ import (
 func runStatus(env *cmdEnv, args []string) int {
 	c := commands["status"]
 	fs := c.newFlags(env)
-	format := fs.String("format", "text", "output `format`: text or json")
+	format := fs.String("format", "text", "output `format`: text, json or prometheus")
 	netns := fs.String("netns", "", "work in network namespace `NAME` (/run/netns/NAME)")
 	table := fs.String("table", deploy.DefaultTable, "name of kwl's table")
 	if code := parseFlags(fs, args); code >= 0 {
@@ -23,8 +23,8 @@ func runStatus(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl status: unexpected argument %q\nusage: %s\n", fs.Arg(0), c.usage)
 		return exitUsage
 	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(env.stderr, "kwl status: unknown format %q (text or json)\n", *format)
+	if *format != "text" && *format != "json" && *format != "prometheus" {
+		fmt.Fprintf(env.stderr, "kwl status: unknown format %q (text, json or prometheus)\n", *format)
 		return exitUsage
 	}
 	st, err := deploy.Status(context.Background(), deploy.Options{NetNS: *netns, Table: *table})
@@ -38,6 +38,10 @@ func runStatus(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl status: %v\n", err)
 		return exitFail
 	}
+	if *format == "prometheus" {
+		writeMetrics(env.stdout, st, ipt)
+		return exitOK
+	}
 	if *format == "json" {
 		out := struct {
 			*deploy.State
@@ -45,7 +49,7 @@ func runStatus(env *cmdEnv, args []string) int {
 		}{st, ipt}
 		b, _ := json.MarshalIndent(out, "", "  ")
 		fmt.Fprintf(env.stdout, "%s\n", b)
-		return exitOK
+		return loadedCode(st, ipt)
 	}
 	if st.Loaded || !ipt.Loaded {
 		st.Write(env.stdout)
@@ -57,6 +61,16 @@ func runStatus(env *cmdEnv, args []string) int {
 		ipt.Write(env.stdout)
 	} else if !st.Loaded {
 		ipt.Write(env.stdout)
+	}
+	return loadedCode(st, ipt)
+}
+
+// loadedCode is status's exit code: 1 when no rules of kwl's are loaded,
+// as systemctl is-active says, so that a script or a monitor can tell.
+// (The prometheus format says it in kwl_loaded and exits 0.)
+func loadedCode(st *deploy.State, ipt *deploy.IptablesState) int {
+	if !st.Loaded && !ipt.Loaded {
+		return exitFail
 	}
 	return exitOK
 }

@@ -48,8 +48,31 @@ func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
 	l.t = &Table{Family: "inet", Name: "kwl"}
 	l.millis()
 	l.lower()
+	counters(l.t)
 	l.diags.Sort()
 	return &Ruleset{Table: l.t}, l.diags
+}
+
+// counters puts a counter before the verdict of every rule that accepts,
+// drops or rejects a packet for a statement: kwl status adds them up per
+// statement (packets and bytes admitted and refused).
+func counters(t *Table) {
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			n := len(r.Exprs)
+			if n == 0 || !r.Origin.Pos.IsValid() {
+				continue
+			}
+			v, ok := r.Exprs[n-1].(*Verdict)
+			if !ok {
+				continue
+			}
+			switch v.Kind {
+			case Accept, Drop, Reject, RejectTCPReset:
+				r.Exprs = append(r.Exprs[:n-1:n-1], &Counter{}, v)
+			}
+		}
+	}
 }
 
 type lowerer struct {

@@ -270,7 +270,10 @@ func TestLowerStatements(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			got := chainText(rs, tc.chain)
+			// The counters (every accept, drop and reject of a
+			// statement has one: TestCounters) are left out of the
+			// matches.
+			got := strings.ReplaceAll(chainText(rs, tc.chain), " counter ", " ")
 			rest := got
 			for _, w := range tc.want {
 				i := strings.Index(rest, w)
@@ -421,5 +424,42 @@ func TestRulesStayBounded(t *testing.T) {
 				t.Errorf("chain %s rule %d has %d expressions, more than %d: %s", c.Name, i+1, len(r.Exprs), most, ruleText(r))
 			}
 		}
+	}
+}
+
+// TestCounters: every rule that accepts, drops or rejects for a
+// statement counts, just before its verdict; no other rule does.
+func TestCounters(t *testing.T) {
+	b := irtest.New("t.kwl")
+	b.Door("ssh", 0, time.Minute, irtest.TCP(1600))
+	b.Limit("ssh", 3, time.Minute, 32, 64, 0)
+	rs, diags := Lower(b.P)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	n := 0
+	for _, c := range rs.Table.Chains {
+		for _, r := range c.Rules {
+			var counted bool
+			for i, e := range r.Exprs {
+				if _, ok := e.(*Counter); ok {
+					counted = true
+					if i != len(r.Exprs)-2 {
+						t.Errorf("chain %s: a counter that is not just before the verdict: %v", c.Name, r.Exprs)
+					}
+				}
+			}
+			v, _ := r.Exprs[len(r.Exprs)-1].(*Verdict)
+			decides := v != nil && (v.Kind == Accept || v.Kind == Drop || v.Kind == Reject || v.Kind == RejectTCPReset) && r.Origin.Pos.IsValid()
+			if counted != decides {
+				t.Errorf("chain %s: counter %v on a rule that decides %v: %v", c.Name, counted, decides, r.Exprs)
+			}
+			if counted {
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no rule counts")
 	}
 }
