@@ -15,3 +15,5 @@ func runDeploy(env *cmdEnv, args []string) int   { return needLinux(env, "deploy
 func runStatus(env *cmdEnv, args []string) int   { return needLinux(env, "status", args) }
 func runUndeploy(env *cmdEnv, args []string) int { return needLinux(env, "undeploy", args) }
 func runRestore(env *cmdEnv, args []string) int  { return needLinux(env, "restore", args) }
+func runUnban(env *cmdEnv, args []string) int    { return needLinux(env, "unban", args) }
+func runRevoke(env *cmdEnv, args []string) int   { return needLinux(env, "revoke", args) }
