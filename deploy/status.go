@@ -19,8 +19,11 @@ import (
 // State is what kwl's table holds now: its sets with their elements (open
 // doors, limit buckets, bans) and its rules with their counters.
 type State struct {
-	Table  string      `json:"table"`
-	Loaded bool        `json:"loaded"`
+	Table  string `json:"table"`
+	Loaded bool   `json:"loaded"`
+	// Policy identifies the policy the table was loaded from (its mark:
+	// "sha256:" and the first 8 bytes of the source's hash, in hex).
+	Policy string      `json:"policy,omitempty"`
 	Sets   []SetState  `json:"sets"`
 	Rules  []RuleState `json:"rules"`
 	// Statements adds up the counters of the rules that decide for each
@@ -84,6 +87,9 @@ func Status(ctx context.Context, o Options) (*State, error) {
 		return st, err
 	}
 	st.Loaded = true
+	if l.mark != nil {
+		st.Policy = l.mark.Policy
+	}
 	for _, s := range l.sets {
 		if s.anonymous() {
 			continue
@@ -231,7 +237,11 @@ func (st *State) Write(w io.Writer) {
 		fmt.Fprintf(w, "table %s is not loaded\n", st.Table)
 		return
 	}
-	fmt.Fprintf(w, "table %s\n", st.Table)
+	fmt.Fprintf(w, "table %s", st.Table)
+	if st.Policy != "" {
+		fmt.Fprintf(w, ", policy %s", st.Policy)
+	}
+	fmt.Fprintln(w)
 	for _, s := range st.Sets {
 		what := s.Name
 		if s.Comment != "" {

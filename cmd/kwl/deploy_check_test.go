@@ -21,7 +21,8 @@ func TestDeployCheck(t *testing.T) {
 	for _, backend := range []string{"nft", "iptables"} {
 		t.Run(backend, func(t *testing.T) {
 			ns := netns.ForTest(t, "kwlc-chk-"+backend[:3])
-			base := []string{"--netns", ns.Name, "--state-dir", t.TempDir(), "--backend", backend}
+			rec := t.TempDir()
+			base := []string{"--netns", ns.Name, "--state-dir", t.TempDir(), "--backend", backend, "--record-dir", rec}
 			deploy := func(extra ...string) (int, string, string) {
 				return kwlIn(append(append([]string{"deploy"}, base...), extra...)...)
 			}
@@ -34,6 +35,11 @@ func TestDeployCheck(t *testing.T) {
 			if code, out, errs := deploy("--check", "../../examples/sshknock.kwl"); code != exitOK {
 				t.Errorf("--check of the deployed policy: exit %d\n%s\n%s", code, out, errs)
 			}
+			// Status says which policy is deployed, from the record.
+			code, out, errs := kwlIn("status", "--netns", ns.Name, "--record-dir", rec)
+			if code != exitOK || !strings.Contains(out, "examples/sshknock.kwl (sha256 ") || !strings.Contains(out, "deployed: ") || strings.Contains(out, "warning") {
+				t.Errorf("status: exit %d\n%s\n%s", code, out, errs)
+			}
 			other := filepath.Join(t.TempDir(), "other.kwl")
 			src, err := os.ReadFile("../../examples/sshknock.kwl")
 			if err != nil {
@@ -43,7 +49,7 @@ func TestDeployCheck(t *testing.T) {
 			if err := os.WriteFile(other, src, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			code, out, errs := deploy("--check", other)
+			code, out, errs = deploy("--check", other)
 			if code != exitFail {
 				t.Errorf("--check of another policy: exit %d\n%s\n%s", code, out, errs)
 			}

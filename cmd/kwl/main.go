@@ -66,7 +66,7 @@ func init() {
 			short: "replay a pcap or pcapng capture through a policy", run: runSim},
 		{name: "deploy", usage: "kwl deploy [--dry-run|--check] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
 			short: "load the policy into the running kernel, atomically", run: runDeploy},
-		{name: "status", usage: "kwl status [--format text|json|prometheus] [--netns NAME] [--table NAME]",
+		{name: "status", usage: "kwl status [--format text|json|prometheus] [--netns NAME] [--table NAME] [--record-dir DIR]",
 			short: "show the live doors, limits and bans", run: runStatus},
 		{name: "undeploy", usage: "kwl undeploy [--netns NAME] [--table NAME] [--force-foreign] [--backend nft|iptables]",
 			short: "remove kwl's table and chains from the kernel", run: runUndeploy},
