@@ -116,6 +116,13 @@ type Options struct {
 	ForceForeign bool
 	// Log receives progress messages (waiting, rolled back); nil: none.
 	Log io.Writer
+	// Previous, with its Policy, is the ruleset the live table was
+	// loaded from, when the caller knows it (kwl restore's record): a
+	// dry run shows the rules it removes in nft syntax, after their
+	// statement's file:line, when the live table's mark names
+	// PreviousPolicy.
+	Previous       *nft.Ruleset
+	PreviousPolicy string
 
 	// inject, for tests, adds messages to the batch after the ruleset's.
 	inject func(b *nftnl.Batch)
@@ -267,7 +274,13 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 	}
 	res := &Result{Replaced: old != nil, Kept: map[string]int{}, Table: tabName}
 	if o.DryRun {
-		res.Changes, err = diff(old, n)
+		var prev *nftnl.Ruleset
+		if o.Previous != nil && old != nil && old.mark != nil && old.mark.Policy == o.PreviousPolicy {
+			if p, err := tableOf(&o, o.Previous); err == nil {
+				prev, _ = nftnl.Convert(p)
+			}
+		}
+		res.Changes, err = diff(old, n, prev)
 		return res, err
 	}
 	b := nftnl.NewBatch()

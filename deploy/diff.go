@@ -156,8 +156,10 @@ type ruleInfo struct {
 	origin string // "file:line" of the statement of a new rule
 }
 
-// diff compares the live table with the converted ruleset.
-func diff(old *live, n *nftnl.Ruleset) (*Diff, error) {
+// diff compares the live table with the converted ruleset. prev, when
+// not nil, is the ruleset the live table was loaded from: a removed rule
+// found there is written as a new one is.
+func diff(old *live, n *nftnl.Ruleset, prev *nftnl.Ruleset) (*Diff, error) {
 	d := &Diff{Table: nftnl.FamilyName(n.Table.Family) + " " + n.Table.Name, Exists: old != nil}
 	// Sets.
 	oldSets := map[string]*liveSet{}
@@ -255,11 +257,26 @@ func diff(old *live, n *nftnl.Ruleset) (*Diff, error) {
 		}
 		d.Rules = append(d.Rules, Change{'+', what, r.text})
 	}
+	known := map[string]ruleInfo{}
+	if prev != nil {
+		for _, r := range prev.Rules {
+			if ri, err := convRule(r); err == nil {
+				known[ri.chain+"\x00"+ri.key] = ri
+			}
+		}
+	}
 	for _, r := range oldRules {
 		k := r.chain + "\x00" + r.key
 		if count[k] > 0 {
 			count[k]--
-			d.Rules = append(d.Rules, Change{'-', "rule in chain " + r.chain, r.text})
+			what, text := "rule in chain "+r.chain, r.text
+			if p, ok := known[k]; ok {
+				text = p.text
+				if p.origin != "" {
+					what += ", " + p.origin
+				}
+			}
+			d.Rules = append(d.Rules, Change{'-', what, text})
 		}
 	}
 	return d, nil

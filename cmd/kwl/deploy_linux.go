@@ -14,7 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile"
+	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy"
+	"kwl.dev/kwl/deploy/record"
 )
 
 // vetError prints why deploy.Vet refused the policy of file.
@@ -116,6 +118,9 @@ func runDeploy(env *cmdEnv, args []string) int {
 		defer stop()
 	}
 	o.Policy = deploy.PolicyID(src)
+	if *dry {
+		o.Previous, o.PreviousPolicy = previousRuleset(record.DirFor(*recDir, *netns), be)
+	}
 	rep, err := deploy.Load(ctx, o, loader.Name(), pol, rs)
 	if rep != nil && *dry {
 		rep.WriteChanges(env.stdout)
@@ -163,4 +168,23 @@ func confirmInput(env *cmdEnv, cancel context.CancelCauseFunc) (confirmed <-chan
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// previousRuleset compiles the policy of the last deploy's record in dir,
+// for a dry run's plan to show the rules it removes in nft syntax: nil
+// when there is no record of an nft deploy, or it does not compile.
+func previousRuleset(dir string, be compile.Backend) (*nft.Ruleset, string) {
+	if dir == "" || be.Name() != nft.Name {
+		return nil, ""
+	}
+	rec, err := record.Load(dir)
+	if err != nil || rec == nil || rec.State != record.Deployed || rec.Backend != nft.Name || len(rec.Text) == 0 {
+		return nil, ""
+	}
+	_, rs, diags := compile.Load(rec.File, rec.Text, be.Lower)
+	prev, ok := rs.(*nft.Ruleset)
+	if diags.HasErrors() || !ok {
+		return nil, ""
+	}
+	return prev, deploy.PolicyID(rec.Text)
 }
