@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,19 +21,7 @@ import (
 // packet is written, and a SIGINT must end the replay with its summary
 // and exit status 0.
 func TestSimLive(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	kwl := filepath.Join(dir, "kwl") // TestMain runs kwl under this name
-	if err := os.Symlink(exe, kwl); err != nil {
-		t.Fatal(err)
-	}
-	policy := filepath.Join(dir, "p.kwl")
-	if err := os.WriteFile(policy, []byte("knock 1600 opens ssh for 60s\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	kwl, policy := kwlAndPolicy(t, "knock 1600 opens ssh for 60s\n")
 	pcap, err := textToPcap("0s 198.51.100.10:40000 > 192.0.2.1:22 tcp S\n" +
 		"1s 198.51.100.10:40001 > 192.0.2.1:1600 tcp S\n" +
 		"2s 198.51.100.10:40002 > 192.0.2.1:22 tcp S\n")
@@ -60,14 +49,7 @@ func TestSimLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines := linesOf(stdout)
 	next := func(want string) {
 		t.Helper()
 		select {
@@ -105,4 +87,38 @@ func TestSimLive(t *testing.T) {
 	if !strings.Contains(stderr.String(), "interrupted") {
 		t.Errorf("stderr does not say the replay was interrupted: %s", stderr.String())
 	}
+}
+
+// kwlAndPolicy returns the path of a kwl command (the test binary, which
+// TestMain runs as kwl under that name) and of a policy file of src.
+func kwlAndPolicy(t *testing.T, src string) (kwl, policy string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	kwl = filepath.Join(dir, "kwl")
+	if err := os.Symlink(exe, kwl); err != nil {
+		t.Fatal(err)
+	}
+	policy = filepath.Join(dir, "p.kwl")
+	if err := os.WriteFile(policy, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return kwl, policy
+}
+
+// linesOf sends the lines of r as they come, and closes the channel at
+// the end of r.
+func linesOf(r io.Reader) <-chan string {
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	return lines
 }

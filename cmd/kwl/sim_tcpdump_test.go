@@ -3,12 +3,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,19 +21,7 @@ import (
 func TestSimLiveTcpdump(t *testing.T) {
 	netns.NeedRoot(t, "tcpdump", "bash")
 	ns := netns.ForTest(t, "kwlc-live")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	kwl := filepath.Join(dir, "kwl") // TestMain runs kwl under this name
-	if err := os.Symlink(exe, kwl); err != nil {
-		t.Fatal(err)
-	}
-	policy := filepath.Join(dir, "p.kwl")
-	if err := os.WriteFile(policy, []byte("knock 1600 opens ssh for 60s\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	kwl, policy := kwlAndPolicy(t, "knock 1600 opens ssh for 60s\n")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, "sh", "-c",
@@ -52,14 +37,7 @@ func TestSimLiveTcpdump(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines := linesOf(stdout)
 	// Knock until tcpdump, which starts in its own time, has seen one:
 	// each attempt is a SYN to 127.0.0.1:22 that the loopback refuses.
 	var first string
