@@ -3,9 +3,11 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
+	"kwl.dev/kwl/deploy"
 	"kwl.dev/kwl/internal/netns"
 )
 
@@ -51,6 +53,14 @@ func TestUnbanRevoke(t *testing.T) {
 				t.Errorf("unban: %d\n%s%s", code, out, errs)
 			}
 			_, st, _ := kwlIn(append([]string{"status", "--format", "json"}, nsf...)...)
+			var parsed struct {
+				Loaded     bool                    `json:"loaded"`
+				Statements []deploy.StatementState `json:"statements"`
+				Iptables   struct{ Loaded bool }   `json:"iptables"`
+			}
+			if err := json.Unmarshal([]byte(st), &parsed); err != nil || parsed.Loaded != (backend == "nft") || parsed.Iptables.Loaded != (backend == "iptables") {
+				t.Errorf("status --format json: %v %+v\n%s", err, parsed, st)
+			}
 			for _, gone := range []string{"203.0.113.7", "198.51.100.66"} {
 				if strings.Contains(st, `"`+gone+`"`) {
 					t.Errorf("%s still in the status:\n%s", gone, st)
