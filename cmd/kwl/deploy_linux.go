@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -77,8 +78,11 @@ func runDeploy(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl deploy: want one policy FILE, got %d arguments\nusage: %s\n", fs.NArg(), c.usage)
 		return exitUsage
 	}
-	if *confirm < 0 {
-		fmt.Fprintf(env.stderr, "kwl deploy: --confirm %v: the delay must be positive\n", *confirm)
+	// --confirm 0s is a mistake, not a deploy without confirmation.
+	confirmSet := false
+	fs.Visit(func(f *flag.Flag) { confirmSet = confirmSet || f.Name == "confirm" })
+	if *confirm < 0 || confirmSet && *confirm == 0 {
+		fmt.Fprintf(env.stderr, "kwl deploy: --confirm %v: the delay must be positive (leave --confirm out to deploy without confirmation)\n", *confirm)
 		return exitUsage
 	}
 	loader, err := deploy.LoaderFor(*backend)
