@@ -1,6 +1,7 @@
 // Package audit runs attacks against a policy in the simulator of a
 // backend and reports what an attacker can do before the policy is
-// deployed: here, port scans, and whether one opens a door.
+// deployed: port scans that open a door (Scans), and forged source
+// addresses that close a victim's door or get it banned (Spoofing).
 //
 // Each attack is a seeded timeline of packets from one scanner, replayed
 // through a fresh simulator (sim.New), then a connection attempt to the
@@ -37,23 +38,37 @@ type Options struct {
 	Rate    time.Duration // between two probes of a scan; 1 ms by default (1,000 packets/s)
 }
 
-// A Finding is what one attack did to one door.
+// An Effect is what an attack does.
+type Effect string
+
+// The effects.
+const (
+	Opens  Effect = "opens"  // a door opens for the attacker
+	Closes Effect = "closes" // a victim's door closes (denial of service)
+	Bans   Effect = "bans"   // a victim that sent nothing is banned
+)
+
+// A Finding is what one attack did to one door, limit or close.
 type Finding struct {
-	Ref     lang.Ref // the door's statement
+	Ref     lang.Ref // the statement attacked
 	Service string
 	Backend string
+	Effect  Effect
 	Attack  string
-	// Opened is the share of scanners that left the door open (1 or 0
-	// for a fixed order); Reached the share whose own packet to the
-	// service was accepted. Low and High bound Opened (95%).
+	// Opened is the share of attackers that got the effect: for a scan,
+	// that left the door open (1 or 0 for a fixed order); Reached the
+	// share whose own packet to the service was accepted. Low and High
+	// bound Opened (95%).
 	Opened, Reached float64
 	Low, High       float64
 	Trials          int
 	Hint            string
 }
 
-// Fails reports whether the attack opened the door at least once.
-func (f Finding) Fails() bool { return f.Opened > 0 }
+// Fails reports whether the attack opened a door or banned a victim at
+// least once: what kwl audit exits 1 for. A closed door is reported, not
+// failed: anyone may close a door with a forged knock by design.
+func (f Finding) Fails() bool { return f.Opened > 0 && f.Effect != Closes }
 
 // The addresses of an audit: the firewall and the scanner.
 var (
@@ -100,7 +115,7 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 			if err != nil {
 				return nil, err
 			}
-			f := Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Attack: dir + " sweep of every " + protoName(svc.Proto) + " port",
+			f := Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Effect: Opens, Attack: dir + " sweep of every " + protoName(svc.Proto) + " port",
 				Opened: b2f(opened), Reached: b2f(reached), Trials: 1}
 			f.Low, f.High = f.Opened, f.Opened
 			fs = append(fs, f)
@@ -131,7 +146,7 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 			nOpen += b2i(opened)
 			nReach += b2i(reached)
 		}
-		f := Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Attack: "random-order sweep of every " + protoName(svc.Proto) + " port",
+		f := Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Effect: Opens, Attack: "random-order sweep of every " + protoName(svc.Proto) + " port",
 			Opened: float64(nOpen) / float64(o.Trials), Reached: float64(nReach) / float64(o.Trials), Trials: o.Trials}
 		f.Low, f.High = wilson(nOpen, o.Trials)
 		fs = append(fs, f)

@@ -114,3 +114,37 @@ func TestScans(t *testing.T) {
 		}
 	}
 }
+
+// TestSpoofing: a close port is a way to close a victim's door, a ban a
+// way to ban a victim that sent nothing; a limit without a ban, or a
+// door without closes, gives neither.
+func TestSpoofing(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want []Effect
+	}{
+		{"knock 1600 opens ssh for 60s\nclose ssh on 1599\n", []Effect{Closes}},
+		{"knock 7000, 8000 opens ssh for 60s\nknock 8000, 7000 closes ssh\n", []Effect{Closes}},
+		{"limit ssh 3/60s per source ban 10m\n", []Effect{Bans}},
+		{"knock 1600 opens ssh for 60s\nlimit ssh 3/60s per source ban 10m\n", []Effect{Bans}},
+		{"limit ssh 3/60s per source\n", nil},
+		{"knock 1600 opens ssh for 60s\n", nil},
+	} {
+		for _, be := range []string{"nft", "iptables"} {
+			fs, err := Spoofing(load(t, tc.src), Options{Backend: be})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []Effect
+			for _, f := range fs {
+				got = append(got, f.Effect)
+				if f.Fails() != (f.Effect == Bans) {
+					t.Errorf("%q (%s): %s fails %v", tc.src, be, f.Effect, f.Fails())
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("%q (%s): effects %v, want %v", tc.src, be, got, tc.want)
+			}
+		}
+	}
+}

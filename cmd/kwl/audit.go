@@ -42,7 +42,13 @@ func runAudit(env *cmdEnv, args []string) int {
 			continue
 		}
 		for _, b := range backends {
-			found, err := audit.Scans(pol, audit.Options{Backend: b, Trials: *trials, Seed: *seed})
+			o := audit.Options{Backend: b, Trials: *trials, Seed: *seed}
+			found, err := audit.Scans(pol, o)
+			if err == nil {
+				var spoof []audit.Finding
+				spoof, err = audit.Spoofing(pol, o)
+				found = append(found, spoof...)
+			}
 			if err != nil {
 				fmt.Fprintf(env.stderr, "kwl audit: %s: %v\n", name, err)
 				code = max(code, exitFail)
@@ -53,7 +59,7 @@ func runAudit(env *cmdEnv, args []string) int {
 					code = max(code, exitFail)
 				}
 				if *format == "json" {
-					all = append(all, jsonFinding{Rule: f.Ref.Pos.String(), Service: f.Service, Backend: f.Backend, Attack: f.Attack,
+					all = append(all, jsonFinding{Rule: f.Ref.Pos.String(), Service: f.Service, Backend: f.Backend, Effect: string(f.Effect), Attack: f.Attack,
 						Opened: f.Opened, Low: f.Low, High: f.High, Reached: f.Reached, Trials: f.Trials, Hint: f.Hint})
 					continue
 				}
@@ -73,6 +79,7 @@ type jsonFinding struct {
 	Rule    string  `json:"rule"`
 	Service string  `json:"service"`
 	Backend string  `json:"backend"`
+	Effect  string  `json:"effect"` // opens, closes or bans
 	Attack  string  `json:"attack"`
 	Opened  float64 `json:"opened"`
 	Low     float64 `json:"opened_low"`
@@ -86,6 +93,10 @@ type jsonFinding struct {
 func writeFinding(env *cmdEnv, f audit.Finding) {
 	head := fmt.Sprintf("%s: knock %s (%s): %s", f.Ref.Pos, f.Service, f.Backend, f.Attack)
 	switch {
+	case f.Effect == audit.Closes:
+		fmt.Fprintf(env.stdout, "%s: %s (%s): %s closes the victim's door to %s (denial of service)\n", f.Ref.Pos, f.Service, f.Backend, f.Attack, f.Service)
+	case f.Effect == audit.Bans:
+		fmt.Fprintf(env.stdout, "%s: limit %s (%s): %s BAN the victim, which sent nothing\n", f.Ref.Pos, f.Service, f.Backend, f.Attack)
 	case f.Trials == 1 && f.Fails():
 		fmt.Fprintf(env.stdout, "%s: OPENS %s for the scanner\n", head, f.Service)
 	case f.Trials == 1:
