@@ -148,3 +148,18 @@ func TestSpoofing(t *testing.T) {
 		}
 	}
 }
+
+// TestExhaustion: nft's door set refuses new doors at 65,535 sources,
+// xt_recent's list evicts an open door after 100 others.
+func TestExhaustion(t *testing.T) {
+	p := load(t, "knock 1600 opens ssh for 60s\n")
+	for _, be := range []string{"nft", "iptables"} {
+		fs, err := Exhaustion(p, Options{Backend: be})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) != 1 || fs[0].Effect != Closes || fs[0].Fails() {
+			t.Errorf("%s: %+v, want one denial of service", be, fs)
+		}
+	}
+}

@@ -64,9 +64,9 @@ func Spoofing(p *lang.Policy, o Options) ([]Finding, error) {
 			if r.Service != d.Service || r.Family == lang.IPv6 || len(r.From) > 0 {
 				continue
 			}
-			close, what := r.Sequence, "forged closing sequence from the victim's address"
+			close, what := r.Sequence, "a closing sequence forged with a victim's address closes its door"
 			if len(r.Ports) > 0 {
-				close, what = r.Ports[:1], fmt.Sprintf("forged SYN from the victim's address to close port %s", portText(r.Ports))
+				close, what = r.Ports[:1], fmt.Sprintf("a SYN to close port %s forged with a victim's address closes its door", portText(r.Ports))
 			}
 			tl, err := newTimeline(p, o.Backend)
 			if err != nil {
@@ -136,4 +136,55 @@ func portText(ps []lang.Port) string {
 		return fmt.Sprint(ps[0].Num)
 	}
 	return ps[0].String()
+}
+
+// Exhaustion runs the attacks that fill a door's store: knocks from as
+// many distinct forged sources as the store keeps. On nft a door set
+// holds 65,535 sources, and a knock that finds it full opens nothing; on
+// iptables a recent list keeps 100 and evicts the least recently seen, an
+// open door included. Either way a real client's knock then does not let
+// it in: the finding says how many sources it took.
+func Exhaustion(p *lang.Policy, o Options) ([]Finding, error) {
+	var out []Finding
+	n := 65535
+	if o.Backend == "iptables" {
+		n = 100
+	}
+	for _, d := range p.Doors {
+		if d.Family == lang.IPv6 || len(d.From) > 0 || d.Service.Forward.IsValid() {
+			continue
+		}
+		svc := d.Service.Ports[0]
+		tl, err := newTimeline(p, o.Backend)
+		if err != nil {
+			return nil, err
+		}
+		if o.Backend == "iptables" {
+			tl.knock(victim4, d) // its door opens, then is evicted
+		}
+		for i := range n {
+			src := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			for _, k := range d.Sequence {
+				tl.n++
+				pk := capture.Packet{N: tl.n, Time: tl.now, Src: src, Dst: firewall4, Proto: k.Proto, SPort: 40000, DPort: k.Num, Len: 40}
+				if k.Proto == lang.TCP {
+					pk.Flags = capture.SYN
+				}
+				tl.s.Decide(&pk)
+			}
+		}
+		if o.Backend == "nft" {
+			tl.knock(victim4, d)
+		}
+		if tl.send(victim4, svc) != lang.Accept {
+			what := fmt.Sprintf("forged knocks from %d distinct sources fill the door set; a real client's knock then opens nothing", n)
+			hint := "a door set holds 65,535 sources: forged knocks are cheap, so keep the knock ports secret and the lifetime short"
+			if o.Backend == "iptables" {
+				what = fmt.Sprintf("forged knocks from %d other sources evict an open door from its recent list", n)
+				hint = "xt_recent keeps 100 sources per list (ip_list_tot, a module parameter): raise it, or use the nft backend"
+			}
+			out = append(out, Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Effect: Closes, Attack: what, Opened: 1, Low: 1, High: 1, Trials: 1, Hint: hint})
+		}
+	}
+	return out, nil
 }

@@ -49,6 +49,11 @@ func runAudit(env *cmdEnv, args []string) int {
 				spoof, err = audit.Spoofing(pol, o)
 				found = append(found, spoof...)
 			}
+			if err == nil {
+				var full []audit.Finding
+				full, err = audit.Exhaustion(pol, o)
+				found = append(found, full...)
+			}
 			if err != nil {
 				fmt.Fprintf(env.stderr, "kwl audit: %s: %v\n", name, err)
 				code = max(code, exitFail)
@@ -94,7 +99,7 @@ func writeFinding(env *cmdEnv, f audit.Finding) {
 	head := fmt.Sprintf("%s: knock %s (%s): %s", f.Ref.Pos, f.Service, f.Backend, f.Attack)
 	switch {
 	case f.Effect == audit.Closes:
-		fmt.Fprintf(env.stdout, "%s: %s (%s): %s closes the victim's door to %s (denial of service)\n", f.Ref.Pos, f.Service, f.Backend, f.Attack, f.Service)
+		fmt.Fprintf(env.stdout, "%s: %s (%s): %s (denial of service)\n", f.Ref.Pos, f.Service, f.Backend, f.Attack)
 	case f.Effect == audit.Bans:
 		fmt.Fprintf(env.stdout, "%s: limit %s (%s): %s BAN the victim, which sent nothing\n", f.Ref.Pos, f.Service, f.Backend, f.Attack)
 	case f.Trials == 1 && f.Fails():
