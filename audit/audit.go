@@ -93,7 +93,7 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 		svc := d.Service.Ports[0]
 		strict := d.Reset == lang.ResetAny
 		run := func(order []lang.Port, at []time.Duration) (opened, reached bool, err error) {
-			return scan(p, o.Backend, order, at, svc, strict)
+			return scan(p, o.Backend, order, at, svc, strict, capture.SYN)
 		}
 		var fs []Finding
 		for _, dir := range []string{"ascending", "descending"} {
@@ -119,6 +119,28 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 				Opened: b2f(opened), Reached: b2f(reached), Trials: 1}
 			f.Low, f.High = f.Opened, f.Opened
 			fs = append(fs, f)
+		}
+		// nmap's other TCP scans, in order: ACK, FIN, Xmas, null.
+		if svc.Proto == lang.TCP {
+			for _, sc := range []struct {
+				name  string
+				flags capture.TCPFlags
+			}{{"ACK", capture.ACK}, {"FIN", capture.FIN}, {"Xmas", capture.FIN | capture.PSH | capture.URG}, {"null", 0}} {
+				order := ofProtoOnly(ports, lang.TCP)
+				slices.SortFunc(order, func(a, b lang.Port) int { return int(a.Num) - int(b.Num) })
+				at := make([]time.Duration, len(order))
+				for i, pt := range order {
+					at[i] = time.Duration(int(pt.Num)-1) * o.Rate
+				}
+				opened, reached, err := scan(p, o.Backend, order, at, svc, strict, sc.flags)
+				if err != nil {
+					return nil, err
+				}
+				f := Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Effect: Opens, Attack: "ascending " + sc.name + " scan of every TCP port",
+					Opened: b2f(opened), Reached: b2f(reached), Trials: 1}
+				f.Low, f.High = f.Opened, f.Opened
+				fs = append(fs, f)
+			}
 		}
 		// A random order of the whole range (masscan's default): the
 		// positions of the policy's ports in a random permutation.
@@ -160,19 +182,20 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 	return out, nil
 }
 
-// scan replays one scanner's packets (to order's ports at the times at),
-// then a connection attempt to svc 1 ms after the last of them.
-func scan(p *lang.Policy, backend string, order []lang.Port, at []time.Duration, svc lang.Port, strict bool) (opened, reached bool, err error) {
+// scan replays one scanner's packets (to order's ports at the times at,
+// TCP ones with flags), then a connection attempt (a SYN) to svc 1 ms
+// after the last of them.
+func scan(p *lang.Policy, backend string, order []lang.Port, at []time.Duration, svc lang.Port, strict bool, flags capture.TCPFlags) (opened, reached bool, err error) {
 	s, diags := sim.New(backend, p, sim.Options{Hosts: []netip.Addr{firewall4}})
 	if s == nil {
 		return false, false, fmt.Errorf("%v", diags)
 	}
 	n := 0
-	send := func(pt lang.Port, t time.Duration) lang.Verdict {
+	send := func(pt lang.Port, t time.Duration, fl capture.TCPFlags) lang.Verdict {
 		n++
 		pk := capture.Packet{N: n, Time: t, Src: scanner4, Dst: firewall4, Proto: pt.Proto, SPort: uint16(40000 + n%20000), DPort: pt.Num, Len: 40}
 		if pt.Proto == lang.TCP {
-			pk.Flags = capture.SYN
+			pk.Flags = fl
 		}
 		v, _, _ := s.Decide(&pk)
 		return v
@@ -181,15 +204,15 @@ func scan(p *lang.Policy, backend string, order []lang.Port, at []time.Duration,
 	for i, pt := range order {
 		if strict && i > 0 && at[i]-at[i-1] > time.Millisecond {
 			// The scan probed another port in between.
-			send(lang.Port{Proto: pt.Proto, Num: otherPort(order)}, at[i]-time.Microsecond)
+			send(lang.Port{Proto: pt.Proto, Num: otherPort(order)}, at[i]-time.Microsecond, flags)
 		}
-		v := send(pt, at[i])
+		v := send(pt, at[i], flags)
 		if pt == svc && v == lang.Accept {
 			reached = true
 		}
 		last = at[i]
 	}
-	return send(svc, last+time.Millisecond) == lang.Accept, reached, nil
+	return send(svc, last+time.Millisecond, capture.SYN) == lang.Accept, reached, nil
 }
 
 // policyPorts returns every port the policy names: knocks, closes and

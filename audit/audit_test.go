@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
 )
 
 func load(t *testing.T, src string) *lang.Policy {
@@ -57,7 +58,7 @@ func TestRandomOrderAgainstEnumeration(t *testing.T) {
 			for i := range at {
 				at[i] = time.Duration(i) * time.Millisecond
 			}
-			ok, _, err := scan(p, "nft", order, at, lang.Port{Proto: lang.TCP, Num: 22}, false)
+			ok, _, err := scan(p, "nft", order, at, lang.Port{Proto: lang.TCP, Num: 22}, false, capture.SYN)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,6 +101,12 @@ func TestScans(t *testing.T) {
 	}
 	if f := get("knock 1600 opens ssh for 60s\n", "ascending"); !f.Fails() || f.Hint == "" {
 		t.Errorf("a lone knock: %+v, want opened with a hint", f)
+	}
+	// ACK, FIN, Xmas and null scans knock nothing.
+	for _, a := range []string{"ascending ACK", "ascending FIN", "ascending Xmas", "ascending null"} {
+		if f := get("knock 1600 opens ssh for 60s\n", a); f.Fails() {
+			t.Errorf("a lone knock, %s scan: %+v, want closed", a, f)
+		}
 	}
 	const seed = "knock 1600 opens ssh for 60s\nclose ssh on 1599, 1601\n"
 	for _, a := range []string{"ascending", "descending"} {

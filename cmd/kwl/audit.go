@@ -41,35 +41,21 @@ func runAudit(env *cmdEnv, args []string) int {
 			code = max(code, exitFail)
 			continue
 		}
-		for _, b := range backends {
-			o := audit.Options{Backend: b, Trials: *trials, Seed: *seed}
-			found, err := audit.Scans(pol, o)
-			if err == nil {
-				var spoof []audit.Finding
-				spoof, err = audit.Spoofing(pol, o)
-				found = append(found, spoof...)
-			}
-			if err == nil {
-				var full []audit.Finding
-				full, err = audit.Exhaustion(pol, o)
-				found = append(found, full...)
-			}
-			if err != nil {
-				fmt.Fprintf(env.stderr, "kwl audit: %s: %v\n", name, err)
+		found, err := auditPolicy(pol, backends, *trials, *seed)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "kwl audit: %s: %v\n", name, err)
+			code = max(code, exitFail)
+		}
+		for _, f := range found {
+			if f.Fails() {
 				code = max(code, exitFail)
+			}
+			if *format == "json" {
+				all = append(all, jsonFinding{Rule: f.Ref.Pos.String(), Service: f.Service, Backend: f.Backend, Effect: string(f.Effect), Attack: f.Attack,
+					Opened: f.Opened, Low: f.Low, High: f.High, Reached: f.Reached, Trials: f.Trials, Hint: f.Hint})
 				continue
 			}
-			for _, f := range found {
-				if f.Fails() {
-					code = max(code, exitFail)
-				}
-				if *format == "json" {
-					all = append(all, jsonFinding{Rule: f.Ref.Pos.String(), Service: f.Service, Backend: f.Backend, Effect: string(f.Effect), Attack: f.Attack,
-						Opened: f.Opened, Low: f.Low, High: f.High, Reached: f.Reached, Trials: f.Trials, Hint: f.Hint})
-					continue
-				}
-				writeFinding(env, f)
-			}
+			writeFinding(env, f)
 		}
 	}
 	if *format == "json" {
@@ -77,6 +63,22 @@ func runAudit(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stdout, "%s\n", b)
 	}
 	return code
+}
+
+// auditPolicy runs every attack against pol on each backend.
+func auditPolicy(pol *lang.Policy, backends []string, trials int, seed uint64) ([]audit.Finding, error) {
+	var found []audit.Finding
+	for _, b := range backends {
+		o := audit.Options{Backend: b, Trials: trials, Seed: seed}
+		for _, attack := range []func(*lang.Policy, audit.Options) ([]audit.Finding, error){audit.Scans, audit.Spoofing, audit.Exhaustion} {
+			fs, err := attack(pol, o)
+			if err != nil {
+				return found, err
+			}
+			found = append(found, fs...)
+		}
+	}
+	return found, nil
 }
 
 // jsonFinding is a finding as kwl audit --format json prints it.

@@ -25,6 +25,7 @@ func runCheck(env *cmdEnv, args []string) int {
 	format := fs.String("format", "text", "diagnostics as `text` or json")
 	backend := fs.String("backend", "", "lint and test for `nft` or iptables only (default both)")
 	lf := addLintFlags(fs)
+	auditToo := fs.Bool("audit", false, "also run kwl audit's attacks: a scan that opens a door, or a victim banned by forged packets, fails the check")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -81,6 +82,24 @@ func runCheck(env *cmdEnv, args []string) int {
 			fmt.Fprintf(env.stderr, "kwl check: %s: warnings fail with --strict\n", name)
 			code = max(code, exitFail)
 			continue
+		}
+		if *auditToo {
+			found, err := auditPolicy(pol, backends, 1000, 1)
+			failed := err != nil
+			if err != nil {
+				fmt.Fprintf(env.stderr, "kwl check: %s: audit: %v\n", name, err)
+			}
+			for _, f := range found {
+				if f.Fails() {
+					failed = true
+					writeFinding(&cmdEnv{stdout: env.stderr}, f)
+				}
+			}
+			if failed {
+				fmt.Fprintf(env.stderr, "kwl check: %s: an attack succeeds (kwl audit %s says more)\n", name, name)
+				code = max(code, exitFail)
+				continue
+			}
 		}
 		if *format == "text" {
 			fmt.Fprintf(env.stdout, "%s: ok\n", name)
