@@ -30,15 +30,9 @@ func runAudit(env *cmdEnv, args []string) int {
 	code := exitOK
 	all := []jsonFinding{}
 	for _, name := range fs.Args() {
-		src, err := readSource(env, name)
-		if err != nil {
-			code = max(code, ioError(env, "audit", err))
-			continue
-		}
-		pol, diags := lang.Load(name, src)
-		if diags.HasErrors() {
-			printDiags(env, diags, map[string][]byte{name: src})
-			code = max(code, exitFail)
+		pol, c := loadPolicy(env, "audit", name)
+		if pol == nil {
+			code = max(code, c)
 			continue
 		}
 		found, err := auditPolicy(pol, backends, *trials, *seed)

@@ -66,6 +66,22 @@ func readSource(env *cmdEnv, name string) ([]byte, error) {
 	return src, nil
 }
 
+// loadPolicy reads and checks the policy file name for command cmd. It
+// returns the policy, or nil and the exit code: 2 for a file that could
+// not be read, 1 for errors (printed with their lines).
+func loadPolicy(env *cmdEnv, cmd, name string) (*lang.Policy, int) {
+	src, err := readSource(env, name)
+	if err != nil {
+		return nil, ioError(env, cmd, err)
+	}
+	pol, diags := lang.Load(name, src)
+	if diags.HasErrors() {
+		printDiags(env, diags, map[string][]byte{name: src})
+		return nil, exitFail
+	}
+	return pol, exitOK
+}
+
 // ioError prints an error about a file for command cmd and returns the
 // exit code for it.
 func ioError(env *cmdEnv, cmd string, err error) int {

@@ -34,15 +34,9 @@ func runTest(env *cmdEnv, args []string) int {
 	}
 	code := exitOK
 	for _, name := range fs.Args() {
-		src, err := readSource(env, name)
-		if err != nil {
-			code = max(code, ioError(env, "test", err))
-			continue
-		}
-		pol, diags := lang.Load(name, src)
-		if diags.HasErrors() {
-			printDiags(env, diags, map[string][]byte{name: src})
-			code = max(code, exitFail)
+		pol, c := loadPolicy(env, "test", name)
+		if pol == nil {
+			code = max(code, c)
 			continue
 		}
 		if len(pol.Tests) == 0 {
