@@ -97,20 +97,7 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 		}
 		var fs []Finding
 		for _, dir := range []string{"ascending", "descending"} {
-			order := slices.Clone(ports)
-			slices.SortFunc(order, func(a, b lang.Port) int { return int(a.Num) - int(b.Num) })
-			if dir == "descending" {
-				slices.Reverse(order)
-			}
-			at := make([]time.Duration, len(order))
-			for i, pt := range order {
-				idx := int(pt.Num) - 1
-				if dir == "descending" {
-					idx = 65535 - int(pt.Num)
-				}
-				at[i] = time.Duration(idx) * o.Rate
-			}
-			order, at = ofProto(order, at, svc.Proto)
+			order, at := sweep(ports, svc.Proto, dir == "descending", o.Rate)
 			opened, reached, err := run(order, at)
 			if err != nil {
 				return nil, err
@@ -126,12 +113,7 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 				name  string
 				flags capture.TCPFlags
 			}{{"ACK", capture.ACK}, {"FIN", capture.FIN}, {"Xmas", capture.FIN | capture.PSH | capture.URG}, {"null", 0}} {
-				order := ofProtoOnly(ports, lang.TCP)
-				slices.SortFunc(order, func(a, b lang.Port) int { return int(a.Num) - int(b.Num) })
-				at := make([]time.Duration, len(order))
-				for i, pt := range order {
-					at[i] = time.Duration(int(pt.Num)-1) * o.Rate
-				}
+				order, at := sweep(ports, lang.TCP, false, o.Rate)
 				opened, reached, err := scan(p, o.Backend, order, at, svc, strict, sc.flags)
 				if err != nil {
 					return nil, err
@@ -193,10 +175,7 @@ func scan(p *lang.Policy, backend string, order []lang.Port, at []time.Duration,
 	n := 0
 	send := func(pt lang.Port, t time.Duration, fl capture.TCPFlags) lang.Verdict {
 		n++
-		pk := capture.Packet{N: n, Time: t, Src: scanner4, Dst: firewall4, Proto: pt.Proto, SPort: uint16(40000 + n%20000), DPort: pt.Num, Len: 40}
-		if pt.Proto == lang.TCP {
-			pk.Flags = fl
-		}
+		pk := probe(n, t, scanner4, pt, fl)
 		v, _, _ := s.Decide(&pk)
 		return v
 	}
@@ -213,6 +192,16 @@ func scan(p *lang.Policy, backend string, order []lang.Port, at []time.Duration,
 		last = at[i]
 	}
 	return send(svc, last+time.Millisecond, capture.SYN) == lang.Accept, reached, nil
+}
+
+// probe is the n-th packet of an attack: from src to port of the
+// firewall at t, from a source port of its own, a TCP one with flags.
+func probe(n int, t time.Duration, src netip.Addr, port lang.Port, flags capture.TCPFlags) capture.Packet {
+	pk := capture.Packet{N: n, Time: t, Src: src, Dst: firewall4, Proto: port.Proto, SPort: uint16(30000 + n%30000), DPort: port.Num, Len: 40}
+	if port.Proto == lang.TCP {
+		pk.Flags = flags
+	}
+	return pk
 }
 
 // policyPorts returns every port the policy names: knocks, closes and
@@ -250,17 +239,24 @@ func ofProtoOnly(ps []lang.Port, proto lang.Proto) []lang.Port {
 	return out
 }
 
-// ofProto keeps the ports of one protocol (a scan sends one), with their
-// times.
-func ofProto(ps []lang.Port, at []time.Duration, proto lang.Proto) ([]lang.Port, []time.Duration) {
-	var po []lang.Port
-	var ao []time.Duration
-	for i, p := range ps {
-		if p.Proto == proto {
-			po, ao = append(po, p), append(ao, at[i])
-		}
+// sweep returns the ports of ps of one protocol (a scan sends one) in
+// the order a sweep of the whole range sends them, ascending or
+// descending, with the times it sends them, a probe every rate.
+func sweep(ps []lang.Port, proto lang.Proto, descending bool, rate time.Duration) ([]lang.Port, []time.Duration) {
+	order := ofProtoOnly(ps, proto)
+	slices.SortFunc(order, func(a, b lang.Port) int { return int(a.Num) - int(b.Num) })
+	if descending {
+		slices.Reverse(order)
 	}
-	return po, ao
+	at := make([]time.Duration, len(order))
+	for i, pt := range order {
+		idx := int(pt.Num) - 1
+		if descending {
+			idx = 65535 - int(pt.Num)
+		}
+		at[i] = time.Duration(idx) * rate
+	}
+	return order, at
 }
 
 // otherPort returns a port none of ps is.

@@ -34,10 +34,7 @@ func newTimeline(p *lang.Policy, backend string) (*timeline, error) {
 func (tl *timeline) send(src netip.Addr, port lang.Port) lang.Verdict {
 	tl.n++
 	tl.now += 100 * time.Millisecond
-	pk := capture.Packet{N: tl.n, Time: tl.now, Src: src, Dst: firewall4, Proto: port.Proto, SPort: uint16(30000 + tl.n), DPort: port.Num, Len: 40}
-	if port.Proto == lang.TCP {
-		pk.Flags = capture.SYN
-	}
+	pk := probe(tl.n, tl.now, src, port, capture.SYN)
 	v, _, _ := tl.s.Decide(&pk)
 	return v
 }
@@ -165,11 +162,9 @@ func Exhaustion(p *lang.Policy, o Options) ([]Finding, error) {
 		for i := range n {
 			src := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 			for _, k := range d.Sequence {
+				// All at one instant: the time of the victim's door.
 				tl.n++
-				pk := capture.Packet{N: tl.n, Time: tl.now, Src: src, Dst: firewall4, Proto: k.Proto, SPort: 40000, DPort: k.Num, Len: 40}
-				if k.Proto == lang.TCP {
-					pk.Flags = capture.SYN
-				}
+				pk := probe(tl.n, tl.now, src, k, capture.SYN)
 				tl.s.Decide(&pk)
 			}
 		}
