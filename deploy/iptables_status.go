@@ -52,13 +52,7 @@ func iptablesStatements(fams []*IptablesFamily) []StatementState {
 						s = &StatementState{Statement: name}
 						by[name] = s
 					}
-					if target == "ACCEPT" {
-						s.AdmittedPackets += r.Packets
-						s.AdmittedBytes += r.Bytes
-					} else {
-						s.RefusedPackets += r.Packets
-						s.RefusedBytes += r.Bytes
-					}
+					s.add(target == "ACCEPT", r.Packets, r.Bytes)
 				}
 			}
 		}

@@ -59,6 +59,17 @@ type ElementState struct {
 	Limit   bool    `json:"limit,omitempty"`     // carries a token bucket
 }
 
+// add counts a deciding rule's packets and bytes, admitted or refused.
+func (s *StatementState) add(admitted bool, packets, bytes uint64) {
+	if admitted {
+		s.AdmittedPackets += packets
+		s.AdmittedBytes += bytes
+	} else {
+		s.RefusedPackets += packets
+		s.RefusedBytes += bytes
+	}
+}
+
 // RuleState is a rule's place, comment and counter (when it has one).
 type RuleState struct {
 	Chain   string `json:"chain"`
@@ -117,13 +128,7 @@ func Status(ctx context.Context, o Options) (*State, error) {
 			s = &StatementState{Statement: rs.Comment}
 			byStmt[rs.Comment] = s
 		}
-		if rs.Verdict == "accept" {
-			s.AdmittedPackets += rs.Packets
-			s.AdmittedBytes += rs.Bytes
-		} else {
-			s.RefusedPackets += rs.Packets
-			s.RefusedBytes += rs.Bytes
-		}
+		s.add(rs.Verdict == "accept", rs.Packets, rs.Bytes)
 	}
 	st.Statements = []StatementState{}
 	for _, s := range byStmt {

@@ -265,14 +265,14 @@ func (c *checker) port(ps *PortSpec) (Port, bool) {
 func (c *checker) portList(list []*PortSpec, what string, seq bool) []Port {
 	var out []Port
 	seen := map[Port]bool{}
-	for i, ps := range list {
+	for _, ps := range list {
 		p, ok := c.port(ps)
 		if !ok {
 			continue
 		}
 		// A sequence may come back to a port, but not knock it twice in
 		// a row: the second knock would be a retransmission of the first.
-		if seq && i > 0 && len(out) > 0 && out[len(out)-1] == p {
+		if seq && len(out) > 0 && out[len(out)-1] == p {
 			c.errorf(ps.Position(), ErrRepeatedPort, "knock another port in between: a knock right after one on the same port is taken for its retransmission",
 				"port %s is repeated in this %s", p, what)
 			continue
