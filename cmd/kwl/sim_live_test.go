@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,17 +38,8 @@ func TestSimLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	lines, stderr := startLines(t, cmd)
 	defer cmd.Process.Kill()
-	lines := linesOf(stdout)
 	next := func(want string) {
 		t.Helper()
 		select {
@@ -109,16 +99,26 @@ func kwlAndPolicy(t *testing.T, src string) (kwl, policy string) {
 	return kwl, policy
 }
 
-// linesOf sends the lines of r as they come, and closes the channel at
-// the end of r.
-func linesOf(r io.Reader) <-chan string {
+// startLines starts cmd and returns the lines of its standard output as
+// they come (the channel closes at its end) and its standard error.
+func startLines(t *testing.T, cmd *exec.Cmd) (<-chan string, *bytes.Buffer) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	lines := make(chan string, 100)
 	go func() {
-		sc := bufio.NewScanner(r)
+		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			lines <- sc.Text()
 		}
 		close(lines)
 	}()
-	return lines
+	return lines, stderr
 }

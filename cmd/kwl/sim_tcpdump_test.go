@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os/exec"
 	"strings"
@@ -27,17 +26,8 @@ func TestSimLiveTcpdump(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, "sh", "-c",
 		"tcpdump -i lo -U -w - 'tcp dst port 22 and tcp[tcpflags] & tcp-syn != 0' 2>/dev/null | "+kwl+" sim "+policy+" -")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	lines, stderr := startLines(t, cmd)
 	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	lines := linesOf(stdout)
 	// Knock until tcpdump, which starts in its own time, has seen one:
 	// each attempt is a SYN to 127.0.0.1:22 that the loopback refuses.
 	var first string
