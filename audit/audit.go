@@ -23,10 +23,10 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"kwl.dev/kwl/lang"
-	"kwl.dev/kwl/sim"
 	"kwl.dev/kwl/sim/capture"
 )
 
@@ -36,6 +36,9 @@ type Options struct {
 	Trials  int           // scanners for a random order; 1000 by default
 	Seed    uint64        // of the random orders
 	Rate    time.Duration // between two probes of a scan; 1 ms by default (1,000 packets/s)
+	// Keep keeps each finding's packets (Finding.Packets), for writing
+	// them out as a capture.
+	Keep bool
 }
 
 // An Effect is what an attack does.
@@ -46,12 +49,16 @@ const (
 	Opens  Effect = "opens"  // a door opens for the attacker
 	Closes Effect = "closes" // a victim's door closes (denial of service)
 	Bans   Effect = "bans"   // a victim that sent nothing is banned
+	// Replays: a sniffed knock, sent again, opens the door for whoever
+	// sends it. Every static sequence can be replayed.
+	Replays Effect = "replays"
 )
 
 // A Finding is what one attack did to one door, limit or close.
 type Finding struct {
-	Ref     lang.Ref // the statement attacked
-	Service string
+	Ref       lang.Ref // the statement attacked
+	Statement string   // its keyword: knock, close or limit
+	Service   string
 	Backend string
 	Effect  Effect
 	Attack  string
@@ -63,20 +70,76 @@ type Finding struct {
 	Low, High       float64
 	Trials          int
 	Hint            string
+	// Packets, when Options.Keep and the attack had its effect, are the
+	// packets of the attack, in time order: for a random order, those of
+	// the first scanner that opened the door. The last one is the
+	// connection attempt (or the victim's) that shows the effect.
+	Packets []capture.Packet
 }
 
 // Fails reports whether the attack opened a door or banned a victim at
-// least once: what kwl audit exits 1 for. A closed door is reported, not
-// failed: anyone may close a door with a forged knock by design.
-func (f Finding) Fails() bool { return f.Opened > 0 && f.Effect != Closes }
+// least once: what kwl audit exits 1 for. A closed door and a replayed
+// knock are reported, not failed: anyone may close a door with a forged
+// knock, and replay a knock it saw, by design of a static sequence.
+func (f Finding) Fails() bool { return f.Opened > 0 && (f.Effect == Opens || f.Effect == Bans) }
 
-// The addresses of an audit: the firewall and the scanner.
+// The addresses of an audit: the firewall, the scanner and the victim
+// (the address an attacker forges: a client of the policy), per family.
+// The firewall's are those of the kernel suite's lab.
 var (
 	firewall4 = netip.MustParseAddr("198.51.100.1")
+	firewall6 = netip.MustParseAddr("2001:db8:51::1")
 	scanner4  = netip.MustParseAddr("203.0.113.66")
+	scanner6  = netip.MustParseAddr("2001:db8:113::66")
+	victim4   = netip.MustParseAddr("203.0.113.10")
+	victim6   = netip.MustParseAddr("2001:db8:113::10")
 )
 
-// Scans runs the scan attacks against every door of p that IPv4 reaches.
+// firewallOf returns the firewall's address of src's family.
+func firewallOf(src netip.Addr) netip.Addr {
+	if src.Is4() {
+		return firewall4
+	}
+	return firewall6
+}
+
+// source returns the address an attack sends from against a statement
+// of family f that only sources in from may send (any when empty): def4
+// or def6, or, for a from list, an address in its first prefix of f's
+// family, with the last byte of the default when the prefix leaves it
+// free. ok is false when from has no prefix of f's family.
+func source(f lang.Family, from []netip.Prefix, def4, def6 netip.Addr) (a netip.Addr, ok bool) {
+	if len(from) == 0 {
+		if f == lang.IPv6 {
+			return def6, true
+		}
+		return def4, true
+	}
+	for _, pf := range from {
+		a := pf.Masked().Addr()
+		if f == lang.IPv4 && a.Is6() || f == lang.IPv6 && a.Is4() {
+			continue
+		}
+		switch bits := pf.Bits(); {
+		case bits == a.BitLen():
+		case bits <= a.BitLen()-8:
+			b := a.AsSlice()
+			def := def4
+			if a.Is6() {
+				def = def6
+			}
+			b[len(b)-1] = def.AsSlice()[def.BitLen()/8-1]
+			a, _ = netip.AddrFromSlice(b)
+		default:
+			a = a.Next()
+		}
+		return a, true
+	}
+	return netip.Addr{}, false
+}
+
+// Scans runs the scan attacks against every door of p, from a scanner
+// the door lets knock.
 func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 	if o.Trials <= 0 {
 		o.Trials = 1000
@@ -87,73 +150,82 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 	ports := policyPorts(p)
 	var out []Finding
 	for _, d := range p.Doors {
-		if d.Family == lang.IPv6 || len(d.From) > 0 || d.Service.Forward.IsValid() {
-			continue // a scanner from anywhere, to the firewall's IPv4 address
+		src, ok := source(d.Family, d.From, scanner4, scanner6)
+		if !ok {
+			continue
 		}
 		svc := d.Service.Ports[0]
-		strict := d.Reset == lang.ResetAny
-		run := func(order []lang.Port, at []time.Duration) (opened, reached bool, err error) {
-			return scan(p, o.Backend, order, at, svc, strict, capture.SYN)
-		}
+		sc := scanner{p: p, o: o, src: src, svc: svc, strict: d.Reset == lang.ResetAny}
 		var fs []Finding
-		for _, dir := range []string{"ascending", "descending"} {
-			order, at := sweep(ports, svc.Proto, dir == "descending", o.Rate)
-			opened, reached, err := run(order, at)
-			if err != nil {
-				return nil, err
+		add := func(f Finding, tl *timeline) {
+			f.Ref, f.Statement, f.Service, f.Backend, f.Effect = d.Ref, "knock", d.Service.Name, o.Backend, Opens
+			if len(d.From) > 0 {
+				f.Attack += " from " + src.String() + " (in the door's from list)"
 			}
-			f := Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Effect: Opens, Attack: dir + " sweep of every " + protoName(svc.Proto) + " port",
-				Opened: b2f(opened), Reached: b2f(reached), Trials: 1}
-			f.Low, f.High = f.Opened, f.Opened
+			if f.Opened > 0 && tl != nil {
+				f.Packets = tl.pkts
+			}
 			fs = append(fs, f)
 		}
-		// nmap's other TCP scans, in order: ACK, FIN, Xmas, null.
-		if svc.Proto == lang.TCP {
-			for _, sc := range []struct {
+		var protos []lang.Proto
+		for _, k := range d.Sequence {
+			if !slices.Contains(protos, k.Proto) {
+				protos = append(protos, k.Proto)
+			}
+		}
+		slices.Sort(protos)
+		for _, proto := range protos {
+			for _, desc := range []bool{false, true} {
+				order, at := sweep(ports, proto, desc, o.Rate)
+				opened, reached, tl, err := sc.run(order, at, capture.SYN)
+				if err != nil {
+					return nil, err
+				}
+				name := "ascending"
+				if desc {
+					name = "descending"
+				}
+				add(fixed(name+" sweep of every "+protoName(proto)+" port", opened, reached), tl)
+			}
+			if proto != lang.TCP {
+				continue
+			}
+			// nmap's other TCP scans, in order: ACK, FIN, Xmas, null.
+			for _, fl := range []struct {
 				name  string
 				flags capture.TCPFlags
 			}{{"ACK", capture.ACK}, {"FIN", capture.FIN}, {"Xmas", capture.FIN | capture.PSH | capture.URG}, {"null", 0}} {
 				order, at := sweep(ports, lang.TCP, false, o.Rate)
-				opened, reached, err := scan(p, o.Backend, order, at, svc, strict, sc.flags)
+				opened, reached, tl, err := sc.run(order, at, fl.flags)
 				if err != nil {
 					return nil, err
 				}
-				f := Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Effect: Opens, Attack: "ascending " + sc.name + " scan of every TCP port",
-					Opened: b2f(opened), Reached: b2f(reached), Trials: 1}
-				f.Low, f.High = f.Opened, f.Opened
-				fs = append(fs, f)
+				add(fixed("ascending "+fl.name+" scan of every TCP port", opened, reached), tl)
 			}
 		}
-		// A random order of the whole range (masscan's default): the
-		// positions of the policy's ports in a random permutation.
-		r := rand.New(rand.NewPCG(o.Seed, uint64(d.Ref.ID)))
-		nOpen, nReach := 0, 0
-		same := ofProtoOnly(ports, svc.Proto)
-		for range o.Trials {
-			pos := randomPositions(r, len(same), 65535)
-			order := slices.Clone(same)
-			idx := make([]int, len(order))
-			for i := range idx {
-				idx[i] = i
-			}
-			slices.SortFunc(idx, func(a, b int) int { return pos[a] - pos[b] })
-			sorted := make([]lang.Port, len(order))
-			at := make([]time.Duration, len(order))
-			for i, j := range idx {
-				sorted[i] = order[j]
-				at[i] = time.Duration(pos[j]) * o.Rate
-			}
-			opened, reached, err := run(sorted, at)
+		// A random order of the whole range (masscan's default), of each
+		// protocol of the knocks, and of both at once when the sequence
+		// mixes them.
+		orders := [][]lang.Proto{}
+		for _, proto := range protos {
+			orders = append(orders, []lang.Proto{proto})
+		}
+		if len(protos) > 1 {
+			orders = append(orders, protos)
+		}
+		for i, ps := range orders {
+			r := rand.New(rand.NewPCG(o.Seed, uint64(d.Ref.ID)<<8|uint64(i)))
+			f, tl, err := sc.random(r, ofProto(ports, ps...), 65535*len(ps))
 			if err != nil {
 				return nil, err
 			}
-			nOpen += b2i(opened)
-			nReach += b2i(reached)
+			names := make([]string, len(ps))
+			for j, pr := range ps {
+				names[j] = protoName(pr)
+			}
+			f.Attack = "random-order sweep of every " + strings.Join(names, " and ") + " port"
+			add(f, tl)
 		}
-		f := Finding{Ref: d.Ref, Service: d.Service.Name, Backend: o.Backend, Effect: Opens, Attack: "random-order sweep of every " + protoName(svc.Proto) + " port",
-			Opened: float64(nOpen) / float64(o.Trials), Reached: float64(nReach) / float64(o.Trials), Trials: o.Trials}
-		f.Low, f.High = wilson(nOpen, o.Trials)
-		fs = append(fs, f)
 		for i := range fs {
 			if fs[i].Fails() {
 				fs[i].Hint = hint(p, d)
@@ -164,40 +236,78 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 	return out, nil
 }
 
-// scan replays one scanner's packets (to order's ports at the times at,
-// TCP ones with flags), then a connection attempt (a SYN) to svc 1 ms
-// after the last of them.
-func scan(p *lang.Policy, backend string, order []lang.Port, at []time.Duration, svc lang.Port, strict bool, flags capture.TCPFlags) (opened, reached bool, err error) {
-	s, diags := sim.New(backend, p, sim.Options{Hosts: []netip.Addr{firewall4}})
-	if s == nil {
-		return false, false, fmt.Errorf("%v", diags)
-	}
-	n := 0
-	send := func(pt lang.Port, t time.Duration, fl capture.TCPFlags) lang.Verdict {
-		n++
-		pk := probe(n, t, scanner4, pt, fl)
-		v, _, _ := s.Decide(&pk)
-		return v
-	}
-	var last time.Duration
-	for i, pt := range order {
-		if strict && i > 0 && at[i]-at[i-1] > time.Millisecond {
-			// The scan probed another port in between.
-			send(lang.Port{Proto: pt.Proto, Num: otherPort(order)}, at[i]-time.Microsecond, flags)
+// fixed is the finding of a scan in a fixed order: one scanner.
+func fixed(attack string, opened, reached bool) Finding {
+	return Finding{Attack: attack, Opened: b2f(opened), Reached: b2f(reached), Low: b2f(opened), High: b2f(opened), Trials: 1}
+}
+
+// A scanner runs scans from src of one door's service.
+type scanner struct {
+	p      *lang.Policy
+	o      Options
+	src    netip.Addr
+	svc    lang.Port
+	strict bool
+}
+
+// random runs o.Trials scans of n probes in random order, of which the
+// ports ps are some, and returns their finding and the timeline of the
+// first scan that opened the door.
+func (sc scanner) random(r *rand.Rand, ps []lang.Port, n int) (Finding, *timeline, error) {
+	var first *timeline
+	nOpen, nReach := 0, 0
+	idx := make([]int, len(ps))
+	for range sc.o.Trials {
+		pos := randomPositions(r, len(ps), n)
+		for i := range idx {
+			idx[i] = i
 		}
-		v := send(pt, at[i], flags)
-		if pt == svc && v == lang.Accept {
+		slices.SortFunc(idx, func(a, b int) int { return pos[a] - pos[b] })
+		order := make([]lang.Port, len(ps))
+		at := make([]time.Duration, len(ps))
+		for i, j := range idx {
+			order[i] = ps[j]
+			at[i] = time.Duration(pos[j]) * sc.o.Rate
+		}
+		opened, reached, tl, err := sc.run(order, at, capture.SYN)
+		if err != nil {
+			return Finding{}, nil, err
+		}
+		if opened && first == nil {
+			first = tl
+		}
+		nOpen += b2i(opened)
+		nReach += b2i(reached)
+	}
+	f := Finding{Opened: float64(nOpen) / float64(sc.o.Trials), Reached: float64(nReach) / float64(sc.o.Trials), Trials: sc.o.Trials}
+	f.Low, f.High = wilson(nOpen, sc.o.Trials)
+	return f, first, nil
+}
+
+// run replays one scan (to order's ports at the times at, TCP ones with
+// flags), then a connection attempt (a SYN) to the service 1 ms after
+// the last of them.
+func (sc scanner) run(order []lang.Port, at []time.Duration, flags capture.TCPFlags) (opened, reached bool, tl *timeline, err error) {
+	tl, err = newTimeline(sc.p, sc.o)
+	if err != nil {
+		return false, false, nil, err
+	}
+	for i, pt := range order {
+		if sc.strict && i > 0 && at[i]-at[i-1] > sc.o.Rate {
+			// The scan probed another port in between.
+			tl.at(at[i]-time.Microsecond, sc.src, lang.Port{Proto: pt.Proto, Num: otherPort(order)}, flags)
+		}
+		if tl.at(at[i], sc.src, pt, flags) == lang.Accept && pt == sc.svc {
 			reached = true
 		}
-		last = at[i]
 	}
-	return send(svc, last+time.Millisecond, capture.SYN) == lang.Accept, reached, nil
+	return tl.at(tl.now+time.Millisecond, sc.src, sc.svc, capture.SYN) == lang.Accept, reached, tl, nil
 }
 
 // probe is the n-th packet of an attack: from src to port of the
 // firewall at t, from a source port of its own, a TCP one with flags.
 func probe(n int, t time.Duration, src netip.Addr, port lang.Port, flags capture.TCPFlags) capture.Packet {
-	pk := capture.Packet{N: n, Time: t, Src: src, Dst: firewall4, Proto: port.Proto, SPort: uint16(30000 + n%30000), DPort: port.Num, Len: 40}
+	pk := capture.Packet{N: n, Time: t, Src: src, Dst: firewallOf(src), Proto: port.Proto, SPort: uint16(30000 + n%30000), DPort: port.Num, Len: 40}
 	if port.Proto == lang.TCP {
 		pk.Flags = flags
 	}
@@ -229,10 +339,11 @@ func policyPorts(p *lang.Policy) []lang.Port {
 	return ps
 }
 
-func ofProtoOnly(ps []lang.Port, proto lang.Proto) []lang.Port {
+// ofProto returns the ports of ps of the protocols protos.
+func ofProto(ps []lang.Port, protos ...lang.Proto) []lang.Port {
 	var out []lang.Port
 	for _, p := range ps {
-		if p.Proto == proto {
+		if slices.Contains(protos, p.Proto) {
 			out = append(out, p)
 		}
 	}
@@ -243,7 +354,7 @@ func ofProtoOnly(ps []lang.Port, proto lang.Proto) []lang.Port {
 // the order a sweep of the whole range sends them, ascending or
 // descending, with the times it sends them, a probe every rate.
 func sweep(ps []lang.Port, proto lang.Proto, descending bool, rate time.Duration) ([]lang.Port, []time.Duration) {
-	order := ofProtoOnly(ps, proto)
+	order := ofProto(ps, proto)
 	slices.SortFunc(order, func(a, b lang.Port) int { return int(a.Num) - int(b.Num) })
 	if descending {
 		slices.Reverse(order)
@@ -320,4 +431,20 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Attacks are the attacks Run runs, in order.
+var Attacks = []func(*lang.Policy, Options) ([]Finding, error){Scans, Spoofing, Exhaustion, Replay}
+
+// Run runs every attack against p in the simulator of o.Backend.
+func Run(p *lang.Policy, o Options) ([]Finding, error) {
+	var found []Finding
+	for _, attack := range Attacks {
+		fs, err := attack(p, o)
+		if err != nil {
+			return found, err
+		}
+		found = append(found, fs...)
+	}
+	return found, nil
 }

@@ -2,7 +2,9 @@ package audit
 
 import (
 	"math"
+	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +51,7 @@ func TestRandomOrderAgainstEnumeration(t *testing.T) {
 		{"knock 1600 opens ssh for 1h\n", 1},
 		{"knock 7000, 8000 within 1h opens ssh for 1h\n", 0.5},
 		{"knock 7000, 8000, 9000 within 1h opens ssh for 1h\nclose ssh on 8500\n", -1}, // found by enumeration
+		{"knock 7000, udp/8000, 9000 within 1h opens ssh for 1h\n", 1.0 / 6},            // TCP and UDP at once
 	} {
 		p := load(t, tc.src)
 		ports := policyPorts(p)
@@ -58,7 +61,8 @@ func TestRandomOrderAgainstEnumeration(t *testing.T) {
 			for i := range at {
 				at[i] = time.Duration(i) * time.Millisecond
 			}
-			ok, _, err := scan(p, "nft", order, at, lang.Port{Proto: lang.TCP, Num: 22}, false, capture.SYN)
+			sc := scanner{p: p, o: Options{Backend: "nft", Rate: time.Millisecond}, src: scanner4, svc: lang.Port{Proto: lang.TCP, Num: 22}}
+			ok, _, _, err := sc.run(order, at, capture.SYN)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,8 +103,18 @@ func TestScans(t *testing.T) {
 		t.Fatalf("no %s finding in %+v", attack, fs)
 		return Finding{}
 	}
-	if f := get("knock 1600 opens ssh for 60s\n", "ascending"); !f.Fails() || f.Hint == "" {
-		t.Errorf("a lone knock: %+v, want opened with a hint", f)
+	for _, src := range []string{
+		"knock 1600 opens ssh for 60s\n",
+		"knock 1600 opens ssh for 60s family ipv6\n",
+		"knock 1600 from 192.0.2.0/24 opens ssh for 60s\n",
+		"service in = tcp/22 forward to 192.168.1.5\nknock 1600 opens in for 60s\n",
+	} {
+		if f := get(src, "ascending"); !f.Fails() || f.Hint == "" {
+			t.Errorf("%q: %+v, want opened with a hint", src, f)
+		}
+	}
+	if f := get("knock 1600 from 192.0.2.0/24 opens ssh for 60s\n", "ascending"); !strings.Contains(f.Attack, "from 192.0.2.66") {
+		t.Errorf("a door with a from list: %q, want the scanner named", f.Attack)
 	}
 	// ACK, FIN, Xmas and null scans knock nothing.
 	for _, a := range []string{"ascending ACK", "ascending FIN", "ascending Xmas", "ascending null"} {
@@ -136,6 +150,17 @@ func TestSpoofing(t *testing.T) {
 		{"knock 1600 opens ssh for 60s\nlimit ssh 3/60s per source ban 10m\n", []Effect{Bans}},
 		{"limit ssh 3/60s per source\n", nil},
 		{"knock 1600 opens ssh for 60s\n", nil},
+		// Forged knocks out of order start a victim's sequence over; two
+		// knocks have no other knock of their own to reset with.
+		{"knock 7000, 8000, 9000 opens ssh for 60s\n", []Effect{Closes}},
+		{"knock 7000, 8000 opens ssh for 60s\n", nil},
+		{"knock 7000, 8000 strict opens ssh for 60s\n", []Effect{Closes}},
+		// Forged SYNs from another address use up a shared limit.
+		{"limit http 10/1s family ipv4\n", []Effect{Closes}},
+		{"limit ssh 3/60s per source/24\n", []Effect{Closes}},
+		{"limit ssh 3/60s per source/24 ban 10m\n", []Effect{Bans, Closes}},
+		{"limit ssh 3/60s per source/32/128 family ipv6\n", nil},
+		{"limit ssh 3/60s per source/32/64 family ipv6\n", []Effect{Closes}},
 	} {
 		for _, be := range []string{"nft", "iptables"} {
 			fs, err := Spoofing(load(t, tc.src), Options{Backend: be})
@@ -167,6 +192,105 @@ func TestExhaustion(t *testing.T) {
 		}
 		if len(fs) != 1 || fs[0].Effect != Closes || fs[0].Fails() {
 			t.Errorf("%s: %+v, want one denial of service", be, fs)
+		}
+	}
+}
+
+// TestReplay: a static sequence, sent again from another address after
+// the client's door closed, opens the door: reported, not failed.
+func TestReplay(t *testing.T) {
+	for _, src := range []string{
+		"knock 1600 opens ssh for 60s\n",
+		"knock 7000, udp/8000, 9000 within 5s strict opens ssh for 30s\n",
+		"knock 1600 opens ssh for 60s family ipv6\n",
+		"knock 1600 from 192.0.2.0/24 opens ssh for 60s\n",
+	} {
+		for _, be := range []string{"nft", "iptables"} {
+			fs, err := Replay(load(t, src), Options{Backend: be, Keep: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(fs) != 1 || fs[0].Effect != Replays || fs[0].Fails() || len(fs[0].Packets) == 0 {
+				t.Errorf("%q (%s): %+v, want one replay, not failed, with its packets", src, be, fs)
+			}
+		}
+	}
+}
+
+// TestSource: an attack sends from inside a from list, of the family it
+// names.
+func TestSource(t *testing.T) {
+	pf := func(s string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, f := range strings.Fields(s) {
+			out = append(out, netip.MustParsePrefix(f))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		f    lang.Family
+		from string
+		want string
+	}{
+		{lang.Both, "", "203.0.113.66"},
+		{lang.IPv6, "", "2001:db8:113::66"},
+		{lang.Both, "192.0.2.0/24", "192.0.2.66"},
+		{lang.Both, "192.0.2.7/32", "192.0.2.7"},
+		{lang.Both, "192.0.2.128/26", "192.0.2.129"},
+		{lang.IPv6, "192.0.2.0/24 2001:db8:7::/48", "2001:db8:7::66"},
+		{lang.IPv4, "2001:db8:7::/48", ""},
+	} {
+		a, ok := source(tc.f, pf(tc.from), scanner4, scanner6)
+		got := ""
+		if ok {
+			got = a.String()
+		}
+		if got != tc.want {
+			t.Errorf("source(%v, %q) = %q, want %q", tc.f, tc.from, got, tc.want)
+		}
+	}
+}
+
+// TestFloodSources: the forged sources each take a key of their own, none
+// the victim's, inside the door's from list; too small a list fills
+// nothing.
+func TestFloodSources(t *testing.T) {
+	for _, tc := range []struct {
+		src string
+		n   int
+		ok  bool
+	}{
+		{"knock 1600 opens ssh for 60s\n", 65535, true},
+		{"knock 1600 opens ssh for 60s per source/24\n", 65535, true},
+		{"knock 1600 opens ssh for 60s family ipv6\n", 65535, true},
+		{"knock 1600 opens ssh for 60s per source/32/64 family ipv6\n", 65535, true},
+		{"knock 1600 from 203.0.113.0/24 opens ssh for 60s\n", 100, true},
+		{"knock 1600 from 203.0.113.0/24 opens ssh for 60s\n", 65535, false},
+		{"knock 1600 opens ssh for 60s per source/16\n", 65535, true}, // the victim's /16 and every other
+		{"knock 1600 opens ssh for 60s per source/15\n", 65535, false},
+	} {
+		d := load(t, tc.src).Doors[0]
+		victim, _ := source(d.Family, d.From, victim4, victim6)
+		flood, ok := floodSources(d, victim, tc.n)
+		if ok != tc.ok {
+			t.Errorf("%q, %d: ok %v, want %v", tc.src, tc.n, ok, tc.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		mask := d.Mask4
+		if victim.Is6() {
+			mask = d.Mask6
+		}
+		key := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, mask).Masked() }
+		seen := map[netip.Prefix]bool{key(victim): true}
+		for i := range tc.n {
+			a := flood(i)
+			if seen[key(a)] || a.Is4() != victim.Is4() || !admits(d.Family, d.From, a) {
+				t.Fatalf("%q: source %d, %v: a key seen before, or not one the door admits", tc.src, i, a)
+			}
+			seen[key(a)] = true
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"kwl.dev/kwl/audit"
 	"kwl.dev/kwl/compile"
 	"kwl.dev/kwl/lang"
 )
@@ -84,7 +85,7 @@ func runCheck(env *cmdEnv, args []string) int {
 			continue
 		}
 		if *auditToo {
-			found, err := auditPolicy(pol, backends, 1000, 1)
+			found, err := auditPolicy(pol, backends, audit.Options{Trials: 1000, Seed: 1})
 			failed := err != nil
 			if err != nil {
 				fmt.Fprintf(env.stderr, "kwl check: %s: audit: %v\n", name, err)
@@ -92,7 +93,7 @@ func runCheck(env *cmdEnv, args []string) int {
 			for _, f := range found {
 				if f.Fails() {
 					failed = true
-					writeFinding(&cmdEnv{stdout: env.stderr}, f)
+					writeFinding(env.stderr, f, []string{f.Backend})
 				}
 			}
 			if failed {

@@ -64,7 +64,7 @@ func init() {
 			short: "compile a policy to an nftables or iptables ruleset", run: runCompile},
 		{name: "sim", usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
 			short: "replay a pcap or pcapng capture through a policy", run: runSim},
-		{name: "audit", usage: "kwl audit [--backend nft|iptables] [--format text|json] [--trials N] [--seed S] FILE...",
+		{name: "audit", usage: "kwl audit [--backend nft|iptables] [--format text|json] [--trials N] [--seed S] [--rate PPS] [--emit DIR] FILE...",
 			short: "attack a policy in the simulator: does a port scan open a door?", run: runAudit},
 		{name: "deploy", usage: "kwl deploy [--dry-run|--check] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
 			short: "load the policy into the running kernel, atomically", run: runDeploy},
