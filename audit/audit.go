@@ -59,9 +59,9 @@ type Finding struct {
 	Ref       lang.Ref // the statement attacked
 	Statement string   // its keyword: knock, close or limit
 	Service   string
-	Backend string
-	Effect  Effect
-	Attack  string
+	Backend   string
+	Effect    Effect
+	Attack    string
 	// Opened is the share of attackers that got the effect: for a scan,
 	// that left the door open (1 or 0 for a fixed order); Reached the
 	// share whose own packet to the service was accepted. Low and High

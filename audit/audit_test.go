@@ -51,7 +51,7 @@ func TestRandomOrderAgainstEnumeration(t *testing.T) {
 		{"knock 1600 opens ssh for 1h\n", 1},
 		{"knock 7000, 8000 within 1h opens ssh for 1h\n", 0.5},
 		{"knock 7000, 8000, 9000 within 1h opens ssh for 1h\nclose ssh on 8500\n", -1}, // found by enumeration
-		{"knock 7000, udp/8000, 9000 within 1h opens ssh for 1h\n", 1.0 / 6},            // TCP and UDP at once
+		{"knock 7000, udp/8000, 9000 within 1h opens ssh for 1h\n", 1.0 / 6},           // TCP and UDP at once
 	} {
 		p := load(t, tc.src)
 		ports := policyPorts(p)
