@@ -117,6 +117,14 @@ func TestDifferential(t *testing.T) {
 			})
 		}
 	})
+	t.Run("audit", func(t *testing.T) {
+		for _, sc := range auditScenarios(t) {
+			t.Run(sc.Name, func(t *testing.T) {
+				t.Parallel()
+				runScenario(t, ta, sc)
+			})
+		}
+	})
 	t.Run("examples", func(t *testing.T) {
 		for _, sc := range exampleScenarios(t, ta) {
 			t.Run(sc.Name, func(t *testing.T) {
