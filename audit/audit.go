@@ -52,6 +52,8 @@ const (
 	// Replays: a sniffed knock, sent again, opens the door for whoever
 	// sends it. Every static sequence can be replayed.
 	Replays Effect = "replays"
+	// Guessed: what a blind guesser pays to open a door (Finding.Cost).
+	Guessed Effect = "guessed"
 )
 
 // A Finding is what one attack did to one door, limit or close.
@@ -69,7 +71,9 @@ type Finding struct {
 	Opened, Reached float64
 	Low, High       float64
 	Trials          int
-	Hint            string
+	// Cost is, for a guess, the packets a guesser sends on average.
+	Cost float64
+	Hint string
 	// Packets, when Options.Keep and the attack had its effect, are the
 	// packets of the attack, in time order: for a random order, those of
 	// the first scanner that opened the door. The last one is the
@@ -434,7 +438,7 @@ func b2i(b bool) int {
 }
 
 // Attacks are the attacks Run runs, in order.
-var Attacks = []func(*lang.Policy, Options) ([]Finding, error){Scans, Spoofing, Exhaustion, Replay}
+var Attacks = []func(*lang.Policy, Options) ([]Finding, error){Scans, Guessing, Spoofing, Exhaustion, Replay}
 
 // Run runs every attack against p in the simulator of o.Backend.
 func Run(p *lang.Policy, o Options) ([]Finding, error) {

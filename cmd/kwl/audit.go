@@ -52,13 +52,16 @@ func runAudit(env *cmdEnv, args []string) int {
 		}
 		var shown []*shownFinding
 		byKey := map[string]*shownFinding{}
-		for i, f := range found {
+		nth := map[string]int{} // of the pcaps of one statement, backend and effect
+		for _, f := range found {
 			if f.Fails() {
 				code = max(code, exitFail)
 			}
 			pcap := ""
 			if *emit != "" && len(f.Packets) > 0 {
-				pcap = filepath.Join(*emit, fmt.Sprintf("%s-%d-%s-%s-%d.pcap", strings.TrimSuffix(filepath.Base(name), ".kwl"), f.Ref.Pos.Line, f.Backend, f.Effect, i+1))
+				stem := fmt.Sprintf("%s-%d-%s-%s", strings.TrimSuffix(filepath.Base(name), ".kwl"), f.Ref.Pos.Line, f.Backend, f.Effect)
+				nth[stem]++
+				pcap = filepath.Join(*emit, fmt.Sprintf("%s-%d.pcap", stem, nth[stem]))
 				if err := writeAttack(pcap, f.Packets); err != nil {
 					fmt.Fprintf(env.stderr, "kwl audit: %v\n", err)
 					return exitFail
@@ -66,7 +69,7 @@ func runAudit(env *cmdEnv, args []string) int {
 			}
 			if *format == "json" {
 				all = append(all, jsonFinding{Rule: f.Ref.Pos.String(), Statement: f.Statement, Service: f.Service, Backend: f.Backend, Effect: string(f.Effect), Attack: f.Attack,
-					Opened: f.Opened, Low: f.Low, High: f.High, Reached: f.Reached, Trials: f.Trials, Hint: f.Hint, Capture: pcap})
+					Opened: f.Opened, Low: f.Low, High: f.High, Reached: f.Reached, Trials: f.Trials, Cost: f.Cost, Hint: f.Hint, Capture: pcap})
 				continue
 			}
 			// The same finding on several backends is shown once.
@@ -144,6 +147,7 @@ type jsonFinding struct {
 	High      float64 `json:"opened_high"`
 	Reached   float64 `json:"reached"`
 	Trials    int     `json:"trials"`
+	Cost      float64 `json:"cost,omitempty"` // a guess's packets on average
 	Hint      string  `json:"hint,omitempty"`
 	Capture   string  `json:"capture,omitempty"` // the pcap file --emit wrote
 }
@@ -161,6 +165,8 @@ type shownFinding struct {
 func writeFinding(w io.Writer, f audit.Finding, backends []string) {
 	head := fmt.Sprintf("%s: %s %s (%s): %s", f.Ref.Pos, f.Statement, f.Service, strings.Join(backends, ", "), f.Attack)
 	switch {
+	case f.Effect == audit.Guessed:
+		fmt.Fprintf(w, "%s\n", head)
 	case f.Effect == audit.Replays:
 		fmt.Fprintf(w, "%s (replay: every static sequence can be)\n", head)
 	case f.Effect == audit.Closes:
