@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim"
 	"kwl.dev/kwl/sim/capture"
 )
 
@@ -39,7 +40,28 @@ type Options struct {
 	// Keep keeps each finding's packets (Finding.Packets), for writing
 	// them out as a capture.
 	Keep bool
+
+	sim   *sim.Sim     // the simulator every timeline of an attack resets
+	simOf *lang.Policy // the policy it runs
 }
+
+// withSim returns o with a simulator of p for the timelines of an attack
+// to reset: one lowering and compilation, not one per timeline. When the
+// policy does not lower, o is returned as it is, and newTimeline reports
+// why.
+func withSim(p *lang.Policy, o Options) Options {
+	if o.sim != nil && o.simOf == p {
+		return o
+	}
+	if s, _ := sim.New(o.Backend, p, simOptions); s != nil {
+		o.sim, o.simOf = s, p
+	}
+	return o
+}
+
+// simOptions are the simulator's options of an audit: the firewall's
+// addresses.
+var simOptions = sim.Options{Hosts: []netip.Addr{firewall4, firewall6}}
 
 // An Effect is what an attack does.
 type Effect string
@@ -145,6 +167,7 @@ func source(f lang.Family, from []netip.Prefix, def4, def6 netip.Addr) (a netip.
 // Scans runs the scan attacks against every door of p, from a scanner
 // the door lets knock.
 func Scans(p *lang.Policy, o Options) ([]Finding, error) {
+	o = withSim(p, o)
 	if o.Trials <= 0 {
 		o.Trials = 1000
 	}
@@ -442,6 +465,7 @@ var Attacks = []func(*lang.Policy, Options) ([]Finding, error){Scans, Guessing, 
 
 // Run runs every attack against p in the simulator of o.Backend.
 func Run(p *lang.Policy, o Options) ([]Finding, error) {
+	o = withSim(p, o)
 	var found []Finding
 	for _, attack := range Attacks {
 		fs, err := attack(p, o)

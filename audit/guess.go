@@ -25,6 +25,7 @@ import (
 // sequence makes so; otherwise a guesser may share knocks between tries
 // and pay less, down to about a (k+1)th of it.
 func Guessing(p *lang.Policy, o Options) ([]Finding, error) {
+	o = withSim(p, o)
 	if o.Rate <= 0 {
 		o.Rate = time.Millisecond
 	}
@@ -76,7 +77,8 @@ func guessCost(k, n, m int) float64 {
 // opens d's service: every port of the protocol of d's knock, tried in
 // one simulator from consecutive addresses after src.
 func openers(p *lang.Policy, o Options, d *lang.Door, src netip.Addr) (int, error) {
-	tl, err := newTimeline(p, Options{Backend: o.Backend})
+	o.Keep = false
+	tl, err := newTimeline(p, o)
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 // door opens for the eavesdropper. The finding is reported, not failed
 // (Fails): it holds for every static sequence.
 func Replay(p *lang.Policy, o Options) ([]Finding, error) {
+	o = withSim(p, o)
 	var out []Finding
 	for _, d := range p.Doors {
 		victim, ok := source(d.Family, d.From, victim4, victim6)

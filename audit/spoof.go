@@ -22,8 +22,14 @@ type timeline struct {
 	pkts []capture.Packet
 }
 
+// newTimeline returns a timeline on a fresh simulator of p: o's, reset,
+// when withSim made one (the timeline before it is then over).
 func newTimeline(p *lang.Policy, o Options) (*timeline, error) {
-	s, diags := sim.New(o.Backend, p, sim.Options{Hosts: []netip.Addr{firewall4, firewall6}})
+	if o.sim != nil && o.simOf == p {
+		o.sim.Reset()
+		return &timeline{s: o.sim, keep: o.Keep}, nil
+	}
+	s, diags := sim.New(o.Backend, p, simOptions)
 	if s == nil {
 		return nil, fmt.Errorf("%v", diags)
 	}
@@ -68,6 +74,7 @@ func (tl *timeline) knock(src netip.Addr, d *lang.Door) {
 //   - forged connections from other addresses use up a limit the victim
 //     shares with them (one for every source, or per source/24).
 func Spoofing(p *lang.Policy, o Options) ([]Finding, error) {
+	o = withSim(p, o)
 	var out []Finding
 	keep := func(f Finding, tl *timeline) {
 		f.Backend, f.Opened, f.Low, f.High, f.Trials = o.Backend, 1, 1, 1, 1
@@ -293,6 +300,7 @@ func portText(ps []lang.Port) string {
 // open door included. Either way a real client's knock then does not let
 // it in: the finding says how many sources it took.
 func Exhaustion(p *lang.Policy, o Options) ([]Finding, error) {
+	o = withSim(p, o)
 	var out []Finding
 	n := 65535
 	if o.Backend == "iptables" {
