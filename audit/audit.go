@@ -37,6 +37,10 @@ type Options struct {
 	Trials  int           // scanners for a random order; 1000 by default
 	Seed    uint64        // of the random orders
 	Rate    time.Duration // between two probes of a scan; 1 ms by default (1,000 packets/s)
+	// Common are the ports a scan of the common ports probes (nmap's
+	// default, its top 1,000 TCP ports; ReadServices), most common first;
+	// none: no such scan.
+	Common []lang.Port
 	// Keep keeps each finding's packets (Finding.Packets), for writing
 	// them out as a capture.
 	Keep bool
@@ -253,8 +257,41 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 			f.Attack = "random-order sweep of every " + strings.Join(names, " and ") + " port"
 			add(f, tl)
 		}
+		// nmap's default: the most common ports, in random order.
+		for i, proto := range protos {
+			common := ofProto(o.Common, proto)
+			if len(common) == 0 {
+				continue
+			}
+			var ps []lang.Port
+			for _, pt := range ofProto(ports, proto) {
+				if slices.Contains(common, pt) {
+					ps = append(ps, pt)
+				}
+			}
+			r := rand.New(rand.NewPCG(o.Seed, uint64(d.Ref.ID)<<8|uint64(0x80+i)))
+			f, tl, err := sc.random(r, ps, len(common))
+			if err != nil {
+				return nil, err
+			}
+			f.Attack = fmt.Sprintf("random-order scan of the %s most common %s ports (nmap's default)", commas(int64(len(common))), protoName(proto))
+			missed := missing(ofProto(ports, proto), common)
+			if len(missed) > 0 && len(ps) > 0 {
+				f.Attack += ", which leaves out " + portList(missed)
+			}
+			if f.Opened > 0 {
+				var ranks []string
+				for _, k := range d.Sequence {
+					if j := slices.Index(common, k); j >= 0 {
+						ranks = append(ranks, fmt.Sprintf("%s is its #%d", portText([]lang.Port{k}), j+1))
+					}
+				}
+				f.Hint = fmt.Sprintf("nmap's default scan knocks these (%s): knock ports it does not scan by default", strings.Join(ranks, ", "))
+			}
+			add(f, tl)
+		}
 		for i := range fs {
-			if fs[i].Fails() {
+			if fs[i].Fails() && fs[i].Hint == "" {
 				fs[i].Hint = hint(p, d)
 			}
 		}
@@ -425,7 +462,14 @@ func wilson(k, n int) (lo, hi float64) {
 	den := 1 + z*z/float64(n)
 	mid := (p + z*z/(2*float64(n))) / den
 	half := z * math.Sqrt(p*(1-p)/float64(n)+z*z/(4*float64(n)*float64(n))) / den
-	return math.Max(0, mid-half), math.Min(1, mid+half)
+	lo, hi = math.Max(0, mid-half), math.Min(1, mid+half)
+	if k == 0 {
+		lo = 0 // not 1e-19
+	}
+	if k == n {
+		hi = 1
+	}
+	return lo, hi
 }
 
 func hint(p *lang.Policy, d *lang.Door) string {
@@ -475,4 +519,27 @@ func Run(p *lang.Policy, o Options) ([]Finding, error) {
 		found = append(found, fs...)
 	}
 	return found, nil
+}
+
+// missing returns the ports of ps that are not in of.
+func missing(ps, of []lang.Port) []lang.Port {
+	var out []lang.Port
+	for _, p := range ps {
+		if !slices.Contains(of, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// portList writes ports as a list: "1599, 1601 and udp/53".
+func portList(ps []lang.Port) string {
+	s := make([]string, len(ps))
+	for i := range ps {
+		s[i] = portText(ps[i : i+1])
+	}
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }

@@ -128,6 +128,15 @@ func TestScans(t *testing.T) {
 			t.Errorf("the seed, %s: %+v, want closed", a, f)
 		}
 	}
+	// nmap's default scan probes common ports only: the seed's 1600,
+	// not its guards.
+	fs, err := Scans(load(t, seed), Options{Backend: "nft", Seed: 1, Trials: 100, Common: []lang.Port{{Proto: lang.TCP, Num: 22}, {Proto: lang.TCP, Num: 1600}, {Proto: lang.TCP, Num: 80}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := fs[len(fs)-1]; !strings.HasPrefix(f.Attack, "random-order scan of the 3 most common TCP ports") || f.Opened != 1 || !strings.Contains(f.Hint, "1600 is its #2") {
+		t.Errorf("the seed, nmap's default scan: %+v, want opened by every scanner", f)
+	}
 	four := "knock 7000, 9100, 8200, 9900 within 1s opens ssh for 60s\n"
 	for _, a := range []string{"ascending", "descending", "random"} {
 		if f := get(four, a); f.Fails() || f.High > 0.01 {

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
+	iofs "io/fs"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +25,8 @@ func runAudit(env *cmdEnv, args []string) int {
 	trials := fs.Int("trials", 1000, "scanners for each random order")
 	seed := fs.Uint64("seed", 1, "seed of the random orders: the same seed, the same findings")
 	rate := fs.Int("rate", 1000, "a scan's probes per second")
+	services := fs.String("nmap-services", defaultServices, "scan the most common ports of `FILE` (nmap's table), in random order, as nmap does by default; none: no such scan")
+	top := fs.Int("top-ports", 1000, "how many of the most common ports that scan probes")
 	emit := fs.String("emit", "", "write each attack that had its effect as a pcap file in `DIR`, for kwl sim")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -32,9 +36,14 @@ func runAudit(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl audit: %v\n", err)
 		return exitUsage
 	}
-	if *format != "text" && *format != "json" || *trials <= 0 || *rate <= 0 || fs.NArg() == 0 {
+	if *format != "text" && *format != "json" || *trials <= 0 || *rate <= 0 || *top <= 0 || fs.NArg() == 0 {
 		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help audit' for more.\n", c.usage)
 		return exitUsage
+	}
+	common, err := commonPorts(*services, *top)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "kwl audit: %v\n", err)
+		return exitFail
 	}
 	code := exitOK
 	all := []jsonFinding{}
@@ -44,7 +53,7 @@ func runAudit(env *cmdEnv, args []string) int {
 			code = max(code, c)
 			continue
 		}
-		o := audit.Options{Trials: *trials, Seed: *seed, Rate: time.Second / time.Duration(*rate), Keep: *emit != ""}
+		o := audit.Options{Trials: *trials, Seed: *seed, Rate: time.Second / time.Duration(*rate), Common: common, Keep: *emit != ""}
 		found, err := auditPolicy(pol, backends, o)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "kwl audit: %s: %v\n", name, err)
@@ -97,6 +106,32 @@ func runAudit(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stdout, "%s\n", b)
 	}
 	return code
+}
+
+// defaultServices is where nmap's table of port frequencies lives, when
+// nmap is installed.
+const defaultServices = "/usr/share/nmap/nmap-services"
+
+// commonPorts reads the top most common ports of nmap's table at path
+// (none: no table). Without nmap installed (no file at the default path),
+// there are none, and the audit leaves the scan of common ports out.
+func commonPorts(path string, top int) ([]lang.Port, error) {
+	if path == "none" || path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, iofs.ErrNotExist) && path == defaultServices {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ps, err := audit.ReadServices(f, top)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return ps, nil
 }
 
 // auditPolicy runs every attack against pol on each backend.

@@ -85,7 +85,11 @@ func runCheck(env *cmdEnv, args []string) int {
 			continue
 		}
 		if *auditToo {
-			found, err := auditPolicy(pol, backends, audit.Options{Trials: 1000, Seed: 1})
+			common, err := commonPorts(defaultServices, 1000)
+			var found []audit.Finding
+			if err == nil {
+				found, err = auditPolicy(pol, backends, audit.Options{Trials: 1000, Seed: 1, Common: common})
+			}
 			failed := err != nil
 			if err != nil {
 				fmt.Fprintf(env.stderr, "kwl check: %s: audit: %v\n", name, err)
