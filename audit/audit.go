@@ -18,6 +18,7 @@
 package audit
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -218,6 +219,15 @@ func Scans(p *lang.Policy, o Options) ([]Finding, error) {
 				}
 				add(fixed(name+" sweep of every "+protoName(proto)+" port", opened, reached), tl)
 			}
+			// nmap sends a probe that got no answer again: every knock and
+			// close is dropped, so every one is sent twice.
+			order, at := sweep(ports, proto, false, o.Rate)
+			order, at = retransmit(order, at, svc, time.Second)
+			opened, reached, tl, err := sc.run(order, at, capture.SYN)
+			if err != nil {
+				return nil, err
+			}
+			add(fixed("ascending sweep of every "+protoName(proto)+" port, each unanswered probe sent again 1s later (nmap's retransmission)", opened, reached), tl)
 			if proto != lang.TCP {
 				continue
 			}
@@ -430,6 +440,28 @@ func sweep(ps []lang.Port, proto lang.Proto, descending bool, rate time.Duration
 			idx = 65535 - int(pt.Num)
 		}
 		at[i] = time.Duration(idx) * rate
+	}
+	return order, at
+}
+
+// retransmit adds to a scan (order, at) a second probe, after, of every
+// port but svc (which answers when open), and returns it in time order.
+func retransmit(order []lang.Port, at []time.Duration, svc lang.Port, after time.Duration) ([]lang.Port, []time.Duration) {
+	type probe struct {
+		port lang.Port
+		at   time.Duration
+	}
+	var ps []probe
+	for i, pt := range order {
+		ps = append(ps, probe{pt, at[i]})
+		if pt != svc {
+			ps = append(ps, probe{pt, at[i] + after})
+		}
+	}
+	slices.SortStableFunc(ps, func(a, b probe) int { return cmp.Compare(a.at, b.at) })
+	order, at = make([]lang.Port, len(ps)), make([]time.Duration, len(ps))
+	for i, p := range ps {
+		order[i], at[i] = p.port, p.at
 	}
 	return order, at
 }

@@ -96,7 +96,7 @@ func TestScans(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, f := range fs {
-			if len(f.Attack) >= len(attack) && f.Attack[:len(attack)] == attack {
+			if strings.HasPrefix(f.Attack+":", attack) {
 				return f
 			}
 		}
@@ -127,6 +127,15 @@ func TestScans(t *testing.T) {
 		if f := get(seed, a); f.Fails() {
 			t.Errorf("the seed, %s: %+v, want closed", a, f)
 		}
+	}
+	// A descending pair less than a second of probes apart: the sweep in
+	// order does not open it, its retransmissions do.
+	const pair = "knock 7500, 7000 within 5s opens ssh for 60s\n"
+	if f := get(pair, "ascending sweep of every TCP port:"); f.Fails() {
+		t.Errorf("7500, 7000, ascending: %+v, want closed", f)
+	}
+	if f := get(pair, "ascending sweep of every TCP port, each unanswered probe sent again"); !f.Fails() {
+		t.Errorf("7500, 7000, ascending with retransmissions: %+v, want opened", f)
 	}
 	// nmap's default scan probes common ports only: the seed's 1600,
 	// not its guards.
