@@ -57,6 +57,18 @@ func newLab(t *testing.T) *lab {
 	mustRun(t, l.fw, "ip", "link", "set", veth+"a", "up")
 	mustRun(t, l.cl, "ip", "addr", "add", clAddr+"/24", "dev", veth+"b")
 	mustRun(t, l.cl, "ip", "link", "set", veth+"b", "up")
+	// Each side's address resolved before the test's first packet, and
+	// kept: a knock's SYN must not wait for ARP behind a short dial
+	// timeout on a busy machine.
+	pin := func(ns *netns.NS, dev string, peer *netns.NS, peerDev, peerAddr string) {
+		out, err := peer.Run("cat", "/sys/class/net/"+peerDev+"/address")
+		if err != nil {
+			t.Fatalf("the MAC of %s: %v %s", peerDev, err, out)
+		}
+		mustRun(t, ns, "ip", "neigh", "replace", peerAddr, "lladdr", strings.TrimSpace(string(out)), "dev", dev, "nud", "permanent")
+	}
+	pin(l.cl, veth+"b", l.fw, veth+"a", fwAddr)
+	pin(l.fw, veth+"a", l.cl, veth+"b", clAddr)
 	return l
 }
 
