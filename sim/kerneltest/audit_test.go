@@ -125,15 +125,7 @@ func TestAuditScenarios(t *testing.T) {
 		t.Errorf("attacks of %d policies of %d", len(cases), len(auditCases))
 	}
 	for _, sc := range scs {
-		sc.Packets = Resolve(sc.Packets)
-		tgs, err := targets(&sc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, tg := range tgs {
-			if ok, why, err := Robust(tg.Model, sc.Packets, Margin); err != nil || !ok {
-				t.Errorf("%s (%s): not robust: %s %v", sc.Name, tg.Backend, why, err)
-			}
+		for _, tg := range checkRobust(t, &sc) {
 			pred, err := tg.Model.Predict(sc.Packets)
 			if err != nil {
 				t.Fatal(err)

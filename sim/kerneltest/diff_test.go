@@ -295,15 +295,24 @@ func TestCatalogRobust(t *testing.T) {
 		if sc.Boundary {
 			continue
 		}
-		sc.Packets = Resolve(sc.Packets)
-		tgs, err := targets(&sc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, tg := range tgs {
-			if ok, why, err := Robust(tg.Model, sc.Packets, Margin); err != nil || !ok {
-				t.Errorf("%s/%s: %v %s", sc.Name, tg.Backend, err, why)
-			}
+		checkRobust(t, &sc)
+	}
+}
+
+// checkRobust resolves a scenario's packets, checks that they keep
+// Margin from the timing boundaries of each of its backends' models, and
+// returns its targets.
+func checkRobust(t *testing.T, sc *Scenario) []Target {
+	t.Helper()
+	sc.Packets = Resolve(sc.Packets)
+	tgs, err := targets(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range tgs {
+		if ok, why, err := Robust(tg.Model, sc.Packets, Margin); err != nil || !ok {
+			t.Errorf("%s/%s: not robust: %v %s", sc.Name, tg.Backend, err, why)
 		}
 	}
+	return tgs
 }
