@@ -391,6 +391,12 @@ func decodeTransport(b []byte, length int, p *Packet) {
 		}
 		p.SPort = binary.BigEndian.Uint16(b[0:2])
 		p.DPort = binary.BigEndian.Uint16(b[2:4])
+		if p.Proto == lang.UDP {
+			p.UDPLen = binary.BigEndian.Uint16(b[4:6])
+			n := min(len(b), length) - 8
+			n = copy(p.Payload[:], b[8:8+max(0, n)])
+			p.PayloadN = uint8(n)
+		}
 	case lang.ICMP, protoICMPv6:
 		if len(b) < 4 {
 			p.Skipped = "truncated ICMP header"

@@ -16,7 +16,7 @@ func TestDecode(t *testing.T) {
 	v4udp := ipv4("198.51.100.10", "192.0.2.1", 17, udpHdr(5353, 8000, 4), v4opt{})
 	tcp4 := Packet{Src: netip.MustParseAddr("198.51.100.10"), Dst: netip.MustParseAddr("192.0.2.1"), Proto: lang.TCP, SPort: 40000, DPort: 22, Flags: SYN, Len: 40}
 	tcp6 := Packet{Src: netip.MustParseAddr("2001:db8::10"), Dst: netip.MustParseAddr("2001:db8::1"), Proto: lang.TCP, SPort: 40000, DPort: 22, Flags: SYN, Len: 60}
-	udp4 := Packet{Src: tcp4.Src, Dst: tcp4.Dst, Proto: lang.UDP, SPort: 5353, DPort: 8000, Len: 32}
+	udp4 := Packet{Src: tcp4.Src, Dst: tcp4.Dst, Proto: lang.UDP, SPort: 5353, DPort: 8000, Len: 32, UDPLen: 12, PayloadN: 4}
 	with := func(p Packet, f func(*Packet)) Packet { f(&p); return p }
 
 	cases := []struct {
@@ -93,7 +93,7 @@ func TestDecode(t *testing.T) {
 		{"ipv6 first fragment", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 6, syn, ext{typ: ipv6Fragment, body: 8}), with(tcp6, func(p *Packet) { p.Len = 68 }), ""},
 		{"ipv6 later fragment", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 6, syn, ext{typ: ipv6Fragment, body: 8, frag: 1448}), Packet{}, "later IPv6 fragment (offset 1448)"},
 		{"ipv6 AH", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 17, udpHdr(5353, 8000, 4), ext{typ: ipv6AH, body: 24}),
-			Packet{Src: tcp6.Src, Dst: tcp6.Dst, Proto: lang.UDP, SPort: 5353, DPort: 8000, Len: 76}, ""},
+			Packet{Src: tcp6.Src, Dst: tcp6.Dst, Proto: lang.UDP, SPort: 5353, DPort: 8000, Len: 76, UDPLen: 12, PayloadN: 4}, ""},
 		{"ipv6 no next header", LinkRaw, ipv6("2001:db8::10", "2001:db8::1", 59, nil), Packet{Src: tcp6.Src, Dst: tcp6.Dst, Proto: 59, Len: 40}, ""},
 		{"ipv6 truncated header", LinkRaw, v6syn[:39], Packet{}, "truncated IPv6 header"},
 		{"ipv6 extension past the payload", LinkRaw, func() []byte {
@@ -153,6 +153,47 @@ func TestDecodeAllocs(t *testing.T) {
 	for lt, f := range frames {
 		if n := testing.AllocsPerRun(100, func() { Decode(lt, f, &p) }); n != 0 {
 			t.Errorf("%v: %v allocations per packet", lt, n)
+		}
+	}
+}
+
+// TestDecodePayload: a UDP datagram's first 16 payload bytes are kept, as
+// far as the IP length and the capture go.
+func TestDecodePayload(t *testing.T) {
+	dgram := func(payload []byte) []byte {
+		b := []byte{0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 203, 0, 113, 66, 198, 51, 100, 1}
+		binary.BigEndian.PutUint16(b[2:], uint16(28+len(payload)))
+		u := binary.BigEndian.AppendUint16(nil, 40000)
+		u = binary.BigEndian.AppendUint16(u, 62201)
+		u = binary.BigEndian.AppendUint16(u, uint16(8+len(payload)))
+		u = append(u, 0, 0)
+		return append(append(b, u...), payload...)
+	}
+	seq := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i + 1)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		n     uint8
+		ulen  uint16
+	}{
+		{"a token", dgram(seq(16)), 16, 24},
+		{"longer", dgram(seq(40)), 16, 48},
+		{"shorter", dgram(seq(5)), 5, 13},
+		{"cut by the capture", dgram(seq(16))[:28+10], 10, 24},
+		{"padded past the IP length", append(dgram(seq(3)), 9, 9, 9), 3, 11},
+	} {
+		var p Packet
+		Decode(LinkRaw, tc.frame, &p)
+		want := [PayloadSize]byte{}
+		copy(want[:], seq(int(tc.n)))
+		if p.Skipped != "" || p.PayloadN != tc.n || p.Payload != want || p.UDPLen != tc.ulen {
+			t.Errorf("%s: payload %v (%d bytes), udp length %d, skipped %q; want %d bytes, length %d", tc.name, p.Payload, p.PayloadN, p.UDPLen, p.Skipped, tc.n, tc.ulen)
 		}
 	}
 }

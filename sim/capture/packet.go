@@ -26,6 +26,10 @@ const (
 	CWR = lang.CWR
 )
 
+// PayloadSize is how many bytes of a UDP payload a Packet keeps: a
+// token's (secret.TokenSize).
+const PayloadSize = 16
+
 // Packet is one IP packet as the firewall sees it.
 type Packet struct {
 	N     int           // 1-based index in its capture or test
@@ -40,6 +44,14 @@ type Packet struct {
 	// ICMPType and ICMPCode are the first two bytes of an ICMP or ICMPv6
 	// header (Proto 1 or 58).
 	ICMPType, ICMPCode uint8
+	// UDPLen is a UDP datagram's length field (header and payload, as
+	// nft's "udp length" reads it); 0 for other protocols.
+	UDPLen uint16
+	// Payload holds the first PayloadN bytes of a UDP datagram's payload,
+	// as far as the datagram and the capture go (at most PayloadSize);
+	// the rest is zero. A datagram reassembled from fragments has none.
+	Payload  [PayloadSize]byte
+	PayloadN uint8
 	// Frags is how many fragments the kernel reassembled into this
 	// datagram (Defrag); 0 for a packet that was not fragmented.
 	Frags uint16

@@ -15,7 +15,8 @@ import (
 // A Writer writes Packets as a pcap file of raw IP frames (link type
 // 101), with nanosecond timestamps, that kwl sim, tcpdump and Wireshark
 // read. Only the fields the simulator reads are written: addresses,
-// protocol, ports and TCP flags, and the IP length (as zero padding).
+// protocol, ports and TCP flags, a UDP payload's first bytes, and the IP
+// length (as zero padding).
 type Writer struct {
 	w     *pcapgo.Writer
 	start time.Time
@@ -68,7 +69,8 @@ func (w *Writer) Write(p *Packet) error {
 			return err
 		}
 	}
-	payload := gopacket.Payload(make([]byte, max(0, p.Len-hdr)))
+	payload := gopacket.Payload(make([]byte, max(0, p.Len-hdr, int(p.PayloadN))))
+	copy(payload, p.Payload[:p.PayloadN])
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
 	if err := gopacket.SerializeLayers(w.buf, opts, ip.(gopacket.SerializableLayer), l4, payload); err != nil {
 		return fmt.Errorf("capture: writing packet %d: %v", p.N, err)
