@@ -66,6 +66,8 @@ func init() {
 			short: "replay a pcap or pcapng capture through a policy", run: runSim},
 		{name: "audit", usage: "kwl audit [--backend nft|iptables] [--format text|json] [--trials N] [--seed S] [--rate PPS] [--emit DIR] FILE...",
 			short: "attack a policy in the simulator: does a port scan open a door?", run: runAudit},
+		{name: "knock", usage: "kwl knock --policy FILE [--gap DUR] [--dry-run] [-4|-6] HOST [SERVICE]",
+			short: "send the knocks that open a service of a policy", run: runKnock},
 		{name: "deploy", usage: "kwl deploy [--dry-run|--check] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
 			short: "load the policy into the running kernel, atomically", run: runDeploy},
 		{name: "status", usage: "kwl status [--format text|json|prometheus] [--netns NAME] [--table NAME] [--record-dir DIR]",
