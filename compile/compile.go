@@ -55,3 +55,9 @@ func With(p *lang.Policy, own lang.Diagnostics) lang.Diagnostics {
 	ds.Sort()
 	return ds
 }
+
+// ServiceID returns the id by which the sets, lists and chains of a
+// service named name are named (door_ID_4, ban_ID_6, ...): its name with
+// what a backend does not accept in a name made '_'. Two services whose
+// names give the same id have ID and ID2.
+func ServiceID(name string) string { return plan.Sanitize(name) }

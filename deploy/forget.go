@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+
+	"kwl.dev/kwl/compile"
 )
 
 // Forget removes a source from kwl's live state without a redeploy: from
@@ -29,15 +31,7 @@ func Forget(ctx context.Context, o Options, kind string, src netip.Prefix, servi
 	src = src.Masked()
 	addr := src.Addr().Unmap()
 	v4 := addr.Is4()
-	// A set's name is KIND_ID_F: ID the statement's (the service's name,
-	// _N for its second statement of the kind), F the family.
-	ours := func(name, prefix, fam string) bool {
-		rest, ok := strings.CutPrefix(name, prefix+kind+"_")
-		if !ok || !strings.HasSuffix(rest, "_"+fam) {
-			return false
-		}
-		return service == "" || rest == service+"_"+fam || strings.HasPrefix(rest, service+"_")
-	}
+	ours := func(name, prefix, fam string) bool { return forgets(name, prefix, kind, service, fam) }
 	fam := "6"
 	if v4 {
 		fam = "4"
@@ -108,4 +102,25 @@ func Forget(ctx context.Context, o Options, kind string, src netip.Prefix, servi
 	}
 	sort.Strings(removed)
 	return removed, nil
+}
+
+// forgets reports whether the set or list name (after prefix) is one
+// Forget changes for kind, service (all when empty) and family fam ("4"
+// or "6"). A name is KIND_ID_F: ID the statement's (the service's id,
+// then _N for its Nth statement of the kind), F the family. A service is
+// matched by its id exactly: ssh is not ssh_admin.
+func forgets(name, prefix, kind, service, fam string) bool {
+	rest, ok := strings.CutPrefix(name, prefix+kind+"_")
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutSuffix(rest, "_"+fam); !ok {
+		return false
+	}
+	id := compile.ServiceID(service)
+	if service == "" || rest == id {
+		return true
+	}
+	n, ok := strings.CutPrefix(rest, id+"_")
+	return ok && n != "" && strings.Trim(n, "0123456789") == ""
 }
