@@ -42,35 +42,7 @@ func TestAuditNmap(t *testing.T) {
 		}
 	}
 
-	ns := netns.ForTest(t, "kwlc-nmap")
-	if out, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
-		t.Fatalf("lo: %v %s", err, out)
-	}
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:22"); return }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	if code, _, errs := kwlIn("deploy", "--state-dir", t.TempDir(), "--backend", "nft", "--netns", ns.Name, file); code != exitOK {
-		t.Fatalf("deploy: %d\n%s", code, errs)
-	}
-	sshOpen := func() bool {
-		var c net.Conn
-		err := ns.Do(func() (err error) { c, err = net.DialTimeout("tcp4", "127.0.0.1:22", 500*time.Millisecond); return })
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}
+	ns, sshOpen := loopbackSSH(t, "kwlc-nmap", file)
 	if sshOpen() {
 		t.Fatal("ssh answered before any scan")
 	}
@@ -91,5 +63,42 @@ func TestAuditNmap(t *testing.T) {
 		if got := sshOpen(); got != tc.opens {
 			t.Errorf("%s (nmap %s): ssh open %v after it, kwl audit says %v", tc.name, strings.Join(tc.args, " "), got, tc.opens)
 		}
+	}
+}
+
+// loopbackSSH returns a namespace of its own with its loopback up and a
+// listener on 127.0.0.1:22 standing for sshd, with policy deployed there
+// (nft), and a function that reports whether a connection to it from
+// inside the namespace is accepted.
+func loopbackSSH(t *testing.T, prefix, policy string) (ns *netns.NS, open func() bool) {
+	t.Helper()
+	ns = netns.ForTest(t, prefix)
+	if out, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
+		t.Fatalf("lo: %v %s", err, out)
+	}
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:22"); return }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if code, _, errs := kwlIn("deploy", "--state-dir", t.TempDir(), "--backend", "nft", "--netns", ns.Name, policy); code != exitOK {
+		t.Fatalf("deploy: %d\n%s", code, errs)
+	}
+	return ns, func() bool {
+		var c net.Conn
+		err := ns.Do(func() (err error) { c, err = net.DialTimeout("tcp4", "127.0.0.1:22", 500*time.Millisecond); return })
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
 	}
 }

@@ -3,11 +3,9 @@
 package main
 
 import (
-	"net"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"kwl.dev/kwl/internal/netns"
 )
@@ -19,36 +17,8 @@ import (
 // TCP knock, no retransmission (the knock rules' counters).
 func TestKnockClient(t *testing.T) {
 	netns.NeedRoot(t, "nft")
-	ns := netns.ForTest(t, "kwlc-knock")
-	if out, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
-		t.Fatalf("lo: %v %s", err, out)
-	}
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:22"); return }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 	const policy = "../../examples/sequence.kwl"
-	if code, _, errs := kwlIn("deploy", "--state-dir", t.TempDir(), "--backend", "nft", "--netns", ns.Name, policy); code != exitOK {
-		t.Fatalf("deploy: %d\n%s", code, errs)
-	}
-	ssh := func() bool {
-		var c net.Conn
-		err := ns.Do(func() (err error) { c, err = net.DialTimeout("tcp4", "127.0.0.1:22", 500*time.Millisecond); return })
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}
+	ns, ssh := loopbackSSH(t, "kwlc-knock", policy)
 	if ssh() {
 		t.Fatal("ssh answered before the knock")
 	}
