@@ -65,7 +65,7 @@ func init() {
 		{name: "sim", usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
 			short: "replay a pcap or pcapng capture through a policy", run: runSim},
 		{name: "audit", usage: "kwl audit [--backend nft|iptables] [--format text|json] [--trials N] [--seed S] [--rate PPS] [--emit DIR] FILE...",
-			short: "attack a policy in the simulator: does a port scan open a door?", run: runAudit},
+			short: "attack a policy in the simulator: scans, guessing, forged sources, replay", run: runAudit},
 		{name: "knock", usage: "kwl knock --policy FILE [--gap DUR] [--dry-run] [-4|-6] HOST [SERVICE]",
 			short: "send the knocks that open a service of a policy", run: runKnock},
 		{name: "deploy", usage: "kwl deploy [--dry-run|--check] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
