@@ -8,6 +8,7 @@ import (
 
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim/capture"
 )
 
 // This file executes an *nft.Ruleset the way nf_tables does
@@ -56,6 +57,8 @@ const (
 	fCtOrigDport
 	fCtOrigIPDaddr
 	fFibDaddrType
+	fUDPLength
+	fToken    // a UDP payload's first 16 bytes, keyed as an IPv6 address
 	fTCPFlags // nft.TCPFlags: bits is the value, mask the mask
 )
 
@@ -64,6 +67,7 @@ var nfields = map[nft.Field]nfield{
 	nft.IPSaddr: fIPSaddr, nft.IPDaddr: fIPDaddr, nft.IP6Saddr: fIP6Saddr, nft.IP6Daddr: fIP6Daddr,
 	nft.CtState: fCtState, nft.CtStatus: fCtStatus, nft.CtOrigDport: fCtOrigDport,
 	nft.CtOrigIPDaddr: fCtOrigIPDaddr, nft.FibDaddrType: fFibDaddrType,
+	nft.UDPLength: fUDPLength, nft.Token: fToken,
 }
 
 // Bits of the symbolic match values.
@@ -238,6 +242,7 @@ type gcEntry struct {
 
 type nset struct {
 	name    string
+	preload []nft.Element // loaded with the set, at time 0
 	size    int
 	timeout int64 // jiffies; 0: elements never expire unless the rule gives a timeout
 	idx     addrIndex
@@ -277,7 +282,10 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 			size = nft.DefaultSetSize // an unsized set bound to a dynset
 		}
 		setIdx[s.Name] = len(e.sets)
-		e.sets = append(e.sets, nset{name: s.Name, size: size, timeout: nftTimeout(s.Timeout)})
+		if len(s.Elements) > size {
+			return nil, fmt.Errorf("nft: set %s: %d elements for a size of %d", s.Name, len(s.Elements), size)
+		}
+		e.sets = append(e.sets, nset{name: s.Name, size: size, timeout: nftTimeout(s.Timeout), preload: s.Elements})
 	}
 	chainIdx := map[string]int{}
 	for i, c := range rs.Table.Chains {
@@ -480,7 +488,7 @@ func (e *nftEngine) compileExpr(x nft.Expr, sets, chains map[string]int) (nexpr,
 
 func compileKey(k nft.Key) (nkey, error) {
 	f, ok := nfields[k.Field]
-	if ok && f == fCtState && k.Prefix == 0 {
+	if ok && (f == fCtState || f == fToken) && k.Prefix == 0 {
 		return nkey{field: f}, nil
 	}
 	if !ok || (f != fIPSaddr && f != fIP6Saddr && f != fIPDaddr && f != fIP6Daddr) {
@@ -535,7 +543,7 @@ func (ex *nexpr) addValue(v any) error {
 		default:
 			return fmt.Errorf("value %v (%T)", v, v)
 		}
-	case fTHDport, fCtOrigDport:
+	case fTHDport, fCtOrigDport, fUDPLength:
 		switch p := v.(type) {
 		case uint16:
 			ex.ports = append(ex.ports, p)
@@ -594,6 +602,13 @@ func (e *nftEngine) reset() {
 		st.free = st.free[:0]
 		st.heap = st.heap[:0]
 		st.n, st.shadow = 0, 0
+		for _, el := range st.preload {
+			timeout := st.timeout
+			if el.Timeout > 0 {
+				timeout = nftTimeout(el.Timeout)
+			}
+			st.create(netip.AddrFrom16(el.Key), 0, timeout, nil, 0, false)
+		}
 	}
 	e.buckets = make([]bucket, len(e.limits))
 	for i, l := range e.limits {
@@ -635,8 +650,17 @@ func fieldAddr(p *pkt, f nfield) (netip.Addr, bool) {
 // 0.0.0.STATE: sets keep keys as addresses, and a ct_state set holds no
 // address.
 func keyOf(p *pkt, k nkey) (netip.Addr, bool) {
-	if k.field == fCtState {
+	switch k.field {
+	case fCtState:
 		return netip.AddrFrom4([4]byte{3: p.state}), true
+	case fToken:
+		// The load of 16 bytes past the UDP header fails on a shorter
+		// datagram (nft_payload: the rule breaks). A capture that cut the
+		// payload short is taken the same way: its bytes are not known.
+		if p.proto != lang.UDP || p.pk.PayloadN < capture.PayloadSize {
+			return netip.Addr{}, false
+		}
+		return netip.AddrFrom16(p.pk.Payload), true
 	}
 	a, ok := fieldAddr(p, k.field)
 	if !ok {
@@ -676,6 +700,11 @@ func (ex *nexpr) match(s *Sim, p *pkt) bool {
 			return false
 		}
 		hit = hasPort(ex.ports, p.c.orig.dport)
+	case fUDPLength:
+		if p.proto != lang.UDP {
+			return false
+		}
+		hit = hasPort(ex.ports, p.pk.UDPLen)
 	case fIPSaddr, fIPDaddr, fIP6Saddr, fIP6Daddr, fCtOrigIPDaddr:
 		a, ok := fieldAddr(p, ex.field)
 		if !ok {

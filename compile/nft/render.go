@@ -49,15 +49,32 @@ func (r *Ruleset) Render() (string, error) {
 
 func renderSet(b *strings.Builder, s *Set) {
 	fmt.Fprintf(b, "\tset %s {\n", s.Name)
-	fmt.Fprintf(b, "\t\ttype %s\n", s.Type)
+	if s.Type == TokenKey {
+		fmt.Fprintf(b, "\t\ttypeof %s\n", s.Type)
+	} else {
+		fmt.Fprintf(b, "\t\ttype %s\n", s.Type)
+	}
 	if s.Size > 0 {
 		fmt.Fprintf(b, "\t\tsize %d\n", s.Size)
 	}
-	if s.Timeout > 0 {
+	switch {
+	case s.Timeout > 0:
 		b.WriteString("\t\tflags dynamic,timeout\n")
 		fmt.Fprintf(b, "\t\ttimeout %s\n", nftDur(s.Timeout))
-	} else {
+	case len(s.Elements) > 0:
+		b.WriteString("\t\tflags dynamic,timeout\n")
+	default:
 		b.WriteString("\t\tflags dynamic\n")
+	}
+	if len(s.Elements) > 0 {
+		es := make([]string, len(s.Elements))
+		for i, e := range s.Elements {
+			es[i] = fmt.Sprintf("0x%x", e.Key)
+			if e.Timeout > 0 {
+				es[i] += " timeout " + nftDur(e.Timeout)
+			}
+		}
+		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(es, ", "))
 	}
 	if s.Comment != "" {
 		fmt.Fprintf(b, "\t\tcomment %s\n", quote(s.Comment))
@@ -251,6 +268,8 @@ func flagNames(f uint8) string {
 func keyString(k Key) (string, error) {
 	switch k.Field {
 	case IPSaddr, IP6Saddr, CtState:
+	case Token:
+		return string(Token), nil
 	default:
 		return "", fmt.Errorf("unknown set key %q", k.Field)
 	}

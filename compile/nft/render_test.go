@@ -59,3 +59,31 @@ func TestRenderFailsClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderTokens: a set of tokens loaded with their own timeouts, and
+// the rule that uses one up, in nft's syntax.
+func TestRenderTokens(t *testing.T) {
+	tok := Key{Field: Token}
+	var k1, k2 [16]byte
+	for i := range k1 {
+		k1[i], k2[i] = byte(i), 0xff
+	}
+	rs := &Ruleset{Table: &Table{Family: "inet", Name: "kwl",
+		Sets: []*Set{{Name: "tok", Type: TokenKey, Elements: []Element{{Key: k1, Timeout: 90 * time.Second}, {Key: k2, Timeout: time.Hour}}}},
+		Chains: []*Chain{{Name: "input", Rules: []*Rule{{Exprs: []Expr{
+			&Match{Field: UDPLength, Values: []any{uint16(24)}},
+			&Lookup{Set: "tok", Key: tok},
+			&Dynset{Op: Delete, Set: "tok", Key: tok},
+			&Verdict{Kind: Drop},
+		}}}}}}}
+	out := mustRender(t, rs)
+	for _, want := range []string{
+		"\t\ttypeof @th,64,128\n\t\tflags dynamic,timeout\n",
+		"\t\telements = { 0x000102030405060708090a0b0c0d0e0f timeout 1m30s, 0xffffffffffffffffffffffffffffffff timeout 1h }\n",
+		"udp length 24 @th,64,128 @tok delete @tok { @th,64,128 } drop",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+}

@@ -42,7 +42,17 @@ const (
 	// limit counts is new, so such a set has one key for all sources of
 	// both families: the key of a shared limit's slots.
 	CtStateKey KeyType = "ct_state"
+	// TokenKey is the type of a set of tokens: 16 bytes of a UDP
+	// payload (the Token field; typeof @th,64,128).
+	TokenKey KeyType = "@th,64,128"
 )
+
+// An Element is a set's element loaded with the set, with its own
+// lifetime: a token of a window, until the window's end.
+type Element struct {
+	Key     [16]byte
+	Timeout time.Duration // from the load; 0: the set's
+}
 
 // Set is a named set filled from the packet path (a dynamic set).
 type Set struct {
@@ -59,6 +69,9 @@ type Set struct {
 	Origin lang.Ref
 	// Comment says what the set holds ("doors to ssh", "ban for ssh").
 	Comment string
+	// Elements are loaded with the set (tokens); a set of them is not
+	// filled from the packet path, only emptied.
+	Elements []Element
 }
 
 // Hook is the netfilter hook a base chain is attached to.
@@ -116,6 +129,12 @@ const (
 	// FibDaddrType is the route type of the destination address: "local"
 	// when the packet is addressed to the host itself (nft_fib, RTN_LOCAL).
 	FibDaddrType Field = "fib daddr type"
+	// UDPLength is a UDP datagram's length field: 8 header bytes and its
+	// payload's.
+	UDPLength Field = "udp length"
+	// Token is a UDP payload's first 16 bytes, as a set key (Key.Field):
+	// 128 bits at bit 64 of the transport header.
+	Token Field = "@th,64,128"
 )
 
 // Match tests a field against a list of values: it matches when the field

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,7 +15,11 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/internal/netns"
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/sim"
+	"kwl.dev/kwl/sim/capture"
 )
 
 // nftDynsetOpDelete is NFT_DYNSET_OP_DELETE (include/uapi/linux/netfilter/
@@ -132,5 +138,131 @@ func TestTokenSetFacts(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTokenRuleset runs kwl's own form of that mechanism on the kernel
+// and in the simulator: an nft.Ruleset of a token set (nft.TokenKey,
+// elements with their own timeouts) and the rule that uses a token up,
+// rendered as nft -f loads it (nft.Ruleset.Render) and executed by
+// sim.NewNFT. A namespace's loopback gets the same datagrams and
+// connections; after each, the kernel's verdict on a connection to ssh
+// (accepted by a listener, or dropped) must be the simulator's.
+func TestTokenRuleset(t *testing.T) {
+	needRoot(t)
+	tok := nft.Key{Field: nft.Token}
+	saddr := nft.Key{Field: nft.IPSaddr}
+	udp := []nft.Expr{&nft.Match{Field: nft.L4Proto, Values: []any{lang.UDP}}, &nft.Match{Field: nft.THDport, Values: []any{uint16(62201)}}}
+	ssh := []nft.Expr{&nft.Match{Field: nft.L4Proto, Values: []any{lang.TCP}}, &nft.Match{Field: nft.THDport, Values: []any{uint16(22)}}}
+	drop, accept := &nft.Verdict{Kind: nft.Drop}, &nft.Verdict{Kind: nft.Accept}
+	rs := &nft.Ruleset{Table: &nft.Table{Family: "inet", Name: "kwltok",
+		Sets: []*nft.Set{
+			{Name: "tok", Type: nft.TokenKey, Elements: []nft.Element{
+				{Key: [16]byte{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, Timeout: time.Hour},
+				{Key: [16]byte{2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, Timeout: time.Hour},
+				{Key: [16]byte{3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3}, Timeout: 400 * time.Millisecond}}},
+			{Name: "door", Type: nft.IPv4Addr, Timeout: time.Minute},
+		},
+		Chains: []*nft.Chain{{Name: "input", Type: "filter", Hook: nft.Input, Policy: nft.Accept, Rules: []*nft.Rule{
+			{Exprs: []nft.Expr{&nft.Match{Field: nft.CtState, Values: []any{"established", "related"}}, accept}},
+			{Exprs: append(slices.Clone(udp), &nft.Match{Field: nft.UDPLength, Values: []any{uint16(24)}}, &nft.Lookup{Set: "tok", Key: tok},
+				&nft.Dynset{Op: nft.Delete, Set: "tok", Key: tok}, &nft.Dynset{Op: nft.Add, Set: "door", Key: saddr}, drop)},
+			{Exprs: append(slices.Clone(udp), drop)},
+			{Exprs: append(slices.Clone(ssh), &nft.Lookup{Set: "door", Key: saddr}, accept)},
+			{Exprs: append(slices.Clone(ssh), drop)},
+		}}}}}
+	text, err := rs.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	s, err := sim.NewNFT(rs, sim.Options{Hosts: []netip.Addr{lo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := netns.ForTest(t, netns.Group("kwltok"))
+	if out, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
+		t.Fatalf("lo up: %v %s", err, out)
+	}
+	if out, err := ns.RunInput([]byte(text), "nft", "-f", "-"); err != nil {
+		t.Fatalf("nft -f: %v %s\n%s", err, out, text)
+	}
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:22"); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	n := 0
+	// predict feeds the simulator a packet over the loopback, at the time
+	// since start.
+	predict := func(pk capture.Packet) lang.Verdict {
+		n++
+		pk.N, pk.Time, pk.Dst = n, time.Since(start), lo
+		v, _, _ := s.Decide(&pk)
+		return v
+	}
+	rep := func(b byte, size int) []byte { return bytes.Repeat([]byte{b}, size) }
+	steps := []struct {
+		what    string
+		payload []byte
+		wait    time.Duration
+	}{
+		{"a token", rep(1, 16), 0},
+		{"the same token again", rep(1, 16), 0},
+		{"a forged token", rep(9, 16), 0},
+		{"a longer datagram that starts with a token", rep(2, 17), 0},
+		{"a shorter one", rep(2, 15), 0},
+		{"a token past its timeout", rep(3, 16), 500 * time.Millisecond},
+		{"another token", rep(2, 16), 0},
+	}
+	for i, st := range steps {
+		time.Sleep(st.wait)
+		// Each step from an address of its own (all of 127/8 is the
+		// loopback's), so that a door opens for it alone.
+		from := netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i)})
+		var sport int
+		err := ns.Do(func() error {
+			u, err := net.DialUDP("udp4", &net.UDPAddr{IP: from.AsSlice()}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 62201})
+			if err != nil {
+				return err
+			}
+			defer u.Close()
+			sport = u.LocalAddr().(*net.UDPAddr).Port
+			_, err = u.Write(st.payload)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk := capture.Packet{Src: from, Proto: lang.UDP, SPort: uint16(sport), DPort: 62201, UDPLen: uint16(8 + len(st.payload)), Len: 28 + len(st.payload)}
+		pk.PayloadN = uint8(copy(pk.Payload[:], st.payload))
+		predict(pk)
+		time.Sleep(20 * time.Millisecond)
+		var c net.Conn
+		err = ns.Do(func() (err error) {
+			d := net.Dialer{Timeout: 300 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: from.AsSlice()}}
+			c, err = d.Dial("tcp4", "127.0.0.1:22")
+			return
+		})
+		kernel := err == nil
+		var cport int
+		if kernel {
+			cport = c.LocalAddr().(*net.TCPAddr).Port
+			c.Close()
+		}
+		simv := predict(capture.Packet{Src: from, Proto: lang.TCP, SPort: uint16(cport), DPort: 22, Flags: capture.SYN, Len: 60}) == lang.Accept
+		if kernel != simv {
+			t.Errorf("%s: ssh open %v on the kernel, %v in the simulator", st.what, kernel, simv)
+		}
 	}
 }
