@@ -133,7 +133,9 @@ const (
 	// payload's.
 	UDPLength Field = "udp length"
 	// Token is a UDP payload's first 16 bytes, as a set key (Key.Field):
-	// 128 bits at bit 64 of the transport header.
+	// 128 bits at bit 64 of the transport header. nft adds no dependency
+	// to a raw payload expression: a rule that keys by Token tests
+	// L4Proto udp before it.
 	Token Field = "@th,64,128"
 )
 

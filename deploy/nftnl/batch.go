@@ -10,6 +10,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
 )
 
@@ -86,7 +87,7 @@ func (b *Batch) AddRuleset(n *Ruleset) error {
 	}
 	for _, s := range n.Sets {
 		if err := b.Add(Note{What: "add set " + s.Set.Name, Origin: s.From.Origin}, func(c *nftables.Conn) error {
-			return c.AddSet(s.Set, nil)
+			return c.AddSet(s.Set, Elements(s.From))
 		}); err != nil {
 			return err
 		}
@@ -127,4 +128,14 @@ func FamilyName(f nftables.TableFamily) string {
 		return "ip6"
 	}
 	return fmt.Sprintf("family%d", f)
+}
+
+// Elements returns the elements a set is loaded with (tokens), each with
+// its own timeout.
+func Elements(s *nft.Set) []nftables.SetElement {
+	var es []nftables.SetElement
+	for _, e := range s.Elements {
+		es = append(es, nftables.SetElement{Key: append([]byte(nil), e.Key[:]...), Timeout: e.Timeout})
+	}
+	return es
 }

@@ -155,6 +155,12 @@ func tableFamily(f string) (nftables.TableFamily, error) {
 // KeyDatatype returns the nftables data type of a set key type.
 func KeyDatatype(t nft.KeyType) (nftables.SetDatatype, error) {
 	switch t {
+	case nft.TokenKey:
+		// typeof @th,64,128: an integer of 16 bytes; the kernel checks
+		// only the key's length.
+		dt := nftables.TypeInteger
+		dt.Bytes = 16
+		return dt, nil
 	case nft.IPv4Addr:
 		return nftables.TypeIPAddr, nil
 	case nft.IPv6Addr:
@@ -198,7 +204,7 @@ func (c *converter) set(s *nft.Set) (*nftables.Set, error) {
 		// and its elements carry timeouts (flags timeout) but where they
 		// count connections.
 		Dynamic:      true,
-		HasTimeout:   s.Timeout > 0,
+		HasTimeout:   s.Timeout > 0 || len(s.Elements) > 0,
 		Timeout:      s.Timeout,
 		KeyType:      kt,
 		KeyByteOrder: order,
@@ -492,6 +498,10 @@ func fields(f nft.Field) (fieldInfo, error) {
 		return fieldInfo{load: meta(expr.MetaKeyL4PROTO), size: 1, settype: nftables.TypeInetProto}, nil
 	case nft.THDport:
 		return fieldInfo{load: payload(expr.PayloadBaseTransportHeader, 2, 2), size: 2, settype: nftables.TypeInetService}, nil
+	case nft.UDPLength:
+		return fieldInfo{load: payload(expr.PayloadBaseTransportHeader, 4, 2), size: 2, settype: nftables.TypeInteger}, nil
+	case nft.Token:
+		return fieldInfo{load: payload(expr.PayloadBaseTransportHeader, 8, 16), size: 16}, nil
 	case nft.IPSaddr:
 		return ipField(unix.NFPROTO_IPV4, 12, 4), nil
 	case nft.IPDaddr:
@@ -563,6 +573,17 @@ func (rc *ruleConv) depend(fam byte) {
 	rc.fam = fam
 }
 
+// dependUDP tests `meta l4proto udp` unless the rule already did, before
+// a field of the UDP header or payload.
+func (rc *ruleConv) dependUDP() {
+	if rc.l4 == unix.IPPROTO_UDP {
+		return
+	}
+	rc.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}})
+	rc.l4 = unix.IPPROTO_UDP
+}
+
 // tcpFlags tests the flags byte of the TCP header as nft does for
 // `tcp flags & MASK == VALUE`: [ payload load 1b @ transport header + 13 ]
 // [ bitwise reg 1 = ( reg 1 & MASK ) ^ 0 ] [ cmp eq reg 1 VALUE ], after
@@ -590,6 +611,14 @@ func (rc *ruleConv) key(k nft.Key) error {
 		return err
 	}
 	if k.Field == nft.CtState && k.Prefix == 0 {
+		rc.add(fi.load())
+		return nil
+	}
+	if k.Field == nft.Token && k.Prefix == 0 {
+		// A UDP payload's bytes: of a UDP datagram only, as nft's raw
+		// payload expression is not, so that a TCP segment's header is
+		// never read as a token.
+		rc.dependUDP()
 		rc.add(fi.load())
 		return nil
 	}
@@ -637,6 +666,9 @@ func (rc *ruleConv) match(m *nft.Match) error {
 			return err
 		}
 		vals = append(vals, b)
+	}
+	if m.Field == nft.UDPLength {
+		rc.dependUDP()
 	}
 	rc.add(fi.load())
 	if len(vals) == 1 {
@@ -713,7 +745,7 @@ func scalar(f nft.Field, v any) ([]byte, error) {
 				return binaryutil.NativeEndian.PutUint32(t), nil
 			}
 		}
-	case nft.THDport, nft.CtOrigDport:
+	case nft.THDport, nft.CtOrigDport, nft.UDPLength:
 		switch p := v.(type) {
 		case uint16:
 			return binaryutil.BigEndian.PutUint16(p), nil

@@ -4,7 +4,9 @@ package kerneltest
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy"
 	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim"
@@ -144,8 +147,8 @@ func TestTokenSetFacts(t *testing.T) {
 // TestTokenRuleset runs kwl's own form of that mechanism on the kernel
 // and in the simulator: an nft.Ruleset of a token set (nft.TokenKey,
 // elements with their own timeouts) and the rule that uses a token up,
-// rendered as nft -f loads it (nft.Ruleset.Render) and executed by
-// sim.NewNFT. A namespace's loopback gets the same datagrams and
+// loaded as nft -f loads its text (nft.Ruleset.Render) and as kwl deploy
+// loads it over netlink (deploy.Apply), and executed by sim.NewNFT. A namespace's loopback gets the same datagrams and
 // connections; after each, the kernel's verdict on a connection to ssh
 // (accepted by a listener, or dropped) must be the simulator's.
 func TestTokenRuleset(t *testing.T) {
@@ -171,10 +174,32 @@ func TestTokenRuleset(t *testing.T) {
 			{Exprs: append(slices.Clone(ssh), &nft.Lookup{Set: "door", Key: saddr}, accept)},
 			{Exprs: append(slices.Clone(ssh), drop)},
 		}}}}}
-	text, err := rs.Render()
-	if err != nil {
-		t.Fatal(err)
+	for _, load := range []struct {
+		name string
+		load func(ns *netns.NS) error
+	}{
+		{"nft -f", func(ns *netns.NS) error {
+			text, err := rs.Render()
+			if err != nil {
+				return err
+			}
+			if out, err := ns.RunInput([]byte(text), "nft", "-f", "-"); err != nil {
+				return fmt.Errorf("nft -f: %v %s\n%s", err, out, text)
+			}
+			return nil
+		}},
+		{"netlink", func(ns *netns.NS) error {
+			_, err := deploy.Apply(context.Background(), deploy.Options{NetNS: ns.Name, StateDir: t.TempDir()}, rs)
+			return err
+		}},
+	} {
+		t.Run(load.name, func(t *testing.T) { tokenRun(t, rs, load.load) })
 	}
+}
+
+// tokenRun loads rs into a namespace of its own with load and sends the
+// steps of TestTokenRuleset there and to a simulator of rs.
+func tokenRun(t *testing.T, rs *nft.Ruleset, load func(*netns.NS) error) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	s, err := sim.NewNFT(rs, sim.Options{Hosts: []netip.Addr{lo}})
 	if err != nil {
@@ -184,8 +209,8 @@ func TestTokenRuleset(t *testing.T) {
 	if out, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
 		t.Fatalf("lo up: %v %s", err, out)
 	}
-	if out, err := ns.RunInput([]byte(text), "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft -f: %v %s\n%s", err, out, text)
+	if err := load(ns); err != nil {
+		t.Fatal(err)
 	}
 	var ln net.Listener
 	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:22"); return }); err != nil {
