@@ -76,20 +76,7 @@ func loopbackSSH(t *testing.T, prefix, policy string) (ns *netns.NS, open func()
 	if out, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
 		t.Fatalf("lo: %v %s", err, out)
 	}
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:22"); return }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ns.Answer(t, "127.0.0.1:22")
 	if code, _, errs := kwlIn("deploy", "--state-dir", t.TempDir(), "--backend", "nft", "--netns", ns.Name, policy); code != exitOK {
 		t.Fatalf("deploy: %d\n%s", code, errs)
 	}

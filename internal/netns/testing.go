@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -46,4 +47,25 @@ func ForTest(t testing.TB, prefix string) *NS {
 	}
 	t.Cleanup(func() { ns.Delete() })
 	return ns
+}
+
+// Answer listens on the TCP address addr inside ns and accepts every
+// connection, closing it at once: a stand-in for a service (sshd) whose
+// port a test connects to. The listener closes when the test ends.
+func (ns *NS) Answer(t testing.TB, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 }

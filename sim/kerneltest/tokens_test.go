@@ -212,20 +212,7 @@ func tokenRun(t *testing.T, rs *nft.Ruleset, load func(*netns.NS) error) {
 	if err := load(ns); err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:22"); return }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ns.Answer(t, "127.0.0.1:22")
 	start := time.Now()
 	n := 0
 	// predict feeds the simulator a packet over the loopback, at the time
