@@ -481,6 +481,36 @@ func rules(n int) string {
 }
 
 // recentNames returns the xt_recent lists the family's rules use.
+// recentSeconds returns, for each xt_recent list the family's rules use,
+// the longest --seconds any of its rules checks: how long an entry
+// matters after its source was last seen (0 when no rule says).
+func recentSeconds(f *IptablesFamily) map[string]int {
+	secs := map[string]int{}
+	if f == nil {
+		return secs
+	}
+	for _, t := range f.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				w, _ := splitWords(r.Rule)
+				name, n := "", 0
+				for i := 0; i+1 < len(w); i++ {
+					switch w[i] {
+					case "--name":
+						name = w[i+1]
+					case "--seconds":
+						n, _ = strconv.Atoi(w[i+1])
+					}
+				}
+				if name != "" && n > secs[name] {
+					secs[name] = n
+				}
+			}
+		}
+	}
+	return secs
+}
+
 func recentNames(f *IptablesFamily) map[string]bool {
 	names := map[string]bool{}
 	if f == nil {

@@ -6,8 +6,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // IptablesState is what kwl's iptables rules are now: per family, its
@@ -77,6 +81,13 @@ type RecentList struct {
 type RecentEntry struct {
 	Source string `json:"source"`
 	Stamps int    `json:"stamps"`
+	// Left is how long the entry still matters, in seconds: the longest
+	// --seconds of the list's rules less the time since the source was
+	// last seen (for a door: how long it stays open). 0 when unknown or
+	// past.
+	Left float64 `json:"left_s,omitempty"`
+
+	lastSeen uint64 // jiffies
 }
 
 // IptablesStatus reads kwl's iptables rules of both families. Families
@@ -91,6 +102,7 @@ func IptablesStatus(ctx context.Context, o Options) (*IptablesState, error) {
 	}
 	st := &IptablesState{Families: []*IptablesFamily{}, Lists: []RecentList{}}
 	names := map[string]bool{}
+	secs := map[string]int{}
 	for _, f := range fams {
 		if f.empty() {
 			continue
@@ -106,6 +118,9 @@ func IptablesStatus(ctx context.Context, o Options) (*IptablesState, error) {
 		for n := range recentNames(f) {
 			names[n] = true
 		}
+		for n, v := range recentSeconds(f) {
+			secs[n] = max(secs[n], v)
+		}
 	}
 	st.Statements = iptablesStatements(st.Families)
 	var sorted []string
@@ -113,15 +128,83 @@ func IptablesStatus(ctx context.Context, o Options) (*IptablesState, error) {
 		sorted = append(sorted, n)
 	}
 	sort.Strings(sorted)
+	now, hz, clockErr := kernelClock()
 	for _, n := range sorted {
 		l := RecentList{Name: n, Entries: []RecentEntry{}}
 		out, err := o.run("", "cat", "/proc/net/xt_recent/"+n)
 		if err == nil {
 			l.Entries = parseRecent(out)
 		}
+		for i := range l.Entries {
+			e := &l.Entries[i]
+			if clockErr == nil && secs[n] > 0 && e.lastSeen > 0 && now >= e.lastSeen {
+				e.Left = max(0, float64(secs[n])-float64(now-e.lastSeen)/float64(hz))
+			}
+		}
 		st.Lists = append(st.Lists, l)
 	}
 	return st, nil
+}
+
+// kernelClock returns the kernel's jiffies now and its HZ, read from
+// /proc/timer_list ("now at N nsecs", "jiffies: J") twice, 100 ms apart:
+// HZ is the kernel's CONFIG_HZ nearest to the jiffies counted per second
+// (100, 250, 300 or 1000), which no file states.
+func kernelClock() (jiffies, hz uint64, err error) {
+	read := func() (ns, j uint64, err error) {
+		b, err := os.ReadFile("/proc/timer_list")
+		if err != nil {
+			return 0, 0, err
+		}
+		return parseTimerList(string(b))
+	}
+	ns0, j0, err := read()
+	if err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(100 * time.Millisecond)
+	ns1, j1, err := read()
+	if err != nil {
+		return 0, 0, err
+	}
+	if ns1 <= ns0 {
+		return 0, 0, fmt.Errorf("/proc/timer_list: the clock did not move")
+	}
+	return j1, nearestHZ(float64(j1-j0) / (float64(ns1-ns0) / 1e9)), nil
+}
+
+// parseTimerList returns the first "now at N nsecs" and "jiffies: J" of
+// /proc/timer_list.
+func parseTimerList(text string) (ns, jiffies uint64, err error) {
+	var haveNS, haveJ bool
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, "now at "); ok && !haveNS {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				ns, err = strconv.ParseUint(f[0], 10, 64)
+				haveNS = err == nil
+			}
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "jiffies: "); ok && !haveJ {
+			jiffies, err = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			haveJ = err == nil
+		}
+		if haveNS && haveJ {
+			return ns, jiffies, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("/proc/timer_list: no time and jiffies")
+}
+
+// nearestHZ returns the CONFIG_HZ choice nearest to a measured rate.
+func nearestHZ(rate float64) uint64 {
+	best := uint64(250)
+	for _, hz := range []uint64{100, 250, 300, 1000} {
+		if math.Abs(rate-float64(hz)) < math.Abs(rate-float64(best)) {
+			best = hz
+		}
+	}
+	return best
 }
 
 // parseRecent reads /proc/net/xt_recent/NAME: one line per entry,
@@ -134,6 +217,11 @@ func parseRecent(text string) []RecentEntry {
 			continue
 		}
 		e := RecentEntry{Source: strings.Fields(src)[0]}
+		if _, seen, ok := strings.Cut(line, "last_seen:"); ok {
+			if f := strings.Fields(seen); len(f) > 0 {
+				e.lastSeen, _ = strconv.ParseUint(f[0], 10, 64)
+			}
+		}
 		if _, stamps, ok := strings.Cut(line, "oldest_pkt:"); ok {
 			// "I J1, J2, ...": the index of the oldest stamp, then the stamps.
 			if f := strings.Fields(stamps); len(f) > 1 {
@@ -171,7 +259,11 @@ func (st *IptablesState) Write(w io.Writer) {
 	for _, l := range st.Lists {
 		fmt.Fprintf(w, "\nrecent list %s: %d entr%s\n", l.Name, len(l.Entries), map[bool]string{true: "y", false: "ies"}[len(l.Entries) == 1])
 		for _, e := range l.Entries {
-			fmt.Fprintf(w, "\t%-40s %d stamp(s)\n", e.Source, e.Stamps)
+			left := ""
+			if e.Left > 0 {
+				left = fmt.Sprintf(", %s left", (time.Duration(e.Left*1000) * time.Millisecond).String())
+			}
+			fmt.Fprintf(w, "\t%-40s %d stamp(s)%s\n", e.Source, e.Stamps, left)
 		}
 	}
 }

@@ -188,10 +188,19 @@ func TestIptablesRecentKept(t *testing.T) {
 	for _, l := range st.Lists {
 		if l.Name == "kwl_door_ssh_4" && len(l.Entries) == 1 && l.Entries[0].Source == "198.51.100.10" && l.Entries[0].Stamps == 1 {
 			found = true
+			// The door was stamped just now: its 60 s are nearly all left.
+			if left := l.Entries[0].Left; left < 55 || left > 61 {
+				t.Errorf("the door has %.3fs left, want about 60s", left)
+			}
 		}
 	}
 	if !found {
 		t.Errorf("status lists %+v, want kwl_door_ssh_4 with 198.51.100.10", st.Lists)
+	}
+	var b strings.Builder
+	st.Write(&b)
+	if !strings.Contains(b.String(), "198.51.100.10") || !strings.Contains(b.String(), "s left") {
+		t.Errorf("status text has no time left:\n%s", b.String())
 	}
 }
 
@@ -417,8 +426,29 @@ func TestIptablesForeignJump(t *testing.T) {
 
 func TestParseRecent(t *testing.T) {
 	got := parseRecent("src=198.51.100.10 ttl: 64 last_seen: 4296066345 oldest_pkt: 2 4296066000, 4296066345\nsrc=2001:db8::1 ttl: 0 last_seen: 1 oldest_pkt: 1 1\n")
-	if len(got) != 2 || got[0].Source != "198.51.100.10" || got[0].Stamps != 2 || got[1].Source != "2001:db8::1" || got[1].Stamps != 1 {
+	if len(got) != 2 || got[0].Source != "198.51.100.10" || got[0].Stamps != 2 || got[1].Source != "2001:db8::1" || got[1].Stamps != 1 ||
+		got[0].lastSeen != 4296066345 || got[1].lastSeen != 1 {
 		t.Errorf("parseRecent = %+v", got)
+	}
+}
+
+// TestKernelClock: the time and jiffies of /proc/timer_list, and the HZ
+// nearest to a measured rate.
+func TestKernelClock(t *testing.T) {
+	ns, j, err := parseTimerList("Timer List Version: v0.9\nHRTIMER_MAX_CLOCK_BASES: 8\nnow at 76258643144655 nsecs\n\ncpu: 0\n jiffies: 4313956928\njiffies: 1\n")
+	if err != nil || ns != 76258643144655 || j != 4313956928 {
+		t.Errorf("parseTimerList = %d, %d, %v", ns, j, err)
+	}
+	if _, _, err := parseTimerList("now at x nsecs\n"); err == nil {
+		t.Error("parseTimerList of nothing: no error")
+	}
+	for rate, want := range map[float64]uint64{99: 100, 240: 250, 262: 250, 290: 300, 700: 1000, 1010: 1000} {
+		if got := nearestHZ(rate); got != want {
+			t.Errorf("nearestHZ(%v) = %d, want %d", rate, got, want)
+		}
+	}
+	if _, hz, err := kernelClock(); err != nil || hz == 0 {
+		t.Skipf("no /proc/timer_list here: %v", err)
 	}
 }
 
