@@ -157,8 +157,11 @@ func knock(ctx context.Context, host netip.Addr, port lang.Port, gap time.Durati
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	// Given up after its SYN, or refused (a knock port with reject): sent.
-	if wait.Err() != nil || errors.Is(err, syscall.ECONNREFUSED) {
+	// Given up after its SYN (the dial's own deadline, which the net
+	// package sets from the context's and may reach before the context
+	// reports it), or refused (a knock port with reject): sent.
+	var ne net.Error
+	if wait.Err() != nil || errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.ECONNREFUSED) {
 		return nil
 	}
 	return err
