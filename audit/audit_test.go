@@ -8,18 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 )
-
-func load(t *testing.T, src string) *lang.Policy {
-	t.Helper()
-	p, diags := lang.Load("a.kwl", []byte(src))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return p
-}
 
 // permutations calls f with every order of ps.
 func permutations(ps []lang.Port, f func([]lang.Port)) {
@@ -53,7 +45,7 @@ func TestRandomOrderAgainstEnumeration(t *testing.T) {
 		{"knock 7000, 8000, 9000 within 1h opens ssh for 1h\nclose ssh on 8500\n", -1}, // found by enumeration
 		{"knock 7000, udp/8000, 9000 within 1h opens ssh for 1h\n", 1.0 / 6},           // TCP and UDP at once
 	} {
-		p := load(t, tc.src)
+		p := irtest.Load(t, tc.src)
 		ports := policyPorts(p)
 		opened, all := 0, 0
 		permutations(ports, func(order []lang.Port) {
@@ -91,7 +83,7 @@ func TestRandomOrderAgainstEnumeration(t *testing.T) {
 func TestScans(t *testing.T) {
 	get := func(src, attack string) Finding {
 		t.Helper()
-		fs, err := Scans(load(t, src), Options{Backend: "nft", Seed: 1})
+		fs, err := Scans(irtest.Load(t, src), Options{Backend: "nft", Seed: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +131,7 @@ func TestScans(t *testing.T) {
 	}
 	// nmap's default scan probes common ports only: the seed's 1600,
 	// not its guards.
-	fs, err := Scans(load(t, seed), Options{Backend: "nft", Seed: 1, Trials: 100, Common: []lang.Port{{Proto: lang.TCP, Num: 22}, {Proto: lang.TCP, Num: 1600}, {Proto: lang.TCP, Num: 80}}})
+	fs, err := Scans(irtest.Load(t, seed), Options{Backend: "nft", Seed: 1, Trials: 100, Common: []lang.Port{{Proto: lang.TCP, Num: 22}, {Proto: lang.TCP, Num: 1600}, {Proto: lang.TCP, Num: 80}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +173,7 @@ func TestSpoofing(t *testing.T) {
 		{"limit ssh 3/60s per source/32/64 family ipv6\n", []Effect{Closes}},
 	} {
 		for _, be := range []string{"nft", "iptables"} {
-			fs, err := Spoofing(load(t, tc.src), Options{Backend: be})
+			fs, err := Spoofing(irtest.Load(t, tc.src), Options{Backend: be})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,7 +194,7 @@ func TestSpoofing(t *testing.T) {
 // TestExhaustion: nft's door set refuses new doors at 65,535 sources,
 // xt_recent's list evicts an open door after 100 others.
 func TestExhaustion(t *testing.T) {
-	p := load(t, "knock 1600 opens ssh for 60s\n")
+	p := irtest.Load(t, "knock 1600 opens ssh for 60s\n")
 	for _, be := range []string{"nft", "iptables"} {
 		fs, err := Exhaustion(p, Options{Backend: be})
 		if err != nil {
@@ -224,7 +216,7 @@ func TestReplay(t *testing.T) {
 		"knock 1600 from 192.0.2.0/24 opens ssh for 60s\n",
 	} {
 		for _, be := range []string{"nft", "iptables"} {
-			fs, err := Replay(load(t, src), Options{Backend: be, Keep: true})
+			fs, err := Replay(irtest.Load(t, src), Options{Backend: be, Keep: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -287,7 +279,7 @@ func TestFloodSources(t *testing.T) {
 		{"knock 1600 opens ssh for 60s per source/16\n", 65535, true}, // the victim's /16 and every other
 		{"knock 1600 opens ssh for 60s per source/15\n", 65535, false},
 	} {
-		d := load(t, tc.src).Doors[0]
+		d := irtest.Load(t, tc.src).Doors[0]
 		victim, _ := source(d.Family, d.From, victim4, victim6)
 		flood, ok := floodSources(d, victim, tc.n)
 		if ok != tc.ok {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/lang"
 )
 
@@ -69,7 +70,7 @@ func TestGuessCostAgainstEnumeration(t *testing.T) {
 		{"knock 2, 5, 3 strict opens ssh for 1h\n", 3, true},
 		{"knock 2, 5, 3 opens ssh for 1h\n", 3, false},
 	} {
-		mean, se := bruteForce(t, load(t, tc.src), tc.k, n, 1000)
+		mean, se := bruteForce(t, irtest.Load(t, tc.src), tc.k, n, 1000)
 		want := guessCost(tc.k, n, 1)
 		if tc.exact && math.Abs(mean-want) > 4*se || !tc.exact && mean > want+4*se {
 			t.Errorf("%q: brute force pays %.1f packets (± %.1f), guessCost %.1f", tc.src, mean, se, want)
@@ -90,7 +91,7 @@ func TestGuessing(t *testing.T) {
 		{"knock 7000, 9100, 8200, 9900 within 1s opens ssh for 60s\n", guessCost(4, 65535, 1)},
 	} {
 		for _, be := range []string{"nft", "iptables"} {
-			fs, err := Guessing(load(t, tc.src), Options{Backend: be})
+			fs, err := Guessing(irtest.Load(t, tc.src), Options{Backend: be})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,17 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/lang"
 )
-
-func load(t *testing.T, src string) *lang.Policy {
-	t.Helper()
-	p, diags := lang.Load("p.kwl", []byte(src))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return p
-}
 
 // TestPlanFor: the door of the service that the host's family reaches,
 // its knocks in order; a gap the windows do not allow, a service no
@@ -26,7 +18,7 @@ func TestPlanFor(t *testing.T) {
 	const src = "knock 7000, udp/8000, 9000 within 1s in 3s opens ssh for 30s family ipv4\n" +
 		"knock 1600 opens ssh for 60s family ipv6\n" +
 		"knock udp/62201 opens https for 10s\n"
-	p := load(t, src)
+	p := irtest.Load(t, src)
 	v4, v6 := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:51::1")
 	pl, err := PlanFor(p, "ssh", v4, 200*time.Millisecond)
 	if err != nil {
@@ -60,11 +52,11 @@ func TestPlanFor(t *testing.T) {
 		}
 	}
 	// The whole sequence in 3s: 3 knocks 1.6s apart take 3.2s.
-	p2 := load(t, "knock 7000, 8000, 9000 in 3s opens ssh for 30s\n")
+	p2 := irtest.Load(t, "knock 7000, 8000, 9000 in 3s opens ssh for 30s\n")
 	if _, err := PlanFor(p2, "", v4, 1600*time.Millisecond); err == nil || !strings.Contains(err.Error(), "the 3 knocks must be sent within 3s") {
 		t.Errorf("in 3s, gap 1.6s: %v", err)
 	}
-	if _, err := PlanFor(load(t, "limit ssh 3/60s per source\n"), "", v4, time.Second); err == nil || !strings.Contains(err.Error(), "no knock") {
+	if _, err := PlanFor(irtest.Load(t, "limit ssh 3/60s per source\n"), "", v4, time.Second); err == nil || !strings.Contains(err.Error(), "no knock") {
 		t.Errorf("a policy without knocks: %v", err)
 	}
 }
