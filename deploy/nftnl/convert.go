@@ -573,15 +573,16 @@ func (rc *ruleConv) depend(fam byte) {
 	rc.fam = fam
 }
 
-// dependUDP tests `meta l4proto udp` unless the rule already did, before
-// a field of the UDP header or payload.
-func (rc *ruleConv) dependUDP() {
-	if rc.l4 == unix.IPPROTO_UDP {
+// dependL4 tests `meta l4proto PROTO` unless the rule already did, before
+// a field of that protocol's header or payload (nft, src/payload.c:
+// payload_gen_dependency).
+func (rc *ruleConv) dependL4(proto byte) {
+	if rc.l4 == proto {
 		return
 	}
 	rc.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}})
-	rc.l4 = unix.IPPROTO_UDP
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}})
+	rc.l4 = proto
 }
 
 // tcpFlags tests the flags byte of the TCP header as nft does for
@@ -590,11 +591,7 @@ func (rc *ruleConv) dependUDP() {
 // the dependency `meta l4proto tcp` unless the rule already tested it
 // (nft, src/payload.c: payload_gen_dependency).
 func (rc *ruleConv) tcpFlags(f *nft.TCPFlags) {
-	if rc.l4 != unix.IPPROTO_TCP {
-		rc.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}})
-		rc.l4 = unix.IPPROTO_TCP
-	}
+	rc.dependL4(unix.IPPROTO_TCP)
 	op := expr.CmpOpEq
 	if f.Neg {
 		op = expr.CmpOpNeq
@@ -618,7 +615,7 @@ func (rc *ruleConv) key(k nft.Key) error {
 		// A UDP payload's bytes: of a UDP datagram only, as nft's raw
 		// payload expression is not, so that a TCP segment's header is
 		// never read as a token.
-		rc.dependUDP()
+		rc.dependL4(unix.IPPROTO_UDP)
 		rc.add(fi.load())
 		return nil
 	}
@@ -668,7 +665,7 @@ func (rc *ruleConv) match(m *nft.Match) error {
 		vals = append(vals, b)
 	}
 	if m.Field == nft.UDPLength {
-		rc.dependUDP()
+		rc.dependL4(unix.IPPROTO_UDP)
 	}
 	rc.add(fi.load())
 	if len(vals) == 1 {
