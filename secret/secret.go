@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -110,20 +111,11 @@ func Ports(secret []byte, w int64, n int, lo, hi uint16, skip func(uint16) bool)
 				continue
 			}
 			p := lo + uint16(c%span)
-			if (skip != nil && skip(p)) || contains(out, p) {
+			if (skip != nil && skip(p)) || slices.Contains(out, p) {
 				continue
 			}
 			out = append(out, p)
 		}
 	}
 	return out, nil
-}
-
-func contains(ps []uint16, p uint16) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
