@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,20 +129,26 @@ func IptablesStatus(ctx context.Context, o Options) (*IptablesState, error) {
 		sorted = append(sorted, n)
 	}
 	sort.Strings(sorted)
-	now, hz, clockErr := kernelClock()
 	for _, n := range sorted {
 		l := RecentList{Name: n, Entries: []RecentEntry{}}
 		out, err := o.run("", "cat", "/proc/net/xt_recent/"+n)
 		if err == nil {
 			l.Entries = parseRecent(out)
 		}
-		for i := range l.Entries {
-			e := &l.Entries[i]
-			if clockErr == nil && secs[n] > 0 && e.lastSeen > 0 && now >= e.lastSeen {
-				e.Left = max(0, float64(secs[n])-float64(now-e.lastSeen)/float64(hz))
+		st.Lists = append(st.Lists, l)
+	}
+	// The kernel's clock takes 100 ms to read: only when there are
+	// entries to age.
+	if slices.ContainsFunc(st.Lists, func(l RecentList) bool { return len(l.Entries) > 0 }) {
+		if now, hz, err := kernelClock(); err == nil {
+			for _, l := range st.Lists {
+				for i := range l.Entries {
+					if e := &l.Entries[i]; secs[l.Name] > 0 && e.lastSeen > 0 && now >= e.lastSeen {
+						e.Left = max(0, float64(secs[l.Name])-float64(now-e.lastSeen)/float64(hz))
+					}
+				}
 			}
 		}
-		st.Lists = append(st.Lists, l)
 	}
 	return st, nil
 }
