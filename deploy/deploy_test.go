@@ -382,7 +382,7 @@ func BenchmarkDeploy10k(b *testing.B) {
 // code).
 func TestExamplesOverThemselves(t *testing.T) {
 	ns := newNS(t, "self")
-	for name, pol := range irtest.Goldens(t, filepath.Join("..", "examples")) {
+	for name, pol := range irtest.Goldens(t, filepath.Join("..", "examples"), nft.Name) {
 		rs, diags := nft.Lower(pol)
 		if diags.HasErrors() {
 			t.Fatal(diags)

@@ -111,17 +111,21 @@ type ServiceStmt struct {
 // KnockStmt is a knock, or a knock sequence, that opens or closes a service.
 type KnockStmt struct {
 	Node
-	Ports   []*PortSpec
-	From    []*Source
-	Within  *Word  // the window between consecutive knocks
-	In      *Word  // the window of the whole sequence, from its first knock
-	Reset   *Word  // "strict" or "exclusive": what else resets an attempt, or nil
-	Action  string // "opens" or "closes"
-	Service *Word
-	Also    []*Word // the services after the first: "opens ssh, https"
-	Once    *Word   // "once": the door admits one connection
-	ForPos  Pos     // of "for", when For is set
-	For     *Word   // the door's lifetime
+	Ports []*PortSpec
+	From  []*Source
+	// SecretPos is of "secret", when Secret is set: the file of the
+	// secret the knock's tokens derive from, with its quotes.
+	SecretPos Pos
+	Secret    *Word
+	Within    *Word  // the window between consecutive knocks
+	In        *Word  // the window of the whole sequence, from its first knock
+	Reset     *Word  // "strict" or "exclusive": what else resets an attempt, or nil
+	Action    string // "opens" or "closes"
+	Service   *Word
+	Also      []*Word // the services after the first: "opens ssh, https"
+	Once      *Word   // "once": the door admits one connection
+	ForPos    Pos     // of "for", when For is set
+	For       *Word   // the door's lifetime
 	// PerSource is set by "per source[/N[/M]]" after the lifetime: the
 	// door opens for the knocker's prefix, Mask4 and Mask6 its lengths.
 	PerSource bool
@@ -174,30 +178,33 @@ type AllowStmt struct {
 	Options
 }
 
-// TestStmt is a test block. The driver frames it (test "NAME" { ... }) so
+// TestStmt is a test block. The driver frames it (test "NAME" [at TIME] { ... }) so
 // that a bad step does not hide the next one; each step is parsed by the
 // step grammar.
 type TestStmt struct {
 	Node
 	Name    string // as written, with its quotes
 	NamePos Pos
+	At      *Word    // the wall-clock time of the test's start, or nil
 	Comment *Comment // after "{" on the first line
 	Items   []*Item  // steps and comments
 }
 
 // TestStep is one packet of a test:
-// "at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]".
+// "at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [token [stale|forged]] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]".
 type TestStep struct {
 	Node
-	At       *Word
-	From     *Source
-	SPort    *Word // the source port, or nil
-	To       *Source
-	Port     *PortSpec
-	Data     bool
-	Flags    *Word
-	Expect   string
-	Override []*Override
+	At        *Word
+	From      *Source
+	SPort     *Word // the source port, or nil
+	To        *Source
+	Port      *PortSpec
+	Data      bool
+	Token     *Word // "token": the datagram carries a secret knock's token, or nil
+	TokenKind *Word // "stale" or "forged" after "token", or nil
+	Flags     *Word
+	Expect    string
+	Override  []*Override
 }
 
 // Override is "BACKEND VERDICT" after a step's expected verdict. Any name

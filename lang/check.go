@@ -3,6 +3,7 @@ package lang
 import (
 	"fmt"
 	"net/netip"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -125,6 +126,9 @@ type checker struct {
 	ast astOf
 	// id numbers the statements in source order, from 1: their IR's ID.
 	id map[Stmt]int
+	// tokenSteps are the steps that send a token, whose secret knock
+	// crossChecks finds.
+	tokenSteps []tokenStep
 }
 
 type knockPort struct {
@@ -133,6 +137,13 @@ type knockPort struct {
 	service *Service
 	kind    string // "knock" or "close"
 	pass    bool   // the knocks go on: the port is meant to be in use
+	secret  bool   // a secret knock's port
+}
+
+// tokenStep is a test step that sends a token, with where "token" is.
+type tokenStep struct {
+	step *Step
+	pos  Pos
 }
 
 func (c *checker) errorf(pos Pos, code Code, hint, format string, args ...any) {
@@ -574,12 +585,17 @@ func (c *checker) knockStmt(s *KnockStmt) {
 	if s.Action == "closes" && s.Once != nil {
 		c.errorf(s.Once.Pos, ErrOnce, "drop \"once\": it belongs on a knock that opens", "a closing knock opens no door to use once")
 	}
+	var sec *Secret
+	if s.Secret != nil {
+		sec = c.secretKnock(s)
+	}
 	if slices.Contains(svcs, nil) {
 		return
 	}
 	for _, svc := range svcs {
 		for i, p := range seq {
-			c.knockPorts = append(c.knockPorts, knockPort{port: p, pos: s.Ports[min(i, len(s.Ports)-1)].Position(), service: svc, kind: "knock", pass: s.Pass != nil})
+			c.knockPorts = append(c.knockPorts, knockPort{port: p, pos: s.Ports[min(i, len(s.Ports)-1)].Position(), service: svc, kind: "knock",
+				pass: s.Pass != nil, secret: s.Secret != nil})
 		}
 	}
 	if len(c.diags) > n && c.diags[n:].HasErrors() {
@@ -601,7 +617,8 @@ func (c *checker) knockStmt(s *KnockStmt) {
 		if s.Action == "opens" {
 			svc.Guarded = true
 			d := &Door{Ref: Ref{c.id[s], pos}, Service: svc, Sequence: seq, Within: within, Span: span,
-				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, Pass: s.Pass != nil, Ignore: ignore, Reset: reset, From: from, Family: fam, Reject: s.Reject != nil, Log: lg}
+				Lifetime: life, Once: s.Once != nil, Mask4: mask4, Mask6: mask6, Pass: s.Pass != nil, Ignore: ignore, Reset: reset, From: from, Family: fam,
+				Secret: sec, Reject: s.Reject != nil, Log: lg}
 			c.pol.Doors = append(c.pol.Doors, d)
 			c.ast.doors[d] = s
 			continue
@@ -615,6 +632,43 @@ func (c *checker) knockStmt(s *KnockStmt) {
 		}
 		c.pol.Revokes = append(c.pol.Revokes, r)
 	}
+}
+
+// secretKnock checks what a secret knock may be: one UDP port, opening,
+// none of the clauses of a sequence or of a knock that goes on, and the
+// absolute name of a file. It reads no file.
+func (c *checker) secretKnock(s *KnockStmt) *Secret {
+	n := len(c.diags)
+	const one = "a secret knock is one datagram"
+	switch {
+	case s.Action == "closes":
+		c.errorf(s.SecretPos, ErrSecret, "drop the secret: a close needs none, since closing a door gives no one access",
+			"a closing knock takes no secret")
+	case len(s.Ports) > 1:
+		c.errorf(s.Ports[1].Position(), ErrSecret, "knock one UDP port: the token, not the ports, is the secret", "%s, not a sequence", one)
+	case s.Ports[0].Proto != "udp":
+		c.errorf(s.Ports[0].Position(), ErrSecret, "write udp/"+s.Ports[0].Num, "%s: its port is a UDP port", one)
+	}
+	for _, w := range []*Word{s.Within, s.Reset} {
+		if w != nil {
+			c.errorf(w.Pos, ErrSecret, "drop \""+w.Text+"\"", "%s: there is no sequence for %q to bound or reset", one, w.Text)
+		}
+	}
+	if s.Pass != nil {
+		c.errorf(s.Pass.Pos, ErrSecret, "drop \"pass\"", "a secret knock's datagram is used up, not passed on")
+	}
+	name, err := strconv.Unquote(s.Secret.Text)
+	switch {
+	case err != nil:
+		c.errorf(s.Secret.Pos, ErrString, `escape only \" and \\ in strings`, "secret file %s is not a valid string", s.Secret.Text)
+	case !path.IsAbs(name):
+		c.errorf(s.Secret.Pos, ErrSecret, "name the file from the root, such as \"/etc/kwl/ssh.key\": deploy and kwl knock run from anywhere",
+			"secret file %s is not an absolute path", s.Secret.Text)
+	}
+	if len(c.diags) > n {
+		return nil
+	}
+	return &Secret{Pos: s.Secret.Pos, Path: name}
 }
 
 func (c *checker) closeStmt(s *CloseStmt) {
@@ -738,6 +792,34 @@ func (c *checker) noReject(o Options, why string) {
 	}
 }
 
+// secretPorts holds a secret knock's port to itself: another knock or
+// close of the port would be knocked without the token. It gives each
+// token step its knock's secret.
+func (c *checker) secretPorts() {
+	secret := map[Port]Pos{}
+	for _, k := range c.knockPorts {
+		if k.secret {
+			secret[k.port] = k.pos
+		}
+	}
+	for _, k := range c.knockPorts {
+		if at, ok := secret[k.port]; ok && at != k.pos {
+			c.errorf(k.pos, ErrSecret, "give each its own port", "%s port %s is the port of the secret knock at line %d", k.kind, k.port, at.Line)
+		}
+	}
+	for _, ts := range c.tokenSteps {
+		for _, d := range c.pol.Doors {
+			if d.Secret != nil && d.Sequence[0] == ts.step.Port {
+				ts.step.Secret = d.Secret
+				break
+			}
+		}
+		if ts.step.Secret == nil {
+			c.errorf(ts.pos, ErrToken, "send it to the port of a knock with a secret", "no secret knock takes a token on %s", ts.step.Port)
+		}
+	}
+}
+
 // rejectDoors reports the doors of a service that do not refuse as its
 // first door does: a service has one guard, which drops or rejects.
 func (c *checker) rejectDoors() {
@@ -788,7 +870,16 @@ func (c *checker) testStmt(s *TestStmt) {
 	if err != nil {
 		c.errorf(pos, ErrString, `escape only \" and \\ in strings`, "test name %s is not a valid string", s.Name)
 	}
-	t := &Test{Ref: Ref{c.id[s], pos}, Name: name}
+	t := &Test{Ref: Ref{c.id[s], pos}, Name: name, Start: DefaultTestStart}
+	if s.At != nil {
+		at, err := time.Parse(time.RFC3339Nano, s.At.Text)
+		if err != nil || !strings.HasSuffix(s.At.Text, "Z") {
+			c.errorf(s.At.Pos, ErrTestStart, "write the time in UTC as RFC 3339 does: 2026-12-01T10:00:00Z",
+				"test start %s is not a time in UTC", s.At.Text)
+		} else {
+			t.Start = at
+		}
+	}
 	var last time.Duration
 	var lastPos Pos
 	for _, it := range s.Items {
@@ -846,6 +937,23 @@ func (c *checker) testStmt(s *TestStmt) {
 				step.Flags, step.HasFlags = f, true
 			}
 		}
+		if st.Token != nil {
+			switch {
+			case st.Data:
+				c.errorf(st.Token.Pos, ErrToken, "drop \"data\": a token is a datagram of its own", "a token opens no flow to send data in")
+			case step.Port.Proto != UDP:
+				c.errorf(st.Token.Pos, ErrToken, "send it to the secret knock's UDP port", "a token is a UDP datagram, not %s", step.Port)
+			default:
+				step.Token = ValidToken
+				switch st.TokenKind.String() {
+				case "stale":
+					step.Token = StaleToken
+				case "forged":
+					step.Token = ForgedToken
+				}
+				c.tokenSteps = append(c.tokenSteps, tokenStep{step, st.Token.Pos})
+			}
+		}
 	overrides:
 		for _, o := range st.Override {
 			for i, prev := range step.ExpectOn {
@@ -868,6 +976,7 @@ func (c *checker) testStmt(s *TestStmt) {
 // knock without meaning to).
 func (c *checker) crossChecks() {
 	c.rejectDoors()
+	c.secretPorts()
 	type owner struct {
 		svc  *Service
 		what string

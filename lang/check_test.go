@@ -81,6 +81,19 @@ func TestCheckErrors(t *testing.T) {
 		{"ignore on one knock", "knock 1600 opens ssh for 60s ignore 1m", "E35", 1, 30, "a single knock is never out of order", `drop "ignore 1m"`},
 		{"ignore on a closing knock", "knock 1600, 1700 opens ssh for 60s\nknock 1599, 1598 closes ssh ignore 1m", "E35", 2, 29, "a closing knock ignores no source", `drop "ignore 1m"`},
 		{"backend twice", `test "t" { at 0s from 1.2.3.4 tcp/22 expect drop nft accept nft drop }`, "E16", 1, 61, "verdict for nft is given twice", ""},
+		{"secret on TCP", `knock 1600 secret "/k" opens ssh for 60s`, "E38", 1, 7, "its port is a UDP port", "write udp/1600"},
+		{"secret on a sequence", `knock udp/1, udp/2 secret "/k" opens ssh for 60s`, "E38", 1, 14, "not a sequence", "knock one UDP port"},
+		{"secret closes", `knock udp/1 secret "/k" closes ssh`, "E38", 1, 13, "a closing knock takes no secret", "drop the secret"},
+		{"secret within", `knock udp/1 secret "/k" within 5s opens ssh for 60s`, "E38", 1, 32, "no sequence", `drop "5s"`},
+		{"secret pass", `knock udp/1 secret "/k" opens ssh for 60s pass`, "E38", 1, 43, "used up, not passed on", `drop "pass"`},
+		{"secret relative", `knock udp/1 secret "ssh.key" opens ssh for 60s`, "E38", 1, 20, "not an absolute path", "from the root"},
+		{"secret bad string", `knock udp/1 secret "/a\q" opens ssh for 60s`, "E13", 1, 20, "not a valid string", ""},
+		{"secret port shared", "knock udp/1 secret \"/k\" opens ssh for 60s\nclose ssh on udp/1", "E38", 2, 14, "the port of the secret knock at line 1", "its own port"},
+		{"token on TCP", "knock udp/1 secret \"/k\" opens ssh for 60s\n" + `test "t" { at 0s from 1.2.3.4 tcp/22 token expect drop }`, "E39", 2, 38, "not tcp/22", ""},
+		{"token with data", "knock udp/1 secret \"/k\" opens ssh for 60s\n" + `test "t" { at 0s from 1.2.3.4 udp/1 data token expect drop }`, "E39", 2, 42, "no flow", `drop "data"`},
+		{"token without a secret knock", "knock udp/1 opens ssh for 60s\n" + `test "t" { at 0s from 1.2.3.4 udp/1 token forged expect drop }`, "E39", 2, 37, "no secret knock takes a token on udp/1", ""},
+		{"test start not UTC", `test "t" at 2026-12-01T10:00:00 { }`, "E40", 1, 13, "not a time in UTC", "2026-12-01T10:00:00Z"},
+		{"test start not a time", `test "t" at noon { }`, "E40", 1, 13, "not a time", "RFC 3339"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,7 +259,7 @@ test "t" {
 			{Ref: Ref{ID: 12}, Service: ssh, From: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/8")}},
 			{Ref: Ref{ID: 13}, Service: dns, From: []netip.Prefix{pfx("10.0.0.1/32")}, Family: IPv4},
 		},
-		Tests: []*Test{{Ref: Ref{ID: 14}, Name: "t", Steps: []*Step{
+		Tests: []*Test{{Ref: Ref{ID: 14}, Name: "t", Start: DefaultTestStart, Steps: []*Step{
 			{At: 0, Src: netip.MustParseAddr("198.51.100.10"), Port: Port{TCP, 2222}, Expect: Drop},
 			{At: 1500 * time.Millisecond, Src: netip.MustParseAddr("198.51.100.10"), SPort: 40000, Dst: netip.MustParseAddr("192.0.2.1"),
 				Port: Port{TCP, 2222}, Kind: Data, Expect: Accept, ExpectOn: []BackendVerdict{{Backend: "iptables", Verdict: Drop}}},
@@ -364,6 +377,41 @@ func TestCheckOnce(t *testing.T) {
 	}
 	if !pol.Doors[0].Once || pol.Doors[1].Once {
 		t.Errorf("Once of the doors: %v, %v; want true, false", pol.Doors[0].Once, pol.Doors[1].Once)
+	}
+}
+
+// TestCheckSecret checks a secret knock and the token steps of a test
+// into the IR: the door's secret, the test's start, each step's token
+// and its knock's secret.
+func TestCheckSecret(t *testing.T) {
+	src := `knock udp/62201 from 10.0.0.0/8 secret "/etc/kwl/ssh.key" opens ssh once for 60s per source/24
+test "t" at 2026-12-01T10:00:29.5Z {
+    at 0s from 10.0.0.1 udp/62201 token expect drop
+    at 1s from 10.0.0.1 udp/62201 token stale expect drop
+    at 2s from 10.0.0.1 udp/62201 token forged expect drop
+    at 3s from 10.0.0.1 udp/62201 expect drop
+}
+test "u" { }
+`
+	pol, diags := Load("p.kwl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	d := pol.Doors[0]
+	if d.Secret == nil || d.Secret.Path != "/etc/kwl/ssh.key" || d.Secret.Pos.Col != 40 || !d.Once || d.Mask4 != 24 {
+		t.Fatalf("door %+v, secret %+v", d, d.Secret)
+	}
+	if want := time.Date(2026, 12, 1, 10, 0, 29, 5e8, time.UTC); !pol.Tests[0].Start.Equal(want) {
+		t.Errorf("start %v, want %v", pol.Tests[0].Start, want)
+	}
+	if !pol.Tests[1].Start.Equal(DefaultTestStart) {
+		t.Errorf("start of a test without one %v, want %v", pol.Tests[1].Start, DefaultTestStart)
+	}
+	want := []TokenKind{ValidToken, StaleToken, ForgedToken, NoToken}
+	for i, st := range pol.Tests[0].Steps {
+		if st.Token != want[i] || (st.Secret == d.Secret) != (want[i] != NoToken) {
+			t.Errorf("step %d: token %d, secret %v; want %d", i, st.Token, st.Secret, want[i])
+		}
 	}
 }
 

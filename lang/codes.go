@@ -50,6 +50,9 @@ const (
 	ErrIgnore         Code = "E35" // "ignore" on a closing knock or a knock of one port
 	ErrResetOne       Code = "E36" // "strict" or "exclusive" on a knock of one port
 	ErrBurst          Code = "E37" // "burst N" on a limit
+	ErrSecret         Code = "E38" // a secret on a knock that cannot carry a token
+	ErrToken          Code = "E39" // a test step's token that no secret knock takes
+	ErrTestStart      Code = "E40" // a test's start that is not a time in UTC
 )
 
 // The lint codes: the checker's, and the backends' (compile/nft,
@@ -69,6 +72,7 @@ const (
 	LintForwardTakes        Code = "L25" // a forwarded well-known port takes the firewall's own service
 	LintDeadLimit           Code = "L26" // a limit (or its ban) that an earlier limit keeps from refusing
 	LintIgnoreDirective     Code = "L27" // a kwl:ignore comment that silences nothing as written
+	LintSingleUse           Code = "L28" // a secret knock's single use, which iptables cannot keep
 )
 
 // codeInfo is what the registry knows of a code.
@@ -116,6 +120,9 @@ var codes = map[Code]codeInfo{
 	ErrIgnore:         {`"ignore" on a closing knock or on a knock of one port`, "knock 1600 opens ssh for 60s ignore 1m"},
 	ErrResetOne:       {`"strict" or "exclusive" on a knock of one port`, "knock 1600 strict opens ssh for 60s"},
 	ErrBurst:          {`"burst N" on a limit: its count is its burst`, "limit ssh 3/1m burst 5"},
+	ErrSecret:         {"secret on a knock that is not one UDP port, or with a clause a token cannot keep", `knock 1600 secret "/etc/kwl/ssh.key" opens ssh for 60s`},
+	ErrToken:          {"test step with a token that no secret knock takes, or that is no new UDP datagram", "test \"t\" {\n    at 0s from 198.51.100.10 udp/62201 token expect drop\n}"},
+	ErrTestStart:      {"test start that is not a time in UTC (RFC 3339)", `test "t" at tomorrow { ... }`},
 
 	LintKnockOnOtherService: {"knock or close port that is a port of another service the policy guards, allows or limits", "knock 80 opens ssh for 60s; allow http"},
 	LintScanKnock:           {"knock sequence a port scan completes", "knock 1600 opens ssh for 60s"},
@@ -130,6 +137,7 @@ var codes = map[Code]codeInfo{
 	LintDoorFamily:          {"door with a family clause that leaves its service closed to the other family", "knock 1600 opens ssh for 60s family ipv4"},
 	LintForwardTakes:        {"forwarded port that is the port of a built-in service", "service inside = tcp/22 forward to 192.168.1.5; knock 1600 opens inside for 60s"},
 	LintIgnoreDirective:     {"kwl:ignore comment that silences nothing as written: a space, a lowercase or unknown code, an error's code", "knock 1600 opens ssh for 60s # kwl: ignore L05"},
+	LintSingleUse:           {"secret knock iptables cannot keep single use (an error)", `knock udp/62201 secret "/etc/kwl/ssh.key" opens ssh for 60s`},
 	LintDeadLimit:           {"limit that never refuses, or ban that never fires, because an earlier limit admits fewer", "limit ssh 3/60s per source; limit ssh 5/60s per source"},
 }
 

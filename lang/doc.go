@@ -14,11 +14,12 @@
 //	service NAME = PORTSPEC {, PORTSPEC} [forward to ADDR]
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] [strict|exclusive] opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [ignore DUR] [pass] [OPTIONS]
 //	knock PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [within DUR] [in DUR] [strict|exclusive] closes SVC {, SVC} [pass] [OPTIONS]
+//	knock udp/PORT [from SRC {, SRC}] secret "FILE" opens SVC {, SVC} [once] for DUR [per source[/V4BITS[/V6BITS]]] [OPTIONS]
 //	close SVC on PORTSPEC {, PORTSPEC} [from SRC {, SRC}] [OPTIONS]
 //	limit SVC COUNT/DUR|COUNT concurrent [per source[/V4BITS[/V6BITS]] | shared] [ban DUR [all]] [OPTIONS]
 //	allow SVC [from SRC {, SRC}] [OPTIONS]
-//	test "NAME" {
-//	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]
+//	test "NAME" [at TIME] {
+//	    at DUR from ADDR [port N] [to ADDR] PORTSPEC [data] [token [stale|forged]] [flags FLAGS] expect VERDICT [BACKEND VERDICT ...]
 //	}
 //	OPTIONS = [family ipv4|ipv6] [reject] [log LEVEL [prefix "STR"] [rate COUNT/DUR]]
 //
@@ -147,6 +148,25 @@
 // services the host forwards (each is banned by its own limits). A ban on
 // all traffic drops; it cannot reject (E32).
 //
+// A secret knock (knock udp/62201 secret "/etc/kwl/ssh.key" opens ssh
+// for 60s) is one UDP datagram whose 16 bytes of payload are the token
+// of the current window: HMAC-SHA256 of the window's number under the
+// secret in the file, cut to 16 bytes (package secret). A window is
+// TokenWindow (30s) long; a token is taken from the start of the window
+// TokenSkew before its own to the end of the one TokenSkew after it,
+// and once: the kernel deletes it as it opens the door, so a datagram
+// seen on the way and sent again, from any source, opens nothing. The
+// ruleset holds the tokens of the coming hours, never the secret; when
+// they run out, nothing opens. A datagram of another length, or another
+// payload, is dropped as any knock. nftables only: iptables has no state
+// keyed by a datagram's bytes (L28). The checker reads no secret: test
+// blocks derive stand-in tokens from the file's name, and "at TIME"
+// (UTC, RFC 3339) pins the wall clock of the test's time 0
+// (DefaultTestStart without it). A step "udp/62201 token" sends the
+// token of its window, "token stale" one of the window TokenSkew+1
+// before it, "token forged" one of another secret; sent twice, a token
+// is a replay.
+//
 // A door opened "once" admits one connection: the TCP SYN it accepts
 // closes it for the source, which must knock again for the next one; the connection
 // itself goes on. A TCP packet that conntrack calls new without being a
@@ -273,6 +293,14 @@
 //	E37 "burst N" on a limit: a limit COUNT/DUR admits COUNT at once, its
 //	    burst; a token bucket's burst differs between nft_limit (rate +
 //	    burst tokens) and xt_limit (burst credits), so kwl has none
+//	E38 secret on a knock that cannot carry a token: a knock of a TCP
+//	    port or of more than one port, a closing knock, a relative file
+//	    name, within, in, strict, exclusive, ignore or pass, or a port
+//	    another knock or close uses
+//	E39 test step with a token that no secret knock takes, or that is
+//	    not a new UDP datagram
+//	E40 test start that is not a time in UTC, RFC 3339
+//	    (2026-12-01T10:00:00Z)
 //
 // # Bounds
 //
@@ -320,6 +348,8 @@
 //	    an error for a duration finer than the backend keeps (whole
 //	    seconds on iptables, milliseconds on nftables)
 //	L13 (an error) a limit iptables cannot share between IPv4 and IPv6
+//	L28 (an error) a secret knock on iptables: nothing there keeps state
+//	    keyed by a datagram's bytes, so a token could not be used once
 //
 // The codes, with their meanings and examples, are the constants of type
 // Code (Codes lists them).

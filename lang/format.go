@@ -83,7 +83,11 @@ func aligns(it *Item) bool {
 }
 
 func formatTest(b *strings.Builder, ts *TestStmt, trailing *Comment, indent string) {
-	b.WriteString(indent + "test " + ts.Name + " {")
+	b.WriteString(indent + "test " + ts.Name)
+	if ts.At != nil {
+		b.WriteString(" at " + ts.At.Text)
+	}
+	b.WriteString(" {")
 	if ts.Comment != nil {
 		b.WriteString(" " + ts.Comment.Text)
 	}
@@ -175,6 +179,9 @@ func stmtText(s Stmt) string {
 	case *KnockStmt:
 		w.add("knock", portsText(s.Ports))
 		w.from(s.From)
+		if s.Secret != nil {
+			w.add("secret", s.Secret.Text)
+		}
 		if s.Within != nil {
 			w.add("within", canonicalDuration(s.Within.Text))
 		}
@@ -263,6 +270,9 @@ func stepText(s *TestStep) string {
 	w.add(portText(s.Port))
 	if s.Data {
 		w.add("data")
+	}
+	if s.Token != nil {
+		w.add("token", s.TokenKind.String())
 	}
 	if s.Flags != nil {
 		w.add("flags", s.Flags.Text)

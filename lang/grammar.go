@@ -56,6 +56,8 @@ type knockSyntax struct {
 	Tokens  []lexer.Token
 	Ports   []*portSyntax   `parser:"'knock' @@ (',' @@)*"`
 	From    []*sourceSyntax `parser:"('from' @@ (',' @@)*)?"`
+	SecKw   *lexer.Token    `parser:"(@'secret'"`
+	Secret  *lexer.Token    `parser:" @String)?"`
 	Within  *lexer.Token    `parser:"('within' @Duration)?"`
 	In      *lexer.Token    `parser:"('in' @Duration)?"`
 	Reset   *lexer.Token    `parser:"@('strict' | 'exclusive')?"`
@@ -120,6 +122,8 @@ type stepSyntax struct {
 	To       *sourceSyntax     `parser:"('to' @@)?"`
 	Port     *portSyntax       `parser:"@@"`
 	Data     bool              `parser:"@'data'?"`
+	TokenKw  *lexer.Token      `parser:"(@'token'"`
+	Token    *lexer.Token      `parser:" @('stale' | 'forged')?)?"`
 	Flags    *lexer.Token      `parser:"('flags' @(Ident | Word | Number))?"`
 	Expect   *lexer.Token      `parser:"'expect' @('accept' | 'drop' | 'reject')"`
 	Override []*overrideSyntax `parser:"@@*"`
@@ -214,6 +218,9 @@ func (g *knockSyntax) ast() Stmt {
 	if g.IgnKw != nil {
 		s.IgnorePos = posOf(g.IgnKw.Pos)
 	}
+	if g.SecKw != nil {
+		s.SecretPos, s.Secret = posOf(g.SecKw.Pos), word(g.Secret)
+	}
 	for _, n := range g.Also {
 		s.Also = append(s.Also, word(n.Name))
 	}
@@ -252,6 +259,9 @@ func (g *allowSyntax) ast() Stmt {
 func (g *stepSyntax) ast() *TestStep {
 	s := &TestStep{Node: span(g.Tokens), At: word(g.At), From: g.From.ast(), SPort: word(g.SPort), To: g.To.ast(),
 		Port: g.Port.ast(), Data: g.Data, Flags: word(g.Flags), Expect: text(g.Expect)}
+	if g.TokenKw != nil {
+		s.Token, s.TokenKind = word(g.TokenKw), word(g.Token)
+	}
 	for _, o := range g.Override {
 		s.Override = append(s.Override, &Override{Node: span(o.Tokens), Backend: text(o.Backend), Verdict: text(o.Verdict)})
 	}

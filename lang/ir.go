@@ -239,6 +239,11 @@ type Door struct {
 	Reset  Reset
 	From   []netip.Prefix // sources allowed to knock; empty means any
 	Family Family
+	// Secret, when set, makes the door a secret knock: its one knock is
+	// a UDP datagram whose payload is the token of the current window
+	// (see TokenWindow), derived from the secret in the file, and each
+	// token opens the door once. Sequence then holds that one port.
+	Secret *Secret
 	// Reject refuses a new connection to the service, when no door of it
 	// is open for the source, with a reject (a TCP reset, an ICMP port
 	// unreachable) rather than a drop. Every door of a service says the
@@ -246,6 +251,22 @@ type Door struct {
 	Reject bool
 	Log    *Log
 }
+
+// Secret is the file a secret knock's tokens derive from (package
+// secret): read by deploy and by kwl knock, never by the checker, the
+// simulator or test blocks, which derive stand-in tokens from the path.
+type Secret struct {
+	Pos  Pos // of the file's name in the statement
+	Path string
+}
+
+// The windows of secret knocks. A window is TokenWindow long, counted
+// from the Unix epoch; its token opens a door during the window and
+// TokenSkew windows either side, for clocks that disagree, and once.
+const (
+	TokenWindow = 30 * time.Second
+	TokenSkew   = 1
+)
 
 // Reset is what makes a source's attempt at a knock sequence start over,
 // besides its own knocks.
@@ -346,9 +367,26 @@ func (v Verdict) String() string {
 // Every test starts from an empty state.
 type Test struct {
 	Ref
-	Name  string
+	Name string
+	// Start is the wall-clock time of the test's time 0: the "at TIME"
+	// of its block, or DefaultTestStart. Secret knocks' tokens depend on it.
+	Start time.Time
 	Steps []*Step
 }
+
+// DefaultTestStart is when a test block that names no time starts.
+var DefaultTestStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TokenKind says what a step's datagram carries in place of a payload.
+type TokenKind uint8
+
+// The tokens a step may send.
+const (
+	NoToken     TokenKind = iota
+	ValidToken            // the token of the step's window
+	StaleToken            // the token of a window that ended TokenSkew windows ago
+	ForgedToken           // a token of another secret
+)
 
 // StepKind says what packet a step sends.
 type StepKind uint8
@@ -436,7 +474,12 @@ type Step struct {
 	// Without them a New step is a SYN and a Data step an ACK with PSH.
 	Flags    TCPFlags
 	HasFlags bool
-	Expect   Verdict
+	// Token, for a datagram to a secret knock's port, says which token
+	// it carries, and Secret is that knock's (a stand-in secret is
+	// derived from its path).
+	Token  TokenKind
+	Secret *Secret
+	Expect Verdict
 	// ExpectOn overrides Expect for named backends, for steps at a
 	// boundary where the kernels' mechanisms differ (expect drop
 	// iptables accept), in the order written, each backend at most once.

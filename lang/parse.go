@@ -195,6 +195,18 @@ func (p *parser) testBlock() *TestStmt {
 		// brace does not count as a stray one.
 		ts.Name = `""`
 	}
+	if at := p.peek(); at.Type == tKeyword && at.Value == "at" {
+		p.next()
+		t := p.peek()
+		if t.Type != tAddr && t.Type != tWord && t.Type != tNumber && t.Type != tIdent {
+			p.errorAt(posOf(t.Pos), fmt.Sprintf("%s; expected the time the test starts at", describe(t, false)),
+				`write it as RFC 3339, in UTC: test "what it shows" at 2026-12-01T10:00:00Z {`)
+			p.chunk(false)
+			return nil
+		}
+		p.next()
+		ts.At = word(&t)
+	}
 	if b := p.peek(); !isPunct(b, "{") {
 		p.errorAt(posOf(b.Pos), fmt.Sprintf(`%s; expected "{" after the test's name`, describe(b, false)), "")
 		p.chunk(false)

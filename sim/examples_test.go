@@ -9,27 +9,24 @@ import (
 	"time"
 
 	"kwl.dev/kwl/compile"
+	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim/capture"
 )
 
-// TestExamples runs the test blocks of every shipped example on both
-// backends, as `kwl test examples/*.kwl` does.
+// TestExamples runs the test blocks of every shipped example on each
+// backend that compiles it (irtest.Examples), as `kwl test` does.
 func TestExamples(t *testing.T) {
-	files, err := filepath.Glob("../examples/*.kwl")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no examples: %v", err)
-	}
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pol, diags := lang.Load(f, src)
-		if diags.HasErrors() {
-			t.Fatalf("%s: %v", f, diags)
-		}
-		for _, b := range compile.Names() {
+	for _, b := range compile.Names() {
+		for _, f := range irtest.Examples(t, "../examples", b) {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pol, diags := lang.Load(f, src)
+			if diags.HasErrors() {
+				t.Fatalf("%s: %v", f, diags)
+			}
 			for _, tt := range pol.Tests {
 				t.Run(filepath.Base(f)+"/"+b+"/"+tt.Name, func(t *testing.T) {
 					r := RunTest(pol, tt, b)

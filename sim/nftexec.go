@@ -268,6 +268,22 @@ type nftEngine struct {
 	cc       []*ccList // by ccList index
 	lastGC   int64     // the last whole second GC ran at
 	jumpBase [16]int
+	tokens   []tokenSet // the sets of secret knocks' tokens
+}
+
+// tokenSet is a set whose elements a secret knock's secret derives.
+type tokenSet struct {
+	set int
+	src *nft.TokenSource
+}
+
+// loadTokens makes each token set load, at its next reset, the tokens
+// of the windows from clock to clock+horizon under the secrets keys.
+func (e *nftEngine) loadTokens(clock time.Time, horizon time.Duration, keys map[string][]byte) {
+	for _, ts := range e.tokens {
+		from, to := ts.src.Windows(clock, horizon)
+		e.sets[ts.set].preload = ts.src.Elements(keys[ts.src.Secret], clock, from, to)
+	}
 }
 
 func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
@@ -284,6 +300,9 @@ func compileNFT(rs *nft.Ruleset) (*nftEngine, error) {
 		setIdx[s.Name] = len(e.sets)
 		if len(s.Elements) > size {
 			return nil, fmt.Errorf("nft: set %s: %d elements for a size of %d", s.Name, len(s.Elements), size)
+		}
+		if s.Tokens != nil {
+			e.tokens = append(e.tokens, tokenSet{set: len(e.sets), src: s.Tokens})
 		}
 		e.sets = append(e.sets, nset{name: s.Name, size: size, timeout: nftTimeout(s.Timeout), preload: s.Elements})
 	}

@@ -32,6 +32,7 @@ import (
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
 	"kwl.dev/kwl/sim/capture"
 )
 
@@ -64,7 +65,21 @@ type Options struct {
 	// wrote (Result.Events). It costs allocations; leave it off for
 	// throughput.
 	Explain bool
+	// Clock is the wall-clock time of the simulation's time 0, when the
+	// token sets of secret knocks are loaded; Run takes it from the
+	// test's Start instead.
+	Clock time.Time
+	// Secret returns the secret in a secret knock's file; nil: the
+	// stand-in secrets (secret.StandIn) that test blocks use.
+	Secret func(path string) ([]byte, error)
+	// Horizon is how far past Clock the token sets hold tokens, as
+	// deploy's --hours; 0: DefaultHorizon.
+	Horizon time.Duration
 }
+
+// DefaultHorizon is how far ahead of the clock a simulation's token sets
+// hold tokens unless Options.Horizon says otherwise.
+const DefaultHorizon = time.Hour
 
 // Hook names where the simulator evaluated a packet.
 type Hook uint8
@@ -135,11 +150,13 @@ type Sim struct {
 	p       pkt
 	res     Result
 	events  []string
-	now     time.Duration // the latest packet time seen
-	sink    uint64        // what Prefetch reads goes here, so that the reads stay
-	pf      []*uint64     // Prefetch's addresses
-	pfc     []*conn       // the entries the sweep looks at next
-	pfEnd   int           // where the entries Prefetch read end
+	now     time.Duration     // the latest packet time seen
+	clock   time.Time         // the wall-clock time of time 0
+	keys    map[string][]byte // the secrets of secret knocks, by file
+	sink    uint64            // what Prefetch reads goes here, so that the reads stay
+	pf      []*uint64         // Prefetch's addresses
+	pfc     []*conn           // the entries the sweep looks at next
+	pfEnd   int               // where the entries Prefetch read end
 }
 
 // New lowers a checked policy for a backend of the registry
@@ -186,7 +203,54 @@ func NewNFT(rs *nft.Ruleset, opts Options) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSim(nft.Name, e, opts), nil
+	s := newSim(nft.Name, e, opts)
+	if len(e.tokens) > 0 {
+		for _, ts := range e.tokens {
+			if _, err := s.key(ts.src.Secret); err != nil {
+				return nil, err
+			}
+		}
+		s.Reset()
+	}
+	return s, nil
+}
+
+// key returns the secret of a secret knock's file: Options.Secret's, or
+// the stand-in.
+func (s *Sim) key(path string) ([]byte, error) {
+	if k, ok := s.keys[path]; ok {
+		return k, nil
+	}
+	k := secret.StandIn(path)
+	if s.opts.Secret != nil {
+		var err error
+		if k, err = s.opts.Secret(path); err != nil {
+			return nil, err
+		}
+	}
+	if s.keys == nil {
+		s.keys = map[string][]byte{}
+	}
+	s.keys[path] = k
+	return k, nil
+}
+
+// tokenOf returns the payload of a test step's token datagram at time
+// at: the token of the window at that time, of a window that ended
+// before it (stale), or of another secret (forged).
+func (s *Sim) tokenOf(st *lang.Step, at time.Duration) ([16]byte, error) {
+	key, err := s.key(st.Secret.Path)
+	if err != nil {
+		return [16]byte{}, err
+	}
+	w := secret.Window(s.clock.Add(at), lang.TokenWindow)
+	switch st.Token {
+	case lang.StaleToken:
+		w -= lang.TokenSkew + 1
+	case lang.ForgedToken:
+		key = secret.StandIn(st.Secret.Path + " forged")
+	}
+	return secret.Token(key, w), nil
 }
 
 // NewIptables returns a simulator running an iptables ruleset as it is.
@@ -199,7 +263,7 @@ func NewIptables(rs *iptables.Ruleset, opts Options) (*Sim, error) {
 }
 
 func newSim(backend string, e engine, opts Options) *Sim {
-	s := &Sim{backend: backend, opts: opts, eng: e, hosts: map[netip.Addr]bool{}}
+	s := &Sim{backend: backend, opts: opts, eng: e, hosts: map[netip.Addr]bool{}, clock: opts.Clock}
 	for _, h := range opts.Hosts {
 		s.hosts[h.Unmap()] = true
 	}
@@ -280,6 +344,13 @@ func (s *Sim) Backend() string { return s.backend }
 // The simulation starts again at time 0.
 func (s *Sim) Reset() {
 	s.ct.reset()
+	if e, ok := s.eng.(*nftEngine); ok && len(e.tokens) > 0 {
+		h := s.opts.Horizon
+		if h <= 0 {
+			h = DefaultHorizon
+		}
+		e.loadTokens(s.clock, h, s.keys)
+	}
 	s.eng.reset()
 	s.now = 0
 }

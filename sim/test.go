@@ -5,7 +5,9 @@ import (
 	"net/netip"
 	"strings"
 
+	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
 	"kwl.dev/kwl/sim/capture"
 )
 
@@ -136,6 +138,7 @@ func RunTests(p *lang.Policy, backends []string) []TestResult {
 // Sim should have been made with Options.Hosts holding TestFirewall4 and
 // TestFirewall6, and Explain for explanations.
 func (s *Sim) Run(t *lang.Test) TestResult {
+	s.clock = t.Start
 	s.Reset()
 	res := TestResult{Test: t, Backend: s.backend, Steps: make([]StepResult, 0, len(t.Steps))}
 	type flowKey struct {
@@ -184,6 +187,18 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 		}
 		pk := capture.Packet{N: i + 1, Time: st.At, Src: src, Dst: dst, Proto: st.Port.Proto,
 			SPort: sport, DPort: st.Port.Num, Len: 60}
+		if st.Token != lang.NoToken {
+			tok, err := s.tokenOf(st, st.At)
+			if err != nil {
+				res.Err, res.Steps = fmt.Errorf("%s: %w", st.Pos, err), nil
+				return res
+			}
+			pk.UDPLen, pk.Payload, pk.PayloadN = nft.UDPHeader+secret.TokenSize, tok, secret.TokenSize
+			pk.Len = 20 + int(pk.UDPLen)
+			if !src.Is4() {
+				pk.Len += 20
+			}
+		}
 		if st.Port.Proto == lang.TCP {
 			pk.Flags = capture.SYN
 			if st.Kind == lang.Data {

@@ -52,6 +52,15 @@ const (
 // table, from PREROUTING).
 func Lower(p *lang.Policy) (*Ruleset, lang.Diagnostics) {
 	l := &lowerer{p: p, ids: plan.Assign(p), warned: map[string]bool{}}
+	for _, d := range p.Doors {
+		if d.Secret != nil {
+			l.warn(d.Secret.Pos, lang.Error, lang.LintSingleUse, "iptables cannot use a secret knock's token once",
+				"deploy it with nft: xt_recent keys by address and ipset has no key of payload bytes, so a token seen on the way could be sent again")
+		}
+	}
+	if l.diags.HasErrors() {
+		return nil, l.diags
+	}
 	rs := &Ruleset{V4: l.family(plan.V4), V6: l.family(plan.V6)}
 	l.diags.Sort()
 	return rs, l.diags

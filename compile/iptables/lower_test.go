@@ -266,7 +266,7 @@ func TestWholeSeconds(t *testing.T) {
 }
 
 func TestGolden(t *testing.T) {
-	for name, p := range irtest.Goldens(t, "../../examples") {
+	for name, p := range irtest.Goldens(t, "../../examples", Name) {
 		t.Run(name, func(t *testing.T) {
 			rs, diags := Lower(p)
 			if diags.HasErrors() {

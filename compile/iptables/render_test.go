@@ -13,7 +13,7 @@ import (
 // on a host without the jumps, fails and leaves the tables as they were.
 func TestRenderReload(t *testing.T) {
 	needRoot(t, "iptables-restore", "ip6tables-restore")
-	for name, p := range irtest.Goldens(t, "../../examples") {
+	for name, p := range irtest.Goldens(t, "../../examples", Name) {
 		rs, diags := Lower(p)
 		if diags.HasErrors() {
 			t.Fatal(diags)

@@ -8,6 +8,7 @@ import (
 
 	"kwl.dev/kwl/compile/internal/plan"
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
 )
 
 // Priority is the priority of kwl's filter chains: before the host's own
@@ -519,6 +520,10 @@ func (l *lowerer) doorRules(c *Chain, ds []*lang.Door) {
 		if len(final) > 1 {
 			final = l.oneEach(fmt.Sprintf("open_%s%s", l.ids.Door[d], fsuffix(f)), final, d.Ref, cm)
 		}
+		if d.Secret != nil {
+			l.tokenRule(c, d, f, final, cm)
+			continue
+		}
 		var ign *ignoreSet
 		if d.Ignore > 0 {
 			ign = &ignoreSet{name: l.set("ign_"+l.ids.Door[d]+fsuffix(f), f, d.Ignore, d.Ref,
@@ -527,6 +532,34 @@ func (l *lowerer) doorRules(c *Chain, ds []*lang.Door) {
 		l.sequence(c, "seq", l.ids.Door[d], d.Sequence, d.Within, d.Span, d.From, f, k, ign, d.Reset, d.Ref, final, cm)
 	}
 }
+
+// tokenRule emits the knock of a secret door in family f: a new
+// datagram to its port of exactly a token's length whose payload is in
+// the statement's token set uses the token up and opens the doors
+// (final). The set, one for both families since a token opens once,
+// has no elements here (Set.Tokens).
+func (l *lowerer) tokenRule(c *Chain, d *lang.Door, f plan.Fam, final []Expr, cm string) {
+	name := "tokens_" + l.ids.Door[d]
+	if _, ok := l.sets[name]; !ok {
+		l.typedSet(name, TokenKey, 0, d.Ref, fmt.Sprintf("tokens of the secret knock of line %d", d.Pos.Line))
+		s := l.sets[name]
+		s.Timeout = 0
+		s.Tokens = &TokenSource{Secret: d.Secret.Path, Every: lang.TokenWindow, Skew: lang.TokenSkew}
+	}
+	tok := Key{Field: Token}
+	c.Rules = append(c.Rules, &Rule{
+		Exprs: cat(knockBase(f, d.From, d.Sequence[0]),
+			one(&Match{Field: UDPLength, Values: []any{uint16(UDPHeader + secret.TokenSize)}},
+				&Lookup{Set: name, Key: tok}, &Dynset{Op: Delete, Set: name, Key: tok}),
+			final),
+		Origin:  d.Ref,
+		Comment: cm,
+	})
+}
+
+// UDPHeader is the length of a UDP header: a datagram of a token has a
+// UDP length of UDPHeader+secret.TokenSize.
+const UDPHeader = 8
 
 // otherResets emits the rules by which a strict or exclusive sequence
 // (lang.ResetAny, lang.ResetKnocks) starts over on a packet that is

@@ -366,7 +366,7 @@ func TestMilliseconds(t *testing.T) {
 }
 
 func TestGolden(t *testing.T) {
-	for name, p := range irtest.Goldens(t, "../../examples") {
+	for name, p := range irtest.Goldens(t, "../../examples", Name) {
 		t.Run(name, func(t *testing.T) {
 			rs, diags := Lower(p)
 			if diags.HasErrors() {

@@ -61,7 +61,7 @@ func renderSet(b *strings.Builder, s *Set) {
 	case s.Timeout > 0:
 		b.WriteString("\t\tflags dynamic,timeout\n")
 		fmt.Fprintf(b, "\t\ttimeout %s\n", nftDur(s.Timeout))
-	case len(s.Elements) > 0:
+	case len(s.Elements) > 0 || s.Tokens != nil:
 		b.WriteString("\t\tflags dynamic,timeout\n")
 	default:
 		b.WriteString("\t\tflags dynamic\n")

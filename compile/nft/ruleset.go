@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
 )
 
 // Name is the backend's name, as --backend and a test step's override
@@ -72,6 +73,44 @@ type Set struct {
 	// Elements are loaded with the set (tokens); a set of them is not
 	// filled from the packet path, only emptied.
 	Elements []Element
+	// Tokens, on a set of TokenKey, says whose tokens the set holds.
+	// Lower leaves Elements empty, since it reads no secret: whoever
+	// loads the set fills them (TokenSource.Elements), deploy from the
+	// secret's file, the simulator from a stand-in.
+	Tokens *TokenSource
+}
+
+// A TokenSource is a secret knock's secret and windows: the tokens of a
+// set of TokenKey derive from them (package secret).
+type TokenSource struct {
+	Secret string        // the secret's file
+	Every  time.Duration // the length of a window
+	// Skew is how many windows either side of its own a token is taken
+	// in: from the start of window w-Skew to the end of w+Skew.
+	Skew int64
+}
+
+// Windows returns the windows whose tokens a set loaded at now for d
+// holds: from the first still taken at now, Skew before now's own, to
+// the one of now+d.
+func (ts *TokenSource) Windows(now time.Time, d time.Duration) (from, to int64) {
+	return secret.Window(now, ts.Every) - ts.Skew, secret.Window(now.Add(d), ts.Every)
+}
+
+// Elements returns the tokens of windows from to to, inclusive, under
+// key, as elements of a set loaded at now: each lives until the end of
+// the window Skew after its own, and a token whose time has passed is
+// left out.
+func (ts *TokenSource) Elements(key []byte, now time.Time, from, to int64) []Element {
+	var out []Element
+	for w := from; w <= to; w++ {
+		left := secret.Start(w+ts.Skew+1, ts.Every).Sub(now).Truncate(time.Millisecond)
+		if left <= 0 {
+			continue
+		}
+		out = append(out, Element{Key: secret.Token(key, w), Timeout: left})
+	}
+	return out
 }
 
 // Hook is the netfilter hook a base chain is attached to.

@@ -86,10 +86,16 @@ func (b *Batch) AddRuleset(n *Ruleset) error {
 		return err
 	}
 	for _, s := range n.Sets {
+		first := len(b.Msgs)
 		if err := b.Add(Note{What: "add set " + s.Set.Name, Origin: s.From.Origin}, func(c *nftables.Conn) error {
 			return c.AddSet(s.Set, Elements(s.From))
 		}); err != nil {
 			return err
+		}
+		if s.From.Type == nft.TokenKey {
+			for i := first; i < len(b.Msgs); i++ {
+				b.Msgs[i] = withTypeof(b.Msgs[i])
+			}
 		}
 	}
 	for _, ch := range n.Chains {

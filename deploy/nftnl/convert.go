@@ -204,7 +204,7 @@ func (c *converter) set(s *nft.Set) (*nftables.Set, error) {
 		// and its elements carry timeouts (flags timeout) but where they
 		// count connections.
 		Dynamic:      true,
-		HasTimeout:   s.Timeout > 0 || len(s.Elements) > 0,
+		HasTimeout:   s.Timeout > 0 || len(s.Elements) > 0 || s.Tokens != nil,
 		Timeout:      s.Timeout,
 		KeyType:      kt,
 		KeyByteOrder: order,
@@ -272,6 +272,7 @@ func (c *converter) rule(ch *nftables.Chain, r *nft.Rule) (*Rule, error) {
 			return nil, err
 		}
 	}
+	rc.exprs = mergePayloads(rc.exprs)
 	if len(rc.exprs) > MaxRuleExprs {
 		return nil, fmt.Errorf("%d expressions, more than the kernel takes in one rule (%d)", len(rc.exprs), MaxRuleExprs)
 	}
@@ -286,6 +287,33 @@ func (c *converter) rule(ch *nftables.Chain, r *nft.Rule) (*Rule, error) {
 }
 
 func (rc *ruleConv) add(es ...expr.Any) { rc.exprs = append(rc.exprs, es...) }
+
+// mergePayloads joins two loads of adjacent bytes of the transport
+// header, each compared for equality, into one load and one comparison,
+// as nft does for "th dport 62201 udp length 24": so that a rule loaded
+// over netlink is the rule nft -f loads, byte for byte.
+func mergePayloads(es []expr.Any) []expr.Any {
+	out := es[:0:0]
+	for i := 0; i < len(es); i++ {
+		if i+3 < len(es) {
+			p1, ok1 := es[i].(*expr.Payload)
+			c1, ok2 := es[i+1].(*expr.Cmp)
+			p2, ok3 := es[i+2].(*expr.Payload)
+			c2, ok4 := es[i+3].(*expr.Cmp)
+			if ok1 && ok2 && ok3 && ok4 && p1.Base == expr.PayloadBaseTransportHeader && p2.Base == p1.Base &&
+				p1.OperationType == expr.PayloadLoad && p2.OperationType == expr.PayloadLoad &&
+				p2.Offset == p1.Offset+p1.Len && p1.Len+p2.Len <= 16 && c1.Op == expr.CmpOpEq && c2.Op == expr.CmpOpEq &&
+				p1.DestRegister == 1 && p2.DestRegister == 1 && c1.Register == 1 && c2.Register == 1 {
+				out = append(out, &expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: p1.Base, Offset: p1.Offset, Len: p1.Len + p2.Len},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: slices.Concat(c1.Data, c2.Data)})
+				i += 3
+				continue
+			}
+		}
+		out = append(out, es[i])
+	}
+	return out
+}
 
 // set returns the set named name, for a lookup or an update of the key
 // key, which it loads into register 1. A set the ruleset does not

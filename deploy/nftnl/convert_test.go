@@ -103,7 +103,7 @@ func sameBytecode(s string) string {
 // and compares what nft lists, text and bytecode.
 func TestNetlinkMatchesGolden(t *testing.T) {
 	needRoot(t, "nft")
-	pols := irtest.Goldens(t, "../../examples")
+	pols := irtest.Goldens(t, "../../examples", nft.Name)
 	files, _ := filepath.Glob("../../compile/nft/testdata/*.nft")
 	if len(files) == 0 {
 		t.Fatal("no golden files")

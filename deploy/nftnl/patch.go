@@ -4,6 +4,7 @@ package nftnl
 
 import (
 	"encoding/binary"
+	"slices"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -116,4 +117,46 @@ func patchCt(data []byte) ([]byte, bool) {
 		return out, true
 	}
 	return nil, false
+}
+
+// tokenTypeof is the user data nft writes for a set declared "typeof
+// @th,64,128" (NFTNL_UDATA_SET_KEY_TYPEOF, type 3: a payload expression,
+// nft's expression type 7, whose description is base 3, the transport
+// header, offset 64 and length 128 bits), read from nft --debug=mnl. The
+// kernel keeps it for nft alone: without it nft lists the set's type as
+// "type 0", which it cannot read back.
+var tokenTypeof = func() []byte {
+	u32 := func(typ byte, v uint32) []byte { return binary.NativeEndian.AppendUint32([]byte{typ, 4}, v) }
+	desc := slices.Concat(u32(0, 0), u32(1, 0), u32(2, 3), u32(3, 64), u32(4, 128))
+	nest := slices.Concat(u32(0, 7), []byte{1, byte(len(desc))}, desc)
+	return append([]byte{3, byte(len(nest))}, nest...)
+}()
+
+// withTypeof adds tokenTypeof to the user data of a message that creates
+// a set, after the key's byte order that the library writes first.
+func withTypeof(m netlink.Message) netlink.Message {
+	if m.Header.Type != netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWSET) || len(m.Data) < 4 {
+		return m
+	}
+	attrs, err := netlink.UnmarshalAttributes(m.Data[4:])
+	if err != nil {
+		return m
+	}
+	for i, a := range attrs {
+		if a.Type != unix.NFTA_SET_USERDATA {
+			continue
+		}
+		at := 0
+		if len(a.Data) >= 2 && a.Data[0] == 0 { // NFTNL_UDATA_SET_KEYBYTEORDER
+			at = 2 + int(a.Data[1])
+		}
+		attrs[i].Data = slices.Concat(a.Data[:at], tokenTypeof, a.Data[at:])
+		attrs[i].Length = 0
+	}
+	b, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return m
+	}
+	m.Data = append(append([]byte{}, m.Data[:4]...), b...)
+	return m
 }

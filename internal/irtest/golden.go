@@ -9,14 +9,28 @@ import (
 	"kwl.dev/kwl/lang"
 )
 
-// Goldens returns the policies the backends' golden files are made of,
-// by name: each example of the directory examples (NAME.kwl, loaded),
-// and each of Policies as "ir_NAME".
-func Goldens(t testing.TB, examples string) map[string]*lang.Policy {
+// Examples returns the files of the shipped examples that a backend
+// compiles, in the directory examples: every examples/*.kwl, and for a
+// backend NAME, examples/NAME/*.kwl too, which show what only it can do
+// (nft's secret knocks).
+func Examples(t testing.TB, examples, backend string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(examples, "*.kwl"))
+	own, _ := filepath.Glob(filepath.Join(examples, backend, "*.kwl"))
+	if len(files) == 0 {
+		t.Fatalf("no examples in %s", examples)
+	}
+	return append(files, own...)
+}
+
+// Goldens returns the policies a backend's golden files are made of,
+// by name: each example of the directory examples that the backend
+// compiles (Examples; NAME.kwl, loaded), and each of Policies as
+// "ir_NAME".
+func Goldens(t testing.TB, examples, backend string) map[string]*lang.Policy {
 	t.Helper()
 	out := map[string]*lang.Policy{}
-	files, _ := filepath.Glob(filepath.Join(examples, "*.kwl"))
-	for _, f := range files {
+	for _, f := range Examples(t, examples, backend) {
 		src, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

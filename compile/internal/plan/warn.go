@@ -28,7 +28,8 @@ func Warnings(p *lang.Policy) lang.Diagnostics {
 		// A strict sequence starts over on every probe of a scan between
 		// two knocks: a sequential scan completes it only when its ports
 		// follow one another.
-		scanned := monotonic(d.Sequence) && (d.Reset != lang.ResetAny || adjacent(d.Sequence))
+		// A secret knock's datagram carries a token no scan sends.
+		scanned := d.Secret == nil && monotonic(d.Sequence) && (d.Reset != lang.ResetAny || adjacent(d.Sequence))
 		if !guarded[d.Service] && scanned {
 			if len(d.Sequence) == 1 {
 				ds.Add(d.Pos, lang.Warning, lang.LintScanKnock,
