@@ -75,6 +75,7 @@ import (
 
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy/nftnl"
+	"kwl.dev/kwl/secret"
 )
 
 // DefaultTable is the name of the table kwl owns.
@@ -124,8 +125,20 @@ type Options struct {
 	Previous       *nft.Ruleset
 	PreviousPolicy string
 
+	// Secret reads the secret of a secret knock, whose tokens the
+	// ruleset's token sets are loaded with; nil: secret.Read.
+	Secret func(path string) ([]byte, error)
+	// Tokens is how far ahead the token sets hold tokens (at most
+	// MaxTokens); 0: DefaultTokens.
+	Tokens time.Duration
+	// Expect, when set, is the policy (Policy) the live table must have
+	// been loaded from: Apply changes nothing otherwise (Renew).
+	Expect string
+
 	// inject, for tests, adds messages to the batch after the ruleset's.
 	inject func(b *nftnl.Batch)
+	// now, for tests, is the time tokens are loaded at; nil: time.Now.
+	now func() time.Time
 }
 
 func (o *Options) stateDir() string {
@@ -272,7 +285,14 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 			return nil, &UnguardError{Table: tabName, Services: u}
 		}
 	}
+	if o.Expect != "" && (old == nil || old.mark == nil || old.mark.Policy != o.Expect) {
+		return nil, fmt.Errorf("%s was not loaded from the recorded policy: nothing to renew (deploy the policy again)", tabName)
+	}
 	res := &Result{Replaced: old != nil, Kept: map[string]int{}, Table: tabName}
+	noCarry, err := o.fillTokens(&rs, &n, old)
+	if err != nil {
+		return nil, err
+	}
 	if o.DryRun {
 		var prev *nftnl.Ruleset
 		if o.Previous != nil && old != nil && old.mark != nil && old.mark.Policy == o.PreviousPolicy {
@@ -302,7 +322,7 @@ func Apply(ctx context.Context, o Options, rs *nft.Ruleset) (*Result, error) {
 		return nil, err
 	}
 	b.Msgs[first].Header.Flags |= netlink.Excl
-	if err := carryState(b, n, old, res.Kept); err != nil {
+	if err := carryState(b, n, old, res.Kept, noCarry); err != nil {
 		return nil, err
 	}
 	if o.inject != nil {
@@ -356,9 +376,39 @@ func limited(n *nftnl.Ruleset) map[string]bool {
 	return m
 }
 
+// fillTokens fills the token sets of *rs (fillTokens) and converts it
+// again into *n when it has any; it returns the sets whose live elements
+// must not be carried over.
+func (o *Options) fillTokens(rs **nft.Ruleset, n **nftnl.Ruleset, old *live) (map[string]bool, error) {
+	ahead := o.Tokens
+	switch {
+	case ahead == 0:
+		ahead = DefaultTokens
+	case ahead < 0 || ahead > MaxTokens:
+		return nil, fmt.Errorf("tokens for %v: load them for a positive time up to %v", ahead, MaxTokens)
+	}
+	read, now := o.Secret, time.Now
+	if read == nil {
+		read = secret.Read
+	}
+	if o.now != nil {
+		now = o.now
+	}
+	filled, noCarry, err := fillTokens(*rs, old, now(), ahead, read)
+	if err != nil || filled == *rs {
+		return nil, err
+	}
+	conv, err := nftnl.Convert(filled)
+	if err != nil {
+		return nil, err
+	}
+	*rs, *n = filled, conv
+	return noCarry, nil
+}
+
 // carryState adds to b the live elements of old's sets that n still has:
-// same name, same key type, no per-element limit.
-func carryState(b *nftnl.Batch, n *nftnl.Ruleset, old *live, kept map[string]int) error {
+// same name, same key type, no per-element limit, and not in noCarry.
+func carryState(b *nftnl.Batch, n *nftnl.Ruleset, old *live, kept map[string]int, noCarry map[string]bool) error {
 	if old == nil {
 		return nil
 	}
@@ -366,7 +416,7 @@ func carryState(b *nftnl.Batch, n *nftnl.Ruleset, old *live, kept map[string]int
 	now := time.Now()
 	for _, ns := range n.Sets {
 		s := old.set(ns.Set.Name)
-		if s == nil || s.anonymous() || lim[ns.Set.Name] {
+		if s == nil || s.anonymous() || lim[ns.Set.Name] || noCarry[ns.Set.Name] {
 			continue
 		}
 		if s.keyType != ns.Set.KeyType.GetNFTMagic() || s.keyLen != ns.Set.KeyType.Bytes {

@@ -23,6 +23,7 @@ import (
 	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
 )
 
 func opts(t testing.TB, ns *netns.NS) Options {
@@ -388,6 +389,7 @@ func TestExamplesOverThemselves(t *testing.T) {
 			t.Fatal(diags)
 		}
 		o := opts(t, ns)
+		o.Secret = func(path string) ([]byte, error) { return secret.StandIn(path), nil }
 		mustDeploy(t, o, rs)
 		o.DryRun = true
 		res := mustDeploy(t, o, rs)

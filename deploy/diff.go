@@ -81,7 +81,11 @@ func (d *Diff) Write(w io.Writer) {
 
 var typeNames = map[uint32]string{7: "ipv4_addr", 8: "ipv6_addr", 12: "inet_proto", 13: "inet_service", 2: "nf_proto"}
 
+// setDesc describes a set for a diff. A token set's comment is compared
+// without the windows it was loaded through (splitTokenComment), which
+// every renewal moves on.
 func setDesc(keyType uint32, timeout time.Duration, size uint32, comment string) string {
+	comment, _, _, _ = splitTokenComment(comment)
 	tn := typeNames[keyType]
 	if tn == "" {
 		tn = fmt.Sprintf("type %d", keyType)

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"kwl.dev/kwl/compile"
+	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/deploy/record"
 	"kwl.dev/kwl/lang"
 )
@@ -100,6 +102,45 @@ func restorePolicy(ctx context.Context, o Options, r *record.Record) error {
 	o.Policy = PolicyID(r.Text)
 	_, err := Load(ctx, o, r.Backend, pol, rs)
 	return err
+}
+
+// ErrNothingToRenew is Renew's answer when the recorded policy has no
+// secret knock: its table holds no tokens to renew, and is left alone.
+var ErrNothingToRenew = errors.New("the deployed policy has no secret knock: no tokens to renew")
+
+// Renew loads the tokens of the coming o.Tokens into the token sets of
+// the policy that the record of dir names, by deploying it again: the
+// live table must be the one loaded from it, and its state (doors, bans,
+// the tokens left, a used token stays used) carries over; only windows
+// after the last one loaded are added. When the record is missing, names
+// another backend or a policy without secret knocks, or the live table
+// is not the recorded policy's, it changes nothing: the tokens then run
+// out, and the doors stop opening.
+func Renew(ctx context.Context, o Options, dir string) (*Result, error) {
+	r, err := record.Load(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("no record of a deploy in %s: %w", dir, err)
+	case err != nil:
+		return nil, err
+	case r.State == record.Undeployed:
+		return nil, fmt.Errorf("the record in %s says kwl was undeployed: nothing to renew", dir)
+	case r.Backend != nft.Name:
+		return nil, ErrNothingToRenew
+	}
+	o.Table = r.Table
+	file := r.PolicyPath()
+	pol, rs, diags := compile.Load(file, r.Text, nft.Lower)
+	if err := policyErrors(file, r.Text, diags); err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(pol.Doors, func(d *lang.Door) bool { return d.Secret != nil }) {
+		return nil, ErrNothingToRenew
+	}
+	o.Policy = PolicyID(r.Text)
+	o.Expect = o.Policy
+	o.Guarded = Guarded(pol)
+	return Apply(ctx, o, rs)
 }
 
 // policyErrors returns a *PolicyError with the errors of diags, or nil

@@ -35,8 +35,11 @@ const TokenSize = 16
 // fix it, never the secret.
 func Read(path string) ([]byte, error) {
 	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("secret %s: no such file: make one with (umask 077; head -c 32 /dev/urandom > %s)", path, path)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("secret %s: %w", path, errors.Unwrap(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("secret %s: not a regular file (%s); a symbolic link is not followed", path, fi.Mode().Type())
@@ -64,6 +67,15 @@ func Read(path string) ([]byte, error) {
 func StandIn(path string) []byte {
 	h := sha256.Sum256([]byte("kwl stand-in secret\x00" + path))
 	return h[:]
+}
+
+// ID names a secret without telling it: the first 8 bytes of
+// HMAC-SHA256(secret, "kwl key id"), in hex. A ruleset records it with
+// its tokens, so that a new secret is told from the old one.
+func ID(secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("kwl key id"))
+	return fmt.Sprintf("%x", m.Sum(nil)[:8])
 }
 
 // Window returns the window of period every that holds t.

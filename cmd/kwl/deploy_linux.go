@@ -50,8 +50,14 @@ func runDeploy(env *cmdEnv, args []string) int {
 	recDir := recordDirFlag(fs.FlagSet)
 	lf := addLintFlags(fs)
 	check := fs.Bool("check", false, "a dry run that exits 1 when the live rules differ from the policy (drift), 0 when they are as it says")
+	tokens := fs.Duration("tokens", deploy.DefaultTokens, "load the tokens of secret knocks for `DUR` ahead")
+	renew := fs.Bool("renew", false, "load the coming tokens of the deployed policy's secret knocks, keeping its state (kwl-renew.timer)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if *tokens <= 0 || *tokens > deploy.MaxTokens {
+		fmt.Fprintf(env.stderr, "kwl deploy: --tokens %v: load tokens for a positive time up to %v\n", *tokens, deploy.MaxTokens)
+		return exitUsage
 	}
 	if *check {
 		*dry = true
@@ -61,7 +67,10 @@ func runDeploy(env *cmdEnv, args []string) int {
 		return exitUsage
 	}
 	o := deploy.Options{NetNS: *netns, Table: *table, StateDir: *stateDir, DryRun: *dry, Confirm: *confirm, Log: env.stderr,
-		Force: *force, ForceForeign: *forceForeign}
+		Force: *force, ForceForeign: *forceForeign, Tokens: *tokens}
+	if *renew {
+		return renewTokens(env, o, fs.Args(), record.DirFor(*recDir, *netns))
+	}
 	if *confirmNow {
 		if fs.NArg() != 0 {
 			fmt.Fprintf(env.stderr, "kwl deploy: --confirm-now takes no file\n")
@@ -142,6 +151,34 @@ func runDeploy(env *cmdEnv, args []string) int {
 	}
 	fmt.Fprintf(env.stderr, "kwl deploy: %s\n", rep)
 	return recordDeploy(env, *recDir, o, loader.Name(), file, src, pol)
+}
+
+// renewTokens is kwl deploy --renew: the recorded policy again, for its
+// tokens (deploy.Renew).
+func renewTokens(env *cmdEnv, o deploy.Options, args []string, dir string) int {
+	if len(args) != 0 {
+		fmt.Fprintf(env.stderr, "kwl deploy: --renew takes no file: it renews the policy of the record\n")
+		return exitUsage
+	}
+	if dir == "" {
+		fmt.Fprintf(env.stderr, "kwl deploy: --renew with --netns needs the record: --record-dir DIR\n")
+		return exitUsage
+	}
+	res, err := deploy.Renew(context.Background(), o, dir)
+	switch {
+	case errors.Is(err, deploy.ErrNothingToRenew):
+		fmt.Fprintf(env.stderr, "kwl deploy: %v\n", err)
+		return exitOK
+	case err != nil:
+		var pe *deploy.PolicyError
+		if errors.As(err, &pe) {
+			printShown(env, pe.Diags, map[string][]byte{pe.File: pe.Src})
+		}
+		fmt.Fprintf(env.stderr, "kwl deploy: renew: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(env.stderr, "kwl deploy: renewed the tokens for %v: %s\n", o.Tokens, res)
+	return exitOK
 }
 
 // confirmInput returns the channel that confirms, from this process, a

@@ -68,7 +68,7 @@ func init() {
 			short: "attack a policy in the simulator: scans, guessing, forged sources, replay", run: runAudit},
 		{name: "knock", usage: "kwl knock --policy FILE [--gap DUR] [--dry-run] [-4|-6] HOST [SERVICE]",
 			short: "send the knocks that open a service of a policy", run: runKnock},
-		{name: "deploy", usage: "kwl deploy [--dry-run|--check] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
+		{name: "deploy", usage: "kwl deploy [--dry-run|--check] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] [--tokens DUR] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --renew [--tokens DUR] [--netns NAME --record-dir DIR]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
 			short: "load the policy into the running kernel, atomically", run: runDeploy},
 		{name: "status", usage: "kwl status [--format text|json|prometheus] [--netns NAME] [--table NAME] [--record-dir DIR]",
 			short: "show the live doors, limits and bans", run: runStatus},

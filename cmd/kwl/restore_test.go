@@ -316,3 +316,40 @@ func TestRestoreIptables(t *testing.T) {
 }
 
 var countersRE = regexp.MustCompile(`\[\d+:\d+\]`)
+
+// TestRenewUnits checks dist/systemd/kwl-renew.{service,timer}: the
+// service renews the deployed policy's tokens after kwl.service, the
+// timer runs it hourly, and systemd-analyze verify finds nothing wrong.
+func TestRenewUnits(t *testing.T) {
+	want := map[string][]string{
+		"kwl-renew.service": {"ExecStart=/usr/local/bin/kwl deploy --renew", "Type=oneshot", "After=kwl.service", "Requires=kwl.service"},
+		"kwl-renew.timer":   {"OnUnitActiveSec=1h", "Persistent=true", "WantedBy=timers.target"},
+	}
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"kwl.service", "kwl-renew.service", "kwl-renew.timer"} {
+		b, err := os.ReadFile(filepath.Join("../../dist/systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range want[name] {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `$`).Match(b) {
+				t.Errorf("%s lacks the line %q", name, line)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(strings.ReplaceAll(string(b), "/usr/local/bin/kwl", exe)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tool, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (apt-get install systemd)")
+	}
+	out, err := exec.Command(tool, "verify", filepath.Join(dir, "kwl-renew.timer"), filepath.Join(dir, "kwl-renew.service")).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,118 @@
+//go:build linux
+
+package deploy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/internal/irtest"
+	"kwl.dev/kwl/internal/netns"
+	"kwl.dev/kwl/secret"
+)
+
+func TestTokenComment(t *testing.T) {
+	c := tokenComment("tokens of the secret knock of line 4", 59012345, "0a1b2c3d4e5f6a7b")
+	base, last, id, ok := splitTokenComment(c)
+	if !ok || base != "tokens of the secret knock of line 4" || last != 59012345 || id != "0a1b2c3d4e5f6a7b" {
+		t.Errorf("split %q: %q %d %q %v", c, base, last, id, ok)
+	}
+	for _, c := range []string{"sources with ssh open, line 1", "x; tokens through window , key a", "x; tokens through window 12", "x; tokens through window 12, key "} {
+		if base, _, _, ok := splitTokenComment(c); ok || base != c {
+			t.Errorf("split %q: ok %v, base %q", c, ok, base)
+		}
+	}
+}
+
+// tokenElems returns the tokens the live set holds, in hex without
+// leading zeros, as nft lists them.
+func tokenElems(t *testing.T, ns *netns.NS) map[string]bool {
+	t.Helper()
+	out := nftList(t, ns, "set", "inet", "kwl", "tokens_ssh")
+	got := map[string]bool{}
+	for _, f := range strings.Fields(out) {
+		if strings.HasPrefix(f, "0x") {
+			got["0x"+strings.TrimLeft(strings.TrimRight(f, ",")[2:], "0")] = true
+		}
+	}
+	return got
+}
+
+func tokenHex(key []byte, w int64) string {
+	tok := secret.Token(key, w)
+	return "0x" + strings.TrimLeft(fmt.Sprintf("%x", tok[:]), "0")
+}
+
+// TestTokensRenew deploys a secret knock, uses a token up, and deploys
+// again an hour later: the used token stays gone, the others are kept,
+// the new hour's tokens are added; a new secret replaces them all.
+func TestTokensRenew(t *testing.T) {
+	ns := newNS(t, "tok")
+	pol := irtest.Load(t, `knock udp/62201 secret "/etc/kwl/ssh.key" opens ssh for 60s`)
+	rs, diags := nft.Lower(pol)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	key := []byte("0123456789abcdef0123456789abcdef")
+	t0 := time.Now().Truncate(30 * time.Second).Add(10 * time.Second)
+	o := opts(t, ns)
+	o.Tokens = time.Hour
+	o.Secret = func(path string) ([]byte, error) {
+		if path != "/etc/kwl/ssh.key" {
+			t.Errorf("secret read from %s", path)
+		}
+		return key, nil
+	}
+	o.now = func() time.Time { return t0 }
+	mustDeploy(t, o, rs)
+	w0 := secret.Window(t0, 30*time.Second)
+	got := tokenElems(t, ns)
+	// From the window before now's to the one an hour later: 122.
+	if len(got) != 122 || !got[tokenHex(key, w0-1)] || !got[tokenHex(key, w0+120)] || got[tokenHex(key, w0-2)] || got[tokenHex(key, w0+121)] {
+		t.Fatalf("%d tokens loaded, want windows %d to %d", len(got), w0-1, w0+120)
+	}
+	if out := nftList(t, ns, "set", "inet", "kwl", "tokens_ssh"); !strings.Contains(out, fmt.Sprintf("tokens through window %d, key %s", w0+120, secret.ID(key))) {
+		t.Errorf("the set does not record what it holds:\n%s", out)
+	}
+	// The token of the last window loaded is used up, as the knock rule
+	// would: a client whose clock is an hour ahead.
+	must(t, ns, "nft", "delete", "element", "inet", "kwl", "tokens_ssh", "{", tokenHex(key, w0+120), "}")
+
+	// An hour later, a renewal.
+	t1 := t0.Add(time.Hour)
+	o.now = func() time.Time { return t1 }
+	res := mustDeploy(t, o, rs)
+	got = tokenElems(t, ns)
+	if got[tokenHex(key, w0+120)] {
+		t.Error("a renewal loaded a used token again")
+	}
+	if !got[tokenHex(key, w0+6)] || !got[tokenHex(key, w0+119)] || !got[tokenHex(key, w0+121)] || !got[tokenHex(key, w0+240)] || got[tokenHex(key, w0+241)] {
+		t.Errorf("after the renewal: %d tokens, want those of windows %d to %d but %d", len(got), w0-1, w0+240, w0+120)
+	}
+	if res.Kept["tokens_ssh"] != 121 {
+		t.Errorf("%d live tokens carried over, want 121", res.Kept["tokens_ssh"])
+	}
+
+	// A new secret: the old tokens go, the new ones come from now.
+	key2 := []byte("another secret of 32 bytes, too.")
+	o.Secret = func(string) ([]byte, error) { return key2, nil }
+	mustDeploy(t, o, rs)
+	got = tokenElems(t, ns)
+	w1 := secret.Window(t1, 30*time.Second)
+	if got[tokenHex(key, w0+6)] || !got[tokenHex(key2, w1-1)] || !got[tokenHex(key2, w1+120)] || len(got) != 122 {
+		t.Errorf("after a new secret: %d tokens; the old secret's must be gone and windows %d to %d of the new one loaded", len(got), w1-1, w1+120)
+	}
+
+	// A secret that cannot be read changes nothing, and names the statement.
+	o.Secret = func(path string) ([]byte, error) { return secret.Read(t.TempDir() + "/missing") }
+	before := masked(t, ns, "table", "inet", "kwl")
+	if _, err := Apply(t.Context(), o, rs); err == nil || !strings.Contains(err.Error(), "p.kwl:1:") {
+		t.Errorf("deploy with an unreadable secret: %v, want an error at the statement", err)
+	}
+	if after := masked(t, ns, "table", "inet", "kwl"); after != before {
+		t.Error("a failed deploy changed the table")
+	}
+}
