@@ -5,7 +5,8 @@
 // A TCP knock is one SYN and no more: a connection attempt given up
 // before the kernel's first retransmission (after its initial RTO of one
 // second), as knockd's knock client does. A UDP knock is an empty
-// datagram.
+// datagram; a secret knock's is the token of the current window (Sign),
+// derived from the secret file the policy names.
 package client
 
 import (
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
 )
 
 // A Plan is what Send sends to open one door of a service on a host.
@@ -30,6 +32,19 @@ type Plan struct {
 	Knocks  []lang.Port
 	Gap     time.Duration // between two knocks
 	Service lang.Port     // the port the door opens, to connect to after
+	// Token, for a secret door, is the payload of its one datagram
+	// (Sign), of window Window; nil until signed.
+	Token  *[secret.TokenSize]byte
+	Window int64
+}
+
+// Sign gives a secret door's plan the token of window w under the
+// secret key (State.Window says which). A plan of another door needs
+// none.
+func (pl *Plan) Sign(key []byte, w int64) {
+	pl.Window = w
+	tok := secret.Token(key, w)
+	pl.Token = &tok
 }
 
 // MaxSYNWait is how long a TCP knock waits before it gives its
@@ -88,7 +103,15 @@ func (pl *Plan) Steps() []string {
 	var out []string
 	for i, k := range pl.Knocks {
 		what := "a SYN"
-		if k.Proto == lang.UDP {
+		switch {
+		case pl.Token != nil:
+			// Not the token itself: it opens the door, once, for
+			// whoever sends it first.
+			end := secret.Start(pl.Window+1, lang.TokenWindow).Format(time.TimeOnly)
+			what = fmt.Sprintf("a datagram of the token of window %d (until %s UTC)", pl.Window, end)
+		case pl.Door.Secret != nil:
+			what = "a datagram of the token of the current window"
+		case k.Proto == lang.UDP:
 			what = "an empty datagram"
 		}
 		at := ""
@@ -112,7 +135,14 @@ func Send(ctx context.Context, pl *Plan, sent func(i int)) error {
 				return err
 			}
 		}
-		if err := knock(ctx, pl.Host, k, pl.Gap); err != nil {
+		var payload []byte
+		if pl.Door.Secret != nil {
+			if pl.Token == nil {
+				return fmt.Errorf("%s: a secret knock's plan must be signed", pl.Door.Pos)
+			}
+			payload = pl.Token[:]
+		}
+		if err := knock(ctx, pl.Host, k, pl.Gap, payload); err != nil {
 			return err
 		}
 		if sent != nil {
@@ -131,8 +161,8 @@ func waited(k lang.Port, gap time.Duration) time.Duration {
 	return 0
 }
 
-// knock sends one knock to port of host.
-func knock(ctx context.Context, host netip.Addr, port lang.Port, gap time.Duration) error {
+// knock sends one knock to port of host; a UDP knock carries payload.
+func knock(ctx context.Context, host netip.Addr, port lang.Port, gap time.Duration, payload []byte) error {
 	addr := addrPort(host, port.Num)
 	if port.Proto == lang.UDP {
 		c, err := net.Dial("udp", addr)
@@ -140,7 +170,7 @@ func knock(ctx context.Context, host netip.Addr, port lang.Port, gap time.Durati
 			return err
 		}
 		defer c.Close()
-		_, err = c.Write(nil)
+		_, err = c.Write(payload)
 		return err
 	}
 	// Dial gives the attempt up after its one SYN; a drop is what a knock

@@ -355,6 +355,14 @@ func (s *Sim) Reset() {
 	s.now = 0
 }
 
+// SetClock sets the wall-clock time of the simulation's time 0 and
+// starts it afresh (Reset), so that the token sets of secret knocks hold
+// the tokens of that time; call it before the first packet.
+func (s *Sim) SetClock(t time.Time) {
+	s.clock = t
+	s.Reset()
+}
+
 // isLocal reports whether addr is one of the firewall's addresses, for a
 // packet whose destination DNAT did (dnat) or did not change.
 func (s *Sim) isLocal(addr netip.Addr, dnat bool) bool {

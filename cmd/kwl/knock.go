@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/client"
+	"kwl.dev/kwl/secret"
 )
 
 func runKnock(env *cmdEnv, args []string) int {
@@ -20,6 +21,7 @@ func runKnock(env *cmdEnv, args []string) int {
 	dry := fs.Bool("dry-run", false, "print what would be sent, send nothing")
 	only4 := fs.Bool("4", false, "knock over IPv4 only")
 	only6 := fs.Bool("6", false, "knock over IPv6 only")
+	secretFile := fs.String("secret", "", "read a secret knock's secret from `FILE` (default: the file the policy names)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -47,6 +49,28 @@ func runKnock(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "kwl knock: %v\n", err)
 		return exitFail
 	}
+	var state *client.State
+	if d := plan.Door; d.Secret != nil && !*dry {
+		path := d.Secret.Path
+		if *secretFile != "" {
+			path = *secretFile
+		}
+		key, err := secret.Read(path)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "kwl knock: %s: %v\n", d.Pos, err)
+			return exitFail
+		}
+		if state, err = knockState(); err == nil {
+			var w int64
+			if w, err = state.Window(client.Key(key, plan), time.Now()); err == nil {
+				plan.Sign(key, w)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(env.stderr, "kwl knock: %v\n", err)
+			return exitFail
+		}
+	}
 	steps := plan.Steps()
 	svc := fmt.Sprintf("%s (%s/%d on %s) for %v", plan.Door.Service.Name, plan.Service.Proto, plan.Service.Num, plan.Host, plan.Door.Lifetime)
 	if *dry {
@@ -58,12 +82,29 @@ func runKnock(env *cmdEnv, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := client.Send(ctx, plan, func(i int) { fmt.Fprintf(env.stdout, "sent %s\n", steps[i]) }); err != nil {
+	err = client.Send(ctx, plan, func(i int) { fmt.Fprintf(env.stdout, "sent %s\n", steps[i]) })
+	if state != nil {
+		// A token sent, or perhaps sent, is spent: the next knock sends
+		// another.
+		if serr := state.Save(); serr != nil {
+			fmt.Fprintf(env.stderr, "kwl knock: warning: %v: the next knock in this window may send the same token, which opens nothing\n", serr)
+		}
+	}
+	if err != nil {
 		fmt.Fprintf(env.stderr, "kwl knock: %v\n", err)
 		return exitFail
 	}
 	fmt.Fprintf(env.stdout, "knocked: %s should be open to you now\n", svc)
 	return exitOK
+}
+
+// knockState loads kwl knock's record of the tokens it sent.
+func knockState() (*client.State, error) {
+	path, err := client.StatePath()
+	if err != nil {
+		return nil, err
+	}
+	return client.LoadState(path)
 }
 
 // resolve returns the address of host, an address or a name, in network

@@ -66,7 +66,7 @@ func init() {
 			short: "replay a pcap or pcapng capture through a policy", run: runSim},
 		{name: "audit", usage: "kwl audit [--backend nft|iptables] [--format text|json] [--trials N] [--seed S] [--rate PPS] [--emit DIR] FILE...",
 			short: "attack a policy in the simulator: scans, guessing, forged sources, replay", run: runAudit},
-		{name: "knock", usage: "kwl knock --policy FILE [--gap DUR] [--dry-run] [-4|-6] HOST [SERVICE]",
+		{name: "knock", usage: "kwl knock --policy FILE [--secret FILE] [--gap DUR] [--dry-run] [-4|-6] HOST [SERVICE]",
 			short: "send the knocks that open a service of a policy", run: runKnock},
 		{name: "deploy", usage: "kwl deploy [--dry-run|--check] [--confirm DUR] [--netns NAME] [--table NAME] [--force] [--force-foreign] [--tokens DUR] FILE\n       kwl deploy --confirm-now [--netns NAME]\n       kwl deploy --renew [--tokens DUR] [--netns NAME --record-dir DIR]\n       kwl deploy --backend iptables [--dry-run] [--confirm DUR] [--netns NAME] FILE",
 			short: "load the policy into the running kernel, atomically", run: runDeploy},

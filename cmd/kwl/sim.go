@@ -125,7 +125,7 @@ func runSim(env *cmdEnv, args []string) int {
 	if !noSplit && !explainText {
 		// Explanations are not kept apart (sim.Split): --explain runs
 		// one lane.
-		second, _ = replay.NewEngine(*backend, pol, hosts, false)
+		second, _ = replay.NewEngine(*backend, pol, simOptions(hosts, false))
 	}
 	// --host naming one family's addresses only leaves the other
 	// family's packets to be taken as routed through the firewall.

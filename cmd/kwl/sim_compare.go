@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
+	"kwl.dev/kwl/sim"
 	"kwl.dev/kwl/sim/capture"
 	"kwl.dev/kwl/sim/replay"
 	"kwl.dev/kwl/sim/report"
@@ -34,12 +36,18 @@ func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang
 	return pol, eng, code
 }
 
+// simOptions are kwl sim's simulator options: the secret knocks' tokens
+// come from their secret files, as the deployed ruleset's do.
+func simOptions(hosts []netip.Addr, explain bool) sim.Options {
+	return sim.Options{Hosts: hosts, Explain: explain, Secret: secret.Read}
+}
+
 // simEngine builds the simulator of a loaded policy and prints the
 // backend's diagnostics but those of the load (diags), which they repeat,
 // and those a kwl:ignore comment silences; code >= 0 means stop with that
 // exit status.
 func simEngine(env *cmdEnv, name string, src []byte, pol *lang.Policy, diags lang.Diagnostics, backend string, hosts []netip.Addr, explain bool) (replay.Engine, int) {
-	eng, bdiags := replay.NewEngine(backend, pol, hosts, explain)
+	eng, bdiags := replay.NewEngine(backend, pol, simOptions(hosts, explain))
 	seen := map[lang.Diagnostic]bool{}
 	for _, d := range diags {
 		seen[d] = true

@@ -1,7 +1,7 @@
 package replay
 
 import (
-	"net/netip"
+	"time"
 
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim"
@@ -20,6 +20,7 @@ type simEngine struct {
 	s       *sim.Sim
 	explain bool
 	output  string // the skip reason of a packet the firewall sent
+	fixed   bool   // the clock was given: SetClock leaves it
 }
 
 func (e *simEngine) Eval(p *capture.Packet) Result {
@@ -59,17 +60,27 @@ func (e *simEngine) Split() (func(*capture.Packet) bool, bool) {
 }
 
 // NewEngine builds the simulator of a backend of the registry
-// (compile.Lookup) for pol: packets sent by hosts are taken in without being evaluated, and
-// with explain each result says what state the packet read and wrote. The
-// engine is nil when the backend's diagnostics have errors.
-func NewEngine(backend string, pol *lang.Policy, hosts []netip.Addr, explain bool) (Engine, lang.Diagnostics) {
-	s, diags := sim.New(backend, pol, sim.Options{Hosts: hosts, Explain: explain})
+// (compile.Lookup) for pol: packets sent by opts.Hosts are taken in
+// without being evaluated, and with opts.Explain each result says what
+// state the packet read and wrote. The simulation's clock is the
+// capture's start (SetClock), unless opts.Clock is set. The engine is
+// nil when the backend's diagnostics have errors.
+func NewEngine(backend string, pol *lang.Policy, opts sim.Options) (Engine, lang.Diagnostics) {
+	s, diags := sim.New(backend, pol, opts)
 	if s == nil {
 		return nil, diags
 	}
 	output := sentByHost
-	if len(hosts) == 0 {
+	if len(opts.Hosts) == 0 {
 		output = replyOf
 	}
-	return &simEngine{s: s, explain: explain, output: output}, diags
+	return &simEngine{s: s, explain: opts.Explain, output: output, fixed: !opts.Clock.IsZero()}, diags
+}
+
+// SetClock sets the wall-clock time of the simulation's start, when the
+// engine was made without one (sim.Sim.SetClock).
+func (e *simEngine) SetClock(t time.Time) {
+	if !e.fixed {
+		e.s.SetClock(t)
+	}
 }

@@ -96,6 +96,12 @@ func (c *clock) warning() string {
 // clk keeps the packets' times from going back; it is the caller's
 // again when pipeline returns.
 // pipeline returns the reader's error: io.EOF at the end.
+// clockSetter is an engine that takes the capture's start as the wall
+// clock of its time 0 (for the tokens of secret knocks).
+type clockSetter interface {
+	SetClock(time.Time)
+}
+
 func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool, clk *clock, live bool, merge func(pt *part, i int)) error {
 	limit := chunkSize
 	if live {
@@ -125,6 +131,7 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 			}
 		}()
 		var tmp capture.Packet
+		started := false
 		for c := range free {
 			c.n, c.err = 0, nil
 			for k := range c.parts {
@@ -133,6 +140,16 @@ func pipeline(r *capture.Reader, lanes []*lane, split func(*capture.Packet) bool
 			for c.n < limit {
 				if c.err = r.Next(&tmp); c.err != nil {
 					break
+				}
+				if !started {
+					// The lanes have evaluated nothing yet: no chunk
+					// has been sent to them.
+					started = true
+					for _, l := range lanes {
+						if cs, ok := l.eng.(clockSetter); ok {
+							cs.SetClock(r.Start())
+						}
+					}
 				}
 				clk.keep(&tmp)
 				k := 0

@@ -1,0 +1,215 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kwl.dev/kwl/internal/netns"
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
+	"kwl.dev/kwl/sim/capture"
+)
+
+// TestKnockSecret deploys a secret knock in a namespace, captures its
+// loopback with tcpdump as an eavesdropper would, and checks:
+//   - kwl knock opens ssh, and knocks again in the same window open it
+//     again (each a token of its own);
+//   - the captured datagram, sent again from another address, or from
+//     the same one once the door has closed, opens nothing;
+//   - a stale token and a forged one open nothing;
+//   - kwl sim on the capture gives every packet the kernel's verdict.
+func TestKnockSecret(t *testing.T) {
+	netns.NeedRoot(t, "nft", "tcpdump")
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ssh.key")
+	key := make([]byte, 32)
+	rand.Read(key)
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kwl, policy := kwlAndPolicy(t, fmt.Sprintf("knock udp/62201 secret %q opens ssh for 2s\n", keyFile))
+	ns, _ := loopbackSSH(t, "kwlc-secret", policy)
+
+	pcap := filepath.Join(dir, "cap.pcap")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dump := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, "tcpdump", "-i", "lo", "-U", "-w", pcap,
+		"udp dst port 62201 or (tcp dst port 22 and tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0)")
+	if err := dump.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer dump.Process.Kill()
+
+	// What the kernel did, packet by packet, in the order sent: every
+	// datagram to the knock port is dropped; a SYN to ssh is accepted
+	// when the connection is made.
+	var kernel []lang.Verdict
+	send := func(from string, payload []byte) {
+		t.Helper()
+		err := ns.Do(func() error {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(from)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 62201})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write(payload)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kernel = append(kernel, lang.Drop)
+		time.Sleep(50 * time.Millisecond)
+	}
+	ssh := func(from string) bool {
+		t.Helper()
+		var c net.Conn
+		err := ns.Do(func() (err error) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 500 * time.Millisecond}
+			c, err = d.Dial("tcp4", "127.0.0.1:22")
+			return
+		})
+		if err == nil {
+			c.Close()
+			kernel = append(kernel, lang.Accept)
+			return true
+		}
+		kernel = append(kernel, lang.Drop)
+		return false
+	}
+	// tcpdump starts in its own time: empty datagrams until it has one.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		send("127.0.0.9", nil)
+		if fi, err := os.Stat(pcap); err == nil && fi.Size() > 24 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("tcpdump captured nothing")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ssh("127.0.0.1") {
+		t.Fatal("ssh answered before the knock")
+	}
+	state := t.TempDir()
+	knock := func() {
+		t.Helper()
+		cmd := exec.Command("ip", "netns", "exec", ns.Name, kwl, "knock", "--policy", policy, "127.0.0.1", "ssh")
+		cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+state)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "sent a datagram of the token of window") {
+			t.Fatalf("kwl knock: %v\n%s", err, out)
+		}
+		kernel = append(kernel, lang.Drop)
+		time.Sleep(50 * time.Millisecond)
+	}
+	knock()
+	if !ssh("127.0.0.1") {
+		t.Fatal("ssh closed after kwl knock")
+	}
+	time.Sleep(2500 * time.Millisecond) // the door closes
+	if ssh("127.0.0.1") {
+		t.Fatal("the door outlived its 2s")
+	}
+	knock() // the same window, most likely: the next token
+	if !ssh("127.0.0.1") {
+		t.Fatal("ssh closed after a second kwl knock")
+	}
+
+	// The eavesdropper's copies of the two tokens.
+	var tokens [][]byte
+	for deadline := time.Now().Add(5 * time.Second); len(tokens) < 2 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		tokens = nil
+		readCapture(t, pcap, func(p *capture.Packet) {
+			if p.Proto == lang.UDP && p.PayloadN == secret.TokenSize {
+				tokens = append(tokens, append([]byte(nil), p.Payload[:]...))
+			}
+		})
+	}
+	if len(tokens) != 2 || bytes.Equal(tokens[0], tokens[1]) {
+		t.Fatalf("captured %d tokens, want two different ones", len(tokens))
+	}
+	for _, tok := range tokens {
+		send("127.0.0.2", tok)
+		if ssh("127.0.0.2") {
+			t.Fatal("a replayed token opened ssh for another address")
+		}
+	}
+	time.Sleep(2500 * time.Millisecond)
+	send("127.0.0.1", tokens[1])
+	if ssh("127.0.0.1") {
+		t.Fatal("a replayed token opened ssh again for its first sender")
+	}
+	w := secret.Window(time.Now(), lang.TokenWindow)
+	stale := secret.Token(key, w-lang.TokenSkew-1)
+	send("127.0.0.3", stale[:])
+	forged := secret.Token([]byte("not the secret, but as long as it"), w)
+	send("127.0.0.3", forged[:])
+	if ssh("127.0.0.3") {
+		t.Fatal("a stale or forged token opened ssh")
+	}
+
+	time.Sleep(200 * time.Millisecond)
+	dump.Process.Signal(syscall.SIGINT)
+	dump.Wait()
+	out, err := exec.Command(kwl, "sim", "--format", "json", policy, pcap).Output()
+	if err != nil {
+		t.Fatalf("kwl sim: %v", err)
+	}
+	var simv []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var line struct {
+			N       int    `json:"n"`
+			Verdict string `json:"verdict"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.N > 0 && line.Verdict != "" {
+			simv = append(simv, line.Verdict)
+		}
+	}
+	// The capture starts at the first probe tcpdump saw: compare the
+	// kernel's verdicts from the end.
+	if len(simv) == 0 || len(simv) > len(kernel) {
+		t.Fatalf("kwl sim gave %d verdicts for %d packets sent:\n%s", len(simv), len(kernel), out)
+	}
+	kernel = kernel[len(kernel)-len(simv):]
+	for i, v := range simv {
+		if v != kernel[i].String() {
+			t.Errorf("packet %d: kwl sim %s, kernel %s", i+1, v, kernel[i])
+		}
+	}
+	t.Logf("kwl sim and the kernel compared on %d packets", len(simv))
+}
+
+// readCapture calls each for every packet of the pcap file.
+func readCapture(t *testing.T, path string, each func(*capture.Packet)) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := capture.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p capture.Packet
+	for r.Next(&p) == nil {
+		each(&p)
+	}
+}
