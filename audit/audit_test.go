@@ -227,6 +227,51 @@ func TestReplay(t *testing.T) {
 	}
 }
 
+// TestReplaySecret: a secret knock's token, sent again from another
+// address and from the client's own once its door closed, opens nothing:
+// the finding says the replay is fixed (Opened 0). With a model that
+// keeps a used token, it would open (checked by breaking the delete).
+func TestReplaySecret(t *testing.T) {
+	for _, src := range []string{
+		"knock udp/62201 secret \"/etc/kwl/ssh.key\" opens ssh for 10s\n",
+		"knock udp/62201 secret \"/etc/kwl/ssh.key\" opens ssh for 60s family ipv6\n",
+		"knock udp/62201 from 192.0.2.0/24 secret \"/etc/kwl/ssh.key\" opens ssh once for 5s per source/24\n",
+	} {
+		fs, err := Replay(irtest.Load(t, src), Options{Backend: "nft", Keep: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) != 1 || fs[0].Effect != Replays || fs[0].Opened != 0 || fs[0].Fails() || len(fs[0].Packets) < 4 {
+			t.Errorf("%q: %+v, want one replay, fixed, with its packets", src, fs)
+			continue
+		}
+		var tokens int
+		for _, pk := range fs[0].Packets {
+			if pk.PayloadN == 16 {
+				tokens++
+			}
+		}
+		if want := map[bool]int{true: 3, false: 2}[strings.Contains(src, "10s") || strings.Contains(src, "5s")]; tokens != want {
+			t.Errorf("%q: %d token datagrams, want %d (the client's, the copies)", src, tokens, want)
+		}
+	}
+	// Scans send no token: the door stays closed; a guess costs 2^129/2883.
+	pol := irtest.Load(t, "knock udp/62201 secret \"/etc/kwl/ssh.key\" opens ssh for 60s\n")
+	fs, err := Scans(pol, Options{Backend: "nft", Seed: 1, Trials: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if f.Opened > 0 {
+			t.Errorf("a scan opened a secret knock: %+v", f)
+		}
+	}
+	gs, err := Guessing(pol, Options{Backend: "nft"})
+	if err != nil || len(gs) != 1 || gs[0].Cost < 1e35 || gs[0].Cost > 1.2e35*2 {
+		t.Errorf("guessing a token: %+v %v", gs, err)
+	}
+}
+
 // TestSource: an attack sends from inside a from list, of the family it
 // names.
 func TestSource(t *testing.T) {

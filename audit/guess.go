@@ -35,6 +35,15 @@ func Guessing(p *lang.Policy, o Options) ([]Finding, error) {
 		if !ok {
 			continue
 		}
+		if d.Secret != nil {
+			// One knock of 2^128 payloads, of which the live tokens
+			// open the door: guessCost's (k+1)(G+1)/(m+1).
+			cost := 2 * (math.Ldexp(1, 128) + 1) / float64(dayOfTokens+1)
+			out = append(out, Finding{Ref: d.Ref, Statement: "knock", Service: d.Service.Name, Backend: o.Backend, Effect: Guessed, Cost: cost, Trials: 1,
+				Attack: fmt.Sprintf("a blind guess of the token needs %s packets on average (%s at %s probes/s), with a day's %s tokens loaded",
+					count(cost), span(cost*o.Rate.Seconds()), count(1/o.Rate.Seconds()), commas(dayOfTokens))})
+			continue
+		}
 		k := len(d.Sequence)
 		m := 1
 		if k == 1 {
@@ -64,6 +73,11 @@ func Guessing(p *lang.Policy, o Options) ([]Finding, error) {
 	}
 	return out, nil
 }
+
+// dayOfTokens is how many tokens a secret knock's set holds when kwl
+// deploy loads a day of them (its default): a day of windows, and the
+// windows of the skew and of now.
+const dayOfTokens = int64(24*time.Hour/lang.TokenWindow) + lang.TokenSkew + 1
 
 // guessCost is the packets a blind guesser sends on average to open a
 // door of k knocks, n ports each, that m of the guesses open: (G+1)/(m+1)

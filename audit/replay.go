@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"net/netip"
 	"time"
 
 	"kwl.dev/kwl/lang"
@@ -28,9 +29,13 @@ func Replay(p *lang.Policy, o Options) ([]Finding, error) {
 		if err != nil {
 			return nil, err
 		}
-		tl.knock(victim, d)
+		tok := tl.knock(victim, d)
 		if tl.send(victim, svc) != lang.Accept {
 			continue // the client's own knock does not open it
+		}
+		if d.Secret != nil {
+			out = append(out, replayToken(tl, d, o, tok, victim, spy))
+			continue
 		}
 		tl.now += d.Lifetime + time.Second
 		if tl.send(spy, svc) == lang.Accept {
@@ -45,7 +50,34 @@ func Replay(p *lang.Policy, o Options) ([]Finding, error) {
 		out = append(out, Finding{Ref: d.Ref, Statement: "knock", Service: d.Service.Name, Backend: o.Backend, Effect: Replays,
 			Attack: "a client's knocks, sniffed and sent again from another address after its door closed, open the door for the sender",
 			Opened: 1, Low: 1, High: 1, Trials: 1, Packets: tl.pkts,
-			Hint: "a static sequence is a password sent in clear: keep the lifetime short and let the service authenticate (ssh keys); from lists limit who can use a sniffed knock"})
+			Hint: "a static sequence is a password sent in clear: a secret knock (knock udp/PORT secret \"FILE\" ..., nft) cannot be replayed; else keep the lifetime short, let the service authenticate (ssh keys), and limit who may knock with a from list"})
 	}
 	return out, nil
+}
+
+// replayToken sends a secret door's sniffed token again: at once from
+// the eavesdropper's address, and, when the door closes while the token
+// would still be taken, from the client's own. Opened is 0 when neither
+// copy opens the door: the replay is fixed.
+func replayToken(tl *timeline, d *lang.Door, o Options, tok []byte, victim, spy netip.Addr) Finding {
+	svc := d.Service.Ports[0]
+	opened := false
+	if tl.send(spy, svc) != lang.Accept { // else the client's door is the eavesdropper's (per source/N)
+		tl.token(spy, d.Sequence[0], tok)
+		opened = tl.send(spy, svc) == lang.Accept
+	}
+	// The simulation's clock starts a window: the token is taken until
+	// the end of the window after it.
+	if closed := tl.now + d.Lifetime + time.Second; closed < (lang.TokenSkew+1)*lang.TokenWindow {
+		tl.now = closed
+		tl.token(victim, d.Sequence[0], tok)
+		opened = opened || tl.send(victim, svc) == lang.Accept
+	}
+	f := Finding{Ref: d.Ref, Statement: "knock", Service: d.Service.Name, Backend: o.Backend, Effect: Replays,
+		Attack: "a client's token, sniffed and sent again from another address, and from its own after its door closed",
+		Trials: 1, Packets: tl.pkts}
+	if opened {
+		f.Opened, f.Low, f.High = 1, 1, 1
+	}
+	return f
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/sim"
 	"kwl.dev/kwl/sim/capture"
@@ -55,11 +56,38 @@ func (tl *timeline) send(src netip.Addr, port lang.Port) lang.Verdict {
 	return tl.at(tl.now+100*time.Millisecond, src, port, capture.SYN)
 }
 
-// knock sends a door's sequence from src.
-func (tl *timeline) knock(src netip.Addr, d *lang.Door) {
+// knock sends a door's sequence from src: a secret door's, the token of
+// the time (token), which it returns.
+func (tl *timeline) knock(src netip.Addr, d *lang.Door) (tok []byte) {
+	if d.Secret != nil {
+		t, err := tl.s.TokenAt(d.Secret.Path, tl.now+100*time.Millisecond)
+		if err == nil {
+			tl.token(src, d.Sequence[0], t[:])
+		}
+		return t[:]
+	}
 	for _, k := range d.Sequence {
 		tl.send(src, k)
 	}
+	return nil
+}
+
+// token sends, 100 ms after the previous packet, a datagram from src to
+// port with tok as its payload.
+func (tl *timeline) token(src netip.Addr, port lang.Port, tok []byte) lang.Verdict {
+	tl.n++
+	tl.now += 100 * time.Millisecond
+	pk := probe(tl.n, tl.now, src, port, 0)
+	pk.UDPLen = uint16(nft.UDPHeader + len(tok))
+	pk.PayloadN = uint8(copy(pk.Payload[:], tok))
+	pk.Len = 20 + int(pk.UDPLen)
+	if !src.Is4() {
+		pk.Len += 20
+	}
+	if tl.keep {
+		tl.pkts = append(tl.pkts, pk)
+	}
+	return tl.s.Eval(&pk).Verdict
 }
 
 // Spoofing runs the attacks of forged source addresses, which need no

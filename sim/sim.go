@@ -235,22 +235,29 @@ func (s *Sim) key(path string) ([]byte, error) {
 	return k, nil
 }
 
+// TokenAt returns the token a client of the secret knock whose secret
+// is in the file path sends at time at of the simulation: that of the
+// window at Options.Clock plus at, under the secret the simulation runs
+// with.
+func (s *Sim) TokenAt(path string, at time.Duration) ([secret.TokenSize]byte, error) {
+	key, err := s.key(path)
+	if err != nil {
+		return [secret.TokenSize]byte{}, err
+	}
+	return secret.Token(key, secret.Window(s.clock.Add(at), lang.TokenWindow)), nil
+}
+
 // tokenOf returns the payload of a test step's token datagram at time
 // at: the token of the window at that time, of a window that ended
 // before it (stale), or of another secret (forged).
-func (s *Sim) tokenOf(st *lang.Step, at time.Duration) ([16]byte, error) {
-	key, err := s.key(st.Secret.Path)
-	if err != nil {
-		return [16]byte{}, err
-	}
-	w := secret.Window(s.clock.Add(at), lang.TokenWindow)
+func (s *Sim) tokenOf(st *lang.Step, at time.Duration) ([secret.TokenSize]byte, error) {
 	switch st.Token {
 	case lang.StaleToken:
-		w -= lang.TokenSkew + 1
+		return s.TokenAt(st.Secret.Path, at-(lang.TokenSkew+1)*lang.TokenWindow)
 	case lang.ForgedToken:
-		key = secret.StandIn(st.Secret.Path + " forged")
+		return secret.Token(secret.StandIn(st.Secret.Path+" forged"), secret.Window(s.clock.Add(at), lang.TokenWindow)), nil
 	}
-	return secret.Token(key, w), nil
+	return s.TokenAt(st.Secret.Path, at)
 }
 
 // NewIptables returns a simulator running an iptables ruleset as it is.

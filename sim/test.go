@@ -99,8 +99,11 @@ func (sr *StepResult) Message() string {
 
 func describePacket(p *capture.Packet) string {
 	kind := "datagram"
-	if p.Proto == lang.TCP {
+	switch {
+	case p.Proto == lang.TCP:
 		kind = flagString(p.Flags)
+	case p.PayloadN > 0:
+		kind = fmt.Sprintf("datagram of %d bytes starting %x", p.UDPLen-nft.UDPHeader, p.Payload[:min(4, p.PayloadN)])
 	}
 	return fmt.Sprintf("%s %s %s -> %s", p.Proto, kind,
 		netip.AddrPortFrom(p.Src, p.SPort), netip.AddrPortFrom(p.Dst, p.DPort))

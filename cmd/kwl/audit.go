@@ -202,6 +202,10 @@ func writeFinding(w io.Writer, f audit.Finding, backends []string) {
 	switch {
 	case f.Effect == audit.Guessed:
 		fmt.Fprintf(w, "%s\n", head)
+	case f.Effect == audit.Replays && f.Opened == 0:
+		fmt.Fprintf(w, "%s: fixed: a token opens once, so its copy opens nothing\n", head)
+	case f.Effect == audit.Replays && strings.Contains(f.Attack, "token"):
+		fmt.Fprintf(w, "%s: OPENS %s for the sender of the copy\n", head, f.Service)
 	case f.Effect == audit.Replays:
 		fmt.Fprintf(w, "%s (replay: every static sequence can be)\n", head)
 	case f.Effect == audit.Closes:
