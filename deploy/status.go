@@ -14,6 +14,9 @@ import (
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
 )
 
 // State is what kwl's table holds now: its sets with their elements (open
@@ -49,6 +52,11 @@ type SetState struct {
 	Timeout  float64        `json:"timeout_s,omitempty"`
 	Size     uint32         `json:"size,omitempty"`
 	Elements []ElementState `json:"elements"`
+	// Tokens, for a secret knock's token set, counts the tokens it
+	// holds, which Elements leaves out: each opens the door once.
+	// LastWindow is the last window loaded (kwl deploy --renew).
+	Tokens     int   `json:"tokens,omitempty"`
+	LastWindow int64 `json:"last_window,omitempty"`
 }
 
 // ElementState is one element: a source (or masked source) and the time
@@ -106,6 +114,11 @@ func Status(ctx context.Context, o Options) (*State, error) {
 			continue
 		}
 		ss := SetState{Name: s.name, Comment: s.comment, Type: typeNames[s.keyType], Timeout: s.timeout.Seconds(), Size: s.size, Elements: []ElementState{}}
+		if _, last, _, ok := splitTokenComment(s.comment); ok {
+			ss.Tokens, ss.LastWindow = len(s.elems), last
+			st.Sets = append(st.Sets, ss)
+			continue
+		}
 		for _, e := range s.elems {
 			es := ElementState{Key: keyString(e.key), Expires: e.expires.Seconds(), Limit: e.hasExpr}
 			ss.Elements = append(ss.Elements, es)
@@ -251,6 +264,11 @@ func (st *State) Write(w io.Writer) {
 		what := s.Name
 		if s.Comment != "" {
 			what += " (" + s.Comment + ")"
+		}
+		if s.LastWindow != 0 {
+			end := secret.Start(s.LastWindow+1, lang.TokenWindow)
+			fmt.Fprintf(w, "\nset %s: %d token(s), not shown, through %s\n", what, s.Tokens, end.Format(time.RFC3339))
+			continue
 		}
 		fmt.Fprintf(w, "\nset %s: %d element(s)\n", what, len(s.Elements))
 		for _, e := range s.Elements {

@@ -77,6 +77,18 @@ func TestTokensRenew(t *testing.T) {
 	if out := nftList(t, ns, "set", "inet", "kwl", "tokens_ssh"); !strings.Contains(out, fmt.Sprintf("tokens through window %d, key %s", w0+120, secret.ID(key))) {
 		t.Errorf("the set does not record what it holds:\n%s", out)
 	}
+	// kwl status counts the tokens and shows none.
+	st, err := Status(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	st.Write(&b)
+	want := fmt.Sprintf("122 token(s), not shown, through %s", secret.Start(w0+121, 30*time.Second).Format(time.RFC3339))
+	if !strings.Contains(b.String(), want) || strings.Contains(b.String(), fmt.Sprintf("%x", secret.Token(key, w0))) {
+		t.Errorf("kwl status, want %q and no token:\n%s", want, b.String())
+	}
+
 	// The token of the last window loaded is used up, as the knock rule
 	// would: a client whose clock is an hour ahead.
 	must(t, ns, "nft", "delete", "element", "inet", "kwl", "tokens_ssh", "{", tokenHex(key, w0+120), "}")

@@ -152,12 +152,12 @@
 // for 60s) is one UDP datagram whose 16 bytes of payload are the token
 // of the current window: HMAC-SHA256 of the window's number under the
 // secret in the file, cut to 16 bytes (package secret). A window is
-// TokenWindow (30s) long; a token is taken from the start of the window
-// TokenSkew before its own to the end of the one TokenSkew after it,
+// TokenWindow (30s) long. The ruleset holds the tokens of the coming
+// hours (kwl deploy --tokens), never the secret; a token is taken from
+// when it is loaded to the end of the window TokenSkew after its own,
 // and once: the kernel deletes it as it opens the door, so a datagram
-// seen on the way and sent again, from any source, opens nothing. The
-// ruleset holds the tokens of the coming hours, never the secret; when
-// they run out, nothing opens. A datagram of another length, or another
+// seen on the way and sent again, from any source, opens nothing. When
+// the tokens run out, nothing opens. A datagram of another length, or another
 // payload, is dropped as any knock. nftables only: iptables has no state
 // keyed by a datagram's bytes (L28). The checker reads no secret: test
 // blocks derive stand-in tokens from the file's name, and "at TIME"

@@ -261,8 +261,10 @@ type Secret struct {
 }
 
 // The windows of secret knocks. A window is TokenWindow long, counted
-// from the Unix epoch; its token opens a door during the window and
-// TokenSkew windows either side, for clocks that disagree, and once.
+// from the Unix epoch. Its token opens a door once, from when the
+// ruleset holds it (the coming hours' tokens are loaded at once) to the
+// end of the window TokenSkew after it, for a client's clock that is
+// behind.
 const (
 	TokenWindow = 30 * time.Second
 	TokenSkew   = 1

@@ -85,8 +85,9 @@ type Set struct {
 type TokenSource struct {
 	Secret string        // the secret's file
 	Every  time.Duration // the length of a window
-	// Skew is how many windows either side of its own a token is taken
-	// in: from the start of window w-Skew to the end of w+Skew.
+	// Skew is how many windows after its own a token is still taken
+	// in: from its load to the end of window w+Skew. Windows before
+	// now's by Skew are loaded too, for a client's clock behind.
 	Skew int64
 }
 
