@@ -354,10 +354,10 @@ func strip(m netlink.Message, newType int, extra netlink.HeaderFlags, drop ...ui
 }
 
 // elemMsgs builds NEWSETELEM messages adding elems to set name of table,
-// a few hundred per message (an attribute's length is 16 bits).
+// nftnl.ElemsPerMessage per message (an attribute's length is 16 bits).
 func elemMsgs(family nftables.TableFamily, table, set string, elems [][]netlink.Attribute) ([]netlink.Message, error) {
 	var out []netlink.Message
-	const per = 256
+	const per = nftnl.ElemsPerMessage
 	for i := 0; i < len(elems); i += per {
 		j := min(i+per, len(elems))
 		list := make([]netlink.Attribute, 0, j-i)

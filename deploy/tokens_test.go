@@ -127,4 +127,13 @@ func TestTokensRenew(t *testing.T) {
 	if after := masked(t, ns, "table", "inet", "kwl"); after != before {
 		t.Error("a failed deploy changed the table")
 	}
+
+	// A week of tokens, 20,162: in messages of their own size, since one
+	// attribute cannot hold them (a day's failed a third of the time).
+	o.Secret = func(string) ([]byte, error) { return key2, nil }
+	o.Tokens = MaxTokens
+	mustDeploy(t, o, rs)
+	if got = tokenElems(t, ns); len(got) < 20162 {
+		t.Errorf("a week of tokens: %d loaded, want 20162 and the carried ones", len(got))
+	}
 }

@@ -87,8 +87,21 @@ func (b *Batch) AddRuleset(n *Ruleset) error {
 	}
 	for _, s := range n.Sets {
 		first := len(b.Msgs)
+		// The elements go in messages of ElemsPerMessage: a message's
+		// list of them is one attribute, whose length is 16 bits, and a
+		// longer one overflows it (the kernel then misreads the batch).
+		es := Elements(s.From)
+		first0 := min(len(es), ElemsPerMessage)
 		if err := b.Add(Note{What: "add set " + s.Set.Name, Origin: s.From.Origin}, func(c *nftables.Conn) error {
-			return c.AddSet(s.Set, Elements(s.From))
+			if err := c.AddSet(s.Set, es[:first0]); err != nil {
+				return err
+			}
+			for i := first0; i < len(es); i += ElemsPerMessage {
+				if err := c.SetAddElements(s.Set, es[i:min(i+ElemsPerMessage, len(es))]); err != nil {
+					return err
+				}
+			}
+			return nil
 		}); err != nil {
 			return err
 		}
@@ -135,6 +148,11 @@ func FamilyName(f nftables.TableFamily) string {
 	}
 	return fmt.Sprintf("family%d", f)
 }
+
+// ElemsPerMessage is how many elements a message adds at most: 256 of
+// kwl's largest (a token of 16 bytes with a timeout) take some 12 kB,
+// well within an attribute's 64 kB.
+const ElemsPerMessage = 256
 
 // Elements returns the elements a set is loaded with (tokens), each with
 // its own timeout.
