@@ -247,17 +247,29 @@ func (s *Sim) TokenAt(path string, at time.Duration) ([secret.TokenSize]byte, er
 	return secret.Token(key, secret.Window(s.clock.Add(at), lang.TokenWindow)), nil
 }
 
-// tokenOf returns the payload of a test step's token datagram at time
-// at: the token of the window at that time, of a window that ended
-// before it (stale), or of another secret (forged).
-func (s *Sim) tokenOf(st *lang.Step, at time.Duration) ([secret.TokenSize]byte, error) {
+// tokenOf returns the payload of a test step's token datagram
+// (StepToken), under the secret the simulation runs with.
+func (s *Sim) tokenOf(st *lang.Step) ([secret.TokenSize]byte, error) {
+	key, err := s.key(st.Secret.Path)
+	if err != nil {
+		return [secret.TokenSize]byte{}, err
+	}
+	return StepToken(key, s.clock, st), nil
+}
+
+// StepToken returns the payload of a test step's token datagram, in a
+// test that starts at start, under the secret key: the token of the
+// step's window, of a window that ended before it (stale), or of another
+// secret (forged).
+func StepToken(key []byte, start time.Time, st *lang.Step) [secret.TokenSize]byte {
+	w := secret.Window(start.Add(st.At), lang.TokenWindow)
 	switch st.Token {
 	case lang.StaleToken:
-		return s.TokenAt(st.Secret.Path, at-(lang.TokenSkew+1)*lang.TokenWindow)
+		w -= lang.TokenSkew + 1
 	case lang.ForgedToken:
-		return secret.Token(secret.StandIn(st.Secret.Path+" forged"), secret.Window(s.clock.Add(at), lang.TokenWindow)), nil
+		key = secret.StandIn(st.Secret.Path + " forged")
 	}
-	return s.TokenAt(st.Secret.Path, at)
+	return secret.Token(key, w)
 }
 
 // NewIptables returns a simulator running an iptables ruleset as it is.

@@ -191,7 +191,7 @@ func (s *Sim) Run(t *lang.Test) TestResult {
 		pk := capture.Packet{N: i + 1, Time: st.At, Src: src, Dst: dst, Proto: st.Port.Proto,
 			SPort: sport, DPort: st.Port.Num, Len: 60}
 		if st.Token != lang.NoToken {
-			tok, err := s.tokenOf(st, st.At)
+			tok, err := s.tokenOf(st)
 			if err != nil {
 				res.Err, res.Steps = fmt.Errorf("%s: %w", st.Pos, err), nil
 				return res

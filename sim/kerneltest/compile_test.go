@@ -5,16 +5,19 @@ package kerneltest
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"kwl.dev/kwl/compile/iptables"
 	"kwl.dev/kwl/compile/nft"
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
+	"kwl.dev/kwl/sim"
 )
 
 // newModel returns the simulator of a backend for a policy and its lowered
 // ruleset, or nil while the simulator is not built in (then only the
 // kernel runs, against the scenarios' expectations).
-var newModel = func(backend string, pol *lang.Policy, n *nft.Ruleset, i *iptables.Ruleset) Model { return nil }
+var newModel = func(backend string, pol *lang.Policy, n *nft.Ruleset, i *iptables.Ruleset, clock time.Time) Model { return nil }
 
 // Backends are the backends every scenario runs on.
 var Backends = []string{"nft", "iptables"}
@@ -34,7 +37,7 @@ func targetsFor(sc *Scenario, pol *lang.Policy) ([]Target, error) {
 		if !sc.For(b) {
 			continue
 		}
-		tg, err := target(b, pol, sc.SetSize)
+		tg, err := target(b, pol, sc.SetSize, sc.Clock)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", sc.Name, b, err)
 		}
@@ -43,7 +46,10 @@ func targetsFor(sc *Scenario, pol *lang.Policy) ([]Target, error) {
 	return tgs, nil
 }
 
-func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
+// target lowers pol for a backend: the ruleset the lab loads, with its
+// token sets filled at clock with stand-in secrets for the coming
+// sim.DefaultHorizon, as the simulator fills its own, and the model.
+func target(backend string, pol *lang.Policy, setSize int, clock time.Time) (Target, error) {
 	switch backend {
 	case "nft":
 		rs, diags := nft.Lower(pol)
@@ -53,6 +59,12 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 		if setSize > 0 {
 			for _, s := range rs.Table.Sets {
 				s.Size = setSize
+			}
+		}
+		for _, s := range rs.Table.Sets {
+			if s.Tokens != nil {
+				from, to := s.Tokens.Windows(clock, sim.DefaultHorizon)
+				s.Elements = s.Tokens.Elements(secret.StandIn(s.Tokens.Secret), clock, from, to)
 			}
 		}
 		text, err := rs.Render()
@@ -67,7 +79,7 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 				}
 				return addInside(l, pol)
 			},
-			Model: newModel(backend, pol, rs, nil),
+			Model: newModel(backend, pol, rs, nil, clock),
 		}, nil
 	case "iptables":
 		rs, diags := iptables.Lower(pol)
@@ -86,7 +98,7 @@ func target(backend string, pol *lang.Policy, setSize int) (Target, error) {
 				}
 				return addInside(l, pol)
 			},
-			Model: newModel(backend, pol, nil, rs),
+			Model: newModel(backend, pol, nil, rs, clock),
 		}, nil
 	}
 	return Target{}, fmt.Errorf("unknown backend %q", backend)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
+	"kwl.dev/kwl/sim"
 )
 
 var (
@@ -233,8 +236,10 @@ func checkNoLeftovers(t *testing.T, res *Result) {
 // sends to an explicit other host is reported as not run.
 func exampleScenarios(t *testing.T, ta *tally) []Scenario {
 	files, _ := filepath.Glob("../../examples/*.kwl")
+	// examples/nft holds what only nft can do (secret knocks).
+	own, _ := filepath.Glob("../../examples/nft/*.kwl")
 	var scs []Scenario
-	for _, f := range files {
+	for _, f := range append(files, own...) {
 		src, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -246,14 +251,22 @@ func exampleScenarios(t *testing.T, ta *tally) []Scenario {
 		}
 		for _, test := range pol.Tests {
 			name := filepath.Base(f) + ":" + test.Name
-			sc := Scenario{Name: strings.TrimSuffix(filepath.Base(f), ".kwl") + "/" + test.Name, Policy: string(src)}
+			sc := Scenario{Name: strings.TrimSuffix(filepath.Base(f), ".kwl") + "/" + test.Name, Policy: string(src), Clock: test.Start}
+			if slices.Contains(own, f) {
+				sc.Backends = []string{"nft"}
+			}
 			why := ""
 			for _, st := range test.Steps {
 				if st.Dst.IsValid() {
 					why = "sends to another host (to " + st.Dst.String() + ")"
 				}
-				sc.Packets = append(sc.Packets, Packet{At: st.At, Src: st.Src, SPort: st.SPort, Port: st.Port, Kind: st.Kind,
-					Flags: st.Flags, HasFlags: st.HasFlags})
+				pk := Packet{At: st.At, Src: st.Src, SPort: st.SPort, Port: st.Port, Kind: st.Kind,
+					Flags: st.Flags, HasFlags: st.HasFlags}
+				if st.Token != lang.NoToken {
+					tok := sim.StepToken(secret.StandIn(st.Secret.Path), test.Start, st)
+					pk.Payload = tok[:]
+				}
+				sc.Packets = append(sc.Packets, pk)
 			}
 			if n := len(test.Steps); why == "" && n > 0 && test.Steps[n-1].At > maxExampleSpan {
 				why = fmt.Sprintf("lasts %v", test.Steps[n-1].At)

@@ -129,7 +129,7 @@ func TestFragments(t *testing.T) {
 		{"ipv6-lone-first-fragment", src6, fragment6(knock(src6, 0x707, 12), []fragCut{{0, 24, true}}, 0x707), false},
 	}
 	for _, b := range Backends {
-		tg, err := target(b, pol, 0)
+		tg, err := target(b, pol, 0, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}

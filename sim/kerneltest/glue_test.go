@@ -15,8 +15,8 @@ import (
 )
 
 func init() {
-	newModel = func(backend string, pol *lang.Policy, n *nft.Ruleset, i *iptables.Ruleset) Model {
-		return &simModel{backend: backend, pol: pol, nft: n, ipt: i}
+	newModel = func(backend string, pol *lang.Policy, n *nft.Ruleset, i *iptables.Ruleset, clock time.Time) Model {
+		return &simModel{backend: backend, pol: pol, nft: n, ipt: i, clock: clock}
 	}
 }
 
@@ -38,12 +38,13 @@ type simModel struct {
 	pol     *lang.Policy
 	nft     *nft.Ruleset
 	ipt     *iptables.Ruleset
+	clock   time.Time // of the token sets (Scenario.Clock)
 }
 
 // engine returns a fresh simulator of the model's ruleset as a replay
 // engine.
 func (m *simModel) engine(explain bool) (replay.Engine, error) {
-	opts := sim.Options{Hosts: []netip.Addr{FW4, FW6}, Explain: explain}
+	opts := sim.Options{Hosts: []netip.Addr{FW4, FW6}, Explain: explain, Clock: m.clock}
 	var s *sim.Sim
 	var err error
 	if m.nft != nil {
@@ -98,6 +99,10 @@ func (m *simModel) Predict(pkts []Packet) ([]Prediction, error) {
 	out := make([]Prediction, len(pkts))
 	for i, p := range pkts {
 		cp := &capture.Packet{N: i + 1, Time: p.At, Src: p.Src, Dst: p.Dst, Proto: p.Port.Proto, SPort: p.SPort, DPort: p.Port.Num, Len: 60}
+		if p.Payload != nil {
+			cp.UDPLen = uint16(8 + len(p.Payload))
+			cp.PayloadN = uint8(copy(cp.Payload[:], p.Payload))
+		}
 		if p.Port.Proto == lang.TCP {
 			cp.Flags = capture.SYN
 			if p.Kind == lang.Data {

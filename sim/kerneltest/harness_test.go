@@ -128,7 +128,7 @@ func TestDifferentialCatchesFlippedRule(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	good, err := target("iptables", pol, 0)
+	good, err := target("iptables", pol, 0, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestDifferentialCatchesFlippedRule(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no --set rule of a limit to flip in the lowered ruleset")
 	}
-	ds, err := Compare(newModel("iptables", pol, nil, flipped), res.Outcomes)
+	ds, err := Compare(newModel("iptables", pol, nil, flipped, time.Time{}), res.Outcomes)
 	if err != nil {
 		t.Fatal(err)
 	}

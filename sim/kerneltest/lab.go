@@ -54,7 +54,10 @@
 //
 //   - TestDifferential: the catalog (Catalog), 200 seeded random
 //     scenarios (Generate; -kwl.random, -kwl.seed), and every test block
-//     of examples/*.kwl whose timing allows, each on both backends in its
+//     of examples/*.kwl (and, on nft, of examples/nft/*.kwl: secret
+//     knocks, whose token sets both sides fill at the test's clock with
+//     stand-in secrets, and whose steps carry the tokens as payloads)
+//     whose timing allows, each on both backends in its
 //     own lab, in parallel (-test.parallel defaults to 64 here: the
 //     scenarios mostly wait). Per backend it logs scenarios, packets
 //     compared and disagreements, then one summary line. A disagreement

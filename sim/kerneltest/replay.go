@@ -25,6 +25,9 @@ type Packet struct {
 	// Data, a packet of the latest flow.
 	Flags    lang.TCPFlags
 	HasFlags bool
+	// Payload, when set, is a UDP datagram's payload (a secret knock's
+	// token) instead of the lab's own.
+	Payload []byte
 }
 
 // attempt reports whether the packet is a TCP connection attempt, which
@@ -205,6 +208,9 @@ func (l *Lab) Replay(pkts []Packet) ([]Outcome, error) {
 			}
 		} else {
 			q.payload = payload
+			if p.Payload != nil {
+				q.payload = p.Payload
+			}
 		}
 		at, err := l.wire.send(build(q))
 		if err != nil {

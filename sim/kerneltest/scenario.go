@@ -33,6 +33,10 @@ type Scenario struct {
 	// lowering without the simulator.
 	Want   string
 	WantOn map[string]string
+	// Clock is the wall-clock time of the scenario's time 0, at which
+	// the token sets of secret knocks are filled, with stand-in secrets
+	// (secret.StandIn), for the kernel and the simulator alike.
+	Clock time.Time
 }
 
 // Expect returns the expectation for a backend, "" when there is none.
