@@ -17,7 +17,9 @@ import (
 // newModel returns the simulator of a backend for a policy and its lowered
 // ruleset, or nil while the simulator is not built in (then only the
 // kernel runs, against the scenarios' expectations).
-var newModel = func(backend string, pol *lang.Policy, n *nft.Ruleset, i *iptables.Ruleset, clock time.Time) Model { return nil }
+var newModel = func(backend string, pol *lang.Policy, n *nft.Ruleset, i *iptables.Ruleset, clock time.Time) Model {
+	return nil
+}
 
 // Backends are the backends every scenario runs on.
 var Backends = []string{"nft", "iptables"}
