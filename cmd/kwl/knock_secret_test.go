@@ -213,3 +213,59 @@ func readCapture(t *testing.T, path string, each func(*capture.Packet)) {
 		each(&p)
 	}
 }
+
+// TestRenewCLI: kwl deploy --renew loads more tokens into the table the
+// record's policy was loaded from, refuses a table loaded from another
+// policy, and leaves alone a policy without secret knocks.
+func TestRenewCLI(t *testing.T) {
+	netns.NeedRoot(t, "nft")
+	ns := netns.ForTest(t, "kwlc-renew")
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ssh.key")
+	if err := os.WriteFile(keyFile, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, policy := kwlAndPolicy(t, fmt.Sprintf("knock udp/62201 secret %q opens ssh for 60s\n", keyFile))
+	_, plain := kwlAndPolicy(t, "knock 1600 opens ssh for 60s\nclose ssh on 1599, 1601\n")
+	rec := filepath.Join(dir, "record")
+	common := []string{"--state-dir", t.TempDir(), "--netns", ns.Name}
+	tokens := func() int {
+		out, err := ns.Run("nft", "list", "set", "inet", "kwl", "tokens_ssh")
+		if err != nil {
+			t.Fatalf("nft list: %v %s", err, out)
+		}
+		return strings.Count(string(out), "0x")
+	}
+	if code, _, errs := kwlIn(append([]string{"deploy", "--record-dir", rec}, append(common, policy)...)...); code != exitOK {
+		t.Fatalf("deploy: %d\n%s", code, errs)
+	}
+	if n := tokens(); n != 2882 {
+		t.Errorf("a deploy loaded %d tokens, want 2882 (a day and the window before)", n)
+	}
+	code, _, errs := kwlIn(append([]string{"deploy", "--renew", "--tokens", "48h", "--record-dir", rec}, common...)...)
+	if code != exitOK || !strings.Contains(errs, "renewed the tokens for 48h0m0s") {
+		t.Fatalf("renew: %d\n%s", code, errs)
+	}
+	if n := tokens(); n != 2882+2880 {
+		t.Errorf("after a renewal for 48h: %d tokens, want %d", n, 2882+2880)
+	}
+	// Another policy loaded meanwhile, without a record: no renewal.
+	if code, _, errs := kwlIn(append([]string{"deploy"}, append(common, plain)...)...); code != exitOK {
+		t.Fatalf("deploy: %d\n%s", code, errs)
+	}
+	code, _, errs = kwlIn(append([]string{"deploy", "--renew", "--record-dir", rec}, common...)...)
+	if code != exitFail || !strings.Contains(errs, "was not loaded from the recorded policy") {
+		t.Errorf("renew over another policy: %d\n%s", code, errs)
+	}
+	if out, _ := ns.Run("nft", "list", "table", "inet", "kwl"); strings.Contains(string(out), "tokens_ssh") {
+		t.Error("a refused renewal loaded the recorded policy")
+	}
+	// A recorded policy without secret knocks: nothing to renew.
+	if code, _, errs := kwlIn(append([]string{"deploy", "--record-dir", rec}, append(common, plain)...)...); code != exitOK {
+		t.Fatalf("deploy: %d\n%s", code, errs)
+	}
+	code, _, errs = kwlIn(append([]string{"deploy", "--renew", "--record-dir", rec}, common...)...)
+	if code != exitOK || !strings.Contains(errs, "no tokens to renew") {
+		t.Errorf("renew of a policy without secret knocks: %d\n%s", code, errs)
+	}
+}
