@@ -196,24 +196,6 @@ func TestKnockSecret(t *testing.T) {
 	t.Logf("kwl sim and the kernel compared on %d packets", len(simv))
 }
 
-// readCapture calls each for every packet of the pcap file.
-func readCapture(t *testing.T, path string, each func(*capture.Packet)) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := capture.Open(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p capture.Packet
-	for r.Next(&p) == nil {
-		each(&p)
-	}
-}
-
 // TestRenewCLI: kwl deploy --renew loads more tokens into the table the
 // record's policy was loaded from, refuses a table loaded from another
 // policy, and leaves alone a policy without secret knocks.

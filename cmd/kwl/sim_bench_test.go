@@ -76,21 +76,27 @@ func benchSetup(b *testing.B) (trace, pol string) {
 }
 
 func countPackets(b *testing.B, trace string) int {
-	f, err := os.Open(trace)
+	n := 0
+	readCapture(b, trace, func(*capture.Packet) { n++ })
+	return n
+}
+
+// readCapture calls each for every packet of the pcap file.
+func readCapture(t testing.TB, path string, each func(*capture.Packet)) {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	r, err := capture.Open(f)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	var p capture.Packet
-	n := 0
 	for r.Next(&p) == nil {
-		n++
+		each(&p)
 	}
-	return n
 }
 
 // BenchmarkSimVsBaseline runs, in each iteration, the baseline loop
