@@ -15,6 +15,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("test \"t\" { at 0s from ::1 port 5 to ::2 udp/53 data expect accept nft drop } # c"))
 	f.Add([]byte("knock 1600, 1601 within 1.5s opens ssh for 2.5m; limit ssh 3/0.5s ban .25h\ntest \"t\" { at 0.4s from 1.2.3.4 tcp/22 expect drop }"))
 	f.Add([]byte("knock 1600 opens ssh for 1h0.000000001s; limit ssh 3/1500us per source ban 1.s\ntest \"t\" { at 30s1m from ::1 tcp/22 expect drop }"))
+	f.Add([]byte("knock udp/9 from 10.0.0.0/8 secret \"/k\" opens ssh once for 5s per source/24\ntest \"t\" at 2026-12-01T10:00:29.5Z { at 0s from 10.0.0.1 udp/9 token stale expect drop }"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		file, diags := Parse("f.kwl", src)
 		pol, cd := Check(file)
