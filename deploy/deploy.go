@@ -139,6 +139,9 @@ type Options struct {
 	inject func(b *nftnl.Batch)
 	// now, for tests, is the time tokens are loaded at; nil: time.Now.
 	now func() time.Time
+	// afterBoot is set by Restore: the kernel's state is lost, and token
+	// sets start after now's window (fillTokens).
+	afterBoot bool
 }
 
 func (o *Options) stateDir() string {
@@ -394,7 +397,7 @@ func (o *Options) fillTokens(rs **nft.Ruleset, n **nftnl.Ruleset, old *live) (ma
 	if o.now != nil {
 		now = o.now
 	}
-	filled, noCarry, err := fillTokens(*rs, old, now(), ahead, read)
+	filled, noCarry, err := fillTokens(*rs, old, now(), ahead, o.afterBoot, read)
 	if err != nil || filled == *rs {
 		return nil, err
 	}

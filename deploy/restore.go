@@ -90,6 +90,7 @@ func Restore(ctx context.Context, o Options, dir string) *Restored {
 // restorePolicy compiles the recorded policy and loads it.
 func restorePolicy(ctx context.Context, o Options, r *record.Record) error {
 	o.Table = r.Table
+	o.afterBoot = true
 	file := r.PolicyPath()
 	b, ok := compile.Lookup(r.Backend)
 	if !ok {

@@ -54,8 +54,11 @@ func splitTokenComment(c string) (base string, last int64, id string, ok bool) {
 // stays used up) and only windows after the last it was loaded with are
 // added; carry lists the sets whose live elements must not be carried
 // (another secret, or no record of what was loaded). A secret that
-// cannot be read is an error naming the statement.
-func fillTokens(rs *nft.Ruleset, old *live, now time.Time, ahead time.Duration, read func(string) ([]byte, error)) (out *nft.Ruleset, noCarry map[string]bool, err error) {
+// cannot be read is an error naming the statement. After a boot
+// (afterBoot), a set the live table does not have starts at the window
+// after now's: the tokens of now's window and the one before may have
+// been used before the boot, and the kernel's record of it is gone.
+func fillTokens(rs *nft.Ruleset, old *live, now time.Time, ahead time.Duration, afterBoot bool, read func(string) ([]byte, error)) (out *nft.Ruleset, noCarry map[string]bool, err error) {
 	var t *nft.Table
 	for i, s := range rs.Table.Sets {
 		if s.Tokens == nil {
@@ -72,7 +75,11 @@ func fillTokens(rs *nft.Ruleset, old *live, now time.Time, ahead time.Duration, 
 		}
 		id := secret.ID(key)
 		from, to := s.Tokens.Windows(now, ahead)
-		if ls := old.set(s.Name); ls != nil {
+		ls := old.set(s.Name)
+		if ls == nil && afterBoot {
+			from = secret.Window(now, s.Tokens.Every) + 1
+		}
+		if ls != nil {
 			if _, last, lid, ok := splitTokenComment(ls.comment); ok && lid == id {
 				from = max(from, last+1)
 				to = max(to, last)

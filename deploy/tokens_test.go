@@ -27,6 +27,35 @@ func TestTokenComment(t *testing.T) {
 	}
 }
 
+// TestFillTokensAfterBoot: a restore (after a boot) loads no token of
+// the current window or the one before, which may have been used before
+// the boot; a deploy does, and a restore onto a live set carries it.
+func TestFillTokensAfterBoot(t *testing.T) {
+	pol := irtest.Load(t, `knock udp/62201 secret "/k" opens ssh for 60s`)
+	rs, _ := nft.Lower(pol)
+	key := secret.StandIn("/k")
+	read := func(string) ([]byte, error) { return key, nil }
+	now := time.Date(2026, 12, 1, 10, 0, 10, 0, time.UTC)
+	w := secret.Window(now, 30*time.Second)
+	first := func(boot bool) []byte {
+		out, _, err := fillTokens(rs, nil, now, time.Hour, boot, read)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es := out.Table.Sets[1].Elements
+		if out.Table.Sets[1].Tokens == nil || len(es) == 0 {
+			t.Fatalf("no token set: %+v", out.Table.Sets)
+		}
+		return es[0].Key[:]
+	}
+	if tok := secret.Token(key, w-1); string(first(false)) != string(tok[:]) {
+		t.Error("a deploy does not start at the window before now's")
+	}
+	if tok := secret.Token(key, w+1); string(first(true)) != string(tok[:]) {
+		t.Error("a restore after a boot does not start at the window after now's")
+	}
+}
+
 // tokenElems returns the tokens the live set holds, in hex without
 // leading zeros, as nft lists them.
 func tokenElems(t *testing.T, ns *netns.NS) map[string]bool {
