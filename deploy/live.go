@@ -434,7 +434,19 @@ func restoreBatch(b *nftnl.Batch, l *live, state *live) error {
 	add("restore table "+l.name, m)
 	now := time.Now()
 	for i, s := range l.sets {
-		m, err := strip(s.msg, unix.NFT_MSG_NEWSET, 0, nftaSetHandle, nftaSetType, nftaSetCount)
+		decl := s.msg
+		// A token set's comment records the windows it was loaded
+		// through: the live one's, when it has the same secret, is the
+		// later, and the tokens of those windows come back with it, so
+		// that a renewal does not load them again.
+		if _, _, id, ok := splitTokenComment(s.comment); ok && state != nil {
+			if cur := state.set(s.name); cur != nil && cur.keyType == s.keyType && cur.keyLen == s.keyLen {
+				if _, _, cid, ok := splitTokenComment(cur.comment); ok && cid == id {
+					decl = cur.msg
+				}
+			}
+		}
+		m, err := strip(decl, unix.NFT_MSG_NEWSET, 0, nftaSetHandle, nftaSetType, nftaSetCount)
 		if err != nil {
 			return err
 		}

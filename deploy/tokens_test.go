@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/deploy/nftnl"
 	"kwl.dev/kwl/internal/irtest"
 	"kwl.dev/kwl/internal/netns"
 	"kwl.dev/kwl/secret"
@@ -164,5 +165,47 @@ func TestTokensRenew(t *testing.T) {
 	mustDeploy(t, o, rs)
 	if got = tokenElems(t, ns); len(got) < 20162 {
 		t.Errorf("a week of tokens: %d loaded, want 20162 and the carried ones", len(got))
+	}
+}
+
+// TestRollbackKeepsTokenRecord: a rollback to the table before a renewal
+// keeps the renewal's record of the windows loaded, and the tokens; so a
+// token of those windows used meanwhile is not loaded again by the next
+// renewal.
+func TestRollbackKeepsTokenRecord(t *testing.T) {
+	ns := newNS(t, "tokrb")
+	pol := irtest.Load(t, `knock udp/62201 secret "/etc/kwl/ssh.key" opens ssh for 60s`)
+	rs, _ := nft.Lower(pol)
+	key := []byte("0123456789abcdef0123456789abcdef")
+	t0 := time.Now().Truncate(30 * time.Second).Add(10 * time.Second)
+	o := opts(t, ns)
+	o.Tokens = time.Hour
+	o.Secret = func(string) ([]byte, error) { return key, nil }
+	o.now = func() time.Time { return t0 }
+	mustDeploy(t, o, rs)
+	tg, err := openTarget(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.close()
+	n, _ := nftnl.Convert(rs)
+	old, err := tg.readLive(n.Table.Family, n.Table.Name, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A renewal an hour later, whose window w0+150 is then used.
+	w0 := secret.Window(t0, 30*time.Second)
+	o.now = func() time.Time { return t0.Add(time.Hour) }
+	mustDeploy(t, o, rs)
+	must(t, ns, "nft", "delete", "element", "inet", "kwl", "tokens_ssh", "{", tokenHex(key, w0+150), "}")
+	if err := rollback(tg, n.Table.Family, n.Table.Name, old); err != nil {
+		t.Fatal(err)
+	}
+	if out := nftList(t, ns, "set", "inet", "kwl", "tokens_ssh"); !strings.Contains(out, fmt.Sprintf("through window %d,", w0+240)) {
+		t.Errorf("the rollback lost the renewal's record of its windows:\n%.400s", out)
+	}
+	mustDeploy(t, o, rs)
+	if got := tokenElems(t, ns); got[tokenHex(key, w0+150)] || !got[tokenHex(key, w0+151)] {
+		t.Error("a renewal after the rollback loaded a used token again, or lost the others")
 	}
 }
