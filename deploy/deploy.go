@@ -140,7 +140,7 @@ type Options struct {
 	// now, for tests, is the time tokens are loaded at; nil: time.Now.
 	now func() time.Time
 	// afterBoot is set by Restore: the kernel's state is lost, and token
-	// sets start after now's window (fillTokens).
+	// sets start after now's window (fillTokenSets).
 	afterBoot bool
 }
 
@@ -379,7 +379,7 @@ func limited(n *nftnl.Ruleset) map[string]bool {
 	return m
 }
 
-// fillTokens fills the token sets of *rs (fillTokens) and converts it
+// fillTokens fills the token sets of *rs (fillTokenSets) and converts it
 // again into *n when it has any; it returns the sets whose live elements
 // must not be carried over.
 func (o *Options) fillTokens(rs **nft.Ruleset, n **nftnl.Ruleset, old *live) (map[string]bool, error) {
@@ -397,7 +397,7 @@ func (o *Options) fillTokens(rs **nft.Ruleset, n **nftnl.Ruleset, old *live) (ma
 	if o.now != nil {
 		now = o.now
 	}
-	filled, noCarry, err := fillTokens(*rs, old, now(), ahead, o.afterBoot, read)
+	filled, noCarry, err := fillTokenSets(*rs, old, now(), ahead, o.afterBoot, read)
 	if err != nil || filled == *rs {
 		return nil, err
 	}

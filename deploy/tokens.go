@@ -47,7 +47,7 @@ func splitTokenComment(c string) (base string, last int64, id string, ok bool) {
 	return c[:i], last, key, true
 }
 
-// fillTokens returns rs with the token sets of its secret knocks filled
+// fillTokenSets returns rs with the token sets of its secret knocks filled
 // for a load at now: the tokens of the windows from now's, less the
 // skew, to now+ahead. When the live table has the set, of the same
 // secret, its elements are carried over as they are (a token used up
@@ -58,7 +58,7 @@ func splitTokenComment(c string) (base string, last int64, id string, ok bool) {
 // (afterBoot), a set the live table does not have starts at the window
 // after now's: the tokens of now's window and the one before may have
 // been used before the boot, and the kernel's record of it is gone.
-func fillTokens(rs *nft.Ruleset, old *live, now time.Time, ahead time.Duration, afterBoot bool, read func(string) ([]byte, error)) (out *nft.Ruleset, noCarry map[string]bool, err error) {
+func fillTokenSets(rs *nft.Ruleset, old *live, now time.Time, ahead time.Duration, afterBoot bool, read func(string) ([]byte, error)) (out *nft.Ruleset, noCarry map[string]bool, err error) {
 	var t *nft.Table
 	for i, s := range rs.Table.Sets {
 		if s.Tokens == nil {

@@ -39,7 +39,7 @@ func TestFillTokensAfterBoot(t *testing.T) {
 	now := time.Date(2026, 12, 1, 10, 0, 10, 0, time.UTC)
 	w := secret.Window(now, 30*time.Second)
 	first := func(boot bool) []byte {
-		out, _, err := fillTokens(rs, nil, now, time.Hour, boot, read)
+		out, _, err := fillTokenSets(rs, nil, now, time.Hour, boot, read)
 		if err != nil {
 			t.Fatal(err)
 		}

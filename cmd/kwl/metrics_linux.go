@@ -42,9 +42,9 @@ func writeMetrics(w io.Writer, st *deploy.State, ipt *deploy.IptablesState) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "# HELP kwl_set_elements Elements of a set or recent list of kwl's: open doors, bans, counted sources.\n# TYPE kwl_set_elements gauge\n")
+	fmt.Fprintf(w, "# HELP kwl_set_elements Elements of a set or recent list of kwl's: open doors, bans, counted sources, tokens left.\n# TYPE kwl_set_elements gauge\n")
 	for _, s := range st.Sets {
-		fmt.Fprintf(w, "kwl_set_elements{backend=\"nft\",set=%s} %d\n", quoteLabel(s.Name), len(s.Elements))
+		fmt.Fprintf(w, "kwl_set_elements{backend=\"nft\",set=%s} %d\n", quoteLabel(s.Name), len(s.Elements)+s.Tokens)
 	}
 	for _, l := range ipt.Lists {
 		fmt.Fprintf(w, "kwl_set_elements{backend=\"iptables\",set=%s} %d\n", quoteLabel(l.Name), len(l.Entries))
