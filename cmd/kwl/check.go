@@ -27,6 +27,7 @@ func runCheck(env *cmdEnv, args []string) int {
 	backend := fs.String("backend", "", "lint and test for `nft` or iptables only (default both)")
 	lf := addLintFlags(fs)
 	auditToo := fs.Bool("audit", false, "also run kwl audit's attacks: a scan that opens a door, or a victim banned by forged packets, fails the check")
+	services := fs.String("nmap-services", defaultServices, "with --audit: nmap's table of common ports, `FILE`, as kwl audit reads it; none: no scan of common ports")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -85,7 +86,7 @@ func runCheck(env *cmdEnv, args []string) int {
 			continue
 		}
 		if *auditToo {
-			common, err := commonPorts(defaultServices, 1000)
+			common, err := commonPorts(*services, 1000)
 			var found []audit.Finding
 			if err == nil {
 				found, err = auditPolicy(pol, backends, audit.Options{Trials: 1000, Seed: 1, Common: common})

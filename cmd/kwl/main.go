@@ -52,7 +52,7 @@ var helpTexts embed.FS
 
 func init() {
 	for _, c := range []*command{
-		{name: "check", usage: "kwl check [--backend nft|iptables] [--format text|json] [--strict] [--ignore CODES] [--audit] FILE...",
+		{name: "check", usage: "kwl check [--backend nft|iptables] [--format text|json] [--strict] [--ignore CODES] [--audit [--nmap-services FILE]] FILE...",
 			short: "parse, type-check and lint policies, and run their tests", run: runCheck},
 		{name: "test", usage: "kwl test [--backend nft|iptables] [-v] FILE...",
 			short: "run the test blocks of policies in the simulator", run: runTest},
