@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kwl.dev/kwl/compile/nft"
+	"kwl.dev/kwl/lang"
 	"kwl.dev/kwl/secret"
 )
 
@@ -60,6 +61,7 @@ func splitTokenComment(c string) (base string, last int64, id string, ok bool) {
 // been used before the boot, and the kernel's record of it is gone.
 func fillTokenSets(rs *nft.Ruleset, old *live, now time.Time, ahead time.Duration, afterBoot bool, read func(string) ([]byte, error)) (out *nft.Ruleset, noCarry map[string]bool, err error) {
 	var t *nft.Table
+	ids := map[string]lang.Ref{}
 	for i, s := range rs.Table.Sets {
 		if s.Tokens == nil {
 			continue
@@ -74,6 +76,10 @@ func fillTokenSets(rs *nft.Ruleset, old *live, now time.Time, ahead time.Duratio
 			return nil, nil, fmt.Errorf("%s: %w", s.Origin, err)
 		}
 		id := secret.ID(key)
+		if prev, ok := ids[id]; ok {
+			return nil, nil, fmt.Errorf("%s: the secret in %s is that of the secret knock at %s: a token sent to one could be sent again to the other; give each a secret of its own", s.Origin, s.Tokens.Secret, prev)
+		}
+		ids[id] = s.Origin
 		from, to := s.Tokens.Windows(now, ahead)
 		ls := old.set(s.Name)
 		if ls == nil && afterBoot {

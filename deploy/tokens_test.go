@@ -57,6 +57,21 @@ func TestFillTokensAfterBoot(t *testing.T) {
 	}
 }
 
+// TestFillTokensOneSecretEach: two secret knocks whose files hold the
+// same secret are refused, since a token of one would open the other.
+func TestFillTokensOneSecretEach(t *testing.T) {
+	pol := irtest.Load(t, "knock udp/62201 secret \"/a\" opens ssh for 60s\nknock udp/62202 secret \"/b\" opens http for 60s")
+	rs, _ := nft.Lower(pol)
+	same := func(string) ([]byte, error) { return []byte("0123456789abcdef"), nil }
+	if _, _, err := fillTokenSets(rs, nil, time.Now(), time.Hour, false, same); err == nil || !strings.Contains(err.Error(), "is that of the secret knock at p.kwl:1:1") {
+		t.Errorf("one secret in two files: %v", err)
+	}
+	other := func(p string) ([]byte, error) { return []byte("0123456789abcdef" + p), nil }
+	if _, _, err := fillTokenSets(rs, nil, time.Now(), time.Hour, false, other); err != nil {
+		t.Error(err)
+	}
+}
+
 // tokenElems returns the tokens the live set holds, in hex without
 // leading zeros, as nft lists them.
 func tokenElems(t *testing.T, ns *netns.NS) map[string]bool {

@@ -807,6 +807,22 @@ func (c *checker) secretPorts() {
 			c.errorf(k.pos, ErrSecret, "give each its own port", "%s port %s is the port of the secret knock at line %d", k.kind, k.port, at.Line)
 		}
 	}
+	// A token of one secret knock would open another of the same
+	// secret: a datagram seen on its way to one port, sent to the other.
+	files := map[string]Pos{}
+	for _, d := range c.pol.Doors {
+		if d.Secret == nil {
+			continue
+		}
+		at, ok := files[path.Clean(d.Secret.Path)]
+		switch {
+		case !ok:
+			files[path.Clean(d.Secret.Path)] = d.Pos
+		case at != d.Pos:
+			c.errorf(d.Secret.Pos, ErrSecret, "give each secret knock a secret file of its own",
+				"the secret knock at line %d has the same secret: a token sent to one could be sent again to the other", at.Line)
+		}
+	}
 	for _, ts := range c.tokenSteps {
 		for _, d := range c.pol.Doors {
 			if d.Secret != nil && d.Sequence[0] == ts.step.Port {

@@ -89,6 +89,7 @@ func TestCheckErrors(t *testing.T) {
 		{"secret relative", `knock udp/1 secret "ssh.key" opens ssh for 60s`, "E38", 1, 20, "not an absolute path", "from the root"},
 		{"secret bad string", `knock udp/1 secret "/a\q" opens ssh for 60s`, "E13", 1, 20, "not a valid string", ""},
 		{"secret port shared", "knock udp/1 secret \"/k\" opens ssh for 60s\nclose ssh on udp/1", "E38", 2, 14, "the port of the secret knock at line 1", "its own port"},
+		{"secret shared", "knock udp/1 secret \"/k\" opens ssh for 60s\nknock udp/2 secret \"/x/../k\" opens http for 60s", "E38", 2, 20, "the secret knock at line 1 has the same secret", "a secret file of its own"},
 		{"token on TCP", "knock udp/1 secret \"/k\" opens ssh for 60s\n" + `test "t" { at 0s from 1.2.3.4 tcp/22 token expect drop }`, "E39", 2, 38, "not tcp/22", ""},
 		{"token with data", "knock udp/1 secret \"/k\" opens ssh for 60s\n" + `test "t" { at 0s from 1.2.3.4 udp/1 data token expect drop }`, "E39", 2, 42, "no flow", `drop "data"`},
 		{"token without a secret knock", "knock udp/1 opens ssh for 60s\n" + `test "t" { at 0s from 1.2.3.4 udp/1 token forged expect drop }`, "E39", 2, 37, "no secret knock takes a token on udp/1", ""},

@@ -295,8 +295,9 @@
 //	    burst tokens) and xt_limit (burst credits), so kwl has none
 //	E38 secret on a knock that cannot carry a token: a knock of a TCP
 //	    port or of more than one port, a closing knock, a relative file
-//	    name, within, in, strict, exclusive, ignore or pass, or a port
-//	    another knock or close uses
+//	    name, within, in, strict, exclusive, ignore or pass, a port
+//	    another knock or close uses, or the secret file of another
+//	    secret knock
 //	E39 test step with a token that no secret knock takes, or that is
 //	    not a new UDP datagram
 //	E40 test start that is not a time in UTC, RFC 3339
