@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"kwl.dev/kwl/deploy"
+	"kwl.dev/kwl/lang"
+	"kwl.dev/kwl/secret"
 )
 
 // writeMetrics writes kwl's live state in the Prometheus text exposition
@@ -48,6 +50,19 @@ func writeMetrics(w io.Writer, st *deploy.State, ipt *deploy.IptablesState) {
 	}
 	for _, l := range ipt.Lists {
 		fmt.Fprintf(w, "kwl_set_elements{backend=\"iptables\",set=%s} %d\n", quoteLabel(l.Name), len(l.Entries))
+	}
+	// When a secret knock's tokens run out: alert well before it, for a
+	// renewal that stopped (kwl deploy --renew).
+	head := false
+	for _, s := range st.Sets {
+		if s.LastWindow == 0 {
+			continue
+		}
+		if !head {
+			fmt.Fprintf(w, "# HELP kwl_tokens_until_timestamp_seconds When the loaded tokens of a secret knock run out: a client's knock opens nothing after it.\n# TYPE kwl_tokens_until_timestamp_seconds gauge\n")
+			head = true
+		}
+		fmt.Fprintf(w, "kwl_tokens_until_timestamp_seconds{set=%s} %d\n", quoteLabel(s.Name), secret.Start(s.LastWindow+1, lang.TokenWindow).Unix())
 	}
 }
 

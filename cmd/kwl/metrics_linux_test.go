@@ -18,7 +18,8 @@ func TestMetricsParse(t *testing.T) {
 	st := &deploy.State{Loaded: true,
 		Statements: []deploy.StatementState{{Statement: `knock ssh, line 4`, AdmittedPackets: 3, AdmittedBytes: 180, RefusedPackets: 5, RefusedBytes: 300},
 			{Statement: `odd "quoted" \ name`, RefusedPackets: 1}},
-		Sets: []deploy.SetState{{Name: "door_ssh_4", Elements: []deploy.ElementState{{Key: "198.51.100.10"}, {Key: "198.51.100.11"}}}},
+		Sets: []deploy.SetState{{Name: "door_ssh_4", Elements: []deploy.ElementState{{Key: "198.51.100.10"}, {Key: "198.51.100.11"}}},
+			{Name: "tokens_ssh", Elements: []deploy.ElementState{}, Tokens: 2882, LastWindow: 59012345}},
 	}
 	ipt := &deploy.IptablesState{Lists: []deploy.RecentList{{Name: "kwl_door_ssh_4", Entries: []deploy.RecentEntry{{Source: "198.51.100.10"}}}}}
 	var b strings.Builder
@@ -66,6 +67,8 @@ func TestMetricsParse(t *testing.T) {
 		{"kwl_statement_packets_total", map[string]string{"statement": `odd "quoted" \ name`, "verdict": "refused"}, 1},
 		{"kwl_set_elements", map[string]string{"backend": "nft", "set": "door_ssh_4"}, 2},
 		{"kwl_set_elements", map[string]string{"backend": "iptables", "set": "kwl_door_ssh_4"}, 1},
+		{"kwl_set_elements", map[string]string{"backend": "nft", "set": "tokens_ssh"}, 2882},
+		{"kwl_tokens_until_timestamp_seconds", map[string]string{"set": "tokens_ssh"}, 59012346 * 30},
 	} {
 		if got := value(c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
