@@ -62,7 +62,7 @@ func init() {
 			short: "translate a knockd.conf into a kwl policy", run: runImport},
 		{name: "compile", usage: "kwl compile [--backend nft|iptables] [--family ipv4|ipv6] [--first] FILE",
 			short: "compile a policy to an nftables or iptables ruleset", run: runCompile},
-		{name: "sim", usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
+		{name: "sim", usage: "kwl sim [--backend nft|iptables] [--format text|json] [--host ADDR]... [--secret FILE] [--explain] FILE TRACE\n       kwl sim --compare [flags] OLD NEW TRACE",
 			short: "replay a pcap or pcapng capture through a policy", run: runSim},
 		{name: "audit", usage: "kwl audit [--backend nft|iptables] [--format text|json] [--trials N] [--seed S] [--rate PPS] [--emit DIR] FILE...",
 			short: "attack a policy in the simulator: scans, guessing, forged sources, replay", run: runAudit},

@@ -45,6 +45,7 @@ func runSim(env *cmdEnv, args []string) int {
 	compare := fs.Bool("compare", false, "replay TRACE through two policies: kwl sim --compare OLD NEW TRACE")
 	var hosts hostList
 	fs.Var(&hosts, "host", "the firewall's own `ADDR` (repeatable)")
+	secretFile := fs.String("secret", "", "read secret knocks' secret from `FILE` (default: the files the policy names)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -61,7 +62,7 @@ func runSim(env *cmdEnv, args []string) int {
 			fmt.Fprintf(env.stderr, "usage: kwl sim --compare [--backend nft|iptables] [--format text|json] [--host ADDR]... OLD NEW TRACE\nRun 'kwl help sim' for more.\n")
 			return exitUsage
 		}
-		return runSimCompare(env, *backend, *format, hosts, *progress, fs.Arg(0), fs.Arg(1), fs.Arg(2))
+		return runSimCompare(env, *backend, *format, simOptions(hosts, *secretFile), *progress, fs.Arg(0), fs.Arg(1), fs.Arg(2))
 	}
 	if fs.NArg() != 2 {
 		fmt.Fprintf(env.stderr, "usage: %s\nRun 'kwl help sim' for more.\n", c.usage)
@@ -109,7 +110,10 @@ func runSim(env *cmdEnv, args []string) int {
 	defer stopSignals()
 	r := tf.Reader
 	explainText := *explain && *format == "text"
-	eng, code := simEngine(env, name, src, pol, diags, *backend, hosts, explainText)
+	opts := simOptions(hosts, *secretFile)
+	explained := opts
+	explained.Explain = explainText
+	eng, code := simEngine(env, name, src, pol, diags, *backend, explained)
 	if code >= 0 {
 		return code
 	}
@@ -125,7 +129,7 @@ func runSim(env *cmdEnv, args []string) int {
 	if !noSplit && !explainText {
 		// Explanations are not kept apart (sim.Split): --explain runs
 		// one lane.
-		second, _ = replay.NewEngine(*backend, pol, simOptions(hosts, false))
+		second, _ = replay.NewEngine(*backend, pol, opts)
 	}
 	// --host naming one family's addresses only leaves the other
 	// family's packets to be taken as routed through the firewall.

@@ -22,7 +22,7 @@ import (
 
 // loadSimPolicy loads a policy and its simulator for kwl sim; code >= 0
 // means stop with that exit status.
-func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang.Policy, replay.Engine, int) {
+func loadSimPolicy(env *cmdEnv, name, backend string, opts sim.Options) (*lang.Policy, replay.Engine, int) {
 	src, err := readSource(env, name)
 	if err != nil {
 		return nil, nil, ioError(env, "sim", err)
@@ -32,22 +32,27 @@ func loadSimPolicy(env *cmdEnv, name, backend string, hosts []netip.Addr) (*lang
 	if diags.HasErrors() {
 		return nil, nil, exitFail
 	}
-	eng, code := simEngine(env, name, src, pol, diags, backend, hosts, false)
+	eng, code := simEngine(env, name, src, pol, diags, backend, opts)
 	return pol, eng, code
 }
 
 // simOptions are kwl sim's simulator options: the secret knocks' tokens
-// come from their secret files, as the deployed ruleset's do.
-func simOptions(hosts []netip.Addr, explain bool) sim.Options {
-	return sim.Options{Hosts: hosts, Explain: explain, Secret: secret.Read}
+// come from their secret files, as the deployed ruleset's do, or from
+// the one file --secret names.
+func simOptions(hosts []netip.Addr, secretFile string) sim.Options {
+	read := secret.Read
+	if secretFile != "" {
+		read = func(string) ([]byte, error) { return secret.Read(secretFile) }
+	}
+	return sim.Options{Hosts: hosts, Secret: read}
 }
 
 // simEngine builds the simulator of a loaded policy and prints the
 // backend's diagnostics but those of the load (diags), which they repeat,
 // and those a kwl:ignore comment silences; code >= 0 means stop with that
 // exit status.
-func simEngine(env *cmdEnv, name string, src []byte, pol *lang.Policy, diags lang.Diagnostics, backend string, hosts []netip.Addr, explain bool) (replay.Engine, int) {
-	eng, bdiags := replay.NewEngine(backend, pol, simOptions(hosts, explain))
+func simEngine(env *cmdEnv, name string, src []byte, pol *lang.Policy, diags lang.Diagnostics, backend string, opts sim.Options) (replay.Engine, int) {
+	eng, bdiags := replay.NewEngine(backend, pol, opts)
 	seen := map[lang.Diagnostic]bool{}
 	for _, d := range diags {
 		seen[d] = true
@@ -65,16 +70,16 @@ func simEngine(env *cmdEnv, name string, src []byte, pol *lang.Policy, diags lan
 	return eng, -1
 }
 
-func runSimCompare(env *cmdEnv, backend, format string, hosts []netip.Addr, progress bool, oldName, newName, trace string) int {
+func runSimCompare(env *cmdEnv, backend, format string, opts sim.Options, progress bool, oldName, newName, trace string) int {
 	if oldName == "-" || newName == "-" {
 		fmt.Fprintf(env.stderr, "kwl sim: with --compare, the policies must be files\n")
 		return exitUsage
 	}
-	oldPol, oldEng, code := loadSimPolicy(env, oldName, backend, hosts)
+	oldPol, oldEng, code := loadSimPolicy(env, oldName, backend, opts)
 	if code >= 0 {
 		return code
 	}
-	newPol, newEng, code := loadSimPolicy(env, newName, backend, hosts)
+	newPol, newEng, code := loadSimPolicy(env, newName, backend, opts)
 	if code >= 0 {
 		return code
 	}
